@@ -1,0 +1,47 @@
+//! The engine: routes updates to tracker shards, each owned by one worker, which applies
+//! them to its part of the state cache and hands each changed tracker to the rule
+//! evaluator; a ticker re-evaluates silent trackers. Transitions flow out to the
+//! dispatcher.
+
+use chrono::{DateTime, Utc};
+
+use crate::rules::alert::AlertTransition;
+use crate::state::TrackerState;
+
+/// What a shard does with its trackers once the cache is up to date: the rule evaluator
+/// implements it; the foundation's replay uses [`NoRules`].
+///
+/// `now` is the engine clock: event time in replay, wall time live. `notify` is false for
+/// updates older than `max_event_age`: they change alert state but emit no transition.
+pub trait ShardEvaluator: Send {
+    /// One tracker's data changed.
+    fn on_update(
+        &mut self,
+        tracker: &TrackerState,
+        now: DateTime<Utc>,
+        notify: bool,
+        out: &mut Vec<AlertTransition>,
+    );
+    /// The ticker fired: re-evaluate time-based conditions of silent trackers.
+    fn on_tick(
+        &mut self,
+        trackers: &mut dyn Iterator<Item = &TrackerState>,
+        now: DateTime<Utc>,
+        out: &mut Vec<AlertTransition>,
+    );
+}
+
+/// Evaluates nothing: the cache alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRules;
+
+impl ShardEvaluator for NoRules {
+    fn on_update(&mut self, _: &TrackerState, _: DateTime<Utc>, _: bool, _: &mut Vec<AlertTransition>) {}
+    fn on_tick(
+        &mut self,
+        _: &mut dyn Iterator<Item = &TrackerState>,
+        _: DateTime<Utc>,
+        _: &mut Vec<AlertTransition>,
+    ) {
+    }
+}

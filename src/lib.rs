@@ -1,0 +1,39 @@
+//! navixy-alerts: watches a Navixy fleet in real time and tells people when something
+//! needs attention.
+//!
+//! # Data flow
+//! ```text
+//! source ──frames──> decode ──updates──> state cache ──> rule evaluator ──transitions──> dispatcher ──> channels
+//! ```
+//! - [`source`]: where frames come from: the live Navixy WebSocket (via [`navixy`]), the
+//!   built-in simulator, or a recording (`replay`). Each frame carries its arrival time.
+//! - [`navixy`]: the protocol: frame types and the tolerant decoder, time formats, the
+//!   WebSocket and REST clients, and a Navixy-compatible simulator.
+//! - [`engine`]: maps frames to per-tracker [`state::Update`]s and routes each to the shard
+//!   of its tracker id. A shard is owned by one worker thread: its part of the cache and
+//!   its alert states need no locks. A ticker re-evaluates silent trackers.
+//! - [`state`]: the per-tracker cache: merged latest state, previous state, readings
+//!   merged from deltas, lifecycle, bounded history windows.
+//! - [`rules`]: rule files, one sandboxed Rhai engine with compiled conditions, the alert
+//!   state machine (inactive → pending → firing → resolved), and rule unit tests.
+//! - [`dispatch`]: routes, grouping, dedup, flap damping, silences, and a durable outbox
+//!   in front of each channel (webhook, Slack, email, Alertmanager, stdout).
+//! - [`store`]: SQLite (WAL): alert states, the outbox, the notification log, silences.
+//! - [`server`]: the admin HTTP API and Prometheus metrics.
+//! - [`config`]: the config file; [`cli`] and [`commands`]: what `main` runs.
+//!
+//! Time comes from a [`clock`] so that tests and `replay` run on event time.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod dispatch;
+pub mod engine;
+pub mod navixy;
+pub mod rules;
+pub mod server;
+pub mod source;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,133 @@
+//! What the rule engine hands to the dispatcher: alert transitions, and the persisted
+//! record of a live alert that lets a restart neither re-fire nor forget it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::navixy::messages::{Location, SourceId, TrackerId};
+
+/// An alert's identity: a stable hash of rule name + tracker id (+ key), as 16 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fingerprint(pub String);
+
+impl Fingerprint {
+    /// FNV-1a 64 over the parts, separated so that ("ab", 1) and ("a", "b1") differ.
+    /// Stable across versions and machines: receivers and the store key on it.
+    pub fn new(rule: &str, tracker_id: Option<TrackerId>, key: Option<&str>) -> Fingerprint {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        feed(rule.as_bytes());
+        match tracker_id {
+            Some(id) => feed(id.to_string().as_bytes()),
+            None => feed(b"-"),
+        }
+        if let Some(k) = key {
+            feed(k.as_bytes());
+        }
+        Fingerprint(format!("{h:016x}"))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// The tracker an alert is about, as receivers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackerRef {
+    pub id: TrackerId,
+    pub label: Option<String>,
+    pub source_id: Option<SourceId>,
+}
+
+/// An alert went firing or resolved. Emitted once per change, never per evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertTransition {
+    pub fingerprint: Fingerprint,
+    pub rule: Arc<str>,
+    pub status: AlertStatus,
+    pub severity: Severity,
+    /// `None` for engine alerts (`navixy_source_down`, `navixy_session_closed`).
+    pub tracker: Option<TrackerRef>,
+    /// The value of the rule's `key` expression, when it has one.
+    pub key: Option<String>,
+    /// The rule's labels (not including alertname/tracker/severity).
+    pub labels: BTreeMap<String, String>,
+    /// Rendered annotations (`summary`, `description`, ...).
+    pub annotations: BTreeMap<String, String>,
+    /// The rule's `value` expression at the transition, if any (number, string or bool).
+    pub value: Option<serde_json::Value>,
+    /// When the alert started firing (event-time clock).
+    pub starts_at: DateTime<Utc>,
+    /// When it resolved; `None` while firing.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// The engine clock at the transition.
+    pub at: DateTime<Utc>,
+    /// The tracker's last known position.
+    pub location: Option<Location>,
+    /// Key state fields at the transition (`speed`, `ignition`, `movement_status`, ...).
+    pub state: serde_json::Map<String, serde_json::Value>,
+    /// The rule's own channels, bypassing routes, when it sets them.
+    pub channels: Option<Vec<String>>,
+}
+
+/// A live (pending or firing) alert as persisted, so that a restart resumes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub fingerprint: Fingerprint,
+    pub rule: String,
+    pub tracker_id: Option<TrackerId>,
+    pub key: Option<String>,
+    pub status: AlertStatus,
+    pub starts_at: DateTime<Utc>,
+    /// The last transition, for the admin API.
+    pub last: AlertTransition,
+}

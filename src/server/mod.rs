@@ -1,0 +1,2 @@
+//! The admin HTTP server: health, readiness, Prometheus metrics, alerts, trackers,
+//! silences and reload.

@@ -1,0 +1,114 @@
+//! The per-tracker state cache: merged latest source state, the previous one, lifecycle,
+//! readings merged from deltas, latest iot values, and bounded history windows.
+//!
+//! Each shard owns its trackers' entries outright (no locks); the engine routes every
+//! update to the shard of its tracker id. This module decides what "latest" means: a
+//! compact state never erases what only full states carry, and readings are deltas.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::navixy::messages::{
+    Counter, IotTrackerValues, IotValue, LifecycleKind, ReadingsItem, SensorInput, SourceId,
+    SourceState, StateValue, TrackerId, VirtualSensor,
+};
+
+/// A tracker's lifecycle as Navixy reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lifecycle {
+    #[default]
+    Active,
+    Blocked,
+    Removed,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Active => "active",
+            Lifecycle::Blocked => "blocked",
+            Lifecycle::Removed => "removed",
+        }
+    }
+}
+
+/// Who a tracker is, from `tracker/list` (or just its source id without one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackerInfo {
+    pub id: TrackerId,
+    pub source_id: Option<SourceId>,
+    pub label: Option<String>,
+    pub group_id: Option<i64>,
+}
+
+/// One normalized unit of work for a shard: already mapped to a tracker id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    State {
+        tracker_id: TrackerId,
+        state: Box<SourceState>,
+    },
+    Readings {
+        tracker_id: TrackerId,
+        readings: Box<ReadingsItem>,
+    },
+    Lifecycle {
+        tracker_id: TrackerId,
+        kind: LifecycleKind,
+        at: Option<DateTime<Utc>>,
+    },
+    Iot {
+        tracker_id: TrackerId,
+        values: Box<IotTrackerValues>,
+    },
+}
+
+impl Update {
+    pub fn tracker_id(&self) -> TrackerId {
+        match self {
+            Update::State { tracker_id, .. }
+            | Update::Readings { tracker_id, .. }
+            | Update::Lifecycle { tracker_id, .. }
+            | Update::Iot { tracker_id, .. } => *tracker_id,
+        }
+    }
+}
+
+/// Readings merged from `readings_batch` deltas, each kind keyed by the name rules use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
+    /// Metering sensors by `name` (`lls_level_1`, `board_voltage`).
+    pub inputs: HashMap<String, SensorInput>,
+    /// Discrete state fields by `field` (`obd_mil_status`).
+    pub states: HashMap<String, StateValue>,
+    /// Virtual sensors by `label`.
+    pub virtual_sensors: HashMap<String, VirtualSensor>,
+    /// Counters by `type` (`odometer`, `engine_hours`).
+    pub counters: HashMap<String, Counter>,
+}
+
+/// Everything the engine knows about one tracker.
+#[derive(Debug, Clone, Default)]
+pub struct TrackerState {
+    pub info: Arc<TrackerInfo>,
+    pub lifecycle: Lifecycle,
+    /// False once the source reported it lost (offline connection status, removed).
+    pub online: bool,
+    /// The merged latest source state; `Arc` so rule evaluation shares it without a copy.
+    pub current: Option<Arc<SourceState>>,
+    /// The merged state before the latest state update.
+    pub prev: Option<Arc<SourceState>>,
+    pub readings: Readings,
+    /// The newest value of each iot_monitor attribute.
+    pub iot: HashMap<String, IotValue>,
+    /// Bounded windows of numeric values (see `history`).
+    pub history: history::History,
+    /// Event time of the newest data for this tracker (its own clock, from the device).
+    pub last_data_at: Option<DateTime<Utc>>,
+    /// Bumped on every change, so evaluation can skip trackers whose inputs did not change.
+    pub version: u64,
+}
+
+pub mod history;
