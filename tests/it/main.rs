@@ -1,0 +1,7 @@
+//! The integration suite: one binary, a module per area, real parts on loopback.
+
+mod dispatch;
+mod foundation;
+mod ops;
+mod rules;
+mod source;
