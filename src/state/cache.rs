@@ -52,8 +52,8 @@ impl ShardCache {
         self.trackers.is_empty()
     }
 
-    pub fn history_policy(&self) -> HistoryPolicy {
-        self.history
+    pub fn history_policy(&self) -> &HistoryPolicy {
+        &self.history
     }
 
     /// A new rule set may need longer (or no) windows; existing points are pruned lazily.
@@ -71,27 +71,23 @@ impl ShardCache {
     }
 
     fn entry(&mut self, id: TrackerId) -> &mut TrackerState {
-        self.trackers.entry(id).or_insert_with(|| TrackerState {
-            info: Arc::new(TrackerInfo {
-                id,
-                ..TrackerInfo::default()
-            }),
-            online: true,
-            ..TrackerState::default()
-        })
+        new_entry(&mut self.trackers, id)
     }
 
     /// Applies one update and returns the tracker it changed.
     pub fn apply(&mut self, update: Update) -> &TrackerState {
-        let event_time = update.event_time(self.tz);
-        let tz = self.tz;
-        let policy = self.history;
-        let id = update.tracker_id();
-        let tracker = self.entry(id);
+        let ShardCache {
+            trackers,
+            history: policy,
+            tz,
+        } = self;
+        let tz = *tz;
+        let event_time = update.event_time(tz);
+        let tracker = new_entry(trackers, update.tracker_id());
         match update {
-            Update::State { state, .. } => apply_state(tracker, state, event_time, tz, &policy),
+            Update::State { state, .. } => apply_state(tracker, state, event_time, tz, policy),
             Update::Readings { readings, .. } => {
-                apply_readings(tracker, *readings, event_time, tz, &policy)
+                apply_readings(tracker, *readings, event_time, tz, policy)
             }
             Update::Lifecycle { kind, .. } => apply_lifecycle(tracker, kind),
             Update::Iot { values, .. } => apply_iot(tracker, *values),
@@ -104,6 +100,17 @@ impl ShardCache {
         tracker.version += 1;
         tracker
     }
+}
+
+fn new_entry(trackers: &mut HashMap<TrackerId, TrackerState>, id: TrackerId) -> &mut TrackerState {
+    trackers.entry(id).or_insert_with(|| TrackerState {
+        info: Arc::new(TrackerInfo {
+            id,
+            ..TrackerInfo::default()
+        }),
+        online: true,
+        ..TrackerState::default()
+    })
 }
 
 fn apply_state(

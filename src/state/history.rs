@@ -9,34 +9,56 @@
 //! each other.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How much history a tracker keeps; derived from the rules' longest window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much history a tracker keeps, and of what; derived from the rules: their longest
+/// window, and the names their window helpers read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryPolicy {
     /// Points older than this (relative to the newest point) are dropped, but one point
     /// before the boundary is kept as the window's starting value. Zero disables history.
     pub retention: Duration,
     /// A hard cap per series, whatever the retention.
     pub max_points: usize,
+    /// The series to keep; `None` keeps every numeric value. Rules that only read
+    /// `fuel_drop("lls_level_1", ...)` need no speed history, and memory is the limit.
+    pub only: Option<Arc<[Box<str>]>>,
 }
 
 impl HistoryPolicy {
     pub const DISABLED: HistoryPolicy = HistoryPolicy {
         retention: Duration::ZERO,
         max_points: 0,
+        only: None,
     };
 
-    /// Keeps `retention` of history with a cap suited to one point per second or slower.
+    /// Keeps `retention` of every series with a cap suited to one point per second or slower.
     pub fn for_window(retention: Duration) -> HistoryPolicy {
         HistoryPolicy {
             retention,
             max_points: (retention.as_secs() as usize).clamp(16, 4096),
+            only: None,
         }
+    }
+
+    /// Keeps only the named series.
+    pub fn only(mut self, names: impl IntoIterator<Item = impl Into<Box<str>>>) -> HistoryPolicy {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
     }
 
     pub fn enabled(&self) -> bool {
         !self.retention.is_zero() && self.max_points > 0
+    }
+
+    /// Whether the series `name` is kept at all.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.enabled()
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| &**n == name))
     }
 }
 
@@ -240,7 +262,7 @@ impl History {
 
     /// Records a value; does nothing when the policy disables history.
     pub fn record(&mut self, name: &str, at_ms: i64, value: f64, policy: &HistoryPolicy) {
-        if !policy.enabled() {
+        if !policy.keeps(name) {
             return;
         }
         match self.series.iter_mut().find(|(n, _)| &**n == name) {
@@ -339,6 +361,16 @@ mod tests {
     fn late_and_non_finite_points_are_ignored() {
         let s = series(&[(100, 1.0), (50, 2.0), (200, f64::NAN)]);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_policy_with_names_keeps_only_those() {
+        let policy = HistoryPolicy::for_window(Duration::from_secs(60)).only(["lls_level_1"]);
+        let mut h = History::default();
+        h.record("speed", T0, 50.0, &policy);
+        h.record("lls_level_1", T0, 200.0, &policy);
+        assert!(h.series("speed").is_none());
+        assert_eq!(h.series("lls_level_1").map(Series::len), Some(1));
     }
 
     #[test]
