@@ -8,4 +8,5 @@ pub mod decode;
 pub mod messages;
 pub mod requests;
 pub mod rest;
+pub mod simulator;
 pub mod time;
