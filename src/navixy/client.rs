@@ -221,9 +221,12 @@ pub fn classify(text: &str) -> FrameClass {
     }
 }
 
+/// The raw values of `type` and `event`, when present.
+type Tags<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// The raw string values of the top-level `type` and `event` keys, stopping as soon as
 /// the answer is known. `None` when the text is not a well-formed object up to there.
-fn top_level_tags(b: &[u8]) -> Option<(Option<&[u8]>, Option<&[u8]>)> {
+fn top_level_tags(b: &[u8]) -> Option<Tags<'_>> {
     let mut s = Scanner { b, i: 0 };
     let mut frame_type: Option<&[u8]> = None;
     let mut event: Option<&[u8]> = None;

@@ -23,6 +23,7 @@ pub enum SourceEvent {
     /// The account's trackers from `tracker/list`: sent on each (re)connect before the
     /// frames of that connection, and on each periodic refresh.
     Trackers(Vec<TrackerInfo>),
-    /// An engine alert of the source (`navixy_session_closed`, `navixy_source_down`).
-    Alert(AlertTransition),
+    /// An engine alert of the source (`navixy_session_closed`, `navixy_source_down`);
+    /// boxed because it is rare and large, and frames should not pay for its size.
+    Alert(Box<AlertTransition>),
 }

@@ -795,15 +795,15 @@ impl Runner {
                 let s = TrackerStatus::parse(s);
                 match &s {
                     TrackerStatus::Blocked => blocked.push(id),
-                    TrackerStatus::Unknown | TrackerStatus::Disallowed => {
-                        if self.reported.insert(id) {
-                            warn!(
-                                tracker_id = id,
-                                status = s.as_str(),
-                                event = %event,
-                                "Navixy does not stream this tracker to this account (check source.navixy.trackers)."
-                            );
-                        }
+                    TrackerStatus::Unknown | TrackerStatus::Disallowed
+                        if self.reported.insert(id) =>
+                    {
+                        warn!(
+                            tracker_id = id,
+                            status = s.as_str(),
+                            event = %event,
+                            "Navixy does not stream this tracker to this account (check source.navixy.trackers)."
+                        );
                     }
                     _ => {}
                 }
@@ -827,11 +827,11 @@ impl Runner {
         let Some(recorder) = &mut self.recorder else {
             return;
         };
-        if let Err(e) = recorder.record(at, text) {
-            if !self.record_failed {
-                error!(error = %e, "Recording failed; frames are still processed.");
-                self.record_failed = true;
-            }
+        if let Err(e) = recorder.record(at, text)
+            && !self.record_failed
+        {
+            error!(error = %e, "Recording failed; frames are still processed.");
+            self.record_failed = true;
         }
     }
 }
@@ -910,10 +910,11 @@ impl EngineAlerts {
                     since,
                     session_closed,
                 } => {
-                    if session_closed && self.session_closed_since.is_none() {
-                        if !self.fire(SESSION_CLOSED_ALERT).await {
-                            return;
-                        }
+                    if session_closed
+                        && self.session_closed_since.is_none()
+                        && !self.fire(SESSION_CLOSED_ALERT).await
+                    {
+                        return;
                     }
                     if self.down_since.is_none() {
                         tokio::select! {
@@ -947,7 +948,10 @@ impl EngineAlerts {
         }
         error!(alert = rule, "Engine alert firing.");
         let transition = self.transition(rule, AlertStatus::Firing, now, now);
-        self.tx.send(SourceEvent::Alert(transition)).await.is_ok()
+        self.tx
+            .send(SourceEvent::Alert(Box::new(transition)))
+            .await
+            .is_ok()
     }
 
     async fn resolve_all(&mut self) -> bool {
@@ -959,7 +963,12 @@ impl EngineAlerts {
             if let Some(starts_at) = since {
                 info!(alert = rule, "Engine alert resolved.");
                 let transition = self.transition(rule, AlertStatus::Resolved, starts_at, now);
-                if self.tx.send(SourceEvent::Alert(transition)).await.is_err() {
+                if self
+                    .tx
+                    .send(SourceEvent::Alert(Box::new(transition)))
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
             }
@@ -1082,7 +1091,7 @@ mod tests {
 
     fn alert(event: Option<SourceEvent>) -> AlertTransition {
         match event {
-            Some(SourceEvent::Alert(t)) => t,
+            Some(SourceEvent::Alert(t)) => *t,
             other => panic!("expected an alert, got {other:?}"),
         }
     }

@@ -269,7 +269,7 @@ impl Vehicle {
         let mut rng = Rng::with_seed(mix(seed ^ mix(index as u64 + 1)));
         let n = index + 1;
         let kind = KINDS[index % KINDS.len()];
-        let (lat, lng) = if index % 2 == 0 {
+        let (lat, lng) = if index.is_multiple_of(2) {
             // At the depot, within 200 m of its centre.
             (
                 DEPOT.0 + range(&mut rng, -0.0013, 0.0013),

@@ -239,7 +239,8 @@ pub fn iot_values(v: &Vehicle, fleet: &Fleet) -> IotTrackerValues {
     }
 }
 
-/// One item of a wire batch.
+/// One item of a wire batch; the variant names are the wire's tags.
+#[allow(clippy::enum_variant_names)]
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WireItem<'a> {

@@ -673,11 +673,12 @@ fn build_frames(
     }
     if let Some((ids, format)) = &sub.state {
         for id in ids {
-            if let Some(v) = fleet.by_tracker(*id) {
-                if !v.blocked && v.state_changed_s > since {
-                    let state = frames::source_state(v, fleet, *format, shape);
-                    out.push(frames::event("state", user_time, &state));
-                }
+            if let Some(v) = fleet.by_tracker(*id)
+                && !v.blocked
+                && v.state_changed_s > since
+            {
+                let state = frames::source_state(v, fleet, *format, shape);
+                out.push(frames::event("state", user_time, &state));
             }
         }
     }
