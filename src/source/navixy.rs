@@ -596,6 +596,7 @@ impl Runner {
                 Err(outcome) => return outcome,
             },
         };
+        let mut refresh_in = self.config.tracker_refresh;
         match self.rest.tracker_list(&hash).await {
             Ok(list) => {
                 info!(trackers = list.len(), "Tracker list loaded.");
@@ -609,7 +610,15 @@ impl Runner {
                 self.hash = None;
                 return retry_after_rest(e);
             }
-            Err(e) => warn!(error = %e, "Tracker list unavailable; keeping the previous one."),
+            Err(e) => {
+                // Try again soon rather than at the next periodic refresh.
+                let soon = e
+                    .retry_after()
+                    .unwrap_or_default()
+                    .max(self.config.max_backoff);
+                refresh_in = refresh_in.min(soon);
+                warn!(error = %e, retry_in = ?refresh_in, "Tracker list unavailable; keeping the previous one.");
+            }
         }
         let mut conn = match client::connect(&self.url, self.options.connection).await {
             Ok(conn) => conn,
@@ -632,6 +641,7 @@ impl Runner {
         let refresh = refresh_trackers(
             self.rest.clone(),
             hash,
+            refresh_in,
             self.config.tracker_refresh,
             self.tx.clone(),
             Backoff::new(self.options.initial_backoff, self.config.max_backoff, 7),
@@ -855,17 +865,19 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Refreshes the tracker list every `every` while a connection lives; returns only when
-/// the engine is gone.
+/// Refreshes the tracker list after `first`, then every `every`, while a connection
+/// lives; returns only when the engine is gone. Failures are retried with a backoff that
+/// honours `Retry-After`.
 async fn refresh_trackers(
     rest: RestClient,
     hash: Secret,
+    first: Duration,
     every: Duration,
     tx: mpsc::Sender<SourceEvent>,
     mut backoff: Backoff,
 ) {
-    let every = every.max(Duration::from_secs(1));
-    let mut delay = every;
+    let every = every.max(Duration::from_millis(100));
+    let mut delay = first.max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(delay).await;
         match rest.tracker_list(&hash).await {

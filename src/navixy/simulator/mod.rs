@@ -43,6 +43,9 @@ pub struct SimulatorOptions {
     pub speed: f64,
     /// Malformed frames, wrong types and abrupt drops, now and then.
     pub chaos: bool,
+    /// With `chaos`: real time between two abrupt drops of a connection, drawn uniformly
+    /// from this range.
+    pub chaos_drop_after: (Duration, Duration),
     /// Bare states and separate lifecycle events instead of the wire's tagged items.
     pub documented_shapes: bool,
     /// The heartbeat announced in the Atmosphere line; the server also sends `X` at it.
@@ -62,6 +65,7 @@ impl Default for SimulatorOptions {
             seed: 42,
             speed: 60.0,
             chaos: false,
+            chaos_drop_after: (Duration::from_secs(20), Duration::from_secs(90)),
             documented_shapes: false,
             heartbeat: Duration::from_secs(30),
             start: None,
@@ -96,6 +100,10 @@ impl SimulatorOptions {
         }
         if self.trackers > 1_000_000 {
             return Err(format!("at most 1000000 trackers, not {}", self.trackers));
+        }
+        let (lo, hi) = self.chaos_drop_after;
+        if lo.is_zero() || hi < lo {
+            return Err("chaos_drop_after must be a non-empty range of positive durations".into());
         }
         if self.heartbeat.is_zero() {
             return Err("heartbeat must be positive".into());

@@ -278,8 +278,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let chaos = shared.options.chaos.then(|| {
             let mut rng =
                 fastrand::Rng::with_seed(shared.options.seed ^ id.wrapping_mul(0x9E37_79B9));
-            let first_drop = Instant::now() + Duration::from_secs(rng.u64(20..90));
-            (rng, first_drop)
+            let (lo, hi) = shared.options.chaos_drop_after;
+            let drop_after = lo + hi.saturating_sub(lo).mul_f64(rng.f64());
+            (rng, Instant::now() + drop_after)
         });
         Connection {
             ws,

@@ -73,3 +73,28 @@ async fn oversized_frames_are_skipped_and_counted() {
     })
     .await
 }
+
+#[tokio::test]
+async fn chaos_drops_and_bad_frames_do_not_stop_the_stream() {
+    bounded(async {
+        let sim = simulator(SimulatorOptions {
+            chaos: true,
+            chaos_drop_after: (Duration::from_millis(150), Duration::from_millis(300)),
+            ..sim_options()
+        })
+        .await;
+        let run = start(sim.clone(), config(&sim, &api_key(&sim))).await;
+        run.health.wait_until(|h| h.reconnects() >= 3).await;
+        // Still streaming after the drops, on a new connection each time.
+        run.health.wait_until(|h| h.is_connected()).await;
+        let before = run.health.frames_received();
+        run.health
+            .wait_until(|h| h.frames_received() > before + 2)
+            .await;
+        assert!(sim.stats().connections >= 4);
+        let error = run.health.last_error().unwrap_or_default();
+        assert!(error.contains("WebSocket"), "{error}");
+        run.stop().await;
+    })
+    .await
+}

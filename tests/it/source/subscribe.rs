@@ -187,3 +187,23 @@ async fn the_demo_source_is_one_call() {
     })
     .await
 }
+
+#[tokio::test]
+async fn the_tracker_list_is_refreshed_on_its_interval() {
+    bounded(async {
+        let sim = simulator(sim_options()).await;
+        let extra = format!("{}    tracker_refresh: 200ms\n", api_key(&sim));
+        let mut run = start(sim.clone(), config(&sim, &extra)).await;
+        let mut lists = 0;
+        while lists < 3 {
+            if let SourceEvent::Trackers(list) = run.next().await {
+                assert_eq!(list, sim.trackers());
+                lists += 1;
+            }
+        }
+        assert_eq!(run.health.reconnects(), 0, "refreshes need no reconnect");
+        assert_eq!(sim.stats().connections, 1);
+        run.stop().await;
+    })
+    .await
+}
