@@ -207,3 +207,70 @@ async fn the_tracker_list_is_refreshed_on_its_interval() {
     })
     .await
 }
+
+#[tokio::test]
+async fn the_demo_fleet_shows_its_events_early_over_the_wire() {
+    use navixy_alerts::clock::Clock;
+    use navixy_alerts::navixy::messages::{ConnectionStatus, LifecycleKind};
+    bounded(async {
+        let config: SimulatorConfig = serde_json::from_value(
+            serde_json::json!({"trackers": 20, "seed": 42, "speed": 3600.0}),
+        )
+        .unwrap();
+        let (source, sim) = navixy_alerts::source::navixy::simulated(&config)
+            .await
+            .expect("start the demo");
+        let clock = sim.clock();
+        let start = clock.now();
+        let mut run = start_source(sim.clone(), source);
+        let mut max_speed = 0.0f64;
+        let mut ignition_on = HashMap::new();
+        let mut turned_on = false;
+        let mut offline = false;
+        let mut blocked = false;
+        let mut fuel: HashMap<i64, f64> = HashMap::new();
+        let mut largest_fall = 0.0f64;
+        while clock.now() - start < chrono::Duration::minutes(40) {
+            let (Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. }) =
+                run.next_frame().await
+            else {
+                continue;
+            };
+            for item in items {
+                match item {
+                    BatchItem::State(s) => {
+                        let id = s.source_id.unwrap();
+                        max_speed =
+                            max_speed.max(s.gps.as_ref().and_then(|g| g.speed).unwrap_or(0.0));
+                        let on = s.ignition.unwrap();
+                        turned_on |= on && ignition_on.insert(id, on) == Some(false);
+                        ignition_on.insert(id, on);
+                        offline |= s.connection_status == Some(ConnectionStatus::Offline);
+                    }
+                    BatchItem::Lifecycle(l) => blocked |= l.lifecycle_event == LifecycleKind::Block,
+                    BatchItem::Readings(r) => {
+                        let id = r.tracker_id.unwrap();
+                        for input in r
+                            .inputs
+                            .iter()
+                            .filter(|i| i.name.as_deref() == Some("lls_level_1"))
+                        {
+                            let level = input.value.unwrap();
+                            let peak = fuel.entry(id).or_insert(level);
+                            *peak = peak.max(level);
+                            largest_fall = largest_fall.max(*peak - level);
+                        }
+                    }
+                    BatchItem::Unknown { .. } => panic!("unknown item"),
+                }
+            }
+        }
+        assert!(max_speed > 115.0, "speeding: {max_speed}");
+        assert!(turned_on, "an ignition went on");
+        assert!(offline, "a tracker went offline");
+        assert!(blocked, "a tracker was blocked");
+        assert!(largest_fall > 25.0, "a fuel drain: {largest_fall}");
+        run.stop().await;
+    })
+    .await
+}
