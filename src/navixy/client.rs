@@ -426,9 +426,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 });
             }
             Ok(Some(Err(e))) => return Err(ClientError::Transport(e)),
-            Ok(Some(Ok(Message::Text(text)))) if classify(&text) == FrameClass::Handshake => {
+            Ok(Some(Ok(Message::Text(text))))
+                if classify(&text) == FrameClass::Handshake && conn.apply_handshake(&text) =>
+            {
                 conn.last_received = Instant::now();
-                conn.apply_handshake(&text);
             }
             Ok(Some(Ok(other))) => {
                 conn.last_received = Instant::now();
@@ -438,24 +439,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(conn)
     }
 
-    fn apply_handshake(&mut self, text: &str) {
-        match decode_frame(text) {
-            Ok(Frame::Handshake {
-                tracking_id,
-                heartbeat_ms,
-            }) => {
-                // A zero or absurd interval would spin or never beat: keep it sane.
-                let ms = heartbeat_ms.clamp(100, 10 * 60 * 1000);
-                self.heartbeat = Duration::from_millis(ms);
-                self.next_heartbeat = Instant::now() + self.heartbeat;
-                debug!(tracking_id = %tracking_id, heartbeat_ms = ms, "Atmosphere handshake.");
-                self.tracking_id = Some(tracking_id);
-            }
-            _ => warn!(
-                line = %text.chars().take(80).collect::<String>(),
-                "Unreadable handshake line; keeping the default heartbeat."
-            ),
-        }
+    /// Adopts the heartbeat of an Atmosphere line; false if `text` is not one after all
+    /// (then it is handed on like any bad frame, so the engine counts it).
+    fn apply_handshake(&mut self, text: &str) -> bool {
+        let Ok(Frame::Handshake {
+            tracking_id,
+            heartbeat_ms,
+        }) = decode_frame(text)
+        else {
+            return false;
+        };
+        // A zero or absurd interval would spin or never beat: keep it sane.
+        let ms = heartbeat_ms.clamp(100, 10 * 60 * 1000);
+        self.heartbeat = Duration::from_millis(ms);
+        self.next_heartbeat = Instant::now() + self.heartbeat;
+        debug!(tracking_id = %tracking_id, heartbeat_ms = ms, "Atmosphere handshake.");
+        self.tracking_id = Some(tracking_id);
+        true
     }
 
     /// The heartbeat interval in force.
@@ -523,10 +523,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     match classify(&text) {
                         FrameClass::Heartbeat => continue,
-                        FrameClass::Handshake => {
-                            self.apply_handshake(&text);
-                            continue;
-                        }
+                        FrameClass::Handshake if self.apply_handshake(&text) => continue,
+                        FrameClass::Handshake => return Ok(Incoming::Data(text)),
                         FrameClass::Data => return Ok(Incoming::Data(text)),
                         FrameClass::Control => match decode_frame(&text) {
                             Ok(frame) => return Ok(Incoming::Control { frame, text }),
@@ -758,6 +756,7 @@ mod tests {
             .await
             .unwrap();
         server.send(Message::text("{not json")).await.unwrap();
+        server.send(Message::text("junk|with|pipes")).await.unwrap();
         match conn.next().await.unwrap() {
             Incoming::Skipped { kind, bytes } => {
                 assert_eq!(kind, DecodeErrorKind::Oversized);
@@ -781,6 +780,10 @@ mod tests {
         }
         assert!(
             matches!(conn.next().await.unwrap(), Incoming::Data(ref t) if t.as_str() == "{not json")
+        );
+        // Looks like an Atmosphere line but is not one: handed on, for the engine to count.
+        assert!(
+            matches!(conn.next().await.unwrap(), Incoming::Data(ref t) if t.as_str() == "junk|with|pipes")
         );
     }
 

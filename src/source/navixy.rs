@@ -172,7 +172,8 @@ pub struct HealthSnapshot {
 }
 
 impl SourceHealth {
-    fn new(now: DateTime<Utc>) -> SourceHealth {
+    /// A source that has not connected yet, as of `now`.
+    pub fn new(now: DateTime<Utc>) -> SourceHealth {
         SourceHealth {
             connected: AtomicBool::new(false),
             since_ms: AtomicI64::new(now.timestamp_millis()),
