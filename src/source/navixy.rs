@@ -419,6 +419,7 @@ impl NavixySource {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), SourceError> {
         let rest = RestClient::new(&self.config.api_url, self.options.request_timeout)?;
+        metrics::gauge!(telemetry::SOURCE_UP).set(0.0);
         let started = Instant::now();
         let (link_tx, link_rx) = watch::channel(Link::Down {
             since: started,
