@@ -196,6 +196,8 @@ struct Shared {
     /// Session hashes from `user/auth`; a logout ends them all.
     sessions: Mutex<Vec<String>>,
     api_key_valid: AtomicBool,
+    /// The password `user/auth` accepts now (a user may change it).
+    password: Mutex<String>,
     /// While set, every subscribe is refused with this code.
     refuse: Mutex<Option<i64>>,
     session_rng: Mutex<fastrand::Rng>,
@@ -254,15 +256,16 @@ impl Simulator {
             shared: Arc::new(Shared {
                 clock: SimClock::new(start, options.speed.max(f64::MIN_POSITIVE)),
                 session_rng: Mutex::new(fastrand::Rng::with_seed(options.seed ^ 0x5E55)),
-                options,
                 api_key,
                 fleet: Mutex::new(fleet),
                 sessions: Mutex::new(Vec::new()),
                 api_key_valid: AtomicBool::new(true),
+                password: Mutex::new(options.password.clone()),
                 refuse: Mutex::new(None),
                 hooks,
                 shutdown,
                 counters: Counters::default(),
+                options,
             }),
         }
     }
@@ -348,8 +351,15 @@ impl SimulatorHandle {
         &self.shared.options.login
     }
 
-    pub fn password(&self) -> &str {
-        &self.shared.options.password
+    /// The password `user/auth` accepts now.
+    pub fn password(&self) -> String {
+        self.shared.password.lock().clone()
+    }
+
+    /// Changes the password, as a user who changes theirs (sessions keep working until
+    /// a [`Self::logout`]).
+    pub fn set_password(&self, password: impl Into<String>) {
+        *self.shared.password.lock() = password.into();
     }
 
     pub fn options(&self) -> &SimulatorOptions {

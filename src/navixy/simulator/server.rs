@@ -118,7 +118,7 @@ async fn auth(
     let (Some(login), Some(password)) = (p.get("login"), p.get("password")) else {
         return fail(7);
     };
-    if *login != shared.options.login || *password != shared.options.password {
+    if *login != shared.options.login || *password != *shared.password.lock() {
         return fail(102);
     }
     let hash = {

@@ -220,3 +220,34 @@ async fn logout_without_credentials_raises_session_closed_until_the_key_works() 
     })
     .await
 }
+
+#[tokio::test]
+async fn a_logout_after_a_password_change_raises_session_closed() {
+    bounded(async {
+        let sim = simulator(sim_options()).await;
+        let extra = format!(
+            "    login: {}\n    password: {}\n    source_down_after: 1h\n",
+            sim.login(),
+            sim.password()
+        );
+        let mut run = start(sim.clone(), config(&sim, &extra)).await;
+        run.next_frame().await;
+
+        // The user changed the password elsewhere: the next user/auth is refused.
+        let old = sim.password();
+        sim.set_password("changed");
+        sim.logout();
+        let alert = run.next_alert().await;
+        assert_eq!(alert.rule.as_ref(), "navixy_session_closed");
+        assert_eq!(alert.status, AlertStatus::Firing);
+        assert!(run.health.last_error().unwrap().contains("error 102"));
+
+        sim.set_password(old);
+        let resolved = run.next_alert().await;
+        assert_eq!(resolved.rule.as_ref(), "navixy_session_closed");
+        assert_eq!(resolved.status, AlertStatus::Resolved);
+        assert!(run.health.is_connected());
+        run.stop().await;
+    })
+    .await
+}
