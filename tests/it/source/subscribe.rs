@@ -214,7 +214,9 @@ async fn the_demo_fleet_shows_its_events_early_over_the_wire() {
     use navixy_alerts::navixy::messages::{ConnectionStatus, LifecycleKind};
     bounded(async {
         let config: SimulatorConfig = serde_json::from_value(
-            serde_json::json!({"trackers": 20, "seed": 42, "speed": 3600.0}),
+            // Slow enough that the client subscribes before the first scripted event
+            // (simulated minute 1 is 200 ms away), fast enough to see 12 minutes in 2.4 s.
+            serde_json::json!({"trackers": 20, "seed": 42, "speed": 300.0}),
         )
         .unwrap();
         let (source, sim) = navixy_alerts::source::navixy::simulated(&config)
@@ -230,7 +232,7 @@ async fn the_demo_fleet_shows_its_events_early_over_the_wire() {
         let mut blocked = false;
         let mut fuel: HashMap<i64, f64> = HashMap::new();
         let mut largest_fall = 0.0f64;
-        while clock.now() - start < chrono::Duration::minutes(40) {
+        while clock.now() - start < chrono::Duration::minutes(12) {
             let (Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. }) =
                 run.next_frame().await
             else {
