@@ -661,6 +661,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn classification_never_panics(text in r#"[{}\[\]":,\\ a-z0-9|X]{0,64}"#) {
+            let _ = classify(&text);
+        }
+
+        #[test]
+        fn classification_finds_the_tags_wherever_they_are(
+            event in "[a-z_]{1,12}",
+            padding in "[ \n]{0,3}",
+            data_first in proptest::bool::ANY,
+        ) {
+            let text = if data_first {
+                format!(r#"{{"data":[{{"type":"error"}}],{padding}"event":"{event}","type":"event"}}"#)
+            } else {
+                format!(r#"{{"type":"event",{padding}"event":"{event}","data":[]}}"#)
+            };
+            let expected = if event == "logout" { FrameClass::Control } else { FrameClass::Data };
+            proptest::prop_assert_eq!(classify(&text), expected);
+        }
+    }
+
     async fn pair(
         heartbeat_ms: u64,
         max_frame_bytes: usize,
