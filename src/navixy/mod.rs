@@ -3,6 +3,10 @@
 //!
 //! Nothing here knows about rules or alerts: it speaks Navixy and hands frames on.
 
+pub mod client;
 pub mod decode;
 pub mod messages;
+pub mod requests;
+pub mod rest;
+pub mod simulator;
 pub mod time;

@@ -1,3 +1,29 @@
 //! Where frames come from: the live Navixy WebSocket, the in-process simulator, or a
 //! recording. Every source yields raw text frames with their arrival time; decoding and
 //! everything after is the engine's.
+
+pub mod navixy;
+pub mod recording;
+
+use chrono::{DateTime, Utc};
+
+use crate::rules::alert::AlertTransition;
+use crate::state::TrackerInfo;
+
+/// What a source hands the engine, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceEvent {
+    /// A data frame exactly as received, stamped with its arrival on the engine clock.
+    /// The engine decodes it; control frames (handshake, heartbeat, response, error,
+    /// logout) are the source's own business and do not come here.
+    Frame {
+        received_at: DateTime<Utc>,
+        text: String,
+    },
+    /// The account's trackers from `tracker/list`: sent on each (re)connect before the
+    /// frames of that connection, and on each periodic refresh.
+    Trackers(Vec<TrackerInfo>),
+    /// An engine alert of the source (`navixy_session_closed`, `navixy_source_down`);
+    /// boxed because it is rare and large, and frames should not pay for its size.
+    Alert(Box<AlertTransition>),
+}
