@@ -265,6 +265,36 @@ impl Evaluator {
         }
     }
 
+    /// Evaluates the `when` of every rule that applies to `tracker`, ignoring schedules,
+    /// skipping and alerts; returns how many held. What the benchmark measures: the raw
+    /// cost of conditions over a fleet.
+    pub fn evaluate_conditions(&mut self, tracker: &TrackerState, now: DateTime<Utc>) -> usize {
+        let now_ms = now.timestamp_millis();
+        let set: &RuleSet = &self.rules;
+        script::set_now(&mut self.scope, now_ms.div_euclid(1000));
+        let frame = context::Frame {
+            tracker,
+            now_ms,
+            time_zone: set.time_zone,
+            zones: &set.zones,
+        };
+        let scope = &mut self.scope;
+        context::enter(&frame, || {
+            let mut held = 0;
+            for rule in &set.rules {
+                if !rule.trackers.matches(&tracker.info) {
+                    continue;
+                }
+                if let Ok(v) = script::eval(&set.engine, scope, &rule.when)
+                    && v.as_bool() == Ok(true)
+                {
+                    held += 1;
+                }
+            }
+            held
+        })
+    }
+
     /// Evaluates every applicable rule for one tracker.
     fn evaluate(
         &mut self,
@@ -584,7 +614,7 @@ impl Run<'_, '_> {
         expr: &Expression,
         field: &str,
     ) -> Option<Dynamic> {
-        match script::eval(&self.set.engine, self.scope, &expr.ast) {
+        match script::eval(&self.set.engine, self.scope, expr) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.fault(index, rule, FaultKind::of(&e), field, &e.to_string());

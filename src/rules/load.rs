@@ -15,6 +15,7 @@ use super::faults::FaultLog;
 use super::file::{RuleFile, RuleSpec, TrackerFilterSpec, TrackerPick};
 use super::schedule::Schedule;
 use super::script::engine::{self as script_engine, DynamicNames, WINDOW_HELPERS};
+use super::script::fast::FastExpr;
 use super::script::scan::{self, Usage};
 use super::script::{context, schema};
 use super::set::{Deps, Expression, Rule, RuleSet, TrackerFilter};
@@ -614,7 +615,8 @@ fn compile_rule(
         };
         ast.set_source(name.as_str());
         if expr_ok {
-            compiled.insert(field, Expression { ast });
+            let fast = FastExpr::compile(&text, &params_map);
+            compiled.insert(field, Expression { ast, fast });
         }
     }
     if schedule.is_some() {

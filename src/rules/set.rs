@@ -14,6 +14,7 @@ use super::alert::Severity;
 use super::error::Place;
 use super::faults::FaultLog;
 use super::schedule::Schedule;
+use super::script::fast::FastExpr;
 use super::zones::Zones;
 use crate::state::TrackerInfo;
 use crate::state::history::HistoryPolicy;
@@ -77,10 +78,12 @@ impl TrackerFilter {
     }
 }
 
-/// One compiled expression.
+/// One compiled expression: the Rhai AST, and the same expression for the direct
+/// evaluator when it is in its subset (most conditions are).
 #[derive(Debug, Clone)]
 pub(crate) struct Expression {
     pub ast: AST,
+    pub fast: Option<FastExpr>,
 }
 
 /// One compiled rule.

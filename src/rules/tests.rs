@@ -283,7 +283,7 @@ rules:
     h.readings(2, 5, fuel(170.0, 5));
     let fired: Vec<_> = h.out.clone();
     assert_eq!(h.take(), vec![(5, "drain".into(), 2, AlertStatus::Firing)]);
-    assert_eq!(fired[0].value, Some(serde_json::json!(30.0)));
+    assert_eq!(fired[0].value, Some(serde_json::json!(30)));
     // The window starts with the value before it (190 l from minute 3), so the drop
     // leaves it once the window starts at the last fall, 10 minutes after minute 5.
     h.tick(14);

@@ -205,6 +205,236 @@ pub(crate) static INTERNED: LazyLock<Interned> = LazyLock::new(|| {
     }
 });
 
+/// A value field of a source state: what the Rhai getters and the direct evaluator read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateLeaf {
+    SourceId,
+    ConnectionStatus,
+    MovementStatus,
+    MovementStatusUpdate,
+    Ignition,
+    IgnitionUpdate,
+    LastUpdate,
+    BatteryLevel,
+    BatteryUpdate,
+    InputsUpdate,
+    OutputsUpdate,
+    ActualTrackUpdate,
+    GpsUpdated,
+    GpsSignalLevel,
+    GpsHeading,
+    GpsSpeed,
+    GpsAlt,
+    GpsPrecision,
+    GpsLbs,
+    GpsLat,
+    GpsLng,
+    GsmUpdated,
+    GsmSignalLevel,
+    GsmNetworkName,
+    GsmRoaming,
+    /// `inputs[i]`; out of range (or negative) reads `()`.
+    Input(i64),
+    Output(i64),
+    AdditionalValue(ImmutableString),
+    AdditionalUpdated(ImmutableString),
+}
+
+impl StateLeaf {
+    /// The leaf of a top-level state property.
+    pub fn top(name: &str) -> Option<StateLeaf> {
+        Some(match name {
+            "source_id" => StateLeaf::SourceId,
+            "connection_status" => StateLeaf::ConnectionStatus,
+            "movement_status" => StateLeaf::MovementStatus,
+            "movement_status_update" => StateLeaf::MovementStatusUpdate,
+            "ignition" => StateLeaf::Ignition,
+            "ignition_update" => StateLeaf::IgnitionUpdate,
+            "last_update" => StateLeaf::LastUpdate,
+            "battery_level" => StateLeaf::BatteryLevel,
+            "battery_update" => StateLeaf::BatteryUpdate,
+            "inputs_update" => StateLeaf::InputsUpdate,
+            "outputs_update" => StateLeaf::OutputsUpdate,
+            "actual_track_update" => StateLeaf::ActualTrackUpdate,
+            _ => return None,
+        })
+    }
+
+    /// The leaf of a `gps` property (`location` is an object, not a leaf).
+    pub fn gps(name: &str) -> Option<StateLeaf> {
+        Some(match name {
+            "updated" => StateLeaf::GpsUpdated,
+            "signal_level" => StateLeaf::GpsSignalLevel,
+            "heading" => StateLeaf::GpsHeading,
+            "speed" => StateLeaf::GpsSpeed,
+            "alt" => StateLeaf::GpsAlt,
+            "precision" => StateLeaf::GpsPrecision,
+            "gsm_lbs" => StateLeaf::GpsLbs,
+            _ => return None,
+        })
+    }
+
+    pub fn location(name: &str) -> Option<StateLeaf> {
+        match name {
+            "lat" => Some(StateLeaf::GpsLat),
+            "lng" => Some(StateLeaf::GpsLng),
+            _ => None,
+        }
+    }
+
+    pub fn gsm(name: &str) -> Option<StateLeaf> {
+        Some(match name {
+            "updated" => StateLeaf::GsmUpdated,
+            "signal_level" => StateLeaf::GsmSignalLevel,
+            "network_name" => StateLeaf::GsmNetworkName,
+            "roaming" => StateLeaf::GsmRoaming,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads one value of a state; `()` when absent.
+pub(crate) fn state_leaf(s: &SourceState, fr: &Frame<'_>, leaf: &StateLeaf) -> Dynamic {
+    use StateLeaf as L;
+    let gps = s.gps.as_ref();
+    let gsm = s.gsm.as_ref();
+    let bit = |bits: &Option<Vec<bool>>, i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| bits.as_ref().and_then(|b| b.get(i)))
+            .map_or(Dynamic::UNIT, |b| Dynamic::from_bool(*b))
+    };
+    let additional =
+        |name: &ImmutableString| s.additional.as_ref().and_then(|a| a.get(name.as_str()));
+    match leaf {
+        L::SourceId => opt_int(s.source_id),
+        L::ConnectionStatus => s
+            .connection_status
+            .map_or(Dynamic::UNIT, |c| INTERNED.get(c.as_str())),
+        L::MovementStatus => s
+            .movement_status
+            .map_or(Dynamic::UNIT, |m| INTERNED.get(m.as_str())),
+        L::MovementStatusUpdate => fr.time(s.movement_status_update),
+        L::Ignition => opt_bool(s.ignition),
+        L::IgnitionUpdate => fr.time(s.ignition_update),
+        L::LastUpdate => fr.time(s.last_update),
+        L::BatteryLevel => opt_float(s.battery_level),
+        L::BatteryUpdate => fr.time(s.battery_update),
+        L::InputsUpdate => fr.time(s.inputs_update),
+        L::OutputsUpdate => fr.time(s.outputs_update),
+        L::ActualTrackUpdate => fr.time(s.actual_track_update),
+        L::GpsUpdated => fr.time(gps.and_then(|g| g.updated)),
+        L::GpsSignalLevel => opt_float(gps.and_then(|g| g.signal_level)),
+        L::GpsHeading => opt_float(gps.and_then(|g| g.heading)),
+        L::GpsSpeed => opt_float(gps.and_then(|g| g.speed)),
+        L::GpsAlt => opt_float(gps.and_then(|g| g.alt)),
+        L::GpsPrecision => opt_float(gps.and_then(|g| g.precision)),
+        L::GpsLbs => opt_bool(gps.and_then(|g| g.gsm_lbs)),
+        L::GpsLat => opt_float(gps.and_then(|g| g.location).map(|l| l.lat)),
+        L::GpsLng => opt_float(gps.and_then(|g| g.location).map(|l| l.lng)),
+        L::GsmUpdated => fr.time(gsm.and_then(|g| g.updated)),
+        L::GsmSignalLevel => opt_float(gsm.and_then(|g| g.signal_level)),
+        L::GsmNetworkName => opt_str(gsm.and_then(|g| g.network_name.as_deref())),
+        L::GsmRoaming => opt_bool(gsm.and_then(|g| g.roaming)),
+        L::Input(i) => bit(&s.inputs, *i),
+        L::Output(i) => bit(&s.outputs, *i),
+        L::AdditionalValue(name) => opt_str(additional(name).and_then(|f| f.value.as_deref())),
+        L::AdditionalUpdated(name) => fr.time(additional(name).and_then(|f| f.updated)),
+    }
+}
+
+/// An object of a state, which `== ()` tests for presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateObject {
+    State,
+    Gps,
+    Location,
+    Gsm,
+    Inputs,
+    Outputs,
+    Additional,
+    AdditionalField(ImmutableString),
+}
+
+/// Whether an object of a state is there.
+pub(crate) fn state_present(s: Option<&SourceState>, object: &StateObject) -> bool {
+    let Some(s) = s else {
+        return false;
+    };
+    match object {
+        StateObject::State => true,
+        StateObject::Gps => s.gps.is_some(),
+        StateObject::Location => s.gps.as_ref().and_then(|g| g.location).is_some(),
+        StateObject::Gsm => s.gsm.is_some(),
+        StateObject::Inputs => s.inputs.is_some(),
+        StateObject::Outputs => s.outputs.is_some(),
+        StateObject::Additional => s.additional.is_some(),
+        StateObject::AdditionalField(name) => s
+            .additional
+            .as_ref()
+            .is_some_and(|a| a.contains_key(name.as_str())),
+    }
+}
+
+/// A tracker property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrackerLeaf {
+    Id,
+    SourceId,
+    Label,
+    GroupId,
+    Lifecycle,
+    Online,
+    LastDataAt,
+}
+
+impl TrackerLeaf {
+    pub const ALL: [(&'static str, TrackerLeaf); 7] = [
+        ("id", TrackerLeaf::Id),
+        ("source_id", TrackerLeaf::SourceId),
+        ("label", TrackerLeaf::Label),
+        ("group_id", TrackerLeaf::GroupId),
+        ("lifecycle", TrackerLeaf::Lifecycle),
+        ("online", TrackerLeaf::Online),
+        ("last_data_at", TrackerLeaf::LastDataAt),
+    ];
+
+    pub fn named(name: &str) -> Option<TrackerLeaf> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+    }
+}
+
+pub(crate) fn tracker_leaf(t: &TrackerState, leaf: TrackerLeaf) -> Dynamic {
+    match leaf {
+        TrackerLeaf::Id => Dynamic::from_int(t.info.id),
+        TrackerLeaf::SourceId => opt_int(t.info.source_id),
+        TrackerLeaf::Label => opt_str(t.info.label.as_deref()),
+        TrackerLeaf::GroupId => opt_int(t.info.group_id),
+        TrackerLeaf::Lifecycle => INTERNED.get(t.lifecycle.as_str()),
+        TrackerLeaf::Online => Dynamic::from_bool(t.online),
+        TrackerLeaf::LastDataAt => opt_int(t.last_data_at.map(|t| t.timestamp())),
+    }
+}
+
+/// The fields of a reading (`readings.<name>.<field>`).
+pub(crate) const READING_FIELDS: [&str; 12] = [
+    "value",
+    "converted_value",
+    "min_value",
+    "max_value",
+    "units",
+    "units_type",
+    "label",
+    "name",
+    "field",
+    "type",
+    "sensor_id",
+    "update_time",
+];
+
+/// The fields of an iot attribute (`iot.<name>.<field>`).
+pub(crate) const IOT_FIELDS: [&str; 3] = ["value", "msg_time", "srv_time"];
+
 /// A JSON scalar as Rhai reads it: null is `()`, numbers are INT or FLOAT.
 pub(crate) fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
     match v {
@@ -255,10 +485,11 @@ pub(crate) fn find_reading<'a>(r: &'a Readings, name: &str) -> Option<Reading<'a
 
 /// Reads one field of a reading; `()` when the reading or the field is absent.
 pub(crate) fn reading_field(name: &str, field: &str) -> Dynamic {
-    with(|frame| {
-        let Some(fr) = frame else {
-            return Dynamic::UNIT;
-        };
+    with(|frame| frame.map_or(Dynamic::UNIT, |fr| reading_field_in(fr, name, field)))
+}
+
+pub(crate) fn reading_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
+    {
         let Some(reading) = find_reading(&fr.tracker.readings, name) else {
             return Dynamic::UNIT;
         };
@@ -287,12 +518,16 @@ pub(crate) fn reading_field(name: &str, field: &str) -> Dynamic {
             (Reading::Counter(x), "update_time") => fr.time(x.update_time),
             _ => Dynamic::UNIT,
         }
-    })
+    }
 }
 
 /// Reads one field of an iot_monitor attribute.
 pub(crate) fn iot_field(name: &str, field: &str) -> Dynamic {
-    tracker_field(|t, fr| match t.iot.get(name) {
+    with(|frame| frame.map_or(Dynamic::UNIT, |fr| iot_field_in(fr, name, field)))
+}
+
+pub(crate) fn iot_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
+    match fr.tracker.iot.get(name) {
         None => Dynamic::UNIT,
         Some(v) => match field {
             "value" => json_to_number_or_dynamic(&v.value),
@@ -300,7 +535,7 @@ pub(crate) fn iot_field(name: &str, field: &str) -> Dynamic {
             "srv_time" => fr.time(v.srv_time),
             _ => Dynamic::UNIT,
         },
-    })
+    }
 }
 
 /// A state field named by a path, for `changed("...")`: `ignition`, `gps.speed`,

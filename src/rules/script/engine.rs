@@ -12,12 +12,10 @@ use std::collections::BTreeSet;
 use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, OptimizationLevel};
 
 use super::context::{
-    self, AdditionalFieldView, AdditionalView, BitsView, GpsView, GsmView, INTERNED, IotFieldView,
-    IotView, LocationView, ReadingView, ReadingsView, StateView, TrackerView, Which, opt_bool,
-    opt_float, opt_int, opt_str, state_field, tracker_field,
+    self, AdditionalFieldView, AdditionalView, BitsView, GpsView, GsmView, IotFieldView, IotView,
+    LocationView, ReadingView, ReadingsView, StateLeaf, StateObject, StateView, TrackerLeaf,
+    TrackerView, Which, state_field, tracker_field,
 };
-use crate::navixy::messages::NavixyTime;
-use crate::rules::zones;
 
 /// Operations one evaluation of one expression may take. A condition of a few
 /// comparisons takes 10 to 50; a loop over a few hundred items fits; an endless loop
@@ -98,21 +96,15 @@ macro_rules! register_presence {
 }
 
 fn register_state(engine: &mut Engine, names: &DynamicNames) {
-    macro_rules! state_get {
-        ($name:literal, |$s:ident, $fr:ident| $body:expr) => {
-            engine.register_get($name, |v: &mut StateView| {
-                state_field(v.0, |$s, $fr| {
-                    let _ = &$fr;
-                    $body
-                })
-            });
-        };
+    fn leaf(which: Which, leaf: &StateLeaf) -> Dynamic {
+        state_field(which, |s, fr| context::state_leaf(s, fr, leaf))
     }
+    fn present(which: Which, object: &StateObject) -> bool {
+        context::with(|fr| fr.is_some_and(|fr| context::state_present(fr.source(which), object)))
+    }
+
     engine.register_type_with_name::<StateView>("State");
-    register_presence!(engine, StateView, |v| state_field(v.0, |_, _| {
-        Dynamic::TRUE
-    })
-    .is_bool());
+    register_presence!(engine, StateView, |v| present(v.0, &StateObject::State));
     engine.register_fn("to_string", |v: &mut StateView| {
         state_field(v.0, |s, _| {
             serde_json::to_string(s).unwrap_or_default().into()
@@ -120,24 +112,24 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
         .into_string()
         .unwrap_or_else(|_| "()".into())
     });
-    state_get!("source_id", |s, fr| opt_int(s.source_id));
-    state_get!("connection_status", |s, fr| s
-        .connection_status
-        .map_or(Dynamic::UNIT, |c| INTERNED.get(c.as_str())));
-    state_get!("movement_status", |s, fr| s
-        .movement_status
-        .map_or(Dynamic::UNIT, |m| INTERNED.get(m.as_str())));
-    state_get!("movement_status_update", |s, fr| fr
-        .time(s.movement_status_update));
-    state_get!("ignition", |s, fr| opt_bool(s.ignition));
-    state_get!("ignition_update", |s, fr| fr.time(s.ignition_update));
-    state_get!("last_update", |s, fr| fr.time(s.last_update));
-    state_get!("battery_level", |s, fr| opt_float(s.battery_level));
-    state_get!("battery_update", |s, fr| fr.time(s.battery_update));
-    state_get!("inputs_update", |s, fr| fr.time(s.inputs_update));
-    state_get!("outputs_update", |s, fr| fr.time(s.outputs_update));
-    state_get!("actual_track_update", |s, fr| fr
-        .time(s.actual_track_update));
+    for name in [
+        "source_id",
+        "connection_status",
+        "movement_status",
+        "movement_status_update",
+        "ignition",
+        "ignition_update",
+        "last_update",
+        "battery_level",
+        "battery_update",
+        "inputs_update",
+        "outputs_update",
+        "actual_track_update",
+    ] {
+        if let Some(l) = StateLeaf::top(name) {
+            engine.register_get(name, move |v: &mut StateView| leaf(v.0, &l));
+        }
+    }
     engine
         .register_get("gps", |v: &mut StateView| GpsView(v.0))
         .register_get("gsm", |v: &mut StateView| GsmView(v.0))
@@ -151,85 +143,50 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
             outputs: true,
         });
 
-    // gps
-    macro_rules! gps_get {
-        ($name:literal, |$g:ident| $body:expr) => {
-            engine.register_get($name, |v: &mut GpsView| {
-                state_field(v.0, |s, _| s.gps.as_ref().map_or(Dynamic::UNIT, |$g| $body))
-            });
-        };
-    }
     engine.register_type_with_name::<GpsView>("Gps");
-    register_presence!(engine, GpsView, |v| {
-        state_field(v.0, |s, _| Dynamic::from_bool(s.gps.is_some())).as_bool() == Ok(true)
-    });
-    gps_get!("signal_level", |g| opt_float(g.signal_level));
-    gps_get!("heading", |g| opt_float(g.heading));
-    gps_get!("speed", |g| opt_float(g.speed));
-    gps_get!("alt", |g| opt_float(g.alt));
-    gps_get!("precision", |g| opt_float(g.precision));
-    gps_get!("gsm_lbs", |g| opt_bool(g.gsm_lbs));
-    engine.register_get("updated", |v: &mut GpsView| {
-        state_field(v.0, |s, fr| fr.time(s.gps.as_ref().and_then(|g| g.updated)))
-    });
+    register_presence!(engine, GpsView, |v| present(v.0, &StateObject::Gps));
+    for name in [
+        "updated",
+        "signal_level",
+        "heading",
+        "speed",
+        "alt",
+        "precision",
+        "gsm_lbs",
+    ] {
+        if let Some(l) = StateLeaf::gps(name) {
+            engine.register_get(name, move |v: &mut GpsView| leaf(v.0, &l));
+        }
+    }
     engine.register_get("location", |v: &mut GpsView| LocationView(v.0));
 
     engine.register_type_with_name::<LocationView>("Location");
-    register_presence!(engine, LocationView, |v| {
-        state_field(v.0, |s, _| {
-            Dynamic::from_bool(s.gps.as_ref().and_then(|g| g.location).is_some())
-        })
-        .as_bool()
-            == Ok(true)
-    });
+    register_presence!(engine, LocationView, |v| present(
+        v.0,
+        &StateObject::Location
+    ));
     engine
-        .register_get("lat", |v: &mut LocationView| {
-            state_field(v.0, |s, _| {
-                opt_float(s.gps.as_ref().and_then(|g| g.location).map(|l| l.lat))
-            })
-        })
-        .register_get("lng", |v: &mut LocationView| {
-            state_field(v.0, |s, _| {
-                opt_float(s.gps.as_ref().and_then(|g| g.location).map(|l| l.lng))
-            })
-        });
+        .register_get("lat", |v: &mut LocationView| leaf(v.0, &StateLeaf::GpsLat))
+        .register_get("lng", |v: &mut LocationView| leaf(v.0, &StateLeaf::GpsLng));
 
-    // gsm
     engine.register_type_with_name::<GsmView>("Gsm");
-    register_presence!(engine, GsmView, |v| {
-        state_field(v.0, |s, _| Dynamic::from_bool(s.gsm.is_some())).as_bool() == Ok(true)
-    });
-    engine
-        .register_get("updated", |v: &mut GsmView| {
-            state_field(v.0, |s, fr| fr.time(s.gsm.as_ref().and_then(|g| g.updated)))
-        })
-        .register_get("signal_level", |v: &mut GsmView| {
-            state_field(v.0, |s, _| {
-                opt_float(s.gsm.as_ref().and_then(|g| g.signal_level))
-            })
-        })
-        .register_get("network_name", |v: &mut GsmView| {
-            state_field(v.0, |s, _| {
-                opt_str(s.gsm.as_ref().and_then(|g| g.network_name.as_deref()))
-            })
-        })
-        .register_get("roaming", |v: &mut GsmView| {
-            state_field(v.0, |s, _| opt_bool(s.gsm.as_ref().and_then(|g| g.roaming)))
-        });
+    register_presence!(engine, GsmView, |v| present(v.0, &StateObject::Gsm));
+    for name in ["updated", "signal_level", "network_name", "roaming"] {
+        if let Some(l) = StateLeaf::gsm(name) {
+            engine.register_get(name, move |v: &mut GsmView| leaf(v.0, &l));
+        }
+    }
 
     // inputs / outputs
     engine.register_type_with_name::<BitsView>("Bits");
-    register_presence!(engine, BitsView, |v| {
-        state_field(v.which, |s, _| {
-            Dynamic::from_bool(if v.outputs {
-                s.outputs.is_some()
-            } else {
-                s.inputs.is_some()
-            })
-        })
-        .as_bool()
-            == Ok(true)
-    });
+    register_presence!(engine, BitsView, |v| present(
+        v.which,
+        if v.outputs {
+            &StateObject::Outputs
+        } else {
+            &StateObject::Inputs
+        }
+    ));
     fn bits(v: &BitsView, f: impl FnOnce(&[bool]) -> Dynamic) -> Dynamic {
         let outputs = v.outputs;
         state_field(v.which, move |s, _| {
@@ -239,12 +196,12 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
     }
     engine
         .register_indexer_get(|v: &mut BitsView, i: INT| {
-            bits(v, |b| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| b.get(i))
-                    .map_or(Dynamic::UNIT, |x| Dynamic::from_bool(*x))
-            })
+            let l = if v.outputs {
+                StateLeaf::Output(i)
+            } else {
+                StateLeaf::Input(i)
+            };
+            leaf(v.which, &l)
         })
         .register_get("len", |v: &mut BitsView| {
             bits(v, |b| Dynamic::from_int(b.len() as INT))
@@ -263,9 +220,10 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
 
     // additional
     engine.register_type_with_name::<AdditionalView>("Additional");
-    register_presence!(engine, AdditionalView, |v| {
-        state_field(v.0, |s, _| Dynamic::from_bool(s.additional.is_some())).as_bool() == Ok(true)
-    });
+    register_presence!(engine, AdditionalView, |v| present(
+        v.0,
+        &StateObject::Additional
+    ));
     engine.register_indexer_get(|v: &mut AdditionalView, name: ImmutableString| {
         AdditionalFieldView { which: v.0, name }
     });
@@ -277,53 +235,26 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
         });
     }
     engine.register_type_with_name::<AdditionalFieldView>("AdditionalField");
-    fn additional(
-        v: &AdditionalFieldView,
-        f: impl FnOnce(&crate::navixy::messages::AdditionalField, &context::Frame<'_>) -> Dynamic,
-    ) -> Dynamic {
-        state_field(v.which, |s, fr| {
-            s.additional
-                .as_ref()
-                .and_then(|a| a.get(v.name.as_str()))
-                .map_or(Dynamic::UNIT, |field| f(field, fr))
-        })
-    }
-    register_presence!(engine, AdditionalFieldView, |v| {
-        additional(v, |_, _| Dynamic::TRUE).is_bool()
-    });
+    register_presence!(engine, AdditionalFieldView, |v| present(
+        v.which,
+        &StateObject::AdditionalField(v.name.clone())
+    ));
     engine
         .register_get("value", |v: &mut AdditionalFieldView| {
-            additional(v, |f, _| opt_str(f.value.as_deref()))
+            leaf(v.which, &StateLeaf::AdditionalValue(v.name.clone()))
         })
         .register_get("updated", |v: &mut AdditionalFieldView| {
-            additional(v, |f, fr| fr.time(f.updated))
+            leaf(v.which, &StateLeaf::AdditionalUpdated(v.name.clone()))
         });
 }
 
 fn register_tracker(engine: &mut Engine) {
     engine.register_type_with_name::<TrackerView>("Tracker");
-    engine
-        .register_get("id", |_: &mut TrackerView| {
-            tracker_field(|t, _| Dynamic::from_int(t.info.id))
-        })
-        .register_get("source_id", |_: &mut TrackerView| {
-            tracker_field(|t, _| opt_int(t.info.source_id))
-        })
-        .register_get("label", |_: &mut TrackerView| {
-            tracker_field(|t, _| opt_str(t.info.label.as_deref()))
-        })
-        .register_get("group_id", |_: &mut TrackerView| {
-            tracker_field(|t, _| opt_int(t.info.group_id))
-        })
-        .register_get("lifecycle", |_: &mut TrackerView| {
-            tracker_field(|t, _| INTERNED.get(t.lifecycle.as_str()))
-        })
-        .register_get("online", |_: &mut TrackerView| {
-            tracker_field(|t, _| Dynamic::from_bool(t.online))
-        })
-        .register_get("last_data_at", |_: &mut TrackerView| {
-            tracker_field(|t, _| opt_int(t.last_data_at.map(|t| t.timestamp())))
+    for (name, l) in TrackerLeaf::ALL {
+        engine.register_get(name, move |_: &mut TrackerView| {
+            tracker_field(|t, _| context::tracker_leaf(t, l))
         });
+    }
 }
 
 fn register_readings(engine: &mut Engine, names: &DynamicNames) {
@@ -341,20 +272,7 @@ fn register_readings(engine: &mut Engine, names: &DynamicNames) {
             fr.is_some_and(|fr| context::find_reading(&fr.tracker.readings, &v.name).is_some())
         })
     });
-    for field in [
-        "value",
-        "converted_value",
-        "min_value",
-        "max_value",
-        "units",
-        "units_type",
-        "label",
-        "name",
-        "field",
-        "type",
-        "sensor_id",
-        "update_time",
-    ] {
+    for field in context::READING_FIELDS {
         engine.register_get(field, move |v: &mut ReadingView| {
             context::reading_field(&v.name, field)
         });
@@ -370,18 +288,17 @@ fn register_readings(engine: &mut Engine, names: &DynamicNames) {
     }
     engine.register_type_with_name::<IotFieldView>("IotField");
     register_presence!(engine, IotFieldView, |v| {
-        tracker_field(|t, _| Dynamic::from_bool(t.iot.contains_key(v.name.as_str()))).as_bool()
-            == Ok(true)
+        context::with(|fr| fr.is_some_and(|fr| fr.tracker.iot.contains_key(v.name.as_str())))
     });
-    for field in ["value", "msg_time", "srv_time"] {
+    for field in context::IOT_FIELDS {
         engine.register_get(field, move |v: &mut IotFieldView| {
             context::iot_field(&v.name, field)
         });
     }
 }
 
-/// A number of seconds as Rhai passes it (INT or FLOAT), or `None`.
-fn seconds_of(d: &Dynamic) -> Option<f64> {
+/// A number as Rhai passes it (INT or FLOAT), or `None`.
+pub(crate) fn number_of(d: &Dynamic) -> Option<f64> {
     if let Ok(i) = d.as_int() {
         return Some(i as f64);
     }
@@ -391,7 +308,7 @@ fn seconds_of(d: &Dynamic) -> Option<f64> {
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
 /// Which statistic a window helper computes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Window {
     Delta,
     Fall,
@@ -411,39 +328,138 @@ pub(crate) const WINDOW_HELPERS: [(&str, Window); 6] = [
     ("avg_over", Window::Avg),
 ];
 
-fn window_stat(kind: Window, name: &str, window: &Dynamic) -> RhaiResult {
-    let Some(window_s) = seconds_of(window) else {
-        if window.is_unit() {
-            return Ok(Dynamic::UNIT);
+/// The helpers as plain functions of a frame, shared by the Rhai registrations and the
+/// direct evaluator. An `Err` is the message Rhai raises.
+pub(crate) mod helpers {
+    use rhai::{Dynamic, FLOAT, INT, ImmutableString};
+
+    use super::{Window, number_of};
+    use crate::navixy::messages::NavixyTime;
+    use crate::rules::script::context::{self, Frame, opt_float};
+    use crate::rules::zones;
+
+    /// `seconds`, `minutes`, `hours`: INT stays INT (saturating), FLOAT stays FLOAT.
+    pub fn duration(n: &Dynamic, factor: INT) -> Option<Dynamic> {
+        if let Ok(i) = n.as_int() {
+            return Some(Dynamic::from_int(i.saturating_mul(factor)));
         }
-        return Err(format!(
-            "the window must be a number of seconds such as minutes(10), not {}",
-            window.type_name()
-        )
-        .into());
-    };
-    if !(window_s > 0.0) {
-        return Err(format!("the window must be positive, not {window_s}").into());
+        n.as_float()
+            .ok()
+            .map(|f| Dynamic::from_float(f * factor as FLOAT))
     }
-    let window_ms = (window_s * 1000.0) as i64;
-    Ok(context::with(|fr| {
-        let Some(fr) = fr else {
-            return Dynamic::UNIT;
+
+    fn now_s(fr: &Frame<'_>) -> i64 {
+        fr.now_ms.div_euclid(1000)
+    }
+
+    /// Seconds from a time (epoch seconds, a Navixy time string) to now; `()` for `()`.
+    /// `None` when Rhai has no such overload (another type).
+    pub fn since(fr: &Frame<'_>, t: &Dynamic) -> Option<Result<Dynamic, String>> {
+        if t.is_unit() {
+            return Some(Ok(Dynamic::UNIT));
+        }
+        if let Ok(i) = t.as_int() {
+            return Some(Ok(Dynamic::from_int(now_s(fr) - i)));
+        }
+        if let Ok(f) = t.as_float() {
+            return Some(Ok(Dynamic::from_int(now_s(fr) - f.floor() as i64)));
+        }
+        let text = t.read_lock::<ImmutableString>()?;
+        Some(match NavixyTime::parse(&text) {
+            Some(parsed) => Ok(Dynamic::from_int(
+                now_s(fr) - parsed.to_utc(fr.time_zone).timestamp(),
+            )),
+            None => Err(format!(
+                "since: `{}` is not a time (use epoch seconds or 2026-01-01 10:00:00)",
+                text.as_str()
+            )),
+        })
+    }
+
+    /// Whether the latest state update changed the field at `path`.
+    pub fn changed(fr: &Frame<'_>, path: &str) -> Result<Dynamic, String> {
+        if !context::is_field_path(path) {
+            return Err(format!("changed: `{path}` is not a state field"));
+        }
+        Ok(
+            match (fr.tracker.current.as_deref(), fr.tracker.prev.as_deref()) {
+                (Some(cur), Some(prev)) => Dynamic::from_bool(
+                    context::field_value(cur, path) != context::field_value(prev, path),
+                ),
+                _ => Dynamic::FALSE,
+            },
+        )
+    }
+
+    /// Whether the tracker is inside the zone; `()` without a position.
+    pub fn in_zone(fr: &Frame<'_>, name: &str) -> Result<Dynamic, String> {
+        let zone = fr.zones.get(name).ok_or_else(|| {
+            format!(
+                "in_zone: unknown zone `{name}` (zones: {})",
+                fr.zones.names()
+            )
+        })?;
+        let location = fr
+            .tracker
+            .current
+            .as_deref()
+            .and_then(|s| s.gps.as_ref())
+            .and_then(|g| g.location);
+        Ok(location.map_or(Dynamic::UNIT, |l| {
+            Dynamic::from_bool(zone.contains(l.lat, l.lng))
+        }))
+    }
+
+    pub fn distance(a: &Dynamic, b: &Dynamic, c: &Dynamic, d: &Dynamic) -> Dynamic {
+        match (number_of(a), number_of(b), number_of(c), number_of(d)) {
+            (Some(a), Some(b), Some(c), Some(d)) => {
+                Dynamic::from_float(zones::distance_m(a, b, c, d))
+            }
+            _ => Dynamic::UNIT,
+        }
+    }
+
+    /// A window statistic of a series kept in history; `()` without data.
+    pub fn window(
+        fr: &Frame<'_>,
+        kind: Window,
+        name: &str,
+        window: &Dynamic,
+    ) -> Result<Dynamic, String> {
+        let Some(window_s) = number_of(window) else {
+            if window.is_unit() {
+                return Ok(Dynamic::UNIT);
+            }
+            return Err(format!(
+                "the window must be a number of seconds such as minutes(10), not {}",
+                window.type_name()
+            ));
         };
+        if window_s.is_nan() || window_s <= 0.0 {
+            return Err(format!("the window must be positive, not {window_s}"));
+        }
+        let window_ms = (window_s * 1000.0) as i64;
         let Some(series) = fr.tracker.history.series(name) else {
-            return Dynamic::UNIT;
+            return Ok(Dynamic::UNIT);
         };
         let now = fr.now_ms;
-        let v = match kind {
+        Ok(opt_float(match kind {
             Window::Delta => series.delta(now, window_ms),
             Window::Fall => series.largest_fall(now, window_ms),
             Window::Rise => series.largest_rise(now, window_ms),
             Window::Min => series.min(now, window_ms),
             Window::Max => series.max(now, window_ms),
             Window::Avg => series.avg(now, window_ms),
-        };
-        opt_float(v)
-    }))
+        }))
+    }
+}
+
+/// Runs a helper with the current frame; `()` outside a frame.
+fn in_frame(f: impl FnOnce(&context::Frame<'_>) -> Result<Dynamic, String>) -> RhaiResult {
+    context::with(|fr| match fr {
+        Some(fr) => f(fr).map_err(Into::into),
+        None => Ok(Dynamic::UNIT),
+    })
 }
 
 fn register_helpers(engine: &mut Engine) {
@@ -453,93 +469,27 @@ fn register_helpers(engine: &mut Engine) {
             .register_fn(name, move |n: INT| n.saturating_mul(factor))
             .register_fn(name, move |n: FLOAT| n * factor as FLOAT);
     }
-
-    // since(time): seconds from a time (epoch seconds, or a Navixy time string) to now.
-    fn since_secs(t: f64) -> Dynamic {
-        context::with(|fr| {
-            fr.map_or(Dynamic::UNIT, |fr| {
-                Dynamic::from_int(fr.now_ms.div_euclid(1000) - t.floor() as i64)
-            })
-        })
+    fn since(t: Dynamic) -> RhaiResult {
+        in_frame(|fr| helpers::since(fr, &t).unwrap_or(Ok(Dynamic::UNIT)))
     }
     engine
-        .register_fn("since", |t: INT| since_secs(t as f64))
-        .register_fn("since", |t: FLOAT| since_secs(t))
+        .register_fn("since", |t: INT| since(Dynamic::from_int(t)))
+        .register_fn("since", |t: FLOAT| since(Dynamic::from_float(t)))
         .register_fn("since", |_: ()| ())
-        .register_fn("since", |t: ImmutableString| -> RhaiResult {
-            let parsed = NavixyTime::parse(&t).ok_or_else(|| {
-                format!("since: `{t}` is not a time (use epoch seconds or 2026-01-01 10:00:00)")
-            })?;
-            Ok(context::with(|fr| {
-                fr.map_or(Dynamic::UNIT, |fr| {
-                    let secs = parsed.to_utc(fr.time_zone).timestamp();
-                    Dynamic::from_int(fr.now_ms.div_euclid(1000) - secs)
-                })
-            }))
-        });
-
-    // changed("ignition"): the latest state update changed this field.
-    engine.register_fn("changed", |path: ImmutableString| -> RhaiResult {
-        if !context::is_field_path(&path) {
-            return Err(format!("changed: `{path}` is not a state field").into());
-        }
-        Ok(context::with(|fr| {
-            let Some(fr) = fr else {
-                return Dynamic::UNIT;
-            };
-            match (fr.tracker.current.as_deref(), fr.tracker.prev.as_deref()) {
-                (Some(cur), Some(prev)) => Dynamic::from_bool(
-                    context::field_value(cur, &path) != context::field_value(prev, &path),
-                ),
-                _ => Dynamic::FALSE,
-            }
-        }))
+        .register_fn("since", |t: ImmutableString| since(Dynamic::from(t)));
+    engine.register_fn("changed", |path: ImmutableString| {
+        in_frame(|fr| helpers::changed(fr, &path))
     });
-
-    // in_zone("depot"): the tracker's position is inside the zone; `()` without a fix.
-    engine.register_fn("in_zone", |name: ImmutableString| -> RhaiResult {
-        context::with(|fr| {
-            let Some(fr) = fr else {
-                return Ok(Dynamic::UNIT);
-            };
-            let zone = fr.zones.get(&name).ok_or_else(|| {
-                format!(
-                    "in_zone: unknown zone `{name}` (zones: {})",
-                    fr.zones.names()
-                )
-            })?;
-            let location = fr
-                .tracker
-                .current
-                .as_deref()
-                .and_then(|s| s.gps.as_ref())
-                .and_then(|g| g.location);
-            Ok(location.map_or(Dynamic::UNIT, |l| {
-                Dynamic::from_bool(zone.contains(l.lat, l.lng))
-            }))
-        })
+    engine.register_fn("in_zone", |name: ImmutableString| {
+        in_frame(|fr| helpers::in_zone(fr, &name))
     });
-
     engine.register_fn(
         "distance_m",
-        |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| -> Dynamic {
-            match (
-                seconds_of(&a),
-                seconds_of(&b),
-                seconds_of(&c),
-                seconds_of(&d),
-            ) {
-                (Some(a), Some(b), Some(c), Some(d)) => {
-                    Dynamic::from_float(zones::distance_m(a, b, c, d))
-                }
-                _ => Dynamic::UNIT,
-            }
-        },
+        |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| helpers::distance(&a, &b, &c, &d),
     );
-
     for (name, kind) in WINDOW_HELPERS {
         engine.register_fn(name, move |series: ImmutableString, window: Dynamic| {
-            window_stat(kind, &series, &window)
+            in_frame(|fr| helpers::window(fr, kind, &series, &window))
         });
     }
 }

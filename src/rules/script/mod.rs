@@ -4,10 +4,13 @@
 
 pub(crate) mod context;
 pub(crate) mod engine;
+pub(crate) mod fast;
 pub(crate) mod scan;
 pub(crate) mod schema;
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, INT, Scope};
+
+use super::set::Expression;
 
 /// The number of context entries at the bottom of an evaluation scope
 /// (`state`, `prev`, `tracker`, `readings`, `iot`); `now` follows them.
@@ -20,8 +23,24 @@ pub(crate) fn set_now(scope: &mut Scope<'static>, now_s: INT) {
     scope.push_constant("now", now_s);
 }
 
-/// Evaluates one compiled expression in a shard's scope, leaving the scope as it was.
+/// Evaluates one compiled expression in a shard's scope (inside a frame), leaving the
+/// scope as it was: directly when it is in the fast subset, else (or when the direct
+/// evaluator steps aside) with Rhai.
 pub(crate) fn eval(
+    engine: &Engine,
+    scope: &mut Scope<'static>,
+    expr: &Expression,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    if let Some(fast) = &expr.fast
+        && let Some(Ok(v)) = context::with(|fr| fr.map(|fr| fast.eval(fr)))
+    {
+        return Ok(v);
+    }
+    eval_rhai(engine, scope, &expr.ast)
+}
+
+/// Evaluates with Rhai only.
+pub(crate) fn eval_rhai(
     engine: &Engine,
     scope: &mut Scope<'static>,
     ast: &AST,

@@ -385,9 +385,6 @@ mod tests {
             (zone.name, zone.literal.as_deref()),
             ("in_zone", Some("depot"))
         );
-        let usage = analyse("in_zone(params.zone) && changed(params.field + 1)", &[]);
-        assert_eq!(usage.calls[0].param, Some("zone"));
-        assert_eq!(usage.calls[1].param, None);
         let drop = usage.calls.iter().find(|c| c.name == "fuel_drop").unwrap();
         assert_eq!(drop.args.len(), 2);
         assert_eq!(
@@ -395,6 +392,9 @@ mod tests {
             "minutes(params.w)"
         );
         assert!(usage.names.contains("minutes"));
+        let usage = analyse("in_zone(params.zone) && changed(params.field + 1)", &[]);
+        assert_eq!(usage.calls[0].param, Some("zone"));
+        assert_eq!(usage.calls[1].param, None);
     }
 
     #[test]

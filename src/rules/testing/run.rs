@@ -220,6 +220,12 @@ impl Suite {
             }
             TimeSpec::Seconds(s) => Err(format!("`{s}` is not a time")),
             TimeSpec::Text(text) => {
+                // `-2h`: before the start (a buffered upload's own time, say).
+                if let Some(before) = text.trim().strip_prefix('-')
+                    && let Ok(d) = parse_duration(before)
+                {
+                    return Ok(self.start - chrono::Duration::from_std(d).unwrap_or_default());
+                }
                 if let Ok(d) = parse_duration(text) {
                     return Ok(self.start + chrono::Duration::from_std(d).unwrap_or_default());
                 }
