@@ -1,8 +1,8 @@
 //! Condition evaluations per second with the stock rules over a generated fleet.
 //!
 //! `conditions`: every stock rule's `when` on every tracker (no skipping), the raw cost of
-//! the Rhai conditions and the context getters. `updates`: the evaluator's whole path per
-//! state update (skip logic, state machine), trackers alternating between two states.
+//! the conditions and the context readers. `updates`: a state update through the cache and
+//! the evaluator (skip logic, alert machines). `ticks`: the ticker over the fleet.
 //!
 //! Run: `cargo bench --bench rules`.
 
@@ -162,24 +162,44 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // The evaluator's full path on state updates: two prepared states per tracker, so
-    // each update changes the state (no skipping of state rules).
+    // The whole path of a state update: the cache merges it, the evaluator runs the
+    // rules whose inputs changed and moves the alert machines. Each update is a new
+    // position report with the same statuses, the common case (no transitions).
     let mut cache2 = fleet(&rules);
     let mut evaluator = Evaluator::new(Arc::clone(&rules));
     let mut out = Vec::new();
-    let mut flip = 0i64;
+    let mut second = 0i64;
     group.throughput(Throughput::Elements(TRACKERS as u64));
     group.bench_function("updates", |b| {
         b.iter(|| {
-            flip += 1;
-            let at = now + chrono::Duration::seconds(flip);
+            second += 1;
+            let at = now + chrono::Duration::seconds(second);
             for i in 0..TRACKERS {
+                let mut s = state(i, 10);
+                s.last_update = Some(NavixyTime::Instant(at));
+                if let Some(gps) = s.gps.as_mut() {
+                    gps.updated = Some(NavixyTime::Instant(at));
+                }
                 let tracker = cache2.apply(Update::State {
                     tracker_id: i,
-                    state: Box::new(state(i, 10 + flip % 2)),
+                    state: Box::new(s),
                 });
                 evaluator.on_update(tracker, at, true, &mut out);
             }
+            out.clear();
+        })
+    });
+
+    // A tick over the fleet: rules that read the time run, the others only move their
+    // alerts' clocks.
+    let mut evaluator = Evaluator::new(Arc::clone(&rules));
+    evaluator.on_tick(&mut cache.iter(), now, &mut out);
+    let mut second = 0i64;
+    group.bench_function("ticks", |b| {
+        b.iter(|| {
+            second += 10;
+            let at = now + chrono::Duration::seconds(second);
+            evaluator.on_tick(&mut cache.iter(), at, &mut out);
             out.clear();
         })
     });

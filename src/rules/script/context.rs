@@ -540,6 +540,55 @@ pub(crate) fn iot_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
 
 /// A state field named by a path, for `changed("...")`: `ignition`, `gps.speed`,
 /// `gps.location`, `inputs`, `inputs[2]`, `additional.event_code`, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FieldPath {
+    Leaf(StateLeaf),
+    Inputs,
+    Outputs,
+    Location,
+}
+
+impl FieldPath {
+    /// Parses a path; `None` when it names no field.
+    pub fn parse(path: &str) -> Option<FieldPath> {
+        // `inputs[2]` and `inputs.2` are the same path.
+        let normalized;
+        let path = if path.contains('[') {
+            normalized = path.replace('[', ".").replace(']', "");
+            normalized.as_str()
+        } else {
+            path
+        };
+        let (head, rest) = match path.split_once('.') {
+            Some((h, r)) => (h, Some(r)),
+            None => (path, None),
+        };
+        let index = |i: &str| i.parse::<i64>().ok().filter(|i| *i >= 0);
+        Some(match (head, rest) {
+            ("inputs", None) => FieldPath::Inputs,
+            ("outputs", None) => FieldPath::Outputs,
+            ("inputs", Some(i)) => FieldPath::Leaf(StateLeaf::Input(index(i)?)),
+            ("outputs", Some(i)) => FieldPath::Leaf(StateLeaf::Output(index(i)?)),
+            ("gps", Some("location")) => FieldPath::Location,
+            ("gps", Some(field)) => match field.strip_prefix("location.") {
+                Some(f) => FieldPath::Leaf(StateLeaf::location(f)?),
+                None => FieldPath::Leaf(StateLeaf::gps(field)?),
+            },
+            ("gsm", Some(field)) => FieldPath::Leaf(StateLeaf::gsm(field)?),
+            ("additional", Some(name)) => {
+                let name = name.strip_suffix(".value").unwrap_or(name);
+                if name.is_empty() || name.contains('.') {
+                    return None;
+                }
+                FieldPath::Leaf(StateLeaf::AdditionalValue(name.into()))
+            }
+            (field, None) => FieldPath::Leaf(StateLeaf::top(field)?),
+            _ => return None,
+        })
+    }
+}
+
+/// A field's value for comparison, borrowed from the state (no allocation).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FieldValue<'a> {
     Absent,
@@ -553,96 +602,78 @@ pub(crate) enum FieldValue<'a> {
 
 /// Whether `path` names a state field `changed` can compare.
 pub(crate) fn is_field_path(path: &str) -> bool {
-    field_value(&SourceState::default(), path).is_some()
+    FieldPath::parse(path).is_some()
 }
 
-/// The value at `path`; `None` when the path names no field.
-pub(crate) fn field_value<'a>(s: &'a SourceState, path: &str) -> Option<FieldValue<'a>> {
+/// The value at `path` in a state.
+pub(crate) fn field_value<'a>(s: &'a SourceState, path: &FieldPath) -> FieldValue<'a> {
     use FieldValue as F;
+    use StateLeaf as L;
     let num = |v: Option<f64>| v.map_or(F::Absent, F::Num);
     let boolean = |v: Option<bool>| v.map_or(F::Absent, F::Bool);
     let time = |v: Option<NavixyTime>| v.map_or(F::Absent, F::Time);
     let gps = s.gps.as_ref();
     let gsm = s.gsm.as_ref();
-    let bits = |v: &'a Option<Vec<bool>>, index: Option<&str>| -> Option<FieldValue<'a>> {
-        match index {
-            None => Some(v.as_deref().map_or(F::Absent, F::Bits)),
-            Some(i) => {
-                let i: usize = i.parse().ok()?;
-                Some(
-                    v.as_ref()
-                        .and_then(|b| b.get(i))
-                        .map_or(F::Absent, |b| F::Bool(*b)),
-                )
-            }
-        }
+    let bit = |bits: &Option<Vec<bool>>, i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| bits.as_ref().and_then(|b| b.get(i)))
+            .map_or(F::Absent, |b| F::Bool(*b))
     };
-    // `inputs[2]` and `inputs.2` are the same path.
-    let normalized;
-    let path = if path.contains('[') {
-        normalized = path.replace('[', ".").replace(']', "");
-        normalized.as_str()
-    } else {
-        path
-    };
-    let (head, rest) = match path.split_once('.') {
-        Some((h, r)) => (h, Some(r)),
-        None => (path, None),
-    };
-    Some(match (head, rest) {
-        ("source_id", None) => s.source_id.map_or(F::Absent, |v| F::Num(v as f64)),
-        ("connection_status", None) => s
-            .connection_status
-            .map_or(F::Absent, |v| F::Str(v.as_str())),
-        ("movement_status", None) => s.movement_status.map_or(F::Absent, |v| F::Str(v.as_str())),
-        ("movement_status_update", None) => time(s.movement_status_update),
-        ("ignition", None) => boolean(s.ignition),
-        ("ignition_update", None) => time(s.ignition_update),
-        ("last_update", None) => time(s.last_update),
-        ("battery_level", None) => num(s.battery_level),
-        ("battery_update", None) => time(s.battery_update),
-        ("inputs_update", None) => time(s.inputs_update),
-        ("outputs_update", None) => time(s.outputs_update),
-        ("actual_track_update", None) => time(s.actual_track_update),
-        ("inputs", index) => return bits(&s.inputs, index),
-        ("outputs", index) => return bits(&s.outputs, index),
-        ("gps", Some(field)) => match field {
-            "updated" => time(gps.and_then(|g| g.updated)),
-            "signal_level" => num(gps.and_then(|g| g.signal_level)),
-            "heading" => num(gps.and_then(|g| g.heading)),
-            "speed" => num(gps.and_then(|g| g.speed)),
-            "alt" => num(gps.and_then(|g| g.alt)),
-            "precision" => num(gps.and_then(|g| g.precision)),
-            "gsm_lbs" => boolean(gps.and_then(|g| g.gsm_lbs)),
-            "location" => gps
-                .and_then(|g| g.location)
-                .map_or(F::Absent, |l| F::Point(l.lat, l.lng)),
-            "location.lat" => num(gps.and_then(|g| g.location).map(|l| l.lat)),
-            "location.lng" => num(gps.and_then(|g| g.location).map(|l| l.lng)),
-            _ => return None,
-        },
-        ("gsm", Some(field)) => match field {
-            "updated" => time(gsm.and_then(|g| g.updated)),
-            "signal_level" => num(gsm.and_then(|g| g.signal_level)),
-            "network_name" => gsm
+    match path {
+        FieldPath::Inputs => s.inputs.as_deref().map_or(F::Absent, F::Bits),
+        FieldPath::Outputs => s.outputs.as_deref().map_or(F::Absent, F::Bits),
+        FieldPath::Location => gps
+            .and_then(|g| g.location)
+            .map_or(F::Absent, |l| F::Point(l.lat, l.lng)),
+        FieldPath::Leaf(leaf) => match leaf {
+            L::SourceId => s.source_id.map_or(F::Absent, |v| F::Num(v as f64)),
+            L::ConnectionStatus => s
+                .connection_status
+                .map_or(F::Absent, |v| F::Str(v.as_str())),
+            L::MovementStatus => s.movement_status.map_or(F::Absent, |v| F::Str(v.as_str())),
+            L::MovementStatusUpdate => time(s.movement_status_update),
+            L::Ignition => boolean(s.ignition),
+            L::IgnitionUpdate => time(s.ignition_update),
+            L::LastUpdate => time(s.last_update),
+            L::BatteryLevel => num(s.battery_level),
+            L::BatteryUpdate => time(s.battery_update),
+            L::InputsUpdate => time(s.inputs_update),
+            L::OutputsUpdate => time(s.outputs_update),
+            L::ActualTrackUpdate => time(s.actual_track_update),
+            L::GpsUpdated => time(gps.and_then(|g| g.updated)),
+            L::GpsSignalLevel => num(gps.and_then(|g| g.signal_level)),
+            L::GpsHeading => num(gps.and_then(|g| g.heading)),
+            L::GpsSpeed => num(gps.and_then(|g| g.speed)),
+            L::GpsAlt => num(gps.and_then(|g| g.alt)),
+            L::GpsPrecision => num(gps.and_then(|g| g.precision)),
+            L::GpsLbs => boolean(gps.and_then(|g| g.gsm_lbs)),
+            L::GpsLat => num(gps.and_then(|g| g.location).map(|l| l.lat)),
+            L::GpsLng => num(gps.and_then(|g| g.location).map(|l| l.lng)),
+            L::GsmUpdated => time(gsm.and_then(|g| g.updated)),
+            L::GsmSignalLevel => num(gsm.and_then(|g| g.signal_level)),
+            L::GsmNetworkName => gsm
                 .and_then(|g| g.network_name.as_deref())
                 .map_or(F::Absent, F::Str),
-            "roaming" => boolean(gsm.and_then(|g| g.roaming)),
-            _ => return None,
-        },
-        ("additional", Some(name)) => {
-            let name = name.strip_suffix(".value").unwrap_or(name);
-            if name.is_empty() || name.contains('.') {
-                return None;
-            }
-            s.additional
+            L::GsmRoaming => boolean(gsm.and_then(|g| g.roaming)),
+            L::Input(i) => bit(&s.inputs, *i),
+            L::Output(i) => bit(&s.outputs, *i),
+            L::AdditionalValue(name) | L::AdditionalUpdated(name) => s
+                .additional
                 .as_ref()
-                .and_then(|a| a.get(name))
+                .and_then(|a| a.get(name.as_str()))
                 .and_then(|f| f.value.as_deref())
-                .map_or(F::Absent, F::Str)
-        }
-        _ => return None,
-    })
+                .map_or(F::Absent, F::Str),
+        },
+    }
+}
+
+/// Whether the latest state update changed the field at `path` (false on the first).
+pub(crate) fn changed(tracker: &TrackerState, path: &FieldPath) -> bool {
+    match (tracker.current.as_deref(), tracker.prev.as_deref()) {
+        (Some(cur), Some(prev)) => field_value(cur, path) != field_value(prev, path),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

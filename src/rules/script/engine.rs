@@ -378,17 +378,9 @@ pub(crate) mod helpers {
 
     /// Whether the latest state update changed the field at `path`.
     pub fn changed(fr: &Frame<'_>, path: &str) -> Result<Dynamic, String> {
-        if !context::is_field_path(path) {
-            return Err(format!("changed: `{path}` is not a state field"));
-        }
-        Ok(
-            match (fr.tracker.current.as_deref(), fr.tracker.prev.as_deref()) {
-                (Some(cur), Some(prev)) => Dynamic::from_bool(
-                    context::field_value(cur, path) != context::field_value(prev, path),
-                ),
-                _ => Dynamic::FALSE,
-            },
-        )
+        let path = context::FieldPath::parse(path)
+            .ok_or_else(|| format!("changed: `{path}` is not a state field"))?;
+        Ok(Dynamic::from_bool(context::changed(fr.tracker, &path)))
     }
 
     /// Whether the tracker is inside the zone; `()` without a position.

@@ -70,6 +70,8 @@ enum Node {
     Tracker(TrackerLeaf),
     Reading(ImmutableString, &'static str),
     Iot(ImmutableString, &'static str),
+    /// `changed("literal path")`, parsed once.
+    Changed(context::FieldPath),
     /// `object == ()` (`negated`: `!=`).
     Absent {
         object: Object,
@@ -400,7 +402,13 @@ impl<'t, 'a> Parser<'t, 'a> {
                     (n, 2) => Helper::Window(WINDOW_HELPERS.iter().find(|(h, _)| *h == n)?.1),
                     _ => return None,
                 };
-                Node::Call(helper, args)
+                match (helper, args.as_slice()) {
+                    (Helper::Changed, [Node::Const(path)]) if path.is_string() => {
+                        let path = path.read_lock::<ImmutableString>()?;
+                        Node::Changed(context::FieldPath::parse(&path)?)
+                    }
+                    _ => Node::Call(helper, args),
+                }
             }
             _ => return None,
         };
@@ -594,6 +602,7 @@ fn eval(node: &Node, fr: &Frame<'_>) -> Result<Dynamic, Fallback> {
         Node::Tracker(leaf) => context::tracker_leaf(fr.tracker, *leaf),
         Node::Reading(name, field) => context::reading_field_in(fr, name, field),
         Node::Iot(name, field) => context::iot_field_in(fr, name, field),
+        Node::Changed(path) => Dynamic::from_bool(context::changed(fr.tracker, path)),
         Node::Absent { object, negated } => {
             let present = match object {
                 Object::State(w, o) => context::state_present(fr.source(*w), o),
