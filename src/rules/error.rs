@@ -65,6 +65,17 @@ pub enum RuleError {
 }
 
 impl RuleError {
+    /// Where the error is, when it is in a rule file.
+    pub fn place(&self) -> Option<&Place> {
+        match self {
+            RuleError::Yaml { place, .. }
+            | RuleError::Duplicate { place, .. }
+            | RuleError::Invalid { place, .. }
+            | RuleError::Script { place, .. } => Some(place),
+            _ => None,
+        }
+    }
+
     /// The rule the error is about, when there is one.
     pub fn rule(&self) -> Option<&str> {
         match self {

@@ -129,7 +129,8 @@ pub struct Evaluator {
     /// The shard's one scope: the context markers, `now`, and nothing else between runs.
     scope: Scope<'static>,
     slots: HashMap<TrackerId, Slot>,
-    /// Per rule: the minute its schedule was last checked and the answer.
+    /// Per rule: the second its schedule was last checked and the answer (a zone
+    /// conversion per rule and tracker would cost more than the rule).
     schedule_cache: Vec<(i64, bool)>,
     stats: Vec<RuleStats>,
     /// Evaluations not yet added to the metric (flushed on ticks).
@@ -343,10 +344,10 @@ impl Evaluator {
                 let active = match &rule.schedule {
                     None => true,
                     Some(schedule) => {
-                        let minute = now_ms.div_euclid(60_000);
+                        let second = now_ms.div_euclid(1000);
                         let cached = &mut schedule_cache[index];
-                        if cached.0 != minute {
-                            *cached = (minute, schedule.contains(now));
+                        if cached.0 != second {
+                            *cached = (second, schedule.contains(now));
                         }
                         cached.1
                     }

@@ -116,7 +116,7 @@ impl RuleSet {
         for (path, text) in sources {
             match parse_file(path, text) {
                 Ok(file) => specs.extend(file.rules.into_iter().map(|r| (path.clone(), r))),
-                Err(e) => errors.push(e),
+                Err((place, message)) => errors.push(RuleError::Yaml { place, message }),
             }
         }
 
@@ -173,6 +173,11 @@ impl RuleSet {
             }
         }
         if !errors.is_empty() {
+            // In file order, so a long list reads top to bottom.
+            errors.sort_by(|a, b| {
+                let key = |e: &RuleError| e.place().map(|p| (p.path.clone(), p.line, p.column));
+                key(a).cmp(&key(b))
+            });
             return Err(errors);
         }
         let files: Vec<PathBuf> = {
@@ -291,20 +296,19 @@ fn place<T>(path: &Path, spanned: &serde_saphyr::Spanned<T>) -> Place {
     }
 }
 
-fn parse_file(path: &Path, text: &str) -> Result<RuleFile, RuleError> {
+/// Parses a rule file; the error is the place and message of a `RuleError::Yaml`.
+fn parse_file(path: &Path, text: &str) -> Result<RuleFile, (Place, String)> {
     if text.trim().is_empty() {
         return Ok(RuleFile { rules: Vec::new() });
     }
     serde_saphyr::from_str::<RuleFile>(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        RuleError::Yaml {
-            place: Place {
-                path: path.to_path_buf(),
-                line,
-                column,
-            },
-            message: yaml_message(&e),
-        }
+        let place = Place {
+            path: path.to_path_buf(),
+            line,
+            column,
+        };
+        (place, yaml_message(&e))
     })
 }
 

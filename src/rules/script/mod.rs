@@ -76,10 +76,10 @@ pub(crate) fn to_json(v: &Dynamic) -> Option<serde_json::Value> {
     if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
         return Some(serde_json::Value::String(s.to_string()));
     }
-    if v.is_map() || v.is_array() {
-        if let Ok(j) = rhai::serde::from_dynamic::<serde_json::Value>(v) {
-            return Some(j);
-        }
+    if (v.is_map() || v.is_array())
+        && let Ok(j) = rhai::serde::from_dynamic::<serde_json::Value>(v)
+    {
+        return Some(j);
     }
     Some(serde_json::Value::String(v.to_string()))
 }
