@@ -82,11 +82,17 @@ struct Slot {
 }
 
 impl Slot {
-    /// What changed since the last evaluation, as the dependencies it touches.
+    /// What changed since the last evaluation, as the dependencies it touches. The cache
+    /// bumps `version` once per update, so one step tells a state update (new state
+    /// `Arc`), a tracker change (info, lifecycle, online) and the rest (readings, iot)
+    /// apart.
     fn observe(&mut self, tracker: &TrackerState) -> Deps {
         let changes = match &self.seen {
             None => Deps::ALL,
             Some(seen) if seen.version == tracker.version => Deps::default(),
+            // More than one change since (updates applied without an evaluation between
+            // them): which inputs changed is unknown, so all may have.
+            Some(seen) if tracker.version.wrapping_sub(seen.version) != 1 => Deps::ALL,
             Some(seen) => {
                 let state_changed = match (&seen.state, &tracker.current) {
                     (Some(a), Some(b)) => !Arc::ptr_eq(a, b),

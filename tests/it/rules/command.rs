@@ -144,3 +144,17 @@ fn a_broken_test_file_names_the_place() {
     );
     assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
 }
+
+#[test]
+fn a_recording_is_test_input() {
+    let file = repo().join("tests/data/rules/recording_test.yaml");
+    let (code, stdout, stderr) = run_test(std::slice::from_ref(&file));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "{}\n  PASS  recorded frames run through the rules\n1 passed, 0 failed\n",
+            file.display()
+        )
+    );
+}
