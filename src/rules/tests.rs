@@ -389,3 +389,32 @@ fn unknown_keys_are_yaml_errors_with_position() {
     assert!(errs[0].starts_with("rules/test.yaml:4:5: "), "{}", errs[0]);
     assert!(errs[0].contains("colour"), "{}", errs[0]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+    /// Whatever an operator writes, loading answers with errors, never a panic; and what
+    /// loads evaluates without one.
+    #[test]
+    fn any_expression_loads_or_errors_without_panicking(
+        when in "[a-z_.()\"'`$!=<>&|?+*/%0-9\\[\\] {};é\\\\]{0,60}",
+        snippet in proptest::sample::select(vec![
+            "state.gps.speed", "readings.x.value", "in_zone(\"depot\")", "changed(\"ignition\")",
+            "since(state.last_update)", "fuel_drop(\"lls_level_1\", minutes(10))", "prev == ()",
+        ]),
+    ) {
+        let yaml = format!(
+            "rules:\n  - name: a\n    when: |\n      {when}\n  - name: b\n    when: |\n      {snippet} {when}\n"
+        );
+        if let Ok(set) = load(&yaml) {
+            let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
+            let mut eval = Evaluator::new(Arc::new(set));
+            let mut out = Vec::new();
+            let tracker = cache.apply(Update::State {
+                tracker_id: 1,
+                state: Box::new(SourceState::default()),
+            });
+            eval.on_update(tracker, t0(), true, &mut out);
+            eval.on_tick(&mut cache.iter(), t0() + Duration::minutes(1), &mut out);
+        }
+    }
+}

@@ -167,13 +167,15 @@ fn string_literal(src: &str, mut i: usize, quote: u8) -> (String, usize) {
             return (text, i + 1);
         }
         if c == b'\\' && i + 1 < bytes.len() {
-            match bytes[i + 1] {
-                b'n' => text.push('\n'),
-                b't' => text.push('\t'),
-                b'r' => text.push('\r'),
-                other => text.push(other as char),
-            }
-            i += 2;
+            // The escaped character may be any character, not just a byte.
+            let escaped = src[i + 1..].chars().next().unwrap_or('\\');
+            text.push(match escaped {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                other => other,
+            });
+            i += 1 + escaped.len_utf8();
             continue;
         }
         let ch = src[i..].chars().next().unwrap_or('\u{fffd}');
@@ -402,6 +404,17 @@ mod tests {
         let usage = analyse("`speed ${state.gps.speed} km/h` != \"\"", &["state"]);
         assert_eq!(usage.paths[0].segments, vec!["gps", "speed"]);
         assert!(!usage.names.contains("speed"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(src in "[a-z\\\\\"'`${}()\\[\\].,/*é\\n ]{0,40}") {
+            let usage = analyse(&src, &["state", "params"]);
+            for p in &usage.paths {
+                let _ = line_col(&src, p.start);
+            }
+            let _ = crate::rules::script::fast::FastExpr::compile(&src, &rhai::Map::new());
+        }
     }
 
     #[test]
