@@ -7,9 +7,11 @@
 //! `keep_firing_for`). Rules that read the time (`now`, `since`, history windows, a
 //! schedule) are evaluated every time.
 //!
-//! Stale updates (`notify == false`) move alerts silently. An alert that fired silently
-//! is announced the first time a fresh evaluation finds it still holding, and its resolve
-//! is silent if it never was announced: old data never pages anyone, the present does.
+//! Stale updates (`notify == false`) move alerts silently. An alert that fired on stale
+//! data (also when a tick carries a stale result to `for`) is announced the first time a
+//! fresh evaluation finds it still holding, and ends silently if it never was announced:
+//! old data never pages anyone, the present does. A stale update never resolves an
+//! announced alert itself: the next tick does, so receivers see every alert end.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,6 +73,8 @@ struct LiveAlert {
     clear: Option<bool>,
     /// Whether its firing was sent (false after a silent, stale firing).
     announced: bool,
+    /// Whether `holds` comes from fresh data (an evaluation with `notify`).
+    fresh: bool,
     /// The firing transition, for the store and a reload.
     firing: Option<AlertTransition>,
 }
@@ -224,6 +228,7 @@ impl Evaluator {
                 holds: true,
                 clear: None,
                 announced: true,
+                fresh: true,
                 firing: Some(record.last.clone()),
             });
             restored.resumed += 1;
@@ -398,7 +403,6 @@ impl Run<'_, '_> {
                         key: None,
                     }),
                     Some(true),
-                    false,
                 );
             }
             return;
@@ -409,7 +413,7 @@ impl Run<'_, '_> {
         if !must_eval {
             self.stats[index].skipped += 1;
             if has_live {
-                self.advance(index, rule, slot, None, None, false);
+                self.advance(index, rule, slot, None, None);
             }
             return;
         }
@@ -452,10 +456,11 @@ impl Run<'_, '_> {
                 holds: true,
                 clear: None,
                 announced: false,
+                fresh: self.notify,
                 firing: None,
             });
         }
-        self.advance(index, rule, slot, Some(Outcome { holds, key }), clear, true);
+        self.advance(index, rule, slot, Some(Outcome { holds, key }), clear);
     }
 
     /// Steps every live alert of the rule: with a fresh outcome, or (`None`) with the
@@ -467,7 +472,6 @@ impl Run<'_, '_> {
         slot: &mut Slot,
         outcome: Option<Outcome>,
         clear: Option<bool>,
-        evaluated: bool,
     ) {
         let timing = Timing {
             for_ms: rule.for_.as_millis() as i64,
@@ -487,19 +491,18 @@ impl Run<'_, '_> {
                 } else {
                     None
                 };
+                alert.fresh = self.notify;
             }
+            // Fire only on a result from fresh data: a carried-over stale result fires
+            // silently even on a tick.
+            let announce = self.notify && alert.fresh;
             let step = alert
                 .machine
                 .step(alert.holds, alert.clear, self.now_ms, timing);
             match step {
                 Step::Stay => {
                     // A silent (stale) firing is announced once fresh data confirms it.
-                    if alert.machine.is_firing()
-                        && !alert.announced
-                        && alert.holds
-                        && evaluated
-                        && self.notify
-                    {
+                    if alert.machine.is_firing() && !alert.announced && alert.holds && announce {
                         let t = self.transition(index, rule, alert, AlertStatus::Firing);
                         alert.announced = true;
                         alert.firing = Some(t.clone());
@@ -510,15 +513,18 @@ impl Run<'_, '_> {
                 Step::Fire => {
                     let t = self.transition(index, rule, alert, AlertStatus::Firing);
                     alert.firing = Some(t.clone());
-                    if self.notify {
+                    if announce {
                         alert.announced = true;
                         self.out.push(t);
                     }
                     i += 1;
                 }
+                // An announced alert resolves only where it can be sent: a stale update
+                // leaves it to the next tick (or fresh update), so receivers see it end.
+                Step::Resolve if alert.announced && !self.notify => i += 1,
                 Step::Resolve => {
                     let alert = slot.live.swap_remove(i);
-                    if alert.announced && self.notify {
+                    if alert.announced {
                         let t = self.transition(index, rule, &alert, AlertStatus::Resolved);
                         self.out.push(t);
                     }

@@ -366,3 +366,47 @@ rules:
         ]
     );
 }
+
+#[test]
+fn a_stale_pending_alert_fires_silently_on_the_ticker() {
+    let set = rules(
+        r#"
+rules:
+  - name: speeding
+    when: state.gps.speed > 90
+    for: 1m
+"#,
+    );
+    let mut shard = Shard::new(&set, Box::new(Evaluator::new(Arc::clone(&set))));
+    let now = t0() + Duration::hours(2);
+    // The last point of a buffered upload is over the limit.
+    shard.state(t0(), now, false, json!({"gps": {"speed": 120}}));
+    shard.tick(now + Duration::minutes(1));
+    shard.tick(now + Duration::minutes(5));
+    assert!(shard.take().is_empty());
+}
+
+#[test]
+fn a_stale_update_leaves_the_resolve_of_an_announced_alert_to_the_ticker() {
+    let set = rules(SPEEDING);
+    let mut shard = Shard::new(&set, Box::new(Evaluator::new(Arc::clone(&set))));
+    shard.state(t0(), t0(), true, json!({"gps": {"speed": 120}}));
+    assert_eq!(shard.take().len(), 1);
+    // Data from before the engine saw it firing arrives late and says it ended.
+    let now = t0() + Duration::minutes(30);
+    shard.state(
+        t0() - Duration::minutes(10),
+        now,
+        false,
+        json!({"gps": {"speed": 40}}),
+    );
+    assert!(shard.take().is_empty());
+    shard.tick(now + Duration::seconds(10));
+    assert_eq!(
+        shard.take(),
+        [(
+            r#"2026-01-05T08:30:10Z speeding 21080 "Truck 7" resolved 40"#.to_string(),
+            AlertStatus::Resolved
+        )]
+    );
+}
