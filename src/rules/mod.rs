@@ -3,5 +3,35 @@
 //!
 //! Reads the state cache; never touches the network or the store. Its output is
 //! [`alert::AlertTransition`] values for the dispatcher.
+//!
+//! - [`file`]: the YAML format; [`load`]: globs, parsing, checks, compilation, reporting
+//!   every problem with its file, line, rule and field; [`set`]: the loaded [`RuleSet`].
+//! - [`script`]: the Rhai engine, the context conditions read, the helpers.
+//! - [`eval`]: the per-shard [`Evaluator`] and its live alerts; [`machine`]: the state
+//!   machine; [`render`]: what a transition carries; [`faults`]: errors per rule.
+//! - [`schedule`], [`zones`]: weekly windows and geofences.
+//! - [`testing`]: `navixy-alerts test`; [`format`]: one line per transition.
 
 pub mod alert;
+pub mod error;
+pub mod eval;
+pub mod faults;
+pub mod file;
+pub mod format;
+pub mod load;
+pub(crate) mod machine;
+pub(crate) mod render;
+pub mod schedule;
+pub(crate) mod script;
+pub mod set;
+pub mod testing;
+pub mod zones;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Place, RuleError};
+pub use eval::{Evaluator, Restored, RuleStats, evaluator_factory};
+pub use format::format_transition;
+pub use load::LoadOptions;
+pub use set::{Rule, RuleSet, RuleSummary};

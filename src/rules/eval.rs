@@ -1,0 +1,708 @@
+//! Evaluation: one [`Evaluator`] per shard runs the rules that apply to a tracker each time
+//! its data changes and on every tick, and keeps the shard's live alerts.
+//!
+//! Per tracker it remembers what it last saw (the state `Arc`, the tracker info,
+//! lifecycle, online flag, version), so a rule whose inputs did not change is not
+//! evaluated again: its last result carries over and only time moves its alert (`for`,
+//! `keep_firing_for`). Rules that read the time (`now`, `since`, history windows, a
+//! schedule) are evaluated every time.
+//!
+//! Stale updates (`notify == false`) move alerts silently. An alert that fired on stale
+//! data (also when a tick carries a stale result to `for`) is announced the first time a
+//! fresh evaluation finds it still holding, and ends silently if it never was announced:
+//! old data never pages anyone, the present does. A stale update never resolves an
+//! announced alert itself: the next tick does, so receivers see every alert end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rhai::{Dynamic, Scope};
+
+use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint};
+use super::faults::FaultKind;
+use super::machine::{Machine, Phase, Step, Timing};
+use super::render::{self, RenderInput};
+use super::script::{self, context};
+use super::set::{Deps, Expression, Rule, RuleSet};
+use crate::engine::ShardEvaluator;
+use crate::navixy::messages::{SourceState, TrackerId};
+use crate::state::{Lifecycle, TrackerInfo, TrackerState};
+use crate::telemetry;
+
+/// Counts of one rule's work in this shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    /// Times `when` was evaluated.
+    pub evaluations: u64,
+    /// Times the rule was skipped because its inputs had not changed.
+    pub skipped: u64,
+    /// Faults (errors, exhausted budgets, wrong result types).
+    pub errors: u64,
+}
+
+/// What `restore` did with persisted alerts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Restored {
+    /// Firing alerts resumed: they will not fire again.
+    pub resumed: usize,
+    /// Alerts of rules that are no longer loaded; the caller may resolve them.
+    pub orphaned: Vec<AlertRecord>,
+}
+
+/// What the evaluator last saw of a tracker.
+#[derive(Debug)]
+struct Seen {
+    version: u64,
+    /// Held (not just compared by address) so a freed state cannot alias a new one.
+    state: Option<Arc<SourceState>>,
+    info: Arc<TrackerInfo>,
+    lifecycle: Lifecycle,
+    online: bool,
+}
+
+/// A pending or firing alert.
+#[derive(Debug)]
+struct LiveAlert {
+    rule: usize,
+    key: Option<Arc<str>>,
+    fingerprint: Fingerprint,
+    machine: Machine,
+    /// The latest `when` result for this key and `clear_when` result.
+    holds: bool,
+    clear: Option<bool>,
+    /// Whether its firing was sent (false after a silent, stale firing).
+    announced: bool,
+    /// Whether `holds` comes from fresh data (an evaluation with `notify`).
+    fresh: bool,
+    /// The firing transition, for the store and a reload.
+    firing: Option<AlertTransition>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    seen: Option<Seen>,
+    live: Vec<LiveAlert>,
+}
+
+impl Slot {
+    /// What changed since the last evaluation, as the dependencies it touches. The cache
+    /// bumps `version` once per update, so one step tells a state update (new state
+    /// `Arc`), a tracker change (info, lifecycle, online) and the rest (readings, iot)
+    /// apart.
+    fn observe(&mut self, tracker: &TrackerState) -> Deps {
+        let changes = match &self.seen {
+            None => Deps::ALL,
+            Some(seen) if seen.version == tracker.version => Deps::default(),
+            // More than one change since (updates applied without an evaluation between
+            // them): which inputs changed is unknown, so all may have.
+            Some(seen) if tracker.version.wrapping_sub(seen.version) != 1 => Deps::ALL,
+            Some(seen) => {
+                let state_changed = match (&seen.state, &tracker.current) {
+                    (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                    (None, None) => false,
+                    _ => true,
+                };
+                let tracker_changed = !Arc::ptr_eq(&seen.info, &tracker.info)
+                    || seen.lifecycle != tracker.lifecycle
+                    || seen.online != tracker.online;
+                let mut d = Deps::default();
+                if state_changed {
+                    d |= Deps::STATE;
+                }
+                if tracker_changed {
+                    d |= Deps::TRACKER;
+                }
+                // Neither: readings, iot or history changed.
+                if !state_changed && !tracker_changed {
+                    d |= Deps::DATA;
+                }
+                d
+            }
+        };
+        if changes != Deps::default() {
+            self.seen = Some(Seen {
+                version: tracker.version,
+                state: tracker.current.clone(),
+                info: Arc::clone(&tracker.info),
+                lifecycle: tracker.lifecycle,
+                online: tracker.online,
+            });
+        }
+        changes
+    }
+}
+
+/// One shard's rule evaluator.
+pub struct Evaluator {
+    rules: Arc<RuleSet>,
+    /// The shard's one scope: the context markers, `now`, and nothing else between runs.
+    scope: Scope<'static>,
+    slots: HashMap<TrackerId, Slot>,
+    /// Per rule: the second its schedule was last checked and the answer (a zone
+    /// conversion per rule and tracker would cost more than the rule).
+    schedule_cache: Vec<(i64, bool)>,
+    stats: Vec<RuleStats>,
+    /// Evaluations not yet added to the metric (flushed on ticks).
+    unflushed: Vec<u64>,
+    evaluation_counters: Vec<metrics::Counter>,
+    error_counters: Vec<[Option<metrics::Counter>; FaultKind::ALL.len()]>,
+}
+
+impl std::fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator")
+            .field("rules", &self.rules.len())
+            .field("trackers", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Evaluator {
+    pub fn new(rules: Arc<RuleSet>) -> Evaluator {
+        let n = rules.len();
+        let evaluation_counters = rules
+            .rules
+            .iter()
+            .map(|r| metrics::counter!(telemetry::RULE_EVALUATIONS, "rule" => r.name.to_string()))
+            .collect();
+        Evaluator {
+            scope: script::engine::eval_scope(),
+            slots: HashMap::new(),
+            schedule_cache: vec![(i64::MIN, false); n],
+            stats: vec![RuleStats::default(); n],
+            unflushed: vec![0; n],
+            evaluation_counters,
+            error_counters: (0..n).map(|_| Default::default()).collect(),
+            rules,
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Per-rule counts, in rule order.
+    pub fn stats(&self) -> impl Iterator<Item = (&str, RuleStats)> + '_ {
+        self.rules
+            .rules
+            .iter()
+            .zip(&self.stats)
+            .map(|(r, s)| (&*r.name, *s))
+    }
+
+    /// The counts of one rule.
+    pub fn rule_stats(&self, rule: &str) -> Option<RuleStats> {
+        let i = self.rules.rules.iter().position(|r| &*r.name == rule)?;
+        Some(self.stats[i])
+    }
+
+    /// Resumes alerts persisted before a restart (or kept across a reload): a firing
+    /// alert stays firing without firing again, and resolves normally later.
+    pub fn restore(&mut self, records: &[AlertRecord]) -> Restored {
+        let mut restored = Restored::default();
+        for record in records {
+            if record.status != AlertStatus::Firing {
+                continue;
+            }
+            let (Some(rule), Some(tracker_id)) = (
+                self.rules
+                    .rules
+                    .iter()
+                    .position(|r| *r.name == *record.rule),
+                record.tracker_id,
+            ) else {
+                restored.orphaned.push(record.clone());
+                continue;
+            };
+            let slot = self.slots.entry(tracker_id).or_default();
+            let key: Option<Arc<str>> = record.key.as_deref().map(Arc::from);
+            if slot.live.iter().any(|a| a.rule == rule && a.key == key) {
+                continue;
+            }
+            slot.live.push(LiveAlert {
+                rule,
+                key,
+                fingerprint: record.fingerprint.clone(),
+                machine: Machine::restored(record.starts_at.timestamp_millis()),
+                holds: true,
+                clear: None,
+                announced: true,
+                fresh: true,
+                firing: Some(record.last.clone()),
+            });
+            restored.resumed += 1;
+        }
+        restored
+    }
+
+    /// The firing alerts that were announced, as records: what `restore` takes back after
+    /// a reload, and what the store should hold.
+    pub fn firing(&self) -> Vec<AlertRecord> {
+        let mut out = Vec::new();
+        for (tracker_id, slot) in &self.slots {
+            for a in &slot.live {
+                let (Phase::Firing { starts_at_ms }, true, Some(last)) =
+                    (a.machine.phase, a.announced, &a.firing)
+                else {
+                    continue;
+                };
+                out.push(AlertRecord {
+                    fingerprint: a.fingerprint.clone(),
+                    rule: self.rules.rules[a.rule].name.to_string(),
+                    tracker_id: Some(*tracker_id),
+                    key: a.key.as_deref().map(str::to_string),
+                    status: AlertStatus::Firing,
+                    starts_at: ms_to_time(starts_at_ms),
+                    last: last.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        out
+    }
+
+    /// Live (pending or firing) alerts in this shard.
+    pub fn live_count(&self) -> usize {
+        self.slots.values().map(|s| s.live.len()).sum()
+    }
+
+    /// Adds the evaluation counts to the metric.
+    pub fn flush_metrics(&mut self) {
+        for (i, n) in self.unflushed.iter_mut().enumerate() {
+            if *n > 0 {
+                self.evaluation_counters[i].increment(*n);
+                *n = 0;
+            }
+        }
+    }
+
+    /// Evaluates the `when` of every rule that applies to `tracker`, ignoring schedules,
+    /// skipping and alerts; returns how many held. What the benchmark measures: the raw
+    /// cost of conditions over a fleet.
+    pub fn evaluate_conditions(&mut self, tracker: &TrackerState, now: DateTime<Utc>) -> usize {
+        let now_ms = now.timestamp_millis();
+        let set: &RuleSet = &self.rules;
+        script::set_now(&mut self.scope, now_ms.div_euclid(1000));
+        let frame = context::Frame {
+            tracker,
+            now_ms,
+            time_zone: set.time_zone,
+            zones: &set.zones,
+        };
+        let scope = &mut self.scope;
+        context::enter(&frame, || {
+            let mut held = 0;
+            for rule in &set.rules {
+                if !rule.trackers.matches(&tracker.info) {
+                    continue;
+                }
+                if let Ok(v) = script::eval(&set.engine, scope, &rule.when)
+                    && v.as_bool() == Ok(true)
+                {
+                    held += 1;
+                }
+            }
+            held
+        })
+    }
+
+    /// Evaluates every applicable rule for one tracker.
+    fn evaluate(
+        &mut self,
+        tracker: &TrackerState,
+        now: DateTime<Utc>,
+        notify: bool,
+        out: &mut Vec<AlertTransition>,
+    ) {
+        let now_ms = now.timestamp_millis();
+        let Evaluator {
+            rules,
+            scope,
+            slots,
+            schedule_cache,
+            stats,
+            unflushed,
+            error_counters,
+            ..
+        } = self;
+        let set: &RuleSet = rules;
+        let slot = slots.entry(tracker.info.id).or_default();
+        let changes = slot.observe(tracker);
+        script::set_now(scope, now_ms.div_euclid(1000));
+        let frame = context::Frame {
+            tracker,
+            now_ms,
+            time_zone: set.time_zone,
+            zones: &set.zones,
+        };
+        let mut run = Run {
+            set,
+            scope,
+            tracker,
+            now_ms,
+            notify,
+            stats,
+            unflushed,
+            error_counters,
+            out,
+        };
+        context::enter(&frame, || {
+            for (index, rule) in set.rules.iter().enumerate() {
+                if !rule.trackers.matches(&tracker.info) {
+                    continue;
+                }
+                let active = match &rule.schedule {
+                    None => true,
+                    Some(schedule) => {
+                        let second = now_ms.div_euclid(1000);
+                        let cached = &mut schedule_cache[index];
+                        if cached.0 != second {
+                            *cached = (second, schedule.contains(now));
+                        }
+                        cached.1
+                    }
+                };
+                run.rule(index, rule, slot, changes, active);
+            }
+        });
+    }
+}
+
+/// One tracker's evaluation: what every rule step needs, borrowed from the evaluator.
+struct Run<'a, 'o> {
+    set: &'a RuleSet,
+    scope: &'a mut Scope<'static>,
+    tracker: &'a TrackerState,
+    now_ms: i64,
+    notify: bool,
+    stats: &'a mut [RuleStats],
+    unflushed: &'a mut [u64],
+    error_counters: &'a mut [[Option<metrics::Counter>; FaultKind::ALL.len()]],
+    out: &'o mut Vec<AlertTransition>,
+}
+
+/// The result of `when` (and `key`) at one evaluation.
+struct Outcome {
+    holds: bool,
+    key: Option<Arc<str>>,
+}
+
+impl Run<'_, '_> {
+    fn rule(&mut self, index: usize, rule: &Rule, slot: &mut Slot, changes: Deps, active: bool) {
+        let has_live = slot.live.iter().any(|a| a.rule == index);
+        if !active {
+            // Outside its schedule a rule is not watching: its alerts stop holding.
+            if has_live {
+                self.advance(
+                    index,
+                    rule,
+                    slot,
+                    Some(Outcome {
+                        holds: false,
+                        key: None,
+                    }),
+                    Some(true),
+                );
+            }
+            return;
+        }
+        // A tracker seen for the first time runs every rule, even constant ones.
+        let must_eval =
+            changes == Deps::ALL || rule.deps.contains(Deps::TIME) || rule.deps.intersects(changes);
+        if !must_eval {
+            self.stats[index].skipped += 1;
+            if has_live {
+                self.advance(index, rule, slot, None, None);
+            }
+            return;
+        }
+        self.stats[index].evaluations += 1;
+        self.unflushed[index] += 1;
+        let Some(holds) = self.condition(index, rule, &rule.when, "when") else {
+            return;
+        };
+        let key = match (&rule.key, holds) {
+            (Some(expr), true) => match self.eval(index, rule, expr, "key") {
+                Some(v) if v.is_unit() => None,
+                Some(v) => Some(Arc::from(key_text(&v).as_str())),
+                None => return,
+            },
+            _ => None,
+        };
+        // `clear_when` matters only for firing alerts that no longer hold.
+        let needs_clear = slot
+            .live
+            .iter()
+            .any(|a| a.rule == index && a.machine.is_firing() && !(holds && a.key == key));
+        let clear = match (&rule.clear_when, needs_clear) {
+            (Some(expr), true) => match self.condition(index, rule, expr, "clear_when") {
+                Some(c) => Some(c),
+                None => return,
+            },
+            (Some(_), false) => Some(false),
+            (None, _) => None,
+        };
+        if holds && !slot.live.iter().any(|a| a.rule == index && a.key == key) {
+            slot.live.push(LiveAlert {
+                rule: index,
+                fingerprint: Fingerprint::new(
+                    &rule.name,
+                    Some(self.tracker.info.id),
+                    key.as_deref(),
+                ),
+                key: key.clone(),
+                machine: Machine::pending(self.now_ms),
+                holds: true,
+                clear: None,
+                announced: false,
+                fresh: self.notify,
+                firing: None,
+            });
+        }
+        self.advance(index, rule, slot, Some(Outcome { holds, key }), clear);
+    }
+
+    /// Steps every live alert of the rule: with a fresh outcome, or (`None`) with the
+    /// results each alert last saw.
+    fn advance(
+        &mut self,
+        index: usize,
+        rule: &Rule,
+        slot: &mut Slot,
+        outcome: Option<Outcome>,
+        clear: Option<bool>,
+    ) {
+        let timing = Timing {
+            for_ms: rule.for_.as_millis() as i64,
+            keep_firing_for_ms: rule.keep_firing_for.as_millis() as i64,
+        };
+        let mut i = 0;
+        while i < slot.live.len() {
+            if slot.live[i].rule != index {
+                i += 1;
+                continue;
+            }
+            let alert = &mut slot.live[i];
+            if let Some(o) = &outcome {
+                alert.holds = o.holds && alert.key == o.key;
+                alert.clear = if rule.clear_when.is_some() {
+                    clear
+                } else {
+                    None
+                };
+                alert.fresh = self.notify;
+            }
+            // Fire only on a result from fresh data: a carried-over stale result fires
+            // silently even on a tick.
+            let announce = self.notify && alert.fresh;
+            let step = alert
+                .machine
+                .step(alert.holds, alert.clear, self.now_ms, timing);
+            match step {
+                Step::Stay => {
+                    // A silent (stale) firing is announced once fresh data confirms it.
+                    if alert.machine.is_firing() && !alert.announced && alert.holds && announce {
+                        let t = self.transition(index, rule, alert, AlertStatus::Firing);
+                        alert.announced = true;
+                        alert.firing = Some(t.clone());
+                        self.out.push(t);
+                    }
+                    i += 1;
+                }
+                Step::Fire => {
+                    let t = self.transition(index, rule, alert, AlertStatus::Firing);
+                    alert.firing = Some(t.clone());
+                    if announce {
+                        alert.announced = true;
+                        self.out.push(t);
+                    }
+                    i += 1;
+                }
+                // An announced alert resolves only where it can be sent: a stale update
+                // leaves it to the next tick (or fresh update), so receivers see it end.
+                Step::Resolve if alert.announced && !self.notify => i += 1,
+                Step::Resolve => {
+                    let alert = slot.live.swap_remove(i);
+                    if alert.announced {
+                        let t = self.transition(index, rule, &alert, AlertStatus::Resolved);
+                        self.out.push(t);
+                    }
+                }
+                Step::Drop => {
+                    slot.live.swap_remove(i);
+                }
+            }
+        }
+    }
+
+    /// Builds a transition: value, annotations, tracker, position, state fields.
+    fn transition(
+        &mut self,
+        index: usize,
+        rule: &Rule,
+        alert: &LiveAlert,
+        status: AlertStatus,
+    ) -> AlertTransition {
+        let value = rule
+            .value
+            .as_ref()
+            .and_then(|expr| self.eval(index, rule, expr, "value"))
+            .and_then(|v| script::to_json(&v));
+        let starts_at_ms = match alert.machine.phase {
+            Phase::Firing { starts_at_ms } => starts_at_ms,
+            Phase::Pending { since_ms } => since_ms,
+        };
+        let starts_at = ms_to_time(starts_at_ms);
+        let at = ms_to_time(self.now_ms);
+        let (annotations, errors) = render::annotations(
+            self.set,
+            &RenderInput {
+                rule,
+                tracker: self.tracker,
+                value: value.as_ref(),
+                key: alert.key.as_deref(),
+                status,
+                starts_at,
+            },
+        );
+        for (name, message) in errors {
+            self.fault(
+                index,
+                rule,
+                FaultKind::Template,
+                &format!("annotations.{name}"),
+                &message,
+            );
+        }
+        AlertTransition {
+            fingerprint: alert.fingerprint.clone(),
+            rule: Arc::clone(&rule.name),
+            status,
+            severity: rule.severity,
+            tracker: Some(render::tracker_ref(self.tracker)),
+            key: alert.key.as_deref().map(str::to_string),
+            labels: rule.labels.clone(),
+            annotations,
+            value,
+            starts_at,
+            ends_at: (status == AlertStatus::Resolved).then_some(at),
+            at,
+            location: render::location(self.tracker),
+            state: render::state_summary(self.tracker),
+            channels: rule.channels.clone(),
+        }
+    }
+
+    /// Evaluates a condition: `true` holds; `false` and `()` (a missing value) do not;
+    /// anything else is a fault. `None` when the rule must be skipped.
+    fn condition(
+        &mut self,
+        index: usize,
+        rule: &Rule,
+        expr: &Expression,
+        field: &str,
+    ) -> Option<bool> {
+        let v = self.eval(index, rule, expr, field)?;
+        if let Ok(b) = v.as_bool() {
+            return Some(b);
+        }
+        if v.is_unit() {
+            return Some(false);
+        }
+        self.fault(
+            index,
+            rule,
+            FaultKind::Type,
+            field,
+            &format!("a condition must be true or false, not {}", v.type_name()),
+        );
+        None
+    }
+
+    fn eval(
+        &mut self,
+        index: usize,
+        rule: &Rule,
+        expr: &Expression,
+        field: &str,
+    ) -> Option<Dynamic> {
+        match script::eval(&self.set.engine, self.scope, expr) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fault(index, rule, FaultKind::of(&e), field, &e.to_string());
+                None
+            }
+        }
+    }
+
+    fn fault(&mut self, index: usize, rule: &Rule, kind: FaultKind, field: &str, message: &str) {
+        self.stats[index].errors += 1;
+        let counter = self.error_counters[index][kind.index()].get_or_insert_with(|| {
+            metrics::counter!(
+                telemetry::RULE_ERRORS,
+                "rule" => rule.name.to_string(),
+                "kind" => kind.as_str()
+            )
+        });
+        counter.increment(1);
+        if self
+            .set
+            .faults
+            .should_log(index, kind, self.now_ms.div_euclid(1000))
+        {
+            tracing::warn!(
+                rule = %rule.name,
+                kind = kind.as_str(),
+                field,
+                tracker_id = self.tracker.info.id,
+                error = message,
+                "Rule failed and was skipped for this tracker (logged once a minute per rule and kind)."
+            );
+        }
+    }
+}
+
+/// A key value as text: strings as themselves, anything else as Rhai prints it.
+fn key_text(v: &Dynamic) -> String {
+    match v.read_lock::<rhai::ImmutableString>() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl ShardEvaluator for Evaluator {
+    fn on_update(
+        &mut self,
+        tracker: &TrackerState,
+        now: DateTime<Utc>,
+        notify: bool,
+        out: &mut Vec<AlertTransition>,
+    ) {
+        self.evaluate(tracker, now, notify, out);
+    }
+
+    fn on_tick(
+        &mut self,
+        trackers: &mut dyn Iterator<Item = &TrackerState>,
+        now: DateTime<Utc>,
+        out: &mut Vec<AlertTransition>,
+    ) {
+        for tracker in trackers {
+            self.evaluate(tracker, now, true, out);
+        }
+        self.flush_metrics();
+    }
+}
+
+/// Builds one evaluator per shard from a shared rule set: what the engine calls for each
+/// worker it starts.
+pub fn evaluator_factory(
+    rules: Arc<RuleSet>,
+) -> impl Fn() -> Box<dyn ShardEvaluator> + Send + Sync + 'static {
+    move || Box::new(Evaluator::new(Arc::clone(&rules))) as Box<dyn ShardEvaluator>
+}

@@ -1,0 +1,95 @@
+//! The rule file format (`rules: [...]`), as serde types. Field doc comments are the user
+//! documentation; `docs/rules.md` explains them at length.
+//!
+//! Fields whose errors are found after parsing (durations, expressions) keep their
+//! position in the file (`Spanned`), so every error can name file:line:column.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+use super::alert::Severity;
+use super::schedule::WindowSpec;
+
+/// A rule file: a list of rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// One rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique across all rule files; part of each alert's identity.
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    /// Rhai: the condition, evaluated per tracker; `true` holds, `false` or `()` does not.
+    pub when: Spanned<String>,
+    /// How long `when` must hold before the alert fires (default 0).
+    #[serde(rename = "for")]
+    pub for_: Option<Spanned<String>>,
+    /// How long a firing alert stays firing after `when` stops holding.
+    pub keep_firing_for: Option<Spanned<String>>,
+    /// Rhai: with it, a firing alert resolves only once this holds (hysteresis).
+    pub clear_when: Option<Spanned<String>>,
+    /// `info`, `warning` (default) or `critical`.
+    pub severity: Option<Severity>,
+    /// Constants the expressions read as `params.name`; `test` files may override them.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// `all` (default) or a list of tracker ids and labels.
+    #[serde(default)]
+    pub trackers: TrackerFilterSpec,
+    /// Weekly windows outside of which the rule is not evaluated.
+    pub schedule: Option<Vec<WindowSpec>>,
+    /// Added to every alert of the rule (routing matches on them).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// minijinja templates rendered at each transition (`summary`, `description`, ...).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Rhai: the alert's `value` (a number, string or bool).
+    pub value: Option<Spanned<String>>,
+    /// Rhai: splits a rule's alerts per tracker further (one alert per key value).
+    pub key: Option<Spanned<String>>,
+    /// Channels that receive this rule's alerts directly, bypassing the routes.
+    pub channels: Option<Vec<String>>,
+}
+
+/// Which trackers a rule watches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum TrackerFilterSpec {
+    #[default]
+    All,
+    /// Tracker ids and labels.
+    Selected(Vec<TrackerPick>),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum TrackerPick {
+    Id(i64),
+    Label(String),
+}
+
+impl<'de> Deserialize<'de> for TrackerFilterSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<TrackerPick>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "all" => Ok(TrackerFilterSpec::All),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "trackers must be `all` or a list of tracker ids and labels, not `{w}`"
+            ))),
+            Raw::List(list) => Ok(TrackerFilterSpec::Selected(list)),
+        }
+    }
+}

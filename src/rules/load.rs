@@ -1,0 +1,795 @@
+//! Loading a rule set: the config's globs to files, files to rules, rules to compiled
+//! expressions and templates, with every problem collected and reported at once (each
+//! naming file, line, column, rule and field).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Engine, ParseError};
+
+use super::alert::Severity;
+use super::error::{Place, RuleError};
+use super::faults::FaultLog;
+use super::file::{RuleFile, RuleSpec, TrackerFilterSpec, TrackerPick};
+use super::schedule::Schedule;
+use super::script::engine::{self as script_engine, DynamicNames, WINDOW_HELPERS};
+use super::script::fast::FastExpr;
+use super::script::scan::{self, Usage};
+use super::script::{context, schema};
+use super::set::{Deps, Expression, Rule, RuleSet, TrackerFilter};
+use super::zones::Zones;
+use crate::config::{Config, parse_duration};
+use crate::state::history::HistoryPolicy;
+
+/// Fuel for one annotation render: plenty for a summary line, bounded for a runaway loop.
+pub const TEMPLATE_FUEL: u64 = 20_000;
+
+/// Variables whose property paths are checked and whose names are registered.
+const ROOTS: [&str; 6] = ["state", "prev", "tracker", "readings", "iot", "params"];
+
+/// Labels the engine sets itself on every alert.
+const RESERVED_LABELS: [&str; 4] = ["alertname", "rule", "tracker_id", "severity"];
+
+/// History kept for windows whose length is not a constant.
+const DEFAULT_HISTORY: Duration = Duration::from_secs(3600);
+
+/// What a rule set needs besides its files.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Zones `in_zone` may name.
+    pub zones: Zones,
+    /// Channel names rules may send to; `None` skips the check (rule tests).
+    pub channels: Option<BTreeSet<String>>,
+    /// The zone of Navixy's offset-less times, and the default zone of schedules.
+    pub time_zone: chrono_tz::Tz,
+    /// Param overrides by rule name (rule tests): each key must be a param of the rule.
+    pub params: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            zones: Zones::default(),
+            channels: None,
+            time_zone: chrono_tz::UTC,
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Zones, channels and the Navixy time zone of a config.
+    pub fn from_config(config: &Config) -> LoadOptions {
+        LoadOptions {
+            zones: Zones::from_config(&config.zones),
+            channels: Some(config.channels.keys().cloned().collect()),
+            time_zone: config
+                .source
+                .navixy
+                .as_ref()
+                .map_or(chrono_tz::UTC, |n| n.timezone),
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+impl RuleSet {
+    /// Loads the rule files the config names (globs resolved against the config's folder)
+    /// with the config's zones, channels and time zone.
+    pub fn load(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
+        let files = resolve_rule_files(config)?;
+        RuleSet::from_files(&files, &LoadOptions::from_config(config))
+    }
+
+    /// Loads the given rule files.
+    pub fn from_files(files: &[PathBuf], options: &LoadOptions) -> Result<RuleSet, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        let mut sources = Vec::with_capacity(files.len());
+        for path in files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => sources.push((path.clone(), text)),
+                Err(source) => errors.push(RuleError::Read {
+                    path: path.clone(),
+                    source,
+                }),
+            }
+        }
+        match RuleSet::from_sources(&sources, options) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.extend(more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Loads rule files given as (path for messages, YAML text).
+    pub fn from_sources(
+        sources: &[(PathBuf, String)],
+        options: &LoadOptions,
+    ) -> Result<RuleSet, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        let mut specs: Vec<(PathBuf, RuleSpec)> = Vec::new();
+        for (path, text) in sources {
+            match parse_file(path, text) {
+                Ok(file) => specs.extend(file.rules.into_iter().map(|r| (path.clone(), r))),
+                Err((place, message)) => errors.push(RuleError::Yaml { place, message }),
+            }
+        }
+
+        // Names first: duplicates are reported against the first definition.
+        let mut seen: HashMap<String, Place> = HashMap::new();
+        let mut unique = Vec::with_capacity(specs.len());
+        for (path, spec) in specs {
+            let place = place(&path, &spec.name);
+            if let Some(first) = seen.get(&spec.name.value) {
+                errors.push(RuleError::Duplicate {
+                    place,
+                    rule: spec.name.value.clone(),
+                    first: first.clone(),
+                });
+                continue;
+            }
+            seen.insert(spec.name.value.clone(), place);
+            unique.push((path, spec));
+        }
+        for rule in options.params.keys() {
+            if !seen.contains_key(rule) {
+                errors.push(RuleError::Invalid {
+                    place: Place {
+                        path: PathBuf::from("<params>"),
+                        line: 0,
+                        column: 0,
+                    },
+                    rule: rule.clone(),
+                    field: "params".into(),
+                    message: "params are overridden for a rule that is not loaded".into(),
+                });
+            }
+        }
+
+        // The engine registers a getter per sensor, iot and additional name the rules read.
+        let mut names = DynamicNames::default();
+        for (_, spec) in &unique {
+            for expr in expressions(spec) {
+                collect_names(&scan::analyse(&expr.1.value, &ROOTS), &mut names);
+            }
+        }
+        let engine = script_engine::build(&names);
+
+        let mut templates = minijinja::Environment::new();
+        templates.set_fuel(Some(TEMPLATE_FUEL));
+        templates.set_recursion_limit(32);
+
+        let mut rules = Vec::with_capacity(unique.len());
+        let mut windows = Windows::default();
+        for (path, spec) in unique {
+            match compile_rule(&engine, &mut templates, &path, spec, options, &mut windows) {
+                Ok(rule) => rules.push(rule),
+                Err(mut errs) => errors.append(&mut errs),
+            }
+        }
+        if !errors.is_empty() {
+            // In file order, so a long list reads top to bottom.
+            errors.sort_by(|a, b| {
+                let key = |e: &RuleError| e.place().map(|p| (p.path.clone(), p.line, p.column));
+                key(a).cmp(&key(b))
+            });
+            return Err(errors);
+        }
+        let files: Vec<PathBuf> = {
+            let mut seen = HashSet::new();
+            sources
+                .iter()
+                .filter(|(p, _)| seen.insert(p.clone()))
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
+        Ok(RuleSet {
+            faults: FaultLog::new(rules.len()),
+            rules,
+            engine,
+            templates,
+            zones: options.zones.clone(),
+            time_zone: options.time_zone,
+            files,
+            history: windows.policy(),
+        })
+    }
+}
+
+/// The files the config's `rules` name. A pattern may use `*` and `?` in its file name
+/// (`rules/*.yaml`); matches are sorted, and a pattern matching nothing is an error.
+pub fn resolve_rule_files(config: &Config) -> Result<Vec<PathBuf>, Vec<RuleError>> {
+    expand_patterns(&config.base_dir, &config.rules, &config.path)
+}
+
+/// Expands file patterns relative to `base`; `origin` (the file that lists them) is named
+/// when a pattern matches nothing.
+pub fn expand_patterns(
+    base: &Path,
+    patterns: &[String],
+    origin: &Path,
+) -> Result<Vec<PathBuf>, Vec<RuleError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = HashSet::new();
+    for pattern in patterns {
+        let path = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            base.join(pattern)
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.contains(['*', '?']) {
+            if seen.insert(path.clone()) {
+                files.push(path);
+            }
+            continue;
+        }
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let mut matched: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
+                .map(|e| e.path())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if matched.is_empty() {
+            errors.push(RuleError::NoMatch {
+                config: origin.to_path_buf(),
+                pattern: pattern.clone(),
+            });
+            continue;
+        }
+        matched.sort();
+        for p in matched {
+            if seen.insert(p.clone()) {
+                files.push(p);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Matches a file name against a pattern with `*` (any run) and `?` (one character).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was and which name position it currently covers up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn place<T>(path: &Path, spanned: &serde_saphyr::Spanned<T>) -> Place {
+    Place {
+        path: path.to_path_buf(),
+        line: spanned.referenced.line(),
+        column: spanned.referenced.column(),
+    }
+}
+
+/// Parses a rule file; the error is the place and message of a `RuleError::Yaml`.
+fn parse_file(path: &Path, text: &str) -> Result<RuleFile, (Place, String)> {
+    if text.trim().is_empty() {
+        return Ok(RuleFile { rules: Vec::new() });
+    }
+    serde_saphyr::from_str::<RuleFile>(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let place = Place {
+            path: path.to_path_buf(),
+            line,
+            column,
+        };
+        (place, yaml_message(&e))
+    })
+}
+
+/// serde-saphyr's message without the location it also prints (the place says it).
+pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e
+        .render_with_options(
+            serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off },
+        )
+        .trim()
+        .to_string();
+    let first = text.lines().next().unwrap_or("").to_string();
+    // "<message> at line L, column C" is how the plain renderer ends its first line.
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first,
+    }
+}
+
+/// The expressions of a rule by field name.
+fn expressions(spec: &RuleSpec) -> Vec<(&'static str, &serde_saphyr::Spanned<String>)> {
+    let mut out = vec![("when", &spec.when)];
+    if let Some(e) = &spec.clear_when {
+        out.push(("clear_when", e));
+    }
+    if let Some(e) = &spec.value {
+        out.push(("value", e));
+    }
+    if let Some(e) = &spec.key {
+        out.push(("key", e));
+    }
+    out
+}
+
+fn collect_names(usage: &Usage<'_>, names: &mut DynamicNames) {
+    for path in &usage.paths {
+        let first = path.segments.first().map(|s| s.to_string());
+        match (path.root, first) {
+            ("readings", Some(name)) => {
+                names.readings.insert(name);
+            }
+            ("iot", Some(name)) => {
+                names.iot.insert(name);
+            }
+            ("state" | "prev", Some(field)) if field == "additional" => {
+                if let Some(name) = path.segments.get(1) {
+                    names.additional.insert(name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The longest window and the series the window helpers read.
+#[derive(Debug, Default)]
+struct Windows {
+    longest: Duration,
+    /// `None` once a helper names its series with something other than a literal.
+    names: Option<BTreeSet<String>>,
+    any: bool,
+    dynamic_name: bool,
+}
+
+impl Windows {
+    fn policy(&self) -> HistoryPolicy {
+        if !self.any {
+            return HistoryPolicy::DISABLED;
+        }
+        let policy = HistoryPolicy::for_window(self.longest.max(Duration::from_secs(60)));
+        match (&self.names, self.dynamic_name) {
+            (Some(names), false) => policy.only(names.iter().map(String::as_str)),
+            _ => policy,
+        }
+    }
+}
+
+fn duration_field(
+    value: &Option<serde_saphyr::Spanned<String>>,
+    path: &Path,
+    rule: &str,
+    field: &str,
+    errors: &mut Vec<RuleError>,
+) -> Duration {
+    let Some(v) = value else {
+        return Duration::ZERO;
+    };
+    let text = v.value.trim();
+    if text == "0" {
+        return Duration::ZERO;
+    }
+    parse_duration(text).unwrap_or_else(|message| {
+        errors.push(RuleError::Invalid {
+            place: place(path, v),
+            rule: rule.to_string(),
+            field: field.to_string(),
+            message,
+        });
+        Duration::ZERO
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn compile_rule(
+    engine: &Engine,
+    templates: &mut minijinja::Environment<'static>,
+    path: &Path,
+    spec: RuleSpec,
+    options: &LoadOptions,
+    windows: &mut Windows,
+) -> Result<Rule, Vec<RuleError>> {
+    let mut errors = Vec::new();
+    let name = spec.name.value.clone();
+    let rule_place = place(path, &spec.name);
+    let invalid = |field: &str, message: String| RuleError::Invalid {
+        place: rule_place.clone(),
+        rule: name.clone(),
+        field: field.to_string(),
+        message,
+    };
+
+    if !valid_name(&name) {
+        errors.push(invalid(
+            "name",
+            "use letters, digits, `_`, `-` and `.`, starting with a letter or `_`".into(),
+        ));
+    }
+    let for_ = duration_field(&spec.for_, path, &name, "for", &mut errors);
+    let keep_firing_for = duration_field(
+        &spec.keep_firing_for,
+        path,
+        &name,
+        "keep_firing_for",
+        &mut errors,
+    );
+
+    // Params: the file's, with overrides that must name existing params.
+    let mut params: serde_json::Map<String, serde_json::Value> = spec
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(overrides) = options.params.get(&name) {
+        for (k, v) in overrides {
+            if !params.contains_key(k) {
+                errors.push(invalid(
+                    "params",
+                    format!(
+                        "override of `{k}`, which the rule does not define (params: {})",
+                        key_list(params.keys())
+                    ),
+                ));
+            }
+            params.insert(k.clone(), v.clone());
+        }
+    }
+    let params_map: rhai::Map = rhai::serde::to_dynamic(&params)
+        .ok()
+        .and_then(|d| d.try_cast::<rhai::Map>())
+        .unwrap_or_default();
+
+    let trackers = match &spec.trackers {
+        TrackerFilterSpec::All => TrackerFilter::All,
+        TrackerFilterSpec::Selected(list) if list.is_empty() => {
+            errors.push(invalid(
+                "trackers",
+                "an empty list watches no tracker; use `all` or list ids and labels".into(),
+            ));
+            TrackerFilter::All
+        }
+        TrackerFilterSpec::Selected(list) => {
+            let mut ids = HashSet::new();
+            let mut labels = HashSet::new();
+            for pick in list {
+                match pick {
+                    TrackerPick::Id(id) => {
+                        ids.insert(*id);
+                    }
+                    TrackerPick::Label(l) => {
+                        labels.insert(l.clone());
+                    }
+                }
+            }
+            TrackerFilter::Selected { ids, labels }
+        }
+    };
+
+    let schedule = match &spec.schedule {
+        None => None,
+        Some(windows) => match Schedule::compile(windows, options.time_zone) {
+            Ok(s) => Some(s),
+            Err(message) => {
+                errors.push(invalid("schedule", message));
+                None
+            }
+        },
+    };
+
+    if let (Some(channels), Some(known)) = (&spec.channels, &options.channels) {
+        for ch in channels {
+            if !known.contains(ch) {
+                errors.push(invalid(
+                    "channels",
+                    format!(
+                        "unknown channel `{ch}` (channels: {})",
+                        key_list(known.iter())
+                    ),
+                ));
+            }
+        }
+    }
+
+    for label in spec.labels.keys() {
+        if RESERVED_LABELS.contains(&label.as_str()) {
+            errors.push(invalid(
+                "labels",
+                format!("`{label}` is set by the engine on every alert"),
+            ));
+        } else if !label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            errors.push(invalid(
+                "labels",
+                format!("`{label}` is not a label name (letters, digits and `_`)"),
+            ));
+        }
+    }
+
+    // Expressions: compile, then the static checks Rhai cannot do.
+    let mut deps = Deps::default();
+    let mut compiled: BTreeMap<&'static str, Expression> = BTreeMap::new();
+    for (field, expr) in expressions(&spec) {
+        let text = expr.value.clone();
+        let expr_place = place(path, expr);
+        let script_error = |offset_or_pos: (usize, usize), message: String| RuleError::Script {
+            place: expr_place.clone(),
+            rule: name.clone(),
+            field: field.to_string(),
+            expr_line: offset_or_pos.0,
+            expr_column: offset_or_pos.1,
+            message,
+        };
+        if text.trim().is_empty() {
+            errors.push(invalid(field, "the expression is empty".into()));
+            continue;
+        }
+        let usage = scan::analyse(&text, &ROOTS);
+        let mut expr_ok = true;
+        for path in &usage.paths {
+            let problem = if path.root == "params" {
+                path.segments.first().and_then(|p| {
+                    (!params.contains_key(*p)).then(|| {
+                        format!(
+                            "`params.{p}` is not defined (params: {})",
+                            key_list(params.keys())
+                        )
+                    })
+                })
+            } else {
+                schema::check(path.root, &path.segments).err()
+            };
+            if let Some(message) = problem {
+                errors.push(script_error(scan::line_col(&text, path.start), message));
+                expr_ok = false;
+            }
+        }
+        for call in &usage.calls {
+            let literal = call_literal(call, &params);
+            match (call.name, &literal) {
+                ("in_zone", Some(zone)) if !options.zones.contains_key(zone) => {
+                    errors.push(script_error(
+                        scan::line_col(&text, call.start),
+                        format!("unknown zone `{zone}` (zones: {})", options.zones.names()),
+                    ));
+                    expr_ok = false;
+                }
+                ("changed", Some(field)) if !context::is_field_path(field) => {
+                    errors.push(script_error(
+                        scan::line_col(&text, call.start),
+                        format!("`{field}` is not a state field changed() can compare"),
+                    ));
+                    expr_ok = false;
+                }
+                _ => {}
+            }
+        }
+        deps |= deps_of(&usage);
+        record_windows(engine, &usage, &text, &params, &params_map, windows);
+
+        let mut ast = match engine
+            .compile_with_scope(&script_engine::compile_scope(params_map.clone()), &text)
+        {
+            Ok(ast) => ast,
+            Err(e) => {
+                errors.push(script_error(parse_position(&e), parse_message(&e)));
+                continue;
+            }
+        };
+        ast.set_source(name.as_str());
+        if expr_ok {
+            let fast = FastExpr::compile(&text, &params_map);
+            compiled.insert(field, Expression { ast, fast });
+        }
+    }
+    if schedule.is_some() {
+        deps |= Deps::TIME;
+    }
+
+    let mut annotations = Vec::new();
+    let mut annotation_sources: Vec<(String, String)> = spec.annotations.into_iter().collect();
+    if let Some(d) = &spec.description
+        && !annotation_sources.iter().any(|(k, _)| k == "description")
+    {
+        // A description is what a receiver shows under the summary; templates allowed.
+        annotation_sources.push(("description".into(), d.clone()));
+    }
+    for (key, source) in annotation_sources {
+        let template_name = format!("{name}/{key}");
+        match templates.add_template_owned(template_name.clone(), source) {
+            Ok(()) => annotations.push(key),
+            Err(e) => errors.push(invalid(
+                &format!("annotations.{key}"),
+                format!("template error: {}", template_message(&e)),
+            )),
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Some(when) = compiled.remove("when") else {
+        return Err(vec![invalid("when", "did not compile".into())]);
+    };
+    Ok(Rule {
+        name: Arc::from(name.as_str()),
+        description: spec.description,
+        place: rule_place,
+        severity: spec.severity.unwrap_or(Severity::Warning),
+        for_,
+        keep_firing_for,
+        when,
+        clear_when: compiled.remove("clear_when"),
+        value: compiled.remove("value"),
+        key: compiled.remove("key"),
+        params,
+        trackers,
+        schedule,
+        labels: spec.labels,
+        annotations,
+        channels: spec.channels,
+        deps,
+    })
+}
+
+fn key_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = keys.map(String::as_str).collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// What an expression's inputs are, over-approximated.
+fn deps_of(usage: &Usage<'_>) -> Deps {
+    let mut deps = Deps::default();
+    for name in &usage.names {
+        deps |= match *name {
+            "state" | "prev" | "changed" | "in_zone" => Deps::STATE,
+            "tracker" => Deps::TRACKER,
+            "readings" | "iot" => Deps::DATA,
+            "now" | "since" => Deps::TIME,
+            n if WINDOW_HELPERS.iter().any(|(h, _)| *h == n) => {
+                Deps::TIME | Deps::DATA | Deps::STATE
+            }
+            // Function pointers can reach any helper by a computed name.
+            "Fn" | "call" | "curry" => Deps::ALL,
+            _ => Deps::default(),
+        };
+    }
+    deps
+}
+
+/// Records the series and window lengths of the window helpers, evaluating constant
+/// window arguments such as `minutes(10)` or `minutes(params.window)`.
+fn record_windows(
+    engine: &Engine,
+    usage: &Usage<'_>,
+    text: &str,
+    params: &serde_json::Map<String, serde_json::Value>,
+    params_map: &rhai::Map,
+    windows: &mut Windows,
+) {
+    for call in &usage.calls {
+        if !WINDOW_HELPERS.iter().any(|(h, _)| *h == call.name) {
+            continue;
+        }
+        windows.any = true;
+        match call_literal(call, params) {
+            Some(series) => {
+                windows
+                    .names
+                    .get_or_insert_with(BTreeSet::new)
+                    .insert(series);
+            }
+            None => windows.dynamic_name = true,
+        }
+        let window = call.args.get(1).and_then(|(a, b)| {
+            let arg = text.get(*a..*b)?;
+            let mut scope = script_engine::compile_scope(params_map.clone());
+            let v = engine
+                .eval_expression_with_scope::<rhai::Dynamic>(&mut scope, arg)
+                .ok()?;
+            let secs = v
+                .as_int()
+                .map(|i| i as f64)
+                .or_else(|_| v.as_float())
+                .ok()?;
+            (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
+        });
+        windows.longest = windows.longest.max(window.unwrap_or(DEFAULT_HISTORY));
+    }
+}
+
+/// A call's first argument when it is known before evaluation: a string literal, or a
+/// string param (`in_zone(params.zone)`).
+fn call_literal(
+    call: &scan::Call<'_>,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if let Some(lit) = &call.literal {
+        return Some(lit.clone());
+    }
+    call.param
+        .and_then(|p| params.get(p))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+fn parse_position(e: &ParseError) -> (usize, usize) {
+    let pos = e.position();
+    (pos.line().unwrap_or(1), pos.position().unwrap_or(1))
+}
+
+fn parse_message(e: &ParseError) -> String {
+    e.0.to_string()
+}
+
+fn template_message(e: &minijinja::Error) -> String {
+    let what = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_string);
+    match e.line() {
+        Some(line) => format!("{what} (line {line} of the template)"),
+        None => what,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.yaml", "fuel.yaml"));
+        assert!(glob_match("fuel?.yaml", "fuel1.yaml"));
+        assert!(!glob_match("*.yaml", "fuel.yml"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("**.yaml", "x.yaml"));
+        assert!(!glob_match("?", ""));
+    }
+}

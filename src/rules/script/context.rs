@@ -1,0 +1,700 @@
+//! What a condition reads, without copying it: the tracker being evaluated is lent to the
+//! Rhai helpers and property getters through a thread-local [`Frame`] for the duration of
+//! one tracker's evaluation.
+//!
+//! Why not a Rhai `Map` of the state? Building one per evaluation allocates dozens of
+//! strings and boxes; the getters here read the cached `TrackerState` in place. The scope
+//! holds only zero-sized markers (`state`, `prev`, `tracker`, `readings`, `iot`) that never
+//! change, so one `Scope` serves a whole shard. Intermediate objects (`state.gps`) are small
+//! `Copy` views that remember only which state they look at.
+//!
+//! A view used outside a frame (a script cannot keep one: every evaluation starts from a
+//! rewound scope) reads as `()`.
+
+use std::cell::Cell;
+use std::sync::LazyLock;
+
+use rhai::{Dynamic, FLOAT, INT, ImmutableString};
+
+use crate::navixy::messages::{NavixyTime, SourceState};
+use crate::rules::zones::Zones;
+use crate::state::{Readings, TrackerState};
+
+/// Everything one tracker's evaluation can see.
+pub(crate) struct Frame<'a> {
+    pub tracker: &'a TrackerState,
+    /// The engine clock, epoch milliseconds.
+    pub now_ms: i64,
+    /// The zone of Navixy's offset-less times.
+    pub time_zone: chrono_tz::Tz,
+    pub zones: &'a Zones,
+}
+
+impl Frame<'_> {
+    pub fn source(&self, which: Which) -> Option<&SourceState> {
+        match which {
+            Which::Current => self.tracker.current.as_deref(),
+            Which::Prev => self.tracker.prev.as_deref(),
+        }
+    }
+
+    /// A Navixy time as epoch seconds.
+    pub fn time(&self, t: Option<NavixyTime>) -> Dynamic {
+        t.map_or(Dynamic::UNIT, |t| {
+            Dynamic::from_int(t.to_utc(self.time_zone).timestamp())
+        })
+    }
+}
+
+thread_local! {
+    /// The current frame, type-erased; null outside [`enter`].
+    static CURRENT: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with `frame` visible to the helpers and getters on this thread.
+pub(crate) fn enter<R>(frame: &Frame<'_>, f: impl FnOnce() -> R) -> R {
+    /// Restores the previous frame even if `f` unwinds, so no dangling pointer survives.
+    struct Restore(*const ());
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let previous = CURRENT.with(|c| c.replace(std::ptr::from_ref(frame).cast::<()>()));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Calls `f` with the current frame, if any.
+pub(crate) fn with<R>(f: impl for<'a, 'b> FnOnce(Option<&'a Frame<'b>>) -> R) -> R {
+    let ptr = CURRENT.with(Cell::get).cast::<Frame<'_>>();
+    // SAFETY: a non-null pointer was stored by `enter` from a `&Frame` that outlives the
+    // call of its closure, and `enter` restores the previous value before that borrow
+    // ends (also on unwind). `f` is generic over the lifetimes, so the reference cannot
+    // escape it.
+    let frame = unsafe { ptr.as_ref() };
+    f(frame)
+}
+
+/// Which of a tracker's states a view reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    Current,
+    Prev,
+}
+
+/// `state` / `prev`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StateView(pub Which);
+/// `state.gps`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GpsView(pub Which);
+/// `state.gps.location`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocationView(pub Which);
+/// `state.gsm`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GsmView(pub Which);
+/// `state.inputs` / `state.outputs`: `state.inputs[0]` is input 1.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BitsView {
+    pub which: Which,
+    pub outputs: bool,
+}
+/// `state.additional`: extra fields by name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdditionalView(pub Which);
+/// `state.additional.event_code`: `{value, updated}`.
+#[derive(Debug, Clone)]
+pub(crate) struct AdditionalFieldView {
+    pub which: Which,
+    pub name: ImmutableString,
+}
+/// `tracker`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TrackerView;
+/// `readings`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadingsView;
+/// `readings.lls_level_1`: a metering sensor, state field, virtual sensor or counter.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadingView {
+    pub name: ImmutableString,
+}
+/// `iot`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IotView;
+/// `iot.satellites`: `{value, msg_time, srv_time}`.
+#[derive(Debug, Clone)]
+pub(crate) struct IotFieldView {
+    pub name: ImmutableString,
+}
+
+/// Reads the state a view looks at; `()` when it is absent or outside a frame.
+pub(crate) fn state_field(
+    which: Which,
+    f: impl FnOnce(&SourceState, &Frame<'_>) -> Dynamic,
+) -> Dynamic {
+    with(|frame| {
+        frame
+            .and_then(|fr| fr.source(which).map(|s| f(s, fr)))
+            .unwrap_or(Dynamic::UNIT)
+    })
+}
+
+/// Reads the tracker of the current frame; `()` outside a frame.
+pub(crate) fn tracker_field(f: impl FnOnce(&TrackerState, &Frame<'_>) -> Dynamic) -> Dynamic {
+    with(|frame| frame.map_or(Dynamic::UNIT, |fr| f(fr.tracker, fr)))
+}
+
+pub(crate) fn opt_float(v: Option<f64>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, |v| Dynamic::from_float(v as FLOAT))
+}
+
+pub(crate) fn opt_int(v: Option<i64>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, |v| Dynamic::from_int(v as INT))
+}
+
+pub(crate) fn opt_bool(v: Option<bool>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, Dynamic::from_bool)
+}
+
+pub(crate) fn opt_str(v: Option<&str>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, |s| Dynamic::from(ImmutableString::from(s)))
+}
+
+/// Interned strings for the enumerations conditions compare most, so reading
+/// `state.movement_status` clones a reference count instead of allocating.
+pub(crate) struct Interned {
+    strings: Vec<(&'static str, ImmutableString)>,
+}
+
+impl Interned {
+    pub fn get(&self, s: &'static str) -> Dynamic {
+        match self
+            .strings
+            .iter()
+            .find(|(k, _)| std::ptr::eq(*k, s) || *k == s)
+        {
+            Some((_, v)) => Dynamic::from(v.clone()),
+            None => Dynamic::from(ImmutableString::from(s)),
+        }
+    }
+}
+
+pub(crate) static INTERNED: LazyLock<Interned> = LazyLock::new(|| {
+    let words = [
+        "moving",
+        "stopped",
+        "parked",
+        "other",
+        "signal_lost",
+        "just_registered",
+        "just_replaced",
+        "offline",
+        "idle",
+        "active",
+        "blocked",
+        "removed",
+    ];
+    Interned {
+        strings: words
+            .iter()
+            .map(|w| (*w, ImmutableString::from(*w)))
+            .collect(),
+    }
+});
+
+/// A value field of a source state: what the Rhai getters and the direct evaluator read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateLeaf {
+    SourceId,
+    ConnectionStatus,
+    MovementStatus,
+    MovementStatusUpdate,
+    Ignition,
+    IgnitionUpdate,
+    LastUpdate,
+    BatteryLevel,
+    BatteryUpdate,
+    InputsUpdate,
+    OutputsUpdate,
+    ActualTrackUpdate,
+    GpsUpdated,
+    GpsSignalLevel,
+    GpsHeading,
+    GpsSpeed,
+    GpsAlt,
+    GpsPrecision,
+    GpsLbs,
+    GpsLat,
+    GpsLng,
+    GsmUpdated,
+    GsmSignalLevel,
+    GsmNetworkName,
+    GsmRoaming,
+    /// `inputs[i]`; out of range (or negative) reads `()`.
+    Input(i64),
+    Output(i64),
+    AdditionalValue(ImmutableString),
+    AdditionalUpdated(ImmutableString),
+}
+
+impl StateLeaf {
+    /// The leaf of a top-level state property.
+    pub fn top(name: &str) -> Option<StateLeaf> {
+        Some(match name {
+            "source_id" => StateLeaf::SourceId,
+            "connection_status" => StateLeaf::ConnectionStatus,
+            "movement_status" => StateLeaf::MovementStatus,
+            "movement_status_update" => StateLeaf::MovementStatusUpdate,
+            "ignition" => StateLeaf::Ignition,
+            "ignition_update" => StateLeaf::IgnitionUpdate,
+            "last_update" => StateLeaf::LastUpdate,
+            "battery_level" => StateLeaf::BatteryLevel,
+            "battery_update" => StateLeaf::BatteryUpdate,
+            "inputs_update" => StateLeaf::InputsUpdate,
+            "outputs_update" => StateLeaf::OutputsUpdate,
+            "actual_track_update" => StateLeaf::ActualTrackUpdate,
+            _ => return None,
+        })
+    }
+
+    /// The leaf of a `gps` property (`location` is an object, not a leaf).
+    pub fn gps(name: &str) -> Option<StateLeaf> {
+        Some(match name {
+            "updated" => StateLeaf::GpsUpdated,
+            "signal_level" => StateLeaf::GpsSignalLevel,
+            "heading" => StateLeaf::GpsHeading,
+            "speed" => StateLeaf::GpsSpeed,
+            "alt" => StateLeaf::GpsAlt,
+            "precision" => StateLeaf::GpsPrecision,
+            "gsm_lbs" => StateLeaf::GpsLbs,
+            _ => return None,
+        })
+    }
+
+    pub fn location(name: &str) -> Option<StateLeaf> {
+        match name {
+            "lat" => Some(StateLeaf::GpsLat),
+            "lng" => Some(StateLeaf::GpsLng),
+            _ => None,
+        }
+    }
+
+    pub fn gsm(name: &str) -> Option<StateLeaf> {
+        Some(match name {
+            "updated" => StateLeaf::GsmUpdated,
+            "signal_level" => StateLeaf::GsmSignalLevel,
+            "network_name" => StateLeaf::GsmNetworkName,
+            "roaming" => StateLeaf::GsmRoaming,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads one value of a state; `()` when absent.
+pub(crate) fn state_leaf(s: &SourceState, fr: &Frame<'_>, leaf: &StateLeaf) -> Dynamic {
+    use StateLeaf as L;
+    let gps = s.gps.as_ref();
+    let gsm = s.gsm.as_ref();
+    let bit = |bits: &Option<Vec<bool>>, i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| bits.as_ref().and_then(|b| b.get(i)))
+            .map_or(Dynamic::UNIT, |b| Dynamic::from_bool(*b))
+    };
+    let additional =
+        |name: &ImmutableString| s.additional.as_ref().and_then(|a| a.get(name.as_str()));
+    match leaf {
+        L::SourceId => opt_int(s.source_id),
+        L::ConnectionStatus => s
+            .connection_status
+            .map_or(Dynamic::UNIT, |c| INTERNED.get(c.as_str())),
+        L::MovementStatus => s
+            .movement_status
+            .map_or(Dynamic::UNIT, |m| INTERNED.get(m.as_str())),
+        L::MovementStatusUpdate => fr.time(s.movement_status_update),
+        L::Ignition => opt_bool(s.ignition),
+        L::IgnitionUpdate => fr.time(s.ignition_update),
+        L::LastUpdate => fr.time(s.last_update),
+        L::BatteryLevel => opt_float(s.battery_level),
+        L::BatteryUpdate => fr.time(s.battery_update),
+        L::InputsUpdate => fr.time(s.inputs_update),
+        L::OutputsUpdate => fr.time(s.outputs_update),
+        L::ActualTrackUpdate => fr.time(s.actual_track_update),
+        L::GpsUpdated => fr.time(gps.and_then(|g| g.updated)),
+        L::GpsSignalLevel => opt_float(gps.and_then(|g| g.signal_level)),
+        L::GpsHeading => opt_float(gps.and_then(|g| g.heading)),
+        L::GpsSpeed => opt_float(gps.and_then(|g| g.speed)),
+        L::GpsAlt => opt_float(gps.and_then(|g| g.alt)),
+        L::GpsPrecision => opt_float(gps.and_then(|g| g.precision)),
+        L::GpsLbs => opt_bool(gps.and_then(|g| g.gsm_lbs)),
+        L::GpsLat => opt_float(gps.and_then(|g| g.location).map(|l| l.lat)),
+        L::GpsLng => opt_float(gps.and_then(|g| g.location).map(|l| l.lng)),
+        L::GsmUpdated => fr.time(gsm.and_then(|g| g.updated)),
+        L::GsmSignalLevel => opt_float(gsm.and_then(|g| g.signal_level)),
+        L::GsmNetworkName => opt_str(gsm.and_then(|g| g.network_name.as_deref())),
+        L::GsmRoaming => opt_bool(gsm.and_then(|g| g.roaming)),
+        L::Input(i) => bit(&s.inputs, *i),
+        L::Output(i) => bit(&s.outputs, *i),
+        L::AdditionalValue(name) => opt_str(additional(name).and_then(|f| f.value.as_deref())),
+        L::AdditionalUpdated(name) => fr.time(additional(name).and_then(|f| f.updated)),
+    }
+}
+
+/// An object of a state, which `== ()` tests for presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateObject {
+    State,
+    Gps,
+    Location,
+    Gsm,
+    Inputs,
+    Outputs,
+    Additional,
+    AdditionalField(ImmutableString),
+}
+
+/// Whether an object of a state is there.
+pub(crate) fn state_present(s: Option<&SourceState>, object: &StateObject) -> bool {
+    let Some(s) = s else {
+        return false;
+    };
+    match object {
+        StateObject::State => true,
+        StateObject::Gps => s.gps.is_some(),
+        StateObject::Location => s.gps.as_ref().and_then(|g| g.location).is_some(),
+        StateObject::Gsm => s.gsm.is_some(),
+        StateObject::Inputs => s.inputs.is_some(),
+        StateObject::Outputs => s.outputs.is_some(),
+        StateObject::Additional => s.additional.is_some(),
+        StateObject::AdditionalField(name) => s
+            .additional
+            .as_ref()
+            .is_some_and(|a| a.contains_key(name.as_str())),
+    }
+}
+
+/// A tracker property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrackerLeaf {
+    Id,
+    SourceId,
+    Label,
+    GroupId,
+    Lifecycle,
+    Online,
+    LastDataAt,
+}
+
+impl TrackerLeaf {
+    pub const ALL: [(&'static str, TrackerLeaf); 7] = [
+        ("id", TrackerLeaf::Id),
+        ("source_id", TrackerLeaf::SourceId),
+        ("label", TrackerLeaf::Label),
+        ("group_id", TrackerLeaf::GroupId),
+        ("lifecycle", TrackerLeaf::Lifecycle),
+        ("online", TrackerLeaf::Online),
+        ("last_data_at", TrackerLeaf::LastDataAt),
+    ];
+
+    pub fn named(name: &str) -> Option<TrackerLeaf> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+    }
+}
+
+pub(crate) fn tracker_leaf(t: &TrackerState, leaf: TrackerLeaf) -> Dynamic {
+    match leaf {
+        TrackerLeaf::Id => Dynamic::from_int(t.info.id),
+        TrackerLeaf::SourceId => opt_int(t.info.source_id),
+        TrackerLeaf::Label => opt_str(t.info.label.as_deref()),
+        TrackerLeaf::GroupId => opt_int(t.info.group_id),
+        TrackerLeaf::Lifecycle => INTERNED.get(t.lifecycle.as_str()),
+        TrackerLeaf::Online => Dynamic::from_bool(t.online),
+        TrackerLeaf::LastDataAt => opt_int(t.last_data_at.map(|t| t.timestamp())),
+    }
+}
+
+/// The fields of a reading (`readings.<name>.<field>`).
+pub(crate) const READING_FIELDS: [&str; 12] = [
+    "value",
+    "converted_value",
+    "min_value",
+    "max_value",
+    "units",
+    "units_type",
+    "label",
+    "name",
+    "field",
+    "type",
+    "sensor_id",
+    "update_time",
+];
+
+/// The fields of an iot attribute (`iot.<name>.<field>`).
+pub(crate) const IOT_FIELDS: [&str; 3] = ["value", "msg_time", "srv_time"];
+
+/// A JSON scalar as Rhai reads it: null is `()`, numbers are INT or FLOAT.
+pub(crate) fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+    match v {
+        serde_json::Value::Null => Dynamic::UNIT,
+        serde_json::Value::Bool(b) => Dynamic::from_bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => n.as_f64().map_or(Dynamic::UNIT, Dynamic::from_float),
+        },
+        serde_json::Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
+        other => rhai::serde::to_dynamic(other).unwrap_or(Dynamic::UNIT),
+    }
+}
+
+/// Like [`json_to_dynamic`], but a string holding a number (iot_monitor sends
+/// `"262.9138"`) reads as that number.
+pub(crate) fn json_to_number_or_dynamic(v: &serde_json::Value) -> Dynamic {
+    if let serde_json::Value::String(s) = v
+        && let Ok(f) = s.trim().parse::<f64>()
+    {
+        return Dynamic::from_float(f);
+    }
+    json_to_dynamic(v)
+}
+
+/// One reading of any kind, found by the name rules use.
+pub(crate) enum Reading<'a> {
+    Input(&'a crate::navixy::messages::SensorInput),
+    State(&'a crate::navixy::messages::StateValue),
+    Virtual(&'a crate::navixy::messages::VirtualSensor),
+    Counter(&'a crate::navixy::messages::Counter),
+}
+
+/// Metering sensors by name first, then state fields, virtual sensors by label, counters
+/// by type.
+pub(crate) fn find_reading<'a>(r: &'a Readings, name: &str) -> Option<Reading<'a>> {
+    if let Some(x) = r.inputs.get(name) {
+        return Some(Reading::Input(x));
+    }
+    if let Some(x) = r.states.get(name) {
+        return Some(Reading::State(x));
+    }
+    if let Some(x) = r.virtual_sensors.get(name) {
+        return Some(Reading::Virtual(x));
+    }
+    r.counters.get(name).map(Reading::Counter)
+}
+
+/// Reads one field of a reading; `()` when the reading or the field is absent.
+pub(crate) fn reading_field(name: &str, field: &str) -> Dynamic {
+    with(|frame| frame.map_or(Dynamic::UNIT, |fr| reading_field_in(fr, name, field)))
+}
+
+pub(crate) fn reading_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
+    {
+        let Some(reading) = find_reading(&fr.tracker.readings, name) else {
+            return Dynamic::UNIT;
+        };
+        match (reading, field) {
+            (Reading::Input(x), "value") => opt_float(x.value),
+            (Reading::Input(x), "converted_value") => opt_float(x.converted_value),
+            (Reading::Input(x), "min_value") => opt_float(x.min_value),
+            (Reading::Input(x), "max_value") => opt_float(x.max_value),
+            (Reading::Input(x), "units") => opt_str(x.units.as_deref()),
+            (Reading::Input(x), "units_type") => opt_str(x.units_type.as_deref()),
+            (Reading::Input(x), "label") => opt_str(x.label.as_deref()),
+            (Reading::Input(x), "name") => opt_str(x.name.as_deref()),
+            (Reading::Input(x), "type") => opt_str(x.kind.as_deref()),
+            (Reading::Input(x), "sensor_id") => opt_int(x.sensor_id),
+            (Reading::Input(x), "update_time") => fr.time(x.update_time),
+            (Reading::State(x), "value") => json_to_dynamic(&x.value),
+            (Reading::State(x), "name" | "field") => opt_str(x.field.as_deref()),
+            (Reading::State(x), "update_time") => fr.time(x.update_time),
+            (Reading::Virtual(x), "value") => json_to_dynamic(&x.value),
+            (Reading::Virtual(x), "label" | "name") => opt_str(x.label.as_deref()),
+            (Reading::Virtual(x), "type") => opt_str(x.kind.as_deref()),
+            (Reading::Virtual(x), "sensor_id") => opt_int(x.sensor_id),
+            (Reading::Virtual(x), "update_time") => fr.time(x.update_time),
+            (Reading::Counter(x), "value") => opt_float(x.value),
+            (Reading::Counter(x), "type" | "name") => opt_str(x.kind.as_deref()),
+            (Reading::Counter(x), "update_time") => fr.time(x.update_time),
+            _ => Dynamic::UNIT,
+        }
+    }
+}
+
+/// Reads one field of an iot_monitor attribute.
+pub(crate) fn iot_field(name: &str, field: &str) -> Dynamic {
+    with(|frame| frame.map_or(Dynamic::UNIT, |fr| iot_field_in(fr, name, field)))
+}
+
+pub(crate) fn iot_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
+    match fr.tracker.iot.get(name) {
+        None => Dynamic::UNIT,
+        Some(v) => match field {
+            "value" => json_to_number_or_dynamic(&v.value),
+            "msg_time" => fr.time(v.msg_time),
+            "srv_time" => fr.time(v.srv_time),
+            _ => Dynamic::UNIT,
+        },
+    }
+}
+
+/// A state field named by a path, for `changed("...")`: `ignition`, `gps.speed`,
+/// `gps.location`, `inputs`, `inputs[2]`, `additional.event_code`, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FieldPath {
+    Leaf(StateLeaf),
+    Inputs,
+    Outputs,
+    Location,
+}
+
+impl FieldPath {
+    /// Parses a path; `None` when it names no field.
+    pub fn parse(path: &str) -> Option<FieldPath> {
+        // `inputs[2]` and `inputs.2` are the same path.
+        let normalized;
+        let path = if path.contains('[') {
+            normalized = path.replace('[', ".").replace(']', "");
+            normalized.as_str()
+        } else {
+            path
+        };
+        let (head, rest) = match path.split_once('.') {
+            Some((h, r)) => (h, Some(r)),
+            None => (path, None),
+        };
+        let index = |i: &str| i.parse::<i64>().ok().filter(|i| *i >= 0);
+        Some(match (head, rest) {
+            ("inputs", None) => FieldPath::Inputs,
+            ("outputs", None) => FieldPath::Outputs,
+            ("inputs", Some(i)) => FieldPath::Leaf(StateLeaf::Input(index(i)?)),
+            ("outputs", Some(i)) => FieldPath::Leaf(StateLeaf::Output(index(i)?)),
+            ("gps", Some("location")) => FieldPath::Location,
+            ("gps", Some(field)) => match field.strip_prefix("location.") {
+                Some(f) => FieldPath::Leaf(StateLeaf::location(f)?),
+                None => FieldPath::Leaf(StateLeaf::gps(field)?),
+            },
+            ("gsm", Some(field)) => FieldPath::Leaf(StateLeaf::gsm(field)?),
+            ("additional", Some(name)) => {
+                let name = name.strip_suffix(".value").unwrap_or(name);
+                if name.is_empty() || name.contains('.') {
+                    return None;
+                }
+                FieldPath::Leaf(StateLeaf::AdditionalValue(name.into()))
+            }
+            (field, None) => FieldPath::Leaf(StateLeaf::top(field)?),
+            _ => return None,
+        })
+    }
+}
+
+/// A field's value for comparison, borrowed from the state (no allocation).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FieldValue<'a> {
+    Absent,
+    Bool(bool),
+    Num(f64),
+    Str(&'a str),
+    Time(NavixyTime),
+    Bits(&'a [bool]),
+    Point(f64, f64),
+}
+
+/// Whether `path` names a state field `changed` can compare.
+pub(crate) fn is_field_path(path: &str) -> bool {
+    FieldPath::parse(path).is_some()
+}
+
+/// The value at `path` in a state.
+pub(crate) fn field_value<'a>(s: &'a SourceState, path: &FieldPath) -> FieldValue<'a> {
+    use FieldValue as F;
+    use StateLeaf as L;
+    let num = |v: Option<f64>| v.map_or(F::Absent, F::Num);
+    let boolean = |v: Option<bool>| v.map_or(F::Absent, F::Bool);
+    let time = |v: Option<NavixyTime>| v.map_or(F::Absent, F::Time);
+    let gps = s.gps.as_ref();
+    let gsm = s.gsm.as_ref();
+    let bit = |bits: &Option<Vec<bool>>, i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| bits.as_ref().and_then(|b| b.get(i)))
+            .map_or(F::Absent, |b| F::Bool(*b))
+    };
+    match path {
+        FieldPath::Inputs => s.inputs.as_deref().map_or(F::Absent, F::Bits),
+        FieldPath::Outputs => s.outputs.as_deref().map_or(F::Absent, F::Bits),
+        FieldPath::Location => gps
+            .and_then(|g| g.location)
+            .map_or(F::Absent, |l| F::Point(l.lat, l.lng)),
+        FieldPath::Leaf(leaf) => match leaf {
+            L::SourceId => s.source_id.map_or(F::Absent, |v| F::Num(v as f64)),
+            L::ConnectionStatus => s
+                .connection_status
+                .map_or(F::Absent, |v| F::Str(v.as_str())),
+            L::MovementStatus => s.movement_status.map_or(F::Absent, |v| F::Str(v.as_str())),
+            L::MovementStatusUpdate => time(s.movement_status_update),
+            L::Ignition => boolean(s.ignition),
+            L::IgnitionUpdate => time(s.ignition_update),
+            L::LastUpdate => time(s.last_update),
+            L::BatteryLevel => num(s.battery_level),
+            L::BatteryUpdate => time(s.battery_update),
+            L::InputsUpdate => time(s.inputs_update),
+            L::OutputsUpdate => time(s.outputs_update),
+            L::ActualTrackUpdate => time(s.actual_track_update),
+            L::GpsUpdated => time(gps.and_then(|g| g.updated)),
+            L::GpsSignalLevel => num(gps.and_then(|g| g.signal_level)),
+            L::GpsHeading => num(gps.and_then(|g| g.heading)),
+            L::GpsSpeed => num(gps.and_then(|g| g.speed)),
+            L::GpsAlt => num(gps.and_then(|g| g.alt)),
+            L::GpsPrecision => num(gps.and_then(|g| g.precision)),
+            L::GpsLbs => boolean(gps.and_then(|g| g.gsm_lbs)),
+            L::GpsLat => num(gps.and_then(|g| g.location).map(|l| l.lat)),
+            L::GpsLng => num(gps.and_then(|g| g.location).map(|l| l.lng)),
+            L::GsmUpdated => time(gsm.and_then(|g| g.updated)),
+            L::GsmSignalLevel => num(gsm.and_then(|g| g.signal_level)),
+            L::GsmNetworkName => gsm
+                .and_then(|g| g.network_name.as_deref())
+                .map_or(F::Absent, F::Str),
+            L::GsmRoaming => boolean(gsm.and_then(|g| g.roaming)),
+            L::Input(i) => bit(&s.inputs, *i),
+            L::Output(i) => bit(&s.outputs, *i),
+            L::AdditionalValue(name) | L::AdditionalUpdated(name) => s
+                .additional
+                .as_ref()
+                .and_then(|a| a.get(name.as_str()))
+                .and_then(|f| f.value.as_deref())
+                .map_or(F::Absent, F::Str),
+        },
+    }
+}
+
+/// Whether the latest state update changed the field at `path` (false on the first).
+pub(crate) fn changed(tracker: &TrackerState, path: &FieldPath) -> bool {
+    match (tracker.current.as_deref(), tracker.prev.as_deref()) {
+        (Some(cur), Some(prev)) => field_value(cur, path) != field_value(prev, path),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths() {
+        assert!(is_field_path("ignition"));
+        assert!(is_field_path("gps.speed"));
+        assert!(is_field_path("inputs[2]"));
+        assert!(is_field_path("inputs"));
+        assert!(is_field_path("additional.event_code"));
+        assert!(!is_field_path("ignitoin"));
+        assert!(!is_field_path("gps.sped"));
+        assert!(!is_field_path("inputs[x]"));
+    }
+
+    #[test]
+    fn views_outside_a_frame_read_unit() {
+        assert!(state_field(Which::Current, |_, _| Dynamic::from_bool(true)).is_unit());
+        assert!(reading_field("lls_level_1", "value").is_unit());
+    }
+}

@@ -1,0 +1,518 @@
+//! The one Rhai engine every rule of a rule set shares: sandbox limits, the context types
+//! and their property getters, and the helpers (`minutes`, `since`, `changed`, `in_zone`,
+//! `distance_m`, the history windows).
+//!
+//! Sandbox: Rhai has no file or network access of its own; `no_module` removes `import`,
+//! `eval` is disabled, and every evaluation is bounded in operations, call depth,
+//! expression depth and the size of strings, arrays and maps. `print` and `debug` go to
+//! the log.
+
+use std::collections::BTreeSet;
+
+use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, OptimizationLevel};
+
+use super::context::{
+    self, AdditionalFieldView, AdditionalView, BitsView, GpsView, GsmView, IotFieldView, IotView,
+    LocationView, ReadingView, ReadingsView, StateLeaf, StateObject, StateView, TrackerLeaf,
+    TrackerView, Which, state_field, tracker_field,
+};
+
+/// Operations one evaluation of one expression may take. A condition of a few
+/// comparisons takes 10 to 50; a loop over a few hundred items fits; an endless loop
+/// stops within about a millisecond.
+pub const MAX_OPERATIONS: u64 = 50_000;
+pub const MAX_STRING_SIZE: usize = 16 * 1024;
+pub const MAX_ARRAY_SIZE: usize = 4_096;
+pub const MAX_MAP_SIZE: usize = 1_024;
+pub const MAX_CALL_LEVELS: usize = 16;
+pub const MAX_EXPR_DEPTH: usize = 64;
+pub const MAX_FUNCTION_EXPR_DEPTH: usize = 32;
+pub const MAX_VARIABLES: usize = 128;
+
+/// Property names that rules read under `readings.`, `iot.` and `state.additional.`:
+/// each gets a getter of its own, so `readings.lls_level_1` is one direct call instead
+/// of a failed property lookup followed by the indexer.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DynamicNames {
+    pub readings: BTreeSet<String>,
+    pub iot: BTreeSet<String>,
+    pub additional: BTreeSet<String>,
+}
+
+/// Builds the sandboxed engine with every context type and helper registered.
+pub(crate) fn build(names: &DynamicNames) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .disable_symbol("eval")
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FUNCTION_EXPR_DEPTH)
+        .set_max_variables(MAX_VARIABLES)
+        // A misspelt variable is a compile error, not a silent `()`.
+        .set_strict_variables(true)
+        // Constant folding, including `params.x` from the constant `params` map; no
+        // evaluation of helpers at compile time (they read the tracker).
+        .set_optimization_level(OptimizationLevel::Simple);
+    engine.on_print(|text| tracing::info!(target: "navixy_alerts::rules::print", "{text}"));
+    engine.on_debug(|text, source, pos| {
+        tracing::debug!(
+            target: "navixy_alerts::rules::debug",
+            rule = source.unwrap_or(""),
+            position = %pos,
+            "{text}"
+        );
+    });
+    register_missing_value_operators(&mut engine);
+    register_state(&mut engine, names);
+    register_tracker(&mut engine);
+    register_readings(&mut engine, names);
+    register_helpers(&mut engine);
+    engine
+}
+
+/// Comparisons with a missing value (`()`) need nothing: Rhai's built-in operators make
+/// `() == x` false and `() != x` true for any non-numeric... and numeric `x` too, and
+/// `() < x` false. What remains is `!`, which Rhai rejects for `()`: here it keeps the
+/// value unknown, so `!state.ignition` on a tracker without ignition is `()` (does not
+/// hold) rather than an error.
+fn register_missing_value_operators(engine: &mut Engine) {
+    engine.register_fn("!", |_: ()| ());
+}
+
+/// `==`/`!=` against `()` tell whether an object is present: `prev == ()` on a
+/// tracker's first state, `state.gps == ()` before any GPS fix.
+macro_rules! register_presence {
+    ($engine:expr, $ty:ty, $present:expr) => {{
+        let present: fn(&$ty) -> bool = $present;
+        $engine
+            .register_fn("==", move |a: $ty, _: ()| !present(&a))
+            .register_fn("==", move |_: (), a: $ty| !present(&a))
+            .register_fn("!=", move |a: $ty, _: ()| present(&a))
+            .register_fn("!=", move |_: (), a: $ty| present(&a));
+    }};
+}
+
+fn register_state(engine: &mut Engine, names: &DynamicNames) {
+    fn leaf(which: Which, leaf: &StateLeaf) -> Dynamic {
+        state_field(which, |s, fr| context::state_leaf(s, fr, leaf))
+    }
+    fn present(which: Which, object: &StateObject) -> bool {
+        context::with(|fr| fr.is_some_and(|fr| context::state_present(fr.source(which), object)))
+    }
+
+    engine.register_type_with_name::<StateView>("State");
+    register_presence!(engine, StateView, |v| present(v.0, &StateObject::State));
+    engine.register_fn("to_string", |v: &mut StateView| {
+        state_field(v.0, |s, _| {
+            serde_json::to_string(s).unwrap_or_default().into()
+        })
+        .into_string()
+        .unwrap_or_else(|_| "()".into())
+    });
+    for name in [
+        "source_id",
+        "connection_status",
+        "movement_status",
+        "movement_status_update",
+        "ignition",
+        "ignition_update",
+        "last_update",
+        "battery_level",
+        "battery_update",
+        "inputs_update",
+        "outputs_update",
+        "actual_track_update",
+    ] {
+        if let Some(l) = StateLeaf::top(name) {
+            engine.register_get(name, move |v: &mut StateView| leaf(v.0, &l));
+        }
+    }
+    engine
+        .register_get("gps", |v: &mut StateView| GpsView(v.0))
+        .register_get("gsm", |v: &mut StateView| GsmView(v.0))
+        .register_get("additional", |v: &mut StateView| AdditionalView(v.0))
+        .register_get("inputs", |v: &mut StateView| BitsView {
+            which: v.0,
+            outputs: false,
+        })
+        .register_get("outputs", |v: &mut StateView| BitsView {
+            which: v.0,
+            outputs: true,
+        });
+
+    engine.register_type_with_name::<GpsView>("Gps");
+    register_presence!(engine, GpsView, |v| present(v.0, &StateObject::Gps));
+    for name in [
+        "updated",
+        "signal_level",
+        "heading",
+        "speed",
+        "alt",
+        "precision",
+        "gsm_lbs",
+    ] {
+        if let Some(l) = StateLeaf::gps(name) {
+            engine.register_get(name, move |v: &mut GpsView| leaf(v.0, &l));
+        }
+    }
+    engine.register_get("location", |v: &mut GpsView| LocationView(v.0));
+
+    engine.register_type_with_name::<LocationView>("Location");
+    register_presence!(engine, LocationView, |v| present(
+        v.0,
+        &StateObject::Location
+    ));
+    engine
+        .register_get("lat", |v: &mut LocationView| leaf(v.0, &StateLeaf::GpsLat))
+        .register_get("lng", |v: &mut LocationView| leaf(v.0, &StateLeaf::GpsLng));
+
+    engine.register_type_with_name::<GsmView>("Gsm");
+    register_presence!(engine, GsmView, |v| present(v.0, &StateObject::Gsm));
+    for name in ["updated", "signal_level", "network_name", "roaming"] {
+        if let Some(l) = StateLeaf::gsm(name) {
+            engine.register_get(name, move |v: &mut GsmView| leaf(v.0, &l));
+        }
+    }
+
+    // inputs / outputs
+    engine.register_type_with_name::<BitsView>("Bits");
+    register_presence!(engine, BitsView, |v| present(
+        v.which,
+        if v.outputs {
+            &StateObject::Outputs
+        } else {
+            &StateObject::Inputs
+        }
+    ));
+    fn bits(v: &BitsView, f: impl FnOnce(&[bool]) -> Dynamic) -> Dynamic {
+        let outputs = v.outputs;
+        state_field(v.which, move |s, _| {
+            let b = if outputs { &s.outputs } else { &s.inputs };
+            b.as_deref().map_or(Dynamic::UNIT, f)
+        })
+    }
+    engine
+        .register_indexer_get(|v: &mut BitsView, i: INT| {
+            let l = if v.outputs {
+                StateLeaf::Output(i)
+            } else {
+                StateLeaf::Input(i)
+            };
+            leaf(v.which, &l)
+        })
+        .register_get("len", |v: &mut BitsView| {
+            bits(v, |b| Dynamic::from_int(b.len() as INT))
+        })
+        .register_fn("len", |v: &mut BitsView| {
+            bits(v, |b| Dynamic::from_int(b.len() as INT))
+        })
+        .register_fn("any", |v: &mut BitsView| {
+            bits(v, |b| Dynamic::from_bool(b.iter().any(|x| *x)))
+        })
+        .register_fn("to_string", |v: &mut BitsView| {
+            bits(v, |b| format!("{b:?}").into())
+                .into_string()
+                .unwrap_or_else(|_| "()".into())
+        });
+
+    // additional
+    engine.register_type_with_name::<AdditionalView>("Additional");
+    register_presence!(engine, AdditionalView, |v| present(
+        v.0,
+        &StateObject::Additional
+    ));
+    engine.register_indexer_get(|v: &mut AdditionalView, name: ImmutableString| {
+        AdditionalFieldView { which: v.0, name }
+    });
+    for name in &names.additional {
+        let imm = ImmutableString::from(name.as_str());
+        engine.register_get(name, move |v: &mut AdditionalView| AdditionalFieldView {
+            which: v.0,
+            name: imm.clone(),
+        });
+    }
+    engine.register_type_with_name::<AdditionalFieldView>("AdditionalField");
+    register_presence!(engine, AdditionalFieldView, |v| present(
+        v.which,
+        &StateObject::AdditionalField(v.name.clone())
+    ));
+    engine
+        .register_get("value", |v: &mut AdditionalFieldView| {
+            leaf(v.which, &StateLeaf::AdditionalValue(v.name.clone()))
+        })
+        .register_get("updated", |v: &mut AdditionalFieldView| {
+            leaf(v.which, &StateLeaf::AdditionalUpdated(v.name.clone()))
+        });
+}
+
+fn register_tracker(engine: &mut Engine) {
+    engine.register_type_with_name::<TrackerView>("Tracker");
+    for (name, l) in TrackerLeaf::ALL {
+        engine.register_get(name, move |_: &mut TrackerView| {
+            tracker_field(|t, _| context::tracker_leaf(t, l))
+        });
+    }
+}
+
+fn register_readings(engine: &mut Engine, names: &DynamicNames) {
+    engine.register_type_with_name::<ReadingsView>("Readings");
+    engine.register_indexer_get(|_: &mut ReadingsView, name: ImmutableString| ReadingView { name });
+    for name in &names.readings {
+        let imm = ImmutableString::from(name.as_str());
+        engine.register_get(name, move |_: &mut ReadingsView| ReadingView {
+            name: imm.clone(),
+        });
+    }
+    engine.register_type_with_name::<ReadingView>("Reading");
+    register_presence!(engine, ReadingView, |v| {
+        context::with(|fr| {
+            fr.is_some_and(|fr| context::find_reading(&fr.tracker.readings, &v.name).is_some())
+        })
+    });
+    for field in context::READING_FIELDS {
+        engine.register_get(field, move |v: &mut ReadingView| {
+            context::reading_field(&v.name, field)
+        });
+    }
+
+    engine.register_type_with_name::<IotView>("Iot");
+    engine.register_indexer_get(|_: &mut IotView, name: ImmutableString| IotFieldView { name });
+    for name in &names.iot {
+        let imm = ImmutableString::from(name.as_str());
+        engine.register_get(name, move |_: &mut IotView| IotFieldView {
+            name: imm.clone(),
+        });
+    }
+    engine.register_type_with_name::<IotFieldView>("IotField");
+    register_presence!(engine, IotFieldView, |v| {
+        context::with(|fr| fr.is_some_and(|fr| fr.tracker.iot.contains_key(v.name.as_str())))
+    });
+    for field in context::IOT_FIELDS {
+        engine.register_get(field, move |v: &mut IotFieldView| {
+            context::iot_field(&v.name, field)
+        });
+    }
+}
+
+/// A number as Rhai passes it (INT or FLOAT), or `None`.
+pub(crate) fn number_of(d: &Dynamic) -> Option<f64> {
+    if let Ok(i) = d.as_int() {
+        return Some(i as f64);
+    }
+    d.as_float().ok()
+}
+
+type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
+
+/// Which statistic a window helper computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Window {
+    Delta,
+    Fall,
+    Rise,
+    Min,
+    Max,
+    Avg,
+}
+
+/// The window helpers by their Rhai names.
+pub(crate) const WINDOW_HELPERS: [(&str, Window); 6] = [
+    ("delta", Window::Delta),
+    ("fuel_drop", Window::Fall),
+    ("fuel_rise", Window::Rise),
+    ("min_over", Window::Min),
+    ("max_over", Window::Max),
+    ("avg_over", Window::Avg),
+];
+
+/// The helpers as plain functions of a frame, shared by the Rhai registrations and the
+/// direct evaluator. An `Err` is the message Rhai raises.
+pub(crate) mod helpers {
+    use rhai::{Dynamic, FLOAT, INT, ImmutableString};
+
+    use super::{Window, number_of};
+    use crate::navixy::messages::NavixyTime;
+    use crate::rules::script::context::{self, Frame, opt_float};
+    use crate::rules::zones;
+
+    /// `seconds`, `minutes`, `hours`: INT stays INT (saturating), FLOAT stays FLOAT.
+    pub fn duration(n: &Dynamic, factor: INT) -> Option<Dynamic> {
+        if let Ok(i) = n.as_int() {
+            return Some(Dynamic::from_int(i.saturating_mul(factor)));
+        }
+        n.as_float()
+            .ok()
+            .map(|f| Dynamic::from_float(f * factor as FLOAT))
+    }
+
+    fn now_s(fr: &Frame<'_>) -> i64 {
+        fr.now_ms.div_euclid(1000)
+    }
+
+    /// Seconds from a time (epoch seconds, a Navixy time string) to now; `()` for `()`.
+    /// `None` when Rhai has no such overload (another type).
+    pub fn since(fr: &Frame<'_>, t: &Dynamic) -> Option<Result<Dynamic, String>> {
+        if t.is_unit() {
+            return Some(Ok(Dynamic::UNIT));
+        }
+        if let Ok(i) = t.as_int() {
+            return Some(Ok(Dynamic::from_int(now_s(fr) - i)));
+        }
+        if let Ok(f) = t.as_float() {
+            return Some(Ok(Dynamic::from_int(now_s(fr) - f.floor() as i64)));
+        }
+        let text = t.read_lock::<ImmutableString>()?;
+        Some(match NavixyTime::parse(&text) {
+            Some(parsed) => Ok(Dynamic::from_int(
+                now_s(fr) - parsed.to_utc(fr.time_zone).timestamp(),
+            )),
+            None => Err(format!(
+                "since: `{}` is not a time (use epoch seconds or 2026-01-01 10:00:00)",
+                text.as_str()
+            )),
+        })
+    }
+
+    /// Whether the latest state update changed the field at `path`.
+    pub fn changed(fr: &Frame<'_>, path: &str) -> Result<Dynamic, String> {
+        let path = context::FieldPath::parse(path)
+            .ok_or_else(|| format!("changed: `{path}` is not a state field"))?;
+        Ok(Dynamic::from_bool(context::changed(fr.tracker, &path)))
+    }
+
+    /// Whether the tracker is inside the zone; `()` without a position.
+    pub fn in_zone(fr: &Frame<'_>, name: &str) -> Result<Dynamic, String> {
+        let zone = fr.zones.get(name).ok_or_else(|| {
+            format!(
+                "in_zone: unknown zone `{name}` (zones: {})",
+                fr.zones.names()
+            )
+        })?;
+        let location = fr
+            .tracker
+            .current
+            .as_deref()
+            .and_then(|s| s.gps.as_ref())
+            .and_then(|g| g.location);
+        Ok(location.map_or(Dynamic::UNIT, |l| {
+            Dynamic::from_bool(zone.contains(l.lat, l.lng))
+        }))
+    }
+
+    pub fn distance(a: &Dynamic, b: &Dynamic, c: &Dynamic, d: &Dynamic) -> Dynamic {
+        match (number_of(a), number_of(b), number_of(c), number_of(d)) {
+            (Some(a), Some(b), Some(c), Some(d)) => {
+                Dynamic::from_float(zones::distance_m(a, b, c, d))
+            }
+            _ => Dynamic::UNIT,
+        }
+    }
+
+    /// A window statistic of a series kept in history; `()` without data.
+    pub fn window(
+        fr: &Frame<'_>,
+        kind: Window,
+        name: &str,
+        window: &Dynamic,
+    ) -> Result<Dynamic, String> {
+        let Some(window_s) = number_of(window) else {
+            if window.is_unit() {
+                return Ok(Dynamic::UNIT);
+            }
+            return Err(format!(
+                "the window must be a number of seconds such as minutes(10), not {}",
+                window.type_name()
+            ));
+        };
+        if window_s.is_nan() || window_s <= 0.0 {
+            return Err(format!("the window must be positive, not {window_s}"));
+        }
+        let window_ms = (window_s * 1000.0) as i64;
+        let Some(series) = fr.tracker.history.series(name) else {
+            return Ok(Dynamic::UNIT);
+        };
+        let now = fr.now_ms;
+        Ok(opt_float(match kind {
+            Window::Delta => series.delta(now, window_ms),
+            Window::Fall => series.largest_fall(now, window_ms),
+            Window::Rise => series.largest_rise(now, window_ms),
+            Window::Min => series.min(now, window_ms),
+            Window::Max => series.max(now, window_ms),
+            Window::Avg => series.avg(now, window_ms),
+        }))
+    }
+}
+
+/// Runs a helper with the current frame; `()` outside a frame.
+fn in_frame(f: impl FnOnce(&context::Frame<'_>) -> Result<Dynamic, String>) -> RhaiResult {
+    context::with(|fr| match fr {
+        Some(fr) => f(fr).map_err(Into::into),
+        None => Ok(Dynamic::UNIT),
+    })
+}
+
+fn register_helpers(engine: &mut Engine) {
+    // Durations are seconds, matching `now` and `since`.
+    for (name, factor) in [("seconds", 1), ("minutes", 60), ("hours", 3600)] {
+        engine
+            .register_fn(name, move |n: INT| n.saturating_mul(factor))
+            .register_fn(name, move |n: FLOAT| n * factor as FLOAT);
+    }
+    fn since(t: Dynamic) -> RhaiResult {
+        in_frame(|fr| helpers::since(fr, &t).unwrap_or(Ok(Dynamic::UNIT)))
+    }
+    engine
+        .register_fn("since", |t: INT| since(Dynamic::from_int(t)))
+        .register_fn("since", |t: FLOAT| since(Dynamic::from_float(t)))
+        .register_fn("since", |_: ()| ())
+        .register_fn("since", |t: ImmutableString| since(Dynamic::from(t)));
+    engine.register_fn("changed", |path: ImmutableString| {
+        in_frame(|fr| helpers::changed(fr, &path))
+    });
+    engine.register_fn("in_zone", |name: ImmutableString| {
+        in_frame(|fr| helpers::in_zone(fr, &name))
+    });
+    engine.register_fn(
+        "distance_m",
+        |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| helpers::distance(&a, &b, &c, &d),
+    );
+    for (name, kind) in WINDOW_HELPERS {
+        engine.register_fn(name, move |series: ImmutableString, window: Dynamic| {
+            in_frame(|fr| helpers::window(fr, kind, &series, &window))
+        });
+    }
+}
+
+/// The scope expressions compile against: strict variables need every context variable
+/// declared, and `params` is a constant so the optimizer folds `params.x` into the
+/// compiled expression. The context variables are plain variables here so that the
+/// optimizer does not inline (and later copy) the markers.
+pub(crate) fn compile_scope(params: rhai::Map) -> rhai::Scope<'static> {
+    let mut scope = rhai::Scope::new();
+    scope
+        .push("state", StateView(Which::Current))
+        .push("prev", StateView(Which::Prev))
+        .push("tracker", TrackerView)
+        .push("readings", ReadingsView)
+        .push("iot", IotView)
+        .push("now", 0 as INT)
+        .push_constant("params", params);
+    scope
+}
+
+/// The scope one shard evaluates in: constants, so a script cannot reassign `state` for
+/// the rules after it; `now` is set before each tracker.
+pub(crate) fn eval_scope() -> rhai::Scope<'static> {
+    let mut scope = rhai::Scope::new();
+    scope
+        .push_constant("state", StateView(Which::Current))
+        .push_constant("prev", StateView(Which::Prev))
+        .push_constant("tracker", TrackerView)
+        .push_constant("readings", ReadingsView)
+        .push_constant("iot", IotView)
+        .push_constant("now", 0 as INT);
+    scope
+}

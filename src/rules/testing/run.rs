@@ -1,0 +1,846 @@
+//! Running rule tests: each test's input goes through the same path as live data (a
+//! single-shard [`ShardCache`] and an [`Evaluator`]) on an event-time clock, with a tick
+//! every `evaluation_interval`; the transitions that come out are compared with the
+//! expected ones.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use super::file::{Expected, InputEvent, InputSeries, TestCase, TestFile, TimeSpec};
+use crate::config::parse_duration;
+use crate::engine::ShardEvaluator;
+use crate::navixy::decode::decode_frame;
+use crate::navixy::messages::{
+    BatchItem, Frame, IotTrackerValues, IotValue, LifecycleKind, NavixyTime, ReadingsItem,
+    SensorInput, SourceId, SourceState, StateValue, TrackerId,
+};
+use crate::rules::alert::{AlertStatus, AlertTransition};
+use crate::rules::format::value_text;
+use crate::rules::load::{LoadOptions, expand_patterns, yaml_message};
+use crate::rules::set::human_duration;
+use crate::rules::zones::Zones;
+use crate::rules::{Evaluator, RuleSet};
+use crate::state::cache::ShardCache;
+use crate::state::{TrackerInfo, Update};
+
+/// Totals over all files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+/// Runs every test of every file, printing PASS/FAIL per test and a diff for failures.
+pub fn run_files(paths: &[PathBuf], out: &mut dyn Write) -> io::Result<Summary> {
+    let mut total = Summary::default();
+    for path in paths {
+        writeln!(out, "{}", path.display())?;
+        let s = run_file(path, out)?;
+        total.passed += s.passed;
+        total.failed += s.failed;
+    }
+    writeln!(out, "{} passed, {} failed", total.passed, total.failed)?;
+    Ok(total)
+}
+
+/// Runs one test file. A file that cannot be read or whose rules do not load counts as
+/// one failure, with the reason printed.
+pub fn run_file(path: &Path, out: &mut dyn Write) -> io::Result<Summary> {
+    let fail = |out: &mut dyn Write, message: String| -> io::Result<Summary> {
+        writeln!(out, "  ERROR {message}")?;
+        Ok(Summary {
+            passed: 0,
+            failed: 1,
+        })
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return fail(out, format!("{}: cannot read: {e}", path.display())),
+    };
+    let file: TestFile = match serde_saphyr::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            return fail(
+                out,
+                format!("{}:{line}:{column}: {}", path.display(), yaml_message(&e)),
+            );
+        }
+    };
+    let suite = match Suite::new(path, &file) {
+        Ok(s) => s,
+        Err(messages) => return fail(out, messages.join("\n        ")),
+    };
+    let mut summary = Summary::default();
+    for case in &file.tests {
+        match suite.run(case) {
+            Ok(report) if report.passed() => {
+                summary.passed += 1;
+                writeln!(out, "  PASS  {}", case.name)?;
+            }
+            Ok(report) => {
+                summary.failed += 1;
+                writeln!(out, "  FAIL  {}", case.name)?;
+                report.print(out)?;
+            }
+            Err(messages) => {
+                summary.failed += 1;
+                writeln!(out, "  FAIL  {}", case.name)?;
+                for m in messages {
+                    writeln!(out, "        {m}")?;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// What every test of a file shares.
+struct Suite {
+    path: PathBuf,
+    sources: Vec<(PathBuf, String)>,
+    options: LoadOptions,
+    start: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    interval: Duration,
+    max_event_age: Duration,
+}
+
+impl Suite {
+    fn new(path: &Path, file: &TestFile) -> Result<Suite, Vec<String>> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut errors = Vec::new();
+        let tz = match &file.timezone {
+            None => chrono_tz::UTC,
+            Some(name) => name.parse().unwrap_or_else(|_| {
+                errors.push(format!("timezone: unknown time zone `{name}`"));
+                chrono_tz::UTC
+            }),
+        };
+        let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
+            None => default,
+            Some(text) => parse_duration(text).unwrap_or_else(|e| {
+                errors.push(format!("{field}: {e}"));
+                default
+            }),
+        };
+        let interval = duration(
+            "evaluation_interval",
+            &file.evaluation_interval,
+            Duration::from_secs(10),
+        );
+        let max_event_age = duration(
+            "max_event_age",
+            &file.max_event_age,
+            Duration::from_secs(15 * 60),
+        );
+        if interval.is_zero() {
+            errors.push("evaluation_interval: must be more than 0s".into());
+        }
+        let default_start = Utc
+            .with_ymd_and_hms(2026, 1, 5, 8, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let start = match &file.start {
+            None => default_start,
+            Some(text) => match NavixyTime::parse(text) {
+                Some(t) => t.to_utc(tz),
+                None => {
+                    errors.push(format!(
+                        "start: `{text}` is not a time like 2026-01-05T08:00:00Z"
+                    ));
+                    default_start
+                }
+            },
+        };
+        let mut sources = Vec::new();
+        match expand_patterns(base, &file.rule_files, path) {
+            Ok(files) => {
+                for f in files {
+                    match std::fs::read_to_string(&f) {
+                        Ok(text) => sources.push((f, text)),
+                        Err(e) => {
+                            errors.push(format!("{}: cannot read rule file: {e}", f.display()))
+                        }
+                    }
+                }
+            }
+            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+        }
+        if file.rule_files.is_empty() {
+            errors.push("rule_files: list at least one rule file".into());
+        }
+        for (name, zone) in &file.zones {
+            let ok = match (&zone.circle, &zone.polygon) {
+                (Some(c), None) => c.radius_m > 0.0,
+                (None, Some(p)) => p.len() >= 3,
+                _ => false,
+            };
+            if !ok {
+                errors.push(format!(
+                    "zones.{name}: set a `circle` with radius_m > 0 or a `polygon` of 3 points or more"
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Suite {
+            path: path.to_path_buf(),
+            sources,
+            options: LoadOptions {
+                zones: Zones::from_config(&file.zones),
+                channels: None,
+                time_zone: tz,
+                params: file.params.clone(),
+            },
+            start,
+            tz,
+            interval,
+            max_event_age,
+        })
+    }
+
+    fn time(&self, spec: &TimeSpec) -> Result<DateTime<Utc>, String> {
+        match spec {
+            TimeSpec::Seconds(s) if s.is_finite() => {
+                Ok(self.start + chrono::Duration::milliseconds((s * 1000.0) as i64))
+            }
+            TimeSpec::Seconds(s) => Err(format!("`{s}` is not a time")),
+            TimeSpec::Text(text) => {
+                // `-2h`: before the start (a buffered upload's own time, say).
+                if let Some(before) = text.trim().strip_prefix('-')
+                    && let Ok(d) = parse_duration(before)
+                {
+                    return Ok(self.start - chrono::Duration::from_std(d).unwrap_or_default());
+                }
+                if let Ok(d) = parse_duration(text) {
+                    return Ok(self.start + chrono::Duration::from_std(d).unwrap_or_default());
+                }
+                if text.trim() == "0" {
+                    return Ok(self.start);
+                }
+                NavixyTime::parse(text)
+                    .map(|t| t.to_utc(self.tz))
+                    .ok_or_else(|| {
+                        format!(
+                            "`{text}` is not an offset like 5m or a time like 2026-01-05T08:05:00Z"
+                        )
+                    })
+            }
+        }
+    }
+
+    /// A time as the report shows it: an offset from `start` when after it.
+    fn show(&self, t: DateTime<Utc>) -> String {
+        match (t - self.start).to_std() {
+            Ok(d) => human_duration(d),
+            Err(_) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+
+    fn run(&self, case: &TestCase) -> Result<Report, Vec<String>> {
+        let mut options = self.options.clone();
+        for (rule, params) in &case.params {
+            let entry = options.params.entry(rule.clone()).or_default();
+            for (k, v) in params {
+                entry.insert(k.clone(), v.clone());
+            }
+        }
+        let set = RuleSet::from_sources(&self.sources, &options)
+            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let mut errors = Vec::new();
+        if let Some(rules) = &case.rules {
+            for r in rules {
+                if set.get(r).is_none() {
+                    errors.push(format!("rules: `{r}` is not a loaded rule"));
+                }
+            }
+        }
+
+        let timeline = self.timeline(case, &mut errors);
+        let tracker_ids: HashSet<TrackerId> = case.input.iter().filter_map(|s| s.tracker).collect();
+        let single = (tracker_ids.len() == 1)
+            .then(|| tracker_ids.iter().next().copied())
+            .flatten();
+        let mut expected = Vec::new();
+        for (i, e) in case.expect.iter().enumerate() {
+            let at = self.time(&e.at).map_err(|m| format!("expect[{i}].at: {m}"));
+            let tracker = e.tracker.or(single);
+            if set.get(&e.rule).is_none() {
+                errors.push(format!("expect[{i}]: `{}` is not a loaded rule", e.rule));
+            }
+            match (at, tracker) {
+                (Ok(at), Some(tracker)) => expected.push(Want { at, tracker, e }),
+                (Err(m), _) => errors.push(m),
+                (_, None) => errors.push(format!(
+                    "expect[{i}]: set `tracker` (the test has {} trackers)",
+                    tracker_ids.len()
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        // The end: `until`, else one interval after the last event or expectation.
+        let last = timeline
+            .iter()
+            .map(|e| e.at)
+            .chain(expected.iter().map(|w| w.at))
+            .max()
+            .unwrap_or(self.start);
+        let end = match &case.until {
+            Some(u) => self.time(u).map_err(|m| vec![format!("until: {m}")])?,
+            None => last + chrono::Duration::from_std(self.interval).unwrap_or_default(),
+        };
+
+        let mut cache = ShardCache::new(set.history_policy(), self.tz);
+        for series in &case.input {
+            if let Some(id) = series.tracker {
+                cache.set_info(TrackerInfo {
+                    id,
+                    source_id: series.source_id,
+                    label: series.label.clone(),
+                    group_id: series.group_id,
+                });
+            }
+        }
+        let mut evaluator = Evaluator::new(Arc::new(set));
+        let mut got: Vec<AlertTransition> = Vec::new();
+        let step = chrono::Duration::from_std(self.interval)
+            .unwrap_or_else(|_| chrono::Duration::seconds(10));
+        let mut next_tick = self.start;
+        let mut events = timeline.into_iter().peekable();
+        loop {
+            let next_event = events.peek().map(|e| e.at);
+            let tick_due = next_tick <= end;
+            match next_event {
+                Some(at) if !tick_due || at <= next_tick => {
+                    let Some(event) = events.next() else { break };
+                    let notify = (event.at - event.event_time)
+                        .to_std()
+                        .map_or(true, |age| age <= self.max_event_age);
+                    let tracker = cache.apply(event.update);
+                    evaluator.on_update(tracker, event.at, notify, &mut got);
+                }
+                _ if tick_due => {
+                    evaluator.on_tick(&mut cache.iter(), next_tick, &mut got);
+                    next_tick += step;
+                }
+                _ => break,
+            }
+        }
+
+        let only: Option<HashSet<&str>> = case
+            .rules
+            .as_ref()
+            .map(|r| r.iter().map(String::as_str).collect());
+        got.retain(|t| only.as_ref().is_none_or(|o| o.contains(&*t.rule)));
+        Ok(Report::compare(self, expected, got))
+    }
+
+    /// Every input event as updates on one time line, in time order (input order breaks ties).
+    fn timeline(&self, case: &TestCase, errors: &mut Vec<String>) -> Vec<Timed> {
+        let sources: HashMap<SourceId, TrackerId> = case
+            .input
+            .iter()
+            .filter_map(|s| Some((s.source_id?, s.tracker?)))
+            .collect();
+        let mut out = Vec::new();
+        for (si, series) in case.input.iter().enumerate() {
+            let mut events: Vec<(DateTime<Utc>, &InputEvent)> = Vec::new();
+            for (ei, e) in series.events.iter().enumerate() {
+                match self.time(&e.at) {
+                    Ok(at) => events.push((at, e)),
+                    Err(m) => errors.push(format!("input[{si}].events[{ei}].at: {m}")),
+                }
+            }
+            events.sort_by_key(|(at, _)| *at);
+            let mut memory = SnippetMemory::default();
+            for (ei, (at, event)) in events.into_iter().enumerate() {
+                let place = format!("input[{si}].events[{ei}]");
+                match self.event_updates(series, event, at, &sources, &mut memory) {
+                    Ok(updates) => out.extend(updates),
+                    Err(m) => errors.push(format!("{place}: {m}")),
+                }
+            }
+            if let Some(rec) = &series.recording {
+                let base = self.path.parent().unwrap_or(Path::new("."));
+                match self.recording(&base.join(rec), &sources) {
+                    Ok(updates) => out.extend(updates),
+                    Err(m) => errors.push(format!("input[{si}].recording: {m}")),
+                }
+            }
+        }
+        for (i, t) in out.iter_mut().enumerate() {
+            t.seq = i;
+        }
+        out.sort_by_key(|t| (t.at, t.seq));
+        out
+    }
+
+    fn event_updates(
+        &self,
+        series: &InputSeries,
+        e: &InputEvent,
+        at: DateTime<Utc>,
+        sources: &HashMap<SourceId, TrackerId>,
+        memory: &mut SnippetMemory,
+    ) -> Result<Vec<Timed>, String> {
+        let event_time = match &e.event_time {
+            Some(t) => self.time(t)?,
+            None => at,
+        };
+        let kinds = [
+            e.state.is_some(),
+            e.readings.is_some(),
+            e.lifecycle.is_some(),
+            e.iot.is_some(),
+            e.frame.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err("set exactly one of state, readings, lifecycle, iot, frame".into());
+        }
+        if let Some(frame) = &e.frame {
+            return frame_updates(&frame.to_string(), sources, self.tz).map(|updates| {
+                updates
+                    .into_iter()
+                    .map(|u| Timed::new(at, u.event_time(self.tz).unwrap_or(event_time), u))
+                    .collect()
+            });
+        }
+        let tracker_id = series
+            .tracker
+            .ok_or("only `frame` events may leave out the series' `tracker`")?;
+        let stamp = Value::String(event_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let update = if let Some(snippet) = &e.state {
+            let mut v = snippet.clone();
+            let obj = v
+                .as_object_mut()
+                .ok_or("state: expected a map of state fields")?;
+            memory.stamp(obj, &stamp);
+            if let (Some(src), false) = (series.source_id, obj.contains_key("source_id")) {
+                obj.insert("source_id".into(), Value::from(src));
+            }
+            let state: SourceState =
+                serde_json::from_value(v).map_err(|err| format!("state: {err}"))?;
+            Update::State {
+                tracker_id,
+                state: Box::new(state),
+            }
+        } else if let Some(readings) = &e.readings {
+            Update::Readings {
+                tracker_id,
+                readings: Box::new(readings_item(readings, tracker_id, &stamp)?),
+            }
+        } else if let Some(kind) = &e.lifecycle {
+            let kind = match kind.as_str() {
+                "block" => LifecycleKind::Block,
+                "unblock" => LifecycleKind::Unblock,
+                "remove" | "corrupt" => LifecycleKind::Corrupt,
+                other => {
+                    return Err(format!(
+                        "lifecycle: `{other}` (use block, unblock or remove)"
+                    ));
+                }
+            };
+            Update::Lifecycle {
+                tracker_id,
+                kind,
+                at: Some(event_time),
+            }
+        } else if let Some(iot) = &e.iot {
+            let mut values = IotTrackerValues {
+                tracker_id: Some(tracker_id),
+                ..IotTrackerValues::default()
+            };
+            for (name, value) in iot {
+                values.nonnull_fields.insert(
+                    name.clone(),
+                    vec![IotValue {
+                        value: value.clone(),
+                        msg_time: Some(NavixyTime::Instant(event_time)),
+                        srv_time: Some(NavixyTime::Instant(event_time)),
+                    }],
+                );
+            }
+            Update::Iot {
+                tracker_id,
+                values: Box::new(values),
+            }
+        } else {
+            return Err("empty event".into());
+        };
+        Ok(vec![Timed::new(at, event_time, update)])
+    }
+
+    /// Frames recorded by `run --record`: `{"at": ..., "frame": ...}` or bare frames.
+    fn recording(
+        &self,
+        path: &Path,
+        sources: &HashMap<SourceId, TrackerId>,
+    ) -> Result<Vec<Timed>, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut out = Vec::new();
+        let mut clock = self.start;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at_line = |m: String| format!("{}:{}: {m}", path.display(), n + 1);
+            let (at, frame_text) = match serde_json::from_str::<Value>(line) {
+                Ok(Value::Object(obj)) if obj.contains_key("frame") => {
+                    let at =
+                        match obj.get("at") {
+                            Some(Value::String(s)) => NavixyTime::parse(s)
+                                .map(|t| t.to_utc(self.tz))
+                                .ok_or_else(|| at_line(format!("`{s}` is not a time")))?,
+                            _ => clock,
+                        };
+                    let frame = match obj.get("frame") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(v) => v.to_string(),
+                        None => String::new(),
+                    };
+                    (Some(at), frame)
+                }
+                _ => (None, line.to_string()),
+            };
+            // Bad frames are skipped, as the live path counts and skips them.
+            let Ok(updates) = frame_updates(&frame_text, sources, self.tz) else {
+                continue;
+            };
+            for u in updates {
+                let event_time = u.event_time(self.tz);
+                let at = at.or(event_time).unwrap_or(clock);
+                clock = clock.max(at);
+                out.push(Timed::new(at, event_time.unwrap_or(at), u));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One update on the time line.
+struct Timed {
+    /// The engine clock when it arrives.
+    at: DateTime<Utc>,
+    /// The device's time for it (older than `at` for buffered data).
+    event_time: DateTime<Utc>,
+    seq: usize,
+    update: Update,
+}
+
+impl Timed {
+    fn new(at: DateTime<Utc>, event_time: DateTime<Utc>, update: Update) -> Timed {
+        Timed {
+            at,
+            event_time,
+            seq: 0,
+            update,
+        }
+    }
+}
+
+/// What a series' earlier snippets set, so that `*_update` times move only when their
+/// field changes, as Navixy's do.
+#[derive(Default)]
+struct SnippetMemory {
+    last: HashMap<&'static str, Value>,
+}
+
+impl SnippetMemory {
+    /// Fills in the times a snippet leaves out: `last_update`, `gps.updated` and
+    /// `battery_update` are the event time; `movement_status_update`, `ignition_update`,
+    /// `inputs_update` and `outputs_update` are the event time only when their field
+    /// changed.
+    fn stamp(&mut self, obj: &mut Map<String, Value>, stamp: &Value) {
+        obj.entry("last_update").or_insert_with(|| stamp.clone());
+        if let Some(Value::Object(gps)) = obj.get_mut("gps") {
+            gps.entry("updated").or_insert_with(|| stamp.clone());
+        }
+        if obj.contains_key("battery_level") {
+            obj.entry("battery_update").or_insert_with(|| stamp.clone());
+        }
+        for (field, update) in [
+            ("movement_status", "movement_status_update"),
+            ("ignition", "ignition_update"),
+            ("inputs", "inputs_update"),
+            ("outputs", "outputs_update"),
+        ] {
+            let Some(v) = obj.get(field).cloned() else {
+                continue;
+            };
+            if self.last.get(field) != Some(&v) && !obj.contains_key(update) {
+                obj.insert(update.into(), stamp.clone());
+            }
+            self.last.insert(field, v);
+        }
+    }
+}
+
+/// `{lls_level_1: 180.5, obd_mil_status: true}` (numbers are metering sensors, other
+/// values state fields) or a full readings item.
+fn readings_item(v: &Value, tracker_id: TrackerId, stamp: &Value) -> Result<ReadingsItem, String> {
+    let obj = v.as_object().ok_or("readings: expected a map")?;
+    let full = ["inputs", "states", "virtual_sensors", "counters"]
+        .iter()
+        .any(|k| obj.get(*k).is_some_and(Value::is_array));
+    if full {
+        let mut item: ReadingsItem =
+            serde_json::from_value(v.clone()).map_err(|e| format!("readings: {e}"))?;
+        item.tracker_id = Some(tracker_id);
+        if item.timestamp.is_none() {
+            item.timestamp = stamp.as_str().and_then(NavixyTime::parse);
+        }
+        return Ok(item);
+    }
+    let time = stamp.as_str().and_then(NavixyTime::parse);
+    let mut item = ReadingsItem {
+        tracker_id: Some(tracker_id),
+        timestamp: time,
+        ..ReadingsItem::default()
+    };
+    for (name, value) in obj {
+        match value {
+            Value::Number(n) => item.inputs.push(SensorInput {
+                name: Some(name.clone()),
+                value: n.as_f64(),
+                update_time: time,
+                ..SensorInput::default()
+            }),
+            other => item.states.push(StateValue {
+                field: Some(name.clone()),
+                value: other.clone(),
+                update_time: time,
+            }),
+        }
+    }
+    Ok(item)
+}
+
+/// A frame's updates, mapped to tracker ids: state and lifecycle items by source id
+/// (the source id itself when the test does not map it), readings and iot by tracker id.
+fn frame_updates(
+    text: &str,
+    sources: &HashMap<SourceId, TrackerId>,
+    tz: chrono_tz::Tz,
+) -> Result<Vec<Update>, String> {
+    let frame = decode_frame(text).map_err(|e| format!("frame: {e}"))?;
+    let by_source = |s: Option<SourceId>| s.map(|s| sources.get(&s).copied().unwrap_or(s));
+    let mut out = Vec::new();
+    let item = |item: BatchItem, out: &mut Vec<Update>| match item {
+        BatchItem::State(state) => {
+            if let Some(tracker_id) = by_source(state.source_id) {
+                out.push(Update::State { tracker_id, state });
+            }
+        }
+        BatchItem::Readings(readings) => {
+            if let Some(tracker_id) = readings.tracker_id {
+                out.push(Update::Readings {
+                    tracker_id,
+                    readings,
+                });
+            }
+        }
+        BatchItem::Lifecycle(l) => {
+            if let Some(tracker_id) = by_source(l.source_id) {
+                out.push(Update::Lifecycle {
+                    tracker_id,
+                    kind: l.lifecycle_event,
+                    at: l.timestamp.map(|t| t.to_utc(tz)),
+                });
+            }
+        }
+        BatchItem::Unknown { .. } => {}
+    };
+    match frame {
+        Frame::State { state, .. } => item(BatchItem::State(state), &mut out),
+        Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. } => {
+            for i in items {
+                item(i, &mut out);
+            }
+        }
+        Frame::Lifecycle(l) => item(BatchItem::Lifecycle(l), &mut out),
+        Frame::IotMonitor { values } => {
+            for v in values {
+                if let Some(tracker_id) = v.tracker_id {
+                    out.push(Update::Iot {
+                        tracker_id,
+                        values: Box::new(v),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// An expected transition with its time and tracker resolved.
+struct Want<'a> {
+    at: DateTime<Utc>,
+    tracker: TrackerId,
+    e: &'a Expected,
+}
+
+/// The outcome of one test: what was expected and not emitted, emitted and not expected,
+/// and matched with a wrong value or annotation.
+struct Report {
+    missing: Vec<String>,
+    unexpected: Vec<String>,
+    mismatched: Vec<String>,
+}
+
+impl Report {
+    fn passed(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+
+    fn compare(suite: &Suite, expected: Vec<Want<'_>>, got: Vec<AlertTransition>) -> Report {
+        let mut used = vec![false; got.len()];
+        let mut report = Report {
+            missing: Vec::new(),
+            unexpected: Vec::new(),
+            mismatched: Vec::new(),
+        };
+        let line = |at: DateTime<Utc>,
+                    status: AlertStatus,
+                    rule: &str,
+                    tracker: TrackerId,
+                    key: Option<String>| {
+            let key = key.map(|k| format!("[{k}]")).unwrap_or_default();
+            format!(
+                "{:>7}  {:8}  {rule}{key}  tracker {tracker}",
+                suite.show(at),
+                status.as_str()
+            )
+        };
+        for want in &expected {
+            let want_key = want.e.key.as_ref().map(value_text);
+            let found = got.iter().enumerate().position(|(i, t)| {
+                !used[i]
+                    && t.at == want.at
+                    && *t.rule == *want.e.rule
+                    && t.status == want.e.status
+                    && t.tracker.as_ref().map(|x| x.id) == Some(want.tracker)
+                    && want_key.as_ref().is_none_or(|k| t.key.as_ref() == Some(k))
+            });
+            let head = line(
+                want.at,
+                want.e.status,
+                &want.e.rule,
+                want.tracker,
+                want_key.clone(),
+            );
+            let Some(i) = found else {
+                report.missing.push(format!("{head}{}", details(want.e)));
+                continue;
+            };
+            used[i] = true;
+            let t = &got[i];
+            if let Some(v) = &want.e.value
+                && !values_match(v, t.value.as_ref())
+            {
+                report.mismatched.push(format!(
+                    "{head}: value: expected {}, got {}",
+                    value_text(v),
+                    t.value.as_ref().map_or_else(|| "none".into(), value_text)
+                ));
+            }
+            if let Some(anns) = &want.e.annotations {
+                for (k, v) in anns {
+                    let actual = t.annotations.get(k);
+                    if actual != Some(v) {
+                        report.mismatched.push(format!(
+                            "{head}: annotations.{k}: expected {v:?}, got {}",
+                            actual.map_or_else(|| "none".into(), |a| format!("{a:?}"))
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, t) in got.iter().enumerate() {
+            if used[i] {
+                continue;
+            }
+            let value = t
+                .value
+                .as_ref()
+                .map(|v| format!("  value={}", value_text(v)))
+                .unwrap_or_default();
+            report.unexpected.push(format!(
+                "{}{value}",
+                line(
+                    t.at,
+                    t.status,
+                    &t.rule,
+                    t.tracker.as_ref().map_or(0, |x| x.id),
+                    t.key.clone()
+                )
+            ));
+        }
+        report
+    }
+
+    fn print(&self, out: &mut dyn Write) -> io::Result<()> {
+        if !self.missing.is_empty() || !self.unexpected.is_empty() {
+            writeln!(
+                out,
+                "        transitions (- expected, not emitted; + emitted, not expected):"
+            )?;
+            for m in &self.missing {
+                writeln!(out, "        - {m}")?;
+            }
+            for u in &self.unexpected {
+                writeln!(out, "        + {u}")?;
+            }
+        }
+        if !self.mismatched.is_empty() {
+            writeln!(out, "        emitted with different details:")?;
+            for m in &self.mismatched {
+                writeln!(out, "        ~ {m}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn details(e: &Expected) -> String {
+    let mut s = String::new();
+    if let Some(v) = &e.value {
+        s.push_str(&format!("  value={}", value_text(v)));
+    }
+    if let Some(a) = &e.annotations {
+        let parts: BTreeMap<_, _> = a.iter().collect();
+        for (k, v) in parts {
+            s.push_str(&format!("  {k}={v:?}"));
+        }
+    }
+    s
+}
+
+/// Numbers match within 1e-6 (relative for large ones); strings match their text.
+fn values_match(want: &Value, got: Option<&Value>) -> bool {
+    let Some(got) = got else {
+        return want.is_null();
+    };
+    match (want.as_f64(), got.as_f64()) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0),
+        _ => value_text(want) == value_text(got),
+    }
+}

@@ -1,0 +1,420 @@
+//! Unit tests of loading and evaluation against a real shard cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::alert::{AlertStatus, AlertTransition};
+use super::{Evaluator, LoadOptions, RuleError, RuleSet};
+use crate::config::{Circle, ZoneConfig};
+use crate::engine::ShardEvaluator;
+use crate::navixy::messages::{ReadingsItem, SourceState};
+use crate::state::Update;
+use crate::state::cache::ShardCache;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap()
+}
+
+fn options() -> LoadOptions {
+    let mut zones = std::collections::BTreeMap::new();
+    zones.insert(
+        "depot".to_string(),
+        ZoneConfig {
+            circle: Some(Circle {
+                lat: 52.52,
+                lng: 13.40,
+                radius_m: 300.0,
+            }),
+            polygon: None,
+        },
+    );
+    LoadOptions {
+        zones: super::zones::Zones::from_config(&zones),
+        channels: Some(["ops".to_string()].into_iter().collect()),
+        ..LoadOptions::default()
+    }
+}
+
+fn load(yaml: &str) -> Result<RuleSet, Vec<RuleError>> {
+    RuleSet::from_sources(
+        &[(PathBuf::from("rules/test.yaml"), yaml.to_string())],
+        &options(),
+    )
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load(yaml) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+struct Harness {
+    cache: ShardCache,
+    eval: Evaluator,
+    out: Vec<AlertTransition>,
+}
+
+impl Harness {
+    fn new(yaml: &str) -> Harness {
+        let set = match load(yaml) {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        Harness {
+            cache: ShardCache::new(set.history_policy(), chrono_tz::UTC),
+            eval: Evaluator::new(Arc::new(set)),
+            out: Vec::new(),
+        }
+    }
+
+    fn state(&mut self, id: i64, at_min: i64, json: serde_json::Value) {
+        let mut state: SourceState = serde_json::from_value(json).unwrap();
+        let at = t0() + Duration::minutes(at_min);
+        state.last_update = Some(crate::navixy::messages::NavixyTime::Instant(at));
+        let tracker = self.cache.apply(Update::State {
+            tracker_id: id,
+            state: Box::new(state),
+        });
+        self.eval.on_update(tracker, at, true, &mut self.out);
+    }
+
+    fn readings(&mut self, id: i64, at_min: i64, json: serde_json::Value) {
+        let item: ReadingsItem = serde_json::from_value(json).unwrap();
+        let at = t0() + Duration::minutes(at_min);
+        let tracker = self.cache.apply(Update::Readings {
+            tracker_id: id,
+            readings: Box::new(item),
+        });
+        self.eval.on_update(tracker, at, true, &mut self.out);
+    }
+
+    fn tick(&mut self, at_min: i64) {
+        let at = t0() + Duration::minutes(at_min);
+        self.eval.on_tick(&mut self.cache.iter(), at, &mut self.out);
+    }
+
+    /// The transitions so far as `(minute, rule, tracker, status)`.
+    fn take(&mut self) -> Vec<(i64, String, i64, AlertStatus)> {
+        self.out
+            .drain(..)
+            .map(|t| {
+                (
+                    (t.at - t0()).num_minutes(),
+                    t.rule.to_string(),
+                    t.tracker.map_or(0, |x| x.id),
+                    t.status,
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn missing_fields_compare_false_without_errors() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: ign_true
+    when: state.ignition == true
+  - name: ign_not_false
+    when: state.ignition != false
+  - name: not_ign
+    when: "!state.ignition"
+  - name: fast
+    when: state.gps.speed > 80
+  - name: coalesce
+    when: state.ignition ?? true
+"#,
+    );
+    h.state(1, 0, serde_json::json!({"movement_status": "parked"}));
+    let got = h.take();
+    // Missing != false holds (like SQL's IS DISTINCT FROM), `??` supplies a default.
+    assert_eq!(
+        got,
+        vec![
+            (0, "ign_not_false".into(), 1, AlertStatus::Firing),
+            (0, "coalesce".into(), 1, AlertStatus::Firing),
+        ]
+    );
+    for rule in ["ign_true", "ign_not_false", "not_ign", "fast", "coalesce"] {
+        assert_eq!(h.eval.rule_stats(rule).unwrap().errors, 0, "{rule}");
+    }
+}
+
+#[test]
+fn faults_skip_only_the_failing_rule() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: endless
+    when: "while state.ignition == true { } ; true"
+  - name: arithmetic_on_missing
+    when: readings.lls_level_1.value * 2 > 10
+  - name: not_a_bool
+    when: state.gps.speed
+  - name: ignition_on
+    when: state.ignition == true
+"#,
+    );
+    h.state(
+        1,
+        0,
+        serde_json::json!({"ignition": true, "gps": {"speed": 10}}),
+    );
+    h.state(
+        1,
+        1,
+        serde_json::json!({"ignition": true, "gps": {"speed": 12}}),
+    );
+    // Rules that read only readings run again on readings, not on states.
+    h.readings(
+        1,
+        2,
+        serde_json::json!({"inputs": [{"name": "board_voltage", "value": 27.5}]}),
+    );
+    assert_eq!(
+        h.take(),
+        vec![(0, "ignition_on".into(), 1, AlertStatus::Firing)]
+    );
+    assert_eq!(h.eval.rule_stats("endless").unwrap().errors, 2);
+    assert_eq!(
+        h.eval.rule_stats("arithmetic_on_missing").unwrap().errors,
+        2
+    );
+    assert_eq!(h.eval.rule_stats("not_a_bool").unwrap().errors, 2);
+    assert_eq!(h.eval.rule_stats("ignition_on").unwrap().errors, 0);
+}
+
+#[test]
+fn for_keep_firing_and_ticks() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: speeding
+    when: state.gps.speed > params.limit
+    for: 2m
+    keep_firing_for: 3m
+    params: { limit: 90 }
+"#,
+    );
+    h.state(7, 0, serde_json::json!({"gps": {"speed": 95}}));
+    h.tick(1);
+    assert!(h.take().is_empty());
+    h.tick(2);
+    assert_eq!(
+        h.take(),
+        vec![(2, "speeding".into(), 7, AlertStatus::Firing)]
+    );
+    h.state(7, 3, serde_json::json!({"gps": {"speed": 50}}));
+    // keep_firing_for counts from the first evaluation that no longer holds (3m).
+    h.tick(5);
+    assert!(h.take().is_empty());
+    h.tick(6);
+    assert_eq!(
+        h.take(),
+        vec![(6, "speeding".into(), 7, AlertStatus::Resolved)]
+    );
+    // Unchanged inputs are not evaluated again on ticks.
+    let stats = h.eval.rule_stats("speeding").unwrap();
+    assert_eq!(stats.evaluations, 2);
+    assert!(stats.skipped >= 4);
+}
+
+#[test]
+fn time_based_rules_fire_on_ticks() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: offline
+    when: since(tracker.last_data_at) > minutes(10)
+"#,
+    );
+    h.state(3, 0, serde_json::json!({"connection_status": "active"}));
+    h.tick(10);
+    assert!(h.take().is_empty());
+    h.tick(11);
+    assert_eq!(
+        h.take(),
+        vec![(11, "offline".into(), 3, AlertStatus::Firing)]
+    );
+    h.state(3, 12, serde_json::json!({"connection_status": "active"}));
+    assert_eq!(
+        h.take(),
+        vec![(12, "offline".into(), 3, AlertStatus::Resolved)]
+    );
+}
+
+#[test]
+fn clear_when_hysteresis_and_windows() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: hot
+    when: readings.temp.value > 8
+    clear_when: readings.temp.value < 6
+  - name: drain
+    when: fuel_drop("lls_level_1", minutes(10)) > 15
+    value: fuel_drop("lls_level_1", minutes(10))
+"#,
+    );
+    let temp = |v: f64| serde_json::json!({"inputs": [{"name": "temp", "value": v}]});
+    h.readings(1, 0, temp(9.0));
+    assert_eq!(h.take(), vec![(0, "hot".into(), 1, AlertStatus::Firing)]);
+    h.readings(1, 1, temp(7.0));
+    assert!(h.take().is_empty());
+    h.readings(1, 2, temp(5.5));
+    assert_eq!(h.take(), vec![(2, "hot".into(), 1, AlertStatus::Resolved)]);
+
+    let fuel = |v: f64, min: i64| {
+        let at = (t0() + Duration::minutes(min)).to_rfc3339();
+        serde_json::json!({"inputs": [{"name": "lls_level_1", "value": v, "update_time": at}]})
+    };
+    h.readings(2, 0, fuel(200.0, 0));
+    h.readings(2, 3, fuel(190.0, 3));
+    h.readings(2, 5, fuel(170.0, 5));
+    let fired: Vec<_> = h.out.clone();
+    assert_eq!(h.take(), vec![(5, "drain".into(), 2, AlertStatus::Firing)]);
+    assert_eq!(fired[0].value, Some(serde_json::json!(30)));
+    // The window starts with the value before it (190 l from minute 3), so the drop
+    // leaves it once the window starts at the last fall, 10 minutes after minute 5.
+    h.tick(14);
+    assert!(h.take().is_empty());
+    h.tick(15);
+    assert_eq!(
+        h.take(),
+        vec![(15, "drain".into(), 2, AlertStatus::Resolved)]
+    );
+}
+
+#[test]
+fn changed_prev_and_zones() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: ignition_changed
+    when: changed("ignition") && prev != ()
+  - name: first_state
+    when: prev == ()
+  - name: at_depot
+    when: in_zone("depot")
+"#,
+    );
+    h.state(
+        1,
+        0,
+        serde_json::json!({"ignition": false, "gps": {"location": {"lat": 52.52, "lng": 13.40}}}),
+    );
+    assert_eq!(
+        h.take(),
+        vec![
+            (0, "first_state".into(), 1, AlertStatus::Firing),
+            (0, "at_depot".into(), 1, AlertStatus::Firing)
+        ]
+    );
+    h.state(
+        1,
+        1,
+        serde_json::json!({"ignition": true, "gps": {"location": {"lat": 52.60, "lng": 13.40}}}),
+    );
+    let mut got = h.take();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        got,
+        vec![
+            (1, "at_depot".into(), 1, AlertStatus::Resolved),
+            (1, "first_state".into(), 1, AlertStatus::Resolved),
+            (1, "ignition_changed".into(), 1, AlertStatus::Firing),
+        ]
+    );
+}
+
+#[test]
+fn load_errors_name_file_rule_and_position() {
+    let errs = errors(
+        r#"
+rules:
+  - name: a
+    when: state.gps.sped > 80
+  - name: b
+    when: "state.ignition == "
+  - name: c
+    when: stat.ignition
+  - name: d
+    when: in_zone("nowhere")
+    for: 5 minutes
+    channels: [pager]
+  - name: a
+    when: "true"
+  - name: e
+    when: params.limt > 1
+    params: { limit: 1 }
+    schedule: [{ days: [someday] }]
+"#,
+    );
+    let all = errs.join("\n");
+    assert!(
+        all.contains("rules/test.yaml:4:11: rule `a`: when: `state.gps` has no field `sped`"),
+        "{all}"
+    );
+    assert!(all.contains("rule `b`: when:"), "{all}");
+    assert!(
+        all.contains("rule `c`: when: Undefined variable: stat"),
+        "{all}"
+    );
+    assert!(
+        all.contains("rule `d`: when: unknown zone `nowhere` (zones: depot)"),
+        "{all}"
+    );
+    assert!(all.contains("rule `d`: for: `5 minutes`"), "{all}");
+    assert!(
+        all.contains("rule `d`: channels: unknown channel `pager` (channels: ops)"),
+        "{all}"
+    );
+    println!("{all}");
+}
+
+#[test]
+fn unknown_keys_are_yaml_errors_with_position() {
+    let errs = errors("rules:\n  - name: e\n    when: \"true\"\n    colour: red\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("rules/test.yaml:4:5: "), "{}", errs[0]);
+    assert!(errs[0].contains("colour"), "{}", errs[0]);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+    /// Whatever an operator writes, loading answers with errors, never a panic; and what
+    /// loads evaluates without one.
+    #[test]
+    fn any_expression_loads_or_errors_without_panicking(
+        when in "[a-z_.()\"'`$!=<>&|?+*/%0-9\\[\\] {};é\\\\]{0,60}",
+        snippet in proptest::sample::select(vec![
+            "state.gps.speed", "readings.x.value", "in_zone(\"depot\")", "changed(\"ignition\")",
+            "since(state.last_update)", "fuel_drop(\"lls_level_1\", minutes(10))", "prev == ()",
+        ]),
+    ) {
+        let yaml = format!(
+            "rules:\n  - name: a\n    when: |\n      {when}\n  - name: b\n    when: |\n      {snippet} {when}\n"
+        );
+        if let Ok(set) = load(&yaml) {
+            let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
+            let mut eval = Evaluator::new(Arc::new(set));
+            let mut out = Vec::new();
+            let tracker = cache.apply(Update::State {
+                tracker_id: 1,
+                state: Box::new(SourceState::default()),
+            });
+            eval.on_update(tracker, t0(), true, &mut out);
+            eval.on_tick(&mut cache.iter(), t0() + Duration::minutes(1), &mut out);
+        }
+    }
+}
