@@ -59,7 +59,9 @@ impl Serialize for NavixyTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             NavixyTime::Local(n) => s.collect_str(&n.format("%Y-%m-%d %H:%M:%S")),
-            NavixyTime::Instant(t) => s.collect_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            NavixyTime::Instant(t) => {
+                s.collect_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            }
         }
     }
 }
