@@ -359,6 +359,10 @@ routes:
         };
         let t = firing("fuel_drain", 21080);
         let (key, labels) = settings.group_of("routes[1]", &t);
+        assert_eq!(key, r#"routes[1]:{rule="fuel_drain",team="logistics",tracker_id="21080"}"#);
+        let mut t = t;
+        t.labels.clear();
+        let (key, _) = settings.group_of("routes[1]", &t);
         assert_eq!(key, r#"routes[1]:{rule="fuel_drain",team="",tracker_id="21080"}"#);
         assert_eq!(labels["tracker_id"], "21080");
     }

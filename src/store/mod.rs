@@ -403,3 +403,13 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests;
+
+/// A migrated private in-memory connection, for unit tests that drive the dispatcher's
+/// synchronous parts directly.
+#[cfg(test)]
+pub(crate) fn test_connection() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
+    conn
+}
