@@ -251,7 +251,9 @@ impl Groups {
                 Some(name),
                 Outcome::Dropped,
                 None,
-                Some(format!("the rule names channel `{name}`, which is not configured")),
+                Some(format!(
+                    "the rule names channel `{name}`, which is not configured"
+                )),
             )?;
         }
         if routed.targets.is_empty() {
@@ -301,13 +303,16 @@ impl Groups {
                         .entry(t.fingerprint.clone())
                         .or_default()
                         .push(id.clone());
-                    group.members.entry(t.fingerprint.clone()).or_insert(Member {
-                        alert: t.clone(),
-                        told_firing_at: None,
-                        changes: 1,
-                        sent: Vec::new(),
-                        quiet_logged: false,
-                    })
+                    group
+                        .members
+                        .entry(t.fingerprint.clone())
+                        .or_insert(Member {
+                            alert: t.clone(),
+                            told_firing_at: None,
+                            changes: 1,
+                            sent: Vec::new(),
+                            quiet_logged: false,
+                        })
                 }
                 Some(member) if member.alert.status == AlertStatus::Firing => {
                     // The same firing again (an evaluator that restarted without its
@@ -431,13 +436,13 @@ impl Groups {
         store::delete_group_member(conn, &id.channel, &id.key, &fp.0)?;
         unindex(&mut self.index, fp, id);
         if group.members.is_empty() {
-            self.schedule.remove(&(group.state.next_flush_at, id.clone()));
+            self.schedule
+                .remove(&(group.state.next_flush_at, id.clone()));
             self.groups.remove(id);
             store::delete_group(conn, &id.channel, &id.key)?;
         }
         Ok(())
     }
-
 
     /// Flushes every group due at `now`; each notification is written to the outbox and
     /// appended to `out`. `silence_generation` says whether the silences must be reloaded.
@@ -485,9 +490,7 @@ impl Groups {
             }
             let need = match (m.alert.status, m.told_firing_at) {
                 (AlertStatus::Firing, None) => Need::New,
-                (AlertStatus::Firing, Some(at))
-                    if elapsed(at, now) >= settings.repeat_interval =>
-                {
+                (AlertStatus::Firing, Some(at)) if elapsed(at, now) >= settings.repeat_interval => {
                     Need::Repeat
                 }
                 (AlertStatus::Resolved, Some(_)) => Need::Resolve,
@@ -596,7 +599,8 @@ impl Groups {
             });
         }
 
-        group.state.next_flush_at = after(now, settings.group_interval.max(Duration::from_millis(1)));
+        group.state.next_flush_at =
+            after(now, settings.group_interval.max(Duration::from_millis(1)));
         let notified = !picked.is_empty();
         let state = group.state.clone();
         for fp in dirty {
@@ -606,7 +610,12 @@ impl Groups {
             // A flush that sent nothing changes only the next flush time; recomputing it
             // after a restart costs at most one early flush, so it is not written.
             if notified {
-                store::put_group(conn, &id.channel, &id.key, &store::to_json("a group", &state)?)?;
+                store::put_group(
+                    conn,
+                    &id.channel,
+                    &id.key,
+                    &store::to_json("a group", &state)?,
+                )?;
             }
             self.schedule.insert((state.next_flush_at, id));
         }

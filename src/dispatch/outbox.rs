@@ -130,7 +130,11 @@ enum Wake {
 
 impl Sender {
     /// Delivers until shutdown, then drains for at most `drain_timeout`.
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Delivery>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Delivery>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut queue: VecDeque<Delivery> = VecDeque::new();
         let mut rx_open = true;
         let mut drain_until: Option<Instant> = None;
@@ -202,7 +206,8 @@ impl Sender {
                 metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
                 tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
                 let (id, attempts) = (n.id.clone(), d.attempts);
-                self.record(move |tx| store::mark_sent(tx, &id, attempts, now)).await;
+                self.record(move |tx| store::mark_sent(tx, &id, attempts, now))
+                    .await;
                 self.depth.add(-1);
                 false
             }
@@ -226,7 +231,8 @@ impl Sender {
                 }
                 let delay = self.policy.delay(d.attempts, retry_after, fastrand::f64());
                 d.next_attempt_at = after(now, delay).min(deadline);
-                metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => channel).increment(1);
+                metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => channel)
+                    .increment(1);
                 tracing::warn!(
                     channel = %self.name,
                     id = %n.id,
@@ -298,8 +304,14 @@ mod tests {
     #[test]
     fn retry_after_wins_within_bounds() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(1, Some(Duration::from_secs(30)), 0.0), Duration::from_secs(30));
-        assert_eq!(p.delay(9, Some(Duration::ZERO), 0.0), Duration::from_secs(1));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(30)), 0.0),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            p.delay(9, Some(Duration::ZERO), 0.0),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             p.delay(1, Some(Duration::from_secs(86400)), 0.0),
             Duration::from_secs(3600)

@@ -223,7 +223,11 @@ impl Router {
             routes,
             defaults: Arc::new(Settings::defaults(&config.notify)),
             rule_tag: Arc::from("rule"),
-            known_channels: config.channels.keys().map(|c| Arc::from(c.as_str())).collect(),
+            known_channels: config
+                .channels
+                .keys()
+                .map(|c| Arc::from(c.as_str()))
+                .collect(),
         })
     }
 
@@ -309,11 +313,18 @@ routes:
         // critical (continue) then the team route, which stops.
         assert_eq!(
             channels(&router.route(&t)),
-            [("slack", "routes[0]"), ("mail", "routes[0]"), ("ops", "routes[1]")]
+            [
+                ("slack", "routes[0]"),
+                ("mail", "routes[0]"),
+                ("ops", "routes[1]")
+            ]
         );
         let routed = router.route(&t);
         assert_eq!(routed.targets[0].settings.group_wait, Duration::ZERO);
-        assert_eq!(routed.targets[2].settings.group_wait, Duration::from_secs(10));
+        assert_eq!(
+            routed.targets[2].settings.group_wait,
+            Duration::from_secs(10)
+        );
 
         // Another tracker: the team route does not match; the catch-all adds console
         // and slack is not added twice.
@@ -321,7 +332,11 @@ routes:
         t.labels.insert("team".into(), "logistics".into());
         assert_eq!(
             channels(&router.route(&t)),
-            [("slack", "routes[0]"), ("mail", "routes[0]"), ("console", "routes[2]")]
+            [
+                ("slack", "routes[0]"),
+                ("mail", "routes[0]"),
+                ("console", "routes[2]")
+            ]
         );
 
         let mut t = firing("noisy", 1);
@@ -345,7 +360,10 @@ routes:
             "channels: { c: { type: stdout } }\nroutes: [{ match: { team: \"=~(\" }, channels: [c] }]\n",
         );
         let err = Router::new(&cfg).err().unwrap().to_string();
-        assert!(err.starts_with("routes[0].match.team: `=~(` is not a valid regex"), "{err}");
+        assert!(
+            err.starts_with("routes[0].match.team: `=~(` is not a valid regex"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -359,11 +377,17 @@ routes:
         };
         let t = firing("fuel_drain", 21080);
         let (key, labels) = settings.group_of("routes[1]", &t);
-        assert_eq!(key, r#"routes[1]:{rule="fuel_drain",team="logistics",tracker_id="21080"}"#);
+        assert_eq!(
+            key,
+            r#"routes[1]:{rule="fuel_drain",team="logistics",tracker_id="21080"}"#
+        );
         let mut t = t;
         t.labels.clear();
         let (key, _) = settings.group_of("routes[1]", &t);
-        assert_eq!(key, r#"routes[1]:{rule="fuel_drain",team="",tracker_id="21080"}"#);
+        assert_eq!(
+            key,
+            r#"routes[1]:{rule="fuel_drain",team="",tracker_id="21080"}"#
+        );
         assert_eq!(labels["tracker_id"], "21080");
     }
 }

@@ -29,7 +29,8 @@ impl AlertmanagerChannel {
         timeout: Duration,
     ) -> Result<AlertmanagerChannel, String> {
         let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-        let url = parse_url("url", &endpoint).map_err(|_| format!("url: `{url}` is not a valid http(s) URL"))?;
+        let url = parse_url("url", &endpoint)
+            .map_err(|_| format!("url: `{url}` is not a valid http(s) URL"))?;
         Ok(AlertmanagerChannel { http, url, timeout })
     }
 

@@ -73,18 +73,14 @@ impl EmailChannel {
             SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                 .map_err(|e| format!("smtp.host: `{host}`: {e}"))?
                 .port(smtp.port.unwrap_or(465)),
-            SmtpSecurity::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                    .port(smtp.port.unwrap_or(25))
-            }
+            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(smtp.port.unwrap_or(25)),
         };
         let mut builder = builder.timeout(Some(smtp.timeout));
         match (&smtp.username, &smtp.password) {
             (Some(user), Some(password)) => {
-                builder = builder.credentials(Credentials::new(
-                    user.clone(),
-                    password.expose().to_owned(),
-                ));
+                builder = builder
+                    .credentials(Credentials::new(user.clone(), password.expose().to_owned()));
             }
             (Some(_), None) | (None, Some(_)) => {
                 return Err("smtp: set both `username` and `password`, or neither".into());
@@ -109,7 +105,10 @@ impl EmailChannel {
             builder = builder.to(to.clone());
         }
         let message = builder
-            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
             .map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),

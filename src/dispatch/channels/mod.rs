@@ -135,7 +135,9 @@ pub(crate) fn parse_url(field: &str, url: &str) -> Result<reqwest::Url, String> 
         .map_err(|e| format!("{field}: `{url}` is not a valid URL: {e}"))?;
     match parsed.scheme() {
         "http" | "https" => Ok(parsed),
-        other => Err(format!("{field}: `{url}` must be http or https, not {other}")),
+        other => Err(format!(
+            "{field}: `{url}` must be http or https, not {other}"
+        )),
     }
 }
 
@@ -200,7 +202,11 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Dur
         return Some(Duration::from_secs(seconds));
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]

@@ -106,7 +106,8 @@ fn alert_attachment(t: &AlertTransition) -> Value {
     }
     fields.push(json!({"type": "mrkdwn", "text": format!("*Started*\n{}", fmt_time(t.starts_at))}));
     if let Some(ends_at) = t.ends_at {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*Resolved*\n{}", fmt_time(ends_at))}));
+        fields
+            .push(json!({"type": "mrkdwn", "text": format!("*Resolved*\n{}", fmt_time(ends_at))}));
     }
     let mut blocks = vec![json!({
         "type": "section",
@@ -125,7 +126,12 @@ fn alert_attachment(t: &AlertTransition) -> Value {
 /// The message body.
 pub fn body(n: &Notification) -> Value {
     let title = title(n);
-    let mut attachments: Vec<Value> = n.alerts.iter().take(MAX_ALERTS).map(alert_attachment).collect();
+    let mut attachments: Vec<Value> = n
+        .alerts
+        .iter()
+        .take(MAX_ALERTS)
+        .map(alert_attachment)
+        .collect();
     if n.alerts.len() > MAX_ALERTS {
         attachments.push(json!({
             "color": "#AAAAAA",

@@ -216,7 +216,10 @@ fn send_resolved_false_skips_resolves() {
     assert_eq!(h.run(0, 10).len(), 1);
     h.submit(resolved(&t, secs(20)), secs(20));
     assert!(h.run(11, 200).is_empty());
-    assert!(h.log().contains(&("dropped".into(), Some("ops".into()), "resolved".into())));
+    assert!(
+        h.log()
+            .contains(&("dropped".into(), Some("ops".into()), "resolved".into()))
+    );
 }
 
 #[test]
@@ -243,7 +246,10 @@ fn resolve_and_fire_again_within_an_interval_is_coalesced() {
     h.submit(resolved(&t, secs(20)), secs(20));
     h.submit(firing("fuel_drain", 1), secs(30));
     assert!(h.run(11, 130).is_empty());
-    assert!(h.log().contains(&("coalesced".into(), Some("ops".into()), "firing".into())));
+    assert!(
+        h.log()
+            .contains(&("coalesced".into(), Some("ops".into()), "firing".into()))
+    );
     // When it resolves for good, the one resolve says it flapped.
     h.submit(resolved(&t, secs(140)), secs(140));
     let sent = h.run(131, 200);
@@ -273,7 +279,11 @@ fn a_flapping_alert_is_capped_per_hour_then_summarised() {
         sent.extend(h.run(at + 1, at + 59));
     }
     let times: Vec<i64> = sent.iter().map(|(at, _)| *at).collect();
-    assert_eq!(times, [10, 70, 130, 190, 250, 310], "six in the first hour, then held");
+    assert_eq!(
+        times,
+        [10, 70, 130, 190, 250, 310],
+        "six in the first hour, then held"
+    );
     assert!(h.log().iter().any(|(o, _, _)| o == "held"));
     // The receiver last heard "resolved" (310 s); the alert ends firing (k = 10, 600 s).
     // That waits until the first of the six leaves the window (10 s + 1 h) and goes out
@@ -307,7 +317,11 @@ fn silenced_alerts_are_logged_once_and_sent_when_the_silence_ends() {
     let sent = h.run(0, 90);
     assert_eq!(sent.len(), 1);
     assert_eq!(trackers(&sent[0].1), [(3, "firing")]);
-    let silenced: Vec<_> = h.log().into_iter().filter(|(o, _, _)| o == "silenced").collect();
+    let silenced: Vec<_> = h
+        .log()
+        .into_iter()
+        .filter(|(o, _, _)| o == "silenced")
+        .collect();
     assert_eq!(silenced.len(), 1, "logged once, not at every flush");
     // The silence ends at 100 s; the next flush (130 s) tells the receiver.
     let sent = h.run(91, 200);
@@ -319,7 +333,9 @@ fn silenced_alerts_are_logged_once_and_sent_when_the_silence_ends() {
 
 #[test]
 fn unrouted_alerts_are_recorded_not_sent() {
-    let mut h = Harness::new("channels: { ops: { type: stdout } }\nroutes: [{ match: { severity: info }, channels: [ops] }]\n");
+    let mut h = Harness::new(
+        "channels: { ops: { type: stdout } }\nroutes: [{ match: { severity: info }, channels: [ops] }]\n",
+    );
     h.submit(firing("fuel_drain", 1), secs(0));
     h.submit(firing("fuel_drain", 2), secs(0));
     assert!(h.run(0, 100).is_empty());
