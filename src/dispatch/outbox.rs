@@ -135,31 +135,31 @@ impl Sender {
         mut rx: mpsc::UnboundedReceiver<Delivery>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut queue: VecDeque<Delivery> = VecDeque::new();
+        // Each with the instant it is due. Waits are measured on tokio's clock, not by
+        // re-reading the engine clock: a clock that stands still (replay, tests) must
+        // not stop retries.
+        let mut queue: VecDeque<(Delivery, Instant)> = VecDeque::new();
         let mut rx_open = true;
         let mut drain_until: Option<Instant> = None;
         loop {
             while let Ok(d) = rx.try_recv() {
-                queue.push_back(d);
+                queue.push_back(self.scheduled(d));
             }
             if drain_until.is_some() && queue.is_empty() && !rx_open {
                 break;
             }
-            let wait = queue.front().map(|d| {
-                (d.next_attempt_at - self.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-            });
-            if wait != Some(Duration::ZERO) {
+            let now = Instant::now();
+            let due = queue.front().map(|(_, due)| *due);
+            if due.is_none_or(|due| due > now) {
                 let wake = tokio::select! {
-                    _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX / 4)), if wait.is_some() => Wake::Due,
+                    _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => Wake::Due,
                     d = rx.recv(), if rx_open => Wake::New(d),
                     _ = super::dispatcher::stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
-                    _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => Wake::DrainOver,
+                    _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::DrainOver,
                 };
                 match wake {
                     Wake::Due => {}
-                    Wake::New(Some(d)) => queue.push_back(d),
+                    Wake::New(Some(d)) => queue.push_back(self.scheduled(d)),
                     Wake::New(None) => rx_open = false,
                     Wake::Shutdown => {
                         if self.drain_timeout.is_zero() {
@@ -171,17 +171,16 @@ impl Sender {
                 }
                 continue;
             }
-            if drain_until.is_some_and(|d| Instant::now() >= d) {
+            if drain_until.is_some_and(|d| now >= d)
+                || (drain_until.is_none() && *shutdown.borrow() && self.drain_timeout.is_zero())
+            {
                 break;
             }
-            if drain_until.is_none() && *shutdown.borrow() && self.drain_timeout.is_zero() {
-                break;
-            }
-            let Some(mut head) = queue.pop_front() else {
+            let Some((mut head, _)) = queue.pop_front() else {
                 continue;
             };
-            if self.attempt(&mut head).await {
-                queue.push_front(head);
+            if let Some(delay) = self.attempt(&mut head).await {
+                queue.push_front((head, Instant::now() + delay));
             }
         }
         if !queue.is_empty() {
@@ -193,8 +192,17 @@ impl Sender {
         }
     }
 
-    /// One attempt; true when the notification stays pending (to be retried).
-    async fn attempt(&self, d: &mut Delivery) -> bool {
+    /// A delivery with the instant it is due, from its stored next attempt time.
+    fn scheduled(&self, d: Delivery) -> (Delivery, Instant) {
+        let wait = (d.next_attempt_at - self.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        (d, Instant::now() + wait)
+    }
+
+    /// One attempt; `Some(delay)` when the notification stays pending, to be tried
+    /// again after `delay`.
+    async fn attempt(&self, d: &mut Delivery) -> Option<Duration> {
         let n = &d.notification;
         let started = self.clock.now();
         let result = self.channel.send(n, started).await;
@@ -209,11 +217,11 @@ impl Sender {
                 self.record(move |tx| store::mark_sent(tx, &id, attempts, now))
                     .await;
                 self.depth.add(-1);
-                false
+                None
             }
             Err(SendError::Permanent { message }) => {
                 self.fail(d, now, message).await;
-                false
+                None
             }
             Err(SendError::Retryable {
                 message,
@@ -227,10 +235,14 @@ impl Sender {
                         self.policy.retry_for.as_secs()
                     );
                     self.fail(d, now, message).await;
-                    return false;
+                    return None;
                 }
-                let delay = self.policy.delay(d.attempts, retry_after, fastrand::f64());
-                d.next_attempt_at = after(now, delay).min(deadline);
+                // The last attempt is at the deadline, not after it.
+                let delay = self
+                    .policy
+                    .delay(d.attempts, retry_after, fastrand::f64())
+                    .min((deadline - now).to_std().unwrap_or(Duration::ZERO));
+                d.next_attempt_at = after(now, delay);
                 metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => channel)
                     .increment(1);
                 tracing::warn!(
@@ -244,7 +256,7 @@ impl Sender {
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
                 self.record(move |tx| store::mark_retry(tx, &id, attempts, next, &message))
                     .await;
-                true
+                Some(delay)
             }
         }
     }

@@ -1,1 +1,4 @@
-//! Integration tests: dispatch.
+//! Integration tests: dispatch. Real HTTP receivers, a real SMTP server, real SQLite files.
+
+mod delivery;
+mod support;
