@@ -7,7 +7,7 @@
 //! back to the outbox row: sent, retried (attempts, next attempt, last error) or failed
 //! for good, which stays visible for the admin API (`Store::list_failed`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -121,83 +121,136 @@ pub struct Sender {
     pub drain_timeout: Duration,
 }
 
+/// Attempts in flight per channel at most, across its groups.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// One group's queue on one channel: delivered strictly in order, head first.
+struct Lane {
+    queue: VecDeque<Delivery>,
+    /// When the head may be tried.
+    due: Instant,
+    /// An attempt of the head is in flight.
+    busy: bool,
+}
+
 enum Wake {
-    Due,
+    Done(Arc<str>, Delivery, Option<Duration>),
     New(Option<Delivery>),
+    Due,
     Shutdown,
-    DrainOver,
 }
 
 impl Sender {
     /// Delivers until shutdown, then drains for at most `drain_timeout`.
+    ///
+    /// Notifications of one group go strictly in order (a resolve never overtakes its
+    /// firing); different groups go independently, so a notification that a receiver
+    /// keeps refusing holds up only its own group. Waits are measured on tokio's clock,
+    /// not by re-reading the engine clock: a clock that stands still (replay, tests)
+    /// must not stop retries.
     pub async fn run(
         self,
         mut rx: mpsc::UnboundedReceiver<Delivery>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // Each with the instant it is due. Waits are measured on tokio's clock, not by
-        // re-reading the engine clock: a clock that stands still (replay, tests) must
-        // not stop retries.
-        let mut queue: VecDeque<(Delivery, Instant)> = VecDeque::new();
+        let this = Arc::new(self);
+        let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut rx_open = true;
         let mut drain_until: Option<Instant> = None;
         loop {
-            while let Ok(d) = rx.try_recv() {
-                queue.push_back(self.scheduled(d));
-            }
-            if drain_until.is_some() && queue.is_empty() && !rx_open {
-                break;
-            }
             let now = Instant::now();
-            let due = queue.front().map(|(_, due)| *due);
-            if due.is_none_or(|due| due > now) {
-                let wake = tokio::select! {
-                    _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => Wake::Due,
-                    d = rx.recv(), if rx_open => Wake::New(d),
-                    _ = super::dispatcher::stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
-                    _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::DrainOver,
-                };
-                match wake {
-                    Wake::Due => {}
-                    Wake::New(Some(d)) => queue.push_back(self.scheduled(d)),
-                    Wake::New(None) => rx_open = false,
-                    Wake::Shutdown => {
-                        if self.drain_timeout.is_zero() {
-                            break;
-                        }
-                        drain_until = Some(Instant::now() + self.drain_timeout);
-                    }
-                    Wake::DrainOver => break,
-                }
-                continue;
-            }
-            if drain_until.is_some_and(|d| now >= d)
-                || (drain_until.is_none() && *shutdown.borrow() && self.drain_timeout.is_zero())
+            let drain_over = drain_until.is_some_and(|d| now >= d);
+            if drain_over
+                || (drain_until.is_some() && in_flight.is_empty() && lanes.is_empty() && !rx_open)
             {
                 break;
             }
-            let Some((mut head, _)) = queue.pop_front() else {
-                continue;
+            // Start every due head, within the in-flight bound.
+            for (key, lane) in lanes.iter_mut() {
+                if in_flight.len() >= MAX_IN_FLIGHT {
+                    break;
+                }
+                if lane.busy || lane.due > now {
+                    continue;
+                }
+                let Some(mut head) = lane.queue.pop_front() else {
+                    continue;
+                };
+                lane.busy = true;
+                let (this, key) = (this.clone(), key.clone());
+                in_flight.spawn(async move {
+                    let retry = this.attempt(&mut head).await;
+                    (key, head, retry)
+                });
+            }
+            let next_due = lanes
+                .values()
+                .filter(|l| !l.busy && !l.queue.is_empty())
+                .map(|l| l.due)
+                .min()
+                .filter(|_| in_flight.len() < MAX_IN_FLIGHT);
+            let wake = tokio::select! {
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
+                    Ok((key, d, retry)) => Wake::Done(key, d, retry),
+                    Err(e) => {
+                        // Its row stays pending and is tried after the next start.
+                        tracing::error!(channel = %this.name, error = %e, "A delivery attempt panicked.");
+                        Wake::Due
+                    }
+                },
+                d = rx.recv(), if rx_open => Wake::New(d),
+                _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => Wake::Due,
+                _ = super::dispatcher::stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
+                _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::Due,
             };
-            if let Some(delay) = self.attempt(&mut head).await {
-                queue.push_front((head, Instant::now() + delay));
+            match wake {
+                Wake::Done(key, d, retry) => {
+                    let empty = lanes.get_mut(&key).is_some_and(|lane| {
+                        lane.busy = false;
+                        if let Some(delay) = retry {
+                            lane.due = Instant::now() + delay;
+                            lane.queue.push_front(d);
+                        }
+                        lane.queue.is_empty()
+                    });
+                    if empty {
+                        lanes.remove(&key);
+                    }
+                }
+                Wake::New(Some(d)) => this.enqueue(&mut lanes, d),
+                Wake::New(None) => rx_open = false,
+                Wake::Due => {}
+                Wake::Shutdown => drain_until = Some(Instant::now() + this.drain_timeout),
             }
         }
-        if !queue.is_empty() {
+        // Attempts still in flight are abandoned when `in_flight` drops; their rows stay
+        // pending and go out after the next start (the receiver may see the id twice).
+        let left: usize = lanes
+            .values()
+            .map(|l| l.queue.len() + usize::from(l.busy))
+            .sum();
+        if left > 0 {
             tracing::info!(
-                channel = %self.name,
-                pending = queue.len(),
+                channel = %this.name,
+                pending = left,
                 "Stopping with notifications still pending; they are sent after the next start."
             );
         }
     }
 
-    /// A delivery with the instant it is due, from its stored next attempt time.
-    fn scheduled(&self, d: Delivery) -> (Delivery, Instant) {
+    /// Queues a delivery in its group's lane, due at its stored next attempt time.
+    fn enqueue(&self, lanes: &mut HashMap<Arc<str>, Lane>, d: Delivery) {
         let wait = (d.next_attempt_at - self.clock.now())
             .to_std()
             .unwrap_or(Duration::ZERO);
-        (d, Instant::now() + wait)
+        let key: Arc<str> = Arc::from(d.notification.group_key.as_str());
+        let lane = lanes.entry(key).or_insert_with(|| Lane {
+            queue: VecDeque::new(),
+            due: Instant::now() + wait,
+            busy: false,
+        });
+        lane.queue.push_back(d);
     }
 
     /// One attempt; `Some(delay)` when the notification stays pending, to be tried

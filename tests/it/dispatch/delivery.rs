@@ -100,7 +100,11 @@ storage: {{ path: alerts.db }}
 
     let hook = rx.wait_ok("/hook", 1).await;
     let statuses: Vec<u16> = hook.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [500, 503, 0, 200], "500, 503, a hang, then success");
+    assert_eq!(
+        statuses,
+        [500, 503, 0, 200],
+        "500, 503, a hang, then success"
+    );
     let id = hook[0].header("webhook-id").to_owned();
     assert!(id.starts_with("msg_"), "{id}");
     let key = webhook::decode_secret(SECRET).unwrap();
@@ -123,9 +127,12 @@ storage: {{ path: alerts.db }}
     let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&key).unwrap();
     hmac::Mac::update(&mut mac, format!("{id}.{}.", t0().timestamp()).as_bytes());
     hmac::Mac::update(&mut mac, &hook[0].body);
-    let expected_sig = base64::engine::general_purpose::STANDARD
-        .encode(hmac::Mac::finalize(mac).into_bytes());
-    assert_eq!(hook[0].header("webhook-signature"), format!("v1,{expected_sig}"));
+    let expected_sig =
+        base64::engine::general_purpose::STANDARD.encode(hmac::Mac::finalize(mac).into_bytes());
+    assert_eq!(
+        hook[0].header("webhook-signature"),
+        format!("v1,{expected_sig}")
+    );
     assert_eq!(
         hook[0].json(),
         json!({
@@ -197,7 +204,11 @@ storage: {{ path: alerts.db }}
         .list_outbox(Some(OutboxStatus::Sent), 100)
         .await
         .unwrap();
-    assert_eq!(sent.len(), 6, "two notifications for each of three channels");
+    assert_eq!(
+        sent.len(),
+        6,
+        "two notifications for each of three channels"
+    );
     let ops_first = sent.iter().find(|e| e.id == id).unwrap();
     assert_eq!(ops_first.attempts, 4);
     assert_eq!(ops_first.channel, "ops");
@@ -263,13 +274,20 @@ storage: {{ path: ":memory:" }}
     assert!(gave_up.attempts >= 3, "{gave_up:?}");
     let error = gave_up.last_error.as_deref().unwrap();
     assert!(
-        error.starts_with(&format!("gave up after {} attempts over 0s: HTTP 503", gave_up.attempts)),
+        error.starts_with(&format!(
+            "gave up after {} attempts over 0s: HTTP 503",
+            gave_up.attempts
+        )),
         "{error}"
     );
     let down = rx.received("/down");
     assert_eq!(down.len() as u32, gave_up.attempts);
     assert!(down.iter().all(|r| r.header("webhook-id") == gave_up.id));
-    assert!(down.iter().all(|r| r.headers.get("webhook-signature").is_none()), "no secret, no signature");
+    assert!(
+        down.iter()
+            .all(|r| r.headers.get("webhook-signature").is_none()),
+        "no secret, no signature"
+    );
 
     let text = metrics.render();
     for line in [
@@ -281,7 +299,10 @@ storage: {{ path: ":memory:" }}
         ),
         "navixy_alerts_outbox_depth 0".to_owned(),
     ] {
-        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
     }
     let _ = Clock::now(&SystemClock);
 }

@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 
 use navixy_alerts::config::Config;
 use navixy_alerts::navixy::messages::Location;
-use navixy_alerts::rules::alert::{AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef};
+use navixy_alerts::rules::alert::{
+    AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef,
+};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
@@ -233,15 +235,19 @@ pub fn shutdown() -> (
     })
 }
 
-/// Waits (at most 30 s) until `check` holds, polling the store-backed state it reads.
+/// Waits (at most 60 s of real time, also when tokio's clock is paused) until `check`
+/// holds, polling the state it reads.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
