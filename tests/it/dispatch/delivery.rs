@@ -306,3 +306,72 @@ storage: {{ path: ":memory:" }}
     }
     let _ = Clock::now(&SystemClock);
 }
+
+#[tokio::test]
+async fn a_refused_group_holds_up_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+channels:
+  ops: {{ type: webhook, url: "{base}/hook" }}
+routes:
+  - channels: [ops]
+notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
+storage: {{ path: ":memory:" }}
+"#,
+            base = rx.base
+        ),
+    );
+    // The receiver chokes on one rule's notifications only.
+    rx.refuse_containing("/hook", "\"rule\":\"stuck\"");
+    let store = Store::open(&cfg).unwrap();
+    let clock = ManualClock::new(t0());
+    let (_stop, on_stop) = shutdown();
+    let dispatcher = Dispatcher::start_with(&cfg, store, Arc::new(clock.clone()), on_stop, fast())
+        .await
+        .unwrap();
+    let stuck = firing("stuck", 1);
+    dispatcher.submit(stuck.clone()).await.unwrap();
+    rx.wait_for("/hook", |r| r.len() >= 3).await;
+    // Other groups go through while `stuck` is retried...
+    dispatcher.submit(firing("fuel_drain", 2)).await.unwrap();
+    dispatcher.submit(firing("speeding", 3)).await.unwrap();
+    let ok = rx.wait_ok("/hook", 2).await;
+    let rules: Vec<String> = ok
+        .iter()
+        .filter(|r| r.ok())
+        .map(|r| {
+            r.json()["data"]["alerts"][0]["rule"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(rules.len(), 2);
+    assert!(rules.contains(&"fuel_drain".to_owned()) && rules.contains(&"speeding".to_owned()));
+    // ...while within the stuck group, the resolve waits behind its firing.
+    clock.advance(Span::seconds(2));
+    dispatcher
+        .submit(resolved(&stuck, t0() + Span::seconds(2)))
+        .await
+        .unwrap();
+    rx.wait_for("/hook", |r| r.len() >= 12).await;
+    let stuck_requests: Vec<_> = rx
+        .received("/hook")
+        .into_iter()
+        .filter(|r| r.json()["data"]["alerts"][0]["rule"] == "stuck")
+        .collect();
+    assert!(
+        stuck_requests
+            .iter()
+            .all(|r| r.json()["type"] == "alert.firing")
+    );
+    assert_eq!(
+        dispatcher.outbox_depth(),
+        2,
+        "the stuck firing and its resolve"
+    );
+}

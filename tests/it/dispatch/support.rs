@@ -63,6 +63,8 @@ struct Inner {
     /// Scripted replies per path; when a script runs out, `default` answers.
     scripts: HashMap<String, VecDeque<Reply>>,
     default: Option<Reply>,
+    /// (path, text): bodies containing `text` get a 503, whatever the script says.
+    refuse: Vec<(String, String)>,
     received: Vec<Received>,
 }
 
@@ -83,8 +85,16 @@ async fn handle(
     let path = uri.path().to_owned();
     let reply = {
         let mut inner = receiver.inner.lock();
+        let refused = inner
+            .refuse
+            .iter()
+            .any(|(p, text)| *p == path && body.windows(text.len()).any(|w| w == text.as_bytes()));
         let scripted = inner.scripts.get_mut(&path).and_then(VecDeque::pop_front);
-        let reply = scripted.or(inner.default).unwrap_or(Reply::Status(200));
+        let reply = if refused {
+            Reply::Status(503)
+        } else {
+            scripted.or(inner.default).unwrap_or(Reply::Status(200))
+        };
         let status = match reply {
             Reply::Status(s) | Reply::RetryAfter(s, _) => s,
             // It answers, but too late to count.
@@ -138,6 +148,14 @@ impl Receiver {
             .entry(path.to_owned())
             .or_default()
             .extend(replies);
+    }
+
+    /// Answers 503 to every request to `path` whose body contains `text`.
+    pub fn refuse_containing(&self, path: &str, text: &str) {
+        self.inner
+            .lock()
+            .refuse
+            .push((path.to_owned(), text.to_owned()));
     }
 
     pub fn set_default(&self, reply: Reply) {
