@@ -226,12 +226,16 @@ impl Groups {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         match t.status {
-            AlertStatus::Firing => store::upsert_live_alert(conn, &t, now)?,
-            AlertStatus::Resolved => store::delete_live_alert(conn, &t.fingerprint)?,
-        }
-        match t.status {
-            AlertStatus::Firing => self.apply_firing(conn, &mut t, now),
-            AlertStatus::Resolved => self.apply_resolved(conn, &t, now),
+            AlertStatus::Firing => {
+                // Routing first: a repeated firing keeps its original `starts_at`, and the
+                // live state should say the same.
+                self.apply_firing(conn, &mut t, now)?;
+                store::upsert_live_alert(conn, &t, now)
+            }
+            AlertStatus::Resolved => {
+                store::delete_live_alert(conn, &t.fingerprint)?;
+                self.apply_resolved(conn, &t, now)
+            }
         }
     }
 
