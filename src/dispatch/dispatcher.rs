@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::channels::{self, Channel, ChannelError};
-use super::group::{Groups, Queued};
+use super::group::{Groups, Queued, Undelivered};
 use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
 use super::router::{RouteError, Router};
 use crate::clock::Clock;
@@ -146,6 +146,9 @@ impl Dispatcher {
                 })
                 .await?
         };
+        let undelivered = Undelivered::default();
+        let mut loaded = loaded;
+        loaded.set_undelivered(undelivered.clone());
         let groups = Arc::new(Mutex::new(loaded));
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -173,6 +176,7 @@ impl Dispatcher {
                 policy: policy.clone(),
                 depth: depth.clone(),
                 drain_timeout: options.drain_timeout,
+                undelivered: undelivered.clone(),
             };
             tasks.push(tokio::spawn(sender.run(rx, stop_rx.clone())));
             senders.insert(name.clone(), tx);
@@ -185,6 +189,7 @@ impl Dispatcher {
             match (sender, Delivery::from_entry(entry)) {
                 (Some(tx), Ok(d)) => {
                     depth.add(1);
+                    undelivered.add(&entry.channel, &entry.group_key);
                     let _ = tx.send(d);
                 }
                 (None, _) => orphans.push((
@@ -228,6 +233,7 @@ impl Dispatcher {
             clock,
             senders,
             depth: depth.clone(),
+            undelivered,
             retention,
         };
         tasks.push(tokio::spawn(flow.run(submit_rx, stop_rx)));
@@ -300,6 +306,7 @@ struct Flow {
     clock: Arc<dyn Clock>,
     senders: BTreeMap<Arc<str>, mpsc::UnboundedSender<Delivery>>,
     depth: Depth,
+    undelivered: Undelivered,
     retention: Duration,
 }
 
@@ -403,7 +410,10 @@ impl Flow {
                     .call(move |db| Groups::load(db.conn(), router, &names))
                     .await
                 {
-                    Ok(fresh) => *self.groups.lock() = fresh,
+                    Ok(mut fresh) => {
+                        fresh.set_undelivered(self.undelivered.clone());
+                        *self.groups.lock() = fresh;
+                    }
                     Err(e) => tracing::error!(error = %e, "Cannot reload alert groups."),
                 }
                 // Try again soon rather than sleeping on a stale schedule.
@@ -418,6 +428,8 @@ impl Flow {
                 continue;
             };
             self.depth.add(1);
+            self.undelivered
+                .add(&q.notification.receiver, &q.notification.group_key);
             let _ = tx.send(Delivery {
                 seq: q.seq,
                 notification: q.notification,

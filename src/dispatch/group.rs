@@ -51,11 +51,47 @@ pub const FLAP_LIMIT: usize = 6;
 /// The sliding window of the flap cap.
 pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
 
+/// The groups that have notifications in the outbox not yet delivered (sent or given
+/// up), with how many. Shared by the dispatcher (which adds) and the senders (which
+/// remove); the lock is held for a map lookup only.
+#[derive(Debug, Clone, Default)]
+pub struct Undelivered(Arc<parking_lot::Mutex<HashMap<GroupId, u32>>>);
+
+impl Undelivered {
+    pub fn add(&self, channel: &str, key: &str) {
+        *self.0.lock().entry(GroupId::new(channel, key)).or_insert(0) += 1;
+    }
+
+    pub fn done(&self, channel: &str, key: &str) {
+        let mut map = self.0.lock();
+        let id = GroupId::new(channel, key);
+        if let Some(n) = map.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&id);
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &GroupId) -> bool {
+        self.0.lock().contains_key(id)
+    }
+}
+
 /// `(channel, group key)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupId {
     pub channel: Arc<str>,
     pub key: Arc<str>,
+}
+
+impl GroupId {
+    pub fn new(channel: &str, key: &str) -> GroupId {
+        GroupId {
+            channel: Arc::from(channel),
+            key: Arc::from(key),
+        }
+    }
 }
 
 /// A group's own state, persisted as JSON.
@@ -123,6 +159,8 @@ pub struct Groups {
     /// changed since it fired.
     index: HashMap<Fingerprint, Vec<GroupId>>,
     silences: ActiveSilences,
+    /// Groups with a notification not yet delivered: a repeat would only queue behind it.
+    undelivered: Undelivered,
     /// Rules already warned about as unrouted (the log says it once per rule).
     unrouted_warned: HashSet<Arc<str>>,
 }
@@ -173,6 +211,7 @@ impl Groups {
             index: HashMap::new(),
             silences: ActiveSilences::default(),
             unrouted_warned: HashSet::new(),
+            undelivered: Undelivered::default(),
         }
     }
 
@@ -210,6 +249,11 @@ impl Groups {
             groups.groups.insert(id, Group { state, members });
         }
         Ok(groups)
+    }
+
+    /// Shares the record of undelivered notifications with the senders.
+    pub fn set_undelivered(&mut self, undelivered: Undelivered) {
+        self.undelivered = undelivered;
     }
 
     /// When the next flush is due.
@@ -484,6 +528,10 @@ impl Groups {
             return Ok(());
         };
         let settings = group.state.settings.clone();
+        // While the group's last notification is still being retried, a repeat would only
+        // queue behind it (a long outage would end in a burst of stale repeats); it waits
+        // for the first flush after the delivery.
+        let repeats_wait = self.undelivered.contains(&id);
         let mut picked: Vec<(Fingerprint, Need)> = Vec::new();
         let mut dirty: Vec<Fingerprint> = Vec::new();
         for (fp, m) in group.members.iter_mut() {
@@ -494,7 +542,9 @@ impl Groups {
             }
             let need = match (m.alert.status, m.told_firing_at) {
                 (AlertStatus::Firing, None) => Need::New,
-                (AlertStatus::Firing, Some(at)) if elapsed(at, now) >= settings.repeat_interval => {
+                (AlertStatus::Firing, Some(at))
+                    if !repeats_wait && elapsed(at, now) >= settings.repeat_interval =>
+                {
                     Need::Repeat
                 }
                 (AlertStatus::Resolved, Some(_)) => Need::Resolve,

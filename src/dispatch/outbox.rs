@@ -119,6 +119,8 @@ pub struct Sender {
     pub depth: Depth,
     /// How long to keep delivering after shutdown.
     pub drain_timeout: Duration,
+    /// Told when a notification is done with (sent or failed).
+    pub undelivered: super::group::Undelivered,
 }
 
 /// Attempts in flight per channel at most, across its groups.
@@ -328,6 +330,7 @@ impl Sender {
         self.record(move |tx| store::mark_failed(tx, &id, attempts, now, &message))
             .await;
         self.depth.add(-1);
+        self.undelivered.done(&self.name, &d.notification.group_key);
     }
 
     /// Writes an outcome. Losing it only repeats work (a re-send with the same id, or

@@ -408,3 +408,27 @@ fn groups_of_a_removed_channel_are_dropped_on_load() {
         .unwrap();
     assert_eq!(rows, 0);
 }
+
+#[test]
+fn repeats_wait_while_the_group_has_an_undelivered_notification() {
+    let mut h = Harness::new(CONFIG);
+    let undelivered = Undelivered::default();
+    h.groups.set_undelivered(undelivered.clone());
+    h.submit(firing("fuel_drain", 1), secs(0));
+    let first = h.run(0, 10);
+    assert_eq!(first.len(), 1);
+    let key = first[0].1.group_key.clone();
+    undelivered.add("ops", &key);
+    // The receiver is down past repeat_interval: no repeat piles up behind it.
+    let four_hours = 4 * 3600;
+    let sent: Vec<_> = (70..=four_hours + 600)
+        .step_by(60)
+        .flat_map(|s| h.tick(secs(s)))
+        .collect();
+    assert!(sent.is_empty());
+    // Delivered at last: the repeat goes out at the next flush.
+    undelivered.done("ops", &key);
+    let sent = h.run(four_hours + 601, four_hours + 700);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.reason, "repeat");
+}
