@@ -100,6 +100,18 @@ pub struct DispatcherHandle {
 pub struct Dispatcher;
 
 impl Dispatcher {
+    /// Checks what `start` would refuse, without starting anything or touching the
+    /// network: route matchers compile and every channel can be built (URLs, webhook
+    /// secrets, email addresses, subject templates). For `check -c FILE`.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        Router::new(config)?;
+        let http = channels::http_client().map_err(StartError::Http)?;
+        for (name, channel) in &config.channels {
+            Channel::build(name, channel, &http)?;
+        }
+        Ok(())
+    }
+
     /// Starts the dispatcher: compiles the routes, builds the channels, restores the
     /// groups and resumes every pending notification of a previous run (with its original
     /// id). It runs until `shutdown` completes; then it stops taking transitions and the

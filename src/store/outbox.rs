@@ -55,8 +55,17 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     /// When it was sent or given up.
     pub finished_at: Option<DateTime<Utc>>,
-    /// The notification itself (`dispatch::Notification` as JSON).
+    /// The notification itself (`dispatch::Notification` as JSON); serialized as nested
+    /// JSON, not as a string, for the admin API.
+    #[serde(serialize_with = "nested_json")]
     pub payload: String,
+}
+
+fn nested_json<S: serde::Serializer>(payload: &str, ser: S) -> Result<S::Ok, S::Error> {
+    match serde_json::value::RawValue::from_string(payload.to_owned()) {
+        Ok(raw) => serde::Serialize::serialize(&raw, ser),
+        Err(_) => ser.serialize_str(payload),
+    }
 }
 
 const COLUMNS: &str = "seq, id, channel, group_key, created_at, status, attempts, \

@@ -259,6 +259,14 @@ async fn outbox_rows_move_from_pending_to_sent_or_failed() {
     assert_eq!(failed[0].finished_at, Some(later));
     assert_eq!(store.call(|db| count_pending(db.conn())).await.unwrap(), 1);
 
+    let json = serde_json::to_value(&failed[0]).unwrap();
+    assert_eq!(
+        json["payload"],
+        serde_json::json!({}),
+        "nested, not a string"
+    );
+    assert_eq!(json["status"], "failed");
+
     let pruned = store
         .call(move |db| prune_outbox(db.conn(), later + chrono::Duration::seconds(1)))
         .await

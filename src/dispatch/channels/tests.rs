@@ -2,7 +2,6 @@
 //! Webhooks signature, and how HTTP answers are classified.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::Duration;
 use reqwest::StatusCode;
@@ -238,5 +237,21 @@ fn bad_urls_name_the_channel_and_field() {
         .unwrap()
         .to_string();
     assert!(!err.contains("secret"), "the URL is a secret: {err}");
-    let _ = Arc::new(());
+}
+
+#[test]
+fn check_reports_the_first_bad_channel_or_route() {
+    use crate::dispatch::Dispatcher;
+    use crate::dispatch::testing::config;
+    assert!(Dispatcher::check(&config(
+        "channels: { ops: { type: webhook, url: \"http://127.0.0.1:1/\", secret: \"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\" } }\n"
+    ))
+    .is_ok());
+    let err = Dispatcher::check(&config(
+        "channels: { mail: { type: email, smtp: { host: h }, from: a@b.c, to: [x@y.z], subject: \"{{ oops \" } }\n",
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.starts_with("channels.mail: subject: "), "{err}");
 }

@@ -11,7 +11,7 @@ use chrono::Duration as Span;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::json;
 
-use navixy_alerts::clock::{Clock, ManualClock, SystemClock};
+use navixy_alerts::clock::{ManualClock, SystemClock};
 use navixy_alerts::dispatch::channels::webhook;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
 use navixy_alerts::store::{OutboxStatus, Store};
@@ -304,7 +304,6 @@ storage: {{ path: ":memory:" }}
             "missing `{line}` in\n{text}"
         );
     }
-    let _ = Clock::now(&SystemClock);
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! failed. A day passes in a moment, and nothing sleeps for real.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -90,5 +89,4 @@ async fn an_unreachable_receiver_is_retried_for_a_day_then_given_up() {
         "{finished}"
     );
     assert_eq!(dispatcher.outbox_depth(), 0);
-    let _ = Duration::ZERO;
 }
