@@ -14,7 +14,7 @@ use serde_json::json;
 use navixy_alerts::clock::{ManualClock, SystemClock};
 use navixy_alerts::dispatch::channels::webhook;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
-use navixy_alerts::store::{OutboxStatus, Store};
+use navixy_alerts::store::{NewSilence, OutboxStatus, Outcome, SilenceMatcher, Store};
 
 use super::support::{Receiver, Reply, config, eventually, firing, resolved, shutdown, t0};
 
@@ -373,4 +373,80 @@ storage: {{ path: ":memory:" }}
         2,
         "the stuck firing and its resolve"
     );
+}
+
+#[tokio::test]
+async fn silences_added_through_the_store_apply_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+channels:
+  ops: {{ type: webhook, url: "{base}/hook" }}
+routes:
+  - channels: [ops]
+notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1m }}
+storage: {{ path: ":memory:" }}
+"#,
+            base = rx.base
+        ),
+    );
+    let store = Store::open(&cfg).unwrap();
+    let clock = ManualClock::new(t0());
+    let (_stop, on_stop) = shutdown();
+    let dispatcher = Dispatcher::start_with(
+        &cfg,
+        store.clone(),
+        Arc::new(clock.clone()),
+        on_stop,
+        fast(),
+    )
+    .await
+    .unwrap();
+    let silence = store
+        .add_silence(
+            NewSilence {
+                matchers: vec![SilenceMatcher {
+                    name: "rule".into(),
+                    value: "fuel_.*".into(),
+                    is_regex: true,
+                    is_equal: true,
+                }],
+                starts_at: None,
+                ends_at: t0() + Span::hours(1),
+                created_by: "ops".into(),
+                comment: "refuelling".into(),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    dispatcher
+        .submit_batch(vec![firing("fuel_drain", 1), firing("speeding", 2)])
+        .await
+        .unwrap();
+    let ok = rx.wait_ok("/hook", 1).await;
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].json()["data"]["alerts"][0]["rule"], "speeding");
+    let log = store.recent_log(10).await.unwrap();
+    let silenced = log
+        .iter()
+        .find(|e| e.outcome == Outcome::Silenced)
+        .expect("a silenced entry");
+    assert_eq!(silenced.rule, "fuel_drain");
+    assert_eq!(silenced.channel.as_deref(), Some("ops"));
+    assert_eq!(
+        silenced.detail.as_deref(),
+        Some(&*format!("silence {}", silence.id))
+    );
+
+    // Deleted: the still-firing alert goes out at its group's next flush.
+    assert!(store.delete_silence(&silence.id).await.unwrap());
+    clock.advance(Span::minutes(1));
+    let ok = rx.wait_ok("/hook", 2).await;
+    assert_eq!(ok[1].json()["data"]["alerts"][0]["rule"], "fuel_drain");
+    // Its group had never notified before.
+    assert_eq!(ok[1].json()["data"]["reason"], "first notification");
 }
