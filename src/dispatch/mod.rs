@@ -1,3 +1,31 @@
 //! From alert transitions to notifications: routes, grouping, dedup (`repeat_interval`),
 //! flap damping, silences, and a durable outbox in front of each channel. One file per
 //! channel in `channels/`.
+//!
+//! - [`dispatcher`]: the entry point: [`Dispatcher::start`] and [`DispatcherHandle::submit`],
+//!   which returns once a transition is committed.
+//! - [`router`]: which channels an alert goes to, with which settings.
+//! - [`group`]: aggregation groups, dedup, flap damping, silences; decides notifications.
+//! - [`silence`]: the compiled silences.
+//! - [`notification`]: what a notification holds, and the webhook body.
+//! - [`outbox`]: per-channel senders: ordering, retries, backoff, give-up.
+//! - [`channels`]: webhook, Slack, email, Alertmanager, stdout.
+//!
+//! Storage is [`crate::store`]'s; this module decides, the store keeps.
+
+pub mod channels;
+pub mod dispatcher;
+pub mod group;
+pub mod notification;
+pub mod outbox;
+pub mod router;
+pub mod silence;
+
+pub use channels::{Channel, ChannelError, SendError};
+pub use dispatcher::{DispatchError, DispatchOptions, Dispatcher, DispatcherHandle, StartError};
+pub use notification::Notification;
+pub use outbox::RetryPolicy;
+pub use router::{RouteError, Router};
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,2 +1,415 @@
-//! SQLite (WAL): alert states, the outbox, the notification log and silences, with
-//! versioned migrations. All blocking SQLite work runs off the async runtime's workers.
+//! SQLite (WAL): live alert states, the aggregation groups, the outbox, the notification
+//! log and silences, with versioned migrations. All blocking SQLite work runs off the async
+//! runtime's workers.
+//!
+//! One connection lives on one dedicated thread; callers send it closures through a
+//! channel ([`Store::call`] from async code, [`Store::call_blocking`] from plain threads)
+//! and get the result back. A single writer needs no locking, keeps statements cached, and
+//! lets the dispatcher commit a whole batch of transitions in one transaction.
+//!
+//! This module stores and loads; it does not decide anything. What a transition means for
+//! routing, grouping or delivery belongs to [`crate::dispatch`].
+
+mod alerts;
+mod groups;
+mod log;
+mod outbox;
+mod schema;
+mod silences;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::config::Config;
+
+pub use alerts::{delete_live_alert, load_live_alerts, upsert_live_alert};
+pub use groups::{
+    StoredGroup, delete_group, delete_group_member, load_groups, put_group, put_group_member,
+};
+pub use log::{LogEntry, Outcome, insert_log, prune_log, recent_log};
+pub use outbox::{
+    OutboxEntry, OutboxStatus, count_pending, insert_outbox, list_outbox, load_pending,
+    mark_failed, mark_retry, mark_sent, prune_outbox,
+};
+pub use silences::{NewSilence, Silence, SilenceMatcher, load_silences};
+
+/// What went wrong with the database, naming the file when it matters.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage {path}: cannot create its folder: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage {path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "storage {path}: schema version {found} is newer than this build knows ({known}); \
+         use a newer navixy-alerts or another storage.path"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("storage: cannot encode or decode {what}: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// Input from outside (the admin API) that cannot be stored as given.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage: the database thread has stopped")]
+    Closed,
+    #[error("storage: a database job panicked: {0}")]
+    Panicked(String),
+}
+
+/// How hard a write transaction waits for the disk.
+///
+/// `Full` (`PRAGMA synchronous=FULL`) syncs the WAL on every commit: a transition is
+/// acknowledged only after this, so not even a power cut loses it. `Relaxed` (`NORMAL`)
+/// survives a crash of the process but not of the machine; it is for bookkeeping whose loss
+/// only repeats work, such as marking a delivered notification as sent (the receiver then
+/// sees the same id twice, which at-least-once delivery allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Full,
+    Relaxed,
+}
+
+/// The connection, owned by the database thread, with what the thread remembers about it.
+pub struct Db {
+    conn: Connection,
+    /// The `synchronous` setting now in force, so it is switched only when it changes.
+    synchronous: Durability,
+    /// Bumped after every silence change, so the dispatcher reloads its compiled silences.
+    silence_generation: Arc<AtomicU64>,
+}
+
+impl Db {
+    /// Starts a write transaction with the given durability.
+    pub fn write(&mut self, durability: Durability) -> Result<Transaction<'_>, StoreError> {
+        if durability != self.synchronous {
+            let value = match durability {
+                Durability::Full => "FULL",
+                Durability::Relaxed => "NORMAL",
+            };
+            self.conn.pragma_update(None, "synchronous", value)?;
+            self.synchronous = durability;
+        }
+        // IMMEDIATE takes the write lock up front: a reader elsewhere (the sqlite3 shell)
+        // cannot make the commit fail half-way with SQLITE_BUSY.
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// The connection, for reads.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The current silence generation (see [`Store::silence_generation`]).
+    pub fn silence_generation(&self) -> u64 {
+        self.silence_generation.load(Ordering::Acquire)
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// A handle on the database thread. Cheap to clone; the thread ends when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    /// Where the database lives, for messages (`:memory:` for tests).
+    location: Arc<str>,
+    silence_generation: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the database named by `storage.path`, relative to the config file's folder,
+    /// creating its folder and running migrations.
+    pub fn open(config: &Config) -> Result<Store, StoreError> {
+        if config.storage.path == ":memory:" {
+            return Store::open_in_memory();
+        }
+        Store::open_path(&config.resolve(&config.storage.path))
+    }
+
+    /// Opens (or creates) a database file.
+    pub fn open_path(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::start(conn, path)
+    }
+
+    /// A private in-memory database, gone when the last handle is dropped.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::start(conn, path)
+    }
+
+    fn start(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        // WAL: readers never block the writer, and a commit is one append to the log.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        schema::migrate(&mut conn, path)?;
+
+        let silence_generation = Arc::new(AtomicU64::new(0));
+        let mut db = Db {
+            conn,
+            synchronous: Durability::Full,
+            silence_generation: silence_generation.clone(),
+        };
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("navixy-alerts-store".into())
+            .spawn(move || {
+                // Ends when every Store handle is gone.
+                while let Ok(job) = rx.recv() {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| StoreError::Panicked(format!("cannot start the database thread: {e}")))?;
+        Ok(Store {
+            jobs,
+            location: Arc::from(path.display().to_string()),
+            silence_generation,
+        })
+    }
+
+    /// Where the database lives, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Runs `f` on the database thread and waits for its result without blocking the
+    /// async runtime. A panic inside `f` is caught and returned as an error; the thread
+    /// goes on.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |db| {
+                let _ = tx.send(run_caught(db, f));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`Store::call`], for code that is not async (a shard worker restoring its
+    /// alerts at start). Must not be called from inside an async task.
+    pub fn call_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move |db| {
+                let _ = tx.send(run_caught(db, f));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Every live (firing) alert, for the rule evaluator to restore after a restart so
+    /// that it neither fires them again nor forgets to resolve them.
+    pub async fn load_live_alerts(
+        &self,
+    ) -> Result<Vec<crate::rules::alert::AlertRecord>, StoreError> {
+        self.call(|db| load_live_alerts(db.conn())).await
+    }
+
+    /// [`Store::load_live_alerts`] for code that is not async.
+    pub fn load_live_alerts_blocking(
+        &self,
+    ) -> Result<Vec<crate::rules::alert::AlertRecord>, StoreError> {
+        self.call_blocking(|db| load_live_alerts(db.conn()))
+    }
+
+    /// Adds a silence (validated first: matchers, regexes, time range).
+    pub async fn add_silence(
+        &self,
+        silence: NewSilence,
+        now: DateTime<Utc>,
+    ) -> Result<Silence, StoreError> {
+        let stored = silence.into_silence(now)?;
+        let generation = self.silence_generation.clone();
+        self.call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            silences::insert_silence(&tx, &stored)?;
+            tx.commit()?;
+            generation.fetch_add(1, Ordering::AcqRel);
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// All silences, active, pending and expired, newest first.
+    pub async fn list_silences(&self) -> Result<Vec<Silence>, StoreError> {
+        self.call(|db| load_silences(db.conn())).await
+    }
+
+    /// Deletes a silence; false if there was none with that id.
+    pub async fn delete_silence(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let generation = self.silence_generation.clone();
+        self.call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            let deleted = silences::delete_silence(&tx, &id)?;
+            tx.commit()?;
+            generation.fetch_add(1, Ordering::AcqRel);
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Notifications that failed for good (a permanent error, or retried for
+    /// `notify.retry_for` without success), newest first.
+    pub async fn list_failed(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.call(move |db| list_outbox(db.conn(), Some(OutboxStatus::Failed), limit))
+            .await
+    }
+
+    /// The outbox, any status, newest first.
+    pub async fn list_outbox(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.call(move |db| list_outbox(db.conn(), status, limit))
+            .await
+    }
+
+    /// The newest entries of the notification log: what happened to each transition
+    /// on each channel (queued, silenced, unrouted, held, ...).
+    pub async fn recent_log(&self, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        self.call(move |db| recent_log(db.conn(), limit)).await
+    }
+
+    /// A silence generation that changes whenever a silence is added or deleted.
+    pub fn silence_generation(&self) -> u64 {
+        self.silence_generation.load(Ordering::Acquire)
+    }
+
+    /// A cheap write, for `/readyz`: true when the database accepts a commit.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.call(|db| {
+            let tx = db.write(Durability::Relaxed)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_check', '1')
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn run_caught<R, F>(db: &mut Db, f: F) -> Result<R, StoreError>
+where
+    F: FnOnce(&mut Db) -> Result<R, StoreError>,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(db))) {
+        Ok(result) => result,
+        Err(panic) => {
+            // A transaction left open by the panic is rolled back when it is dropped
+            // during unwinding; the connection stays usable.
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(StoreError::Panicked(message))
+        }
+    }
+}
+
+/// Milliseconds since the epoch: how times are stored.
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`to_ms`]; out-of-range values (a corrupt row) read as the epoch rather
+/// than failing the whole load.
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Json { what, source })
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A migrated private in-memory connection, for unit tests that drive the dispatcher's
+/// synchronous parts directly.
+#[cfg(test)]
+pub(crate) fn test_connection() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
+    conn
+}

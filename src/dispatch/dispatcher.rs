@@ -1,0 +1,471 @@
+//! The dispatcher: takes transitions from the rule engine, commits them, and feeds the
+//! channels' senders.
+//!
+//! One task owns the flow. It takes a batch of submitted transitions (whatever has queued
+//! up, so a burst costs one commit), and on the database thread, in one `synchronous=FULL`
+//! transaction: records each transition (live alert state, group membership, log), flushes
+//! the groups that are due, and writes their notifications to the outbox. Only after the
+//! commit does `submit` return, and only then do the notifications go to their senders.
+//! Between submissions it wakes for the next due group (`group_wait`, `group_interval`,
+//! repeats).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::channels::{self, Channel, ChannelError};
+use super::group::{Groups, Queued, Undelivered};
+use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
+use super::router::{RouteError, Router};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::rules::alert::AlertTransition;
+use crate::store::{self, Durability, Store, StoreError};
+
+/// Why the dispatcher cannot start, naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Http(String),
+}
+
+/// Why a submission was not acknowledged. The transitions were not recorded; the caller
+/// may submit them again.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DispatchError {
+    #[error("cannot record alert transitions: {0}")]
+    Store(String),
+    #[error("the dispatcher has stopped")]
+    Stopped,
+}
+
+/// Tunables that are not in the config file (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct DispatchOptions {
+    /// How long senders keep delivering after shutdown before they stop.
+    pub drain_timeout: Duration,
+    /// Retry delays; `retry_for` is taken from `notify.retry_for`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long sent notifications and log entries are kept in the database.
+    pub retention: Duration,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        let retry = RetryPolicy::default();
+        DispatchOptions {
+            drain_timeout: Duration::from_secs(10),
+            initial_backoff: retry.initial_backoff,
+            max_backoff: retry.max_backoff,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The most transitions committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// The longest the dispatcher sleeps without looking at the clock, so that a clock that
+/// jumps (event time) is noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How often old rows are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+struct Submit {
+    transitions: Vec<AlertTransition>,
+    ack: oneshot::Sender<Result<(), DispatchError>>,
+}
+
+/// The running dispatcher. Cheap to clone.
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    submits: mpsc::Sender<Submit>,
+    store: Store,
+    depth: Depth,
+    stopped: watch::Receiver<bool>,
+}
+
+/// Namespace for [`Dispatcher::start`].
+pub struct Dispatcher;
+
+impl Dispatcher {
+    /// Checks what `start` would refuse, without starting anything or touching the
+    /// network: route matchers compile and every channel can be built (URLs, webhook
+    /// secrets, email addresses, subject templates). For `check -c FILE`.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        Router::new(config)?;
+        let http = channels::http_client().map_err(StartError::Http)?;
+        for (name, channel) in &config.channels {
+            Channel::build(name, channel, &http)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the dispatcher: compiles the routes, builds the channels, restores the
+    /// groups and resumes every pending notification of a previous run (with its original
+    /// id). It runs until `shutdown` completes; then it stops taking transitions and the
+    /// senders deliver what is due for at most the drain timeout.
+    pub async fn start(
+        config: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<DispatcherHandle, StartError> {
+        Dispatcher::start_with(config, store, clock, shutdown, DispatchOptions::default()).await
+    }
+
+    /// [`Dispatcher::start`] with explicit options.
+    pub async fn start_with(
+        config: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        options: DispatchOptions,
+    ) -> Result<DispatcherHandle, StartError> {
+        let router = Arc::new(Router::new(config)?);
+        let http = channels::http_client().map_err(StartError::Http)?;
+        let mut built: BTreeMap<Arc<str>, Arc<Channel>> = BTreeMap::new();
+        for (name, channel) in &config.channels {
+            built.insert(
+                Arc::from(name.as_str()),
+                Arc::new(Channel::build(name, channel, &http)?),
+            );
+        }
+        let names: Arc<Vec<Arc<str>>> = Arc::new(built.keys().cloned().collect());
+
+        let now = clock.now();
+        let retention = options.retention;
+        let (loaded, pending) = {
+            let router = router.clone();
+            let names = names.clone();
+            store
+                .call(move |db| {
+                    prune(db, now, retention)?;
+                    let groups = Groups::load(db.conn(), router, &names)?;
+                    let pending = store::load_pending(db.conn())?;
+                    Ok((groups, pending))
+                })
+                .await?
+        };
+        let undelivered = Undelivered::default();
+        let mut loaded = loaded;
+        loaded.set_undelivered(undelivered.clone());
+        let groups = Arc::new(Mutex::new(loaded));
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let depth = Depth::default();
+        let policy = RetryPolicy {
+            initial_backoff: options.initial_backoff,
+            max_backoff: options.max_backoff,
+            retry_for: config.notify.retry_for,
+            ..RetryPolicy::default()
+        };
+        let mut senders = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for (name, channel) in &built {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let sender = Sender {
+                name: name.clone(),
+                channel: channel.clone(),
+                store: store.clone(),
+                clock: clock.clone(),
+                policy: policy.clone(),
+                depth: depth.clone(),
+                drain_timeout: options.drain_timeout,
+                undelivered: undelivered.clone(),
+            };
+            tasks.push(tokio::spawn(sender.run(rx, stop_rx.clone())));
+            senders.insert(name.clone(), tx);
+        }
+
+        // Resume what a previous run left pending, in order.
+        let mut orphans = Vec::new();
+        for entry in &pending {
+            let sender = senders.get(entry.channel.as_str());
+            match (sender, Delivery::from_entry(entry)) {
+                (Some(tx), Ok(d)) => {
+                    depth.add(1);
+                    undelivered.add(&entry.channel, &entry.group_key);
+                    let _ = tx.send(d);
+                }
+                (None, _) => orphans.push((
+                    entry.id.clone(),
+                    entry.attempts,
+                    format!("channel `{}` is no longer configured", entry.channel),
+                )),
+                (_, Err(e)) => orphans.push((entry.id.clone(), entry.attempts, e)),
+            }
+        }
+        if !pending.is_empty() {
+            tracing::info!(
+                pending = pending.len() - orphans.len(),
+                "Resuming notifications pending from the previous run."
+            );
+        }
+        if !orphans.is_empty() {
+            for (id, _, why) in &orphans {
+                tracing::error!(id = %id, error = %why, "Pending notification cannot be delivered; marked failed.");
+                metrics::counter!(crate::telemetry::NOTIFICATIONS_FAILED, "channel" => "unknown")
+                    .increment(1);
+            }
+            store
+                .call(move |db| {
+                    let tx = db.write(Durability::Full)?;
+                    for (id, attempts, why) in &orphans {
+                        store::mark_failed(&tx, id, *attempts, now, why)?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await?;
+        }
+
+        let (submit_tx, submit_rx) = mpsc::channel(4096);
+        let flow = Flow {
+            groups,
+            router,
+            names,
+            store: store.clone(),
+            clock,
+            senders,
+            depth: depth.clone(),
+            undelivered,
+            retention,
+        };
+        tasks.push(tokio::spawn(flow.run(submit_rx, stop_rx)));
+
+        let (done_tx, done_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            for task in tasks {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "A dispatcher task ended abnormally.");
+                }
+            }
+            let _ = done_tx.send(true);
+        });
+
+        Ok(DispatcherHandle {
+            submits: submit_tx,
+            store,
+            depth,
+            stopped: done_rx,
+        })
+    }
+}
+
+impl DispatcherHandle {
+    /// Records one transition. Returns once it is committed to SQLite: from then on a
+    /// crash loses neither the alert state nor the notifications it causes.
+    pub async fn submit(&self, transition: AlertTransition) -> Result<(), DispatchError> {
+        self.submit_batch(vec![transition]).await
+    }
+
+    /// Records several transitions in one transaction, in order.
+    pub async fn submit_batch(
+        &self,
+        transitions: Vec<AlertTransition>,
+    ) -> Result<(), DispatchError> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        let (ack, done) = oneshot::channel();
+        self.submits
+            .send(Submit { transitions, ack })
+            .await
+            .map_err(|_| DispatchError::Stopped)?;
+        done.await.map_err(|_| DispatchError::Stopped)?
+    }
+
+    /// The store the dispatcher writes to (silences, failed notifications, the log).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Notifications waiting in the outbox.
+    pub fn outbox_depth(&self) -> i64 {
+        self.depth.get()
+    }
+
+    /// Waits until every dispatcher task has ended (after shutdown and the drain).
+    pub async fn stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|done| *done).await;
+    }
+}
+
+/// The task that turns transitions into committed state and outbox rows.
+struct Flow {
+    groups: Arc<Mutex<Groups>>,
+    router: Arc<Router>,
+    names: Arc<Vec<Arc<str>>>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    senders: BTreeMap<Arc<str>, mpsc::UnboundedSender<Delivery>>,
+    depth: Depth,
+    undelivered: Undelivered,
+    retention: Duration,
+}
+
+impl Flow {
+    async fn run(self, mut submits: mpsc::Receiver<Submit>, mut shutdown: watch::Receiver<bool>) {
+        let mut next_due = self.groups.lock().next_due();
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            let wait = next_due
+                .map(|t| (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            tokio::select! {
+                biased;
+                _ = stopped(&mut shutdown) => break,
+                submit = submits.recv() => {
+                    let Some(submit) = submit else { break };
+                    let mut batch = vec![submit];
+                    let mut count = batch[0].transitions.len();
+                    while count < MAX_BATCH {
+                        match submits.try_recv() {
+                            Ok(s) => {
+                                count += s.transitions.len();
+                                batch.push(s);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    next_due = self.commit(batch).await;
+                }
+                _ = tokio::time::sleep(wait) => {
+                    let now = self.clock.now();
+                    if next_due.is_some_and(|t| t <= now) {
+                        next_due = self.commit(Vec::new()).await;
+                    }
+                    if last_prune.elapsed() >= PRUNE_EVERY {
+                        last_prune = tokio::time::Instant::now();
+                        let retention = self.retention;
+                        if let Err(e) = self.store.call(move |db| prune(db, now, retention)).await {
+                            tracing::warn!(error = %e, "Cannot prune old notifications.");
+                        }
+                    }
+                }
+            }
+        }
+        // Stop taking transitions; record those already handed over, so that every
+        // caller gets an answer.
+        submits.close();
+        let mut rest = Vec::new();
+        while let Some(s) = submits.recv().await {
+            rest.push(s);
+        }
+        if !rest.is_empty() {
+            self.commit(rest).await;
+        }
+    }
+
+    /// Commits a batch (possibly empty: a timer flush), acknowledges it and hands the
+    /// new notifications to their senders. Returns the next flush time.
+    async fn commit(&self, batch: Vec<Submit>) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut transitions = Vec::new();
+        for s in batch {
+            transitions.extend(s.transitions);
+            acks.push(s.ack);
+        }
+        let groups = self.groups.clone();
+        let result = self
+            .store
+            .call(move |db| {
+                let generation = db.silence_generation();
+                let mut groups = groups.lock();
+                let tx = db.write(Durability::Full)?;
+                for t in transitions {
+                    groups.apply(&tx, t, now)?;
+                }
+                let mut queued = Vec::new();
+                groups.flush_due(&tx, now, generation, &mut queued)?;
+                tx.commit()?;
+                Ok((queued, groups.next_due()))
+            })
+            .await;
+        match result {
+            Ok((queued, next_due)) => {
+                for ack in acks {
+                    let _ = ack.send(Ok(()));
+                }
+                self.hand_over(queued, now);
+                next_due
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record alert transitions.");
+                for ack in acks {
+                    let _ = ack.send(Err(DispatchError::Store(e.to_string())));
+                }
+                // The groups in memory may be ahead of the rolled-back database: reload.
+                let (router, names) = (self.router.clone(), self.names.clone());
+                match self
+                    .store
+                    .call(move |db| Groups::load(db.conn(), router, &names))
+                    .await
+                {
+                    Ok(mut fresh) => {
+                        fresh.set_undelivered(self.undelivered.clone());
+                        *self.groups.lock() = fresh;
+                    }
+                    Err(e) => tracing::error!(error = %e, "Cannot reload alert groups."),
+                }
+                // Try again soon rather than sleeping on a stale schedule.
+                Some(now + chrono::Duration::seconds(1))
+            }
+        }
+    }
+
+    fn hand_over(&self, queued: Vec<Queued>, now: DateTime<Utc>) {
+        for q in queued {
+            let Some(tx) = self.senders.get(q.notification.receiver.as_str()) else {
+                continue;
+            };
+            self.depth.add(1);
+            self.undelivered
+                .add(&q.notification.receiver, &q.notification.group_key);
+            let _ = tx.send(Delivery {
+                seq: q.seq,
+                notification: q.notification,
+                attempts: 0,
+                next_attempt_at: now,
+            });
+        }
+    }
+}
+
+/// Completes once shutdown is asked for (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across other awaits.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+fn prune(db: &mut store::Db, now: DateTime<Utc>, retention: Duration) -> Result<(), StoreError> {
+    let before = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| now.checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let tx = db.write(Durability::Relaxed)?;
+    store::prune_log(&tx, before)?;
+    store::prune_outbox(&tx, before)?;
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! A notification: one group of alerts for one channel, with the id receivers dedupe on.
+//! It is stored in the outbox as JSON when decided and rendered per channel at each
+//! attempt; rendering is deterministic, so every retry carries the same body.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::navixy::messages::Location;
+use crate::rules::alert::{AlertStatus, AlertTransition, TrackerRef};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `msg_` + a UUIDv7: stable across retries and restarts (the Standard Webhooks
+    /// `webhook-id`, the email's Message-ID).
+    pub id: String,
+    /// The channel's name.
+    pub receiver: String,
+    /// The route and the `group_by` values, e.g. `routes[0]:{rule="fuel_drain"}`.
+    pub group_key: String,
+    /// The `group_by` labels and their values.
+    pub group_labels: BTreeMap<String, String>,
+    /// `firing` when any alert in it is firing, else `resolved`.
+    pub status: AlertStatus,
+    /// Why it was sent: `first notification`, `new alerts`, `resolved`, `repeat`, with a
+    /// `flapping` note when state changes were damped.
+    pub reason: String,
+    /// When it was decided (engine clock).
+    pub created_at: DateTime<Utc>,
+    /// Firing alerts first, then resolved ones.
+    pub alerts: Vec<AlertTransition>,
+}
+
+impl Notification {
+    /// `alert.firing` or `alert.resolved`.
+    pub fn event_type(&self) -> &'static str {
+        match self.status {
+            AlertStatus::Firing => "alert.firing",
+            AlertStatus::Resolved => "alert.resolved",
+        }
+    }
+
+    /// The JSON body webhooks receive (and `stdout` with `json: true` prints).
+    pub fn webhook_body(&self) -> WebhookBody<'_> {
+        WebhookBody {
+            kind: self.event_type(),
+            timestamp: fmt_time(self.created_at),
+            data: WebhookData {
+                receiver: &self.receiver,
+                status: self.status.as_str(),
+                group_key: &self.group_key,
+                reason: &self.reason,
+                alerts: self.alerts.iter().map(WebhookAlert::new).collect(),
+            },
+        }
+    }
+
+    /// The body as bytes.
+    pub fn webhook_json(&self) -> Vec<u8> {
+        // Serializing borrowed strings, maps and JSON values cannot fail.
+        serde_json::to_vec(&self.webhook_body()).unwrap_or_default()
+    }
+}
+
+/// RFC 3339 in UTC with `Z`, fractions only when present: `2026-01-01T10:00:00Z`.
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The webhook body, field for field as `SPEC.md` shows it.
+#[derive(Debug, Serialize)]
+pub struct WebhookBody<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub timestamp: String,
+    pub data: WebhookData<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookData<'a> {
+    pub receiver: &'a str,
+    pub status: &'static str,
+    pub group_key: &'a str,
+    pub reason: &'a str,
+    pub alerts: Vec<WebhookAlert<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookAlert<'a> {
+    pub fingerprint: &'a str,
+    pub status: &'static str,
+    pub rule: &'a str,
+    pub severity: &'static str,
+    pub tracker: Option<&'a TrackerRef>,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+    pub value: Option<&'a serde_json::Value>,
+    pub starts_at: String,
+    pub ends_at: Option<String>,
+    pub location: Option<&'a Location>,
+    pub state: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> WebhookAlert<'a> {
+    fn new(t: &'a AlertTransition) -> Self {
+        WebhookAlert {
+            fingerprint: &t.fingerprint.0,
+            status: t.status.as_str(),
+            rule: &t.rule,
+            severity: t.severity.as_str(),
+            tracker: t.tracker.as_ref(),
+            labels: &t.labels,
+            annotations: &t.annotations,
+            value: t.value.as_ref(),
+            starts_at: fmt_time(t.starts_at),
+            ends_at: t.ends_at.map(fmt_time),
+            location: t.location.as_ref(),
+            state: &t.state,
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Delivery from the outbox: one sender task per channel takes the channel's pending
+//! notifications in order and delivers them, retrying with exponential backoff and jitter
+//! (or as `Retry-After` asks) for up to `notify.retry_for`.
+//!
+//! One at a time, in order, per channel: a receiver sees a group's resolve after its
+//! firing, and an outage of one channel never delays another. Every outcome is written
+//! back to the outbox row: sent, retried (attempts, next attempt, last error) or failed
+//! for good, which stays visible for the admin API (`Store::list_failed`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::channels::{Channel, SendError};
+use super::group::after;
+use super::notification::Notification;
+use crate::clock::Clock;
+use crate::store::{self, Durability, OutboxEntry, Store};
+use crate::telemetry;
+
+/// When to try again after a retryable failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// The first delay; it doubles with every attempt...
+    pub initial_backoff: Duration,
+    /// ...up to this.
+    pub max_backoff: Duration,
+    /// A `Retry-After` longer than this is cut to it.
+    pub max_retry_after: Duration,
+    /// Give up this long after the notification was created (`notify.retry_for`).
+    pub retry_for: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(3600),
+            retry_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after the `attempts`-th failed attempt (1 for the first). Exponential
+    /// with "equal jitter": a uniformly random point in the upper half of the step, so
+    /// that many notifications failing together do not retry together, yet the delay
+    /// still grows. `jitter` is in `[0, 1)`.
+    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let step = self
+            .initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff);
+        let half = step / 2;
+        half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+
+    /// The delay before the next attempt: what `Retry-After` asks (within bounds), or the
+    /// backoff.
+    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        match retry_after {
+            Some(ra) => ra.clamp(self.initial_backoff, self.max_retry_after),
+            None => self.backoff(attempts, jitter),
+        }
+    }
+}
+
+/// A pending notification on its way to one channel.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: i64,
+    pub notification: Arc<Notification>,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// A pending row as stored (after a restart); `None` if its payload is unreadable.
+    pub fn from_entry(e: &OutboxEntry) -> Result<Delivery, String> {
+        let notification: Notification = serde_json::from_str(&e.payload)
+            .map_err(|err| format!("unreadable notification in the outbox: {err}"))?;
+        Ok(Delivery {
+            seq: e.seq,
+            notification: Arc::new(notification),
+            attempts: e.attempts,
+            next_attempt_at: e.next_attempt_at,
+        })
+    }
+}
+
+/// Outbox depth shared by the dispatcher and the senders, mirrored to the gauge.
+#[derive(Debug, Clone, Default)]
+pub struct Depth(Arc<AtomicI64>);
+
+impl Depth {
+    pub fn add(&self, n: i64) {
+        let now = self.0.fetch_add(n, Ordering::AcqRel) + n;
+        metrics::gauge!(telemetry::OUTBOX_DEPTH).set(now.max(0) as f64);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One channel's sender.
+pub struct Sender {
+    pub name: Arc<str>,
+    pub channel: Arc<Channel>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub policy: RetryPolicy,
+    pub depth: Depth,
+    /// How long to keep delivering after shutdown.
+    pub drain_timeout: Duration,
+    /// Told when a notification is done with (sent or failed).
+    pub undelivered: super::group::Undelivered,
+}
+
+/// Attempts in flight per channel at most, across its groups.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// One group's queue on one channel: delivered strictly in order, head first.
+struct Lane {
+    queue: VecDeque<Delivery>,
+    /// When the head may be tried.
+    due: Instant,
+    /// An attempt of the head is in flight.
+    busy: bool,
+}
+
+enum Wake {
+    Done(Arc<str>, Delivery, Option<Duration>),
+    New(Option<Delivery>),
+    Due,
+    Shutdown,
+}
+
+impl Sender {
+    /// Delivers until shutdown, then drains for at most `drain_timeout`.
+    ///
+    /// Notifications of one group go strictly in order (a resolve never overtakes its
+    /// firing); different groups go independently, so a notification that a receiver
+    /// keeps refusing holds up only its own group. Waits are measured on tokio's clock,
+    /// not by re-reading the engine clock: a clock that stands still (replay, tests)
+    /// must not stop retries.
+    pub async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Delivery>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let this = Arc::new(self);
+        let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut rx_open = true;
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let drain_over = drain_until.is_some_and(|d| now >= d);
+            if drain_over
+                || (drain_until.is_some() && in_flight.is_empty() && lanes.is_empty() && !rx_open)
+            {
+                break;
+            }
+            // Start every due head, within the in-flight bound.
+            for (key, lane) in lanes.iter_mut() {
+                if in_flight.len() >= MAX_IN_FLIGHT {
+                    break;
+                }
+                if lane.busy || lane.due > now {
+                    continue;
+                }
+                let Some(mut head) = lane.queue.pop_front() else {
+                    continue;
+                };
+                lane.busy = true;
+                let (this, key) = (this.clone(), key.clone());
+                in_flight.spawn(async move {
+                    let retry = this.attempt(&mut head).await;
+                    (key, head, retry)
+                });
+            }
+            let next_due = lanes
+                .values()
+                .filter(|l| !l.busy && !l.queue.is_empty())
+                .map(|l| l.due)
+                .min()
+                .filter(|_| in_flight.len() < MAX_IN_FLIGHT);
+            let wake = tokio::select! {
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
+                    Ok((key, d, retry)) => Wake::Done(key, d, retry),
+                    Err(e) => {
+                        // Its row stays pending and is tried after the next start.
+                        tracing::error!(channel = %this.name, error = %e, "A delivery attempt panicked.");
+                        Wake::Due
+                    }
+                },
+                d = rx.recv(), if rx_open => Wake::New(d),
+                _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => Wake::Due,
+                _ = super::dispatcher::stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
+                _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::Due,
+            };
+            match wake {
+                Wake::Done(key, d, retry) => {
+                    let empty = lanes.get_mut(&key).is_some_and(|lane| {
+                        lane.busy = false;
+                        if let Some(delay) = retry {
+                            lane.due = Instant::now() + delay;
+                            lane.queue.push_front(d);
+                        }
+                        lane.queue.is_empty()
+                    });
+                    if empty {
+                        lanes.remove(&key);
+                    }
+                }
+                Wake::New(Some(d)) => this.enqueue(&mut lanes, d),
+                Wake::New(None) => rx_open = false,
+                Wake::Due => {}
+                Wake::Shutdown => drain_until = Some(Instant::now() + this.drain_timeout),
+            }
+        }
+        // Attempts still in flight are abandoned when `in_flight` drops; their rows stay
+        // pending and go out after the next start (the receiver may see the id twice).
+        let left: usize = lanes
+            .values()
+            .map(|l| l.queue.len() + usize::from(l.busy))
+            .sum();
+        if left > 0 {
+            tracing::info!(
+                channel = %this.name,
+                pending = left,
+                "Stopping with notifications still pending; they are sent after the next start."
+            );
+        }
+    }
+
+    /// Queues a delivery in its group's lane, due at its stored next attempt time.
+    fn enqueue(&self, lanes: &mut HashMap<Arc<str>, Lane>, d: Delivery) {
+        let wait = (d.next_attempt_at - self.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let key: Arc<str> = Arc::from(d.notification.group_key.as_str());
+        let lane = lanes.entry(key).or_insert_with(|| Lane {
+            queue: VecDeque::new(),
+            due: Instant::now() + wait,
+            busy: false,
+        });
+        lane.queue.push_back(d);
+    }
+
+    /// One attempt; `Some(delay)` when the notification stays pending, to be tried
+    /// again after `delay`.
+    async fn attempt(&self, d: &mut Delivery) -> Option<Duration> {
+        let n = &d.notification;
+        let started = self.clock.now();
+        let result = self.channel.send(n, started).await;
+        let now = self.clock.now();
+        d.attempts = d.attempts.saturating_add(1);
+        let channel = self.name.to_string();
+        match result {
+            Ok(()) => {
+                metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
+                tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
+                let (id, attempts) = (n.id.clone(), d.attempts);
+                self.record(move |tx| store::mark_sent(tx, &id, attempts, now))
+                    .await;
+                self.depth.add(-1);
+                None
+            }
+            Err(SendError::Permanent { message }) => {
+                self.fail(d, now, message).await;
+                None
+            }
+            Err(SendError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                let deadline = after(n.created_at, self.policy.retry_for);
+                if now >= deadline {
+                    let message = format!(
+                        "gave up after {} attempts over {}s: {message}",
+                        d.attempts,
+                        self.policy.retry_for.as_secs()
+                    );
+                    self.fail(d, now, message).await;
+                    return None;
+                }
+                // The last attempt is at the deadline, not after it.
+                let delay = self
+                    .policy
+                    .delay(d.attempts, retry_after, fastrand::f64())
+                    .min((deadline - now).to_std().unwrap_or(Duration::ZERO));
+                d.next_attempt_at = after(now, delay);
+                metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => channel)
+                    .increment(1);
+                tracing::warn!(
+                    channel = %self.name,
+                    id = %n.id,
+                    attempts = d.attempts,
+                    retry_in_ms = (d.next_attempt_at - now).num_milliseconds(),
+                    error = %message,
+                    "Notification not delivered; will retry."
+                );
+                let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
+                self.record(move |tx| store::mark_retry(tx, &id, attempts, next, &message))
+                    .await;
+                Some(delay)
+            }
+        }
+    }
+
+    async fn fail(&self, d: &Delivery, now: DateTime<Utc>, message: String) {
+        metrics::counter!(telemetry::NOTIFICATIONS_FAILED, "channel" => self.name.to_string())
+            .increment(1);
+        tracing::error!(
+            channel = %self.name,
+            id = %d.notification.id,
+            attempts = d.attempts,
+            error = %message,
+            "Notification failed; kept in the outbox as failed."
+        );
+        let (id, attempts) = (d.notification.id.clone(), d.attempts);
+        self.record(move |tx| store::mark_failed(tx, &id, attempts, now, &message))
+            .await;
+        self.depth.add(-1);
+        self.undelivered.done(&self.name, &d.notification.group_key);
+    }
+
+    /// Writes an outcome. Losing it only repeats work (a re-send with the same id, or
+    /// one more attempt), so the write is relaxed and a failure is logged, not fatal.
+    async fn record<F>(&self, f: F)
+    where
+        F: FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static,
+    {
+        let result = self
+            .store
+            .call(move |db| {
+                let tx = db.write(Durability::Relaxed)?;
+                f(&tx)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(channel = %self.name, error = %e, "Cannot record a delivery outcome.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_in_the_upper_half_and_caps() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.backoff(1, 0.5), Duration::from_millis(750));
+        assert_eq!(p.backoff(2, 0.0), Duration::from_secs(1));
+        assert_eq!(p.backoff(4, 0.5), Duration::from_secs(6));
+        assert_eq!(p.backoff(20, 0.0), Duration::from_secs(150));
+        assert_eq!(p.backoff(u32::MAX, 1.0), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn retry_after_wins_within_bounds() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(30)), 0.0),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            p.delay(9, Some(Duration::ZERO), 0.0),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(86400)), 0.0),
+            Duration::from_secs(3600)
+        );
+    }
+}

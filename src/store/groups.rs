@@ -1,0 +1,103 @@
+//! Aggregation groups as the dispatcher left them: each group's state and each member's
+//! state as JSON. The dispatcher owns their meaning (`dispatch::group`); this file only
+//! keeps them, so that a restart resumes every group_wait, group_interval, repeat and flap
+//! count where it was.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+
+use super::StoreError;
+
+/// One group as stored: its own state and its members' states, by fingerprint.
+#[derive(Debug, Clone, Default)]
+pub struct StoredGroup {
+    pub channel: String,
+    pub group_key: String,
+    pub state: String,
+    pub members: BTreeMap<String, String>,
+}
+
+pub fn put_group(
+    conn: &Connection,
+    channel: &str,
+    group_key: &str,
+    state: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO groups (channel, group_key, state) VALUES (?1, ?2, ?3)
+         ON CONFLICT (channel, group_key) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![channel, group_key, state])?;
+    Ok(())
+}
+
+/// Deletes a group and (by cascade) its members.
+pub fn delete_group(conn: &Connection, channel: &str, group_key: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM groups WHERE channel = ?1 AND group_key = ?2")?
+        .execute(params![channel, group_key])?;
+    Ok(())
+}
+
+pub fn put_group_member(
+    conn: &Connection,
+    channel: &str,
+    group_key: &str,
+    fingerprint: &str,
+    state: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO group_members (channel, group_key, fingerprint, state) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (channel, group_key, fingerprint) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![channel, group_key, fingerprint, state])?;
+    Ok(())
+}
+
+pub fn delete_group_member(
+    conn: &Connection,
+    channel: &str,
+    group_key: &str,
+    fingerprint: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM group_members WHERE channel = ?1 AND group_key = ?2 AND fingerprint = ?3",
+    )?
+    .execute(params![channel, group_key, fingerprint])?;
+    Ok(())
+}
+
+/// Every group with its members.
+pub fn load_groups(conn: &Connection) -> Result<Vec<StoredGroup>, StoreError> {
+    let mut groups: BTreeMap<(String, String), StoredGroup> = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT channel, group_key, state FROM groups")?;
+    let rows = stmt.query_map([], |row| {
+        Ok(StoredGroup {
+            channel: row.get(0)?,
+            group_key: row.get(1)?,
+            state: row.get(2)?,
+            members: BTreeMap::new(),
+        })
+    })?;
+    for row in rows {
+        let g = row?;
+        groups.insert((g.channel.clone(), g.group_key.clone()), g);
+    }
+    let mut stmt =
+        conn.prepare("SELECT channel, group_key, fingerprint, state FROM group_members")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (channel, group_key, fingerprint, state) = row?;
+        if let Some(g) = groups.get_mut(&(channel, group_key)) {
+            g.members.insert(fingerprint, state);
+        }
+    }
+    Ok(groups.into_values().collect())
+}

@@ -1,0 +1,118 @@
+//! The notification log: what happened to each transition on each channel. Operators read
+//! it to answer "why did nobody get paged?": silenced, unrouted, held as flapping, or
+//! queued in notification `msg_...`.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::{StoreError, from_ms, to_ms};
+
+/// What the dispatcher did with an alert on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Put into a notification in the outbox (`notification_id` says which).
+    Queued,
+    /// No route matched and the rule names no channels: recorded, not sent.
+    Unrouted,
+    /// An active silence matched (`detail` names it): recorded, not sent.
+    Silenced,
+    /// Resolved and fired again before the resolve was sent: the receiver still believes
+    /// it is firing, so nothing is sent (flap damping).
+    Coalesced,
+    /// Notified too often within the hour: held until the cap frees (flap damping).
+    Held,
+    /// Nothing to tell this channel (`detail` says why: resolved before it was ever
+    /// notified, `send_resolved: false`, an unknown channel).
+    Dropped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Unrouted => "unrouted",
+            Outcome::Silenced => "silenced",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Held => "held",
+            Outcome::Dropped => "dropped",
+        }
+    }
+
+    fn parse(s: &str) -> Outcome {
+        match s {
+            "queued" => Outcome::Queued,
+            "unrouted" => Outcome::Unrouted,
+            "silenced" => Outcome::Silenced,
+            "coalesced" => Outcome::Coalesced,
+            "held" => Outcome::Held,
+            _ => Outcome::Dropped,
+        }
+    }
+}
+
+/// One line of the notification log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    pub at: DateTime<Utc>,
+    pub fingerprint: String,
+    pub rule: String,
+    pub tracker_id: Option<i64>,
+    /// `firing` or `resolved`: the alert's status at the time.
+    pub status: String,
+    /// `None` when no channel was involved (unrouted).
+    pub channel: Option<String>,
+    pub outcome: Outcome,
+    pub notification_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+pub fn insert_log(conn: &Connection, e: &LogEntry) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO notification_log
+             (at, fingerprint, rule, tracker_id, status, channel, outcome, notification_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        to_ms(e.at),
+        e.fingerprint,
+        e.rule,
+        e.tracker_id,
+        e.status,
+        e.channel,
+        e.outcome.as_str(),
+        e.notification_id,
+        e.detail,
+    ])?;
+    Ok(())
+}
+
+/// The newest `limit` entries, newest first.
+pub fn recent_log(conn: &Connection, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, fingerprint, rule, tracker_id, status, channel, outcome, notification_id, detail
+         FROM notification_log ORDER BY seq DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit as i64], |row| {
+        Ok(LogEntry {
+            at: from_ms(row.get(0)?),
+            fingerprint: row.get(1)?,
+            rule: row.get(2)?,
+            tracker_id: row.get(3)?,
+            status: row.get(4)?,
+            channel: row.get(5)?,
+            outcome: Outcome::parse(&row.get::<_, String>(6)?),
+            notification_id: row.get(7)?,
+            detail: row.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes entries older than `before`; returns how many.
+pub fn prune_log(conn: &Connection, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM notification_log WHERE at < ?1")?
+        .execute(params![to_ms(before)])?)
+}

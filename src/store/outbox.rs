@@ -1,0 +1,204 @@
+//! The outbox: every notification from the moment it is decided until its channel accepts
+//! it. A row is written in the same transaction that changes the group state behind it, so
+//! a notification can be neither lost nor invented by a crash; its `id` is what receivers
+//! dedupe on, and it never changes across retries or restarts.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Row, params};
+use serde::Serialize;
+
+use super::{StoreError, from_ms, to_ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Accepted by the channel.
+    Sent,
+    /// A permanent error, or retried for `notify.retry_for` in vain: kept for inspection.
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> OutboxStatus {
+        match s {
+            "sent" => OutboxStatus::Sent,
+            "failed" => OutboxStatus::Failed,
+            _ => OutboxStatus::Pending,
+        }
+    }
+}
+
+/// One outbox row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxEntry {
+    /// Insertion order: each channel delivers in this order.
+    pub seq: i64,
+    /// The notification id (`msg_...`), the same on every attempt.
+    pub id: String,
+    pub channel: String,
+    pub group_key: String,
+    pub created_at: DateTime<Utc>,
+    pub status: OutboxStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// When it was sent or given up.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The notification itself (`dispatch::Notification` as JSON); serialized as nested
+    /// JSON, not as a string, for the admin API.
+    #[serde(serialize_with = "nested_json")]
+    pub payload: String,
+}
+
+fn nested_json<S: serde::Serializer>(payload: &str, ser: S) -> Result<S::Ok, S::Error> {
+    match serde_json::value::RawValue::from_string(payload.to_owned()) {
+        Ok(raw) => serde::Serialize::serialize(&raw, ser),
+        Err(_) => ser.serialize_str(payload),
+    }
+}
+
+const COLUMNS: &str = "seq, id, channel, group_key, created_at, status, attempts, \
+                       next_attempt_at, last_error, finished_at, payload";
+
+fn entry(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        channel: row.get(2)?,
+        group_key: row.get(3)?,
+        created_at: from_ms(row.get(4)?),
+        status: OutboxStatus::parse(&row.get::<_, String>(5)?),
+        attempts: u32::try_from(row.get::<_, i64>(6)?).unwrap_or(u32::MAX),
+        next_attempt_at: from_ms(row.get(7)?),
+        last_error: row.get(8)?,
+        finished_at: row.get::<_, Option<i64>>(9)?.map(from_ms),
+        payload: row.get(10)?,
+    })
+}
+
+/// Adds a pending notification, due at `created_at`; returns its `seq`.
+pub fn insert_outbox(
+    conn: &Connection,
+    id: &str,
+    channel: &str,
+    group_key: &str,
+    created_at: DateTime<Utc>,
+    payload: &str,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (id, channel, group_key, created_at, payload, status, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?4)",
+    )?
+    .execute(params![id, channel, group_key, to_ms(created_at), payload])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn mark_sent(
+    conn: &Connection,
+    id: &str,
+    attempts: u32,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outbox SET status = 'sent', attempts = ?2, finished_at = ?3, last_error = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![id, i64::from(attempts), to_ms(at)])?;
+    Ok(())
+}
+
+pub fn mark_retry(
+    conn: &Connection,
+    id: &str,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        i64::from(attempts),
+        to_ms(next_attempt_at),
+        error
+    ])?;
+    Ok(())
+}
+
+pub fn mark_failed(
+    conn: &Connection,
+    id: &str,
+    attempts: u32,
+    at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outbox SET status = 'failed', attempts = ?2, finished_at = ?3, last_error = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, i64::from(attempts), to_ms(at), error])?;
+    Ok(())
+}
+
+/// Every pending notification, in delivery order.
+pub fn load_pending(conn: &Connection) -> Result<Vec<OutboxEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([], entry)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn count_pending(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE status = 'pending'",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The newest `limit` rows with the given status (any when `None`), newest first.
+pub fn list_outbox(
+    conn: &Connection,
+    status: Option<OutboxStatus>,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = match status {
+        Some(status) => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE status = ?1 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            stmt.query_map(params![status.as_str(), limit], entry)?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox ORDER BY seq DESC LIMIT ?1"
+            ))?;
+            stmt.query_map(params![limit], entry)?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    Ok(rows)
+}
+
+/// Deletes sent rows finished before `before` (failed rows stay until an operator looks).
+pub fn prune_outbox(conn: &Connection, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM outbox WHERE status = 'sent' AND finished_at < ?1")?
+        .execute(params![to_ms(before)])?)
+}

@@ -1,0 +1,275 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+use crate::rules::alert::{AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
+}
+
+fn transition(rule: &str, tracker: i64, status: AlertStatus) -> AlertTransition {
+    AlertTransition {
+        fingerprint: Fingerprint::new(rule, Some(tracker), None),
+        rule: Arc::from(rule),
+        status,
+        severity: Severity::Critical,
+        tracker: Some(TrackerRef {
+            id: tracker,
+            label: Some(format!("Truck {tracker}")),
+            source_id: Some(tracker + 1000),
+        }),
+        key: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        value: None,
+        starts_at: t0(),
+        ends_at: None,
+        at: t0(),
+        location: None,
+        state: serde_json::Map::new(),
+        channels: None,
+    }
+}
+
+#[test]
+fn migrations_set_the_version_and_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/folder/alerts.db");
+    drop(Store::open_path(&path).unwrap());
+    assert!(path.exists(), "the parent folders are created");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(conn);
+    // Opening again runs no step twice.
+    drop(Store::open_path(&path).unwrap());
+}
+
+#[test]
+fn a_database_from_a_newer_build_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Store::open_path(&path).unwrap_err().to_string();
+    assert!(err.contains("alerts.db"), "{err}");
+    assert!(err.contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn storage_path_resolves_against_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("conf/navixy-alerts.yaml");
+    let config = crate::config::Config::from_yaml(
+        "source: { simulator: {} }\nstorage: { path: data/x.db }\n",
+        &config_path,
+        |_| None,
+    )
+    .unwrap();
+    drop(Store::open(&config).unwrap());
+    assert!(dir.path().join("conf/data/x.db").exists());
+}
+
+#[tokio::test]
+async fn live_alerts_round_trip_and_resolve_forgets() {
+    let store = Store::open_in_memory().unwrap();
+    let firing = transition("fuel_drain", 21080, AlertStatus::Firing);
+    let other = transition("speeding", 21081, AlertStatus::Firing);
+    let (f, o) = (firing.clone(), other.clone());
+    store
+        .call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            upsert_live_alert(&tx, &f, t0())?;
+            upsert_live_alert(&tx, &o, t0())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let live = store.load_live_alerts().await.unwrap();
+    assert_eq!(live.len(), 2);
+    let rec = live.iter().find(|r| r.rule == "fuel_drain").unwrap();
+    assert_eq!(rec.fingerprint, firing.fingerprint);
+    assert_eq!(rec.tracker_id, Some(21080));
+    assert_eq!(rec.status, AlertStatus::Firing);
+    assert_eq!(rec.starts_at, t0());
+    assert_eq!(rec.last, firing);
+
+    let fp = firing.fingerprint.clone();
+    store
+        .call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            delete_live_alert(&tx, &fp)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let live = store.load_live_alerts().await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].rule, "speeding");
+}
+
+#[test]
+fn blocking_calls_work_from_a_plain_thread() {
+    let store = Store::open_in_memory().unwrap();
+    let live = std::thread::spawn(move || store.load_live_alerts_blocking())
+        .join()
+        .unwrap()
+        .unwrap();
+    assert!(live.is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_job_is_an_error_and_the_thread_goes_on() {
+    let store = Store::open_in_memory().unwrap();
+    let err = store
+        .call(|_db| -> Result<(), StoreError> { panic!("boom") })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Panicked(ref m) if m == "boom"),
+        "{err}"
+    );
+    store.check_writable().await.unwrap();
+}
+
+fn matcher(name: &str, value: &str, is_regex: bool) -> SilenceMatcher {
+    SilenceMatcher {
+        name: name.into(),
+        value: value.into(),
+        is_regex,
+        is_equal: true,
+    }
+}
+
+#[tokio::test]
+async fn silences_add_list_delete() {
+    let store = Store::open_in_memory().unwrap();
+    let generation = store.silence_generation();
+    let added = store
+        .add_silence(
+            NewSilence {
+                matchers: vec![matcher("rule", "fuel_.*", true)],
+                starts_at: None,
+                ends_at: t0() + chrono::Duration::hours(2),
+                created_by: "ops".into(),
+                comment: "refuelling at the depot".into(),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(added.id.starts_with("sil_"));
+    assert_eq!(added.starts_at, t0());
+    assert!(store.silence_generation() > generation);
+    assert_eq!(added.state(t0()), "active");
+    assert_eq!(added.state(t0() + chrono::Duration::hours(3)), "expired");
+
+    let listed = store.list_silences().await.unwrap();
+    assert_eq!(listed, vec![added.clone()]);
+    assert!(store.delete_silence(&added.id).await.unwrap());
+    assert!(!store.delete_silence(&added.id).await.unwrap());
+    assert!(store.list_silences().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_silences_are_refused_with_the_reason() {
+    let store = Store::open_in_memory().unwrap();
+    let new = |matchers, ends_at| NewSilence {
+        matchers,
+        starts_at: None,
+        ends_at,
+        created_by: String::new(),
+        comment: String::new(),
+    };
+    let later = t0() + chrono::Duration::hours(1);
+    let cases = [
+        (new(vec![], later), "at least one matcher"),
+        (
+            new(vec![matcher("rule", "(", true)], later),
+            "not a valid regex",
+        ),
+        (
+            new(vec![matcher("", "x", false)], later),
+            "needs a label `name`",
+        ),
+        (
+            new(vec![matcher("rule", "x", false)], t0()),
+            "must end after it starts",
+        ),
+    ];
+    for (silence, expected) in cases {
+        let err = store
+            .add_silence(silence, t0())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err} should contain {expected}");
+    }
+}
+
+#[tokio::test]
+async fn outbox_rows_move_from_pending_to_sent_or_failed() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .call(|db| {
+            let tx = db.write(Durability::Full)?;
+            insert_outbox(&tx, "msg_a", "ops", "g", t0(), "{}")?;
+            insert_outbox(&tx, "msg_b", "ops", "g", t0(), "{}")?;
+            insert_outbox(&tx, "msg_c", "mail", "g", t0(), "{}")?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let later = t0() + chrono::Duration::seconds(5);
+    store
+        .call(move |db| {
+            let tx = db.write(Durability::Relaxed)?;
+            mark_sent(&tx, "msg_a", 1, later)?;
+            mark_retry(&tx, "msg_b", 1, later, "HTTP 503")?;
+            mark_failed(&tx, "msg_c", 1, later, "HTTP 400: bad request")?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let pending = store.call(|db| load_pending(db.conn())).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, "msg_b");
+    assert_eq!(pending[0].attempts, 1);
+    assert_eq!(pending[0].next_attempt_at, later);
+    assert_eq!(pending[0].last_error.as_deref(), Some("HTTP 503"));
+
+    let failed = store.list_failed(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, "msg_c");
+    assert_eq!(failed[0].status, OutboxStatus::Failed);
+    assert_eq!(failed[0].finished_at, Some(later));
+    assert_eq!(store.call(|db| count_pending(db.conn())).await.unwrap(), 1);
+
+    let json = serde_json::to_value(&failed[0]).unwrap();
+    assert_eq!(
+        json["payload"],
+        serde_json::json!({}),
+        "nested, not a string"
+    );
+    assert_eq!(json["status"], "failed");
+
+    let pruned = store
+        .call(move |db| prune_outbox(db.conn(), later + chrono::Duration::seconds(1)))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1, "only the sent row is pruned");
+}
