@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "navixy-alerts", version, about = "Alerting engine for Navixy fleets")]
+#[command(
+    name = "navixy-alerts",
+    version,
+    about = "Alerting engine for Navixy fleets"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -105,7 +105,10 @@ pub struct NavixyConfig {
     #[serde(default = "default_timezone", deserialize_with = "de_timezone")]
     pub timezone: chrono_tz::Tz,
     /// No working subscription for this long raises the engine alert `navixy_source_down`.
-    #[serde(default = "default_source_down_after", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_source_down_after",
+        deserialize_with = "de_duration"
+    )]
     pub source_down_after: Duration,
     /// Cap of the exponential reconnect backoff.
     #[serde(default = "default_max_backoff", deserialize_with = "de_duration")]
@@ -486,8 +489,11 @@ pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
 
 fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
     let s = String::deserialize(d)?;
-    s.parse::<chrono_tz::Tz>()
-        .map_err(|_| serde::de::Error::custom(format!("unknown time zone `{s}` (use an IANA name such as Europe/Berlin)")))
+    s.parse::<chrono_tz::Tz>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone `{s}` (use an IANA name such as Europe/Berlin)"
+        ))
+    })
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with the environment's values.
@@ -499,7 +505,10 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or_else(|| {
-            let line = text[..text.len() - rest.len() + start].lines().count().max(1);
+            let line = text[..text.len() - rest.len() + start]
+                .lines()
+                .count()
+                .max(1);
             format!("line {line}: `${{` without a closing `}}`")
         })?;
         let expr = &after[..end];
@@ -512,7 +521,10 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
             (Some(v), Some(_)) if !v.is_empty() => out.push_str(&v),
             (_, Some(d)) => out.push_str(d),
             (None, None) => {
-                let line = text[..text.len() - rest.len() + start].lines().count().max(1);
+                let line = text[..text.len() - rest.len() + start]
+                    .lines()
+                    .count()
+                    .max(1);
                 return Err(format!(
                     "line {line}: environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
                 ));
@@ -576,9 +588,7 @@ impl Config {
                 let has_hash = n.hash.as_ref().is_some_and(|h| !h.is_empty());
                 let has_login = n.login.is_some() && n.password.is_some();
                 if !has_hash && !has_login {
-                    return Err(
-                        "source.navixy: set `hash`, or `login` and `password`".into(),
-                    );
+                    return Err("source.navixy: set `hash`, or `login` and `password`".into());
                 }
             }
             (None, Some(_)) => {}

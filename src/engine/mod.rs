@@ -36,7 +36,14 @@ pub trait ShardEvaluator: Send {
 pub struct NoRules;
 
 impl ShardEvaluator for NoRules {
-    fn on_update(&mut self, _: &TrackerState, _: DateTime<Utc>, _: bool, _: &mut Vec<AlertTransition>) {}
+    fn on_update(
+        &mut self,
+        _: &TrackerState,
+        _: DateTime<Utc>,
+        _: bool,
+        _: &mut Vec<AlertTransition>,
+    ) {
+    }
     fn on_tick(
         &mut self,
         _: &mut dyn Iterator<Item = &TrackerState>,
