@@ -111,4 +111,5 @@ pub struct TrackerState {
     pub version: u64,
 }
 
+pub mod cache;
 pub mod history;
