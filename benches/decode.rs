@@ -1,1 +1,89 @@
-fn main() {}
+//! Decoder throughput on generated `state_batch` frames of 100 full states each (the wire
+//! shape, times with offsets), reported as states per second. A plain serde derive
+//! decode of the same frames into the same types runs beside it for comparison.
+//!
+//! `cargo bench --bench decode`
+
+use std::hint::black_box;
+
+use chrono::{TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use navixy_alerts::navixy::decode::decode_frame;
+use navixy_alerts::navixy::messages::{BatchItem, Frame, SourceState};
+
+#[path = "support/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
+
+const TRACKERS: usize = 1000;
+const PER_FRAME: usize = 100;
+
+fn frames() -> Vec<String> {
+    let mut fleet = fleet::Fleet::new(TRACKERS, 7);
+    let at = Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap();
+    for i in 0..TRACKERS {
+        fleet.step(i, 30.0);
+    }
+    (0..TRACKERS / PER_FRAME)
+        .map(|f| fleet.state_batch(f * PER_FRAME..(f + 1) * PER_FRAME, at))
+        .collect()
+}
+
+/// The same frame decoded by serde's derive (what a straightforward client would do).
+#[derive(serde::Deserialize)]
+struct DeriveFrame {
+    #[allow(dead_code)]
+    r#type: String,
+    #[allow(dead_code)]
+    event: String,
+    data: Vec<DeriveItem>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeriveItem {
+    #[allow(dead_code)]
+    r#type: String,
+    state: Option<SourceState>,
+}
+
+fn decode(c: &mut Criterion) {
+    let frames = frames();
+    let bytes: usize = frames.iter().map(String::len).sum();
+    eprintln!(
+        "{} frames of {PER_FRAME} full states, {} bytes per state on average",
+        frames.len(),
+        bytes / TRACKERS
+    );
+    let mut group = c.benchmark_group("state_batch");
+    group.throughput(Throughput::Elements(TRACKERS as u64));
+    group.bench_function("decode_frame", |b| {
+        b.iter(|| {
+            let mut states = 0;
+            for f in &frames {
+                if let Ok(Frame::StateBatch { items, .. }) = decode_frame(black_box(f)) {
+                    states += items
+                        .iter()
+                        .filter(|i| matches!(i, BatchItem::State(_)))
+                        .count();
+                }
+            }
+            assert_eq!(states, TRACKERS);
+            states
+        })
+    });
+    group.bench_function("serde_derive", |b| {
+        b.iter(|| {
+            let mut states = 0;
+            for f in &frames {
+                let frame: DeriveFrame = serde_json::from_str(black_box(f)).unwrap();
+                states += frame.data.iter().filter(|i| i.state.is_some()).count();
+            }
+            assert_eq!(states, TRACKERS);
+            states
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);

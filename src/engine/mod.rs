@@ -2,6 +2,22 @@
 //! them to its part of the state cache and hands each changed tracker to the rule
 //! evaluator; a ticker re-evaluates silent trackers. Transitions flow out to the
 //! dispatcher.
+//!
+//! - [`router`]: decode, id mapping, the engine clock and ticker, batching per shard.
+//! - [`shard`]: the worker that owns a shard's cache and evaluator.
+//! - [`ids`]: source id -> tracker id from `tracker/list`.
+//! - [`stats`]: counters for `replay --stats` and the metrics facade.
+//!
+//! It knows nothing of rules (it calls a [`ShardEvaluator`]) or of where frames come from.
+
+pub mod ids;
+pub mod router;
+pub mod shard;
+pub mod stats;
+
+pub use ids::{IdMap, tracker_infos};
+pub use router::{Engine, EngineClock, EngineHandle, EngineOptions, EvaluatorFactory, shard_index};
+pub use stats::EngineStats;
 
 use chrono::{DateTime, Utc};
 
