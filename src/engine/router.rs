@@ -212,19 +212,21 @@ impl Engine {
     }
 
     /// Decodes and applies one text frame that arrived at `at` (`None`: unknown, live
-    /// frames take the wall clock). A decode error is counted and logged, and returned
-    /// so that a caller can say where it was (replay's line numbers).
+    /// frames take the wall clock). Returns how many batch items were dropped for a wrong
+    /// type. A decode error is counted and logged, and returned so that a caller can say
+    /// where it was (replay's line numbers).
     pub fn ingest_text(
         &mut self,
         text: &str,
         at: Option<DateTime<Utc>>,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<u64, DecodeError> {
         self.stats.frames += 1;
         metrics::counter!(telemetry::FRAMES, "source" => self.options.source).increment(1);
         match decode_frame_limited(text, self.options.max_frame_bytes) {
             Ok(frame) => {
+                let before = self.stats.decode_errors_total();
                 self.apply_frame(frame, at, text);
-                Ok(())
+                Ok(self.stats.decode_errors_total() - before)
             }
             Err(e) => {
                 self.errors.record(&mut self.stats, &e, text);
