@@ -19,7 +19,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 
 use self::lenient::{
-    Bad, Cx, IotData, ItemFields, ItemKind, Key, Lenient, LifecycleFields, Object, Scalar, Seed,
+    Bad, Cx, Fill, IotData, ItemFields, ItemKind, Key, Lenient, LifecycleFields, Scalar, Seed,
 };
 use super::messages::*;
 
@@ -194,7 +194,7 @@ enum Data<'de> {
 
 /// The decoded `data` of an event.
 enum Payload {
-    State(Result<SourceState, DecodeError>),
+    State(Result<Box<SourceState>, DecodeError>),
     Batch(Vec<BatchItem>),
     Iot(Result<Vec<IotTrackerValues>, DecodeError>),
     Lifecycle(Result<LifecycleItem, DecodeError>),
@@ -303,7 +303,7 @@ impl Envelope<'_> {
         Ok(match (&*event, payload) {
             ("state", Some(Payload::State(state))) => Frame::State {
                 user_time,
-                state: Box::new(state?),
+                state: state?,
             },
             ("state_batch", Some(Payload::Batch(items))) => Frame::StateBatch { user_time, items },
             ("state_batch", None) => Frame::StateBatch {
@@ -352,8 +352,15 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
         match self.event {
             "state" => {
                 let cx = Cx::default();
-                let item = Object::<ItemFields>::read(d, &cx, "data")?;
-                let state = match item.map(|o| o.0.finish(&cx, "source_state_event")) {
+                let mut fields = ItemFields::default();
+                let present = Fill {
+                    target: &mut fields,
+                    cx: &cx,
+                    field: "data",
+                }
+                .deserialize(d)?;
+                let item = present.then(|| fields.finish(&cx, "source_state_event"));
+                let state = match item {
                     _ if cx.bad().is_some() => {
                         Err(DecodeError::wrong_type(cx.take().unwrap_or(Bad {
                             field: "data",
@@ -380,17 +387,17 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
                 .map(Payload::Batch),
             "iot_monitor" => {
                 let cx = Cx::default();
-                let data = Object::<IotData>::read(d, &cx, "data")?;
+                let data = IotData::read(d, &cx, "data")?;
                 Ok(Payload::Iot(match (cx.take(), data) {
                     (Some(bad), _) => Err(DecodeError::wrong_type(bad)),
-                    (None, Some(data)) => Ok(data.0.values),
+                    (None, Some(data)) => Ok(data.values),
                     (None, None) => Ok(Vec::new()),
                 }))
             }
             "lifecycle" => {
                 let cx = Cx::default();
-                let data = Object::<LifecycleFields>::read(d, &cx, "data")?;
-                let item = data.and_then(|o| o.0.finish(&cx));
+                let data = LifecycleFields::read(d, &cx, "data")?;
+                let item = data.and_then(|o| o.finish(&cx));
                 Ok(Payload::Lifecycle(match (cx.take(), item) {
                     (None, Some(item)) => Ok(item),
                     (bad, _) => Err(DecodeError::wrong_type(bad.unwrap_or(Bad {
@@ -435,14 +442,19 @@ impl<'de> Visitor<'de> for BatchVisitor {
         let mut index = 0usize;
         loop {
             let cx = Cx::default();
-            let Some(item) = seq.next_element_seed(Seed::<Object<ItemFields>>::new(&cx, "item"))?
+            let mut fields = ItemFields::default();
+            let Some(present) = seq.next_element_seed(Fill {
+                target: &mut fields,
+                cx: &cx,
+                field: "item",
+            })?
             else {
                 break;
             };
-            let kind = item.map(|o| o.0.finish(&cx, self.untagged));
+            let kind = present.then(|| fields.finish(&cx, self.untagged));
             items.push(match (cx.take(), kind) {
-                (None, Some(ItemKind::State(s))) => BatchItem::State(Box::new(s)),
-                (None, Some(ItemKind::Readings(r))) => BatchItem::Readings(Box::new(r)),
+                (None, Some(ItemKind::State(s))) => BatchItem::State(s),
+                (None, Some(ItemKind::Readings(r))) => BatchItem::Readings(r),
                 (None, Some(ItemKind::Lifecycle(l))) => BatchItem::Lifecycle(l),
                 (None, Some(ItemKind::Unknown(item_type))) => BatchItem::Unknown {
                     item_type: truncate(&item_type, 64).to_string(),

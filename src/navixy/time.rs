@@ -8,7 +8,9 @@
 //! common shapes are read byte by byte without allocating, and only odd ones (fractions
 //! of a second, offsets without a colon) go through chrono's general parser.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::cell::Cell;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -57,32 +59,69 @@ fn parse_fast(b: &[u8]) -> Option<NavixyTime> {
     if sep != b' ' && sep != b'T' {
         return None;
     }
-    let year = digits4(&b[0..4])?;
-    let month = digits2(&b[5..7])?;
-    let day = digits2(&b[8..10])?;
+    let date = date_of(b)?;
     let hour = digits2(&b[11..13])?;
     let minute = digits2(&b[14..16])?;
     let second = digits2(&b[17..19])?;
-    let naive =
-        NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_opt(hour, minute, second)?;
-    let rest = &b[19..];
-    match rest {
-        [] => Some(NavixyTime::Local(naive)),
-        [b'Z'] | [b'z'] => Some(NavixyTime::Instant(Utc.from_utc_datetime(&naive))),
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let day_secs = (hour * 3600 + minute * 60 + second) as i32;
+    let offset_secs = match &b[19..] {
+        [] => {
+            let time = NaiveTime::from_num_seconds_from_midnight_opt(day_secs as u32, 0)?;
+            return Some(NavixyTime::Local(date.and_time(time)));
+        }
+        [b'Z'] | [b'z'] => 0,
         [sign @ (b'+' | b'-'), h1, h0, b':', m1, m0] => {
             let oh = digits2(&[*h1, *h0])?;
             let om = digits2(&[*m1, *m0])?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let secs = (oh * 3600 + om * 60) as i32;
-            let offset = if *sign == b'+' {
-                FixedOffset::east_opt(secs)?
-            } else {
-                FixedOffset::west_opt(secs)?
-            };
-            let local = offset.from_local_datetime(&naive).single()?;
-            Some(NavixyTime::Instant(local.with_timezone(&Utc)))
+            if *sign == b'+' { secs } else { -secs }
         }
-        _ => None,
+        _ => return None,
+    };
+    // UTC = local - offset; at most one day either way, so no general date arithmetic.
+    let utc_secs = day_secs - offset_secs;
+    let (date, utc_secs) = if utc_secs < 0 {
+        (date.pred_opt()?, utc_secs + 86_400)
+    } else if utc_secs >= 86_400 {
+        (date.succ_opt()?, utc_secs - 86_400)
+    } else {
+        (date, utc_secs)
+    };
+    let time = NaiveTime::from_num_seconds_from_midnight_opt(utc_secs as u32, 0)?;
+    Some(NavixyTime::Instant(Utc.from_utc_datetime(&date.and_time(time))))
+}
+
+thread_local! {
+    /// The last date parsed: a frame's times share a handful of dates, and building a
+    /// `NaiveDate` (calendar validation) was a tenth of the decoder's time.
+    static LAST_DATE: Cell<(u64, Option<NaiveDate>)> = const { Cell::new((0, None)) };
+}
+
+/// The date of `yyyy-MM-dd...`, through a one-entry cache keyed by its eight digits.
+fn date_of(b: &[u8]) -> Option<NaiveDate> {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&b[0..4]);
+    key[4..6].copy_from_slice(&b[5..7]);
+    key[6..8].copy_from_slice(&b[8..10]);
+    let key = u64::from_le_bytes(key);
+    if let Some(date) = LAST_DATE.with(|c| {
+        let (k, d) = c.get();
+        if k == key { d } else { None }
+    }) {
+        return Some(date);
     }
+    let year = digits4(&b[0..4])?;
+    let month = digits2(&b[5..7])?;
+    let day = digits2(&b[8..10])?;
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    LAST_DATE.with(|c| c.set((key, Some(date))));
+    Some(date)
 }
 
 fn parse_slow(t: &str) -> Option<NavixyTime> {
@@ -213,6 +252,17 @@ mod tests {
         ] {
             assert_eq!(NavixyTime::parse(s), None, "{s}");
         }
+    }
+
+    #[test]
+    fn offsets_across_midnight_and_year_ends() {
+        assert_eq!(NavixyTime::parse("2025-12-31T20:00:00-06:00"), Some(instant("2026-01-01T02:00:00Z")));
+        assert_eq!(NavixyTime::parse("2026-01-01T03:00:00+05:00"), Some(instant("2025-12-31T22:00:00Z")));
+        assert_eq!(NavixyTime::parse("2024-02-29T23:30:00-01:00"), Some(instant("2024-03-01T00:30:00Z")));
+        // The date cache must not leak one date into another.
+        assert_eq!(NavixyTime::parse("2024-02-29 10:00:00"), Some(local("2024-02-29 10:00:00")));
+        assert_eq!(NavixyTime::parse("2023-02-29 10:00:00"), None);
+        assert_eq!(NavixyTime::parse("2024-02-29 10:00:00"), Some(local("2024-02-29 10:00:00")));
     }
 
     #[test]

@@ -417,8 +417,6 @@ pub fn read_fields<'de, A: MapAccess<'de>, T: Fields<'de>>(
 }
 
 /// Reads an object as a `T` via its [`Fields`]; anything but an object is flagged.
-pub struct Object<T>(pub T);
-
 struct ObjectVisitor<'a, T> {
     cx: &'a Cx,
     field: &'static str,
@@ -426,14 +424,14 @@ struct ObjectVisitor<'a, T> {
 }
 
 impl<'de, T: Fields<'de>> ObjectVisitor<'_, T> {
-    fn wrong(&self) -> Option<Object<T>> {
+    fn wrong(&self) -> Option<T> {
         self.cx.flag(self.field, T::EXPECTED);
         None
     }
 }
 
 impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<'_, T> {
-    type Value = Option<Object<T>>;
+    type Value = Option<T>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(T::EXPECTED)
     }
@@ -442,31 +440,99 @@ impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<'_, T> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut target = T::default();
         read_fields(&mut target, &mut map, self.cx)?;
-        Ok(Some(Object(target)))
+        Ok(Some(target))
     }
 }
 
-impl<'de, T: Fields<'de>> Lenient<'de> for Object<T> {
-    fn read<D: Deserializer<'de>>(
-        d: D,
-        cx: &Cx,
-        field: &'static str,
-    ) -> Result<Option<Self>, D::Error> {
-        d.deserialize_any(ObjectVisitor {
-            cx,
-            field,
-            _t: PhantomData,
-        })
-    }
+/// Objects read through their [`Fields`].
+macro_rules! lenient_objects {
+    ($($t:ty),* $(,)?) => {$(
+        impl<'de> Lenient<'de> for $t {
+            fn read<D: Deserializer<'de>>(d: D, cx: &Cx, field: &'static str) -> Result<Option<Self>, D::Error> {
+                d.deserialize_any(ObjectVisitor::<$t> { cx, field, _t: PhantomData })
+            }
+        }
+    )*};
 }
+
+lenient_objects!(
+    SourceState,
+    Gps,
+    LocationFields,
+    Gsm,
+    AdditionalField,
+    SensorInput,
+    StateValue,
+    VirtualSensor,
+    Counter,
+    IotValue,
+    IotTrackerValues,
+    IotData,
+    LifecycleFields,
+);
 
 /// Reads an object field as `T`.
-pub fn object<'de, A: MapAccess<'de>, T: Fields<'de>>(
+pub fn object<'de, A: MapAccess<'de>, T: Lenient<'de>>(
     map: &mut A,
     cx: &Cx,
     field: &'static str,
 ) -> Result<Option<T>, A::Error> {
-    Ok(value::<A, Object<T>>(map, cx, field)?.map(|o| o.0))
+    value::<A, T>(map, cx, field)
+}
+
+/// Reads an object into an existing `target`, without moving a large value around.
+/// Yields false for null or a wrong type (flagged).
+pub struct Fill<'t, 'c, T> {
+    pub target: &'t mut T,
+    pub cx: &'c Cx,
+    pub field: &'static str,
+}
+
+impl<'de, T: Fields<'de>> DeserializeSeed<'de> for Fill<'_, '_, T> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Fields<'de>> Fill<'_, '_, T> {
+    fn wrong(&self) -> bool {
+        self.cx.flag(self.field, T::EXPECTED);
+        false
+    }
+}
+
+impl<'de, T: Fields<'de>> Visitor<'de> for Fill<'_, '_, T> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    wrong_seq!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        read_fields(self.target, &mut map, self.cx)?;
+        Ok(true)
+    }
 }
 
 struct VecVisitor<'a, T> {
@@ -591,9 +657,7 @@ impl<'de> Fields<'de> for SourceState {
             "outputs" => self.outputs = value(m, cx, "outputs")?,
             "outputs_update" => self.outputs_update = value(m, cx, "outputs_update")?,
             "additional" => {
-                self.additional =
-                    value::<A, BTreeMap<String, Object<AdditionalField>>>(m, cx, "additional")?
-                        .map(|fields| fields.into_iter().map(|(k, v)| (k, v.0)).collect())
+                self.additional = value(m, cx, "additional")?
             }
             "actual_track_update" => {
                 self.actual_track_update = value(m, cx, "actual_track_update")?
@@ -831,12 +895,7 @@ fn iot_fields<'de, A: MapAccess<'de>>(
     cx: &Cx,
     field: &'static str,
 ) -> Result<BTreeMap<String, Vec<IotValue>>, A::Error> {
-    let raw = value::<A, BTreeMap<String, Vec<Object<IotValue>>>>(m, cx, field)?;
-    Ok(raw
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().map(|o| o.0).collect()))
-        .collect())
+    Ok(value::<A, BTreeMap<String, Vec<IotValue>>>(m, cx, field)?.unwrap_or_default())
 }
 
 /// `data` of an `iot_monitor` event.
@@ -855,11 +914,7 @@ impl<'de> Fields<'de> for IotData {
     ) -> Result<bool, A::Error> {
         match key {
             "iot_last_values" => {
-                self.values = value::<A, Vec<Object<IotTrackerValues>>>(m, cx, "iot_last_values")?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|o| o.0)
-                    .collect()
+                self.values = value(m, cx, "iot_last_values")?.unwrap_or_default()
             }
             _ => return Ok(false),
         }
@@ -961,13 +1016,18 @@ impl Inputs {
 /// any of its shapes: a bare source state (documented), or tagged by `type`
 /// (`source_state_event`, `readings_event`, `lifecycle_event`). The tag may come after
 /// the fields, so every shape's fields are read into one place and sorted out at the end.
+///
+/// The source state is read straight into its final heap box: a state is half a
+/// kilobyte, and moving it through return values showed up in profiles.
 #[derive(Default)]
 pub struct ItemFields<'de> {
     tag: Option<Cow<'de, str>>,
-    /// Fields of a bare state at the item's top level (also `source_id` of a lifecycle item).
-    top: SourceState,
-    /// `state` of a `source_state_event`.
-    nested: Option<SourceState>,
+    /// Fields of a bare state at the item's top level, or the `state` of a
+    /// `source_state_event` whose tag came first.
+    top: Option<Box<SourceState>>,
+    /// `state` of a `source_state_event` whose tag came later.
+    nested: Option<Box<SourceState>>,
+    source_id: Option<SourceId>,
     inputs: Inputs,
     lifecycle_event: Option<LifecycleKind>,
     timestamp: Option<NavixyTime>,
@@ -979,49 +1039,43 @@ pub struct ItemFields<'de> {
 
 impl<'de> Fields<'de> for ItemFields<'de> {
     const EXPECTED: &'static str = "a batch item object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, m: &mut A, cx: &Cx) -> Result<bool, A::Error> {
         match key {
             "type" => match m.next_value::<Scalar<'de>>()? {
                 Scalar::Str(tag) => self.tag = Some(tag),
                 _ => cx.flag("type", "a string"),
             },
-            "state" => self.nested = object(m, cx, "state")?,
+            "state" => {
+                let slot = if self.tag.as_deref() == Some("source_state_event") {
+                    &mut self.top
+                } else {
+                    &mut self.nested
+                };
+                let target = slot.get_or_insert_with(Box::default);
+                m.next_value_seed(Fill {
+                    target: &mut **target,
+                    cx,
+                    field: "state",
+                })?;
+            }
+            "source_id" => self.source_id = value(m, cx, "source_id")?,
             "inputs" => {
                 self.inputs = match self.tag.as_deref() {
                     // The usual wire order puts `type` first: read the right kind directly.
                     Some("readings_event") => {
-                        value::<A, Vec<Object<SensorInput>>>(m, cx, "inputs")?
-                            .map_or(Inputs::Absent, |v| {
-                                Inputs::Sensors(v.into_iter().map(|o| o.0).collect())
-                            })
+                        value::<A, Vec<SensorInput>>(m, cx, "inputs")?.map_or(Inputs::Absent, Inputs::Sensors)
                     }
-                    Some(_) => value::<A, Vec<bool>>(m, cx, "inputs")?
-                        .map_or(Inputs::Absent, Inputs::Bools),
+                    Some(_) => value::<A, Vec<bool>>(m, cx, "inputs")?.map_or(Inputs::Absent, Inputs::Bools),
                     None => Inputs::read(m, cx)?,
                 }
             }
             "lifecycle_event" => self.lifecycle_event = value(m, cx, "lifecycle_event")?,
             "timestamp" => self.timestamp = value(m, cx, "timestamp")?,
             "tracker_id" => self.tracker_id = value(m, cx, "tracker_id")?,
-            "states" => {
-                self.states = value::<A, Vec<Object<StateValue>>>(m, cx, "states")?
-                    .map_or_else(Vec::new, |v| v.into_iter().map(|o| o.0).collect())
-            }
-            "virtual_sensors" => {
-                self.virtual_sensors =
-                    value::<A, Vec<Object<VirtualSensor>>>(m, cx, "virtual_sensors")?
-                        .map_or_else(Vec::new, |v| v.into_iter().map(|o| o.0).collect())
-            }
-            "counters" => {
-                self.counters = value::<A, Vec<Object<Counter>>>(m, cx, "counters")?
-                    .map_or_else(Vec::new, |v| v.into_iter().map(|o| o.0).collect())
-            }
-            _ => return self.top.field(key, m, cx),
+            "states" => self.states = value(m, cx, "states")?.unwrap_or_default(),
+            "virtual_sensors" => self.virtual_sensors = value(m, cx, "virtual_sensors")?.unwrap_or_default(),
+            "counters" => self.counters = value(m, cx, "counters")?.unwrap_or_default(),
+            _ => return self.top.get_or_insert_with(Box::default).field(key, m, cx),
         }
         Ok(true)
     }
@@ -1029,8 +1083,8 @@ impl<'de> Fields<'de> for ItemFields<'de> {
 
 /// What an item turned out to be.
 pub enum ItemKind {
-    State(SourceState),
-    Readings(ReadingsItem),
+    State(Box<SourceState>),
+    Readings(Box<ReadingsItem>),
     Lifecycle(LifecycleItem),
     Unknown(String),
 }
@@ -1042,8 +1096,9 @@ impl ItemFields<'_> {
     pub fn finish(self, cx: &Cx, untagged: &'static str) -> ItemKind {
         let ItemFields {
             tag,
-            mut top,
+            top,
             nested,
+            source_id,
             inputs,
             lifecycle_event,
             timestamp,
@@ -1054,20 +1109,21 @@ impl ItemFields<'_> {
         } = self;
         match tag.as_deref().unwrap_or(untagged) {
             "source_state_event" => {
-                let state = match (tag.is_some(), nested) {
+                let mut state = match (tag.is_some(), nested) {
                     (true, Some(state)) => state,
-                    _ => {
-                        match inputs {
-                            Inputs::Bools(b) => top.inputs = Some(b),
-                            Inputs::Sensors(_) => cx.flag("inputs", "booleans"),
-                            Inputs::Absent => {}
-                        }
-                        top
-                    }
+                    _ => top.unwrap_or_default(),
                 };
+                match inputs {
+                    Inputs::Bools(b) => state.inputs = Some(b),
+                    Inputs::Sensors(_) => cx.flag("inputs", "booleans"),
+                    Inputs::Absent => {}
+                }
+                if source_id.is_some() {
+                    state.source_id = source_id;
+                }
                 ItemKind::State(state)
             }
-            "readings_event" => ItemKind::Readings(ReadingsItem {
+            "readings_event" => ItemKind::Readings(Box::new(ReadingsItem {
                 tracker_id,
                 timestamp,
                 inputs: match inputs {
@@ -1082,10 +1138,10 @@ impl ItemFields<'_> {
                 states,
                 virtual_sensors,
                 counters,
-            }),
+            })),
             "lifecycle_event" => match lifecycle_event {
                 Some(kind) => ItemKind::Lifecycle(LifecycleItem {
-                    source_id: top.source_id,
+                    source_id,
                     lifecycle_event: kind,
                     timestamp,
                 }),
