@@ -2,15 +2,21 @@
 //! shape, times with offsets), reported as states per second. A plain serde derive
 //! decode of the same frames into the same types runs beside it for comparison.
 //!
+//! Time is the benchmark thread's CPU time (see `support/cpu_time.rs`), so the figure is
+//! per core even while other processes share the machine.
+//!
 //! `cargo bench --bench decode`
 
 use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
+use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::{BatchItem, Frame, SourceState};
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 #[path = "support/fleet.rs"]
 #[allow(dead_code)]
 mod fleet;
@@ -46,7 +52,7 @@ struct DeriveItem {
     state: Option<SourceState>,
 }
 
-fn decode(c: &mut Criterion) {
+fn decode(c: &mut Criterion<ThreadCpuTime>) {
     let frames = frames();
     let bytes: usize = frames.iter().map(String::len).sum();
     eprintln!(
@@ -85,5 +91,9 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = decode
+}
 criterion_main!(benches);

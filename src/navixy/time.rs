@@ -94,7 +94,9 @@ fn parse_fast(b: &[u8]) -> Option<NavixyTime> {
         (date, utc_secs)
     };
     let time = NaiveTime::from_num_seconds_from_midnight_opt(utc_secs as u32, 0)?;
-    Some(NavixyTime::Instant(Utc.from_utc_datetime(&date.and_time(time))))
+    Some(NavixyTime::Instant(
+        Utc.from_utc_datetime(&date.and_time(time)),
+    ))
 }
 
 thread_local! {
@@ -256,13 +258,28 @@ mod tests {
 
     #[test]
     fn offsets_across_midnight_and_year_ends() {
-        assert_eq!(NavixyTime::parse("2025-12-31T20:00:00-06:00"), Some(instant("2026-01-01T02:00:00Z")));
-        assert_eq!(NavixyTime::parse("2026-01-01T03:00:00+05:00"), Some(instant("2025-12-31T22:00:00Z")));
-        assert_eq!(NavixyTime::parse("2024-02-29T23:30:00-01:00"), Some(instant("2024-03-01T00:30:00Z")));
+        assert_eq!(
+            NavixyTime::parse("2025-12-31T20:00:00-06:00"),
+            Some(instant("2026-01-01T02:00:00Z"))
+        );
+        assert_eq!(
+            NavixyTime::parse("2026-01-01T03:00:00+05:00"),
+            Some(instant("2025-12-31T22:00:00Z"))
+        );
+        assert_eq!(
+            NavixyTime::parse("2024-02-29T23:30:00-01:00"),
+            Some(instant("2024-03-01T00:30:00Z"))
+        );
         // The date cache must not leak one date into another.
-        assert_eq!(NavixyTime::parse("2024-02-29 10:00:00"), Some(local("2024-02-29 10:00:00")));
+        assert_eq!(
+            NavixyTime::parse("2024-02-29 10:00:00"),
+            Some(local("2024-02-29 10:00:00"))
+        );
         assert_eq!(NavixyTime::parse("2023-02-29 10:00:00"), None);
-        assert_eq!(NavixyTime::parse("2024-02-29 10:00:00"), Some(local("2024-02-29 10:00:00")));
+        assert_eq!(
+            NavixyTime::parse("2024-02-29 10:00:00"),
+            Some(local("2024-02-29 10:00:00"))
+        );
     }
 
     #[test]
