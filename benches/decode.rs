@@ -1,6 +1,7 @@
 //! Decoder throughput on generated `state_batch` frames of 100 full states each (the wire
-//! shape, times with offsets), reported as states per second. A plain serde derive
-//! decode of the same frames into the same types runs beside it for comparison.
+//! shape, times with offsets), reported as states per second: every field
+//! (`decode_frame`), only the fields a typical rule set reads (`decode_frame_rule_fields`),
+//! and a plain serde derive of the same frames into the same types for comparison.
 //!
 //! Time is the benchmark thread's CPU time (see `support/cpu_time.rs`), so the figure is
 //! per core even while other processes share the machine.
@@ -12,7 +13,7 @@ use std::hint::black_box;
 use chrono::{TimeZone, Utc};
 use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use navixy_alerts::navixy::decode::decode_frame;
+use navixy_alerts::navixy::decode::{DecodeOptions, StateFields, decode_frame, decode_frame_with};
 use navixy_alerts::navixy::messages::{BatchItem, Frame, SourceState};
 
 #[path = "support/cpu_time.rs"]
@@ -71,6 +72,33 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
                         .iter()
                         .filter(|i| matches!(i, BatchItem::State(_)))
                         .count();
+                }
+            }
+            assert_eq!(states, TRACKERS);
+            states
+        })
+    });
+    // What a typical rule set reads: position, speed, ignition, movement, I/O, battery.
+    let selected = DecodeOptions {
+        state_fields: StateFields::only([
+            "gps",
+            "connection_status",
+            "movement_status",
+            "ignition",
+            "last_update",
+            "battery_level",
+            "inputs",
+            "outputs",
+        ])
+        .expect("known fields"),
+        ..DecodeOptions::default()
+    };
+    group.bench_function("decode_frame_rule_fields", |b| {
+        b.iter(|| {
+            let mut states = 0;
+            for f in &frames {
+                if let Ok(Frame::StateBatch { items, .. }) = decode_frame_with(black_box(f), &selected) {
+                    states += items.iter().filter(|i| matches!(i, BatchItem::State(_))).count();
                 }
             }
             assert_eq!(states, TRACKERS);

@@ -18,7 +18,7 @@ use super::shard::{self, RoutedUpdate, ShardMsg};
 use super::stats::{EngineStats, ErrorLog};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::navixy::decode::{DEFAULT_MAX_FRAME_BYTES, DecodeError, decode_frame_limited};
+use crate::navixy::decode::{DecodeError, DecodeOptions, decode_frame_with};
 use crate::navixy::messages::{BatchItem, Frame, LifecycleItem, SourceState, TrackerId};
 use crate::rules::alert::AlertTransition;
 use crate::state::cache::ShardCache;
@@ -61,8 +61,8 @@ pub struct EngineOptions {
     /// History windows kept per tracker.
     pub history: HistoryPolicy,
     pub clock: EngineClock,
-    /// Larger frames are counted as oversized.
-    pub max_frame_bytes: usize,
+    /// Frame size limit and the source-state fields to decode (the rules may read few).
+    pub decode: DecodeOptions,
     /// Updates per shard message.
     pub batch_size: usize,
     /// The `source` label of the frame counter: `navixy`, `simulator`, `replay`.
@@ -78,7 +78,7 @@ impl EngineOptions {
             timezone: chrono_tz::UTC,
             history: HistoryPolicy::default(),
             clock,
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            decode: DecodeOptions::default(),
             batch_size: 256,
             source: "navixy",
         }
@@ -92,7 +92,7 @@ impl EngineOptions {
         o.eval_interval = config.engine.eval_interval;
         if let Some(n) = &config.source.navixy {
             o.timezone = n.timezone;
-            o.max_frame_bytes = n.max_frame_bytes;
+            o.decode.max_frame_bytes = n.max_frame_bytes;
             o.source = "navixy";
         } else {
             o.source = "simulator";
@@ -222,7 +222,7 @@ impl Engine {
     ) -> Result<u64, DecodeError> {
         self.stats.frames += 1;
         metrics::counter!(telemetry::FRAMES, "source" => self.options.source).increment(1);
-        match decode_frame_limited(text, self.options.max_frame_bytes) {
+        match decode_frame_with(text, &self.options.decode) {
             Ok(frame) => {
                 let before = self.stats.decode_errors_total();
                 self.apply_frame(frame, at, text);

@@ -93,13 +93,105 @@ impl DecodeError {
     }
 }
 
-/// Decodes one server frame (at most [`DEFAULT_MAX_FRAME_BYTES`]).
+/// The source-state fields to decode; the others are skipped without being parsed.
+///
+/// Decoding every field of a full state costs about twice as much as decoding the few a
+/// rule set reads (`additional` alone is five allocations), so a caller that knows what its
+/// rules read can say so. `source_id` is always decoded: routing needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateFields {
+    /// Bit `StateKey as u32` set: skipped.
+    skip: u32,
+}
+
+impl StateFields {
+    /// Every field (the default).
+    pub const ALL: StateFields = StateFields { skip: 0 };
+
+    /// The top-level keys of a source state, in the order of the protocol table.
+    pub const NAMES: [&'static str; 17] = [
+        "source_id",
+        "gps",
+        "connection_status",
+        "movement_status",
+        "movement_status_update",
+        "ignition",
+        "ignition_update",
+        "gsm",
+        "last_update",
+        "battery_level",
+        "battery_update",
+        "inputs",
+        "inputs_update",
+        "outputs",
+        "outputs_update",
+        "additional",
+        "actual_track_update",
+    ];
+
+    /// Only the named top-level fields (`gps`, `ignition`, `additional`, ...), plus
+    /// `source_id`. An unknown name is an error naming it.
+    pub fn only<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<StateFields, String> {
+        let mut keep = 1u32 << lenient::StateKey::SourceId as u32;
+        for name in names {
+            let key = lenient::state_key(name).ok_or_else(|| {
+                format!("`{name}` is not a source state field (one of: {})", Self::NAMES.join(", "))
+            })?;
+            keep |= 1 << key as u32;
+        }
+        Ok(StateFields {
+            skip: !keep & ((1 << Self::NAMES.len()) - 1),
+        })
+    }
+
+    /// Whether the named field is decoded.
+    pub fn decodes(&self, name: &str) -> bool {
+        lenient::state_key(name).is_some_and(|k| self.skip & (1 << k as u32) == 0)
+    }
+}
+
+impl Default for StateFields {
+    fn default() -> Self {
+        StateFields::ALL
+    }
+}
+
+/// How frames are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Larger frames are [`DecodeErrorKind::Oversized`].
+    pub max_frame_bytes: usize,
+    pub state_fields: StateFields,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            state_fields: StateFields::ALL,
+        }
+    }
+}
+
+/// Decodes one server frame (at most [`DEFAULT_MAX_FRAME_BYTES`], every field).
 pub fn decode_frame(text: &str) -> Result<Frame, DecodeError> {
-    decode_frame_limited(text, DEFAULT_MAX_FRAME_BYTES)
+    decode_frame_with(text, &DecodeOptions::default())
 }
 
 /// Decodes one server frame of at most `max_bytes`.
 pub fn decode_frame_limited(text: &str, max_bytes: usize) -> Result<Frame, DecodeError> {
+    decode_frame_with(
+        text,
+        &DecodeOptions {
+            max_frame_bytes: max_bytes,
+            ..DecodeOptions::default()
+        },
+    )
+}
+
+/// Decodes one server frame with `options`.
+pub fn decode_frame_with(text: &str, options: &DecodeOptions) -> Result<Frame, DecodeError> {
+    let max_bytes = options.max_frame_bytes;
     if text.len() > max_bytes {
         return Err(DecodeError::new(
             DecodeErrorKind::Oversized,
@@ -114,9 +206,10 @@ pub fn decode_frame_limited(text: &str, max_bytes: usize) -> Result<Frame, Decod
         return decode_not_an_object(t);
     }
     let mut de = serde_json::Deserializer::from_str(t);
-    let envelope = de.deserialize_map(EnvelopeVisitor).map_err(json_error)?;
+    let skip = options.state_fields.skip;
+    let envelope = de.deserialize_map(EnvelopeVisitor { skip }).map_err(json_error)?;
     de.end().map_err(json_error)?;
-    envelope.into_frame(t)
+    envelope.into_frame(t, skip)
 }
 
 /// Parses a saved `tracker/list` response (`{"success":true,"list":[...]}`).
@@ -202,7 +295,9 @@ enum Payload {
     Skipped,
 }
 
-struct EnvelopeVisitor;
+struct EnvelopeVisitor {
+    skip: u32,
+}
 
 impl<'de> Visitor<'de> for EnvelopeVisitor {
     type Value = Envelope<'de>;
@@ -232,7 +327,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                         Some(event)
                             if envelope.frame_type.as_deref().is_none_or(|t| t == "event") =>
                         {
-                            Data::Decoded(map.next_value_seed(PayloadSeed { event })?)
+                            Data::Decoded(map.next_value_seed(PayloadSeed { event, skip: self.skip })?)
                         }
                         _ => Data::Raw(map.next_value::<&'de RawValue>()?),
                     };
@@ -254,7 +349,7 @@ fn text(s: Scalar<'_>) -> Option<Cow<'_, str>> {
 }
 
 impl Envelope<'_> {
-    fn into_frame(self, whole: &str) -> Result<Frame, DecodeError> {
+    fn into_frame(self, whole: &str, skip: u32) -> Result<Frame, DecodeError> {
         match self.frame_type.as_deref() {
             Some("response") => {
                 return serde_json::from_str(whole)
@@ -287,7 +382,7 @@ impl Envelope<'_> {
             Data::Raw(raw) => {
                 let mut de = serde_json::Deserializer::from_str(raw.get());
                 Some(
-                    PayloadSeed { event: &event }
+                    PayloadSeed { event: &event, skip }
                         .deserialize(&mut de)
                         .map_err(json_error)?,
                 )
@@ -343,6 +438,8 @@ fn truncate(s: &str, max: usize) -> &str {
 /// Decodes `data` for a known event name.
 struct PayloadSeed<'a> {
     event: &'a str,
+    /// [`StateFields`] skip mask.
+    skip: u32,
 }
 
 impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
@@ -351,7 +448,7 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
         match self.event {
             "state" => {
-                let cx = Cx::default();
+                let cx = Cx::skipping(self.skip);
                 let mut fields = ItemFields::default();
                 let present = Fill {
                     target: &mut fields,
@@ -378,11 +475,13 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
             "state_batch" => d
                 .deserialize_any(BatchVisitor {
                     untagged: "source_state_event",
+                    skip: self.skip,
                 })
                 .map(Payload::Batch),
             "readings_batch" => d
                 .deserialize_any(BatchVisitor {
                     untagged: "readings_event",
+                    skip: self.skip,
                 })
                 .map(Payload::Batch),
             "iot_monitor" => {
@@ -424,6 +523,7 @@ use serde::Deserialize as _;
 /// drops only that item.
 struct BatchVisitor {
     untagged: &'static str,
+    skip: u32,
 }
 
 impl<'de> Visitor<'de> for BatchVisitor {
@@ -441,7 +541,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).clamp(16, 1024));
         let mut index = 0usize;
         loop {
-            let cx = Cx::default();
+            let cx = Cx::skipping(self.skip);
             let mut fields = ItemFields::default();
             let Some(present) = seq.next_element_seed(Fill {
                 target: &mut fields,
