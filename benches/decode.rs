@@ -17,6 +17,7 @@ use navixy_alerts::navixy::decode::{DecodeOptions, StateFields, decode_frame, de
 use navixy_alerts::navixy::messages::{BatchItem, Frame, SourceState};
 
 #[path = "support/cpu_time.rs"]
+#[allow(dead_code)]
 mod cpu_time;
 #[path = "support/fleet.rs"]
 #[allow(dead_code)]
@@ -97,8 +98,13 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| {
             let mut states = 0;
             for f in &frames {
-                if let Ok(Frame::StateBatch { items, .. }) = decode_frame_with(black_box(f), &selected) {
-                    states += items.iter().filter(|i| matches!(i, BatchItem::State(_))).count();
+                if let Ok(Frame::StateBatch { items, .. }) =
+                    decode_frame_with(black_box(f), &selected)
+                {
+                    states += items
+                        .iter()
+                        .filter(|i| matches!(i, BatchItem::State(_)))
+                        .count();
                 }
             }
             assert_eq!(states, TRACKERS);

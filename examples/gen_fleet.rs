@@ -52,7 +52,10 @@ fn main() -> std::io::Result<()> {
         std::fs::write(path, fleet.tracker_list())?;
     }
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args.out)?);
-    let start = Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0).single().expect("a valid start");
+    let start = Utc
+        .with_ymd_and_hms(2026, 1, 5, 6, 0, 0)
+        .single()
+        .expect("a valid start");
     let batch = args.batch.max(1);
     let (mut written, mut frames, mut round) = (0usize, 0usize, 0usize);
     while written < args.updates {
@@ -72,15 +75,23 @@ fn main() -> std::io::Result<()> {
         };
         let mut first = 0;
         while first < args.trackers && written < args.updates {
-            let end = (first + batch).min(args.trackers).min(first + args.updates - written);
+            let end = (first + batch)
+                .min(args.trackers)
+                .min(first + args.updates - written);
             emit(fleet.state_batch(first..end, at), end - first, &mut written)?;
             first = end;
         }
         if args.readings_every > 0 && round % args.readings_every == 0 {
             let mut first = 0;
             while first < args.trackers && written < args.updates {
-                let end = (first + batch).min(args.trackers).min(first + args.updates - written);
-                emit(fleet.readings_batch(first..end, at), end - first, &mut written)?;
+                let end = (first + batch)
+                    .min(args.trackers)
+                    .min(first + args.updates - written);
+                emit(
+                    fleet.readings_batch(first..end, at),
+                    end - first,
+                    &mut written,
+                )?;
                 first = end;
             }
         }

@@ -262,9 +262,9 @@ fn human(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     if d.subsec_millis() != 0 || secs == 0 {
         format!("{}ms", d.as_millis())
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -330,10 +330,7 @@ fn locate(text: &str, message: &str) -> (Option<usize>, Option<usize>, String) {
         return (Some(n), column.or(Some(1)), rest.to_string());
     }
     // `routes[0]: unknown channel `pager``: search the named section for the name.
-    let section = message
-        .split(|c: char| c == '[' || c == '.' || c == ':')
-        .next()
-        .unwrap_or_default();
+    let section = message.split(['[', '.', ':']).next().unwrap_or_default();
     let token = message.split('`').nth(1).filter(|t| !t.is_empty());
     if let Some(token) = token {
         let mut in_section = section.is_empty();
@@ -383,18 +380,15 @@ pub fn key_path_at(text: &str, line: usize, column: usize) -> Option<String> {
     if let Some(own) = key_of(target) {
         path.push(own);
     }
-    if let Some(brace) = before.rfind('{') {
-        let inner = &before[brace + 1..];
-        if let Some(k) = inner
+    if let Some(brace) = before.rfind('{')
+        && let Some(k) = before[brace + 1..]
             .rsplit(',')
             .next()
             .and_then(|seg| seg.split_once(':'))
             .map(|(k, _)| k.trim())
-        {
-            if !k.is_empty() {
-                path.push(k.to_string());
-            }
-        }
+        && !k.is_empty()
+    {
+        path.push(k.to_string());
     }
     let mut indent = indent_of(target);
     for l in lines[..line - 1].iter().rev() {

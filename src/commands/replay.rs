@@ -287,11 +287,12 @@ pub fn transition_line(t: &AlertTransition) -> String {
     line
 }
 
+/// An owned [`EvaluatorFactory`].
+type BoxedFactory = Box<dyn Fn(usize) -> Box<dyn ShardEvaluator> + Sync>;
+
 /// The evaluators `replay` runs. The rules are not loaded yet: every shard evaluates
 /// nothing, so a replay measures decoding, routing and the cache.
-fn evaluator_factory(
-    _config: &Config,
-) -> anyhow::Result<Box<dyn Fn(usize) -> Box<dyn ShardEvaluator> + Sync>> {
+fn evaluator_factory(_config: &Config) -> anyhow::Result<BoxedFactory> {
     Ok(Box::new(|_| Box::new(NoRules)))
 }
 

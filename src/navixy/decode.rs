@@ -135,7 +135,10 @@ impl StateFields {
         let mut keep = 1u32 << lenient::StateKey::SourceId as u32;
         for name in names {
             let key = lenient::state_key(name).ok_or_else(|| {
-                format!("`{name}` is not a source state field (one of: {})", Self::NAMES.join(", "))
+                format!(
+                    "`{name}` is not a source state field (one of: {})",
+                    Self::NAMES.join(", ")
+                )
             })?;
             keep |= 1 << key as u32;
         }
@@ -207,7 +210,9 @@ pub fn decode_frame_with(text: &str, options: &DecodeOptions) -> Result<Frame, D
     }
     let mut de = serde_json::Deserializer::from_str(t);
     let skip = options.state_fields.skip;
-    let envelope = de.deserialize_map(EnvelopeVisitor { skip }).map_err(json_error)?;
+    let envelope = de
+        .deserialize_map(EnvelopeVisitor { skip })
+        .map_err(json_error)?;
     de.end().map_err(json_error)?;
     envelope.into_frame(t, skip)
 }
@@ -327,7 +332,10 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                         Some(event)
                             if envelope.frame_type.as_deref().is_none_or(|t| t == "event") =>
                         {
-                            Data::Decoded(map.next_value_seed(PayloadSeed { event, skip: self.skip })?)
+                            Data::Decoded(map.next_value_seed(PayloadSeed {
+                                event,
+                                skip: self.skip,
+                            })?)
                         }
                         _ => Data::Raw(map.next_value::<&'de RawValue>()?),
                     };
@@ -382,9 +390,12 @@ impl Envelope<'_> {
             Data::Raw(raw) => {
                 let mut de = serde_json::Deserializer::from_str(raw.get());
                 Some(
-                    PayloadSeed { event: &event, skip }
-                        .deserialize(&mut de)
-                        .map_err(json_error)?,
+                    PayloadSeed {
+                        event: &event,
+                        skip,
+                    }
+                    .deserialize(&mut de)
+                    .map_err(json_error)?,
                 )
             }
         };

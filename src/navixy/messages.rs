@@ -127,7 +127,7 @@ pub struct Gsm {
     pub roaming: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AdditionalField {
     pub value: Option<String>,
     pub updated: Option<NavixyTime>,

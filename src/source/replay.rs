@@ -110,9 +110,12 @@ pub fn parse_line(text: &str, line: u64, tz: Tz) -> Result<RecordedFrame<'_>, Ba
     // What `run --record` writes, `{"at":"<time>","frame":<frame>}`, is cut apart without
     // a second JSON pass over the frame (that pass was a fifth of replay's reading cost).
     if let Some((at, frame)) = split_recorded(text) {
-        let at = NavixyTime::parse(at)
-            .map(|t| t.to_utc(tz))
-            .ok_or_else(|| bad(format!("`at` is not a time: `{}`", crate::engine::stats::truncate(at, 40))))?;
+        let at = NavixyTime::parse(at).map(|t| t.to_utc(tz)).ok_or_else(|| {
+            bad(format!(
+                "`at` is not a time: `{}`",
+                crate::engine::stats::truncate(at, 40)
+            ))
+        })?;
         if frame.starts_with('{') {
             return Ok(RecordedFrame {
                 line,
@@ -122,11 +125,13 @@ pub fn parse_line(text: &str, line: u64, tz: Tz) -> Result<RecordedFrame<'_>, Ba
         }
     }
     // Only a line that mentions `"frame"` can be a wrapper: plain frames skip this parse.
-    if text.starts_with('{') && text.contains("\"frame\"") {
-        if let Ok(Wrapped {
+    if text.starts_with('{')
+        && text.contains("\"frame\"")
+        && let Ok(Wrapped {
             at,
             frame: Some(frame),
         }) = serde_json::from_str::<Wrapped>(text)
+    {
         {
             let at = match at {
                 Some(at) => Some(NavixyTime::parse(&at).map(|t| t.to_utc(tz)).ok_or_else(
@@ -169,7 +174,9 @@ fn split_recorded(text: &str) -> Option<(&str, &str)> {
     if at.contains('\\') {
         return None;
     }
-    let frame = rest[end + 1..].strip_prefix(r#","frame":"#)?.strip_suffix('}')?;
+    let frame = rest[end + 1..]
+        .strip_prefix(r#","frame":"#)?
+        .strip_suffix('}')?;
     Some((at, frame.trim()))
 }
 
@@ -202,7 +209,12 @@ mod tests {
         .unwrap();
         assert_eq!(f.text, "X");
         assert_eq!(f.at, Some("2026-01-01T10:00:00Z".parse().unwrap()));
-        let f = parse_line(r#"{"at":"2026-01-01T10:00:00Z","frame":{"type":"event","data":[{}]}}"#, 7, chrono_tz::UTC).unwrap();
+        let f = parse_line(
+            r#"{"at":"2026-01-01T10:00:00Z","frame":{"type":"event","data":[{}]}}"#,
+            7,
+            chrono_tz::UTC,
+        )
+        .unwrap();
         assert_eq!(f.text, r#"{"type":"event","data":[{}]}"#);
         let e = parse_line(r#"{"at":"yesterday","frame":"X"}"#, 6, chrono_tz::UTC).unwrap_err();
         assert_eq!(e.to_string(), "line 6: `at` is not a time: `yesterday`");

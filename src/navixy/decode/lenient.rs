@@ -320,7 +320,8 @@ impl<'de> Lenient<'de> for NavixyTime {
         }
         impl V<'_> {
             fn wrong(&self) -> Option<NavixyTime> {
-                self.cx.flag(self.field, "a time (yyyy-MM-dd HH:mm:ss or ISO-8601)");
+                self.cx
+                    .flag(self.field, "a time (yyyy-MM-dd HH:mm:ss or ISO-8601)");
                 None
             }
         }
@@ -854,15 +855,6 @@ impl<'de> Fields<'de> for Gsm {
     }
 }
 
-impl Default for AdditionalField {
-    fn default() -> Self {
-        AdditionalField {
-            value: None,
-            updated: None,
-        }
-    }
-}
-
 impl<'de> Fields<'de> for AdditionalField {
     const EXPECTED: &'static str = "an object {value, updated}";
     fn field<A: MapAccess<'de>>(
@@ -1030,19 +1022,17 @@ impl<'de> Fields<'de> for IotData {
 
 /// `inputs` before the item's `type` is known: booleans (a source state) or sensor
 /// objects (a readings item), told apart by the first element.
+#[derive(Default)]
 pub enum Inputs {
+    #[default]
     Absent,
     Bools(Vec<bool>),
     Sensors(Vec<SensorInput>),
 }
 
-impl Default for Inputs {
-    fn default() -> Self {
-        Inputs::Absent
-    }
-}
-
-/// One element of an `inputs` array of unknown kind.
+/// One element of an `inputs` array of unknown kind. Short-lived (one per element while
+/// reading), so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum InputElement {
     Bool(bool),
     Sensor(SensorInput),

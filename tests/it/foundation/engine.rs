@@ -106,6 +106,9 @@ impl ShardEvaluator for Recorder {
     }
 }
 
+type Transitions = tokio::sync::mpsc::UnboundedReceiver<AlertTransition>;
+type Calls = Arc<Mutex<Vec<(u32, Call)>>>;
+
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -119,13 +122,7 @@ fn options(workers: usize, clock: EngineClock) -> EngineOptions {
     o
 }
 
-fn start(
-    o: EngineOptions,
-) -> (
-    Engine,
-    tokio::sync::mpsc::UnboundedReceiver<AlertTransition>,
-    Arc<Mutex<Vec<(u32, Call)>>>,
-) {
+fn start(o: EngineOptions) -> (Engine, Transitions, Calls) {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let c = calls.clone();
     let factory = move |shard: usize| -> Box<dyn ShardEvaluator> {
