@@ -114,3 +114,45 @@ fn library_entry_point_takes_an_evaluator_factory() {
     );
     assert!(stats.transitions.is_empty());
 }
+
+#[test]
+fn one_line_per_transition() {
+    use navixy_alerts::commands::replay::transition_line;
+    use navixy_alerts::rules::alert::{
+        AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef,
+    };
+    let at = "2026-01-01T10:00:00Z".parse().unwrap();
+    let mut t = AlertTransition {
+        fingerprint: Fingerprint::new("fuel_drain", Some(21080), None),
+        rule: "fuel_drain".into(),
+        status: AlertStatus::Firing,
+        severity: Severity::Critical,
+        tracker: Some(TrackerRef {
+            id: 21080,
+            label: Some("Truck 7".into()),
+            source_id: Some(10284),
+        }),
+        key: None,
+        labels: Default::default(),
+        annotations: Default::default(),
+        value: Some(serde_json::json!(17.2)),
+        starts_at: at,
+        ends_at: None,
+        at,
+        location: None,
+        state: Default::default(),
+        channels: None,
+    };
+    assert_eq!(
+        transition_line(&t),
+        r#"2026-01-01T10:00:00Z fuel_drain tracker=21080 "Truck 7" firing value=17.2"#
+    );
+    t.status = AlertStatus::Resolved;
+    t.tracker = None;
+    t.value = None;
+    t.rule = "navixy_source_down".into();
+    assert_eq!(
+        transition_line(&t),
+        "2026-01-01T10:00:00Z navixy_source_down engine resolved"
+    );
+}
