@@ -515,12 +515,44 @@ fn errors_of_each_kind() {
         DecodeErrorKind::Oversized
     );
     assert!(decode_frame_limited(&big, 1024).is_ok());
-    let deep = "[".repeat(10_000);
+    // Deep nesting never overflows the stack: values that are read hit the parser's
+    // recursion limit (malformed); values that are skipped are skipped without recursing.
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let outcome = |frame: String| match decode_frame(&frame) {
+        Ok(Frame::UnknownEvent { event }) => format!("unknown event {event}"),
+        Ok(Frame::State { state, .. }) => format!("state {:?}", state.source_id),
+        Ok(Frame::StateBatch { items, .. }) => match &items[..] {
+            [BatchItem::Invalid(e)] => e.message.clone(),
+            other => format!("{other:?}"),
+        },
+        Ok(other) => format!("{other:?}"),
+        Err(e) => e.kind.as_str().to_string(),
+    };
+    let outcomes: Vec<String> = [
+        format!(r#"{{"type":"event","event":"state","data":{deep}}}"#),
+        format!(r#"{{"type":"event","event":"state","data":{{"unknown":{deep}}}}}"#),
+        format!(r#"{{"type":"event","event":"state_batch","data":[{{"gps":{deep}}}]}}"#),
+        format!(
+            r#"{{"type":"event","event":"state_batch","data":[{{"gps":{{"speed":{deep}}}}}]}}"#
+        ),
+        format!(r#"{{"data":{deep},"type":"event","event":"state"}}"#),
+        format!(r#"{{"type":"event","event":"whatever","data":{deep}}}"#),
+        format!(r#"{{"type":{deep}}}"#),
+    ]
+    .into_iter()
+    .map(outcome)
+    .collect();
     assert_eq!(
-        kind(&format!(
-            r#"{{"type":"event","event":"state","data":{deep}"#
-        )),
-        DecodeErrorKind::Malformed
+        outcomes,
+        [
+            "wrong_type",
+            "state None",
+            "item 0: `gps` is not a gps object",
+            "item 0: `gps.speed` is not a number",
+            "wrong_type",
+            "unknown event whatever",
+            "unknown_shape",
+        ]
     );
 }
 
