@@ -67,9 +67,22 @@ fn parse_fast(b: &[u8]) -> Option<NavixyTime> {
         return None;
     }
     let day_secs = (hour * 3600 + minute * 60 + second) as i32;
-    let offset_secs = match &b[19..] {
+    // `.250`: a fraction of a second (the recorder writes milliseconds), up to nanoseconds.
+    let mut rest = &b[19..];
+    let mut nanos = 0u32;
+    if let [b'.', tail @ ..] = rest {
+        let digits = tail.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        for (i, c) in tail[..digits].iter().enumerate() {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+        }
+        rest = &tail[digits..];
+    }
+    let offset_secs = match rest {
         [] => {
-            let time = NaiveTime::from_num_seconds_from_midnight_opt(day_secs as u32, 0)?;
+            let time = NaiveTime::from_num_seconds_from_midnight_opt(day_secs as u32, nanos)?;
             return Some(NavixyTime::Local(date.and_time(time)));
         }
         [b'Z'] | [b'z'] => 0,
@@ -93,7 +106,7 @@ fn parse_fast(b: &[u8]) -> Option<NavixyTime> {
     } else {
         (date, utc_secs)
     };
-    let time = NaiveTime::from_num_seconds_from_midnight_opt(utc_secs as u32, 0)?;
+    let time = NaiveTime::from_num_seconds_from_midnight_opt(utc_secs as u32, nanos)?;
     Some(NavixyTime::Instant(
         Utc.from_utc_datetime(&date.and_time(time)),
     ))
@@ -127,7 +140,9 @@ fn date_of(b: &[u8]) -> Option<NaiveDate> {
 }
 
 fn parse_slow(t: &str) -> Option<NavixyTime> {
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t)
+        .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
+    {
         return Some(NavixyTime::Instant(dt.with_timezone(&Utc)));
     }
     // ISO with a fraction but no offset (`2025-02-11T15:12:58.250`): like the offset-less form.
@@ -235,7 +250,26 @@ mod tests {
                     .with_timezone(&Utc)
             ))
         );
-        assert!(NavixyTime::parse("2025-02-11 15:12:58.5").is_some());
+        assert_eq!(
+            NavixyTime::parse("2025-02-11 15:12:58.5"),
+            Some(NavixyTime::Local(
+                NaiveDateTime::parse_from_str("2025-02-11 15:12:58.5", "%Y-%m-%d %H:%M:%S%.f")
+                    .unwrap()
+            ))
+        );
+        assert_eq!(
+            NavixyTime::parse("2026-01-05T08:00:01.123456789+01:00"),
+            Some(NavixyTime::Instant(
+                DateTime::parse_from_rfc3339("2026-01-05T07:00:01.123456789Z")
+                    .unwrap()
+                    .with_timezone(&Utc)
+            ))
+        );
+        // Compact offsets are not what Navixy sends, but ISO allows them: the slow path.
+        assert_eq!(
+            NavixyTime::parse("2026-01-05T08:00:01+0100"),
+            Some(instant("2026-01-05T07:00:01Z"))
+        );
     }
 
     #[test]
