@@ -1,1 +1,133 @@
-fn main() {}
+//! Decoder throughput on generated `state_batch` frames of 100 full states each (the wire
+//! shape, times with offsets), reported as states per second: every field
+//! (`decode_frame`), only the fields a typical rule set reads (`decode_frame_rule_fields`),
+//! and a plain serde derive of the same frames into the same types for comparison.
+//!
+//! Time is the benchmark thread's CPU time (see `support/cpu_time.rs`), so the figure is
+//! per core even while other processes share the machine.
+//!
+//! `cargo bench --bench decode`
+
+use std::hint::black_box;
+
+use chrono::{TimeZone, Utc};
+use cpu_time::ThreadCpuTime;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use navixy_alerts::navixy::decode::{DecodeOptions, StateFields, decode_frame, decode_frame_with};
+use navixy_alerts::navixy::messages::{BatchItem, Frame, SourceState};
+
+#[path = "support/cpu_time.rs"]
+#[allow(dead_code)]
+mod cpu_time;
+#[path = "support/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
+
+const TRACKERS: usize = 1000;
+const PER_FRAME: usize = 100;
+
+fn frames() -> Vec<String> {
+    let mut fleet = fleet::Fleet::new(TRACKERS, 7);
+    let at = Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap();
+    for i in 0..TRACKERS {
+        fleet.step(i, 30.0);
+    }
+    (0..TRACKERS / PER_FRAME)
+        .map(|f| fleet.state_batch(f * PER_FRAME..(f + 1) * PER_FRAME, at))
+        .collect()
+}
+
+/// The same frame decoded by serde's derive (what a straightforward client would do).
+#[derive(serde::Deserialize)]
+struct DeriveFrame {
+    #[allow(dead_code)]
+    r#type: String,
+    #[allow(dead_code)]
+    event: String,
+    data: Vec<DeriveItem>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeriveItem {
+    #[allow(dead_code)]
+    r#type: String,
+    state: Option<SourceState>,
+}
+
+fn decode(c: &mut Criterion<ThreadCpuTime>) {
+    let frames = frames();
+    let bytes: usize = frames.iter().map(String::len).sum();
+    eprintln!(
+        "{} frames of {PER_FRAME} full states, {} bytes per state on average",
+        frames.len(),
+        bytes / TRACKERS
+    );
+    let mut group = c.benchmark_group("state_batch");
+    group.throughput(Throughput::Elements(TRACKERS as u64));
+    group.bench_function("decode_frame", |b| {
+        b.iter(|| {
+            let mut states = 0;
+            for f in &frames {
+                if let Ok(Frame::StateBatch { items, .. }) = decode_frame(black_box(f)) {
+                    states += items
+                        .iter()
+                        .filter(|i| matches!(i, BatchItem::State(_)))
+                        .count();
+                }
+            }
+            assert_eq!(states, TRACKERS);
+            states
+        })
+    });
+    // What a typical rule set reads: position, speed, ignition, movement, I/O, battery.
+    let selected = DecodeOptions {
+        state_fields: StateFields::only([
+            "gps",
+            "connection_status",
+            "movement_status",
+            "ignition",
+            "last_update",
+            "battery_level",
+            "inputs",
+            "outputs",
+        ])
+        .expect("known fields"),
+        ..DecodeOptions::default()
+    };
+    group.bench_function("decode_frame_rule_fields", |b| {
+        b.iter(|| {
+            let mut states = 0;
+            for f in &frames {
+                if let Ok(Frame::StateBatch { items, .. }) =
+                    decode_frame_with(black_box(f), &selected)
+                {
+                    states += items
+                        .iter()
+                        .filter(|i| matches!(i, BatchItem::State(_)))
+                        .count();
+                }
+            }
+            assert_eq!(states, TRACKERS);
+            states
+        })
+    });
+    group.bench_function("serde_derive", |b| {
+        b.iter(|| {
+            let mut states = 0;
+            for f in &frames {
+                let frame: DeriveFrame = serde_json::from_str(black_box(f)).unwrap();
+                states += frame.data.iter().filter(|i| i.state.is_some()).count();
+            }
+            assert_eq!(states, TRACKERS);
+            states
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = decode
+}
+criterion_main!(benches);

@@ -705,3 +705,93 @@ fn default_storage_path() -> String {
 fn default_listen() -> String {
     "127.0.0.1:9898".into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn interpolation() {
+        let e = env(&[("HASH", "abc"), ("EMPTY", "")]);
+        assert_eq!(interpolate("hash: ${HASH}", &e).unwrap(), "hash: abc");
+        assert_eq!(
+            interpolate("a: ${MISSING:-dflt} b: ${HASH:-x}", &e).unwrap(),
+            "a: dflt b: abc"
+        );
+        // Like the shell's `:-`: an empty value takes the default too.
+        assert_eq!(interpolate("t: ${EMPTY:-none}", &e).unwrap(), "t: none");
+        assert_eq!(interpolate("t: ${EMPTY}", &e).unwrap(), "t: ");
+        assert_eq!(interpolate("t: ${ADMIN:-}", &e).unwrap(), "t: ");
+        assert_eq!(
+            interpolate("no vars, $HOME stays", &e).unwrap(),
+            "no vars, $HOME stays"
+        );
+        assert_eq!(
+            interpolate("a: 1\nb: ${NOPE}\n", &e).unwrap_err(),
+            "line 2: environment variable `NOPE` is not set (write `${NOPE:-default}` for a default)"
+        );
+        assert_eq!(
+            interpolate("a: 1\n\nb: ${OPEN\n", &e).unwrap_err(),
+            "line 3: `${` without a closing `}`"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| parse_duration(s).unwrap();
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("90s"), Duration::from_secs(90));
+        assert_eq!(ok("15m"), Duration::from_secs(900));
+        assert_eq!(ok("4h"), Duration::from_secs(4 * 3600));
+        assert_eq!(ok("1d"), Duration::from_secs(86400));
+        assert_eq!(ok("1h30m"), Duration::from_secs(5400));
+        assert_eq!(ok("1.5h"), Duration::from_secs(5400));
+        assert_eq!(ok(" 10s "), Duration::from_secs(10));
+        assert_eq!(parse_duration("").unwrap_err(), "empty duration");
+        assert_eq!(
+            parse_duration("10").unwrap_err(),
+            "`10` has no unit (use ms, s, m, h or d)"
+        );
+        assert_eq!(
+            parse_duration("5x").unwrap_err(),
+            "`5x` has an unknown unit `x` (use ms, s, m, h or d)"
+        );
+        assert_eq!(
+            parse_duration("m").unwrap_err(),
+            "`m` is not a duration like 90s, 15m or 4h"
+        );
+        assert_eq!(
+            parse_duration("1..5s").unwrap_err(),
+            "`1..5s` is not a duration like 90s, 15m or 4h"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("whsec_topsecret");
+        assert_eq!(format!("{s} {s:?}"), "*** \"***\"");
+        assert_eq!(s.expose(), "whsec_topsecret");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let text = "source:\n  simulator: {}\nrules: [rules/*.yaml]\n";
+        let config =
+            Config::from_yaml(text, Path::new("/etc/navixy/alerts.yaml"), env(&[])).unwrap();
+        assert_eq!(
+            config.resolve("rules/a.yaml"),
+            PathBuf::from("/etc/navixy/rules/a.yaml")
+        );
+        assert_eq!(config.resolve("/abs/b.yaml"), PathBuf::from("/abs/b.yaml"));
+        assert_eq!(config.engine.eval_interval, Duration::from_secs(10));
+        assert_eq!(config.engine.max_event_age, Duration::from_secs(900));
+    }
+}

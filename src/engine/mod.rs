@@ -2,6 +2,38 @@
 //! them to its part of the state cache and hands each changed tracker to the rule
 //! evaluator; a ticker re-evaluates silent trackers. Transitions flow out to the
 //! dispatcher.
+//!
+//! - [`router`]: decode, id mapping, the engine clock and ticker, batching per shard.
+//! - [`shard`]: the worker that owns a shard's cache and evaluator.
+//! - [`ids`]: source id -> tracker id from `tracker/list`.
+//! - [`stats`]: counters for `replay --stats` and the metrics facade.
+//!
+//! It knows nothing of rules (it calls a [`ShardEvaluator`]) or of where frames come from.
+//!
+//! # Use
+//! ```text
+//! let (mut engine, transitions) = Engine::start(EngineOptions::from_config(&config, clock), &factory)?;
+//! engine.set_trackers(tracker_infos(&list));          // after each tracker/list
+//! engine.ingest_text(frame_text, arrival_time);       // per frame (None live: wall clock)
+//! engine.flush();                                     // when the input goes quiet
+//! engine.poll_clock();                                // live: on a timer, for ticks
+//! let handle = engine.handle();                       // admin API, reload: Clone + Send
+//! handle.tracker(id).await;  handle.replace_evaluators(&factory);  handle.sync().await;
+//! ```
+//! `Engine` is owned by the loop that reads frames; sending to a shard blocks while that
+//! shard's queue is full (back-pressure, by design). The `*_blocking` methods and
+//! [`Engine::sync`] must not be called from async code (tokio forbids blocking receives
+//! there); use [`EngineHandle::sync`] instead. Transitions arrive on an unbounded tokio
+//! channel: `recv().await` in the dispatcher, `blocking_recv()` in a plain thread.
+
+pub mod ids;
+pub mod router;
+pub mod shard;
+pub mod stats;
+
+pub use ids::{IdMap, tracker_infos};
+pub use router::{Engine, EngineClock, EngineHandle, EngineOptions, EvaluatorFactory, shard_index};
+pub use stats::EngineStats;
 
 use chrono::{DateTime, Utc};
 

@@ -66,6 +66,9 @@ pub enum BatchItem {
     Lifecycle(LifecycleItem),
     /// An item type this engine does not know.
     Unknown { item_type: String },
+    /// An item of a known type with a field of the wrong type (say, speed as a string):
+    /// only this item is dropped, the rest of the batch goes on. The caller counts it.
+    Invalid(super::decode::DecodeError),
 }
 
 /// A tracker's source state (`tracker/get_state`), full or compact.
@@ -124,7 +127,7 @@ pub struct Gsm {
     pub roaming: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AdditionalField {
     pub value: Option<String>,
     pub updated: Option<NavixyTime>,
@@ -301,6 +304,39 @@ pub struct SubscriptionStatus {
     pub success: Option<bool>,
 }
 
+/// A `tracker/list` response: the map from source ids (in state events) to tracker ids
+/// (in readings and iot events), and each tracker's label.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct TrackerList {
+    pub success: Option<bool>,
+    #[serde(default)]
+    pub list: Vec<TrackerListEntry>,
+    /// Present when `success` is false.
+    pub status: Option<ErrorStatus>,
+}
+
+/// One tracker of a `tracker/list` response; fields the engine does not use are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct TrackerListEntry {
+    pub id: TrackerId,
+    /// The tracker's human name.
+    pub label: Option<String>,
+    pub group_id: Option<i64>,
+    pub source: Option<TrackerSource>,
+}
+
+/// The device behind a tracker.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct TrackerSource {
+    /// The `source_id` that state and lifecycle events carry.
+    pub id: Option<SourceId>,
+    /// IMEI or similar; some servers send it as a number.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub device_id: Option<String>,
+    pub model: Option<String>,
+    pub blocked: Option<bool>,
+}
+
 /// `type: error`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ErrorFrame {
@@ -313,4 +349,19 @@ pub struct ErrorFrame {
 pub struct ErrorStatus {
     pub code: Option<i64>,
     pub description: Option<String>,
+}
+
+/// Accepts a string or a number (kept as its decimal text).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        Some(Raw::Text(s)) => Some(s),
+        Some(Raw::Number(n)) => Some(n.to_string()),
+        None => None,
+    })
 }

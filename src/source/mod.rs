@@ -4,6 +4,7 @@
 
 pub mod navixy;
 pub mod recording;
+pub mod replay;
 
 use chrono::{DateTime, Utc};
 

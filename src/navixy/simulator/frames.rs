@@ -480,7 +480,10 @@ mod tests {
                 )),
                 Ok(Frame::UnknownEvent { .. }) => {}
                 Ok(Frame::StateBatch { items, .. }) => {
-                    assert!(matches!(items[0], BatchItem::Unknown { .. }))
+                    assert!(matches!(
+                        items[0],
+                        BatchItem::Unknown { .. } | BatchItem::Invalid(_)
+                    ))
                 }
                 Ok(other) => panic!("{n}: {other:?}"),
             }

@@ -1,1 +1,21 @@
-//! Integration tests: foundation.
+//! Integration tests: foundation (decoder, engine, replay, check).
+
+mod check;
+mod decode;
+mod decode_props;
+mod engine;
+mod replay;
+
+use std::path::PathBuf;
+
+/// A file under `tests/data/`.
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The text of a file under `tests/data/`.
+pub fn data_text(name: &str) -> String {
+    std::fs::read_to_string(data(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}

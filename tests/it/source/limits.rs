@@ -24,7 +24,9 @@ async fn a_flood_of_malformed_frames_leaves_the_connection_up() {
             match decode_frame(&text) {
                 Err(_) | Ok(Frame::UnknownEvent { .. }) => bad += 1,
                 Ok(Frame::StateBatch { items, .. })
-                    if items.iter().any(|i| matches!(i, BatchItem::Unknown { .. })) =>
+                    if items.iter().any(|i| {
+                        matches!(i, BatchItem::Unknown { .. } | BatchItem::Invalid(_))
+                    }) =>
                 {
                     bad += 1
                 }

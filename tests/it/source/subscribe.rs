@@ -263,7 +263,7 @@ async fn the_demo_fleet_shows_its_events_early_over_the_wire() {
                             largest_fall = largest_fall.max(*peak - level);
                         }
                     }
-                    BatchItem::Unknown { .. } => panic!("unknown item"),
+                    BatchItem::Unknown { .. } | BatchItem::Invalid(_) => panic!("unknown item"),
                 }
             }
         }

@@ -1,0 +1,90 @@
+//! The engine end to end without rules: a generated fleet's frames (75% state items, 25%
+//! readings items) decoded, mapped through the tracker list, routed to two shards and
+//! applied to the cache; beside it, decoding the same frames alone. Time is the whole
+//! process's CPU time (every thread), so `engine / decode_only` is the cost of everything
+//! after decoding, whatever else runs on the machine.
+//!
+//! `cargo bench --bench replay`
+
+use std::hint::black_box;
+
+use chrono::{Duration, TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use navixy_alerts::engine::{
+    Engine, EngineClock, EngineOptions, NoRules, ShardEvaluator, tracker_infos,
+};
+use navixy_alerts::navixy::decode::{decode_frame, decode_tracker_list};
+
+#[path = "support/cpu_time.rs"]
+#[allow(dead_code)]
+mod cpu_time;
+#[path = "support/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
+
+use cpu_time::ProcessCpuTime;
+
+const TRACKERS: usize = 2000;
+const ROUNDS: usize = 4;
+
+/// (arrival time, frame) for `ROUNDS` rounds of the whole fleet, readings every other round.
+fn recording() -> (Vec<(chrono::DateTime<Utc>, String)>, String, usize) {
+    let mut fleet = fleet::Fleet::new(TRACKERS, 3);
+    let start = Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0).unwrap();
+    let mut frames = Vec::new();
+    let mut updates = 0;
+    for round in 0..ROUNDS {
+        let at = start + Duration::seconds(5 * round as i64);
+        for i in 0..TRACKERS {
+            fleet.step(i, 5.0);
+        }
+        for first in (0..TRACKERS).step_by(100) {
+            frames.push((at, fleet.state_batch(first..first + 100, at)));
+            updates += 100;
+            if round % 2 == 0 && first % 200 == 0 {
+                frames.push((at, fleet.readings_batch(first..first + 200, at)));
+                updates += 200;
+            }
+        }
+    }
+    (frames, fleet.tracker_list(), updates)
+}
+
+fn replay(c: &mut Criterion<ProcessCpuTime>) {
+    let (frames, list, updates) = recording();
+    let infos = tracker_infos(&decode_tracker_list(&list).unwrap());
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(updates as u64));
+    group.sample_size(20);
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            for (_, f) in &frames {
+                black_box(decode_frame(f).is_ok());
+            }
+        })
+    });
+    group.bench_function("engine_no_rules", |b| {
+        b.iter(|| {
+            let mut options = EngineOptions::new(EngineClock::EventTime);
+            options.workers = 2;
+            options.batch_size = 1024;
+            let factory = |_: usize| -> Box<dyn ShardEvaluator> { Box::new(NoRules) };
+            let (mut engine, _transitions) = Engine::start(options, &factory).unwrap();
+            engine.set_trackers(infos.clone());
+            for (at, f) in &frames {
+                let _ = engine.ingest_text(f, Some(*at));
+            }
+            engine.sync();
+            assert_eq!(engine.stats().updates(), updates as u64);
+            engine.shutdown()
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ProcessCpuTime);
+    targets = replay
+}
+criterion_main!(benches);

@@ -1,0 +1,60 @@
+//! Which tracker an event is about. State and lifecycle events name a *source* (device)
+//! id; readings and iot events name the *tracker* id; `tracker/list` links the two and
+//! gives each tracker its label.
+
+use std::collections::HashMap;
+
+use crate::navixy::messages::{SourceId, TrackerId, TrackerList};
+use crate::state::TrackerInfo;
+
+/// source_id -> tracker_id, from a `tracker/list` response.
+///
+/// Empty (no list loaded): a state's source_id stands in for its tracker id, so a
+/// recording replays without a list. Loaded: a source id that is not in the list is
+/// *not* guessed at, since source ids and tracker ids are different number spaces and a
+/// guess could land on another tracker; the event is counted as unmapped instead.
+#[derive(Debug, Clone, Default)]
+pub struct IdMap {
+    by_source: HashMap<SourceId, TrackerId>,
+}
+
+impl IdMap {
+    pub fn from_infos(infos: &[TrackerInfo]) -> IdMap {
+        IdMap {
+            by_source: infos
+                .iter()
+                .filter_map(|i| i.source_id.map(|s| (s, i.id)))
+                .collect(),
+        }
+    }
+
+    /// The tracker of a source id; `None` when a list is loaded and does not have it.
+    pub fn tracker_of(&self, source_id: SourceId) -> Option<TrackerId> {
+        if self.by_source.is_empty() {
+            Some(source_id)
+        } else {
+            self.by_source.get(&source_id).copied()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_source.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_source.len()
+    }
+}
+
+/// The trackers of a `tracker/list` response, as the cache keeps them.
+pub fn tracker_infos(list: &TrackerList) -> Vec<TrackerInfo> {
+    list.list
+        .iter()
+        .map(|t| TrackerInfo {
+            id: t.id,
+            source_id: t.source.as_ref().and_then(|s| s.id),
+            label: t.label.clone(),
+            group_id: t.group_id,
+        })
+        .collect()
+}

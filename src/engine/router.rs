@@ -1,0 +1,619 @@
+//! The engine's front: decodes frames, maps them to per-tracker updates, keeps the engine
+//! clock and the ticker, and routes each update to the shard `tracker_id mod workers` in
+//! batches (one channel message per batch keeps the per-update cost of crossing threads
+//! small).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use crossbeam_channel::Sender;
+use tokio::sync::{mpsc, oneshot};
+
+use super::ShardEvaluator;
+use super::ids::IdMap;
+use super::shard::{self, RoutedUpdate, ShardMsg};
+use super::stats::{EngineStats, ErrorLog};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::navixy::decode::{DecodeError, DecodeOptions, decode_frame_with};
+use crate::navixy::messages::{BatchItem, Frame, LifecycleItem, SourceState, TrackerId};
+use crate::rules::alert::AlertTransition;
+use crate::state::cache::ShardCache;
+use crate::state::history::HistoryPolicy;
+use crate::state::{TrackerInfo, TrackerState, Update};
+use crate::telemetry;
+
+/// Builds the evaluator of shard `index` (called once per shard, and again on reload).
+pub type EvaluatorFactory<'a> = &'a (dyn Fn(usize) -> Box<dyn ShardEvaluator> + Sync);
+
+/// What "now" is for the engine.
+#[derive(Clone)]
+pub enum EngineClock {
+    /// Replay and rule tests: the recording's arrival time when it has one, else the
+    /// newest event time seen. Only moves forward.
+    EventTime,
+    /// Live: wall time (or a manual clock in tests).
+    Wall(Arc<dyn Clock>),
+}
+
+impl std::fmt::Debug for EngineClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineClock::EventTime => f.write_str("EventTime"),
+            EngineClock::Wall(_) => f.write_str("Wall"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Tracker shards, one worker thread each.
+    pub workers: usize,
+    /// Updates older than this (against the engine clock) do not notify.
+    pub max_event_age: Duration,
+    /// The ticker period on the engine clock; zero disables ticks.
+    pub eval_interval: Duration,
+    /// Zone of Navixy's offset-less times.
+    pub timezone: Tz,
+    /// History windows kept per tracker.
+    pub history: HistoryPolicy,
+    pub clock: EngineClock,
+    /// Frame size limit and the source-state fields to decode (the rules may read few).
+    pub decode: DecodeOptions,
+    /// Updates per shard message.
+    pub batch_size: usize,
+    /// The `source` label of the frame counter: `navixy`, `simulator`, `replay`.
+    pub source: &'static str,
+}
+
+impl EngineOptions {
+    pub fn new(clock: EngineClock) -> EngineOptions {
+        EngineOptions {
+            workers: 2,
+            max_event_age: Duration::from_secs(15 * 60),
+            eval_interval: Duration::from_secs(10),
+            timezone: chrono_tz::UTC,
+            history: HistoryPolicy::default(),
+            clock,
+            decode: DecodeOptions::default(),
+            batch_size: 256,
+            source: "navixy",
+        }
+    }
+
+    /// The `engine:` section and the source's zone and frame limit.
+    pub fn from_config(config: &Config, clock: EngineClock) -> EngineOptions {
+        let mut o = EngineOptions::new(clock);
+        o.workers = config.engine.worker_count();
+        o.max_event_age = config.engine.max_event_age;
+        o.eval_interval = config.engine.eval_interval;
+        if let Some(n) = &config.source.navixy {
+            o.timezone = n.timezone;
+            o.decode.max_frame_bytes = n.max_frame_bytes;
+            o.source = "navixy";
+        } else {
+            o.source = "simulator";
+        }
+        o
+    }
+}
+
+/// How many ticks one jump of the clock may emit one by one; past that the ticker skips
+/// to the newest boundary (a recording with a day's gap would otherwise evaluate every
+/// tracker 8,640 times for nothing: conditions compare against `now`, so one tick at the
+/// end of the gap fires what the skipped ones would have).
+const MAX_TICKS_PER_JUMP: u32 = 64;
+
+/// The engine: owned by the loop that receives frames.
+pub struct Engine {
+    shards: Vec<Sender<ShardMsg>>,
+    workers: Vec<JoinHandle<()>>,
+    pending: Vec<Vec<RoutedUpdate>>,
+    ids: IdMap,
+    options: EngineOptions,
+    now: Option<DateTime<Utc>>,
+    next_tick: Option<DateTime<Utc>>,
+    stats: EngineStats,
+    errors: ErrorLog,
+    /// Reused per frame: the frame's updates with their event times.
+    scratch: Vec<(Update, Option<DateTime<Utc>>)>,
+}
+
+/// A cheap, cloneable way to talk to the shards from elsewhere (admin API, reload).
+#[derive(Clone)]
+pub struct EngineHandle {
+    shards: Vec<Sender<ShardMsg>>,
+}
+
+impl Engine {
+    /// Starts one worker per shard; transitions come out of the returned receiver.
+    pub fn start(
+        options: EngineOptions,
+        factory: EvaluatorFactory<'_>,
+    ) -> std::io::Result<(Engine, mpsc::UnboundedReceiver<AlertTransition>)> {
+        let workers_n = options.workers.max(1);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut shards = Vec::with_capacity(workers_n);
+        let mut workers = Vec::with_capacity(workers_n);
+        for index in 0..workers_n {
+            // Bounded: a slow shard pushes back on the reader instead of growing memory.
+            let (shard_tx, shard_rx) = crossbeam_channel::bounded(64);
+            let cache = ShardCache::new(options.history.clone(), options.timezone);
+            workers.push(shard::spawn(
+                index,
+                cache,
+                factory(index),
+                shard_rx,
+                tx.clone(),
+            )?);
+            shards.push(shard_tx);
+        }
+        let engine = Engine {
+            pending: (0..workers_n)
+                .map(|_| Vec::with_capacity(options.batch_size))
+                .collect(),
+            shards,
+            workers,
+            ids: IdMap::default(),
+            options: EngineOptions {
+                workers: workers_n,
+                batch_size: options.batch_size.max(1),
+                ..options
+            },
+            now: None,
+            next_tick: None,
+            stats: EngineStats::default(),
+            errors: ErrorLog::default(),
+            scratch: Vec::new(),
+        };
+        Ok((engine, rx))
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            shards: self.shards.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The engine clock as of the last frame (event time in replay).
+    pub fn now(&self) -> Option<DateTime<Utc>> {
+        self.now
+    }
+
+    pub fn workers(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of a tracker.
+    pub fn shard_of(&self, tracker_id: TrackerId) -> usize {
+        shard_index(tracker_id, self.shards.len())
+    }
+
+    /// Loads a tracker list: the source -> tracker map and each tracker's label.
+    pub fn set_trackers(&mut self, infos: Vec<TrackerInfo>) {
+        self.ids = IdMap::from_infos(&infos);
+        self.flush();
+        let mut per_shard: Vec<Vec<TrackerInfo>> = vec![Vec::new(); self.shards.len()];
+        for info in infos {
+            per_shard[shard_index(info.id, self.shards.len())].push(info);
+        }
+        for (shard, infos) in self.shards.iter().zip(per_shard) {
+            if !infos.is_empty() {
+                let _ = shard.send(ShardMsg::Info(infos));
+            }
+        }
+    }
+
+    /// Decodes and applies one text frame that arrived at `at` (`None`: unknown, live
+    /// frames take the wall clock). Returns how many batch items were dropped for a wrong
+    /// type. A decode error is counted and logged, and returned so that a caller can say
+    /// where it was (replay's line numbers).
+    pub fn ingest_text(
+        &mut self,
+        text: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<u64, DecodeError> {
+        self.stats.frames += 1;
+        metrics::counter!(telemetry::FRAMES, "source" => self.options.source).increment(1);
+        match decode_frame_with(text, &self.options.decode) {
+            Ok(frame) => {
+                let before = self.stats.decode_errors_total();
+                self.apply_frame(frame, at, text);
+                Ok(self.stats.decode_errors_total() - before)
+            }
+            Err(e) => {
+                self.errors.record(&mut self.stats, &e, text);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies one decoded frame (the simulator and tests hand frames over directly).
+    pub fn ingest_frame(&mut self, frame: Frame, at: Option<DateTime<Utc>>) {
+        self.stats.frames += 1;
+        metrics::counter!(telemetry::FRAMES, "source" => self.options.source).increment(1);
+        self.apply_frame(frame, at, "");
+    }
+
+    fn apply_frame(&mut self, frame: Frame, at: Option<DateTime<Utc>>, text: &str) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.collect_updates(frame, text, &mut scratch);
+        self.advance_clock(at, &scratch);
+        if let Some(now) = self.now {
+            let max_age = chrono::Duration::from_std(self.options.max_event_age)
+                .unwrap_or(chrono::Duration::MAX);
+            for (update, event_time) in scratch.drain(..) {
+                let notify = event_time.is_none_or(|t| now - t <= max_age);
+                if !notify {
+                    self.stats.stale += 1;
+                }
+                self.route(RoutedUpdate {
+                    update,
+                    now,
+                    notify,
+                });
+            }
+        } else {
+            // No clock yet (no `at`, no event time in any update so far): nothing can be
+            // judged stale, and the epoch is the only honest "now".
+            for (update, _) in scratch.drain(..) {
+                self.route(RoutedUpdate {
+                    update,
+                    now: DateTime::<Utc>::UNIX_EPOCH,
+                    notify: true,
+                });
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Maps a frame to updates, counting what it holds.
+    fn collect_updates(
+        &mut self,
+        frame: Frame,
+        text: &str,
+        out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
+    ) {
+        let tz = self.options.timezone;
+        let (mut states, mut readings, mut lifecycle, mut iot) = (0u64, 0u64, 0u64, 0u64);
+        let push = |update: Update, out: &mut Vec<_>| {
+            let t = update.event_time(tz);
+            out.push((update, t));
+        };
+        let items = match frame {
+            Frame::State { state, .. } => {
+                if let Some(u) = self.state_update(state) {
+                    states += 1;
+                    push(u, out);
+                }
+                Vec::new()
+            }
+            Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. } => items,
+            Frame::IotMonitor { values } => {
+                for v in values {
+                    match v.tracker_id {
+                        Some(tracker_id) => {
+                            iot += 1;
+                            push(
+                                Update::Iot {
+                                    tracker_id,
+                                    values: Box::new(v),
+                                },
+                                out,
+                            );
+                        }
+                        None => self.stats.unmapped += 1,
+                    }
+                }
+                Vec::new()
+            }
+            Frame::Lifecycle(item) => {
+                if let Some(u) = self.lifecycle_update(item) {
+                    lifecycle += 1;
+                    push(u, out);
+                }
+                Vec::new()
+            }
+            Frame::UnknownEvent { event } => {
+                self.stats.unknown_events += 1;
+                metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => event).increment(1);
+                Vec::new()
+            }
+            Frame::Handshake { .. }
+            | Frame::Heartbeat
+            | Frame::Logout { .. }
+            | Frame::Response(_)
+            | Frame::Error(_) => {
+                self.stats.control += 1;
+                Vec::new()
+            }
+        };
+        for item in items {
+            match item {
+                BatchItem::State(state) => {
+                    if let Some(u) = self.state_update(state) {
+                        states += 1;
+                        push(u, out);
+                    }
+                }
+                BatchItem::Readings(r) => match r.tracker_id {
+                    Some(tracker_id) => {
+                        readings += 1;
+                        push(
+                            Update::Readings {
+                                tracker_id,
+                                readings: r,
+                            },
+                            out,
+                        );
+                    }
+                    None => self.stats.unmapped += 1,
+                },
+                BatchItem::Lifecycle(item) => {
+                    if let Some(u) = self.lifecycle_update(item) {
+                        lifecycle += 1;
+                        push(u, out);
+                    }
+                }
+                BatchItem::Unknown { item_type } => {
+                    self.stats.unknown_items += 1;
+                    metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => item_type).increment(1);
+                }
+                BatchItem::Invalid(e) => self.errors.record(&mut self.stats, &e, text),
+            }
+        }
+        self.stats.states += states;
+        self.stats.readings += readings;
+        self.stats.lifecycle += lifecycle;
+        self.stats.iot += iot;
+        let source = self.options.source;
+        for (kind, n) in [
+            ("state", states),
+            ("readings", readings),
+            ("lifecycle", lifecycle),
+            ("iot", iot),
+        ] {
+            if n > 0 {
+                metrics::counter!(telemetry::UPDATES, "kind" => kind, "source" => source)
+                    .increment(n);
+            }
+        }
+    }
+
+    fn state_update(&mut self, state: Box<SourceState>) -> Option<Update> {
+        match state.source_id.and_then(|s| self.ids.tracker_of(s)) {
+            Some(tracker_id) => Some(Update::State { tracker_id, state }),
+            None => {
+                self.stats.unmapped += 1;
+                None
+            }
+        }
+    }
+
+    fn lifecycle_update(&mut self, item: LifecycleItem) -> Option<Update> {
+        match item.source_id.and_then(|s| self.ids.tracker_of(s)) {
+            Some(tracker_id) => Some(Update::Lifecycle {
+                tracker_id,
+                kind: item.lifecycle_event,
+                at: item.timestamp.map(|t| t.to_utc(self.options.timezone)),
+            }),
+            None => {
+                self.stats.unmapped += 1;
+                None
+            }
+        }
+    }
+
+    /// Moves the engine clock for a frame and sends the ticks it crossed.
+    fn advance_clock(
+        &mut self,
+        at: Option<DateTime<Utc>>,
+        updates: &[(Update, Option<DateTime<Utc>>)],
+    ) {
+        let candidate = match &self.options.clock {
+            EngineClock::Wall(clock) => Some(clock.now()),
+            EngineClock::EventTime => at.or_else(|| updates.iter().filter_map(|(_, t)| *t).max()),
+        };
+        if let Some(t) = candidate
+            && self.now.is_none_or(|now| t > now)
+        {
+            self.now = Some(t);
+        }
+        self.emit_due_ticks();
+    }
+
+    /// Live: reads the clock and sends the ticks that are due. Call it from a timer so
+    /// that silent fleets are still evaluated (frames call it too).
+    pub fn poll_clock(&mut self) {
+        self.advance_clock(None, &[]);
+    }
+
+    fn emit_due_ticks(&mut self) {
+        let Some(now) = self.now else { return };
+        let Ok(interval) = chrono::Duration::from_std(self.options.eval_interval) else {
+            return;
+        };
+        if interval <= chrono::Duration::zero() {
+            return;
+        }
+        let boundary_at_or_before = |t: DateTime<Utc>| {
+            let step = interval.num_milliseconds().max(1);
+            let ms = t.timestamp_millis().div_euclid(step) * step;
+            DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(t)
+        };
+        let mut next = match self.next_tick {
+            Some(next) => next,
+            None => {
+                // The first tick is the first boundary after the clock started.
+                self.next_tick = Some(boundary_at_or_before(now) + interval);
+                return;
+            }
+        };
+        if next > now {
+            return;
+        }
+        // Updates before the tick must be applied before it: same channel, in order.
+        self.flush();
+        let mut sent = 0;
+        while next <= now {
+            if sent == MAX_TICKS_PER_JUMP {
+                next = boundary_at_or_before(now);
+            }
+            self.send_tick(next);
+            sent += 1;
+            next += interval;
+        }
+        self.next_tick = Some(next);
+    }
+
+    fn send_tick(&mut self, at: DateTime<Utc>) {
+        self.stats.ticks += 1;
+        for shard in &self.shards {
+            let _ = shard.send(ShardMsg::Tick(at));
+        }
+    }
+
+    fn route(&mut self, routed: RoutedUpdate) {
+        let i = shard_index(routed.update.tracker_id(), self.shards.len());
+        let batch = &mut self.pending[i];
+        batch.push(routed);
+        if batch.len() >= self.options.batch_size {
+            let full = std::mem::replace(batch, Vec::with_capacity(self.options.batch_size));
+            // A send fails only when the worker is gone (it panicked): nothing to deliver to.
+            let _ = self.shards[i].send(ShardMsg::Updates(full));
+        }
+    }
+
+    /// Sends every buffered update to its shard. Call when the input goes quiet (live: after
+    /// each read that returned no more frames) so that nothing waits for a full batch.
+    pub fn flush(&mut self) {
+        for (i, batch) in self.pending.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                let full = std::mem::replace(batch, Vec::with_capacity(self.options.batch_size));
+                let _ = self.shards[i].send(ShardMsg::Updates(full));
+            }
+        }
+    }
+
+    /// Flushes and waits until every shard has applied everything sent so far.
+    pub fn sync(&mut self) {
+        self.flush();
+        self.handle().sync_blocking();
+    }
+
+    /// Sends a tick now at the engine clock (tests, and a final evaluation).
+    pub fn tick_now(&mut self) {
+        if let Some(now) = self.now {
+            self.flush();
+            self.send_tick(now);
+        }
+    }
+
+    /// Flushes, stops the workers once they drained their queues, and returns the counts.
+    pub fn shutdown(mut self) -> EngineStats {
+        self.stop();
+        std::mem::take(&mut self.stats)
+    }
+
+    fn stop(&mut self) {
+        self.flush();
+        for shard in &self.shards {
+            let _ = shard.send(ShardMsg::Stop);
+        }
+        self.shards.clear();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl EngineHandle {
+    /// A copy of one tracker's state (`None`: unknown tracker, or the engine stopped).
+    pub fn tracker(&self, id: TrackerId) -> oneshot::Receiver<Option<TrackerState>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.shards[shard_index(id, self.shards.len())].send(ShardMsg::Tracker(id, tx));
+        rx
+    }
+
+    /// Replaces every shard's evaluator (hot reload); trackers' state is kept.
+    pub fn replace_evaluators(&self, factory: EvaluatorFactory<'_>) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            let _ = shard.send(ShardMsg::Evaluator(factory(i)));
+        }
+    }
+
+    /// New history windows for every shard.
+    pub fn set_history(&self, policy: HistoryPolicy) {
+        for shard in &self.shards {
+            let _ = shard.send(ShardMsg::History(policy.clone()));
+        }
+    }
+
+    /// Asks every shard to evaluate every tracker at `now`.
+    pub fn tick(&self, now: DateTime<Utc>) {
+        for shard in &self.shards {
+            let _ = shard.send(ShardMsg::Tick(now));
+        }
+    }
+
+    /// Waits (blocking) until every shard has done everything sent to it so far. Not for
+    /// async code: use [`EngineHandle::sync`] there.
+    pub fn sync_blocking(&self) {
+        for rx in self.sync_requests() {
+            let _ = rx.blocking_recv();
+        }
+    }
+
+    /// Waits until every shard has done everything sent to it so far.
+    pub async fn sync(&self) {
+        for rx in self.sync_requests() {
+            let _ = rx.await;
+        }
+    }
+
+    fn sync_requests(&self) -> Vec<oneshot::Receiver<()>> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let (tx, rx) = oneshot::channel();
+                let _ = shard.send(ShardMsg::Sync(tx));
+                rx
+            })
+            .collect()
+    }
+
+    /// How many trackers the shards hold, all together.
+    pub fn tracker_count_blocking(&self) -> usize {
+        let replies: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let (tx, rx) = oneshot::channel();
+                let _ = shard.send(ShardMsg::Len(tx));
+                rx
+            })
+            .collect();
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.blocking_recv().ok())
+            .sum()
+    }
+}
+
+/// `tracker_id mod workers`, for negative ids too.
+pub fn shard_index(tracker_id: TrackerId, workers: usize) -> usize {
+    tracker_id.rem_euclid(workers.max(1) as i64) as usize
+}

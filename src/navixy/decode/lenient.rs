@@ -1,0 +1,1299 @@
+//! Field-by-field readers that never fail on a wrong type: they flag it in a [`Cx`] and
+//! read on, so that one bad value costs only the batch item that holds it.
+//!
+//! Why not `#[derive(Deserialize)]`: serde's derive stops at the first wrong type, and the
+//! parser is then in the middle of an item with no way to skip to the next one. Reading
+//! every value with `deserialize_any` (the JSON parser dispatches on the next byte, so this
+//! costs nothing extra) lets each reader accept what it expects and skip anything else.
+//! Only JSON syntax errors stop the frame. Strings are borrowed from the frame text; keys
+//! are matched without allocating; fields no one reads are skipped with `IgnoredAny`.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::navixy::messages::*;
+
+/// Visitor methods that flag any scalar as a wrong type (null is just absent).
+macro_rules! wrong_scalars {
+    () => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(self.wrong())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(self.wrong())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(self.wrong())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(self.wrong())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(self.wrong())
+        }
+    };
+}
+
+macro_rules! wrong_seq {
+    () => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(self.wrong())
+        }
+    };
+}
+
+macro_rules! wrong_map {
+    () => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(self.wrong())
+        }
+    };
+}
+
+/// The first wrong-typed field seen while reading one item (or one frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bad {
+    pub field: &'static str,
+    pub expected: &'static str,
+}
+
+/// Reading context: remembers the first wrong type, and which source-state keys to skip.
+#[derive(Debug, Default)]
+pub struct Cx {
+    bad: Cell<Option<Bad>>,
+    /// Bit `StateKey as u32` set: that key of a source state is skipped unread.
+    skip_state: u32,
+}
+
+impl Cx {
+    pub fn skipping(skip_state: u32) -> Cx {
+        Cx {
+            bad: Cell::new(None),
+            skip_state,
+        }
+    }
+
+    pub fn flag(&self, field: &'static str, expected: &'static str) {
+        if self.bad.get().is_none() {
+            self.bad.set(Some(Bad { field, expected }));
+        }
+    }
+
+    pub fn bad(&self) -> Option<Bad> {
+        self.bad.get()
+    }
+
+    pub fn take(&self) -> Option<Bad> {
+        self.bad.take()
+    }
+}
+
+/// A value read leniently: `Ok(None)` for null, absent or wrong type (then flagged).
+pub trait Lenient<'de>: Sized {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error>;
+}
+
+/// Seed that reads a `T` leniently (for `next_value_seed` / `next_element_seed`).
+pub struct Seed<'a, T> {
+    cx: &'a Cx,
+    field: &'static str,
+    _t: PhantomData<T>,
+}
+
+impl<'a, T> Seed<'a, T> {
+    pub fn new(cx: &'a Cx, field: &'static str) -> Self {
+        Seed {
+            cx,
+            field,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Lenient<'de>> DeserializeSeed<'de> for Seed<'_, T> {
+    type Value = Option<T>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        T::read(d, self.cx, self.field)
+    }
+}
+
+/// Reads the value of the current map entry as a `T`.
+pub fn value<'de, A: MapAccess<'de>, T: Lenient<'de>>(
+    map: &mut A,
+    cx: &Cx,
+    field: &'static str,
+) -> Result<Option<T>, A::Error> {
+    map.next_value_seed(Seed::<T>::new(cx, field))
+}
+
+/// Skips the value of the current map entry.
+pub fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    map.next_value::<IgnoredAny>().map(|_| ())
+}
+
+/// A map key or string, borrowed from the frame unless it had escapes.
+pub struct Key<'de>(pub Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Any JSON value, reduced to what a scalar field needs; arrays and objects are skipped.
+pub enum Scalar<'de> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Cow<'de, str>),
+    Compound,
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::I64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::U64(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::F64(v))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+}
+
+/// Scalars convert from a [`Scalar`]; `Err(())` is a wrong type.
+trait FromScalar<'de>: Sized {
+    const EXPECTED: &'static str;
+    fn from_scalar(s: Scalar<'de>) -> Result<Self, ()>;
+}
+
+macro_rules! lenient_scalar {
+    ($($t:ty),*) => {$(
+        impl<'de> Lenient<'de> for $t {
+            fn read<D: Deserializer<'de>>(d: D, cx: &Cx, field: &'static str) -> Result<Option<Self>, D::Error> {
+                match Scalar::deserialize(d)? {
+                    Scalar::Null => Ok(None),
+                    s => match <$t as FromScalar>::from_scalar(s) {
+                        Ok(v) => Ok(Some(v)),
+                        Err(()) => {
+                            cx.flag(field, <$t as FromScalar>::EXPECTED);
+                            Ok(None)
+                        }
+                    },
+                }
+            }
+        }
+    )*};
+}
+
+use serde::Deserialize as _;
+
+impl FromScalar<'_> for f64 {
+    const EXPECTED: &'static str = "a number";
+    fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
+        match s {
+            Scalar::F64(v) => Ok(v),
+            Scalar::I64(v) => Ok(v as f64),
+            Scalar::U64(v) => Ok(v as f64),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromScalar<'_> for i64 {
+    const EXPECTED: &'static str = "an integer";
+    fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
+        match s {
+            Scalar::I64(v) => Ok(v),
+            Scalar::U64(v) => i64::try_from(v).map_err(|_| ()),
+            // `10284.0`: an id written by a tool that only knows doubles.
+            Scalar::F64(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(v as i64),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromScalar<'_> for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
+        match s {
+            Scalar::Bool(v) => Ok(v),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromScalar<'_> for String {
+    const EXPECTED: &'static str = "a string";
+    fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
+        match s {
+            Scalar::Str(v) => Ok(v.into_owned()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Times have their own visitor: a state holds nine of them, and going straight from the
+/// borrowed text to the parser is measurably faster than through [`Scalar`].
+impl<'de> Lenient<'de> for NavixyTime {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        struct V<'a> {
+            cx: &'a Cx,
+            field: &'static str,
+        }
+        impl V<'_> {
+            fn wrong(&self) -> Option<NavixyTime> {
+                self.cx
+                    .flag(self.field, "a time (yyyy-MM-dd HH:mm:ss or ISO-8601)");
+                None
+            }
+        }
+        impl<'de> Visitor<'de> for V<'_> {
+            type Value = Option<NavixyTime>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a time")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(match NavixyTime::parse(s) {
+                    Some(t) => Some(t),
+                    None => self.wrong(),
+                })
+            }
+            wrong_seq!();
+            wrong_map!();
+        }
+        d.deserialize_any(V { cx, field })
+    }
+}
+
+/// Status words: unknown words are `Other`, not errors (Navixy adds statuses).
+macro_rules! status_scalar {
+    ($t:ty, $expected:literal, { $($word:literal => $variant:expr),* $(,)? }) => {
+        impl FromScalar<'_> for $t {
+            const EXPECTED: &'static str = $expected;
+            fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
+                match s {
+                    Scalar::Str(v) => Ok(match &*v {
+                        $($word => $variant,)*
+                        _ => <$t>::Other,
+                    }),
+                    _ => Err(()),
+                }
+            }
+        }
+    };
+}
+
+status_scalar!(ConnectionStatus, "a connection status", {
+    "active" => ConnectionStatus::Active,
+    "idle" => ConnectionStatus::Idle,
+    "offline" => ConnectionStatus::Offline,
+    "signal_lost" => ConnectionStatus::SignalLost,
+    "just_registered" => ConnectionStatus::JustRegistered,
+    "just_replaced" => ConnectionStatus::JustReplaced,
+});
+
+status_scalar!(MovementStatus, "a movement status", {
+    "moving" => MovementStatus::Moving,
+    "stopped" => MovementStatus::Stopped,
+    "parked" => MovementStatus::Parked,
+});
+
+status_scalar!(LifecycleKind, "a lifecycle event", {
+    "block" => LifecycleKind::Block,
+    "unblock" => LifecycleKind::Unblock,
+    "corrupt" => LifecycleKind::Corrupt,
+});
+
+lenient_scalar!(
+    f64,
+    i64,
+    bool,
+    String,
+    ConnectionStatus,
+    MovementStatus,
+    LifecycleKind
+);
+
+/// A `value` of `additional`: documented as a string; numbers and booleans are kept as
+/// their text rather than rejected.
+pub struct TextLike(pub String);
+
+impl<'de> Lenient<'de> for TextLike {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        Ok(match Scalar::deserialize(d)? {
+            Scalar::Null => None,
+            Scalar::Str(s) => Some(TextLike(s.into_owned())),
+            Scalar::Bool(b) => Some(TextLike(b.to_string())),
+            Scalar::I64(v) => Some(TextLike(v.to_string())),
+            Scalar::U64(v) => Some(TextLike(v.to_string())),
+            Scalar::F64(v) => Some(TextLike(v.to_string())),
+            Scalar::Compound => {
+                cx.flag(field, "a string");
+                None
+            }
+        })
+    }
+}
+
+/// Any JSON value, kept whole (sensor state values, iot values).
+impl<'de> Lenient<'de> for serde_json::Value {
+    fn read<D: Deserializer<'de>>(d: D, _: &Cx, _: &'static str) -> Result<Option<Self>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
+}
+
+/// A JSON object read key by key into `Self`.
+pub trait Fields<'de>: Default {
+    const EXPECTED: &'static str;
+    /// Reads the value of `key`; returns false for a key it does not know (the caller
+    /// then skips the value).
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error>;
+}
+
+/// Reads an object's entries into `target`, skipping unknown keys.
+pub fn read_fields<'de, A: MapAccess<'de>, T: Fields<'de>>(
+    target: &mut T,
+    map: &mut A,
+    cx: &Cx,
+) -> Result<(), A::Error> {
+    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        if !target.field(&key, map, cx)? {
+            skip(map)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads an object as a `T` via its [`Fields`]; anything but an object is flagged.
+struct ObjectVisitor<'a, T> {
+    cx: &'a Cx,
+    field: &'static str,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: Fields<'de>> ObjectVisitor<'_, T> {
+    fn wrong(&self) -> Option<T> {
+        self.cx.flag(self.field, T::EXPECTED);
+        None
+    }
+}
+
+impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<'_, T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+    wrong_scalars!();
+    wrong_seq!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut target = T::default();
+        read_fields(&mut target, &mut map, self.cx)?;
+        Ok(Some(target))
+    }
+}
+
+/// Objects read through their [`Fields`].
+macro_rules! lenient_objects {
+    ($($t:ty),* $(,)?) => {$(
+        impl<'de> Lenient<'de> for $t {
+            fn read<D: Deserializer<'de>>(d: D, cx: &Cx, field: &'static str) -> Result<Option<Self>, D::Error> {
+                d.deserialize_any(ObjectVisitor::<$t> { cx, field, _t: PhantomData })
+            }
+        }
+    )*};
+}
+
+lenient_objects!(
+    SourceState,
+    Gps,
+    LocationFields,
+    Gsm,
+    AdditionalField,
+    SensorInput,
+    StateValue,
+    VirtualSensor,
+    Counter,
+    IotValue,
+    IotTrackerValues,
+    IotData,
+    LifecycleFields,
+);
+
+/// Reads an object field as `T`.
+pub fn object<'de, A: MapAccess<'de>, T: Lenient<'de>>(
+    map: &mut A,
+    cx: &Cx,
+    field: &'static str,
+) -> Result<Option<T>, A::Error> {
+    value::<A, T>(map, cx, field)
+}
+
+/// Reads an object into an existing `target`, without moving a large value around.
+/// Yields false for null or a wrong type (flagged).
+pub struct Fill<'t, 'c, T> {
+    pub target: &'t mut T,
+    pub cx: &'c Cx,
+    pub field: &'static str,
+}
+
+impl<'de, T: Fields<'de>> DeserializeSeed<'de> for Fill<'_, '_, T> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Fields<'de>> Fill<'_, '_, T> {
+    fn wrong(&self) -> bool {
+        self.cx.flag(self.field, T::EXPECTED);
+        false
+    }
+}
+
+impl<'de, T: Fields<'de>> Visitor<'de> for Fill<'_, '_, T> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+        Ok(self.wrong())
+    }
+    wrong_seq!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        read_fields(self.target, &mut map, self.cx)?;
+        Ok(true)
+    }
+}
+
+struct VecVisitor<'a, T> {
+    cx: &'a Cx,
+    field: &'static str,
+    _t: PhantomData<T>,
+}
+
+impl<T> VecVisitor<'_, T> {
+    fn wrong(&self) -> Option<Vec<T>> {
+        self.cx.flag(self.field, "an array");
+        None
+    }
+}
+
+impl<'de, T: Lenient<'de>> Visitor<'de> for VecVisitor<'_, T> {
+    type Value = Option<Vec<T>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array")
+    }
+    wrong_scalars!();
+    wrong_map!();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // JSON gives no length: start at a size that fits Navixy's usual 8 inputs or a few
+        // sensors without regrowing.
+        let guess = if std::mem::size_of::<T>() <= 8 { 16 } else { 4 };
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(guess).min(64));
+        while let Some(element) = seq.next_element_seed(Seed::<T>::new(self.cx, self.field))? {
+            match element {
+                Some(v) => out.push(v),
+                // A null inside an array would shift every index after it (inputs[0] is
+                // input 1), so it is a wrong type rather than a gap.
+                None => self.cx.flag(self.field, "an array without nulls"),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+impl<'de, T: Lenient<'de>> Lenient<'de> for Vec<T> {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(VecVisitor {
+            cx,
+            field,
+            _t: PhantomData,
+        })
+    }
+}
+
+struct MapVisitor<'a, V> {
+    cx: &'a Cx,
+    field: &'static str,
+    _v: PhantomData<V>,
+}
+
+impl<V> MapVisitor<'_, V> {
+    fn wrong(&self) -> Option<BTreeMap<String, V>> {
+        self.cx.flag(self.field, "an object");
+        None
+    }
+}
+
+impl<'de, V: Lenient<'de>> Visitor<'de> for MapVisitor<'_, V> {
+    type Value = Option<BTreeMap<String, V>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    wrong_scalars!();
+    wrong_seq!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if let Some(v) = value::<A, V>(&mut map, self.cx, self.field)? {
+                out.insert(key.into_owned(), v);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+impl<'de, V: Lenient<'de>> Lenient<'de> for BTreeMap<String, V> {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(MapVisitor {
+            cx,
+            field,
+            _v: PhantomData,
+        })
+    }
+}
+
+// ---- The protocol's objects -------------------------------------------------------------
+
+/// The keys of a source state. Matching a key by its length first and then by its bytes
+/// halves the comparisons of a plain `match` on strings, and a state has seventeen keys.
+#[derive(Clone, Copy)]
+pub(super) enum StateKey {
+    SourceId,
+    Gps,
+    ConnectionStatus,
+    MovementStatus,
+    MovementStatusUpdate,
+    Ignition,
+    IgnitionUpdate,
+    Gsm,
+    LastUpdate,
+    BatteryLevel,
+    BatteryUpdate,
+    Inputs,
+    InputsUpdate,
+    Outputs,
+    OutputsUpdate,
+    Additional,
+    ActualTrackUpdate,
+}
+
+pub(super) fn state_key(key: &str) -> Option<StateKey> {
+    use StateKey::*;
+    let k = match (key.len(), key) {
+        (3, "gps") => Gps,
+        (3, "gsm") => Gsm,
+        (6, "inputs") => Inputs,
+        (7, "outputs") => Outputs,
+        (8, "ignition") => Ignition,
+        (9, "source_id") => SourceId,
+        (10, "additional") => Additional,
+        (11, "last_update") => LastUpdate,
+        (13, "battery_level") => BatteryLevel,
+        (13, "inputs_update") => InputsUpdate,
+        (14, "battery_update") => BatteryUpdate,
+        (14, "outputs_update") => OutputsUpdate,
+        (15, "movement_status") => MovementStatus,
+        (15, "ignition_update") => IgnitionUpdate,
+        (17, "connection_status") => ConnectionStatus,
+        (19, "actual_track_update") => ActualTrackUpdate,
+        (22, "movement_status_update") => MovementStatusUpdate,
+        _ => return None,
+    };
+    Some(k)
+}
+
+impl<'de> Fields<'de> for SourceState {
+    const EXPECTED: &'static str = "a source state object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        let Some(k) = state_key(key) else {
+            return Ok(false);
+        };
+        if cx.skip_state & (1 << k as u32) != 0 {
+            return Ok(false);
+        }
+        match k {
+            StateKey::SourceId => self.source_id = value(m, cx, "source_id")?,
+            StateKey::Gps => self.gps = object(m, cx, "gps")?,
+            StateKey::ConnectionStatus => {
+                self.connection_status = value(m, cx, "connection_status")?
+            }
+            StateKey::MovementStatus => self.movement_status = value(m, cx, "movement_status")?,
+            StateKey::MovementStatusUpdate => {
+                self.movement_status_update = value(m, cx, "movement_status_update")?
+            }
+            StateKey::Ignition => self.ignition = value(m, cx, "ignition")?,
+            StateKey::IgnitionUpdate => self.ignition_update = value(m, cx, "ignition_update")?,
+            StateKey::Gsm => self.gsm = object(m, cx, "gsm")?,
+            StateKey::LastUpdate => self.last_update = value(m, cx, "last_update")?,
+            StateKey::BatteryLevel => self.battery_level = value(m, cx, "battery_level")?,
+            StateKey::BatteryUpdate => self.battery_update = value(m, cx, "battery_update")?,
+            StateKey::Inputs => self.inputs = value(m, cx, "inputs")?,
+            StateKey::InputsUpdate => self.inputs_update = value(m, cx, "inputs_update")?,
+            StateKey::Outputs => self.outputs = value(m, cx, "outputs")?,
+            StateKey::OutputsUpdate => self.outputs_update = value(m, cx, "outputs_update")?,
+            StateKey::Additional => self.additional = value(m, cx, "additional")?,
+            StateKey::ActualTrackUpdate => {
+                self.actual_track_update = value(m, cx, "actual_track_update")?
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for Gps {
+    const EXPECTED: &'static str = "a gps object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "updated" => self.updated = value(m, cx, "gps.updated")?,
+            "signal_level" => self.signal_level = value(m, cx, "gps.signal_level")?,
+            "location" => {
+                self.location = object::<A, LocationFields>(m, cx, "gps.location")?
+                    .and_then(LocationFields::finish)
+            }
+            "heading" => self.heading = value(m, cx, "gps.heading")?,
+            "speed" => self.speed = value(m, cx, "gps.speed")?,
+            "alt" => self.alt = value(m, cx, "gps.alt")?,
+            "precision" => self.precision = value(m, cx, "gps.precision")?,
+            "gsm_lbs" => self.gsm_lbs = value(m, cx, "gps.gsm_lbs")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// `Location` needs both coordinates; one without the other is no position.
+#[derive(Default)]
+struct LocationFields {
+    lat: Option<f64>,
+    lng: Option<f64>,
+}
+
+impl LocationFields {
+    fn finish(self) -> Option<Location> {
+        Some(Location {
+            lat: self.lat?,
+            lng: self.lng?,
+        })
+    }
+}
+
+impl<'de> Fields<'de> for LocationFields {
+    const EXPECTED: &'static str = "a location object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "lat" => self.lat = value(m, cx, "gps.location.lat")?,
+            "lng" => self.lng = value(m, cx, "gps.location.lng")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for Gsm {
+    const EXPECTED: &'static str = "a gsm object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "updated" => self.updated = value(m, cx, "gsm.updated")?,
+            "signal_level" => self.signal_level = value(m, cx, "gsm.signal_level")?,
+            "network_name" => self.network_name = value(m, cx, "gsm.network_name")?,
+            "roaming" => self.roaming = value(m, cx, "gsm.roaming")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for AdditionalField {
+    const EXPECTED: &'static str = "an object {value, updated}";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "value" => self.value = value::<A, TextLike>(m, cx, "additional.value")?.map(|t| t.0),
+            "updated" => self.updated = value(m, cx, "additional.updated")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for SensorInput {
+    const EXPECTED: &'static str = "a sensor object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "sensor_id" => self.sensor_id = value(m, cx, "inputs.sensor_id")?,
+            "label" => self.label = value(m, cx, "inputs.label")?,
+            "name" => self.name = value(m, cx, "inputs.name")?,
+            "type" => self.kind = value(m, cx, "inputs.type")?,
+            "value" => self.value = value(m, cx, "inputs.value")?,
+            "units" => self.units = value(m, cx, "inputs.units")?,
+            "units_type" => self.units_type = value(m, cx, "inputs.units_type")?,
+            "update_time" => self.update_time = value(m, cx, "inputs.update_time")?,
+            "min_value" => self.min_value = value(m, cx, "inputs.min_value")?,
+            "max_value" => self.max_value = value(m, cx, "inputs.max_value")?,
+            "converted_value" => self.converted_value = value(m, cx, "inputs.converted_value")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for StateValue {
+    const EXPECTED: &'static str = "a state object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "field" => self.field = value(m, cx, "states.field")?,
+            "value" => self.value = value(m, cx, "states.value")?.unwrap_or_default(),
+            "update_time" => self.update_time = value(m, cx, "states.update_time")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for VirtualSensor {
+    const EXPECTED: &'static str = "a virtual sensor object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "sensor_id" => self.sensor_id = value(m, cx, "virtual_sensors.sensor_id")?,
+            "label" => self.label = value(m, cx, "virtual_sensors.label")?,
+            "value" => self.value = value(m, cx, "virtual_sensors.value")?.unwrap_or_default(),
+            "type" => self.kind = value(m, cx, "virtual_sensors.type")?,
+            "update_time" => self.update_time = value(m, cx, "virtual_sensors.update_time")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for Counter {
+    const EXPECTED: &'static str = "a counter object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "type" => self.kind = value(m, cx, "counters.type")?,
+            "value" => self.value = value(m, cx, "counters.value")?,
+            "update_time" => self.update_time = value(m, cx, "counters.update_time")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for IotValue {
+    const EXPECTED: &'static str = "an iot value object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "value" => self.value = value(m, cx, "iot.value")?.unwrap_or_default(),
+            "msg_time" => self.msg_time = value(m, cx, "iot.msg_time")?,
+            "srv_time" => self.srv_time = value(m, cx, "iot.srv_time")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Fields<'de> for IotTrackerValues {
+    const EXPECTED: &'static str = "an iot_last_values object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "tracker_id" => self.tracker_id = value(m, cx, "iot.tracker_id")?,
+            "nonnull_fields" => self.nonnull_fields = iot_fields(m, cx, "iot.nonnull_fields")?,
+            "all_fields" => self.all_fields = iot_fields(m, cx, "iot.all_fields")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+fn iot_fields<'de, A: MapAccess<'de>>(
+    m: &mut A,
+    cx: &Cx,
+    field: &'static str,
+) -> Result<BTreeMap<String, Vec<IotValue>>, A::Error> {
+    Ok(value::<A, BTreeMap<String, Vec<IotValue>>>(m, cx, field)?.unwrap_or_default())
+}
+
+/// `data` of an `iot_monitor` event.
+#[derive(Default)]
+pub struct IotData {
+    pub values: Vec<IotTrackerValues>,
+}
+
+impl<'de> Fields<'de> for IotData {
+    const EXPECTED: &'static str = "an iot_monitor data object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "iot_last_values" => self.values = value(m, cx, "iot_last_values")?.unwrap_or_default(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// `inputs` before the item's `type` is known: booleans (a source state) or sensor
+/// objects (a readings item), told apart by the first element.
+#[derive(Default)]
+pub enum Inputs {
+    #[default]
+    Absent,
+    Bools(Vec<bool>),
+    Sensors(Vec<SensorInput>),
+}
+
+/// One element of an `inputs` array of unknown kind. Short-lived (one per element while
+/// reading), so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum InputElement {
+    Bool(bool),
+    Sensor(SensorInput),
+}
+
+impl<'de> Lenient<'de> for InputElement {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        struct V<'a> {
+            cx: &'a Cx,
+            field: &'static str,
+        }
+        impl V<'_> {
+            fn wrong(&self) -> Option<InputElement> {
+                self.cx.flag(self.field, "booleans or sensor objects");
+                None
+            }
+        }
+        impl<'de> Visitor<'de> for V<'_> {
+            type Value = Option<InputElement>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a boolean or a sensor object")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Some(InputElement::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(self.wrong())
+            }
+            wrong_seq!();
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut sensor = SensorInput::default();
+                read_fields(&mut sensor, &mut map, self.cx)?;
+                Ok(Some(InputElement::Sensor(sensor)))
+            }
+        }
+        d.deserialize_any(V { cx, field })
+    }
+}
+
+impl Inputs {
+    fn read<'de, A: MapAccess<'de>>(m: &mut A, cx: &Cx) -> Result<Inputs, A::Error> {
+        let Some(elements) = value::<A, Vec<InputElement>>(m, cx, "inputs")? else {
+            return Ok(Inputs::Absent);
+        };
+        let mut out = Inputs::Bools(Vec::new());
+        for element in elements {
+            match (&mut out, element) {
+                (Inputs::Bools(b), InputElement::Bool(v)) => b.push(v),
+                (Inputs::Bools(b), InputElement::Sensor(s)) if b.is_empty() => {
+                    out = Inputs::Sensors(vec![s]);
+                }
+                (Inputs::Sensors(s), InputElement::Sensor(v)) => s.push(v),
+                _ => cx.flag("inputs", "booleans or sensor objects, not both"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One item of `state_batch` / `readings_batch` (or the `data` of a `state` event), in
+/// any of its shapes: a bare source state (documented), or tagged by `type`
+/// (`source_state_event`, `readings_event`, `lifecycle_event`). The tag may come after
+/// the fields, so every shape's fields are read into one place and sorted out at the end.
+///
+/// The source state is read straight into its final heap box: a state is half a
+/// kilobyte, and moving it through return values showed up in profiles.
+#[derive(Default)]
+pub struct ItemFields<'de> {
+    tag: Option<Cow<'de, str>>,
+    /// Fields of a bare state at the item's top level, or the `state` of a
+    /// `source_state_event` whose tag came first.
+    top: Option<Box<SourceState>>,
+    /// `state` of a `source_state_event` whose tag came later.
+    nested: Option<Box<SourceState>>,
+    source_id: Option<SourceId>,
+    inputs: Inputs,
+    lifecycle_event: Option<LifecycleKind>,
+    timestamp: Option<NavixyTime>,
+    tracker_id: Option<TrackerId>,
+    states: Vec<StateValue>,
+    virtual_sensors: Vec<VirtualSensor>,
+    counters: Vec<Counter>,
+}
+
+impl<'de> Fields<'de> for ItemFields<'de> {
+    const EXPECTED: &'static str = "a batch item object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "type" => match m.next_value::<Scalar<'de>>()? {
+                Scalar::Str(tag) => self.tag = Some(tag),
+                _ => cx.flag("type", "a string"),
+            },
+            "state" => {
+                let slot = if self.tag.as_deref() == Some("source_state_event") {
+                    &mut self.top
+                } else {
+                    &mut self.nested
+                };
+                let target = slot.get_or_insert_with(Box::default);
+                m.next_value_seed(Fill {
+                    target: &mut **target,
+                    cx,
+                    field: "state",
+                })?;
+            }
+            "source_id" => self.source_id = value(m, cx, "source_id")?,
+            "inputs" => {
+                self.inputs = match self.tag.as_deref() {
+                    // The usual wire order puts `type` first: read the right kind directly.
+                    Some("readings_event") => value::<A, Vec<SensorInput>>(m, cx, "inputs")?
+                        .map_or(Inputs::Absent, Inputs::Sensors),
+                    Some(_) => value::<A, Vec<bool>>(m, cx, "inputs")?
+                        .map_or(Inputs::Absent, Inputs::Bools),
+                    None => Inputs::read(m, cx)?,
+                }
+            }
+            "lifecycle_event" => self.lifecycle_event = value(m, cx, "lifecycle_event")?,
+            "timestamp" => self.timestamp = value(m, cx, "timestamp")?,
+            "tracker_id" => self.tracker_id = value(m, cx, "tracker_id")?,
+            "states" => self.states = value(m, cx, "states")?.unwrap_or_default(),
+            "virtual_sensors" => {
+                self.virtual_sensors = value(m, cx, "virtual_sensors")?.unwrap_or_default()
+            }
+            "counters" => self.counters = value(m, cx, "counters")?.unwrap_or_default(),
+            _ => return self.top.get_or_insert_with(Box::default).field(key, m, cx),
+        }
+        Ok(true)
+    }
+}
+
+/// What an item turned out to be.
+pub enum ItemKind {
+    State(Box<SourceState>),
+    Readings(Box<ReadingsItem>),
+    Lifecycle(LifecycleItem),
+    Unknown(String),
+}
+
+impl ItemFields<'_> {
+    /// Sorts the fields out by the item's tag (`untagged` for items without one: a bare
+    /// state in `state_batch`, a bare readings object in `readings_batch`). Wrong types
+    /// are flagged in `cx`.
+    pub fn finish(self, cx: &Cx, untagged: &'static str) -> ItemKind {
+        let ItemFields {
+            tag,
+            top,
+            nested,
+            source_id,
+            inputs,
+            lifecycle_event,
+            timestamp,
+            tracker_id,
+            states,
+            virtual_sensors,
+            counters,
+        } = self;
+        match tag.as_deref().unwrap_or(untagged) {
+            "source_state_event" => {
+                let mut state = match (tag.is_some(), nested) {
+                    (true, Some(state)) => state,
+                    _ => top.unwrap_or_default(),
+                };
+                match inputs {
+                    Inputs::Bools(b) => state.inputs = Some(b),
+                    Inputs::Sensors(_) => cx.flag("inputs", "booleans"),
+                    Inputs::Absent => {}
+                }
+                if source_id.is_some() {
+                    state.source_id = source_id;
+                }
+                ItemKind::State(state)
+            }
+            "readings_event" => ItemKind::Readings(Box::new(ReadingsItem {
+                tracker_id,
+                timestamp,
+                inputs: match inputs {
+                    Inputs::Sensors(s) => s,
+                    Inputs::Bools(b) if b.is_empty() => Vec::new(),
+                    Inputs::Bools(_) => {
+                        cx.flag("inputs", "sensor objects");
+                        Vec::new()
+                    }
+                    Inputs::Absent => Vec::new(),
+                },
+                states,
+                virtual_sensors,
+                counters,
+            })),
+            "lifecycle_event" => match lifecycle_event {
+                Some(kind) => ItemKind::Lifecycle(LifecycleItem {
+                    source_id,
+                    lifecycle_event: kind,
+                    timestamp,
+                }),
+                None => {
+                    cx.flag("lifecycle_event", "block, unblock or corrupt");
+                    ItemKind::Unknown("lifecycle_event".into())
+                }
+            },
+            other => ItemKind::Unknown(other.to_owned()),
+        }
+    }
+}
+
+/// `data` of a `lifecycle` event (the documented, untagged item).
+#[derive(Default)]
+pub struct LifecycleFields {
+    source_id: Option<SourceId>,
+    lifecycle_event: Option<LifecycleKind>,
+    timestamp: Option<NavixyTime>,
+}
+
+impl LifecycleFields {
+    pub fn finish(self, cx: &Cx) -> Option<LifecycleItem> {
+        let Some(kind) = self.lifecycle_event else {
+            cx.flag("lifecycle_event", "block, unblock or corrupt");
+            return None;
+        };
+        Some(LifecycleItem {
+            source_id: self.source_id,
+            lifecycle_event: kind,
+            timestamp: self.timestamp,
+        })
+    }
+}
+
+impl<'de> Fields<'de> for LifecycleFields {
+    const EXPECTED: &'static str = "a lifecycle object";
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        m: &mut A,
+        cx: &Cx,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "source_id" => self.source_id = value(m, cx, "source_id")?,
+            "lifecycle_event" => self.lifecycle_event = value(m, cx, "lifecycle_event")?,
+            "timestamp" => self.timestamp = value(m, cx, "timestamp")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,183 @@
+//! `check` through the real binary: exit codes and the one-line messages.
+
+use std::process::Command;
+
+use super::data;
+
+fn check(
+    yaml: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("navixy-alerts.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"));
+    cmd.args(["check", "-c"]).arg(&path).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path,
+        dir,
+    )
+}
+
+#[test]
+fn a_good_config_prints_a_summary() {
+    let yaml = r#"
+source:
+  navixy:
+    api_url: https://api.eu.navixy.com/v2
+    hash: ${TEST_NAVIXY_HASH}
+    timezone: Europe/Berlin
+rules: [rules/*.yaml, extra.yaml]
+engine: { workers: 3, eval_interval: 30s, max_event_age: 1h }
+zones:
+  depot: { circle: { lat: 52.52, lng: 13.40, radius_m: 300 } }
+channels:
+  console: { type: stdout }
+  ops: { type: webhook, url: "http://127.0.0.1:1/hook", secret: "${TEST_SECRET:-whsec_abc}" }
+routes:
+  - match: { severity: critical }
+    channels: [ops]
+    continue: true
+  - channels: [console]
+storage: { path: ":memory:" }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    for f in [
+        "rules/a.yaml",
+        "rules/b.yaml",
+        "rules/notes.txt",
+        "extra.yaml",
+    ] {
+        std::fs::write(dir.path().join(f), "rules: []\n").unwrap();
+    }
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env("TEST_NAVIXY_HASH", "f4bf1b754034213653dad99c78c4b237")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = format!(
+        "{}: ok
+source: navixy https://api.eu.navixy.com/v2 (auth: hash, trackers: all, subscribe: state_batch, readings_batch, timezone: Europe/Berlin)
+rules: 3 file(s)
+  rules/*.yaml: 2 file(s)
+  extra.yaml: 1 file(s)
+engine: 3 worker(s), eval_interval 30s, max_event_age 1h
+zones: 1 (depot)
+channels: 2 (console (stdout), ops (webhook))
+routes: 2
+  0: severity=critical -> ops (continue)
+  1: any -> console
+storage: :memory:
+server: 127.0.0.1:9898
+",
+        path.display()
+    );
+    assert_eq!(stdout, expected);
+    assert!(!stdout.contains("f4bf1b75"), "the hash is a secret");
+}
+
+#[test]
+fn unknown_key_names_line_column_and_key() {
+    let (code, _, stderr, path, _dir) = check(
+        "source:\n  simulator: { trackers: 3 }\nengine:\n  workers: 2\n  eval_intervall: 10s\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:5:3: engine.eval_intervall: unknown field `eval_intervall`, expected one of eval_interval, max_event_age, workers",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let (code, _, stderr, path, _dir) = check(
+        "source:\n  simulator: {}\nengine:\n  max_event_age: 15 minutes\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:4:18: engine.max_event_age: `15 minutes` has an unknown unit ` minutes` (use ms, s, m, h or d)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_channel_in_a_route() {
+    let yaml = "source:\n  simulator: {}\nchannels:\n  console: { type: stdout }\nroutes:\n  - match: { severity: critical }\n    channels: [console, pager]\n";
+    let (code, _, stderr, path, _dir) = check(yaml, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:7:25: routes[0]: unknown channel `pager` (channels: console)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn missing_environment_variable() {
+    let yaml = "source:\n  navixy:\n    api_url: https://api.eu.navixy.com/v2\n    hash: ${NAVIXY_ALERTS_TEST_UNSET}\n";
+    let (code, _, stderr, path, _dir) = check(yaml, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:4:11: source.navixy.hash: environment variable `NAVIXY_ALERTS_TEST_UNSET` is not set (write `${{NAVIXY_ALERTS_TEST_UNSET:-default}}` for a default)",
+            path.display()
+        )
+    );
+    let (code, stdout, _, _, _dir) = check(yaml, &[("NAVIXY_ALERTS_TEST_UNSET", "abc")]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
+fn a_rule_file_that_does_not_exist() {
+    let (code, _, stderr, path, _dir) =
+        check("source:\n  simulator: {}\nrules: [missing.yaml]\n", &[]);
+    assert_eq!(code, 1);
+    let missing = path.parent().unwrap().join("missing.yaml");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}: rules: `missing.yaml` does not exist ({})",
+            path.display(),
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn the_replay_test_config_is_valid() {
+    let out = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["check", "-c"])
+        .arg(data("replay.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
