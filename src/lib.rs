@@ -28,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
 pub mod engine;
 pub mod navixy;

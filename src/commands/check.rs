@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
 use crate::config::{Config, ConfigError};
+use crate::dispatch::Dispatcher;
+use crate::rules::RuleSet;
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
@@ -36,13 +38,19 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The rule check: compiles every rule file the config names. Returns a one-line summary
-/// for the report, or the first error (file, rule, position).
-///
-/// RULES: the call site for `rules::RuleSet::load(&config)`; until the rule engine is in
-/// this build, only the files' existence is checked (by [`rule_files`]).
-pub fn check_rules(_config: &Config) -> Result<Option<String>, String> {
-    Ok(None)
+/// The rule and channel check: compiles every rule file the config names and builds
+/// every route and channel. Returns the rule set's summary for the report, or every error
+/// found, one per line (file, rule, position).
+pub fn check_rules(config: &Config) -> Result<Option<String>, String> {
+    let rules = RuleSet::load(config).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\nerror: ")
+    })?;
+    Dispatcher::check(config).map_err(|e| e.to_string())?;
+    Ok(Some(rules.summary().to_string()))
 }
 
 /// Each `rules:` entry with the files it matches. An entry without wildcards must exist.

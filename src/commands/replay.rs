@@ -7,6 +7,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,7 +20,8 @@ use crate::engine::{
     Engine, EngineClock, EngineOptions, EngineStats, EvaluatorFactory, NoRules, ShardEvaluator,
 };
 use crate::navixy::decode::{DecodeErrorKind, decode_tracker_list};
-use crate::rules::alert::{AlertStatus, AlertTransition};
+use crate::rules::alert::AlertTransition;
+use crate::rules::{Evaluator, RuleSet, format_transition};
 use crate::source::replay::Recording;
 use crate::state::history::HistoryPolicy;
 
@@ -252,7 +254,7 @@ fn drain_transitions(
     while let Some(t) = rx.blocking_recv() {
         count += 1;
         match output {
-            TransitionOutput::Print => writeln!(out, "{}", transition_line(&t))?,
+            TransitionOutput::Print => writeln!(out, "{}", format_transition(&t))?,
             TransitionOutput::Collect => kept.push(t),
             TransitionOutput::Discard => {}
         }
@@ -261,39 +263,17 @@ fn drain_transitions(
     Ok((count, kept))
 }
 
-/// `2026-01-01T10:00:00Z fuel_drain tracker=21080 "Truck 7" firing value=17.2`
-pub fn transition_line(t: &AlertTransition) -> String {
-    let mut line = format!(
-        "{} {}",
-        t.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        t.rule
-    );
-    match &t.tracker {
-        Some(tracker) => {
-            line.push_str(&format!(" tracker={}", tracker.id));
-            if let Some(label) = &tracker.label {
-                line.push_str(&format!(" {label:?}"));
-            }
-        }
-        None => line.push_str(" engine"),
-    }
-    line.push_str(match t.status {
-        AlertStatus::Firing => " firing",
-        AlertStatus::Resolved => " resolved",
-    });
-    if let Some(value) = &t.value {
-        line.push_str(&format!(" value={value}"));
-    }
-    line
-}
-
 /// An owned [`EvaluatorFactory`].
 type BoxedFactory = Box<dyn Fn(usize) -> Box<dyn ShardEvaluator> + Sync>;
 
-/// The evaluators `replay` runs. The rules are not loaded yet: every shard evaluates
-/// nothing, so a replay measures decoding, routing and the cache.
-fn evaluator_factory(_config: &Config) -> anyhow::Result<BoxedFactory> {
-    Ok(Box::new(|_| Box::new(NoRules)))
+/// The evaluators `replay` runs: the config's rules, compiled once and shared by every
+/// shard. A config without rules evaluates nothing, so a replay measures decoding,
+/// routing and the cache alone.
+fn evaluator_factory(rules: Option<Arc<RuleSet>>) -> BoxedFactory {
+    match rules {
+        Some(rules) => Box::new(move |_| Box::new(Evaluator::new(Arc::clone(&rules)))),
+        None => Box::new(|_| Box::new(NoRules)),
+    }
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -304,7 +284,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let factory = evaluator_factory(&config)?;
+    let rules = if config.rules.is_empty() {
+        None
+    } else {
+        match RuleSet::load(&config) {
+            Ok(rules) => Some(Arc::new(rules)),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+    };
+    let history = rules.as_ref().map(|r| r.history_policy());
+    let factory = evaluator_factory(rules);
     let options = ReplayOptions {
         speed: args.speed,
         trackers: args.trackers,
@@ -314,7 +308,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         } else {
             TransitionOutput::Print
         },
-        history: None,
+        history,
         workers: None,
     };
     let stats = replay(&config, &args.events, options, &*factory)?;

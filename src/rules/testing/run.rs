@@ -666,7 +666,7 @@ fn frame_updates(
                 });
             }
         }
-        BatchItem::Unknown { .. } => {}
+        BatchItem::Unknown { .. } | BatchItem::Invalid(_) => {}
     };
     match frame {
         Frame::State { state, .. } => item(BatchItem::State(state), &mut out),
