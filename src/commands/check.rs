@@ -205,7 +205,9 @@ fn summary(config: &Config, rule_files: &[(String, Vec<PathBuf>)], rules: Option
         let _ = writeln!(s, "  {pattern}: {} file(s){note}", files.len());
     }
     if let Some(rules) = rules {
-        let _ = writeln!(s, "  {rules}");
+        for line in rules.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = writeln!(s, "  {line}");
+        }
     }
     let _ = writeln!(
         s,

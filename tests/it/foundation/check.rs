@@ -40,7 +40,7 @@ zones:
   depot: { circle: { lat: 52.52, lng: 13.40, radius_m: 300 } }
 channels:
   console: { type: stdout }
-  ops: { type: webhook, url: "http://127.0.0.1:1/hook", secret: "${TEST_SECRET:-whsec_abc}" }
+  ops: { type: webhook, url: "http://127.0.0.1:1/hook", secret: "${TEST_SECRET:-whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD}" }
 routes:
   - match: { severity: critical }
     channels: [ops]
@@ -79,6 +79,7 @@ source: navixy https://api.eu.navixy.com/v2 (auth: hash, trackers: all, subscrib
 rules: 3 file(s)
   rules/*.yaml: 2 file(s)
   extra.yaml: 1 file(s)
+  0 rules in 3 files
 engine: 3 worker(s), eval_interval 30s, max_event_age 1h
 zones: 1 (depot)
 channels: 2 (console (stdout), ops (webhook))
