@@ -109,10 +109,15 @@ pub fn always(name: &str) -> String {
 /// A config with the simulator, `rules/*.yaml`, one webhook channel and the admin API on
 /// an ephemeral port with [`TOKEN`]; `storage` is a path or `:memory:`.
 pub fn config_text(hook: &str, storage: &str) -> String {
+    config_listing(hook, storage, "rules/*.yaml")
+}
+
+/// [`config_text`] with other `rules:` patterns (comma-separated).
+pub fn config_listing(hook: &str, storage: &str, rules: &str) -> String {
     format!(
         r#"source:
   simulator: {{ trackers: {TRACKERS}, seed: 7, speed: 60 }}
-rules: [rules/*.yaml]
+rules: [{rules}]
 engine: {{ eval_interval: 10s, workers: 2 }}
 channels:
   hook: {{ type: webhook, url: "{hook}" }}
@@ -137,6 +142,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts a daemon with these rule files, the config listing each of them by name (not
+    /// by pattern): the file watcher then ignores files added later, until a reload lists
+    /// them, so that a test decides alone when a reload happens.
+    pub async fn start_listed(rules: &[(&str, String)]) -> Daemon {
+        let hook = Hook::start().await;
+        let listed: Vec<String> = rules.iter().map(|(f, _)| format!("rules/{f}")).collect();
+        let text = config_listing(&hook.url, ":memory:", &listed.join(", "));
+        Daemon::start_with(&text, rules, hook).await
+    }
+
     /// Starts a daemon with [`config_text`] and these rule files.
     pub async fn start(rules: &[(&str, String)]) -> Daemon {
         let hook = Hook::start().await;
@@ -188,6 +203,13 @@ impl Daemon {
 
     pub fn rules_dir(&self) -> PathBuf {
         self.dir.path().join("rules")
+    }
+
+    /// Rewrites the config file with these rule files (in `rules/`) as its `rules:`.
+    pub fn list_rules(&self, files: &[&str]) {
+        let listed: Vec<String> = files.iter().map(|f| format!("rules/{f}")).collect();
+        let text = config_listing(&self.hook.url, ":memory:", &listed.join(", "));
+        write(&self.dir.path().join("config.yaml"), &text);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -583,7 +605,13 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
             &text,
             "navixy_alerts_notifications_sent_total{channel=\"hook\"}",
         );
-        sent.is_some_and(|n| n >= TRACKERS as f64).then_some(text)
+        // Evaluations are added to their counter on each tick.
+        let evaluated = sample(
+            &text,
+            "navixy_alerts_rule_evaluations_total{rule=\"metrics_watch\"}",
+        );
+        (sent.is_some_and(|n| n >= TRACKERS as f64) && evaluated.is_some_and(|n| n > 0.0))
+            .then_some(text)
     })
     .await;
     for name in [
