@@ -184,3 +184,21 @@ async fn an_unchanged_rule_does_not_fire_again_and_a_removed_one_resolves() {
     assert_eq!(daemon.hook.count("firing", "steady_rule"), TRACKERS);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_no_longer_loads_is_reported_and_changes_nothing() {
+    let daemon = Daemon::start_listed(&[("only.yaml", always("only_rule"))]).await;
+    daemon.firing_for_all("only_rule").await;
+    let path = daemon.dir.path().join("config.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("rules: [", "rulez: [")).unwrap();
+    let (status, body) = daemon.post("/api/v1/reload", "").await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("config.yaml:"), "{error}");
+    assert!(error.contains("unknown field `rulez`"), "{error}");
+    assert_eq!(body["errors"], serde_json::json!([error]));
+    assert_eq!(rule_names(&daemon), ["only_rule"]);
+    evaluated_again(&daemon, "only_rule").await;
+    daemon.stop().await;
+}

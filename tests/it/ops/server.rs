@@ -681,3 +681,33 @@ async fn a_rule_file_written_into_the_folder_is_loaded_by_itself() {
     assert!(rules.get("watched_after").is_some());
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_stops_the_start_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    write(&dir.path().join("rules/a.yaml"), &always("never_started"));
+    let path = dir.path().join("config.yaml");
+    let text = config_text("http://127.0.0.1:1/hook", ":memory:")
+        .replace("127.0.0.1:0", &addr.to_string());
+    write(&path, &text);
+    let config = Config::load(&path).unwrap();
+    let rules = RuleSet::load(&config).unwrap();
+    let result = tokio::time::timeout(
+        LIMIT,
+        daemon::run(config, rules, RunOptions::default(), async {}, None),
+    )
+    .await
+    .expect("the start did not fail in time");
+    let message = format!("{:#}", result.expect_err("the start should fail"));
+    assert!(
+        message.starts_with(&format!(
+            "{}: server.listen: cannot listen on `{addr}`: ",
+            path.display()
+        )),
+        "{message}"
+    );
+    drop(taken);
+}
