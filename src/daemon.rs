@@ -1,26 +1,40 @@
-//! The daemon behind `run`: wires source → engine → dispatcher and owns their lifetimes.
+//! The daemon behind `run`: wires source → engine → dispatcher, serves the admin API, and
+//! owns their lifetimes.
 //!
 //! ```text
 //! source task ──SourceEvent──> engine thread ──transitions──> forwarder task ──> dispatcher
 //!   (tokio)      (bounded)     (decode, route     (unbounded)   (batches and     (SQLite, outbox,
 //!                               to shard workers)                submits)         channels)
+//!
+//! admin server (tokio) ── reads the store, asks the engine, reloads through the reloader
+//! rule file watcher    ── reloads through the reloader
 //! ```
 //! The engine's front runs on a thread of its own because routing to the shards may block
 //! on a full shard queue, which must push back on the source rather than stall the async
-//! runtime. Shutdown goes in data-flow order: stop the source, let the engine apply what
-//! it has and stop its workers, submit the last transitions, then let the dispatcher
-//! deliver what is due for a bounded time.
+//! runtime. Shutdown goes in data-flow order: stop the admin server and the watcher, stop
+//! the source, let the engine apply what it has and stop its workers, submit the last
+//! transitions, let the dispatcher deliver what is due for a bounded time, and checkpoint
+//! the database so that its file is complete on its own.
+//!
+//! - [`reload`]: hot reload of the rule set. [`watch`]: reload on rule file change.
 
+pub mod reload;
+pub mod watch;
+
+use std::collections::HashSet;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chrono::Utc;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use self::reload::{AlertGauges, Reloader, resolved};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
@@ -28,12 +42,14 @@ use crate::engine::{
     Engine, EngineClock, EngineHandle, EngineOptions, ShardEvaluator, shard_index,
 };
 use crate::navixy::simulator::SimulatorHandle;
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition};
-use crate::rules::{Evaluator, RuleSet};
+use crate::rules::RuleSet;
+use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint};
+use crate::server::{self, AppState, Token};
 use crate::source::SourceEvent;
 use crate::source::navixy::{NavixySource, SourceHealth, simulated};
 use crate::source::recording::Recorder;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::telemetry;
 
 /// What `run` takes besides the config.
 #[derive(Debug, Clone, Default)]
@@ -49,11 +65,22 @@ pub struct Running {
     pub dispatcher: DispatcherHandle,
     pub store: Store,
     pub health: Arc<SourceHealth>,
+    /// The rule set loaded at start; [`Reloader::rules`] is the one in force.
     pub rules: Arc<RuleSet>,
     pub clock: Arc<dyn Clock>,
     /// The in-process simulator's address when `source.simulator` is used.
     pub simulator_api: Option<String>,
+    /// Reloads the rule set (what SIGHUP, the API and the file watcher call).
+    pub reloader: Arc<Reloader>,
+    /// Where the admin API listens; `None` when `server.listen` is empty.
+    pub admin_addr: Option<SocketAddr>,
 }
+
+/// How long the admin server may take to finish its requests at shutdown.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the evaluation latency is sampled (a sample costs one round trip to every
+/// shard, so not on every frame).
+const LATENCY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until `shutdown` completes, then stops in data-flow order.
 /// `started` receives the running parts once everything is up.
@@ -65,6 +92,10 @@ pub async fn run(
     started: Option<oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     crate::navixy::rest::install_crypto_provider();
+    // Before anything creates a counter: a counter made before the recorder stays a no-op.
+    let admin = bind_admin(&config).await?;
+    let metrics = admin.as_ref().and_then(|_| server::metrics::install());
+
     let rules = Arc::new(rules);
     let store = Store::open(&config).context("opening the store")?;
     let records = store
@@ -103,16 +134,22 @@ pub async fn run(
     let mut engine_options = EngineOptions::from_config(&config, EngineClock::Wall(clock.clone()));
     engine_options.history = rules.history_policy();
     let workers = engine_options.workers.max(1);
+    if metrics.is_some() {
+        server::metrics::register(&config, &rules, engine_options.source);
+    }
     let (resumable, orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
         records.into_iter().partition(|r| {
             r.status == AlertStatus::Firing
                 && r.tracker_id.is_some()
                 && rules.get(&r.rule).is_some()
         });
+    let firing: HashSet<Fingerprint> = resumable.iter().map(|r| r.fingerprint.clone()).collect();
+    let gauges = Arc::new(AlertGauges::new(workers));
     let factory = {
         let rules = rules.clone();
+        let clock = clock.clone();
+        let gauges = gauges.clone();
         move |index: usize| -> Box<dyn ShardEvaluator> {
-            let mut evaluator = Evaluator::new(rules.clone());
             let mine: Vec<AlertRecord> = resumable
                 .iter()
                 .filter(|r| {
@@ -121,12 +158,24 @@ pub async fn run(
                 })
                 .cloned()
                 .collect();
-            evaluator.restore(&mine);
-            Box::new(evaluator)
+            Box::new(Reloader::evaluator(
+                rules.clone(),
+                clock.clone(),
+                gauges.clone(),
+                index,
+                &mine,
+            ))
         }
     };
     let (engine, transitions) = Engine::start(engine_options, &factory)?;
     let engine_handle = engine.handle();
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        rules.clone(),
+        engine_handle.clone(),
+        clock.clone(),
+        gauges.clone(),
+    ));
 
     // The dispatcher stops when told, after the last transitions are submitted.
     let (dispatch_stop, dispatch_stopped) = oneshot::channel::<()>();
@@ -148,7 +197,49 @@ pub async fn run(
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || engine_loop(engine, events_rx, alerts_tx, poll))?;
-    let forwarder = tokio::spawn(forward(transitions, alerts_rx, dispatcher.clone()));
+    let forwarder = tokio::spawn(forward(
+        transitions,
+        alerts_rx,
+        dispatcher.clone(),
+        firing,
+        gauges,
+    ));
+
+    // The admin server and the rule file watcher stop first at shutdown.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    };
+    let mut admin_addr = None;
+    let server_task = match admin {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            admin_addr = addr;
+            let state = AppState {
+                engine: engine_handle.clone(),
+                store: store.clone(),
+                health: health.clone(),
+                clock: clock.clone(),
+                reloader: reloader.clone(),
+                metrics,
+                token: Token::from_config(config.server.token.as_ref()),
+            };
+            let open = state.token.is_none();
+            if let Some(addr) = addr {
+                info!(%addr, token = if open { "none" } else { "required" }, "Admin API listening.");
+                if open && !addr.ip().is_loopback() {
+                    warn!(%addr, "The admin API listens beyond loopback without server.token: anyone who reaches it can add silences and reload rules.");
+                }
+            }
+            Some(tokio::spawn(server::run(listener, state, stopped())))
+        }
+        None => None,
+    };
+    let watcher_task =
+        (!config.rules.is_empty()).then(|| tokio::spawn(watch::run(reloader.clone(), stopped())));
 
     if let Some(started) = started {
         let _ = started.send(Running {
@@ -159,12 +250,25 @@ pub async fn run(
             rules: rules.clone(),
             clock: clock.clone(),
             simulator_api: simulator.as_ref().map(SimulatorHandle::api_url),
+            reloader: reloader.clone(),
+            admin_addr,
         });
     }
     info!(rules = rules.len(), workers, "Engine running.");
 
     shutdown.await;
-    info!("Shutting down: stopping the source.");
+    info!("Shutting down: stopping the admin API and the source.");
+    let _ = stopping_tx.send(true);
+    if let Some(task) = server_task {
+        match tokio::time::timeout(SERVER_STOP_TIMEOUT, task).await {
+            Ok(Ok(Err(e))) => warn!(error = %e, "The admin server stopped with an error."),
+            Err(_) => warn!("The admin server did not stop in time; its requests are dropped."),
+            _ => {}
+        }
+    }
+    if let Some(task) = watcher_task {
+        let _ = task.await;
+    }
     let _ = source_stop.send(());
     match source_task.await {
         Ok(Err(e)) => warn!(error = %e, "The source stopped with an error."),
@@ -185,13 +289,59 @@ pub async fn run(
         );
     }
     let _ = forwarder.await;
+    info!("Delivering what is due before stopping.");
     let _ = dispatch_stop.send(());
     dispatcher.stopped().await;
+    checkpoint(&store).await;
     if let Some(sim) = simulator {
         sim.shutdown().await;
     }
     info!("Stopped.");
     Ok(())
+}
+
+/// Binds `server.listen` (empty: no admin server). Done first, so that an address in use
+/// stops the start before anything connects.
+async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    let listen = config.server.listen.trim();
+    if listen.is_empty() {
+        info!("Admin API disabled (server.listen is empty).");
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "{}: server.listen: cannot listen on `{listen}`",
+            config.path.display()
+        )
+    })?;
+    Ok(Some(listener))
+}
+
+/// Moves everything in the write-ahead log into the database file and empties the log,
+/// so that the file is complete on its own once the process exits (a copy or a backup
+/// taken then needs no `-wal` beside it, and the next start has no recovery to do).
+async fn checkpoint(store: &Store) {
+    if store.location() == ":memory:" {
+        return;
+    }
+    let result = store
+        .call(|db| {
+            db.conn()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(StoreError::from)
+        })
+        .await;
+    match result {
+        Ok(0) => info!(path = %store.location(), "Database checkpointed."),
+        Ok(_) => {
+            warn!(path = %store.location(), "Database checkpoint incomplete (a reader holds the log); the next start completes it.")
+        }
+        Err(e) => {
+            warn!(path = %store.location(), error = %e, "Database checkpoint failed; the next start completes it.")
+        }
+    }
 }
 
 /// The engine's front: frames in, routed updates out; a timer reads the clock so that
@@ -219,15 +369,18 @@ fn engine_loop(
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut latency = LatencySampler::default();
         loop {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => {
+                        latency.arrived();
                         handle_event(&mut engine, event, &alerts);
                         // Batch while frames queue up; send as soon as the queue is empty,
                         // so a lone frame is evaluated at once.
                         if events.is_empty() {
                             engine.flush();
+                            latency.flushed(&engine);
                         }
                     }
                     None => break,
@@ -240,6 +393,50 @@ fn engine_loop(
         }
     });
     engine.shutdown()
+}
+
+/// Samples the evaluation latency: from the arrival of the first frame of a batch to
+/// every shard having evaluated it, once per [`LATENCY_SAMPLE_EVERY`]. The wait runs as a
+/// task beside the engine loop, which goes on taking frames.
+struct LatencySampler {
+    batch_started: Option<Instant>,
+    next_sample: Instant,
+    in_flight: Arc<AtomicBool>,
+}
+
+impl Default for LatencySampler {
+    fn default() -> Self {
+        LatencySampler {
+            batch_started: None,
+            next_sample: Instant::now(),
+            in_flight: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl LatencySampler {
+    fn arrived(&mut self) {
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+    }
+
+    fn flushed(&mut self, engine: &Engine) {
+        let Some(started) = self.batch_started.take() else {
+            return;
+        };
+        if started < self.next_sample || self.in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.next_sample = started + LATENCY_SAMPLE_EVERY;
+        let handle = engine.handle();
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            handle.sync().await;
+            metrics::histogram!(telemetry::EVAL_LATENCY).record(started.elapsed().as_secs_f64());
+            in_flight.store(false, Ordering::Release);
+        });
+    }
 }
 
 fn handle_event(
@@ -259,12 +456,17 @@ fn handle_event(
     }
 }
 
-/// Hands transitions to the dispatcher, as many per commit as are waiting.
+/// Hands transitions to the dispatcher, as many per commit as are waiting, and counts
+/// them (`navixy_alerts_alert_transitions_total`, and the firing gauge from `firing`: the
+/// tracker alerts firing now).
 async fn forward(
     mut transitions: mpsc::UnboundedReceiver<AlertTransition>,
     mut alerts: mpsc::UnboundedReceiver<AlertTransition>,
     dispatcher: DispatcherHandle,
+    mut firing: HashSet<Fingerprint>,
+    gauges: Arc<AlertGauges>,
 ) {
+    gauges.set_firing(firing.len() as i64);
     let mut batch = Vec::new();
     let mut transitions_open = true;
     let mut alerts_open = true;
@@ -288,6 +490,17 @@ async fn forward(
         if batch.is_empty() {
             continue;
         }
+        for t in &batch {
+            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => t.rule.to_string(), "status" => t.status.as_str())
+                .increment(1);
+            if t.tracker.is_some() {
+                match t.status {
+                    AlertStatus::Firing => firing.insert(t.fingerprint.clone()),
+                    AlertStatus::Resolved => firing.remove(&t.fingerprint),
+                };
+            }
+        }
+        gauges.set_firing(firing.len() as i64);
         let n = batch.len();
         if let Err(e) = dispatcher.submit_batch(std::mem::take(&mut batch)).await {
             warn!(error = %e, transitions = n, "Transitions could not be committed.");
@@ -324,12 +537,4 @@ fn resolve_orphans(
             let _ = alerts.send(resolved(record, clock.now()));
         }
     });
-}
-
-fn resolved(record: AlertRecord, now: chrono::DateTime<Utc>) -> AlertTransition {
-    let mut t = record.last;
-    t.status = AlertStatus::Resolved;
-    t.ends_at = Some(now);
-    t.at = now;
-    t
 }

@@ -37,7 +37,7 @@ pub use stats::EngineStats;
 
 use chrono::{DateTime, Utc};
 
-use crate::rules::alert::AlertTransition;
+use crate::rules::alert::{AlertRecord, AlertTransition};
 use crate::state::TrackerState;
 
 /// What a shard does with its trackers once the cache is up to date: the rule evaluator
@@ -61,6 +61,21 @@ pub trait ShardEvaluator: Send {
         now: DateTime<Utc>,
         out: &mut Vec<AlertTransition>,
     );
+
+    /// The alerts this evaluator has announced as firing: what a successor takes over on
+    /// a hot reload. The default has none.
+    fn firing(&self) -> Vec<AlertRecord> {
+        Vec::new()
+    }
+
+    /// Hot reload: called on the new evaluator, in the shard's thread, with what the one
+    /// it replaces had firing ([`ShardEvaluator::firing`]), before any update reaches it,
+    /// so that nothing happens between the two. It resumes those alerts (no second
+    /// firing) and may emit transitions for the ones it cannot resume (their rule is gone).
+    /// The default takes over nothing.
+    fn take_over(&mut self, firing: Vec<AlertRecord>, out: &mut Vec<AlertTransition>) {
+        let _ = (firing, out);
+    }
 }
 
 /// Evaluates nothing: the cache alone.

@@ -39,7 +39,8 @@ pub enum ShardMsg {
     ),
     /// The number of trackers the shard holds.
     Len(oneshot::Sender<usize>),
-    /// A new evaluator (hot reload); the cache is kept.
+    /// A new evaluator (hot reload); the cache is kept, and the new evaluator takes over
+    /// the old one's firing alerts ([`ShardEvaluator::take_over`]).
     Evaluator(Box<dyn ShardEvaluator>),
     /// New history windows (a new rule set may read longer ones).
     History(HistoryPolicy),
@@ -95,7 +96,12 @@ fn run(
             ShardMsg::Len(reply) => {
                 let _ = reply.send(cache.len());
             }
-            ShardMsg::Evaluator(new) => evaluator = new,
+            ShardMsg::Evaluator(mut new) => {
+                // The successor resumes its predecessor's firing alerts here, between two
+                // messages, so no update is evaluated by neither or by both.
+                new.take_over(evaluator.firing(), &mut out);
+                evaluator = new;
+            }
             ShardMsg::History(policy) => cache.set_history_policy(policy),
             ShardMsg::Sync(reply) => {
                 let _ = reply.send(());

@@ -153,7 +153,10 @@ pub(crate) async fn deliver(request: reqwest::RequestBuilder) -> Result<(), Send
         } else {
             "request failed"
         };
-        // The source chain says why (connection refused, DNS, TLS).
+        // Without the URL: a Slack webhook URL is a secret, and any URL may carry a
+        // token; the channel's name says where. The source chain says why (connection
+        // refused, DNS, TLS).
+        let e = e.without_url();
         let mut message = format!("{kind}: {e}");
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {

@@ -1,1 +1,5 @@
 //! Integration tests: ops.
+
+mod reload;
+mod server;
+mod shutdown;
