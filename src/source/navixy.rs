@@ -291,9 +291,10 @@ impl SourceHealth {
         self.changed.notify_waiters();
     }
 
+    /// Health only: the engine counts the frames it is handed in `telemetry::FRAMES`,
+    /// so counting them here too would double them.
     fn bump_frames(&self) {
         self.frames.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(telemetry::FRAMES, "source" => "navixy").increment(1);
     }
 
     fn bump_skipped(&self) {
