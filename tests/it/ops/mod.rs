@@ -1,5 +1,9 @@
-//! Integration tests: ops.
+//! Integration tests of the running daemon: the admin API, reload, shutdown, chaos,
+//! crashes and reconnect snapshots.
 
+mod chaos;
+mod crash;
 mod reload;
 mod server;
 mod shutdown;
+mod snapshot;
