@@ -1,19 +1,29 @@
-//! The engine end to end without rules: a generated fleet's frames (75% state items, 25%
-//! readings items) decoded, mapped through the tracker list, routed to two shards and
-//! applied to the cache; beside it, decoding the same frames alone. Time is the whole
+//! The engine end to end: a generated fleet's frames (75% state items, 25% readings
+//! items) decoded, mapped through the tracker list, routed to two shards and applied to
+//! the cache, without rules and with the stock rules (decoding only the fields they read,
+//! as `replay` does); beside it, decoding the same frames alone. Time is the whole
 //! process's CPU time (every thread), so `engine / decode_only` is the cost of everything
-//! after decoding, whatever else runs on the machine.
+//! after decoding, whatever else runs on the machine. The allocator is the binary's
+//! (mimalloc): states are allocated by the reader and freed by the shards.
 //!
 //! `cargo bench --bench replay`
 
 use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use navixy_alerts::config::{Circle, ZoneConfig};
 use navixy_alerts::engine::{
     Engine, EngineClock, EngineOptions, NoRules, ShardEvaluator, tracker_infos,
 };
 use navixy_alerts::navixy::decode::{decode_frame, decode_tracker_list};
+use navixy_alerts::rules::zones::Zones;
+use navixy_alerts::rules::{Evaluator, LoadOptions, RuleSet};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "support/cpu_time.rs"]
 #[allow(dead_code)]
@@ -50,9 +60,34 @@ fn recording() -> (Vec<(chrono::DateTime<Utc>, String)>, String, usize) {
     (frames, fleet.tracker_list(), updates)
 }
 
+/// The stock rules of `rules/`, with the demo's `depot` zone.
+fn stock_rules() -> Arc<RuleSet> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let depot = ZoneConfig {
+        circle: Some(Circle {
+            lat: 52.52,
+            lng: 13.40,
+            radius_m: 300.0,
+        }),
+        polygon: None,
+    };
+    let options = LoadOptions {
+        zones: Zones::from_config(&[("depot".to_string(), depot)].into_iter().collect()),
+        ..LoadOptions::default()
+    };
+    Arc::new(RuleSet::from_files(&files, &options).unwrap_or_else(|e| panic!("{e:?}")))
+}
+
 fn replay(c: &mut Criterion<ProcessCpuTime>) {
     let (frames, list, updates) = recording();
     let infos = tracker_infos(&decode_tracker_list(&list).unwrap());
+    let rules = stock_rules();
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(updates as u64));
     group.sample_size(20);
@@ -69,6 +104,26 @@ fn replay(c: &mut Criterion<ProcessCpuTime>) {
             options.workers = 2;
             options.batch_size = 1024;
             let factory = |_: usize| -> Box<dyn ShardEvaluator> { Box::new(NoRules) };
+            let (mut engine, _transitions) = Engine::start(options, &factory).unwrap();
+            engine.set_trackers(infos.clone());
+            for (at, f) in &frames {
+                let _ = engine.ingest_text(f, Some(*at));
+            }
+            engine.sync();
+            assert_eq!(engine.stats().updates(), updates as u64);
+            engine.shutdown()
+        })
+    });
+    group.bench_function("engine_stock_rules", |b| {
+        b.iter(|| {
+            let mut options = EngineOptions::new(EngineClock::EventTime);
+            options.workers = 2;
+            options.batch_size = 1024;
+            options.history = rules.history_policy();
+            options.decode.state_fields = rules.decode_fields();
+            let factory = |_: usize| -> Box<dyn ShardEvaluator> {
+                Box::new(Evaluator::new(Arc::clone(&rules)))
+            };
             let (mut engine, _transitions) = Engine::start(options, &factory).unwrap();
             engine.set_trackers(infos.clone());
             for (at, f) in &frames {

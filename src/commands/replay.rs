@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::engine::{
     Engine, EngineClock, EngineOptions, EngineStats, EvaluatorFactory, NoRules, ShardEvaluator,
 };
-use crate::navixy::decode::{DecodeErrorKind, decode_tracker_list};
+use crate::navixy::decode::{DecodeErrorKind, StateFields, decode_tracker_list};
 use crate::rules::alert::AlertTransition;
 use crate::rules::{Evaluator, RuleSet, format_transition};
 use crate::source::replay::Recording;
@@ -50,6 +50,8 @@ pub struct ReplayOptions {
     pub history: Option<HistoryPolicy>,
     /// Overrides `engine.workers`.
     pub workers: Option<usize>,
+    /// The source-state fields to decode; default: every field.
+    pub decode_fields: Option<StateFields>,
 }
 
 /// What a replay did.
@@ -138,6 +140,9 @@ pub fn replay(
     }
     if let Some(workers) = options.workers {
         engine_options.workers = workers;
+    }
+    if let Some(fields) = options.decode_fields {
+        engine_options.decode.state_fields = fields;
     }
     let infos = match &options.trackers {
         Some(path) => {
@@ -298,6 +303,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let history = rules.as_ref().map(|r| r.history_policy());
+    // Replay prints only transitions: what no rule, template or payload reads need not be
+    // decoded at all.
+    let decode_fields = rules.as_ref().map(|r| r.decode_fields());
     let factory = evaluator_factory(rules);
     let options = ReplayOptions {
         speed: args.speed,
@@ -310,6 +318,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         },
         history,
         workers: None,
+        decode_fields,
     };
     let stats = replay(&config, &args.events, options, &*factory)?;
     if args.stats {

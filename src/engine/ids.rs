@@ -16,6 +16,8 @@ use crate::state::TrackerInfo;
 #[derive(Debug, Clone, Default)]
 pub struct IdMap {
     by_source: HashMap<SourceId, TrackerId>,
+    /// A source id not in the map stands for itself even when the map is loaded.
+    fallback: bool,
 }
 
 impl IdMap {
@@ -25,15 +27,29 @@ impl IdMap {
                 .iter()
                 .filter_map(|i| i.source_id.map(|s| (s, i.id)))
                 .collect(),
+            fallback: false,
+        }
+    }
+
+    /// Source id -> tracker id pairs, where a source id that is not among them stands for
+    /// itself: the rule tests' map, where a series names the source ids it maps and
+    /// frames of any other source keep their own ids.
+    pub fn with_fallback(pairs: impl IntoIterator<Item = (SourceId, TrackerId)>) -> IdMap {
+        IdMap {
+            by_source: pairs.into_iter().collect(),
+            fallback: true,
         }
     }
 
     /// The tracker of a source id; `None` when a list is loaded and does not have it.
     pub fn tracker_of(&self, source_id: SourceId) -> Option<TrackerId> {
         if self.by_source.is_empty() {
-            Some(source_id)
-        } else {
-            self.by_source.get(&source_id).copied()
+            return Some(source_id);
+        }
+        match self.by_source.get(&source_id) {
+            Some(tracker_id) => Some(*tracker_id),
+            None if self.fallback => Some(source_id),
+            None => None,
         }
     }
 

@@ -19,7 +19,7 @@ use super::stats::{EngineStats, ErrorLog};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::navixy::decode::{DecodeError, DecodeOptions, decode_frame_with};
-use crate::navixy::messages::{BatchItem, Frame, LifecycleItem, SourceState, TrackerId};
+use crate::navixy::messages::{BatchItem, Frame, TrackerId};
 use crate::rules::alert::AlertTransition;
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
@@ -281,132 +281,30 @@ impl Engine {
         text: &str,
         out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
     ) {
-        let tz = self.options.timezone;
-        let (mut states, mut readings, mut lifecycle, mut iot) = (0u64, 0u64, 0u64, 0u64);
-        let push = |update: Update, out: &mut Vec<_>| {
-            let t = update.event_time(tz);
-            out.push((update, t));
-        };
-        let items = match frame {
-            Frame::State { state, .. } => {
-                if let Some(u) = self.state_update(state) {
-                    states += 1;
-                    push(u, out);
-                }
-                Vec::new()
-            }
-            Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. } => items,
-            Frame::IotMonitor { values } => {
-                for v in values {
-                    match v.tracker_id {
-                        Some(tracker_id) => {
-                            iot += 1;
-                            push(
-                                Update::Iot {
-                                    tracker_id,
-                                    values: Box::new(v),
-                                },
-                                out,
-                            );
-                        }
-                        None => self.stats.unmapped += 1,
-                    }
-                }
-                Vec::new()
-            }
-            Frame::Lifecycle(item) => {
-                if let Some(u) = self.lifecycle_update(item) {
-                    lifecycle += 1;
-                    push(u, out);
-                }
-                Vec::new()
-            }
-            Frame::UnknownEvent { event } => {
-                self.stats.unknown_events += 1;
-                metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => event).increment(1);
-                Vec::new()
-            }
-            Frame::Handshake { .. }
-            | Frame::Heartbeat
-            | Frame::Logout { .. }
-            | Frame::Response(_)
-            | Frame::Error(_) => {
-                self.stats.control += 1;
-                Vec::new()
-            }
-        };
-        for item in items {
-            match item {
-                BatchItem::State(state) => {
-                    if let Some(u) = self.state_update(state) {
-                        states += 1;
-                        push(u, out);
-                    }
-                }
-                BatchItem::Readings(r) => match r.tracker_id {
-                    Some(tracker_id) => {
-                        readings += 1;
-                        push(
-                            Update::Readings {
-                                tracker_id,
-                                readings: r,
-                            },
-                            out,
-                        );
-                    }
-                    None => self.stats.unmapped += 1,
-                },
-                BatchItem::Lifecycle(item) => {
-                    if let Some(u) = self.lifecycle_update(item) {
-                        lifecycle += 1;
-                        push(u, out);
-                    }
-                }
-                BatchItem::Unknown { item_type } => {
-                    self.stats.unknown_items += 1;
-                    metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => item_type).increment(1);
-                }
-                BatchItem::Invalid(e) => self.errors.record(&mut self.stats, &e, text),
-            }
+        let mut counts = FrameCounts::default();
+        frame_updates(frame, &self.ids, self.options.timezone, out, &mut counts);
+        for e in counts.invalid.drain(..) {
+            self.errors.record(&mut self.stats, &e, text);
         }
-        self.stats.states += states;
-        self.stats.readings += readings;
-        self.stats.lifecycle += lifecycle;
-        self.stats.iot += iot;
+        let stats = &mut self.stats;
+        stats.states += counts.states;
+        stats.readings += counts.readings;
+        stats.lifecycle += counts.lifecycle;
+        stats.iot += counts.iot;
+        stats.unmapped += counts.unmapped;
+        stats.unknown_events += counts.unknown_events;
+        stats.unknown_items += counts.unknown_items;
+        stats.control += counts.control;
         let source = self.options.source;
         for (kind, n) in [
-            ("state", states),
-            ("readings", readings),
-            ("lifecycle", lifecycle),
-            ("iot", iot),
+            ("state", counts.states),
+            ("readings", counts.readings),
+            ("lifecycle", counts.lifecycle),
+            ("iot", counts.iot),
         ] {
             if n > 0 {
                 metrics::counter!(telemetry::UPDATES, "kind" => kind, "source" => source)
                     .increment(n);
-            }
-        }
-    }
-
-    fn state_update(&mut self, state: Box<SourceState>) -> Option<Update> {
-        match state.source_id.and_then(|s| self.ids.tracker_of(s)) {
-            Some(tracker_id) => Some(Update::State { tracker_id, state }),
-            None => {
-                self.stats.unmapped += 1;
-                None
-            }
-        }
-    }
-
-    fn lifecycle_update(&mut self, item: LifecycleItem) -> Option<Update> {
-        match item.source_id.and_then(|s| self.ids.tracker_of(s)) {
-            Some(tracker_id) => Some(Update::Lifecycle {
-                tracker_id,
-                kind: item.lifecycle_event,
-                at: item.timestamp.map(|t| t.to_utc(self.options.timezone)),
-            }),
-            None => {
-                self.stats.unmapped += 1;
-                None
             }
         }
     }
@@ -616,4 +514,131 @@ impl EngineHandle {
 /// `tracker_id mod workers`, for negative ids too.
 pub fn shard_index(tracker_id: TrackerId, workers: usize) -> usize {
     tracker_id.rem_euclid(workers.max(1) as i64) as usize
+}
+
+/// What one frame held, as [`frame_updates`] counts it.
+#[derive(Debug, Default)]
+pub struct FrameCounts {
+    /// Source states (from `state` and `state_batch`).
+    pub states: u64,
+    pub readings: u64,
+    pub lifecycle: u64,
+    /// iot_monitor tracker values.
+    pub iot: u64,
+    /// Handshakes, heartbeats, responses, errors and logouts.
+    pub control: u64,
+    /// Events whose source id the [`IdMap`] does not map, or without any id.
+    pub unmapped: u64,
+    /// Events of an unknown name (also counted in the unknown-events metric).
+    pub unknown_events: u64,
+    /// Batch items of an unknown type (also counted in the unknown-events metric).
+    pub unknown_items: u64,
+    /// Batch items dropped for a wrong type: the caller counts and logs them.
+    pub invalid: Vec<DecodeError>,
+}
+
+/// Maps a decoded frame to per-tracker updates, each with its own event time (`tz` reads
+/// offset-less times), appended to `out`. State and lifecycle events name a source id,
+/// which `ids` maps to a tracker; readings and iot events name the tracker. What the
+/// frame held is added to `counts`.
+///
+/// The one mapping of frames to updates: the engine's, and the rule tests' (`frame` and
+/// `recording` inputs), so a test sees a frame exactly as the live path does.
+pub fn frame_updates(
+    frame: Frame,
+    ids: &IdMap,
+    tz: Tz,
+    out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
+    counts: &mut FrameCounts,
+) {
+    let mut push = |update: Update| {
+        let t = update.event_time(tz);
+        out.push((update, t));
+    };
+    let items = match frame {
+        Frame::State { state, .. } => {
+            map_item(BatchItem::State(state), ids, tz, &mut push, counts);
+            return;
+        }
+        Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. } => items,
+        Frame::IotMonitor { values } => {
+            for v in values {
+                match v.tracker_id {
+                    Some(tracker_id) => {
+                        counts.iot += 1;
+                        push(Update::Iot {
+                            tracker_id,
+                            values: Box::new(v),
+                        });
+                    }
+                    None => counts.unmapped += 1,
+                }
+            }
+            return;
+        }
+        Frame::Lifecycle(item) => {
+            map_item(BatchItem::Lifecycle(item), ids, tz, &mut push, counts);
+            return;
+        }
+        Frame::UnknownEvent { event } => {
+            counts.unknown_events += 1;
+            metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => event).increment(1);
+            return;
+        }
+        Frame::Handshake { .. }
+        | Frame::Heartbeat
+        | Frame::Logout { .. }
+        | Frame::Response(_)
+        | Frame::Error(_) => {
+            counts.control += 1;
+            return;
+        }
+    };
+    for item in items {
+        map_item(item, ids, tz, &mut push, counts);
+    }
+}
+
+fn map_item(
+    item: BatchItem,
+    ids: &IdMap,
+    tz: Tz,
+    push: &mut impl FnMut(Update),
+    counts: &mut FrameCounts,
+) {
+    match item {
+        BatchItem::State(state) => match state.source_id.and_then(|s| ids.tracker_of(s)) {
+            Some(tracker_id) => {
+                counts.states += 1;
+                push(Update::State { tracker_id, state });
+            }
+            None => counts.unmapped += 1,
+        },
+        BatchItem::Readings(readings) => match readings.tracker_id {
+            Some(tracker_id) => {
+                counts.readings += 1;
+                push(Update::Readings {
+                    tracker_id,
+                    readings,
+                });
+            }
+            None => counts.unmapped += 1,
+        },
+        BatchItem::Lifecycle(item) => match item.source_id.and_then(|s| ids.tracker_of(s)) {
+            Some(tracker_id) => {
+                counts.lifecycle += 1;
+                push(Update::Lifecycle {
+                    tracker_id,
+                    kind: item.lifecycle_event,
+                    at: item.timestamp.map(|t| t.to_utc(tz)),
+                });
+            }
+            None => counts.unmapped += 1,
+        },
+        BatchItem::Unknown { item_type } => {
+            counts.unknown_items += 1;
+            metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => item_type).increment(1);
+        }
+        BatchItem::Invalid(e) => counts.invalid.push(e),
+    }
 }

@@ -22,7 +22,8 @@ use rhai::{Dynamic, Scope};
 use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint};
 use super::faults::FaultKind;
 use super::machine::{Machine, Phase, Step, Timing};
-use super::render::{self, RenderInput};
+use super::render::{self, RenderInput, TemplateReads};
+use super::script::fields::FieldMask;
 use super::script::{self, context};
 use super::set::{Deps, Expression, Rule, RuleSet};
 use crate::engine::ShardEvaluator;
@@ -86,18 +87,26 @@ struct Slot {
 }
 
 impl Slot {
-    /// What changed since the last evaluation, as the dependencies it touches. The cache
-    /// bumps `version` once per update, so one step tells a state update (new state
-    /// `Arc`), a tracker change (info, lifecycle, online) and the rest (readings, iot)
-    /// apart.
-    fn observe(&mut self, tracker: &TrackerState) -> Deps {
-        let changes = match &self.seen {
-            None => Deps::ALL,
-            Some(seen) if seen.version == tracker.version => Deps::default(),
+    /// What changed since the last evaluation, as the dependencies it touches, and with
+    /// [`Deps::STATE`] which of the `wanted` state fields. The cache bumps `version` once
+    /// per update, so one step tells a state update (new state `Arc`), a tracker change
+    /// (info, lifecycle, online) and the rest (readings, iot) apart.
+    fn observe(&mut self, tracker: &TrackerState, wanted: FieldMask) -> (Deps, FieldMask) {
+        let (changes, fields) = match &self.seen {
+            None => (Deps::ALL, FieldMask::ALL),
+            Some(seen) if seen.version == tracker.version => (Deps::default(), FieldMask::NONE),
             // More than one change since (updates applied without an evaluation between
             // them): which inputs changed is unknown, so all may have.
-            Some(seen) if tracker.version.wrapping_sub(seen.version) != 1 => Deps::ALL,
+            Some(seen) if tracker.version.wrapping_sub(seen.version) != 1 => {
+                (Deps::ALL, FieldMask::ALL)
+            }
             Some(seen) => {
+                let fields = match (&seen.state, &tracker.current) {
+                    (Some(a), Some(b)) if Arc::ptr_eq(a, b) => FieldMask::NONE,
+                    (Some(a), Some(b)) => FieldMask::changed(a, b, wanted),
+                    (None, None) => FieldMask::NONE,
+                    _ => FieldMask::ALL,
+                };
                 let state_changed = match (&seen.state, &tracker.current) {
                     (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
                     (None, None) => false,
@@ -117,7 +126,7 @@ impl Slot {
                 if !state_changed && !tracker_changed {
                     d |= Deps::DATA;
                 }
-                d
+                (d, fields)
             }
         };
         if changes != Deps::default() {
@@ -129,7 +138,7 @@ impl Slot {
                 online: tracker.online,
             });
         }
-        changes
+        (changes, fields)
     }
 }
 
@@ -139,6 +148,10 @@ pub struct Evaluator {
     /// The shard's one scope: the context markers, `now`, and nothing else between runs.
     scope: Scope<'static>,
     slots: HashMap<TrackerId, Slot>,
+    /// Per rule: what its annotation templates read (the rest is not rendered).
+    template_reads: Vec<TemplateReads>,
+    /// The state fields any rule reads: only those are compared between updates.
+    state_fields: FieldMask,
     /// Per rule: the second its schedule was last checked and the answer (a zone
     /// conversion per rule and tracker would cost more than the rule).
     schedule_cache: Vec<(i64, bool)>,
@@ -169,6 +182,15 @@ impl Evaluator {
         Evaluator {
             scope: script::engine::eval_scope(),
             slots: HashMap::new(),
+            template_reads: rules
+                .rules
+                .iter()
+                .map(|r| TemplateReads::of(&rules, r))
+                .collect(),
+            state_fields: rules.rules.iter().fold(FieldMask::NONE, |mut all, r| {
+                all |= r.state_fields;
+                all
+            }),
             schedule_cache: vec![(i64::MIN, false); n],
             stats: vec![RuleStats::default(); n],
             unflushed: vec![0; n],
@@ -320,6 +342,8 @@ impl Evaluator {
             rules,
             scope,
             slots,
+            template_reads,
+            state_fields,
             schedule_cache,
             stats,
             unflushed,
@@ -328,7 +352,7 @@ impl Evaluator {
         } = self;
         let set: &RuleSet = rules;
         let slot = slots.entry(tracker.info.id).or_default();
-        let changes = slot.observe(tracker);
+        let (changes, fields) = slot.observe(tracker, *state_fields);
         script::set_now(scope, now_ms.div_euclid(1000));
         let frame = context::Frame {
             tracker,
@@ -342,6 +366,7 @@ impl Evaluator {
             tracker,
             now_ms,
             notify,
+            template_reads,
             stats,
             unflushed,
             error_counters,
@@ -363,7 +388,7 @@ impl Evaluator {
                         cached.1
                     }
                 };
-                run.rule(index, rule, slot, changes, active);
+                run.rule(index, rule, slot, (changes, fields), active);
             }
         });
     }
@@ -376,6 +401,7 @@ struct Run<'a, 'o> {
     tracker: &'a TrackerState,
     now_ms: i64,
     notify: bool,
+    template_reads: &'a [TemplateReads],
     stats: &'a mut [RuleStats],
     unflushed: &'a mut [u64],
     error_counters: &'a mut [[Option<metrics::Counter>; FaultKind::ALL.len()]],
@@ -389,7 +415,14 @@ struct Outcome {
 }
 
 impl Run<'_, '_> {
-    fn rule(&mut self, index: usize, rule: &Rule, slot: &mut Slot, changes: Deps, active: bool) {
+    fn rule(
+        &mut self,
+        index: usize,
+        rule: &Rule,
+        slot: &mut Slot,
+        (changes, fields): (Deps, FieldMask),
+        active: bool,
+    ) {
         let has_live = slot.live.iter().any(|a| a.rule == index);
         if !active {
             // Outside its schedule a rule is not watching: its alerts stop holding.
@@ -407,9 +440,14 @@ impl Run<'_, '_> {
             }
             return;
         }
-        // A tracker seen for the first time runs every rule, even constant ones.
-        let must_eval =
-            changes == Deps::ALL || rule.deps.contains(Deps::TIME) || rule.deps.intersects(changes);
+        // A tracker seen for the first time runs every rule, even constant ones. A new
+        // state counts for a rule only when a field it reads changed.
+        let must_eval = changes == Deps::ALL
+            || rule.deps.contains(Deps::TIME)
+            || rule.deps.intersects(changes.without(Deps::STATE))
+            || (changes.intersects(Deps::STATE)
+                && rule.deps.intersects(Deps::STATE)
+                && rule.state_fields.intersects(fields));
         if !must_eval {
             self.stats[index].skipped += 1;
             if has_live {
@@ -564,6 +602,7 @@ impl Run<'_, '_> {
                 key: alert.key.as_deref(),
                 status,
                 starts_at,
+                reads: self.template_reads[index],
             },
         );
         for (name, message) in errors {

@@ -16,6 +16,7 @@ use super::file::{RuleFile, RuleSpec, TrackerFilterSpec, TrackerPick};
 use super::schedule::Schedule;
 use super::script::engine::{self as script_engine, DynamicNames, WINDOW_HELPERS};
 use super::script::fast::FastExpr;
+use super::script::fields::FieldMask;
 use super::script::scan::{self, Usage};
 use super::script::{context, schema};
 use super::set::{Deps, Expression, Rule, RuleSet, TrackerFilter};
@@ -549,6 +550,8 @@ fn compile_rule(
 
     // Expressions: compile, then the static checks Rhai cannot do.
     let mut deps = Deps::default();
+    let mut state_fields = FieldMask::NONE;
+    let mut state_names = FieldMask::NONE;
     let mut compiled: BTreeMap<&'static str, Expression> = BTreeMap::new();
     for (field, expr) in expressions(&spec) {
         let text = expr.value.clone();
@@ -606,6 +609,8 @@ fn compile_rule(
             }
         }
         deps |= deps_of(&usage);
+        state_fields |= FieldMask::read_by(&usage);
+        state_names |= FieldMask::named_by(&usage);
         record_windows(engine, &usage, &text, &params, &params_map, windows);
 
         let mut ast = match engine
@@ -670,6 +675,8 @@ fn compile_rule(
         annotations,
         channels: spec.channels,
         deps,
+        state_fields,
+        state_names,
     })
 }
 

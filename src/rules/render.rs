@@ -1,15 +1,17 @@
 //! What a transition carries besides its identity: the tracker, its position and key state
-//! fields, and annotations rendered with minijinja. Runs only at transitions (rare), so it
-//! may build JSON freely.
+//! fields, and annotations rendered with minijinja. Runs only at transitions, but a fleet
+//! has many (every input flip, every ignition): the template context holds only what the
+//! rule's templates read, and is serialized straight into minijinja's values.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::alert::{AlertStatus, TrackerRef};
 use super::set::{Rule, RuleSet};
-use crate::navixy::messages::Location;
+use crate::navixy::messages::{Location, SourceState};
 use crate::state::TrackerState;
 
 pub(crate) fn tracker_ref(tracker: &TrackerState) -> TrackerRef {
@@ -72,6 +74,48 @@ fn readings_json(tracker: &TrackerState) -> Map<String, Value> {
     out
 }
 
+/// Which parts of the context a rule's templates read. Serializing a whole state and
+/// every reading for each transition was most of a transition's cost, and most templates
+/// read neither: they are left out (as `none`) when no template of the rule names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TemplateReads {
+    pub state: bool,
+    pub readings: bool,
+}
+
+impl TemplateReads {
+    pub const ALL: TemplateReads = TemplateReads {
+        state: true,
+        readings: true,
+    };
+
+    /// What the templates of `rule` read, from their undeclared variables. A template that
+    /// may reach other templates or dump its whole context is taken to read everything.
+    pub(crate) fn of(set: &RuleSet, rule: &Rule) -> TemplateReads {
+        let mut reads = TemplateReads::default();
+        for name in &rule.annotations {
+            let Ok(template) = set.templates.get_template(&template_name(rule, name)) else {
+                continue;
+            };
+            let source = template.source();
+            if ["include", "import", "extends", "debug"]
+                .iter()
+                .any(|word| source.contains(word))
+            {
+                return TemplateReads::ALL;
+            }
+            let vars = template.undeclared_variables(false);
+            reads.state |= vars.contains("state");
+            reads.readings |= vars.contains("readings");
+        }
+        reads
+    }
+}
+
+fn template_name(rule: &Rule, annotation: &str) -> String {
+    format!("{}/{}", rule.name, annotation)
+}
+
 /// Everything a transition's annotations may need.
 pub(crate) struct RenderInput<'a> {
     pub rule: &'a Rule,
@@ -80,6 +124,40 @@ pub(crate) struct RenderInput<'a> {
     pub key: Option<&'a str>,
     pub status: AlertStatus,
     pub starts_at: DateTime<Utc>,
+    /// What the rule's templates read (see [`TemplateReads::of`]).
+    pub reads: TemplateReads,
+}
+
+/// The template context, serialized straight into minijinja values (no JSON between).
+#[derive(Serialize)]
+struct Context<'a> {
+    tracker: TrackerContext<'a>,
+    state: Option<&'a SourceState>,
+    readings: Option<Map<String, Value>>,
+    value: Option<&'a Value>,
+    key: Option<&'a str>,
+    params: &'a Map<String, Value>,
+    labels: &'a BTreeMap<String, String>,
+    status: &'static str,
+    starts_at: String,
+    rule: RuleContext<'a>,
+}
+
+#[derive(Serialize)]
+struct TrackerContext<'a> {
+    id: i64,
+    label: Option<&'a str>,
+    source_id: Option<i64>,
+    group_id: Option<i64>,
+    lifecycle: &'static str,
+    online: bool,
+}
+
+#[derive(Serialize)]
+struct RuleContext<'a> {
+    name: &'a str,
+    severity: &'static str,
+    description: Option<&'a str>,
 }
 
 /// Renders a rule's annotations. A template that fails (out of fuel, bad filter input)
@@ -95,33 +173,33 @@ pub(crate) fn annotations(
         return (out, errors);
     }
     let t = input.tracker;
-    let ctx = json!({
-        "tracker": {
-            "id": t.info.id,
-            "label": t.info.label,
-            "source_id": t.info.source_id,
-            "group_id": t.info.group_id,
-            "lifecycle": t.lifecycle.as_str(),
-            "online": t.online,
+    let ctx = minijinja::Value::from_serialize(Context {
+        tracker: TrackerContext {
+            id: t.info.id,
+            label: t.info.label.as_deref(),
+            source_id: t.info.source_id,
+            group_id: t.info.group_id,
+            lifecycle: t.lifecycle.as_str(),
+            online: t.online,
         },
-        "state": t.current.as_deref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
-        "readings": readings_json(t),
-        "value": input.value,
-        "key": input.key,
-        "params": input.rule.params,
-        "labels": input.rule.labels,
-        "status": input.status.as_str(),
-        "starts_at": input.starts_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "rule": {
-            "name": &*input.rule.name,
-            "severity": input.rule.severity.as_str(),
-            "description": input.rule.description,
+        state: t.current.as_deref().filter(|_| input.reads.state),
+        readings: input.reads.readings.then(|| readings_json(t)),
+        value: input.value,
+        key: input.key,
+        params: &input.rule.params,
+        labels: &input.rule.labels,
+        status: input.status.as_str(),
+        starts_at: input
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        rule: RuleContext {
+            name: &input.rule.name,
+            severity: input.rule.severity.as_str(),
+            description: input.rule.description.as_deref(),
         },
     });
-    let ctx = minijinja::Value::from_serialize(&ctx);
     for name in &input.rule.annotations {
-        let template_name = format!("{}/{}", input.rule.name, name);
-        let Ok(template) = set.templates.get_template(&template_name) else {
+        let Ok(template) = set.templates.get_template(&template_name(input.rule, name)) else {
             continue;
         };
         match template.render(&ctx) {

@@ -15,6 +15,7 @@ use super::error::Place;
 use super::faults::FaultLog;
 use super::schedule::Schedule;
 use super::script::fast::FastExpr;
+use super::script::fields::FieldMask;
 use super::zones::Zones;
 use crate::state::TrackerInfo;
 use crate::state::history::HistoryPolicy;
@@ -40,6 +41,9 @@ impl Deps {
     }
     pub fn intersects(self, other: Deps) -> bool {
         self.0 & other.0 != 0
+    }
+    pub fn without(self, other: Deps) -> Deps {
+        Deps(self.0 & !other.0)
     }
 }
 
@@ -109,6 +113,10 @@ pub struct Rule {
     pub(crate) annotations: Vec<String>,
     pub channels: Option<Vec<String>>,
     pub(crate) deps: Deps,
+    /// The source-state fields the expressions read (with [`Deps::STATE`]).
+    pub(crate) state_fields: FieldMask,
+    /// The source-state fields the expressions name, through `state` or `prev`.
+    pub(crate) state_names: FieldMask,
 }
 
 impl Rule {
@@ -180,6 +188,40 @@ impl RuleSet {
     /// not a literal). Disabled when no rule uses a window.
     pub fn history_policy(&self) -> HistoryPolicy {
         self.history.clone()
+    }
+
+    /// The source-state fields worth decoding for these rules: those their expressions
+    /// name, every field when a template reads `state`, and what the cache and alert
+    /// payloads always use (position, speed, ignition, statuses, battery, times, and the
+    /// history series kept). Decoding only those is the decoder's fast path; the rest of
+    /// a state would be parsed, merged and freed for nothing.
+    pub fn decode_fields(&self) -> crate::navixy::decode::StateFields {
+        use crate::navixy::decode::StateFields;
+        let mut names = FieldMask::NONE;
+        for rule in &self.rules {
+            if super::render::TemplateReads::of(self, rule).state {
+                return StateFields::ALL;
+            }
+            names |= rule.state_names;
+        }
+        let Some(mut names) = names.top_level_names() else {
+            return StateFields::ALL;
+        };
+        names.extend([
+            "gps",
+            "connection_status",
+            "movement_status",
+            "ignition",
+            "battery_level",
+            "last_update",
+        ]);
+        if self.history.keeps("battery_level") {
+            names.push("battery_update");
+        }
+        if self.history.keeps("gsm_signal") {
+            names.push("gsm");
+        }
+        StateFields::only(names).unwrap_or(StateFields::ALL)
     }
 
     /// What `check` prints: files, rules and their main settings.

@@ -185,7 +185,8 @@ rules:
         h.take(),
         vec![(0, "ignition_on".into(), 1, AlertStatus::Firing)]
     );
-    assert_eq!(h.eval.rule_stats("endless").unwrap().errors, 2);
+    // `endless` reads only the ignition, which the second state did not change.
+    assert_eq!(h.eval.rule_stats("endless").unwrap().errors, 1);
     assert_eq!(
         h.eval.rule_stats("arithmetic_on_missing").unwrap().errors,
         2
@@ -417,4 +418,94 @@ proptest::proptest! {
             eval.on_tick(&mut cache.iter(), t0() + Duration::minutes(1), &mut out);
         }
     }
+}
+
+#[test]
+fn a_state_update_evaluates_only_the_rules_whose_fields_changed() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: ignition_on
+    when: state.ignition == true
+  - name: speeding
+    when: state.gps.speed > 90
+  - name: input_change
+    when: changed("inputs")
+"#,
+    );
+    h.state(
+        1,
+        0,
+        serde_json::json!({"ignition": true, "gps": {"speed": 10}}),
+    );
+    h.state(
+        1,
+        1,
+        serde_json::json!({"ignition": true, "gps": {"speed": 95}}),
+    );
+    h.state(
+        1,
+        2,
+        serde_json::json!({"ignition": false, "gps": {"speed": 95}}),
+    );
+    let stats = |rule: &str| h.eval.rule_stats(rule).unwrap();
+    // Ignition changed once after the first state; speed once; `changed` reads the
+    // previous state, which every update moves.
+    assert_eq!(
+        (
+            stats("ignition_on").evaluations,
+            stats("ignition_on").skipped
+        ),
+        (2, 1)
+    );
+    assert_eq!(
+        (stats("speeding").evaluations, stats("speeding").skipped),
+        (2, 1)
+    );
+    assert_eq!(stats("input_change").evaluations, 3);
+    assert_eq!(
+        h.take(),
+        vec![
+            (0, "ignition_on".into(), 1, AlertStatus::Firing),
+            (1, "speeding".into(), 1, AlertStatus::Firing),
+            (2, "ignition_on".into(), 1, AlertStatus::Resolved),
+        ]
+    );
+}
+
+#[test]
+fn replay_decodes_only_the_state_fields_rules_and_payloads_read() {
+    let set = load(
+        r#"
+rules:
+  - name: input_change
+    when: changed("inputs") && prev.inputs != ()
+    annotations: { summary: "{{ tracker.label }}: input {{ key }}" }
+"#,
+    )
+    .unwrap();
+    let fields = set.decode_fields();
+    for kept in [
+        "inputs",
+        "gps",
+        "ignition",
+        "last_update",
+        "connection_status",
+    ] {
+        assert!(fields.decodes(kept), "{kept}");
+    }
+    for skipped in ["additional", "gsm", "outputs", "actual_track_update"] {
+        assert!(!fields.decodes(skipped), "{skipped}");
+    }
+    // A template that reads the state may read any field.
+    let set = load(
+        r#"
+rules:
+  - name: ignition_on
+    when: state.ignition == true
+    annotations: { summary: "{{ state.additional.event_code.value }}" }
+"#,
+    )
+    .unwrap();
+    assert!(set.decode_fields().decodes("additional"));
 }

@@ -5,14 +5,14 @@
 //! embedded as JSON when it is JSON (byte for byte, minus line breaks, which valid JSON
 //! only has between tokens) and as a JSON string otherwise (the Atmosphere line, junk).
 //! Each line is flushed as it is written, so a killed process loses at most the frame it
-//! was writing.
+//! was writing. Reading is [`crate::source::replay`]'s (`parse_line` is the inverse of
+//! [`write_line`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The recording file could not be opened or written.
@@ -90,56 +90,15 @@ pub fn write_line(at: DateTime<Utc>, frame: &str, out: &mut String) {
     out.push_str("}\n");
 }
 
-/// One line of a recording (or of any frames file `replay` reads).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedFrame {
-    /// The arrival time, when the line has one.
-    pub at: Option<DateTime<Utc>>,
-    /// The frame's text, as the engine's decoder takes it.
-    pub text: String,
-}
-
-/// Reads one line: `{"at": ..., "frame": ...}` or a bare frame. The inverse of
-/// [`write_line`]; `Err` names what is wrong with the line.
-pub fn parse_line(line: &str) -> Result<RecordedFrame, String> {
-    #[derive(Deserialize)]
-    struct Line<'a> {
-        #[serde(default)]
-        at: Option<String>,
-        #[serde(borrow)]
-        frame: &'a RawValue,
-    }
-    let line = line.trim();
-    match serde_json::from_str::<Line>(line) {
-        Ok(parsed) => {
-            let at = match parsed.at {
-                Some(at) => Some(
-                    DateTime::parse_from_rfc3339(&at)
-                        .map_err(|e| format!("`at` is not an RFC 3339 time ({at}): {e}"))?
-                        .with_timezone(&Utc),
-                ),
-                None => None,
-            };
-            let raw = parsed.frame.get();
-            let text = if raw.starts_with('"') {
-                serde_json::from_str::<String>(raw).map_err(|e| e.to_string())?
-            } else {
-                raw.to_string()
-            };
-            Ok(RecordedFrame { at, text })
-        }
-        // Not a wrapper: the line is the frame itself.
-        Err(_) => Ok(RecordedFrame {
-            at: None,
-            text: line.to_string(),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::replay::parse_line;
     use chrono::TimeZone;
+
+    fn parse(line: &str) -> crate::source::replay::RecordedFrame<'_> {
+        parse_line(line, 1, chrono_tz::UTC).unwrap()
+    }
 
     #[test]
     fn lines_round_trip_json_and_other_frames() {
@@ -158,16 +117,17 @@ mod tests {
             lines[0],
             r#"{"at":"2026-01-05T08:00:01.000Z","frame":{"type":"event",  "event":"logout","data":"a\nb"}}"#
         );
-        let first = parse_line(lines[0]).unwrap();
+        let first = parse(lines[0]);
         assert_eq!(first.at, Some(at));
         let value: serde_json::Value = serde_json::from_str(&first.text).unwrap();
         assert_eq!(value["data"], "a\nb");
-        assert_eq!(parse_line(lines[1]).unwrap().text, "b623a15d|30000|X|");
-        assert_eq!(parse_line(lines[2]).unwrap().text, "{broken");
+        assert_eq!(parse(lines[1]).text, "b623a15d|30000|X|");
+        assert_eq!(parse(lines[1]).at, Some(at));
+        assert_eq!(parse(lines[2]).text, "{broken");
         // A bare frame is a line too.
-        let bare = parse_line(r#"{"type":"event","event":"state_batch","data":[]}"#).unwrap();
+        let bare = parse(r#"{"type":"event","event":"state_batch","data":[]}"#);
         assert_eq!(bare.at, None);
-        assert!(parse_line(r#"{"at":"yesterday","frame":{}}"#).is_err());
+        assert!(parse_line(r#"{"at":"yesterday","frame":{}}"#, 1, chrono_tz::UTC).is_err());
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! the value as `f32` (7 significant digits: 0.01 l on a 400 l tank). A run of equal
 //! values keeps only its first and last point, and points closer than one second replace
 //! each other.
+//!
+//! An `f32` read back as `f64` carries noise in the eighth digit (175.7 reads as
+//! 175.69999694824219), which arithmetic then shows (a rise from 175.7 to 200.5 would be
+//! 24.800003051757812). Every answer is therefore rounded to the precision the stored
+//! values have: seven significant digits of the largest value it was computed from
+//! ([`tidy`]), so `fuel_rise` says 24.8 when the input said 175.7 and 200.5.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -83,7 +89,10 @@ impl Series {
 
     /// All points, oldest first, as (epoch ms, value).
     pub fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-        self.points.iter().map(|p| self.decode(*p))
+        self.points.iter().map(|p| {
+            let (t, v) = self.decode(*p);
+            (t, tidy(v, v))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +104,10 @@ impl Series {
     }
 
     pub fn latest(&self) -> Option<(i64, f64)> {
-        self.points.back().map(|p| self.decode(*p))
+        self.points.back().map(|p| {
+            let (t, v) = self.decode(*p);
+            (t, tidy(v, v))
+        })
     }
 
     /// Adds a point; out-of-order points older than the newest are ignored (a series is
@@ -177,41 +189,47 @@ impl Series {
         let mut it = self.window(now_ms, window_ms);
         let (_, first) = it.next()?;
         let last = it.last().map_or(first, |(_, v)| v);
-        Some(last - first)
+        Some(tidy(last - first, first.abs().max(last.abs())))
     }
 
     /// Largest fall from an earlier to a later point within the window (>= 0).
     pub fn largest_fall(&self, now_ms: i64, window_ms: i64) -> Option<f64> {
         let mut best: Option<f64> = None;
         let mut peak = f64::NEG_INFINITY;
+        let mut scale = 0.0f64;
         for (_, v) in self.window(now_ms, window_ms) {
             peak = peak.max(v);
+            scale = scale.max(v.abs());
             best = Some(best.unwrap_or(0.0).max(peak - v));
         }
-        best
+        best.map(|b| tidy(b, scale))
     }
 
     /// Largest rise from an earlier to a later point within the window (>= 0).
     pub fn largest_rise(&self, now_ms: i64, window_ms: i64) -> Option<f64> {
         let mut best: Option<f64> = None;
         let mut trough = f64::INFINITY;
+        let mut scale = 0.0f64;
         for (_, v) in self.window(now_ms, window_ms) {
             trough = trough.min(v);
+            scale = scale.max(v.abs());
             best = Some(best.unwrap_or(0.0).max(v - trough));
         }
-        best
+        best.map(|b| tidy(b, scale))
     }
 
     pub fn min(&self, now_ms: i64, window_ms: i64) -> Option<f64> {
         self.window(now_ms, window_ms)
             .map(|(_, v)| v)
             .reduce(f64::min)
+            .map(|v| tidy(v, v))
     }
 
     pub fn max(&self, now_ms: i64, window_ms: i64) -> Option<f64> {
         self.window(now_ms, window_ms)
             .map(|(_, v)| v)
             .reduce(f64::max)
+            .map(|v| tidy(v, v))
     }
 
     /// Time-weighted average over the window: each value counts for as long as it held
@@ -223,7 +241,9 @@ impl Series {
         let mut prev: Option<(i64, f64)> = None;
         let mut count = 0usize;
         let mut sum = 0.0;
+        let mut scale = 0.0f64;
         for (t, v) in self.window(now_ms, window_ms) {
+            scale = scale.max(v.abs());
             if let Some((pt, pv)) = prev {
                 let span = (t - pt.max(start_ms)).max(0) as f64;
                 weighted += pv * span;
@@ -237,11 +257,31 @@ impl Series {
         let span = (now_ms - pt.max(start_ms)).max(0) as f64;
         weighted += pv * span;
         total += span;
-        if total > 0.0 {
-            Some(weighted / total)
+        let avg = if total > 0.0 {
+            weighted / total
         } else {
-            Some(sum / count as f64)
-        }
+            sum / count as f64
+        };
+        Some(tidy(avg, scale))
+    }
+}
+
+/// `x` rounded to the decimal place of the seventh significant digit of `magnitude` (or
+/// of `x`, if larger): the precision of an `f32`, so the noise of widening one to `f64`
+/// is gone and a result reads like the values it came from. One `log10` per answer, none
+/// per point.
+pub fn tidy(x: f64, magnitude: f64) -> f64 {
+    let m = magnitude.abs().max(x.abs());
+    if m == 0.0 || !m.is_finite() {
+        return x;
+    }
+    let decimals = 6 - m.log10().floor() as i32;
+    if decimals >= 0 {
+        let p = 10f64.powi(decimals);
+        (x * p).round() / p
+    } else {
+        let p = 10f64.powi(-decimals);
+        (x / p).round() * p
     }
 }
 
@@ -371,6 +411,36 @@ mod tests {
         h.record("lls_level_1", T0, 200.0, &policy);
         assert!(h.series("speed").is_none());
         assert_eq!(h.series("lls_level_1").map(Series::len), Some(1));
+    }
+
+    #[test]
+    fn answers_read_like_the_input_not_like_f32() {
+        // 175.7 and 200.5 as f32 widen to 175.69999694824219 and 200.5.
+        let s = series(&[(0, 175.7), (60, 200.5), (120, 180.3)]);
+        let now = T0 + 120 * S;
+        assert_eq!(s.largest_rise(now, 600 * S), Some(24.8));
+        assert_eq!(s.largest_fall(now, 600 * S), Some(20.2));
+        assert_eq!(s.delta(now, 600 * S), Some(4.6));
+        assert_eq!(s.min(now, 600 * S), Some(175.7));
+        assert_eq!(s.max(now, 600 * S), Some(200.5));
+        assert_eq!(s.latest().map(|(_, v)| v), Some(180.3));
+        assert_eq!(s.avg(now, 120 * S), Some(188.1));
+        // Small values keep their own digits; large ones as many as an f32 has.
+        let small = series(&[(0, 0.012345), (60, 0.012346)]);
+        assert_eq!(small.delta(T0 + 60 * S, 600 * S), Some(0.000001));
+        let odometer = series(&[(0, 123_456.7), (60, 123_460.2)]);
+        assert_eq!(odometer.delta(T0 + 60 * S, 600 * S), Some(3.5));
+    }
+
+    #[test]
+    fn tidy_rounds_to_seven_significant_digits_of_the_magnitude() {
+        assert_eq!(tidy(24.800003051757812, 200.5), 24.8);
+        assert_eq!(tidy(0.1000305, 400.0), 0.1);
+        assert_eq!(tidy(1.0 / 3.0, 1.0), 0.333333);
+        assert_eq!(tidy(123_456_784.0, 123_456_784.0), 123_456_800.0);
+        assert_eq!(tidy(-5.000001, 100.0), -5.0);
+        assert_eq!(tidy(0.0, 0.0), 0.0);
+        assert!(tidy(f64::NAN, 1.0).is_nan());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub(crate) mod context;
 pub(crate) mod engine;
 pub(crate) mod fast;
+pub(crate) mod fields;
 pub(crate) mod scan;
 pub(crate) mod schema;
 

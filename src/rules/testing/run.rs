@@ -15,10 +15,12 @@ use serde_json::{Map, Value};
 use super::file::{Expected, InputEvent, InputSeries, TestCase, TestFile, TimeSpec};
 use crate::config::parse_duration;
 use crate::engine::ShardEvaluator;
+use crate::engine::ids::IdMap;
+use crate::engine::router::{self, FrameCounts};
 use crate::navixy::decode::decode_frame;
 use crate::navixy::messages::{
-    BatchItem, Frame, IotTrackerValues, IotValue, LifecycleKind, NavixyTime, ReadingsItem,
-    SensorInput, SourceId, SourceState, StateValue, TrackerId,
+    IotTrackerValues, IotValue, LifecycleKind, NavixyTime, ReadingsItem, SensorInput, SourceState,
+    StateValue, TrackerId,
 };
 use crate::rules::alert::{AlertStatus, AlertTransition};
 use crate::rules::format::value_text;
@@ -26,6 +28,7 @@ use crate::rules::load::{LoadOptions, expand_patterns, yaml_message};
 use crate::rules::set::human_duration;
 use crate::rules::zones::Zones;
 use crate::rules::{Evaluator, RuleSet};
+use crate::source::replay::Recording;
 use crate::state::cache::ShardCache;
 use crate::state::{TrackerInfo, Update};
 
@@ -354,11 +357,11 @@ impl Suite {
 
     /// Every input event as updates on one time line, in time order (input order breaks ties).
     fn timeline(&self, case: &TestCase, errors: &mut Vec<String>) -> Vec<Timed> {
-        let sources: HashMap<SourceId, TrackerId> = case
-            .input
-            .iter()
-            .filter_map(|s| Some((s.source_id?, s.tracker?)))
-            .collect();
+        let ids = IdMap::with_fallback(
+            case.input
+                .iter()
+                .filter_map(|s| Some((s.source_id?, s.tracker?))),
+        );
         let mut out = Vec::new();
         for (si, series) in case.input.iter().enumerate() {
             let mut events: Vec<(DateTime<Utc>, &InputEvent)> = Vec::new();
@@ -372,14 +375,14 @@ impl Suite {
             let mut memory = SnippetMemory::default();
             for (ei, (at, event)) in events.into_iter().enumerate() {
                 let place = format!("input[{si}].events[{ei}]");
-                match self.event_updates(series, event, at, &sources, &mut memory) {
+                match self.event_updates(series, event, at, &ids, &mut memory) {
                     Ok(updates) => out.extend(updates),
                     Err(m) => errors.push(format!("{place}: {m}")),
                 }
             }
             if let Some(rec) = &series.recording {
                 let base = self.path.parent().unwrap_or(Path::new("."));
-                match self.recording(&base.join(rec), &sources) {
+                match self.recording(&base.join(rec), &ids) {
                     Ok(updates) => out.extend(updates),
                     Err(m) => errors.push(format!("input[{si}].recording: {m}")),
                 }
@@ -397,7 +400,7 @@ impl Suite {
         series: &InputSeries,
         e: &InputEvent,
         at: DateTime<Utc>,
-        sources: &HashMap<SourceId, TrackerId>,
+        ids: &IdMap,
         memory: &mut SnippetMemory,
     ) -> Result<Vec<Timed>, String> {
         let event_time = match &e.event_time {
@@ -415,12 +418,12 @@ impl Suite {
             return Err("set exactly one of state, readings, lifecycle, iot, frame".into());
         }
         if let Some(frame) = &e.frame {
-            return frame_updates(&frame.to_string(), sources, self.tz).map(|updates| {
-                updates
-                    .into_iter()
-                    .map(|u| Timed::new(at, u.event_time(self.tz).unwrap_or(event_time), u))
-                    .collect()
-            });
+            let mut updates = Vec::new();
+            frame_updates(&frame.to_string(), ids, self.tz, &mut updates)?;
+            return Ok(updates
+                .into_iter()
+                .map(|(u, t)| Timed::new(at, t.unwrap_or(event_time), u))
+                .collect());
         }
         let tracker_id = series
             .tracker
@@ -487,46 +490,24 @@ impl Suite {
         Ok(vec![Timed::new(at, event_time, update)])
     }
 
-    /// Frames recorded by `run --record`: `{"at": ..., "frame": ...}` or bare frames.
-    fn recording(
-        &self,
-        path: &Path,
-        sources: &HashMap<SourceId, TrackerId>,
-    ) -> Result<Vec<Timed>, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// Frames recorded by `run --record`: `{"at": ..., "frame": ...}` or bare frames, read
+    /// by replay's reader. A frame arrives at its `at`, else at its own event time.
+    fn recording(&self, path: &Path, ids: &IdMap) -> Result<Vec<Timed>, String> {
+        let mut recording =
+            Recording::open(path, self.tz).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut out = Vec::new();
+        let mut updates = Vec::new();
         let mut clock = self.start;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
+        while let Some(next) = recording.next_frame() {
+            let frame = next
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .map_err(|bad| format!("{}:{}: {}", path.display(), bad.line, bad.message))?;
+            // Bad frames are skipped, as the live path counts and skips them.
+            if frame_updates(&frame.text, ids, self.tz, &mut updates).is_err() {
                 continue;
             }
-            let at_line = |m: String| format!("{}:{}: {m}", path.display(), n + 1);
-            let (at, frame_text) = match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(obj)) if obj.contains_key("frame") => {
-                    let at =
-                        match obj.get("at") {
-                            Some(Value::String(s)) => NavixyTime::parse(s)
-                                .map(|t| t.to_utc(self.tz))
-                                .ok_or_else(|| at_line(format!("`{s}` is not a time")))?,
-                            _ => clock,
-                        };
-                    let frame = match obj.get("frame") {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(v) => v.to_string(),
-                        None => String::new(),
-                    };
-                    (Some(at), frame)
-                }
-                _ => (None, line.to_string()),
-            };
-            // Bad frames are skipped, as the live path counts and skips them.
-            let Ok(updates) = frame_updates(&frame_text, sources, self.tz) else {
-                continue;
-            };
-            for u in updates {
-                let event_time = u.event_time(self.tz);
-                let at = at.or(event_time).unwrap_or(clock);
+            for (u, event_time) in updates.drain(..) {
+                let at = frame.at.or(event_time).unwrap_or(clock);
                 clock = clock.max(at);
                 out.push(Timed::new(at, event_time.unwrap_or(at), u));
             }
@@ -633,62 +614,18 @@ fn readings_item(v: &Value, tracker_id: TrackerId, stamp: &Value) -> Result<Read
     Ok(item)
 }
 
-/// A frame's updates, mapped to tracker ids: state and lifecycle items by source id
-/// (the source id itself when the test does not map it), readings and iot by tracker id.
+/// A frame's updates with their event times, mapped as the engine maps them (state and
+/// lifecycle items by source id, readings and iot by tracker id); a source id the test
+/// does not map stands for itself.
 fn frame_updates(
     text: &str,
-    sources: &HashMap<SourceId, TrackerId>,
+    ids: &IdMap,
     tz: chrono_tz::Tz,
-) -> Result<Vec<Update>, String> {
+    out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
+) -> Result<(), String> {
     let frame = decode_frame(text).map_err(|e| format!("frame: {e}"))?;
-    let by_source = |s: Option<SourceId>| s.map(|s| sources.get(&s).copied().unwrap_or(s));
-    let mut out = Vec::new();
-    let item = |item: BatchItem, out: &mut Vec<Update>| match item {
-        BatchItem::State(state) => {
-            if let Some(tracker_id) = by_source(state.source_id) {
-                out.push(Update::State { tracker_id, state });
-            }
-        }
-        BatchItem::Readings(readings) => {
-            if let Some(tracker_id) = readings.tracker_id {
-                out.push(Update::Readings {
-                    tracker_id,
-                    readings,
-                });
-            }
-        }
-        BatchItem::Lifecycle(l) => {
-            if let Some(tracker_id) = by_source(l.source_id) {
-                out.push(Update::Lifecycle {
-                    tracker_id,
-                    kind: l.lifecycle_event,
-                    at: l.timestamp.map(|t| t.to_utc(tz)),
-                });
-            }
-        }
-        BatchItem::Unknown { .. } | BatchItem::Invalid(_) => {}
-    };
-    match frame {
-        Frame::State { state, .. } => item(BatchItem::State(state), &mut out),
-        Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. } => {
-            for i in items {
-                item(i, &mut out);
-            }
-        }
-        Frame::Lifecycle(l) => item(BatchItem::Lifecycle(l), &mut out),
-        Frame::IotMonitor { values } => {
-            for v in values {
-                if let Some(tracker_id) = v.tracker_id {
-                    out.push(Update::Iot {
-                        tracker_id,
-                        values: Box::new(v),
-                    });
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(out)
+    router::frame_updates(frame, ids, tz, out, &mut FrameCounts::default());
+    Ok(())
 }
 
 /// An expected transition with its time and tracker resolved.

@@ -77,14 +77,16 @@ impl Shard {
     }
 }
 
+// `endless` and `ignition_on` read the speed, which every state below changes, so each
+// state evaluates them again (rules whose fields did not change are skipped).
 const FAULTY: &str = r#"
 rules:
   - name: endless
-    when: "while state.ignition == true { } ; true"
+    when: "while state.ignition == true && state.gps.speed >= 0 { } ; true"
   - name: missing_sensor_arithmetic
     when: readings.lls_level_1.value * 2 > 10
   - name: ignition_on
-    when: state.ignition == true
+    when: state.ignition == true && state.gps.speed >= 0
 "#;
 
 #[test]

@@ -3,7 +3,8 @@
 use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::Frame;
 use navixy_alerts::source::navixy::NavixySource;
-use navixy_alerts::source::recording::{Recorder, parse_line};
+use navixy_alerts::source::recording::Recorder;
+use navixy_alerts::source::replay::parse_line;
 
 use super::*;
 
@@ -43,7 +44,7 @@ async fn the_recording_decodes_line_by_line() {
             if matches!(frame, Frame::Response(_)) {
                 responses += 1;
             }
-            let parsed = parse_line(line).unwrap();
+            let parsed = parse_line(line, 1, chrono_tz::UTC).unwrap();
             assert!(parsed.at.is_some());
             assert_eq!(decode_frame(&parsed.text).unwrap(), frame);
         }
