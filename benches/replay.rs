@@ -9,18 +9,16 @@
 //! `cargo bench --bench replay`
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use navixy_alerts::config::{Circle, ZoneConfig};
 use navixy_alerts::engine::{
-    Engine, EngineClock, EngineOptions, NoRules, ShardEvaluator, tracker_infos,
+    Engine, EngineClock, EngineOptions, EngineStats, NoRules, ShardEvaluator, tracker_infos,
 };
 use navixy_alerts::navixy::decode::{decode_frame, decode_tracker_list};
-use navixy_alerts::rules::zones::Zones;
-use navixy_alerts::rules::{Evaluator, LoadOptions, RuleSet};
+use navixy_alerts::rules::Evaluator;
+use navixy_alerts::state::TrackerInfo;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,8 +29,11 @@ mod cpu_time;
 #[path = "support/fleet.rs"]
 #[allow(dead_code)]
 mod fleet;
+#[path = "support/stock_rules.rs"]
+mod stock_rules;
 
 use cpu_time::ProcessCpuTime;
+use stock_rules::stock_rules;
 
 const TRACKERS: usize = 2000;
 const ROUNDS: usize = 4;
@@ -60,34 +61,32 @@ fn recording() -> (Vec<(chrono::DateTime<Utc>, String)>, String, usize) {
     (frames, fleet.tracker_list(), updates)
 }
 
-/// The stock rules of `rules/`, with the demo's `depot` zone.
-fn stock_rules() -> Arc<RuleSet> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    let depot = ZoneConfig {
-        circle: Some(Circle {
-            lat: 52.52,
-            lng: 13.40,
-            radius_m: 300.0,
-        }),
-        polygon: None,
-    };
-    let options = LoadOptions {
-        zones: Zones::from_config(&[("depot".to_string(), depot)].into_iter().collect()),
-        ..LoadOptions::default()
-    };
-    Arc::new(RuleSet::from_files(&files, &options).unwrap_or_else(|e| panic!("{e:?}")))
+/// Runs every frame through an engine of two shards with `evaluator`s, to the end.
+fn run_engine(
+    frames: &[(chrono::DateTime<Utc>, String)],
+    infos: &[TrackerInfo],
+    updates: usize,
+    configure: impl FnOnce(&mut EngineOptions),
+    evaluator: &(dyn Fn(usize) -> Box<dyn ShardEvaluator> + Sync),
+) -> EngineStats {
+    let mut options = EngineOptions::new(EngineClock::EventTime);
+    options.workers = 2;
+    options.batch_size = 1024;
+    configure(&mut options);
+    let (mut engine, _transitions) = Engine::start(options, evaluator).unwrap();
+    engine.set_trackers(infos.to_vec());
+    for (at, f) in frames {
+        let _ = engine.ingest_text(f, Some(*at));
+    }
+    engine.sync();
+    assert_eq!(engine.stats().updates(), updates as u64);
+    engine.shutdown()
 }
 
 fn replay(c: &mut Criterion<ProcessCpuTime>) {
     let (frames, list, updates) = recording();
     let infos = tracker_infos(&decode_tracker_list(&list).unwrap());
-    let rules = stock_rules();
+    let rules = Arc::new(stock_rules());
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(updates as u64));
     group.sample_size(20);
@@ -99,39 +98,18 @@ fn replay(c: &mut Criterion<ProcessCpuTime>) {
         })
     });
     group.bench_function("engine_no_rules", |b| {
-        b.iter(|| {
-            let mut options = EngineOptions::new(EngineClock::EventTime);
-            options.workers = 2;
-            options.batch_size = 1024;
-            let factory = |_: usize| -> Box<dyn ShardEvaluator> { Box::new(NoRules) };
-            let (mut engine, _transitions) = Engine::start(options, &factory).unwrap();
-            engine.set_trackers(infos.clone());
-            for (at, f) in &frames {
-                let _ = engine.ingest_text(f, Some(*at));
-            }
-            engine.sync();
-            assert_eq!(engine.stats().updates(), updates as u64);
-            engine.shutdown()
-        })
+        let no_rules = |_: usize| -> Box<dyn ShardEvaluator> { Box::new(NoRules) };
+        b.iter(|| run_engine(&frames, &infos, updates, |_| {}, &no_rules))
     });
     group.bench_function("engine_stock_rules", |b| {
+        let stock =
+            |_: usize| -> Box<dyn ShardEvaluator> { Box::new(Evaluator::new(Arc::clone(&rules))) };
         b.iter(|| {
-            let mut options = EngineOptions::new(EngineClock::EventTime);
-            options.workers = 2;
-            options.batch_size = 1024;
-            options.history = rules.history_policy();
-            options.decode.state_fields = rules.decode_fields();
-            let factory = |_: usize| -> Box<dyn ShardEvaluator> {
-                Box::new(Evaluator::new(Arc::clone(&rules)))
+            let configure = |o: &mut EngineOptions| {
+                o.history = rules.history_policy();
+                o.decode.state_fields = rules.decode_fields();
             };
-            let (mut engine, _transitions) = Engine::start(options, &factory).unwrap();
-            engine.set_trackers(infos.clone());
-            for (at, f) in &frames {
-                let _ = engine.ingest_text(f, Some(*at));
-            }
-            engine.sync();
-            assert_eq!(engine.stats().updates(), updates as u64);
-            engine.shutdown()
+            run_engine(&frames, &infos, updates, configure, &stock)
         })
     });
     group.finish();

@@ -6,54 +6,28 @@
 //!
 //! Run: `cargo bench --bench rules`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use navixy_alerts::config::{Circle, ZoneConfig};
 use navixy_alerts::engine::ShardEvaluator;
 use navixy_alerts::navixy::messages::{
     Gps, Location, MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState,
 };
-use navixy_alerts::rules::zones::Zones;
-use navixy_alerts::rules::{Evaluator, LoadOptions, RuleSet};
+use navixy_alerts::rules::{Evaluator, RuleSet};
 use navixy_alerts::state::cache::ShardCache;
 use navixy_alerts::state::{TrackerInfo, Update};
+
+#[path = "support/stock_rules.rs"]
+mod stock_rules;
+
+use stock_rules::stock_rules;
 
 const TRACKERS: i64 = 2_000;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap()
-}
-
-fn stock_rules() -> RuleSet {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    let zones = [(
-        "depot".to_string(),
-        ZoneConfig {
-            circle: Some(Circle {
-                lat: 52.52,
-                lng: 13.40,
-                radius_m: 300.0,
-            }),
-            polygon: None,
-        },
-    )]
-    .into_iter()
-    .collect();
-    let options = LoadOptions {
-        zones: Zones::from_config(&zones),
-        ..LoadOptions::default()
-    };
-    RuleSet::from_files(&files, &options).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 /// A deterministic state for tracker `i` at minute `m`.

@@ -194,26 +194,33 @@ impl Series {
 
     /// Largest fall from an earlier to a later point within the window (>= 0).
     pub fn largest_fall(&self, now_ms: i64, window_ms: i64) -> Option<f64> {
-        let mut best: Option<f64> = None;
-        let mut peak = f64::NEG_INFINITY;
-        let mut scale = 0.0f64;
-        for (_, v) in self.window(now_ms, window_ms) {
-            peak = peak.max(v);
-            scale = scale.max(v.abs());
-            best = Some(best.unwrap_or(0.0).max(peak - v));
-        }
-        best.map(|b| tidy(b, scale))
+        self.largest_move(now_ms, window_ms, false)
     }
 
     /// Largest rise from an earlier to a later point within the window (>= 0).
     pub fn largest_rise(&self, now_ms: i64, window_ms: i64) -> Option<f64> {
+        self.largest_move(now_ms, window_ms, true)
+    }
+
+    /// One pass: the largest move from the lowest (rise) or highest (fall) value so far.
+    fn largest_move(&self, now_ms: i64, window_ms: i64, rise: bool) -> Option<f64> {
         let mut best: Option<f64> = None;
-        let mut trough = f64::INFINITY;
+        let mut extreme = if rise {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        };
         let mut scale = 0.0f64;
         for (_, v) in self.window(now_ms, window_ms) {
-            trough = trough.min(v);
             scale = scale.max(v.abs());
-            best = Some(best.unwrap_or(0.0).max(v - trough));
+            let change = if rise {
+                extreme = extreme.min(v);
+                v - extreme
+            } else {
+                extreme = extreme.max(v);
+                extreme - v
+            };
+            best = Some(best.unwrap_or(0.0).max(change));
         }
         best.map(|b| tidy(b, scale))
     }

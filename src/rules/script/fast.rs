@@ -407,6 +407,10 @@ impl<'t, 'a> Parser<'t, 'a> {
                         let path = path.read_lock::<ImmutableString>()?;
                         Node::Changed(context::FieldPath::parse(&path)?)
                     }
+                    // `minutes(10)`, `hours(params.h)`: constants, folded once here.
+                    (Helper::Duration(factor), [Node::Const(n)]) => {
+                        Node::Const(helpers::duration(n, factor)?)
+                    }
                     _ => Node::Call(helper, args),
                 }
             }
@@ -662,11 +666,16 @@ fn eval(node: &Node, fr: &Frame<'_>) -> Result<Dynamic, Fallback> {
             binary(*op, &l, &r)?
         }
         Node::Call(helper, args) => {
-            let mut values = Vec::with_capacity(args.len());
-            for a in args {
-                values.push(eval(a, fr)?);
+            // Helpers take at most four arguments: no allocation per call.
+            let mut values = [Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT];
+            let n = args.len();
+            if n > values.len() {
+                return Err(Fallback);
             }
-            call(*helper, &values, fr)?
+            for (slot, a) in values.iter_mut().zip(args) {
+                *slot = eval(a, fr)?;
+            }
+            call(*helper, &values[..n], fr)?
         }
     })
 }

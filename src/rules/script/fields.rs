@@ -9,6 +9,7 @@
 //! (`prev`, `changed(...)`, the state as a whole, an unknown field) reads every field.
 
 use super::scan::Usage;
+use crate::navixy::decode::StateFields;
 use crate::navixy::messages::SourceState;
 
 /// A set of source-state fields; `gps` is split into its own fields, since its `updated`
@@ -16,25 +17,8 @@ use crate::navixy::messages::SourceState;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct FieldMask(u32);
 
-/// Top-level fields first, then `gps.*`, each with its bit.
-const FIELDS: [&str; 16] = [
-    "source_id",
-    "connection_status",
-    "movement_status",
-    "movement_status_update",
-    "ignition",
-    "ignition_update",
-    "gsm",
-    "last_update",
-    "battery_level",
-    "battery_update",
-    "inputs",
-    "inputs_update",
-    "outputs",
-    "outputs_update",
-    "additional",
-    "actual_track_update",
-];
+/// Top-level fields (the decoder's list; bit i is field i), then `gps.*`.
+const FIELDS: [&str; 17] = StateFields::NAMES;
 const GPS_FIELDS: [&str; 8] = [
     "updated",
     "signal_level",
@@ -47,13 +31,32 @@ const GPS_FIELDS: [&str; 8] = [
 ];
 const GPS_SHIFT: u32 = FIELDS.len() as u32;
 
+/// The position of `name` in `list`, at compile time (a name missing fails the build).
+const fn index_of(list: &[&str], name: &str) -> u32 {
+    let mut i = 0;
+    while i < list.len() {
+        let (a, b) = (list[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i as u32;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a state field")
+}
+
 impl FieldMask {
     pub const NONE: FieldMask = FieldMask(0);
     pub const ALL: FieldMask = FieldMask(u32::MAX);
     const GPS: FieldMask = FieldMask(((1 << GPS_FIELDS.len()) - 1) << GPS_SHIFT);
 
     fn top(name: &str) -> Option<FieldMask> {
-        let i = FIELDS.iter().position(|f| *f == name)?;
+        let i = FIELDS.iter().position(|f| *f == name && *f != "gps")?;
         Some(FieldMask(1 << i))
     }
 
@@ -138,7 +141,7 @@ impl FieldMask {
         let mut names: Vec<&'static str> = FIELDS
             .iter()
             .enumerate()
-            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .filter(|(i, name)| self.0 & (1 << i) != 0 && **name != "gps")
             .map(|(_, name)| *name)
             .collect();
         if self.intersects(FieldMask::GPS) {
@@ -150,18 +153,13 @@ impl FieldMask {
     /// Which of the fields in `wanted` differ between `old` and `new`.
     pub fn changed(old: &SourceState, new: &SourceState, wanted: FieldMask) -> FieldMask {
         let mut out = 0u32;
-        // In the order of `FIELDS`: bit i is the i-th field.
         macro_rules! compare {
-            ($($field:ident),*) => {
-                let mut bit = 1u32;
-                $(
-                    if wanted.0 & bit != 0 && old.$field != new.$field {
-                        out |= bit;
-                    }
-                    bit <<= 1;
-                )*
-                debug_assert_eq!(bit, 1 << GPS_SHIFT);
-            };
+            ($($field:ident),*) => {$(
+                let bit = 1u32 << const { index_of(&FIELDS, stringify!($field)) };
+                if wanted.0 & bit != 0 && old.$field != new.$field {
+                    out |= bit;
+                }
+            )*};
         }
         compare!(
             source_id,
@@ -187,16 +185,13 @@ impl FieldMask {
                 (Some(a), Some(b)) => {
                     let mut gps = 0u32;
                     macro_rules! compare_gps {
-                        ($($field:ident),*) => {
-                            let mut bit = 1u32 << GPS_SHIFT;
-                            $(
-                                if a.$field != b.$field {
-                                    gps |= bit;
-                                }
-                                bit <<= 1;
-                            )*
-                            let _ = bit;
-                        };
+                        ($($field:ident),*) => {$(
+                            if a.$field != b.$field {
+                                gps |= 1u32
+                                    << (GPS_SHIFT
+                                        + const { index_of(&GPS_FIELDS, stringify!($field)) });
+                            }
+                        )*};
                     }
                     compare_gps!(
                         updated,
