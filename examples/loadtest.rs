@@ -679,7 +679,7 @@ async fn stream(
             let i = next_tracker % args.trackers;
             let round = next_tracker / args.trackers;
             next_tracker += 1;
-            let ignition = measuring && (i + round) % args.alert_every == 0;
+            let ignition = measuring && (i + round).is_multiple_of(args.alert_every);
             if ignition {
                 crossing.push(FIRST_TRACKER + i);
             }
