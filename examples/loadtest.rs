@@ -392,11 +392,11 @@ server: {{ listen: "127.0.0.1:0" }}
     };
     // Stages first (wall clock, millisecond times in the payload), the total last.
     stage(
-        "  send -> engine reads the frame",
+        "  send -> engine has decoded the frame",
         samples.iter().filter_map(|s| s.read).collect(),
     );
     stage(
-        "  engine reads -> notification decided",
+        "  decoded -> notification decided",
         samples
             .iter()
             .filter_map(|s| Some(s.decided?.saturating_sub(s.read?)))
@@ -592,8 +592,10 @@ async fn start_receiver(ledger: Arc<Ledger>) -> anyhow::Result<SocketAddr> {
                 (true, Some(id)) => match ledger.sent.lock().remove(&id) {
                     Some((sent, sent_wall)) => {
                         // The stages, from the wall clock (the daemon runs on it too):
-                        // `starts_at` is the engine's clock when it read the frame,
-                        // `timestamp` the dispatcher's when it decided the notification.
+                        // `starts_at` is the engine's clock once it decoded the frame
+                        // (it reads the clock per frame, after decoding), `timestamp`
+                        // the dispatcher's when it decided the notification (before
+                        // its commit).
                         let wall = |v: &serde_json::Value| {
                             v.as_str()
                                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())

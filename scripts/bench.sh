@@ -92,6 +92,8 @@ if [[ -z ${QUICK:-} ]]; then
     if [[ -f $OUT/bench-dispatch.log ]]; then
         row "dispatcher: record one transition (synchronous=FULL commit)" \
             "$(mtime "$OUT/bench-dispatch.log" dispatch_record/submit_one)" "" "cargo bench --bench dispatch"
+        row "dispatcher: record transitions in batches of 1000 (transitions/s)" \
+            "$(commas "$(thrpt "$OUT/bench-dispatch.log" dispatch_record/submit_batch_1000)")" "" "cargo bench --bench dispatch"
         row "dispatcher: submit to webhook request" \
             "$(grep -o 'p50=.*' "$OUT/bench-dispatch.log" | tail -1)" "" "cargo bench --bench dispatch"
     fi

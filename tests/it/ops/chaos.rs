@@ -48,8 +48,7 @@ pub async fn bounded<T>(body: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("the test did not finish within {LIMIT:?}"))
 }
 
-/// Polls `check` every 20 ms until it holds; panics with `what` and the last `explain`
-/// after `within`.
+/// Polls `check` every 20 ms until it holds; panics naming `what` after `within`.
 pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !check() {
