@@ -81,11 +81,13 @@ async fn an_unreachable_receiver_is_retried_for_a_day_then_given_up() {
         )),
         "{error}"
     );
-    // The last attempt was at the deadline, not before it and not long after.
+    // The last attempt was at the deadline, not before it and not a backoff step after it
+    // (a late step is at least 2.5 min). The paused clock auto-advances while the store's
+    // thread works, so a loaded machine adds some seconds: the bound allows for them.
     let finished = failed.finished_at.unwrap();
     assert!(finished >= failed.created_at + day, "{finished}");
     assert!(
-        finished < failed.created_at + day + chrono::Duration::seconds(30),
+        finished < failed.created_at + day + chrono::Duration::seconds(120),
         "{finished}"
     );
     assert_eq!(dispatcher.outbox_depth(), 0);
