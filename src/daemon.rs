@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use self::reload::{AlertGauges, Reloader, resolved};
+use self::reload::{AlertGauges, Reloader};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
@@ -523,7 +523,7 @@ fn resolve_orphans(
         .partition(|r| r.tracker_id.is_none());
     for record in gone {
         info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone.");
-        let _ = alerts.send(resolved(record, clock.now()));
+        let _ = alerts.send(record.last.resolved_at(clock.now()));
     }
     if engine_alerts.is_empty() {
         return;
@@ -534,7 +534,7 @@ fn resolve_orphans(
     tokio::spawn(async move {
         health.wait_until(|h| h.is_connected()).await;
         for record in engine_alerts {
-            let _ = alerts.send(resolved(record, clock.now()));
+            let _ = alerts.send(record.last.resolved_at(clock.now()));
         }
     });
 }

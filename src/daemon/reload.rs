@@ -26,7 +26,7 @@ use tracing::{error, info};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{EngineHandle, ShardEvaluator};
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition};
+use crate::rules::alert::{AlertRecord, AlertTransition};
 use crate::rules::{Evaluator, RuleSet};
 use crate::state::TrackerState;
 use crate::telemetry;
@@ -337,16 +337,7 @@ impl ShardEvaluator for ShardRules {
         let now = self.clock.now();
         for record in restored.orphaned {
             info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule was removed.");
-            out.push(resolved(record, now));
+            out.push(record.last.resolved_at(now));
         }
     }
-}
-
-/// The resolve of a firing alert that nothing will evaluate any more.
-pub fn resolved(record: AlertRecord, now: DateTime<Utc>) -> AlertTransition {
-    let mut t = record.last;
-    t.status = AlertStatus::Resolved;
-    t.ends_at = Some(now);
-    t.at = now;
-    t
 }

@@ -58,9 +58,5 @@ pub fn firing(rule: &str, tracker: i64) -> AlertTransition {
 
 /// The resolve of `t` at `at`.
 pub fn resolved(t: &AlertTransition, at: DateTime<Utc>) -> AlertTransition {
-    let mut r = t.clone();
-    r.status = AlertStatus::Resolved;
-    r.ends_at = Some(at);
-    r.at = at;
-    r
+    t.resolved_at(at)
 }

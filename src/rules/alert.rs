@@ -119,6 +119,20 @@ pub struct AlertTransition {
     pub channels: Option<Vec<String>>,
 }
 
+impl AlertTransition {
+    /// The resolve of this alert at `at`: the same identity, labels and annotations, so
+    /// receivers pair it with the firing they heard. For alerts nothing will evaluate any
+    /// more (a removed rule, an engine alert left by a previous run) and for tests.
+    pub fn resolved_at(&self, at: DateTime<Utc>) -> AlertTransition {
+        AlertTransition {
+            status: AlertStatus::Resolved,
+            ends_at: Some(at),
+            at,
+            ..self.clone()
+        }
+    }
+}
+
 /// A live (pending or firing) alert as persisted, so that a restart resumes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
