@@ -71,6 +71,33 @@ pub enum BatchItem {
     Invalid(super::decode::DecodeError),
 }
 
+/// Calls the macro `$m` with every field of [`SourceState`] that is compared or merged as a
+/// whole (all but `gps` and `additional`, which have fields of their own). The cache's
+/// merge and the rules' change detection both walk this one list, so a field added to
+/// `SourceState` is added here once.
+#[macro_export]
+macro_rules! with_plain_state_fields {
+    ($m:ident) => {
+        $m!(
+            source_id,
+            connection_status,
+            movement_status,
+            movement_status_update,
+            ignition,
+            ignition_update,
+            gsm,
+            last_update,
+            battery_level,
+            battery_update,
+            inputs,
+            inputs_update,
+            outputs,
+            outputs_update,
+            actual_track_update
+        )
+    };
+}
+
 /// A tracker's source state (`tracker/get_state`), full or compact.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct SourceState {

@@ -181,23 +181,7 @@ fn merge_state(old: &SourceState, mut new: SourceState) -> SourceState {
             }
         )*};
     }
-    keep!(
-        source_id,
-        connection_status,
-        movement_status,
-        movement_status_update,
-        ignition,
-        ignition_update,
-        gsm,
-        last_update,
-        battery_level,
-        battery_update,
-        inputs,
-        inputs_update,
-        outputs,
-        outputs_update,
-        actual_track_update
-    );
+    crate::with_plain_state_fields!(keep);
     match (&mut new.gps, &old.gps) {
         (None, Some(old_gps)) => new.gps = Some(old_gps.clone()),
         (Some(gps), Some(old_gps)) => {

@@ -161,24 +161,8 @@ impl FieldMask {
                 }
             )*};
         }
-        compare!(
-            source_id,
-            connection_status,
-            movement_status,
-            movement_status_update,
-            ignition,
-            ignition_update,
-            gsm,
-            last_update,
-            battery_level,
-            battery_update,
-            inputs,
-            inputs_update,
-            outputs,
-            outputs_update,
-            additional,
-            actual_track_update
-        );
+        crate::with_plain_state_fields!(compare);
+        compare!(additional);
         if wanted.intersects(FieldMask::GPS) {
             out |= match (&old.gps, &new.gps) {
                 (None, None) => 0,
