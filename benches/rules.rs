@@ -100,6 +100,7 @@ fn fleet(rules: &RuleSet) -> ShardCache {
             source_id: Some(10_000 + i),
             label: Some(format!("Truck {i}")),
             group_id: Some(i % 10),
+            blocked: None,
         });
         for m in 0..10 {
             cache.apply(Update::State {

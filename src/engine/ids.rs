@@ -64,13 +64,5 @@ impl IdMap {
 
 /// The trackers of a `tracker/list` response, as the cache keeps them.
 pub fn tracker_infos(list: &TrackerList) -> Vec<TrackerInfo> {
-    list.list
-        .iter()
-        .map(|t| TrackerInfo {
-            id: t.id,
-            source_id: t.source.as_ref().and_then(|s| s.id),
-            label: t.label.clone(),
-            group_id: t.group_id,
-        })
-        .collect()
+    list.list.iter().map(TrackerInfo::from).collect()
 }

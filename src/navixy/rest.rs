@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::state::TrackerInfo;
 
-use super::messages::{SourceId, TrackerId};
+use super::messages::TrackerList;
 
 /// Navixy's API error codes that change what the source does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +209,7 @@ impl RestClient {
     pub async fn tracker_list(&self, hash: &Secret) -> Result<Vec<TrackerInfo>, RestError> {
         let body = serde_json::json!({ "hash": hash.expose() });
         let list: TrackerList = self.call("tracker/list", &body).await?;
-        Ok(list.into_infos())
+        Ok(list.list.iter().map(TrackerInfo::from).collect())
     }
 
     /// POSTs a JSON body and returns the success body, or the typed error.
@@ -288,46 +288,6 @@ pub fn parse_answer<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The `tracker/list` answer; only what the engine uses is read, the rest ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct TrackerList {
-    #[serde(default)]
-    pub list: Vec<ListedTracker>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ListedTracker {
-    pub id: TrackerId,
-    #[serde(default)]
-    pub label: Option<String>,
-    #[serde(default)]
-    pub group_id: Option<i64>,
-    #[serde(default)]
-    pub source: Option<ListedSource>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ListedSource {
-    pub id: Option<SourceId>,
-    #[serde(default)]
-    pub blocked: Option<bool>,
-}
-
-impl TrackerList {
-    /// Maps `list[].id` -> tracker id, `list[].source.id` -> source id (states carry it).
-    pub fn into_infos(self) -> Vec<TrackerInfo> {
-        self.list
-            .into_iter()
-            .map(|t| TrackerInfo {
-                id: t.id,
-                source_id: t.source.and_then(|s| s.id),
-                label: t.label,
-                group_id: t.group_id,
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,12 +297,13 @@ mod tests {
         let body = include_bytes!("../../tests/data/source/tracker_list.json");
         let list: TrackerList = parse_answer("tracker/list", StatusCode::OK, None, body).unwrap();
         assert_eq!(
-            list.into_infos(),
+            list.list.iter().map(TrackerInfo::from).collect::<Vec<_>>(),
             vec![TrackerInfo {
                 id: 21080,
                 source_id: Some(10284),
                 label: Some("Truck 7".into()),
                 group_id: Some(3),
+                blocked: Some(false),
             }]
         );
     }

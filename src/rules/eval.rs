@@ -364,6 +364,7 @@ impl Evaluator {
             set,
             scope,
             tracker,
+            has_data: tracker.has_data(),
             now_ms,
             notify,
             template_reads,
@@ -399,6 +400,8 @@ struct Run<'a, 'o> {
     set: &'a RuleSet,
     scope: &'a mut Scope<'static>,
     tracker: &'a TrackerState,
+    /// [`TrackerState::has_data`], asked once per tracker.
+    has_data: bool,
     now_ms: i64,
     notify: bool,
     template_reads: &'a [TemplateReads],
@@ -438,6 +441,11 @@ impl Run<'_, '_> {
                     Some(true),
                 );
             }
+            return;
+        }
+        // A rule that reads the tracker's data has nothing to judge before the first of it
+        // (after a restart, a blocked tracker sends none): its alerts stay as they are.
+        if !self.has_data && rule.deps.intersects(Deps::STATE | Deps::DATA) {
             return;
         }
         // A tracker seen for the first time runs every rule, even constant ones. A new
@@ -731,7 +739,7 @@ impl ShardEvaluator for Evaluator {
         now: DateTime<Utc>,
         out: &mut Vec<AlertTransition>,
     ) {
-        for tracker in trackers {
+        for tracker in trackers.filter(|t| t.has_facts()) {
             self.evaluate(tracker, now, true, out);
         }
         self.flush_metrics();

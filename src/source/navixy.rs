@@ -42,6 +42,7 @@ use crate::navixy::requests::subscribe_message;
 use crate::navixy::rest::{RestClient, RestError};
 use crate::navixy::simulator::{Simulator, SimulatorHandle, SimulatorOptions};
 use crate::rules::alert::{AlertStatus, AlertTransition, Fingerprint, Severity};
+use crate::state::TrackerInfo;
 use crate::telemetry;
 
 /// Engine alert: a `logout` arrived and the session could not be renewed.
@@ -452,7 +453,7 @@ impl NavixySource {
             hash: None,
             logged_out: false,
             session_closed: false,
-            tracker_ids: Vec::new(),
+            listed: Vec::new(),
             reported: HashSet::new(),
             down_since: started,
         };
@@ -534,7 +535,8 @@ struct Runner {
     /// A logout arrived and the session could not be renewed.
     session_closed: bool,
     /// Tracker ids of the latest list, for requests that need explicit ids.
-    tracker_ids: Vec<TrackerId>,
+    /// The last tracker list, amended by the subscription's per-tracker statuses.
+    listed: Vec<TrackerInfo>,
     /// Trackers already reported as unknown or disallowed.
     reported: HashSet<TrackerId>,
     down_since: Instant,
@@ -603,7 +605,7 @@ impl Runner {
         match self.rest.tracker_list(&hash).await {
             Ok(list) => {
                 info!(trackers = list.len(), "Tracker list loaded.");
-                self.tracker_ids = list.iter().map(|t| t.id).collect();
+                self.listed = list.clone();
                 if self.tx.send(SourceEvent::Trackers(list)).await.is_err() {
                     return Outcome::Stopped;
                 }
@@ -633,7 +635,8 @@ impl Runner {
                 };
             }
         };
-        let (message, warnings) = subscribe_message(&self.config, hash.expose(), &self.tracker_ids);
+        let ids: Vec<TrackerId> = self.listed.iter().map(|t| t.id).collect();
+        let (message, warnings) = subscribe_message(&self.config, hash.expose(), &ids);
         for warning in warnings {
             warn!("source.navixy: {warning}");
         }
@@ -720,7 +723,15 @@ impl Runner {
                     self.record(at, &text);
                     match frame {
                         Frame::Response(response) => {
-                            self.apply_response(&response);
+                            if self.apply_response(&response)
+                                && self
+                                    .tx
+                                    .send(SourceEvent::Trackers(self.listed.clone()))
+                                    .await
+                                    .is_err()
+                            {
+                                return Outcome::Stopped;
+                            }
                             let subscribe = response.action.as_deref().is_none_or(|a| {
                                 a.ends_with("subscribe") && !a.ends_with("unsubscribe")
                             });
@@ -793,7 +804,9 @@ impl Runner {
     }
 
     /// Keeps per-tracker statuses; logs blocked trackers, and unknown ones once each.
-    fn apply_response(&mut self, response: &SubscribeResponse) {
+    /// Returns whether the statuses changed whether a listed tracker is blocked (a block
+    /// or unblock between `tracker/list` and the subscription): the list is then sent again.
+    fn apply_response(&mut self, response: &SubscribeResponse) -> bool {
         let mut statuses = SubscriptionStatuses::new();
         let mut blocked = Vec::new();
         for (event, status) in &response.data {
@@ -833,7 +846,22 @@ impl Runner {
                 "Blocked trackers: no states until they are unblocked."
             );
         }
+        let mut changed = false;
+        for info in &mut self.listed {
+            let said = statuses
+                .values()
+                .find_map(|by_id| match by_id.get(&info.id) {
+                    Some(TrackerStatus::Blocked) => Some(true),
+                    Some(TrackerStatus::Normal) => Some(false),
+                    _ => None,
+                });
+            if said.is_some() && said != info.blocked {
+                info.blocked = said;
+                changed = true;
+            }
+        }
         self.health.set_subscriptions(statuses);
+        changed
     }
 
     fn record(&mut self, at: DateTime<Utc>, text: &str) {

@@ -61,10 +61,20 @@ impl ShardCache {
         self.history = policy;
     }
 
-    /// Labels and source ids from `tracker/list`; the tracker's state is kept.
+    /// Labels and source ids from `tracker/list`; the tracker's state is kept. When the
+    /// list first says, or says anew, whether the tracker is blocked, the lifecycle follows:
+    /// a blocked tracker sends no state, so after a restart the list is the only witness
+    /// of a block that happened while the engine was down.
     pub fn set_info(&mut self, info: TrackerInfo) {
         let entry = self.entry(info.id);
         if *entry.info != info {
+            if info.blocked != entry.info.blocked {
+                match (info.blocked, entry.lifecycle) {
+                    (Some(true), Lifecycle::Active) => entry.lifecycle = Lifecycle::Blocked,
+                    (Some(false), Lifecycle::Blocked) => entry.lifecycle = Lifecycle::Active,
+                    _ => {}
+                }
+            }
             entry.info = Arc::new(info);
             entry.version += 1;
         }
@@ -506,6 +516,41 @@ mod tests {
     }
 
     #[test]
+    fn the_list_says_when_a_tracker_is_blocked_and_events_say_it_after() {
+        let mut c = cache();
+        let listed = |blocked| TrackerInfo {
+            id: 3,
+            blocked,
+            ..TrackerInfo::default()
+        };
+        let lifecycle = |c: &ShardCache| c.get(3).map(|t| t.lifecycle);
+        c.set_info(listed(Some(true)));
+        assert_eq!(lifecycle(&c), Some(Lifecycle::Blocked));
+        // An unblock event is newer than the list: a refresh that says the same as
+        // before does not undo it.
+        c.apply(Update::Lifecycle {
+            tracker_id: 3,
+            kind: LifecycleKind::Unblock,
+            at: None,
+        });
+        c.set_info(TrackerInfo {
+            label: Some("Van 3".into()),
+            ..listed(Some(true))
+        });
+        assert_eq!(lifecycle(&c), Some(Lifecycle::Active));
+        // A block the stream did not tell, then an unblock.
+        c.set_info(listed(Some(false)));
+        c.set_info(listed(Some(true)));
+        assert_eq!(lifecycle(&c), Some(Lifecycle::Blocked));
+        c.set_info(listed(Some(false)));
+        assert_eq!(lifecycle(&c), Some(Lifecycle::Active));
+        // A list that does not say changes nothing.
+        c.set_info(listed(Some(true)));
+        c.set_info(listed(None));
+        assert_eq!(lifecycle(&c), Some(Lifecycle::Blocked));
+    }
+
+    #[test]
     fn lifecycle_moves_between_active_blocked_removed() {
         let mut c = cache();
         let lc = |kind| Update::Lifecycle {
@@ -569,6 +614,7 @@ mod tests {
             source_id: Some(10284),
             label: Some("Truck 7".into()),
             group_id: Some(3),
+            blocked: None,
         });
         let tr = c.get(21080).expect("tracker");
         assert_eq!(tr.info.label.as_deref(), Some("Truck 7"));

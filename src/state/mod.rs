@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::navixy::messages::{
     Counter, IotTrackerValues, IotValue, LifecycleKind, ReadingsItem, SensorInput, SourceId,
-    SourceState, StateValue, TrackerId, VirtualSensor,
+    SourceState, StateValue, TrackerId, TrackerListEntry, VirtualSensor,
 };
 
 /// A tracker's lifecycle as Navixy reports it.
@@ -41,6 +41,22 @@ pub struct TrackerInfo {
     pub source_id: Option<SourceId>,
     pub label: Option<String>,
     pub group_id: Option<i64>,
+    /// Whether the account had blocked it when listed (`source.blocked`); `None` when
+    /// the list did not say.
+    pub blocked: Option<bool>,
+}
+
+impl From<&TrackerListEntry> for TrackerInfo {
+    /// `list[].id` is the tracker id, `list[].source.id` the source id states carry.
+    fn from(t: &TrackerListEntry) -> TrackerInfo {
+        TrackerInfo {
+            id: t.id,
+            source_id: t.source.as_ref().and_then(|s| s.id),
+            label: t.label.clone(),
+            group_id: t.group_id,
+            blocked: t.source.as_ref().and_then(|s| s.blocked),
+        }
+    }
 }
 
 /// One normalized unit of work for a shard: already mapped to a tracker id.
@@ -109,6 +125,25 @@ pub struct TrackerState {
     pub last_data_at: Option<DateTime<Utc>>,
     /// Bumped on every change, so evaluation can skip trackers whose inputs did not change.
     pub version: u64,
+}
+
+impl TrackerState {
+    /// Whether the tracker sent anything: a state, readings, iot values.
+    pub fn has_data(&self) -> bool {
+        self.current.is_some() || !self.iot.is_empty() || self.readings != Readings::default()
+    }
+
+    /// Whether anything is known of it beyond a label: data, a lifecycle change, or the
+    /// list saying whether it is blocked. A tracker known only by name has nothing for a
+    /// rule to judge, so the ticker leaves its alerts as they are (after a restart, the
+    /// ones restored firing) until something is.
+    pub fn has_facts(&self) -> bool {
+        self.has_data()
+            || self.last_data_at.is_some()
+            || self.lifecycle != Lifecycle::Active
+            || !self.online
+            || self.info.blocked.is_some()
+    }
 }
 
 pub mod cache;

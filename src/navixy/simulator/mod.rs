@@ -231,6 +231,7 @@ impl Shared {
                 source_id: Some(v.source_id),
                 label: Some(v.label.clone()),
                 group_id: Some(v.group_id),
+                blocked: Some(v.blocked),
             })
             .collect()
     }

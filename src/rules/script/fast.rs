@@ -989,6 +989,7 @@ mod tests {
                         source_id: Some(10284),
                         label: label.map(str::to_string),
                         group_id: None,
+                        blocked: None,
                     }),
                     lifecycle,
                     online,

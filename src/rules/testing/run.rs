@@ -318,6 +318,7 @@ impl Suite {
                     source_id: series.source_id,
                     label: series.label.clone(),
                     group_id: series.group_id,
+                    blocked: None,
                 });
             }
         }

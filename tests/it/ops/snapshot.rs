@@ -151,7 +151,6 @@ async fn the_documented_snapshot_after_a_reconnect_refires_nothing() {
 /// (`source.blocked`) and the subscribe response (`blocked`), and no evaluation of a
 /// restored alert before its tracker's first data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a restart resolves the alerts of trackers blocked at the time"]
 async fn a_restart_keeps_the_alerts_of_blocked_trackers_firing() {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();

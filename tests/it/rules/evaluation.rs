@@ -46,6 +46,7 @@ impl Shard {
             source_id: Some(10284),
             label: Some("Truck 7".into()),
             group_id: Some(3),
+            blocked: None,
         });
         Shard {
             cache,
@@ -260,6 +261,89 @@ fn a_restart_resumes_firing_alerts_without_firing_again() {
     assert_eq!(resolved.status, AlertStatus::Resolved);
     assert_eq!(resolved.fingerprint, records[0].fingerprint);
     assert_eq!(resolved.starts_at, at);
+}
+
+const BLOCKED: &str = r#"
+rules:
+  - name: speeding
+    when: state.gps.speed > 90
+  - name: blocked
+    when: tracker.lifecycle == "blocked"
+"#;
+
+#[test]
+fn after_a_restart_a_tracker_that_sent_nothing_keeps_its_alerts_until_it_does() {
+    let set = rules(BLOCKED);
+    let start = t0();
+    // Before the restart: speeding, then blocked.
+    let mut before = Evaluator::new(Arc::clone(&set));
+    let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
+    let mut out = Vec::new();
+    let mut s: SourceState = serde_json::from_value(json!({"gps": {"speed": 120}})).unwrap();
+    s.last_update = Some(NavixyTime::Instant(start));
+    let tracker = cache.apply(Update::State {
+        tracker_id: 21080,
+        state: Box::new(s),
+    });
+    before.on_update(tracker, start, true, &mut out);
+    let tracker = cache.apply(Update::Lifecycle {
+        tracker_id: 21080,
+        kind: navixy_alerts::navixy::messages::LifecycleKind::Block,
+        at: None,
+    });
+    before.on_update(tracker, start, true, &mut out);
+    assert_eq!(out.len(), 2);
+    let records = before.firing();
+    assert_eq!(records.len(), 2);
+
+    // A new process: tracker/list says the tracker is blocked, so it sends no state.
+    let mut after = Evaluator::new(Arc::clone(&set));
+    assert_eq!(after.restore(&records).resumed, 2);
+    let mut shard = Shard::new(&set, Box::new(after));
+    shard.tick(start + Duration::minutes(5));
+    assert!(
+        shard.take().is_empty(),
+        "nothing known yet: nothing resolves"
+    );
+    shard.cache.set_info(TrackerInfo {
+        id: 21080,
+        source_id: Some(10284),
+        label: Some("Truck 7".into()),
+        group_id: Some(3),
+        blocked: Some(true),
+    });
+    shard.tick(start + Duration::minutes(6));
+    assert!(
+        shard.take().is_empty(),
+        "still blocked, speed unknown: both keep firing"
+    );
+    assert_eq!(
+        shard.cache.get(21080).unwrap().lifecycle,
+        navixy_alerts::state::Lifecycle::Blocked
+    );
+    // Unblocked, and its first state says it is parked: both resolve.
+    shard.cache.apply(Update::Lifecycle {
+        tracker_id: 21080,
+        kind: navixy_alerts::navixy::messages::LifecycleKind::Unblock,
+        at: None,
+    });
+    let end = start + Duration::minutes(7);
+    shard.state(end, end, true, json!({"gps": {"speed": 0}}));
+    let mut got = shard.take();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            (
+                r#"2026-01-05T08:07:00Z blocked 21080 "Truck 7" resolved"#.to_string(),
+                AlertStatus::Resolved
+            ),
+            (
+                r#"2026-01-05T08:07:00Z speeding 21080 "Truck 7" resolved"#.to_string(),
+                AlertStatus::Resolved
+            )
+        ]
+    );
 }
 
 #[test]
