@@ -5,10 +5,11 @@
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ShardEvaluator;
+use crate::navixy::messages::TrackerId;
 use crate::rules::alert::AlertTransition;
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
@@ -56,22 +57,84 @@ pub(crate) fn spawn(
     evaluator: Box<dyn ShardEvaluator>,
     inbox: Receiver<ShardMsg>,
     transitions: mpsc::UnboundedSender<AlertTransition>,
+    tick_slice: usize,
 ) -> std::io::Result<JoinHandle<()>> {
+    let worker = Worker {
+        cache,
+        evaluator,
+        out: Vec::new(),
+        tick: None,
+        tick_slice,
+        latest: None,
+    };
     std::thread::Builder::new()
         .name(format!("shard-{index}"))
-        .spawn(move || run(cache, evaluator, inbox, transitions))
+        .spawn(move || worker.run(inbox, transitions))
 }
 
-fn run(
-    mut cache: ShardCache,
-    mut evaluator: Box<dyn ShardEvaluator>,
-    inbox: Receiver<ShardMsg>,
-    transitions: mpsc::UnboundedSender<AlertTransition>,
-) {
-    // Reused for every update: evaluation allocates nothing when nothing changes.
-    let mut out: Vec<AlertTransition> = Vec::new();
-    // The loop ends on `Stop`, or when every sender is gone.
-    while let Ok(msg) = inbox.recv() {
+/// A tick under way, evaluated a slice of trackers at a time between update batches.
+struct Tick {
+    now: DateTime<Utc>,
+    /// The shard's trackers when the tick began; the ones after `next` are still due.
+    ids: Vec<TrackerId>,
+    next: usize,
+}
+
+struct Worker {
+    cache: ShardCache,
+    evaluator: Box<dyn ShardEvaluator>,
+    /// Reused for every update: evaluation allocates nothing when nothing changes.
+    out: Vec<AlertTransition>,
+    tick: Option<Tick>,
+    /// Trackers per slice of a tick; 0: a tick at once.
+    tick_slice: usize,
+    /// The newest engine clock an update brought: a slice evaluated after it does not
+    /// go back in time.
+    latest: Option<DateTime<Utc>>,
+}
+
+impl Worker {
+    fn run(
+        mut self,
+        inbox: Receiver<ShardMsg>,
+        transitions: mpsc::UnboundedSender<AlertTransition>,
+    ) {
+        // The loop ends on `Stop`, or when every sender is gone.
+        loop {
+            let msg = if self.tick.is_some() {
+                match inbox.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => Some(ShardMsg::Stop),
+                }
+            } else {
+                match inbox.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => Some(ShardMsg::Stop),
+                }
+            };
+            let stop = msg.is_some_and(|msg| self.handle(msg));
+            // One slice per message at least, so a busy shard still finishes its ticks.
+            if !stop {
+                self.tick_slice_step(self.tick_slice);
+            }
+            for t in self.out.drain(..) {
+                // Nobody listening (the caller dropped the receiver): transitions are
+                // dropped with it, which is what a caller that does not want them asked for.
+                let _ = transitions.send(t);
+            }
+            if stop {
+                break;
+            }
+        }
+    }
+
+    /// Does what one message asks; true to stop. Anything but updates first finishes the
+    /// tick under way, so what it asks or answers sees the tick done.
+    fn handle(&mut self, msg: ShardMsg) -> bool {
+        if !matches!(msg, ShardMsg::Updates(_)) {
+            self.tick_slice_step(usize::MAX);
+        }
         match msg {
             ShardMsg::Updates(batch) => {
                 for RoutedUpdate {
@@ -80,38 +143,66 @@ fn run(
                     notify,
                 } in batch
                 {
-                    let tracker = cache.apply(update);
-                    evaluator.on_update(tracker, now, notify, &mut out);
+                    let tracker = self.cache.apply(update);
+                    self.evaluator
+                        .on_update(tracker, now, notify, &mut self.out);
+                    if self.latest.is_none_or(|l| now > l) {
+                        self.latest = Some(now);
+                    }
                 }
             }
             ShardMsg::Info(infos) => {
                 for info in infos {
-                    cache.set_info(info);
+                    self.cache.set_info(info);
                 }
             }
-            ShardMsg::Tick(now) => evaluator.on_tick(&mut cache.iter(), now, &mut out),
+            ShardMsg::Tick(now) if self.tick_slice == 0 => {
+                self.evaluator
+                    .on_tick(&mut self.cache.iter(), now, &mut self.out);
+            }
+            ShardMsg::Tick(now) => {
+                self.tick = Some(Tick {
+                    now,
+                    ids: self.cache.iter().map(|t| t.info.id).collect(),
+                    next: 0,
+                });
+            }
             ShardMsg::Tracker(id, reply) => {
-                let _ = reply.send(cache.get(id).cloned());
+                let _ = reply.send(self.cache.get(id).cloned());
             }
             ShardMsg::Len(reply) => {
-                let _ = reply.send(cache.len());
+                let _ = reply.send(self.cache.len());
             }
             ShardMsg::Evaluator(mut new) => {
                 // The successor resumes its predecessor's firing alerts here, between two
                 // messages, so no update is evaluated by neither or by both.
-                new.take_over(evaluator.firing(), &mut out);
-                evaluator = new;
+                new.take_over(self.evaluator.firing(), &mut self.out);
+                self.evaluator = new;
             }
-            ShardMsg::History(policy) => cache.set_history_policy(policy),
+            ShardMsg::History(policy) => self.cache.set_history_policy(policy),
             ShardMsg::Sync(reply) => {
                 let _ = reply.send(());
             }
-            ShardMsg::Stop => break,
+            ShardMsg::Stop => return true,
         }
-        for t in out.drain(..) {
-            // Nobody listening (the caller dropped the receiver): transitions are dropped
-            // with it, which is what a caller that does not want them asked for.
-            let _ = transitions.send(t);
+        false
+    }
+
+    /// Evaluates up to `n` more trackers of the tick under way.
+    fn tick_slice_step(&mut self, n: usize) {
+        let Some(tick) = &mut self.tick else {
+            return;
+        };
+        let end = tick.ids.len().min(tick.next.saturating_add(n));
+        let now = self.latest.map_or(tick.now, |l| l.max(tick.now));
+        let cache = &self.cache;
+        let mut due = tick.ids[tick.next..end]
+            .iter()
+            .filter_map(|id| cache.get(*id));
+        self.evaluator.on_tick(&mut due, now, &mut self.out);
+        tick.next = end;
+        if end == tick.ids.len() {
+            self.tick = None;
         }
     }
 }

@@ -505,3 +505,91 @@ fn decode_errors_are_counted_by_kind_and_bad_items_alone() {
         (1, 1, 1, 1)
     );
 }
+
+/// Records ticks (trackers per call) and updates in order; its first tick waits for the
+/// test to open the gate.
+struct Gated {
+    log: Arc<Mutex<Vec<String>>>,
+    gate: Option<crossbeam_channel::Receiver<()>>,
+}
+
+impl ShardEvaluator for Gated {
+    fn on_update(
+        &mut self,
+        tracker: &TrackerState,
+        _: DateTime<Utc>,
+        _: bool,
+        _: &mut Vec<AlertTransition>,
+    ) {
+        self.log.lock().push(format!("update {}", tracker.info.id));
+    }
+
+    fn on_tick(
+        &mut self,
+        trackers: &mut dyn Iterator<Item = &TrackerState>,
+        now: DateTime<Utc>,
+        _: &mut Vec<AlertTransition>,
+    ) {
+        let ids: Vec<String> = trackers.map(|t| t.info.id.to_string()).collect();
+        self.log
+            .lock()
+            .push(format!("tick {} at {}", ids.join(","), now.format("%S")));
+        if let Some(gate) = self.gate.take() {
+            gate.recv().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_live_tick_lets_updates_through_between_slices() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (open, gate) = crossbeam_channel::bounded(1);
+    let mut o = options(1, EngineClock::EventTime);
+    o.tick_slice = 2;
+    o.batch_size = 1;
+    // Only the test ticks.
+    o.eval_interval = std::time::Duration::ZERO;
+    let (l, g) = (log.clone(), Mutex::new(Some(gate)));
+    let factory = move |_: usize| -> Box<dyn ShardEvaluator> {
+        Box::new(Gated {
+            log: l.clone(),
+            gate: g.lock().take(),
+        })
+    };
+    let (mut engine, _rx) = Engine::start(o, &factory).unwrap();
+    for source in 1..=5 {
+        engine
+            .ingest_text(&state_frame(source, "2026-01-01T10:00:01Z", 10.0), None)
+            .unwrap();
+    }
+    engine.sync();
+    log.lock().clear();
+    // The first slice holds the shard until the update is queued behind the tick.
+    engine.handle().tick(t("2026-01-01T10:00:10Z"));
+    engine
+        .ingest_text(&state_frame(9, "2026-01-01T10:00:12Z", 10.0), None)
+        .unwrap();
+    engine.flush();
+    open.send(()).unwrap();
+    engine.sync();
+    let log = log.lock().clone();
+    let mut ticked: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("tick "))
+        .flat_map(|l| l.split(' ').next().unwrap().split(','))
+        .collect();
+    ticked.sort_unstable();
+    // Every tracker of the tick once, two at a time, and the update after the first
+    // slice; the later slices do not go back before the update's clock.
+    assert_eq!(ticked, ["1", "2", "3", "4", "5"], "{log:?}");
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(
+        log[0].starts_with("tick ") && log[0].ends_with(" at 10"),
+        "{log:?}"
+    );
+    assert_eq!(log[1], "update 9");
+    assert!(
+        log[2].ends_with(" at 12") && log[3].ends_with(" at 12"),
+        "{log:?}"
+    );
+}
