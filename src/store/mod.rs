@@ -5,7 +5,9 @@
 //! One connection lives on one dedicated thread; callers send it closures through a
 //! channel ([`Store::call`] from async code, [`Store::call_blocking`] from plain threads)
 //! and get the result back. A single writer needs no locking, keeps statements cached, and
-//! lets the dispatcher commit a whole batch of transitions in one transaction.
+//! lets the dispatcher commit a whole batch of transitions in one transaction. A second
+//! connection on a thread of its own moves the write-ahead log into the database file
+//! every second, so that no commit waits for a checkpoint's writes and syncs.
 //!
 //! This module stores and loads; it does not decide anything. What a transition means for
 //! routing, grouping or delivery belongs to [`crate::dispatch`].
@@ -199,6 +201,23 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         schema::migrate(&mut conn, path)?;
+        // Checkpoints run on the checkpointer's connection, not inside whichever commit
+        // crosses a thousand pages of log (a transition's commit then waited for them).
+        let checkpointer = if path == Path::new(":memory:") {
+            None
+        } else {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(open_err)?;
+            let (stop, stopped) = mpsc::channel::<()>();
+            let conn = Connection::open(path).map_err(open_err)?;
+            std::thread::Builder::new()
+                .name("navixy-alerts-checkpoint".into())
+                .spawn(move || checkpoint_every(&conn, CHECKPOINT_EVERY, &stopped))
+                .map_err(|e| {
+                    StoreError::Panicked(format!("cannot start the checkpoint thread: {e}"))
+                })?;
+            Some(stop)
+        };
 
         let silence_generation = Arc::new(AtomicU64::new(0));
         let mut db = Db {
@@ -210,7 +229,8 @@ impl Store {
         std::thread::Builder::new()
             .name("navixy-alerts-store".into())
             .spawn(move || {
-                // Ends when every Store handle is gone.
+                // Ends when every Store handle is gone, and the checkpointer with it.
+                let _checkpointer = checkpointer;
                 while let Ok(job) = rx.recv() {
                     job(&mut db);
                 }
@@ -355,6 +375,33 @@ impl Store {
         })
         .await
     }
+}
+
+/// How often the checkpointer moves the log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs a passive checkpoint every `period` until `stop`'s sender is gone. Passive: it
+/// copies what no reader still needs and never blocks the writer, which goes on appending
+/// to the log meanwhile; the log starts over once a checkpoint copied all of it.
+fn checkpoint_every(conn: &Connection, period: Duration, stop: &mpsc::Receiver<()>) {
+    let mut failed = false;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(period) {
+        match passive_checkpoint(conn) {
+            Ok(_) => failed = false,
+            Err(e) if !failed => {
+                tracing::warn!(error = %e, "Database checkpoint failed; the log grows until one succeeds.");
+                failed = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// One passive checkpoint: the log's frames, and how many of them are now in the file.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
 }
 
 fn run_caught<R, F>(db: &mut Db, f: F) -> Result<R, StoreError>

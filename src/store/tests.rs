@@ -273,3 +273,38 @@ async fn outbox_rows_move_from_pending_to_sent_or_failed() {
         .unwrap();
     assert_eq!(pruned, 1, "only the sent row is pruned");
 }
+
+#[test]
+fn commits_leave_the_log_to_the_checkpointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let store = Store::open_path(&path).unwrap();
+    for i in 0..50 {
+        store
+            .call_blocking(move |db| {
+                let tx = db.write(Durability::Full)?;
+                upsert_live_alert(&tx, &transition("speeding", i, AlertStatus::Firing), t0())?;
+                tx.commit()?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    let auto: i64 = store
+        .call_blocking(|db| {
+            Ok(db
+                .conn()
+                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(auto, 0, "commits never checkpoint");
+    // No commit checkpointed: every frame is still in the log, and a checkpoint from
+    // another connection (the checkpointer's) moves them all into the file.
+    let other = Connection::open(&path).unwrap();
+    let (log, copied) = passive_checkpoint(&other).unwrap();
+    assert!(log >= 50, "{log} frames in the log");
+    assert_eq!(copied, log);
+    // The checkpointer's loop ends with the database thread.
+    let (stop, stopped) = mpsc::channel();
+    drop(stop);
+    checkpoint_every(&other, Duration::from_secs(3600), &stopped);
+}
