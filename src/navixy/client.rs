@@ -88,12 +88,36 @@ impl ClientError {
     }
 }
 
+/// A URL as messages and logs may show it: without credentials (`user:password@`) and
+/// without its query. Text that does not parse as a URL loses what sits between `://`
+/// and an `@` all the same.
+pub fn shown_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => {
+            let start = url.find("://").map_or(0, |i| i + 3);
+            let end = url[start..]
+                .find(['/', '?'])
+                .map_or(url.len(), |i| start + i);
+            match url[start..end].rfind('@') {
+                Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+                None => url.to_string(),
+            }
+        }
+    }
+}
+
 /// The subscription URL: `ws_url` as given, or `api_url` with `https` -> `wss` (`http` ->
 /// `ws`) and `/event/subscription` appended; plus the Atmosphere query parameters when
 /// the URL has no query of its own.
 pub fn subscription_url(api_url: &str, ws_url: Option<&str>) -> Result<Url, ClientError> {
     let invalid = |url: &str, message: String| ClientError::InvalidUrl {
-        url: url.to_string(),
+        url: shown_url(url),
         message,
     };
     let mut url = match ws_url {
@@ -352,13 +376,8 @@ pub async fn connect(
     options: ConnectionOptions,
 ) -> Result<Connection<LiveStream>, ClientError> {
     install_crypto_provider();
-    // The URL carries no secret (the hash travels in `subscribe`), so it may be shown.
-    let shown = url
-        .as_str()
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    // The hash travels in `subscribe`, not in the URL; credentials in it are not shown.
+    let shown = shown_url(url.as_str());
     let opened = tokio::time::timeout(
         options.connect_timeout,
         tokio_tungstenite::connect_async_with_config(
@@ -607,6 +626,36 @@ mod tests {
         assert!(subscription_url("ftp://x", None).is_err());
         assert!(subscription_url("https://x", Some("https://y")).is_err());
         assert!(subscription_url("not a url", None).is_err());
+    }
+
+    #[test]
+    fn shown_urls_hide_credentials_and_queries() {
+        assert_eq!(
+            shown_url("https://ops:s3cret@api.navixy.com/v2?hash=abc"),
+            "https://api.navixy.com/v2"
+        );
+        assert_eq!(
+            shown_url("wss://ops@x.example/event/subscription?X-Atmosphere-tracking-id=0"),
+            "wss://x.example/event/subscription"
+        );
+        assert_eq!(shown_url("http://127.0.0.1:9/v2"), "http://127.0.0.1:9/v2");
+        // Not a URL: what may be credentials goes all the same.
+        assert_eq!(shown_url("https://ops:s3cret@ /v2"), "https://***@ /v2");
+        let err = subscription_url("ftp://ops:s3cret@x/v2", None).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_does_not_show_the_password() {
+        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        let url = subscription_url("http://ops:s3cret@127.0.0.1:9/v2", None).unwrap();
+        let err = connect(&url, ConnectionOptions::default())
+            .await
+            .err()
+            .expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("127.0.0.1:9"), "{text}");
+        assert!(!text.contains("s3cret") && !text.contains("ops"), "{text}");
     }
 
     #[test]

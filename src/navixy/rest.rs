@@ -225,7 +225,11 @@ impl RestClient {
             .json(body)
             .send()
             .await
-            .map_err(|source| RestError::Transport { call, source })?;
+            .map_err(|source| RestError::Transport {
+                call,
+                // The URL may carry credentials (`user:password@`); the call names it.
+                source: source.without_url(),
+            })?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -236,7 +240,11 @@ impl RestClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|source| RestError::Transport { call, source })?;
+            .map_err(|source| RestError::Transport {
+                call,
+                // The URL may carry credentials (`user:password@`); the call names it.
+                source: source.without_url(),
+            })?;
         parse_answer(call, status, retry_after, &bytes)
     }
 }
@@ -306,6 +314,16 @@ mod tests {
                 blocked: Some(false),
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_does_not_show_the_password() {
+        let client =
+            RestClient::new("http://ops:s3cret@127.0.0.1:9/v2", Duration::from_secs(5)).unwrap();
+        let err = client.tracker_list(&Secret::new("h")).await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("tracker/list"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]

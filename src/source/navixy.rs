@@ -764,7 +764,7 @@ impl Runner {
 
     /// A subscription works: clear the failure state and tell the watchdog.
     fn working(&mut self) {
-        info!(url = %self.url.as_str().split('?').next().unwrap_or_default(), "Navixy subscription working.");
+        info!(url = %crate::navixy::client::shown_url(self.url.as_str()), "Navixy subscription working.");
         self.logged_out = false;
         self.session_closed = false;
         self.backoff.reset();
