@@ -136,6 +136,9 @@ row "decode alone / replay with stock rules" \
     "$(awk -v d="$DECODE" -v s="$STOCK" 'BEGIN { if (s > 0) printf "%.2fx", d / s; else print "n/a" }')" \
     "<= 3x" "the two rows above"
 
+# The recording just written is still being flushed to the disk: its writeback would
+# stall the daemon's commits (fsync) and measure the disk, not the daemon.
+sync
 say "latency: $RATE updates/s for $SECONDS_OF_LOAD s"
 target/release/examples/loadtest latency --rate "$RATE" --seconds "$SECONDS_OF_LOAD" \
     2>&1 | tee "$OUT/latency.log" >&2
