@@ -88,6 +88,9 @@ if [[ -z ${QUICK:-} ]]; then
         row "engine without rules (updates per CPU-second)" \
             "$(commas "$(thrpt "$OUT/bench-replay.log" replay/engine_no_rules)") (decode alone $(commas "$(thrpt "$OUT/bench-replay.log" replay/decode_only)"))" \
             "" "cargo bench --bench replay"
+        row "engine with the stock rules (updates per CPU-second)" \
+            "$(commas "$(thrpt "$OUT/bench-replay.log" replay/engine_stock_rules)")" \
+            "" "cargo bench --bench replay"
     fi
     if [[ -f $OUT/bench-dispatch.log ]]; then
         row "dispatcher: record one transition (synchronous=FULL commit)" \
