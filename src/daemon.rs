@@ -43,7 +43,7 @@ use crate::engine::{
 };
 use crate::navixy::simulator::SimulatorHandle;
 use crate::rules::RuleSet;
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint};
+use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::server::{self, AppState, Token};
 use crate::source::SourceEvent;
 use crate::source::navixy::{NavixySource, SourceHealth, simulated};
@@ -102,6 +102,10 @@ pub async fn run(
         .load_live_alerts()
         .await
         .context("loading live alerts")?;
+    let pending = store
+        .take_pending_alerts()
+        .await
+        .context("loading pending alerts")?;
 
     // The source, and the clock everything runs on: the simulator's own (so that `for: 5m`
     // takes five simulated minutes in the demo), else the wall clock.
@@ -158,12 +162,18 @@ pub async fn run(
                 })
                 .cloned()
                 .collect();
+            let mine_pending: Vec<PendingAlert> = pending
+                .iter()
+                .filter(|p| shard_index(p.tracker_id, workers) == index)
+                .cloned()
+                .collect();
             Box::new(Reloader::evaluator(
                 rules.clone(),
                 clock.clone(),
                 gauges.clone(),
                 index,
                 &mine,
+                &mine_pending,
             ))
         }
     };
@@ -281,12 +291,25 @@ pub async fn run(
         .await
         .ok()
         .and_then(Result::ok);
-    if let Some(stats) = stats {
+    if let Some((stats, pending)) = stats {
         info!(
             frames = stats.frames,
             updates = stats.updates(),
             "Engine stopped."
         );
+        let count = pending.len();
+        match store.save_pending_alerts(pending).await {
+            Ok(()) if count > 0 => {
+                info!(
+                    count,
+                    "Pending alerts kept: the next start resumes their wait."
+                );
+            }
+            Ok(()) => {}
+            Err(e) => {
+                warn!(error = %e, count, "Pending alerts could not be kept; the next start waits their `for` again.");
+            }
+        }
     }
     let _ = forwarder.await;
     info!("Delivering what is due before stopping.");
@@ -351,7 +374,7 @@ fn engine_loop(
     mut events: mpsc::Receiver<SourceEvent>,
     alerts: mpsc::UnboundedSender<AlertTransition>,
     poll: Duration,
-) -> crate::engine::EngineStats {
+) -> (crate::engine::EngineStats, Vec<PendingAlert>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -363,7 +386,7 @@ fn engine_loop(
                 handle_event(&mut engine, event, &alerts);
                 engine.flush();
             }
-            return engine.shutdown();
+            return stop_engine(engine);
         }
     };
     runtime.block_on(async {
@@ -392,7 +415,15 @@ fn engine_loop(
             }
         }
     });
-    engine.shutdown()
+    stop_engine(engine)
+}
+
+/// Stops the engine once it applied everything, with the alerts still inside their `for`
+/// (for the next start).
+fn stop_engine(mut engine: Engine) -> (crate::engine::EngineStats, Vec<PendingAlert>) {
+    engine.flush();
+    let pending = engine.handle().pending_blocking();
+    (engine.shutdown(), pending)
 }
 
 /// Samples the evaluation latency: from the arrival of the first frame of a batch to

@@ -26,7 +26,7 @@ use tracing::{error, info};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{EngineHandle, ShardEvaluator};
-use crate::rules::alert::{AlertRecord, AlertTransition};
+use crate::rules::alert::{AlertRecord, AlertTransition, PendingAlert};
 use crate::rules::{Evaluator, RuleSet};
 use crate::state::TrackerState;
 use crate::telemetry;
@@ -134,18 +134,20 @@ impl Reloader {
         self.in_force.subscribe()
     }
 
-    /// The evaluator of one shard for `rules`, resuming `resumed` (its own trackers'
-    /// firing alerts from the store at start; nothing on a reload, where the evaluator
-    /// takes over from its predecessor instead).
+    /// The evaluator of one shard for `rules`, resuming `resumed` and `pending` (its own
+    /// trackers' firing alerts and the pending ones the last stop kept, at start;
+    /// nothing on a reload, where the evaluator takes over from its predecessor instead).
     pub fn evaluator(
         rules: Arc<RuleSet>,
         clock: Arc<dyn Clock>,
         gauges: Arc<AlertGauges>,
         shard: usize,
         resumed: &[AlertRecord],
+        pending: &[PendingAlert],
     ) -> ShardRules {
         let mut inner = Evaluator::new(rules);
         inner.restore(resumed);
+        inner.restore_pending(pending);
         ShardRules {
             inner,
             clock,
@@ -230,6 +232,7 @@ impl Reloader {
                     clock.clone(),
                     gauges.clone(),
                     shard,
+                    &[],
                     &[],
                 )) as Box<dyn ShardEvaluator>
             });
@@ -330,6 +333,14 @@ impl ShardEvaluator for ShardRules {
 
     fn firing(&self) -> Vec<AlertRecord> {
         self.inner.firing()
+    }
+
+    fn pending(&self) -> Vec<PendingAlert> {
+        self.inner.pending()
+    }
+
+    fn take_over_pending(&mut self, pending: Vec<PendingAlert>) {
+        self.inner.restore_pending(&pending);
     }
 
     fn take_over(&mut self, firing: Vec<AlertRecord>, out: &mut Vec<AlertTransition>) {

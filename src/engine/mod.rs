@@ -37,7 +37,7 @@ pub use stats::EngineStats;
 
 use chrono::{DateTime, Utc};
 
-use crate::rules::alert::{AlertRecord, AlertTransition};
+use crate::rules::alert::{AlertRecord, AlertTransition, PendingAlert};
 use crate::state::TrackerState;
 
 /// What a shard does with its trackers once the cache is up to date: the rule evaluator
@@ -75,6 +75,18 @@ pub trait ShardEvaluator: Send {
     /// The default takes over nothing.
     fn take_over(&mut self, firing: Vec<AlertRecord>, out: &mut Vec<AlertTransition>) {
         let _ = (firing, out);
+    }
+
+    /// The alerts inside their `for`: what a reload's successor and the next start resume
+    /// ([`ShardEvaluator::take_over_pending`]). The default has none.
+    fn pending(&self) -> Vec<PendingAlert> {
+        Vec::new()
+    }
+
+    /// Resumes a predecessor's (or the last run's) pending alerts, their wait going on.
+    /// The default drops them.
+    fn take_over_pending(&mut self, pending: Vec<PendingAlert>) {
+        let _ = pending;
     }
 }
 

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::navixy::decode::{DecodeError, DecodeOptions, decode_frame_with};
 use crate::navixy::messages::{BatchItem, Frame, TrackerId};
-use crate::rules::alert::AlertTransition;
+use crate::rules::alert::{AlertTransition, PendingAlert};
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
 use crate::state::{TrackerInfo, TrackerState, Update};
@@ -504,6 +504,24 @@ impl EngineHandle {
                 let _ = shard.send(ShardMsg::Sync(tx));
                 rx
             })
+            .collect()
+    }
+
+    /// Every shard's alerts inside their `for`, after what was sent before (blocking).
+    pub fn pending_blocking(&self) -> Vec<PendingAlert> {
+        let replies: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let (tx, rx) = oneshot::channel();
+                let _ = shard.send(ShardMsg::Pending(tx));
+                rx
+            })
+            .collect();
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.blocking_recv().ok())
+            .flatten()
             .collect()
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ShardEvaluator;
 use crate::navixy::messages::TrackerId;
-use crate::rules::alert::AlertTransition;
+use crate::rules::alert::{AlertTransition, PendingAlert};
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
 use crate::state::{TrackerInfo, TrackerState, Update};
@@ -40,6 +40,8 @@ pub enum ShardMsg {
     ),
     /// The number of trackers the shard holds.
     Len(oneshot::Sender<usize>),
+    /// The alerts inside their `for` ([`ShardEvaluator::pending`]).
+    Pending(oneshot::Sender<Vec<PendingAlert>>),
     /// A new evaluator (hot reload); the cache is kept, and the new evaluator takes over
     /// the old one's firing alerts ([`ShardEvaluator::take_over`]).
     Evaluator(Box<dyn ShardEvaluator>),
@@ -173,10 +175,14 @@ impl Worker {
             ShardMsg::Len(reply) => {
                 let _ = reply.send(self.cache.len());
             }
+            ShardMsg::Pending(reply) => {
+                let _ = reply.send(self.evaluator.pending());
+            }
             ShardMsg::Evaluator(mut new) => {
                 // The successor resumes its predecessor's firing alerts here, between two
                 // messages, so no update is evaluated by neither or by both.
                 new.take_over(self.evaluator.firing(), &mut self.out);
+                new.take_over_pending(self.evaluator.pending());
                 self.evaluator = new;
             }
             ShardMsg::History(policy) => self.cache.set_history_policy(policy),

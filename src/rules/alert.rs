@@ -133,7 +133,19 @@ impl AlertTransition {
     }
 }
 
-/// A live (pending or firing) alert as persisted, so that a restart resumes it.
+/// An alert inside its `for` (its condition holds, not yet long enough): what a stopping
+/// daemon keeps so that the next start does not start the wait again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAlert {
+    pub fingerprint: Fingerprint,
+    pub rule: String,
+    pub tracker_id: TrackerId,
+    pub key: Option<String>,
+    /// Since when the condition holds.
+    pub since: DateTime<Utc>,
+}
+
+/// A firing alert as persisted, so that a restart resumes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
     pub fingerprint: Fingerprint,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
-use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint};
+use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use super::faults::FaultKind;
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
@@ -256,6 +256,58 @@ impl Evaluator {
             restored.resumed += 1;
         }
         restored
+    }
+
+    /// Resumes alerts that were inside their `for` when the daemon stopped (or when a
+    /// reload replaced this evaluator's predecessor): their wait goes on from `since`,
+    /// not from now. Until a fresh evaluation confirms one, it does not hold on fresh
+    /// data, so it cannot fire announced on the strength of the old process alone.
+    /// Returns how many were resumed (alerts of rules no longer loaded are dropped).
+    pub fn restore_pending(&mut self, pending: &[PendingAlert]) -> usize {
+        let mut resumed = 0;
+        for p in pending {
+            let Some(rule) = self.rules.rules.iter().position(|r| *r.name == *p.rule) else {
+                continue;
+            };
+            let slot = self.slots.entry(p.tracker_id).or_default();
+            let key: Option<Arc<str>> = p.key.as_deref().map(Arc::from);
+            if slot.live.iter().any(|a| a.rule == rule && a.key == key) {
+                continue;
+            }
+            slot.live.push(LiveAlert {
+                rule,
+                key,
+                fingerprint: p.fingerprint.clone(),
+                machine: Machine::pending(p.since.timestamp_millis()),
+                holds: true,
+                clear: None,
+                announced: false,
+                fresh: false,
+                firing: None,
+            });
+            resumed += 1;
+        }
+        resumed
+    }
+
+    /// The alerts inside their `for`: what a stopping daemon keeps for the next start.
+    pub fn pending(&self) -> Vec<PendingAlert> {
+        let mut out = Vec::new();
+        for (tracker_id, slot) in &self.slots {
+            for a in &slot.live {
+                if let Phase::Pending { since_ms } = a.machine.phase {
+                    out.push(PendingAlert {
+                        fingerprint: a.fingerprint.clone(),
+                        rule: self.rules.rules[a.rule].name.to_string(),
+                        tracker_id: *tracker_id,
+                        key: a.key.as_deref().map(str::to_string),
+                        since: ms_to_time(since_ms),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        out
     }
 
     /// The firing alerts that were announced, as records: what `restore` takes back after
@@ -743,6 +795,14 @@ impl ShardEvaluator for Evaluator {
             self.evaluate(tracker, now, true, out);
         }
         self.flush_metrics();
+    }
+
+    fn pending(&self) -> Vec<PendingAlert> {
+        Evaluator::pending(self)
+    }
+
+    fn take_over_pending(&mut self, pending: Vec<PendingAlert>) {
+        self.restore_pending(&pending);
     }
 }
 

@@ -1,12 +1,13 @@
 //! Live alert states: one row per firing alert, written in the same transaction that
 //! records the transition, so that after a restart the rule evaluator neither fires an
-//! alert again nor forgets one that still has to resolve.
+//! alert again nor forgets one that still has to resolve; and the pending alerts a
+//! stopping daemon leaves for the next start.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::{StoreError, from_json, from_ms, to_json, to_ms};
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint};
+use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 
 /// Records a firing alert (or refreshes it with its newest transition).
 pub fn upsert_live_alert(
@@ -80,5 +81,50 @@ pub fn load_live_alerts(conn: &Connection) -> Result<Vec<AlertRecord>, StoreErro
             last,
         });
     }
+    Ok(out)
+}
+
+/// Replaces the kept pending alerts with `pending` (a stopping daemon's).
+pub fn save_pending_alerts(conn: &Connection, pending: &[PendingAlert]) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM pending_alerts", [])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO pending_alerts (fingerprint, rule, tracker_id, alert_key, since)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for p in pending {
+        insert.execute(params![
+            p.fingerprint.0,
+            p.rule,
+            p.tracker_id,
+            p.key,
+            to_ms(p.since)
+        ])?;
+    }
+    Ok(())
+}
+
+/// Takes the kept pending alerts out: once read they are gone, so that a start that
+/// ends without saving its own (`kill -9`) does not leave old ones to the next.
+pub fn take_pending_alerts(conn: &Connection) -> Result<Vec<PendingAlert>, StoreError> {
+    let mut out = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT fingerprint, rule, tracker_id, alert_key, since
+             FROM pending_alerts ORDER BY since, fingerprint",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(PendingAlert {
+                fingerprint: Fingerprint(row.get(0)?),
+                rule: row.get(1)?,
+                tracker_id: row.get(2)?,
+                key: row.get(3)?,
+                since: from_ms(row.get(4)?),
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    conn.execute("DELETE FROM pending_alerts", [])?;
     Ok(out)
 }

@@ -31,7 +31,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::config::Config;
 
-pub use alerts::{delete_live_alert, load_live_alerts, upsert_live_alert};
+pub use alerts::{
+    delete_live_alert, load_live_alerts, save_pending_alerts, take_pending_alerts,
+    upsert_live_alert,
+};
 pub use groups::{
     StoredGroup, delete_group, delete_group_member, load_groups, put_group, put_group_member,
 };
@@ -294,6 +297,33 @@ impl Store {
         &self,
     ) -> Result<Vec<crate::rules::alert::AlertRecord>, StoreError> {
         self.call_blocking(|db| load_live_alerts(db.conn()))
+    }
+
+    /// Keeps a stopping daemon's pending alerts for the next start (replacing any kept).
+    pub async fn save_pending_alerts(
+        &self,
+        pending: Vec<crate::rules::alert::PendingAlert>,
+    ) -> Result<(), StoreError> {
+        self.call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            save_pending_alerts(&tx, &pending)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The pending alerts the last stop kept, removed from the store as they are read.
+    pub async fn take_pending_alerts(
+        &self,
+    ) -> Result<Vec<crate::rules::alert::PendingAlert>, StoreError> {
+        self.call(|db| {
+            let tx = db.write(Durability::Full)?;
+            let pending = take_pending_alerts(&tx)?;
+            tx.commit()?;
+            Ok(pending)
+        })
+        .await
     }
 
     /// Adds a silence (validated first: matchers, regexes, time range).

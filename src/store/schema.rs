@@ -89,6 +89,18 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 1 -> 2
+    r#"
+    -- Alerts inside their `for` when the daemon stopped; the next start takes them back
+    -- (and deletes them), so that a restart does not start their wait again.
+    CREATE TABLE pending_alerts (
+        fingerprint TEXT PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        tracker_id  INTEGER NOT NULL,
+        alert_key   TEXT,
+        since       INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

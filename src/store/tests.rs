@@ -4,7 +4,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::rules::alert::{AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef};
+use crate::rules::alert::{
+    AlertStatus, AlertTransition, Fingerprint, PendingAlert, Severity, TrackerRef,
+};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
@@ -307,4 +309,34 @@ fn commits_leave_the_log_to_the_checkpointer() {
     let (stop, stopped) = mpsc::channel();
     drop(stop);
     checkpoint_every(&other, Duration::from_secs(3600), &stopped);
+}
+
+#[test]
+fn pending_alerts_are_kept_for_one_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+    let pending = |rule: &str, tracker: i64, key: Option<&str>| PendingAlert {
+        fingerprint: Fingerprint::new(rule, Some(tracker), key),
+        rule: rule.into(),
+        tracker_id: tracker,
+        key: key.map(str::to_string),
+        since: t0(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let first = vec![pending("idling", 7, None), pending("door", 8, Some("2"))];
+        store.save_pending_alerts(first).await.unwrap();
+        // A second stop replaces what the first kept.
+        let second = vec![pending("idling", 9, None), pending("door", 8, Some("3"))];
+        store.save_pending_alerts(second.clone()).await.unwrap();
+        let mut taken = store.take_pending_alerts().await.unwrap();
+        taken.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        let mut want = second;
+        want.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        assert_eq!(taken, want);
+        // Taken once: a start that ends without saving leaves nothing to the next.
+        assert!(store.take_pending_alerts().await.unwrap().is_empty());
+    });
 }

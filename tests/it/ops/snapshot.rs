@@ -212,3 +212,73 @@ async fn firing_in(daemon: &Daemon, fingerprint: &str) -> bool {
         .iter()
         .any(|r| r.fingerprint.0 == fingerprint && r.status == AlertStatus::Firing)
 }
+
+/// A stop keeps the alerts inside their `for`, and the next start resumes their wait
+/// from when it began: a deploy does not reset a `for: 2h`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_the_wait_of_pending_alerts() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("waiting.yaml");
+        std::fs::write(
+            &rules,
+            "rules:\n  - name: waiting\n    when: state.gps.speed >= 0\n    for: 24h\n",
+        )
+        .unwrap();
+        let sim = simulator(sim_options(21, 60.0)).await;
+        let hook = Hook::start(Answer::Accept).await;
+        let db = dir.path().join("alerts.db");
+        let yaml = config_yaml(&sim.api_url(), &hook.url(), &db)
+            .replace(&super::chaos::rules_path(), &rules.display().to_string());
+        let pending_of = |daemon: &Daemon| {
+            let engine = daemon.running.engine.clone();
+            async move {
+                let mut p = tokio::task::spawn_blocking(move || engine.pending_blocking())
+                    .await
+                    .unwrap();
+                p.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+                p
+            }
+        };
+
+        let first = Daemon::start(dir.path(), &yaml).await;
+        let mut before = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while before.len() < 20 {
+            assert!(tokio::time::Instant::now() < deadline, "{before:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            before = pending_of(&first).await;
+        }
+        first.stop().await;
+        let kept: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM pending_alerts", [], |r| r.get(0))
+            .unwrap();
+        assert!(kept >= 20, "{kept} pending alerts kept");
+
+        let second = Daemon::start(dir.path(), &yaml).await;
+        let after = pending_of(&second).await;
+        // Taken back (and out of the store), with the times their wait began.
+        for p in &before {
+            let resumed = after
+                .iter()
+                .find(|a| a.fingerprint == p.fingerprint)
+                .unwrap_or_else(|| panic!("{} not resumed: {after:?}", p.rule));
+            assert_eq!(resumed.since, p.since);
+        }
+        let left: i64 = second
+            .running
+            .store
+            .call(|db| {
+                Ok(db
+                    .conn()
+                    .query_row("SELECT count(*) FROM pending_alerts", [], |r| r.get(0))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        second.stop().await;
+        sim.shutdown().await;
+    })
+    .await;
+}

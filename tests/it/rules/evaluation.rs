@@ -496,3 +496,101 @@ fn a_stale_update_leaves_the_resolve_of_an_announced_alert_to_the_ticker() {
         )]
     );
 }
+
+const IDLING: &str = r#"
+rules:
+  - name: idling
+    when: state.ignition == true && state.gps.speed < 5
+    for: 10m
+"#;
+
+#[test]
+fn a_restart_resumes_the_wait_of_pending_alerts() {
+    let set = rules(IDLING);
+    let start = t0();
+    let idle = json!({"ignition": true, "gps": {"speed": 0}});
+    // Before the stop: idling for 7 of its 10 minutes.
+    let mut before = Evaluator::new(Arc::clone(&set));
+    let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
+    let mut out = Vec::new();
+    let mut s: SourceState = serde_json::from_value(idle.clone()).unwrap();
+    s.last_update = Some(NavixyTime::Instant(start));
+    let tracker = cache.apply(Update::State {
+        tracker_id: 21080,
+        state: Box::new(s),
+    });
+    before.on_update(tracker, start, true, &mut out);
+    before.on_tick(&mut cache.iter(), start + Duration::minutes(7), &mut out);
+    assert!(out.is_empty());
+    let pending = before.pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].rule.as_str(),
+            pending[0].tracker_id,
+            pending[0].since
+        ),
+        ("idling", 21080, start)
+    );
+
+    // The next start: the snapshot still shows it idling at minute 8; it fires at
+    // minute 10 of the wait, not 10 minutes after the restart.
+    let mut after = Evaluator::new(Arc::clone(&set));
+    assert_eq!(after.restore_pending(&pending), 1);
+    let mut shard = Shard::new(&set, Box::new(after));
+    let m = |n| start + Duration::minutes(n);
+    shard.state(m(8), m(8), true, idle.clone());
+    shard.tick(m(9));
+    assert!(shard.take().is_empty());
+    shard.tick(m(10));
+    assert_eq!(
+        shard.take(),
+        vec![(
+            r#"2026-01-05T08:10:00Z idling 21080 "Truck 7" firing"#.to_string(),
+            AlertStatus::Firing
+        )]
+    );
+
+    // A pending alert whose condition no longer holds after the restart ends silently.
+    let mut after = Evaluator::new(Arc::clone(&set));
+    after.restore_pending(&pending);
+    let mut shard = Shard::new(&set, Box::new(after));
+    shard.state(
+        m(8),
+        m(8),
+        true,
+        json!({"ignition": false, "gps": {"speed": 0}}),
+    );
+    shard.tick(m(20));
+    assert!(shard.take().is_empty());
+}
+
+#[test]
+fn a_reload_keeps_the_wait_of_pending_alerts() {
+    use navixy_alerts::engine::{Engine, EngineClock, EngineOptions};
+    let set = rules(IDLING);
+    let factory = evaluator_factory(Arc::clone(&set));
+    let mut options = EngineOptions::new(EngineClock::EventTime);
+    options.workers = 1;
+    let (mut engine, _rx) = Engine::start(options, &|_| factory()).unwrap();
+    let frame = |at: &str| {
+        format!(
+            r#"{{"type":"event","event":"state_batch","data":[{{"type":"source_state_event","state":{{"source_id":21080,"last_update":"{at}","ignition":true,"gps":{{"speed":0}}}}}}]}}"#
+        )
+    };
+    engine
+        .ingest_text(&frame("2026-01-05T08:00:00Z"), None)
+        .unwrap();
+    engine.sync();
+    let before = engine.handle().pending_blocking();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].since, t0());
+    // The new rule set's evaluators take over between two updates.
+    let reloaded = evaluator_factory(rules(IDLING));
+    engine.handle().replace_evaluators(&|_| reloaded());
+    engine
+        .ingest_text(&frame("2026-01-05T08:05:00Z"), None)
+        .unwrap();
+    engine.sync();
+    assert_eq!(engine.handle().pending_blocking(), before);
+}
