@@ -497,28 +497,12 @@ impl EngineHandle {
     }
 
     fn sync_requests(&self) -> Vec<oneshot::Receiver<()>> {
-        self.shards
-            .iter()
-            .map(|shard| {
-                let (tx, rx) = oneshot::channel();
-                let _ = shard.send(ShardMsg::Sync(tx));
-                rx
-            })
-            .collect()
+        self.ask_all(ShardMsg::Sync)
     }
 
     /// Every shard's alerts inside their `for`, after what was sent before (blocking).
     pub fn pending_blocking(&self) -> Vec<PendingAlert> {
-        let replies: Vec<_> = self
-            .shards
-            .iter()
-            .map(|shard| {
-                let (tx, rx) = oneshot::channel();
-                let _ = shard.send(ShardMsg::Pending(tx));
-                rx
-            })
-            .collect();
-        replies
+        self.ask_all(ShardMsg::Pending)
             .into_iter()
             .filter_map(|rx| rx.blocking_recv().ok())
             .flatten()
@@ -527,19 +511,26 @@ impl EngineHandle {
 
     /// How many trackers the shards hold, all together.
     pub fn tracker_count_blocking(&self) -> usize {
-        let replies: Vec<_> = self
-            .shards
-            .iter()
-            .map(|shard| {
-                let (tx, rx) = oneshot::channel();
-                let _ = shard.send(ShardMsg::Len(tx));
-                rx
-            })
-            .collect();
-        replies
+        self.ask_all(ShardMsg::Len)
             .into_iter()
             .filter_map(|rx| rx.blocking_recv().ok())
             .sum()
+    }
+
+    /// Sends every shard a question (all first, so they answer in parallel); the answers
+    /// come on the returned receivers, in shard order.
+    fn ask_all<T>(
+        &self,
+        question: impl Fn(oneshot::Sender<T>) -> ShardMsg,
+    ) -> Vec<oneshot::Receiver<T>> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let (tx, rx) = oneshot::channel();
+                let _ = shard.send(question(tx));
+                rx
+            })
+            .collect()
     }
 }
 

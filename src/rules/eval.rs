@@ -227,24 +227,14 @@ impl Evaluator {
             if record.status != AlertStatus::Firing {
                 continue;
             }
-            let (Some(rule), Some(tracker_id)) = (
-                self.rules
-                    .rules
-                    .iter()
-                    .position(|r| *r.name == *record.rule),
-                record.tracker_id,
-            ) else {
+            let (Some(rule), Some(tracker_id)) = (self.rule_index(&record.rule), record.tracker_id)
+            else {
                 restored.orphaned.push(record.clone());
                 continue;
             };
-            let slot = self.slots.entry(tracker_id).or_default();
-            let key: Option<Arc<str>> = record.key.as_deref().map(Arc::from);
-            if slot.live.iter().any(|a| a.rule == rule && a.key == key) {
-                continue;
-            }
-            slot.live.push(LiveAlert {
+            let alert = LiveAlert {
                 rule,
-                key,
+                key: record.key.as_deref().map(Arc::from),
                 fingerprint: record.fingerprint.clone(),
                 machine: Machine::restored(record.starts_at.timestamp_millis()),
                 holds: true,
@@ -252,8 +242,10 @@ impl Evaluator {
                 announced: true,
                 fresh: true,
                 firing: Some(record.last.clone()),
-            });
-            restored.resumed += 1;
+            };
+            if self.resume(tracker_id, alert) {
+                restored.resumed += 1;
+            }
         }
         restored
     }
@@ -266,17 +258,12 @@ impl Evaluator {
     pub fn restore_pending(&mut self, pending: &[PendingAlert]) -> usize {
         let mut resumed = 0;
         for p in pending {
-            let Some(rule) = self.rules.rules.iter().position(|r| *r.name == *p.rule) else {
+            let Some(rule) = self.rule_index(&p.rule) else {
                 continue;
             };
-            let slot = self.slots.entry(p.tracker_id).or_default();
-            let key: Option<Arc<str>> = p.key.as_deref().map(Arc::from);
-            if slot.live.iter().any(|a| a.rule == rule && a.key == key) {
-                continue;
-            }
-            slot.live.push(LiveAlert {
+            let alert = LiveAlert {
                 rule,
-                key,
+                key: p.key.as_deref().map(Arc::from),
                 fingerprint: p.fingerprint.clone(),
                 machine: Machine::pending(p.since.timestamp_millis()),
                 holds: true,
@@ -284,10 +271,31 @@ impl Evaluator {
                 announced: false,
                 fresh: false,
                 firing: None,
-            });
-            resumed += 1;
+            };
+            if self.resume(p.tracker_id, alert) {
+                resumed += 1;
+            }
         }
         resumed
+    }
+
+    /// The index of a loaded rule by name.
+    fn rule_index(&self, name: &str) -> Option<usize> {
+        self.rules.rules.iter().position(|r| *r.name == *name)
+    }
+
+    /// Adds a resumed alert unless its tracker already has one of that rule and key.
+    fn resume(&mut self, tracker_id: TrackerId, alert: LiveAlert) -> bool {
+        let slot = self.slots.entry(tracker_id).or_default();
+        if slot
+            .live
+            .iter()
+            .any(|a| a.rule == alert.rule && a.key == alert.key)
+        {
+            return false;
+        }
+        slot.live.push(alert);
+        true
     }
 
     /// The alerts inside their `for`: what a stopping daemon keeps for the next start.
