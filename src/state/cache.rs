@@ -237,7 +237,7 @@ fn apply_readings(
     let fallback_ms = event_time.map(|t| t.timestamp_millis());
     let readings = &mut tracker.readings;
     for input in item.inputs {
-        let Some(name) = input.name.clone() else {
+        let Some(name) = input.name.as_deref() else {
             continue;
         };
         if let Some(value) = input.value {
@@ -246,15 +246,13 @@ fn apply_readings(
                 .map(|t| t.to_utc(tz).timestamp_millis())
                 .or(fallback_ms);
             if let Some(at) = at {
-                tracker.history.record(&name, at, value, policy);
+                tracker.history.record(name, at, value, policy);
             }
         }
-        readings.inputs.insert(name, input);
+        put(&mut readings.inputs, input, |i| i.name.as_deref());
     }
     for state in item.states {
-        if let Some(field) = state.field.clone() {
-            readings.states.insert(field, state);
-        }
+        put(&mut readings.states, state, |s| s.field.as_deref());
     }
     for sensor in item.virtual_sensors {
         let key = sensor
@@ -266,7 +264,7 @@ fn apply_readings(
         }
     }
     for counter in item.counters {
-        let Some(kind) = counter.kind.clone() else {
+        let Some(kind) = counter.kind.as_deref() else {
             continue;
         };
         if let Some(value) = counter.value {
@@ -275,10 +273,24 @@ fn apply_readings(
                 .map(|t| t.to_utc(tz).timestamp_millis())
                 .or(fallback_ms);
             if let Some(at) = at {
-                tracker.history.record(&kind, at, value, policy);
+                tracker.history.record(kind, at, value, policy);
             }
         }
-        readings.counters.insert(kind, counter);
+        put(&mut readings.counters, counter, |c| c.kind.as_deref());
+    }
+}
+
+/// Replaces the entry `name` (readings are deltas: the same names again and again), and
+/// copies the name only for an entry that is new.
+fn put<V>(map: &mut HashMap<String, V>, value: V, name: impl Fn(&V) -> Option<&str>) {
+    let Some(key) = name(&value) else {
+        return;
+    };
+    if let Some(slot) = map.get_mut(key) {
+        *slot = value;
+    } else {
+        let key = key.to_string();
+        map.insert(key, value);
     }
 }
 
