@@ -64,6 +64,7 @@ pub(crate) fn spawn(
     let worker = Worker {
         cache,
         evaluator,
+        transitions,
         out: Vec::new(),
         tick: None,
         tick_slice,
@@ -71,7 +72,7 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name(format!("shard-{index}"))
-        .spawn(move || worker.run(inbox, transitions))
+        .spawn(move || worker.run(inbox))
 }
 
 /// A tick under way, evaluated a slice of trackers at a time between update batches.
@@ -85,6 +86,7 @@ struct Tick {
 struct Worker {
     cache: ShardCache,
     evaluator: Box<dyn ShardEvaluator>,
+    transitions: mpsc::UnboundedSender<AlertTransition>,
     /// Reused for every update: evaluation allocates nothing when nothing changes.
     out: Vec<AlertTransition>,
     tick: Option<Tick>,
@@ -96,11 +98,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(
-        mut self,
-        inbox: Receiver<ShardMsg>,
-        transitions: mpsc::UnboundedSender<AlertTransition>,
-    ) {
+    fn run(mut self, inbox: Receiver<ShardMsg>) {
         // The loop ends on `Stop`, or when every sender is gone.
         loop {
             let msg = if self.tick.is_some() {
@@ -120,11 +118,7 @@ impl Worker {
             if !stop {
                 self.tick_slice_step(self.tick_slice);
             }
-            for t in self.out.drain(..) {
-                // Nobody listening (the caller dropped the receiver): transitions are
-                // dropped with it, which is what a caller that does not want them asked for.
-                let _ = transitions.send(t);
-            }
+            self.send_transitions();
             if stop {
                 break;
             }
@@ -148,6 +142,9 @@ impl Worker {
                     let tracker = self.cache.apply(update);
                     self.evaluator
                         .on_update(tracker, now, notify, &mut self.out);
+                    // At once, not after the batch: an alert does not wait for the
+                    // updates behind it.
+                    self.send_transitions();
                     if self.latest.is_none_or(|l| now > l) {
                         self.latest = Some(now);
                     }
@@ -192,6 +189,14 @@ impl Worker {
             ShardMsg::Stop => return true,
         }
         false
+    }
+
+    fn send_transitions(&mut self) {
+        for t in self.out.drain(..) {
+            // Nobody listening (the caller dropped the receiver): transitions are dropped
+            // with it, which is what a caller that does not want them asked for.
+            let _ = self.transitions.send(t);
+        }
     }
 
     /// Evaluates up to `n` more trackers of the tick under way.
