@@ -4,7 +4,6 @@
 //!
 //! `cargo bench --bench dispatch`
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,39 +14,18 @@ use tokio::runtime::Runtime;
 
 use navixy_alerts::clock::SystemClock;
 use navixy_alerts::config::Config;
+use navixy_alerts::dispatch::testing::firing;
 use navixy_alerts::dispatch::{Dispatcher, DispatcherHandle};
-use navixy_alerts::navixy::messages::Location;
-use navixy_alerts::rules::alert::{
-    AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef,
-};
+use navixy_alerts::rules::alert::AlertTransition;
 use navixy_alerts::store::Store;
 
-fn transition(rule: &str, tracker: i64, status: AlertStatus) -> AlertTransition {
+/// A firing transition stamped now (the latency is measured from `at`).
+fn transition(rule: &str, tracker: i64) -> AlertTransition {
     let now = chrono::Utc::now();
-    AlertTransition {
-        fingerprint: Fingerprint::new(rule, Some(tracker), None),
-        rule: Arc::from(rule),
-        status,
-        severity: Severity::Critical,
-        tracker: Some(TrackerRef {
-            id: tracker,
-            label: Some(format!("Truck {tracker}")),
-            source_id: Some(tracker + 10_000),
-        }),
-        key: None,
-        labels: BTreeMap::from([("team".to_owned(), "logistics".to_owned())]),
-        annotations: BTreeMap::from([("summary".to_owned(), "17.2 l of fuel lost".to_owned())]),
-        value: Some(serde_json::json!(17.2)),
-        starts_at: now,
-        ends_at: (status == AlertStatus::Resolved).then_some(now),
-        at: now,
-        location: Some(Location {
-            lat: 52.5,
-            lng: 13.4,
-        }),
-        state: serde_json::Map::new(),
-        channels: None,
-    }
+    let mut t = firing(rule, tracker);
+    t.starts_at = now;
+    t.at = now;
+    t
 }
 
 fn config(dir: &Path, yaml: &str) -> Config {
@@ -80,7 +58,7 @@ fn record(c: &mut Criterion) {
                 let begin = Instant::now();
                 for _ in 0..iters {
                     next += 1;
-                    let t = transition("fuel_drain", next, AlertStatus::Firing);
+                    let t = transition("fuel_drain", next);
                     dispatcher.submit(t).await.unwrap();
                 }
                 begin.elapsed()
@@ -96,7 +74,7 @@ fn record(c: &mut Criterion) {
                     let batch: Vec<_> = (0..1000)
                         .map(|_| {
                             next += 1;
-                            transition("fuel_drain", next, AlertStatus::Firing)
+                            transition("fuel_drain", next)
                         })
                         .collect();
                     let begin = Instant::now();
@@ -142,7 +120,7 @@ fn webhook_latency(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     next += 1;
-                    let t = transition("fuel_drain", next, AlertStatus::Firing);
+                    let t = transition("fuel_drain", next);
                     let begin = Instant::now();
                     dispatcher.submit(t).await.unwrap();
                     let arrived = rx.recv().await.unwrap();

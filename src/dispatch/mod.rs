@@ -27,5 +27,5 @@ pub use notification::Notification;
 pub use outbox::RetryPolicy;
 pub use router::{RouteError, Router};
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[doc(hidden)]
+pub mod testing;

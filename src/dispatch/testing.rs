@@ -1,4 +1,5 @@
-//! Test helpers shared by the dispatch unit tests.
+//! Fixtures shared by the tests and benches (unit and integration): a firing transition
+//! as the rule engine emits it, its resolve, a config. Not part of the API.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,40 +1,6 @@
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use chrono::{DateTime, TimeZone, Utc};
-
 use super::*;
-use crate::rules::alert::{
-    AlertStatus, AlertTransition, Fingerprint, PendingAlert, Severity, TrackerRef,
-};
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
-}
-
-fn transition(rule: &str, tracker: i64, status: AlertStatus) -> AlertTransition {
-    AlertTransition {
-        fingerprint: Fingerprint::new(rule, Some(tracker), None),
-        rule: Arc::from(rule),
-        status,
-        severity: Severity::Critical,
-        tracker: Some(TrackerRef {
-            id: tracker,
-            label: Some(format!("Truck {tracker}")),
-            source_id: Some(tracker + 1000),
-        }),
-        key: None,
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        value: None,
-        starts_at: t0(),
-        ends_at: None,
-        at: t0(),
-        location: None,
-        state: serde_json::Map::new(),
-        channels: None,
-    }
-}
+use crate::dispatch::testing::{firing, t0};
+use crate::rules::alert::{AlertStatus, Fingerprint, PendingAlert};
 
 #[test]
 fn migrations_set_the_version_and_are_idempotent() {
@@ -85,9 +51,9 @@ fn storage_path_resolves_against_the_config_folder() {
 #[tokio::test]
 async fn live_alerts_round_trip_and_resolve_forgets() {
     let store = Store::open_in_memory().unwrap();
-    let firing = transition("fuel_drain", 21080, AlertStatus::Firing);
-    let other = transition("speeding", 21081, AlertStatus::Firing);
-    let (f, o) = (firing.clone(), other.clone());
+    let fuel = firing("fuel_drain", 21080);
+    let other = firing("speeding", 21081);
+    let (f, o) = (fuel.clone(), other.clone());
     store
         .call(move |db| {
             let tx = db.write(Durability::Full)?;
@@ -101,13 +67,13 @@ async fn live_alerts_round_trip_and_resolve_forgets() {
     let live = store.load_live_alerts().await.unwrap();
     assert_eq!(live.len(), 2);
     let rec = live.iter().find(|r| r.rule == "fuel_drain").unwrap();
-    assert_eq!(rec.fingerprint, firing.fingerprint);
+    assert_eq!(rec.fingerprint, fuel.fingerprint);
     assert_eq!(rec.tracker_id, Some(21080));
     assert_eq!(rec.status, AlertStatus::Firing);
     assert_eq!(rec.starts_at, t0());
-    assert_eq!(rec.last, firing);
+    assert_eq!(rec.last, fuel);
 
-    let fp = firing.fingerprint.clone();
+    let fp = fuel.fingerprint.clone();
     store
         .call(move |db| {
             let tx = db.write(Durability::Full)?;
@@ -285,7 +251,7 @@ fn commits_leave_the_log_to_the_checkpointer() {
         store
             .call_blocking(move |db| {
                 let tx = db.write(Durability::Full)?;
-                upsert_live_alert(&tx, &transition("speeding", i, AlertStatus::Firing), t0())?;
+                upsert_live_alert(&tx, &firing("speeding", i), t0())?;
                 tx.commit()?;
                 Ok(())
             })

@@ -1,7 +1,7 @@
-//! Real parts for the dispatch tests: an HTTP receiver that answers from a script, config
-//! and transition builders, and waiting with a deadline.
+//! Real parts for the dispatch tests: an HTTP receiver that answers from a script, a
+//! config builder, the crate's transition fixtures, and waiting with a deadline.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,19 +10,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use navixy_alerts::config::Config;
-use navixy_alerts::navixy::messages::Location;
-use navixy_alerts::rules::alert::{
-    AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef,
-};
-
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
-}
+pub use navixy_alerts::dispatch::testing::{firing, resolved, t0};
 
 /// How the receiver answers one request.
 #[derive(Debug, Clone, Copy)]
@@ -198,45 +190,6 @@ impl Receiver {
 pub fn config(dir: &Path, yaml: &str) -> Config {
     let text = format!("source: {{ simulator: {{}} }}\n{yaml}");
     Config::from_yaml(&text, &dir.join("config.yaml"), |_| None).unwrap()
-}
-
-/// A firing transition as the rule engine emits it.
-pub fn firing(rule: &str, tracker: i64) -> AlertTransition {
-    let mut state = serde_json::Map::new();
-    state.insert("speed".into(), serde_json::json!(0));
-    state.insert("ignition".into(), serde_json::json!(false));
-    AlertTransition {
-        fingerprint: Fingerprint::new(rule, Some(tracker), None),
-        rule: Arc::from(rule),
-        status: AlertStatus::Firing,
-        severity: Severity::Critical,
-        tracker: Some(TrackerRef {
-            id: tracker,
-            label: Some(format!("Truck {tracker}")),
-            source_id: Some(10_000 + tracker),
-        }),
-        key: None,
-        labels: BTreeMap::from([("team".to_owned(), "logistics".to_owned())]),
-        annotations: BTreeMap::from([(
-            "summary".to_owned(),
-            format!("Truck {tracker}: 17.2 l of fuel lost in 10 min"),
-        )]),
-        value: Some(serde_json::json!(17.2)),
-        starts_at: t0(),
-        ends_at: None,
-        at: t0(),
-        location: Some(Location {
-            lat: 52.5,
-            lng: 13.4,
-        }),
-        state,
-        channels: None,
-    }
-}
-
-/// The resolve of `t` at `at`.
-pub fn resolved(t: &AlertTransition, at: DateTime<Utc>) -> AlertTransition {
-    t.resolved_at(at)
 }
 
 /// A shutdown signal for a dispatcher, and the future it takes.
