@@ -18,27 +18,47 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use crate::navixy::messages::*;
 
-/// Visitor methods that flag any scalar as a wrong type (null is just absent).
+/// Visitor methods that flag scalars as a wrong type (null is just absent): all of them,
+/// or (`absent; kinds`) the listed ones, null answering `absent`, for a visitor that reads
+/// the others itself.
 macro_rules! wrong_scalars {
     () => {
+        wrong_scalars!(None; unit none bool i64 u64 f64 str);
+    };
+    ($absent:expr; $($kind:ident)*) => {
+        $(wrong_scalars!(@ $absent; $kind);)*
+    };
+    (@ $absent:expr; unit) => {
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
+            Ok($absent)
         }
+    };
+    (@ $absent:expr; none) => {
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
+            Ok($absent)
         }
+    };
+    (@ $absent:expr; bool) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok(self.wrong())
         }
+    };
+    (@ $absent:expr; i64) => {
         fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
             Ok(self.wrong())
         }
+    };
+    (@ $absent:expr; u64) => {
         fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
             Ok(self.wrong())
         }
+    };
+    (@ $absent:expr; f64) => {
         fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
             Ok(self.wrong())
         }
+    };
+    (@ $absent:expr; str) => {
         fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
             Ok(self.wrong())
         }
@@ -330,24 +350,7 @@ impl<'de> Lenient<'de> for NavixyTime {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a time")
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
+            wrong_scalars!(None; unit none bool i64 u64 f64);
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
                 Ok(match NavixyTime::parse(s) {
                     Some(t) => Some(t),
@@ -560,27 +563,7 @@ impl<'de, T: Fields<'de>> Visitor<'de> for Fill<'_, '_, T> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(T::EXPECTED)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(self.wrong())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(self.wrong())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(self.wrong())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(self.wrong())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(self.wrong())
-    }
+    wrong_scalars!(false; unit none bool i64 u64 f64 str);
     wrong_seq!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         read_fields(self.target, &mut map, self.cx)?;
@@ -1059,23 +1042,9 @@ impl<'de> Lenient<'de> for InputElement {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a boolean or a sensor object")
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
+            wrong_scalars!(None; unit i64 u64 f64 str);
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
                 Ok(Some(InputElement::Bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(self.wrong())
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(self.wrong())
             }
             wrong_seq!();
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
