@@ -127,7 +127,7 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime);
+    config = Criterion::default().with_measurement(ThreadCpuTime::default());
     targets = decode
 }
 criterion_main!(benches);

@@ -117,7 +117,7 @@ fn replay(c: &mut Criterion<ProcessCpuTime>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ProcessCpuTime);
+    config = Criterion::default().with_measurement(ProcessCpuTime::default());
     targets = replay
 }
 criterion_main!(benches);

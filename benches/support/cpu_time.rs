@@ -1,23 +1,20 @@
-//! A criterion measurement of the benchmark thread's own CPU time
-//! (`CLOCK_THREAD_CPUTIME_ID`). On a shared machine wall time also counts the time other
+//! Criterion measurements of CPU time: the benchmark thread's own
+//! (`CLOCK_THREAD_CPUTIME_ID`) or the process's. On a shared machine wall time also counts the time other
 //! processes held the core; CPU time is "per core" as the performance targets mean it.
 
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 
-pub struct ThreadCpuTime;
+/// CPU time of the clock `CLOCK` as a criterion measurement.
+#[derive(Default)]
+pub struct CpuTime<const CLOCK: libc::clockid_t>;
+
+/// The bench thread's own CPU time.
+pub type ThreadCpuTime = CpuTime<{ libc::CLOCK_THREAD_CPUTIME_ID }>;
 
 /// The whole process's CPU time: for benchmarks whose work runs on several threads.
-pub struct ProcessCpuTime;
-
-fn thread_cpu_now() -> Duration {
-    cpu_now(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-fn process_cpu_now() -> Duration {
-    cpu_now(libc::CLOCK_PROCESS_CPUTIME_ID)
-}
+pub type ProcessCpuTime = CpuTime<{ libc::CLOCK_PROCESS_CPUTIME_ID }>;
 
 fn cpu_now(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
@@ -34,15 +31,15 @@ fn cpu_now(clock: libc::clockid_t) -> Duration {
 
 static WALL: WallTime = WallTime;
 
-impl Measurement for ThreadCpuTime {
+impl<const CLOCK: libc::clockid_t> Measurement for CpuTime<CLOCK> {
     type Intermediate = Duration;
     type Value = Duration;
 
     fn start(&self) -> Duration {
-        thread_cpu_now()
+        cpu_now(CLOCK)
     }
     fn end(&self, start: Duration) -> Duration {
-        thread_cpu_now().saturating_sub(start)
+        cpu_now(CLOCK).saturating_sub(start)
     }
     fn add(&self, a: &Duration, b: &Duration) -> Duration {
         *a + *b
@@ -55,30 +52,6 @@ impl Measurement for ThreadCpuTime {
     }
     fn formatter(&self) -> &dyn ValueFormatter {
         // Same units as wall time (ns, states/s).
-        WALL.formatter()
-    }
-}
-
-impl Measurement for ProcessCpuTime {
-    type Intermediate = Duration;
-    type Value = Duration;
-
-    fn start(&self) -> Duration {
-        process_cpu_now()
-    }
-    fn end(&self, start: Duration) -> Duration {
-        process_cpu_now().saturating_sub(start)
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, value: &Duration) -> f64 {
-        value.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
         WALL.formatter()
     }
 }
