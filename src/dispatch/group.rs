@@ -428,21 +428,16 @@ impl Groups {
             }
             member.changes += 1;
             member.alert = t.clone();
-            if member.told_firing_at.is_some() {
-                if !send_resolved {
+            let dropped = match (member.told_firing_at.is_some(), send_resolved) {
+                // The resolve goes out at the group's next flush.
+                (true, true) => None,
+                (true, false) => {
                     member.told_firing_at = None;
-                    log(
-                        conn,
-                        now,
-                        t,
-                        Some(&id.channel),
-                        Outcome::Dropped,
-                        None,
-                        Some("send_resolved is off".into()),
-                    )?;
+                    Some("send_resolved is off")
                 }
-                // Otherwise the resolve goes out at the group's next flush.
-            } else {
+                (false, _) => Some("resolved before it was notified"),
+            };
+            if let Some(reason) = dropped {
                 log(
                     conn,
                     now,
@@ -450,7 +445,7 @@ impl Groups {
                     Some(&id.channel),
                     Outcome::Dropped,
                     None,
-                    Some("resolved before it was notified".into()),
+                    Some(reason.into()),
                 )?;
             }
             self.save_or_remove_member(conn, &id, &t.fingerprint)?;
