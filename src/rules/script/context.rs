@@ -155,10 +155,6 @@ pub(crate) fn opt_int(v: Option<i64>) -> Dynamic {
     v.map_or(Dynamic::UNIT, |v| Dynamic::from_int(v as INT))
 }
 
-pub(crate) fn opt_bool(v: Option<bool>) -> Dynamic {
-    v.map_or(Dynamic::UNIT, Dynamic::from_bool)
-}
-
 pub(crate) fn opt_str(v: Option<&str>) -> Dynamic {
     v.map_or(Dynamic::UNIT, |s| Dynamic::from(ImmutableString::from(s)))
 }
@@ -295,51 +291,74 @@ impl StateLeaf {
 
 /// Reads one value of a state; `()` when absent.
 pub(crate) fn state_leaf(s: &SourceState, fr: &Frame<'_>, leaf: &StateLeaf) -> Dynamic {
+    match leaf_value(s, leaf) {
+        FieldValue::Absent => Dynamic::UNIT,
+        FieldValue::Bool(b) => Dynamic::from_bool(b),
+        FieldValue::Int(i) => Dynamic::from_int(i as INT),
+        FieldValue::Num(v) => Dynamic::from_float(v as FLOAT),
+        FieldValue::Word(w) => INTERNED.get(w),
+        FieldValue::Str(v) => Dynamic::from(ImmutableString::from(v)),
+        FieldValue::Time(t) => fr.time(Some(t)),
+        // Whole arrays and points are not leaves.
+        FieldValue::Bits(_) | FieldValue::Point(..) => Dynamic::UNIT,
+    }
+}
+
+/// One value of a state, borrowed: what [`state_leaf`] gives rules and [`changed`]
+/// compares.
+fn leaf_value<'a>(s: &'a SourceState, leaf: &StateLeaf) -> FieldValue<'a> {
+    use FieldValue as F;
     use StateLeaf as L;
+    let num = |v: Option<f64>| v.map_or(F::Absent, F::Num);
+    let boolean = |v: Option<bool>| v.map_or(F::Absent, F::Bool);
+    let time = |v: Option<NavixyTime>| v.map_or(F::Absent, F::Time);
     let gps = s.gps.as_ref();
     let gsm = s.gsm.as_ref();
     let bit = |bits: &Option<Vec<bool>>, i: i64| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| bits.as_ref().and_then(|b| b.get(i)))
-            .map_or(Dynamic::UNIT, |b| Dynamic::from_bool(*b))
+        boolean(
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| bits.as_ref().and_then(|b| b.get(i).copied())),
+        )
     };
     let additional =
         |name: &ImmutableString| s.additional.as_ref().and_then(|a| a.get(name.as_str()));
     match leaf {
-        L::SourceId => opt_int(s.source_id),
+        L::SourceId => s.source_id.map_or(F::Absent, F::Int),
         L::ConnectionStatus => s
             .connection_status
-            .map_or(Dynamic::UNIT, |c| INTERNED.get(c.as_str())),
-        L::MovementStatus => s
-            .movement_status
-            .map_or(Dynamic::UNIT, |m| INTERNED.get(m.as_str())),
-        L::MovementStatusUpdate => fr.time(s.movement_status_update),
-        L::Ignition => opt_bool(s.ignition),
-        L::IgnitionUpdate => fr.time(s.ignition_update),
-        L::LastUpdate => fr.time(s.last_update),
-        L::BatteryLevel => opt_float(s.battery_level),
-        L::BatteryUpdate => fr.time(s.battery_update),
-        L::InputsUpdate => fr.time(s.inputs_update),
-        L::OutputsUpdate => fr.time(s.outputs_update),
-        L::ActualTrackUpdate => fr.time(s.actual_track_update),
-        L::GpsUpdated => fr.time(gps.and_then(|g| g.updated)),
-        L::GpsSignalLevel => opt_float(gps.and_then(|g| g.signal_level)),
-        L::GpsHeading => opt_float(gps.and_then(|g| g.heading)),
-        L::GpsSpeed => opt_float(gps.and_then(|g| g.speed)),
-        L::GpsAlt => opt_float(gps.and_then(|g| g.alt)),
-        L::GpsPrecision => opt_float(gps.and_then(|g| g.precision)),
-        L::GpsLbs => opt_bool(gps.and_then(|g| g.gsm_lbs)),
-        L::GpsLat => opt_float(gps.and_then(|g| g.location).map(|l| l.lat)),
-        L::GpsLng => opt_float(gps.and_then(|g| g.location).map(|l| l.lng)),
-        L::GsmUpdated => fr.time(gsm.and_then(|g| g.updated)),
-        L::GsmSignalLevel => opt_float(gsm.and_then(|g| g.signal_level)),
-        L::GsmNetworkName => opt_str(gsm.and_then(|g| g.network_name.as_deref())),
-        L::GsmRoaming => opt_bool(gsm.and_then(|g| g.roaming)),
+            .map_or(F::Absent, |v| F::Word(v.as_str())),
+        L::MovementStatus => s.movement_status.map_or(F::Absent, |v| F::Word(v.as_str())),
+        L::MovementStatusUpdate => time(s.movement_status_update),
+        L::Ignition => boolean(s.ignition),
+        L::IgnitionUpdate => time(s.ignition_update),
+        L::LastUpdate => time(s.last_update),
+        L::BatteryLevel => num(s.battery_level),
+        L::BatteryUpdate => time(s.battery_update),
+        L::InputsUpdate => time(s.inputs_update),
+        L::OutputsUpdate => time(s.outputs_update),
+        L::ActualTrackUpdate => time(s.actual_track_update),
+        L::GpsUpdated => time(gps.and_then(|g| g.updated)),
+        L::GpsSignalLevel => num(gps.and_then(|g| g.signal_level)),
+        L::GpsHeading => num(gps.and_then(|g| g.heading)),
+        L::GpsSpeed => num(gps.and_then(|g| g.speed)),
+        L::GpsAlt => num(gps.and_then(|g| g.alt)),
+        L::GpsPrecision => num(gps.and_then(|g| g.precision)),
+        L::GpsLbs => boolean(gps.and_then(|g| g.gsm_lbs)),
+        L::GpsLat => num(gps.and_then(|g| g.location).map(|l| l.lat)),
+        L::GpsLng => num(gps.and_then(|g| g.location).map(|l| l.lng)),
+        L::GsmUpdated => time(gsm.and_then(|g| g.updated)),
+        L::GsmSignalLevel => num(gsm.and_then(|g| g.signal_level)),
+        L::GsmNetworkName => gsm
+            .and_then(|g| g.network_name.as_deref())
+            .map_or(F::Absent, F::Str),
+        L::GsmRoaming => boolean(gsm.and_then(|g| g.roaming)),
         L::Input(i) => bit(&s.inputs, *i),
         L::Output(i) => bit(&s.outputs, *i),
-        L::AdditionalValue(name) => opt_str(additional(name).and_then(|f| f.value.as_deref())),
-        L::AdditionalUpdated(name) => fr.time(additional(name).and_then(|f| f.updated)),
+        L::AdditionalValue(name) => additional(name)
+            .and_then(|f| f.value.as_deref())
+            .map_or(F::Absent, F::Str),
+        L::AdditionalUpdated(name) => time(additional(name).and_then(|f| f.updated)),
     }
 }
 
@@ -593,7 +612,10 @@ impl FieldPath {
 pub(crate) enum FieldValue<'a> {
     Absent,
     Bool(bool),
+    Int(i64),
     Num(f64),
+    /// A value of an enumeration (`movement_status`): rules get it interned.
+    Word(&'static str),
     Str(&'a str),
     Time(NavixyTime),
     Bits(&'a [bool]),
@@ -608,63 +630,15 @@ pub(crate) fn is_field_path(path: &str) -> bool {
 /// The value at `path` in a state.
 pub(crate) fn field_value<'a>(s: &'a SourceState, path: &FieldPath) -> FieldValue<'a> {
     use FieldValue as F;
-    use StateLeaf as L;
-    let num = |v: Option<f64>| v.map_or(F::Absent, F::Num);
-    let boolean = |v: Option<bool>| v.map_or(F::Absent, F::Bool);
-    let time = |v: Option<NavixyTime>| v.map_or(F::Absent, F::Time);
-    let gps = s.gps.as_ref();
-    let gsm = s.gsm.as_ref();
-    let bit = |bits: &Option<Vec<bool>>, i: i64| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| bits.as_ref().and_then(|b| b.get(i)))
-            .map_or(F::Absent, |b| F::Bool(*b))
-    };
     match path {
         FieldPath::Inputs => s.inputs.as_deref().map_or(F::Absent, F::Bits),
         FieldPath::Outputs => s.outputs.as_deref().map_or(F::Absent, F::Bits),
-        FieldPath::Location => gps
+        FieldPath::Location => s
+            .gps
+            .as_ref()
             .and_then(|g| g.location)
             .map_or(F::Absent, |l| F::Point(l.lat, l.lng)),
-        FieldPath::Leaf(leaf) => match leaf {
-            L::SourceId => s.source_id.map_or(F::Absent, |v| F::Num(v as f64)),
-            L::ConnectionStatus => s
-                .connection_status
-                .map_or(F::Absent, |v| F::Str(v.as_str())),
-            L::MovementStatus => s.movement_status.map_or(F::Absent, |v| F::Str(v.as_str())),
-            L::MovementStatusUpdate => time(s.movement_status_update),
-            L::Ignition => boolean(s.ignition),
-            L::IgnitionUpdate => time(s.ignition_update),
-            L::LastUpdate => time(s.last_update),
-            L::BatteryLevel => num(s.battery_level),
-            L::BatteryUpdate => time(s.battery_update),
-            L::InputsUpdate => time(s.inputs_update),
-            L::OutputsUpdate => time(s.outputs_update),
-            L::ActualTrackUpdate => time(s.actual_track_update),
-            L::GpsUpdated => time(gps.and_then(|g| g.updated)),
-            L::GpsSignalLevel => num(gps.and_then(|g| g.signal_level)),
-            L::GpsHeading => num(gps.and_then(|g| g.heading)),
-            L::GpsSpeed => num(gps.and_then(|g| g.speed)),
-            L::GpsAlt => num(gps.and_then(|g| g.alt)),
-            L::GpsPrecision => num(gps.and_then(|g| g.precision)),
-            L::GpsLbs => boolean(gps.and_then(|g| g.gsm_lbs)),
-            L::GpsLat => num(gps.and_then(|g| g.location).map(|l| l.lat)),
-            L::GpsLng => num(gps.and_then(|g| g.location).map(|l| l.lng)),
-            L::GsmUpdated => time(gsm.and_then(|g| g.updated)),
-            L::GsmSignalLevel => num(gsm.and_then(|g| g.signal_level)),
-            L::GsmNetworkName => gsm
-                .and_then(|g| g.network_name.as_deref())
-                .map_or(F::Absent, F::Str),
-            L::GsmRoaming => boolean(gsm.and_then(|g| g.roaming)),
-            L::Input(i) => bit(&s.inputs, *i),
-            L::Output(i) => bit(&s.outputs, *i),
-            L::AdditionalValue(name) | L::AdditionalUpdated(name) => s
-                .additional
-                .as_ref()
-                .and_then(|a| a.get(name.as_str()))
-                .and_then(|f| f.value.as_deref())
-                .map_or(F::Absent, F::Str),
-        },
+        FieldPath::Leaf(leaf) => leaf_value(s, leaf),
     }
 }
 
