@@ -306,6 +306,7 @@ pub(crate) fn state_leaf(s: &SourceState, fr: &Frame<'_>, leaf: &StateLeaf) -> D
 
 /// One value of a state, borrowed: what [`state_leaf`] gives rules and [`changed`]
 /// compares.
+#[inline]
 fn leaf_value<'a>(s: &'a SourceState, leaf: &StateLeaf) -> FieldValue<'a> {
     use FieldValue as F;
     use StateLeaf as L;
