@@ -12,15 +12,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{SendError, deliver, parse_url};
+use super::{JsonEndpoint, SendError, parse_url};
 use crate::dispatch::notification::{Notification, fmt_time};
 use crate::rules::alert::{AlertStatus, AlertTransition};
 
-pub struct AlertmanagerChannel {
-    http: reqwest::Client,
-    url: reqwest::Url,
-    timeout: Duration,
-}
+pub struct AlertmanagerChannel(JsonEndpoint);
 
 impl AlertmanagerChannel {
     pub fn new(
@@ -31,16 +27,11 @@ impl AlertmanagerChannel {
         let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
         let url = parse_url("url", &endpoint)
             .map_err(|_| format!("url: `{url}` is not a valid http(s) URL"))?;
-        Ok(AlertmanagerChannel { http, url, timeout })
+        Ok(AlertmanagerChannel(JsonEndpoint { http, url, timeout }))
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let request = self
-            .http
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .json(&body(n));
-        deliver(request).await
+        self.0.post(&body(n)).await
     }
 }
 

@@ -141,6 +141,25 @@ pub(crate) fn parse_url(field: &str, url: &str) -> Result<reqwest::Url, String> 
     }
 }
 
+/// An HTTP endpoint that takes a JSON body: what the Slack and Alertmanager channels post
+/// their payloads to.
+pub(crate) struct JsonEndpoint {
+    pub http: reqwest::Client,
+    pub url: reqwest::Url,
+    pub timeout: Duration,
+}
+
+impl JsonEndpoint {
+    pub async fn post(&self, body: &impl serde::Serialize) -> Result<(), SendError> {
+        let request = self
+            .http
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .json(body);
+        deliver(request).await
+    }
+}
+
 /// Sends a request and maps the answer: 2xx is success; 408, 429 and 5xx are retried
 /// (honouring `Retry-After`); other statuses are permanent; network errors and timeouts
 /// are retried.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{SendError, deliver, parse_url};
+use super::{JsonEndpoint, SendError, parse_url};
 use crate::config::Secret;
 use crate::dispatch::notification::{Notification, fmt_time};
 use crate::rules::alert::{AlertStatus, AlertTransition, Severity};
@@ -15,11 +15,7 @@ use crate::rules::alert::{AlertStatus, AlertTransition, Severity};
 /// a note of how many more there are.
 const MAX_ALERTS: usize = 20;
 
-pub struct SlackChannel {
-    http: reqwest::Client,
-    url: reqwest::Url,
-    timeout: Duration,
-}
+pub struct SlackChannel(JsonEndpoint);
 
 impl SlackChannel {
     pub fn new(
@@ -30,16 +26,11 @@ impl SlackChannel {
         // The URL is the secret: it must not appear in the error.
         let url = parse_url("webhook_url", webhook_url.expose())
             .map_err(|_| "webhook_url: not a valid http(s) URL".to_owned())?;
-        Ok(SlackChannel { http, url, timeout })
+        Ok(SlackChannel(JsonEndpoint { http, url, timeout }))
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let request = self
-            .http
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .json(&body(n));
-        deliver(request).await
+        self.0.post(&body(n)).await
     }
 }
 
