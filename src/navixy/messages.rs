@@ -98,6 +98,23 @@ macro_rules! with_plain_state_fields {
     };
 }
 
+/// Calls the macro `$m` with every field of [`Gps`], for the same two walks.
+#[macro_export]
+macro_rules! with_gps_fields {
+    ($m:ident) => {
+        $m!(
+            updated,
+            signal_level,
+            location,
+            heading,
+            speed,
+            alt,
+            precision,
+            gsm_lbs
+        )
+    };
+}
+
 /// A tracker's source state (`tracker/get_state`), full or compact.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct SourceState {

@@ -202,16 +202,7 @@ fn merge_state(old: &SourceState, mut new: SourceState) -> SourceState {
                     }
                 )*};
             }
-            keep_gps!(
-                updated,
-                signal_level,
-                location,
-                heading,
-                speed,
-                alt,
-                precision,
-                gsm_lbs
-            );
+            crate::with_gps_fields!(keep_gps);
         }
         _ => {}
     }

@@ -177,16 +177,7 @@ impl FieldMask {
                             }
                         )*};
                     }
-                    compare_gps!(
-                        updated,
-                        signal_level,
-                        location,
-                        heading,
-                        speed,
-                        alt,
-                        precision,
-                        gsm_lbs
-                    );
+                    crate::with_gps_fields!(compare_gps);
                     gps
                 }
                 _ => FieldMask::GPS.0,
