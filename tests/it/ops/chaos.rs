@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use navixy_alerts::config::Config;
 use navixy_alerts::daemon::{self, RunOptions, Running};
-use navixy_alerts::navixy::simulator::{Simulator, SimulatorHandle, SimulatorOptions};
+use navixy_alerts::navixy::simulator::{SimulatorHandle, SimulatorOptions};
 use navixy_alerts::rules::RuleSet;
 use navixy_alerts::rules::alert::AlertStatus;
 use navixy_alerts::store::{OutboxEntry, OutboxStatus, Outcome, Store};
@@ -68,12 +68,8 @@ pub fn sim_options(seed: u64, speed: f64) -> SimulatorOptions {
     }
 }
 
-pub async fn simulator(options: SimulatorOptions) -> SimulatorHandle {
-    let (_, handle) = Simulator::bind("127.0.0.1:0".parse().unwrap(), options)
-        .await
-        .expect("bind the simulator");
-    handle
-}
+/// The simulator on a free loopback port (the source tests' own).
+pub use crate::source::simulator;
 
 /// The config the daemon runs with: the simulator as a live Navixy source (login +
 /// password), the ops rules, one webhook channel, every notification at once
@@ -533,6 +529,11 @@ impl Daemon {
     pub async fn start(dir: &Path, yaml: &str) -> Daemon {
         let config = Config::from_yaml(yaml, &dir.join("config.yaml"), |_| None)
             .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        Daemon::run(config).await
+    }
+
+    /// Starts the daemon on a loaded config, with the rules it names.
+    pub async fn run(config: Config) -> Daemon {
         let rules = RuleSet::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let (started_tx, started) = oneshot::channel();
@@ -545,9 +546,10 @@ impl Daemon {
             },
             Some(started_tx),
         ));
-        let running = match started.await {
-            Ok(running) => running,
-            Err(_) => panic!("the daemon did not start: {:?}", task.await),
+        let running = match tokio::time::timeout(LIMIT, started).await {
+            Ok(Ok(running)) => running,
+            Ok(Err(_)) => panic!("the daemon did not start: {:?}", task.await),
+            Err(_) => panic!("the daemon did not start within {LIMIT:?}"),
         };
         Daemon {
             running,

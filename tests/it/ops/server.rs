@@ -11,11 +11,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use navixy_alerts::config::Config;
-use navixy_alerts::daemon::{self, RunOptions, Running};
+use navixy_alerts::daemon::{self, RunOptions};
 use navixy_alerts::rules::RuleSet;
 use navixy_alerts::telemetry;
 
@@ -133,12 +131,18 @@ server: {{ listen: "127.0.0.1:0", token: "{TOKEN}" }}
 /// A daemon running in this process, with its config and rules in a temp folder.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
-    pub running: Running,
     pub base: String,
     pub http: reqwest::Client,
     pub hook: Hook,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
+    /// The daemon itself (`running` is its handles).
+    inner: super::chaos::Daemon,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = super::chaos::Daemon;
+    fn deref(&self) -> &super::chaos::Daemon {
+        &self.inner
+    }
 }
 
 impl Daemon {
@@ -170,34 +174,18 @@ impl Daemon {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let rules = RuleSet::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
-        let (started, running) = oneshot::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(daemon::run(
-            config,
-            rules,
-            RunOptions::default(),
-            async move {
-                let _ = stopped.await;
-            },
-            Some(started),
-        ));
-        let running = tokio::time::timeout(LIMIT, running)
-            .await
-            .expect("the daemon did not start in time")
-            .expect("the daemon stopped before it started");
-        let base = running
+        let inner = super::chaos::Daemon::run(config).await;
+        let base = inner
+            .running
             .admin_addr
             .map(|addr| format!("http://{addr}"))
             .unwrap_or_default();
         Daemon {
             dir,
-            running,
             base,
             http: reqwest::Client::new(),
             hook,
-            stop: Some(stop),
-            task,
+            inner,
         }
     }
 
@@ -267,15 +255,8 @@ impl Daemon {
     }
 
     /// Stops the daemon and checks that it stopped without an error.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(LIMIT, &mut self.task)
-            .await
-            .expect("the daemon did not stop in time")
-            .expect("the daemon task panicked");
-        result.expect("the daemon stopped with an error");
+    pub async fn stop(self) {
+        self.inner.stop().await;
     }
 }
 
