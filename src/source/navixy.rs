@@ -846,20 +846,7 @@ impl Runner {
                 "Blocked trackers: no states until they are unblocked."
             );
         }
-        let mut changed = false;
-        for info in &mut self.listed {
-            let said = statuses
-                .values()
-                .find_map(|by_id| match by_id.get(&info.id) {
-                    Some(TrackerStatus::Blocked) => Some(true),
-                    Some(TrackerStatus::Normal) => Some(false),
-                    _ => None,
-                });
-            if said.is_some() && said != info.blocked {
-                info.blocked = said;
-                changed = true;
-            }
-        }
+        let changed = amend_blocked(&mut self.listed, &statuses);
         self.health.set_subscriptions(statuses);
         changed
     }
@@ -875,6 +862,26 @@ impl Runner {
             self.record_failed = true;
         }
     }
+}
+
+/// Sets each listed tracker's `blocked` to what the subscription's statuses say of it
+/// (`blocked` or `normal`; other statuses say nothing); true if any changed.
+fn amend_blocked(listed: &mut [TrackerInfo], statuses: &SubscriptionStatuses) -> bool {
+    let mut changed = false;
+    for info in listed {
+        let said = statuses
+            .values()
+            .find_map(|by_id| match by_id.get(&info.id) {
+                Some(TrackerStatus::Blocked) => Some(true),
+                Some(TrackerStatus::Normal) => Some(false),
+                _ => None,
+            });
+        if said.is_some() && said != info.blocked {
+            info.blocked = said;
+            changed = true;
+        }
+    }
+    changed
 }
 
 fn retry_after_rest(e: RestError) -> Outcome {
@@ -1230,6 +1237,35 @@ mod tests {
             .collect();
         resolved.sort();
         assert_eq!(resolved, [SESSION_CLOSED_ALERT, SOURCE_DOWN_ALERT]);
+    }
+
+    #[test]
+    fn the_subscription_amends_what_the_list_said_of_blocks() {
+        let listed = |id, blocked| TrackerInfo {
+            id,
+            blocked,
+            ..TrackerInfo::default()
+        };
+        let mut list = vec![
+            listed(1, Some(false)),
+            listed(2, Some(true)),
+            listed(3, None),
+            listed(4, Some(false)),
+        ];
+        let statuses = BTreeMap::from([(
+            "state_batch".to_string(),
+            BTreeMap::from([
+                (1, TrackerStatus::Blocked),
+                (2, TrackerStatus::Normal),
+                (3, TrackerStatus::Unknown),
+            ]),
+        )]);
+        assert!(amend_blocked(&mut list, &statuses));
+        let blocked: Vec<_> = list.iter().map(|t| t.blocked).collect();
+        // 3: `unknown` says nothing; 4: not in the answer.
+        assert_eq!(blocked, [Some(true), Some(false), None, Some(false)]);
+        // Said again, nothing changes: the list is not sent again.
+        assert!(!amend_blocked(&mut list, &statuses));
     }
 
     #[test]
