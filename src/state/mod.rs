@@ -105,6 +105,15 @@ pub struct Readings {
     pub counters: HashMap<String, Counter>,
 }
 
+impl Readings {
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+            && self.states.is_empty()
+            && self.virtual_sensors.is_empty()
+            && self.counters.is_empty()
+    }
+}
+
 /// Everything the engine knows about one tracker.
 #[derive(Debug, Clone, Default)]
 pub struct TrackerState {
@@ -130,7 +139,7 @@ pub struct TrackerState {
 impl TrackerState {
     /// Whether the tracker sent anything: a state, readings, iot values.
     pub fn has_data(&self) -> bool {
-        self.current.is_some() || !self.iot.is_empty() || self.readings != Readings::default()
+        self.current.is_some() || !self.iot.is_empty() || !self.readings.is_empty()
     }
 
     /// Whether anything is known of it beyond a label: data, a lifecycle change, or the
