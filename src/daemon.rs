@@ -16,6 +16,12 @@
 //! transitions, let the dispatcher deliver what is due for a bounded time, and checkpoint
 //! the database so that its file is complete on its own.
 //!
+//! A transition counts as handed over only once committed: when a commit fails (a full
+//! disk), the forwarder commits the same batch again with backoff and takes no new
+//! transitions meanwhile, so they wait in order in the engine's channel; `/readyz` says
+//! not ready until a commit succeeds. The run ends with an error when transitions could
+//! not be committed before the stop, or when the database file was lost.
+//!
 //! - [`reload`]: hot reload of the rule set. [`watch`]: reload on rule file change.
 
 pub mod reload;
@@ -37,7 +43,7 @@ use tracing::{info, warn};
 use self::reload::{AlertGauges, Reloader};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::dispatch::{Dispatcher, DispatcherHandle};
+use crate::dispatch::{DispatchError, Dispatcher, DispatcherHandle};
 use crate::engine::{
     Engine, EngineClock, EngineHandle, EngineOptions, ShardEvaluator, shard_index,
 };
@@ -207,16 +213,16 @@ pub async fn run(
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || engine_loop(engine, events_rx, alerts_tx, poll))?;
+    // The admin server and the rule file watcher stop first at shutdown.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let forwarder = tokio::spawn(forward(
         transitions,
         alerts_rx,
         dispatcher.clone(),
         firing,
         gauges,
+        stopping.clone(),
     ));
-
-    // The admin server and the rule file watcher stop first at shutdown.
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stopping = stopping.clone();
         async move {
@@ -311,13 +317,21 @@ pub async fn run(
             }
         }
     }
-    let _ = forwarder.await;
+    let uncommitted = forwarder.await.unwrap_or(0);
     info!("Delivering what is due before stopping.");
     let _ = dispatch_stop.send(());
     dispatcher.stopped().await;
-    checkpoint(&store).await;
+    let checkpointed = checkpoint(&store).await;
     if let Some(sim) = simulator {
         sim.shutdown().await;
+    }
+    checkpointed?;
+    if uncommitted > 0 {
+        anyhow::bail!(
+            "storage {}: {uncommitted} alert transitions could not be committed before the stop; \
+             the next start evaluates their trackers anew",
+            store.location()
+        );
     }
     info!("Stopped.");
     Ok(())
@@ -343,9 +357,15 @@ async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
 /// Moves everything in the write-ahead log into the database file and empties the log,
 /// so that the file is complete on its own once the process exits (a copy or a backup
 /// taken then needs no `-wal` beside it, and the next start has no recovery to do).
-async fn checkpoint(store: &Store) {
+/// Fails, without checkpointing, when the database file was removed or replaced: what
+/// this run recorded is gone, and the stop must say so.
+async fn checkpoint(store: &Store) -> Result<(), StoreError> {
     if store.location() == ":memory:" {
-        return;
+        return Ok(());
+    }
+    if let Err(e) = store.check_file() {
+        tracing::error!(path = %store.location(), "Database lost: the file was removed or replaced while in use; not checkpointed.");
+        return Err(e);
     }
     let result = store
         .call(|db| {
@@ -365,6 +385,7 @@ async fn checkpoint(store: &Store) {
             warn!(path = %store.location(), error = %e, "Database checkpoint failed; the next start completes it.")
         }
     }
+    Ok(())
 }
 
 /// The engine's front: frames in, routed updates out; a timer reads the clock so that
@@ -487,16 +508,26 @@ fn handle_event(
     }
 }
 
+/// The first wait before a refused batch is committed again; it doubles on each failure
+/// up to [`COMMIT_RETRY_MAX`].
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a stopping daemon goes on retrying a refused batch before it gives up on it.
+const COMMIT_RETRY_AT_STOP: Duration = Duration::from_secs(10);
+
 /// Hands transitions to the dispatcher, as many per commit as are waiting, and counts
 /// them (`navixy_alerts_alert_transitions_total`, and the firing gauge from `firing`: the
-/// tracker alerts firing now).
+/// tracker alerts firing now). A batch whose commit fails is committed again until it
+/// succeeds (see [`commit_until_done`]); nothing new is taken meanwhile. Returns how many
+/// transitions were given up at the stop.
 async fn forward(
     mut transitions: mpsc::UnboundedReceiver<AlertTransition>,
     mut alerts: mpsc::UnboundedReceiver<AlertTransition>,
     dispatcher: DispatcherHandle,
     mut firing: HashSet<Fingerprint>,
     gauges: Arc<AlertGauges>,
-) {
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> usize {
     gauges.set_firing(firing.len() as i64);
     let mut batch = Vec::new();
     let mut transitions_open = true;
@@ -532,10 +563,69 @@ async fn forward(
             }
         }
         gauges.set_firing(firing.len() as i64);
-        let n = batch.len();
-        if let Err(e) = dispatcher.submit_batch(std::mem::take(&mut batch)).await {
-            warn!(error = %e, transitions = n, "Transitions could not be committed.");
+        if let Err(lost) =
+            commit_until_done(&dispatcher, std::mem::take(&mut batch), &stopping).await
+        {
+            // The dispatcher has stopped, or the stop came while the disk stayed full:
+            // count what is left until the engine closes its side.
+            tracing::error!(
+                transitions = lost,
+                "Alert transitions given up uncommitted; the next start evaluates their trackers anew."
+            );
+            let mut rest = lost;
+            while transitions.recv().await.is_some() {
+                rest += 1;
+            }
+            while alerts.try_recv().is_ok() {
+                rest += 1;
+            }
+            return rest;
         }
+    }
+    0
+}
+
+/// Commits `batch`, again and again with backoff while the store refuses it, so that no
+/// transition the engine made is lost once the disk has room again. Gives up (returning
+/// the batch's size) only when the dispatcher has stopped, or when the daemon has been
+/// stopping for [`COMMIT_RETRY_AT_STOP`].
+async fn commit_until_done(
+    dispatcher: &DispatcherHandle,
+    batch: Vec<AlertTransition>,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), usize> {
+    let n = batch.len();
+    let mut wait = COMMIT_RETRY_FIRST;
+    let mut attempts = 0u32;
+    let mut give_up_at = None;
+    loop {
+        attempts += 1;
+        match dispatcher.submit_batch(batch.clone()).await {
+            Ok(()) => {
+                if attempts > 1 {
+                    info!(
+                        transitions = n,
+                        attempts, "Alert transitions committed after failed attempts."
+                    );
+                }
+                return Ok(());
+            }
+            Err(DispatchError::Stopped) => return Err(n),
+            Err(e @ DispatchError::Store(_)) => {
+                if attempts == 1 {
+                    warn!(error = %e, transitions = n, "Alert transitions could not be committed; retrying, and taking no new ones meanwhile.");
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if *stopping.borrow() {
+            let at = *give_up_at.get_or_insert(now + COMMIT_RETRY_AT_STOP);
+            if now >= at {
+                return Err(n);
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(COMMIT_RETRY_MAX);
     }
 }
 
@@ -568,4 +658,147 @@ fn resolve_orphans(
             let _ = alerts.send(record.last.resolved_at(clock.now()));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::dispatch::testing::{config, firing, resolved, t0};
+
+    /// Polls `check` until it holds (at most 60 s of real time).
+    async fn eventually<F, Fut>(what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Caps the database at `pages` pages (at least its current size): SQLite's own
+    /// "database or disk is full" for every commit that needs a new page.
+    async fn max_pages(store: &Store, pages: i64) {
+        store
+            .call(move |db| {
+                db.conn()
+                    .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_database_holds_transitions_back_until_they_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let dispatcher = Dispatcher::start(
+            &config("notify: { group_wait: 0s }"),
+            store.clone(),
+            Arc::new(ManualClock::new(t0())),
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .unwrap();
+        store.check_writable().await.unwrap();
+
+        // The disk is full: no page beyond those in use.
+        max_pages(&store, 1).await;
+        let (transitions_tx, transitions) = mpsc::unbounded_channel();
+        let (_alerts_tx, alerts) = mpsc::unbounded_channel();
+        for tracker in 1..=300 {
+            transitions_tx.send(firing("fuel_drain", tracker)).unwrap();
+        }
+        let (_stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let forwarder = tokio::spawn(forward(
+            transitions,
+            alerts,
+            dispatcher.clone(),
+            HashSet::new(),
+            Arc::new(AlertGauges::new(1)),
+            stopping,
+        ));
+
+        eventually("not ready", || {
+            let store = store.clone();
+            async move { store.check_writable().await.is_err() }
+        })
+        .await;
+        let why = store.check_writable().await.unwrap_err().to_string();
+        assert!(
+            why.contains("alert transitions cannot be committed")
+                && why.contains("database or disk is full"),
+            "{why}"
+        );
+        assert!(store.load_live_alerts().await.unwrap().is_empty());
+        // The engine goes on meanwhile: tracker 1 resolves while the disk is full.
+        transitions_tx
+            .send(resolved(&firing("fuel_drain", 1), t0()))
+            .unwrap();
+        assert!(!forwarder.is_finished());
+
+        // Space returns: everything commits, in order, and the store is ready again.
+        max_pages(&store, 1 << 30).await;
+        eventually("every transition committed", || {
+            let store = store.clone();
+            async move { store.load_live_alerts().await.unwrap().len() == 299 }
+        })
+        .await;
+        let live = store.load_live_alerts().await.unwrap();
+        let mut trackers: Vec<i64> = live.iter().filter_map(|r| r.tracker_id).collect();
+        trackers.sort_unstable();
+        assert_eq!(trackers, (2..=300).collect::<Vec<_>>());
+        store.check_writable().await.unwrap();
+
+        drop(transitions_tx);
+        drop(_alerts_tx);
+        assert_eq!(forwarder.await.unwrap(), 0, "nothing given up");
+        let _ = stop.send(());
+        dispatcher.stopped().await;
+    }
+
+    #[tokio::test]
+    async fn a_stop_while_the_disk_stays_full_gives_up_and_counts_what_is_lost() {
+        tokio::time::pause();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+        let (_stop, stopped) = oneshot::channel::<()>();
+        let dispatcher = Dispatcher::start(
+            &config("notify: { group_wait: 0s }"),
+            store.clone(),
+            Arc::new(ManualClock::new(t0())),
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .unwrap();
+        max_pages(&store, 1).await;
+        let (transitions_tx, transitions) = mpsc::unbounded_channel();
+        let (_alerts_tx, alerts) = mpsc::unbounded_channel();
+        for tracker in 1..=300 {
+            transitions_tx.send(firing("fuel_drain", tracker)).unwrap();
+        }
+        drop(transitions_tx);
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        stopping_tx.send(true).unwrap();
+        let lost = forward(
+            transitions,
+            alerts,
+            dispatcher.clone(),
+            HashSet::new(),
+            Arc::new(AlertGauges::new(1)),
+            stopping,
+        )
+        .await;
+        assert_eq!(lost, 300);
+        assert!(store.load_live_alerts().await.unwrap().is_empty());
+    }
 }

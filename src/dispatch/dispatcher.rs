@@ -404,6 +404,9 @@ impl Flow {
             .await;
         match result {
             Ok((queued, next_due)) => {
+                if self.store.note_commit(Ok(())) {
+                    tracing::info!("Alert transitions commit again; ready.");
+                }
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
@@ -411,7 +414,9 @@ impl Flow {
                 next_due
             }
             Err(e) => {
-                tracing::error!(error = %e, "Cannot record alert transitions.");
+                if self.store.note_commit(Err(&e)) {
+                    tracing::error!(error = %e, "Cannot record alert transitions; not ready until a commit succeeds.");
+                }
                 for ack in acks {
                     let _ = ack.send(Err(DispatchError::Store(e.to_string())));
                 }

@@ -9,6 +9,11 @@
 //! connection on a thread of its own moves the write-ahead log into the database file
 //! every second, so that no commit waits for a checkpoint's writes and syncs.
 //!
+//! The store also knows what is wrong with the database ([`Store::check_writable`], for
+//! `/readyz`): commits of alert transitions that keep failing (a full disk), and a
+//! database file removed or replaced under the running daemon, which it notices by the
+//! file's identity (device and inode) changing.
+//!
 //! This module stores and loads; it does not decide anything. What a transition means for
 //! routing, grouping or delivery belongs to [`crate::dispatch`].
 
@@ -22,11 +27,12 @@ mod silences;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::config::Config;
@@ -77,6 +83,16 @@ pub enum StoreError {
     /// Input from outside (the admin API) that cannot be stored as given.
     #[error("{0}")]
     Invalid(String),
+    /// The file was deleted or replaced while the daemon held it open: what was written
+    /// since went to a file nobody can open again.
+    #[error(
+        "storage {path}: the database file was removed or replaced while in use; \
+         alerts recorded since are lost with it (restore the file, or restart to start anew)"
+    )]
+    Lost { path: PathBuf },
+    /// The last commit of alert transitions failed; they wait, and are retried.
+    #[error("storage: alert transitions cannot be committed ({0}); retrying")]
+    CommitsFailing(String),
     #[error("storage: the database thread has stopped")]
     Closed,
     #[error("storage: a database job panicked: {0}")]
@@ -144,6 +160,75 @@ pub struct Store {
     /// Where the database lives, for messages (`:memory:` for tests).
     location: Arc<str>,
     silence_generation: Arc<AtomicU64>,
+    faults: Arc<Faults>,
+}
+
+/// What is known to be wrong with the database, shared by every handle and the
+/// checkpointer.
+#[derive(Debug, Default)]
+struct Faults {
+    /// The error of the last commit of alert transitions, while they keep failing.
+    commits: Mutex<Option<String>>,
+    /// The database file, with its identity when opened (`None` in memory).
+    file: Option<FileWatch>,
+    /// Set once the file is found removed or replaced; never cleared.
+    lost: AtomicBool,
+}
+
+/// A file and the identity it had when opened.
+#[derive(Debug)]
+struct FileWatch {
+    path: PathBuf,
+    id: Option<FileId>,
+}
+
+/// A file's identity: the same path may name another file after a delete or a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file at `path` now; `None` if there is none.
+    fn of(path: &Path) -> Option<FileId> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            Some(FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Some(FileId { dev: 0, ino: 0 })
+        }
+    }
+}
+
+impl Faults {
+    /// Checks that the database file is still the one opened; logs once when it is not.
+    fn check_file(&self) -> Result<(), StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let lost = || StoreError::Lost {
+            path: file.path.clone(),
+        };
+        if self.lost.load(Ordering::Acquire) {
+            return Err(lost());
+        }
+        if FileId::of(&file.path) == file.id {
+            return Ok(());
+        }
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            tracing::error!(path = %file.path.display(), "The database file was removed or replaced while in use: not ready; alerts recorded from now on do not survive a restart.");
+        }
+        Err(lost())
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -204,18 +289,27 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         schema::migrate(&mut conn, path)?;
+        let in_memory = path == Path::new(":memory:");
+        let faults = Arc::new(Faults {
+            file: (!in_memory).then(|| FileWatch {
+                path: path.to_path_buf(),
+                id: FileId::of(path),
+            }),
+            ..Faults::default()
+        });
         // Checkpoints run on the checkpointer's connection, not inside whichever commit
         // crosses a thousand pages of log (a transition's commit then waited for them).
-        let checkpointer = if path == Path::new(":memory:") {
+        let checkpointer = if in_memory {
             None
         } else {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(open_err)?;
             let (stop, stopped) = mpsc::channel::<()>();
             let conn = Connection::open(path).map_err(open_err)?;
+            let faults = faults.clone();
             std::thread::Builder::new()
                 .name("navixy-alerts-checkpoint".into())
-                .spawn(move || checkpoint_every(&conn, CHECKPOINT_EVERY, &stopped))
+                .spawn(move || checkpoint_every(&conn, &faults, CHECKPOINT_EVERY, &stopped))
                 .map_err(|e| {
                     StoreError::Panicked(format!("cannot start the checkpoint thread: {e}"))
                 })?;
@@ -243,6 +337,7 @@ impl Store {
             jobs,
             location: Arc::from(path.display().to_string()),
             silence_generation,
+            faults,
         })
     }
 
@@ -391,8 +486,30 @@ impl Store {
         self.silence_generation.load(Ordering::Acquire)
     }
 
-    /// A cheap write, for `/readyz`: true when the database accepts a commit.
+    /// Checks that the database file is still the one opened, not removed or replaced
+    /// (the daemon would go on writing to a file that nobody can open again).
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        self.faults.check_file()
+    }
+
+    /// Notes the outcome of a commit of alert transitions (`/readyz` is not ready while
+    /// they fail). Returns true when it changes the state: the first failure after a
+    /// success, or the first success after failures (for logging once).
+    pub fn note_commit(&self, result: Result<(), &StoreError>) -> bool {
+        let mut commits = self.faults.commits.lock();
+        match result {
+            Ok(()) => commits.take().is_some(),
+            Err(e) => commits.replace(e.to_string()).is_none(),
+        }
+    }
+
+    /// For `/readyz`: the database file is the one opened, commits of alert transitions
+    /// are not failing, and the database accepts a cheap write.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.check_file()?;
+        if let Some(e) = self.faults.commits.lock().clone() {
+            return Err(StoreError::CommitsFailing(e));
+        }
         self.call(|db| {
             let tx = db.write(Durability::Relaxed)?;
             tx.execute(
@@ -412,10 +529,19 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs a passive checkpoint every `period` until `stop`'s sender is gone. Passive: it
 /// copies what no reader still needs and never blocks the writer, which goes on appending
-/// to the log meanwhile; the log starts over once a checkpoint copied all of it.
-fn checkpoint_every(conn: &Connection, period: Duration, stop: &mpsc::Receiver<()>) {
+/// to the log meanwhile; the log starts over once a checkpoint copied all of it. First it
+/// checks that the file is still there (a removed file is logged once, and not written).
+fn checkpoint_every(
+    conn: &Connection,
+    faults: &Faults,
+    period: Duration,
+    stop: &mpsc::Receiver<()>,
+) {
     let mut failed = false;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(period) {
+        if faults.check_file().is_err() {
+            continue;
+        }
         match passive_checkpoint(conn) {
             Ok(_) => failed = false,
             Err(e) if !failed => {

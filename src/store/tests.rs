@@ -274,7 +274,12 @@ fn commits_leave_the_log_to_the_checkpointer() {
     // The checkpointer's loop ends with the database thread.
     let (stop, stopped) = mpsc::channel();
     drop(stop);
-    checkpoint_every(&other, Duration::from_secs(3600), &stopped);
+    checkpoint_every(
+        &other,
+        &Faults::default(),
+        Duration::from_secs(3600),
+        &stopped,
+    );
 }
 
 #[test]
@@ -305,4 +310,70 @@ fn pending_alerts_are_kept_for_one_start() {
         // Taken once: a start that ends without saving leaves nothing to the next.
         assert!(store.take_pending_alerts().await.unwrap().is_empty());
     });
+}
+
+/// Removes the database and its `-wal` and `-shm` files, as `rm alerts.db*` does.
+fn remove_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+}
+
+#[tokio::test]
+async fn a_removed_database_file_is_noticed_by_name_and_stays_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let store = Store::open_path(&path).unwrap();
+    store.check_writable().await.unwrap();
+    store.check_file().unwrap();
+
+    remove_database(&path);
+    // SQLite itself goes on writing to the removed file without complaint.
+    let err = store.check_writable().await.unwrap_err();
+    assert!(matches!(err, StoreError::Lost { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("removed or replaced"),
+        "{text}"
+    );
+    assert!(store.check_file().is_err());
+
+    // A new file at the same path (a restore, another process) is not the one this
+    // store wrote to: still lost.
+    drop(Store::open_path(&path).unwrap());
+    assert!(matches!(
+        store.check_writable().await,
+        Err(StoreError::Lost { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_replaced_database_file_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let store = Store::open_path(&path).unwrap();
+    let other = dir.path().join("other.db");
+    drop(Store::open_path(&other).unwrap());
+    std::fs::rename(&other, &path).unwrap();
+    assert!(matches!(store.check_file(), Err(StoreError::Lost { .. })));
+}
+
+#[tokio::test]
+async fn failing_commits_make_the_store_not_ready_until_one_succeeds() {
+    let store = Store::open_in_memory().unwrap();
+    let full = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("database or disk is full".into()),
+    ));
+    assert!(store.note_commit(Err(&full)), "the first failure is news");
+    assert!(!store.note_commit(Err(&full)), "the second is not");
+    let err = store.check_writable().await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "storage: alert transitions cannot be committed (storage: database or disk is full); retrying"
+    );
+    assert!(store.note_commit(Ok(())), "the recovery is news");
+    store.check_writable().await.unwrap();
 }
