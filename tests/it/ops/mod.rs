@@ -1,5 +1,5 @@
 //! Integration tests of the running daemon: the admin API, reload, shutdown, chaos,
-//! crashes and reconnect snapshots.
+//! crashes, reconnect snapshots and storage faults.
 
 mod chaos;
 mod crash;
@@ -7,3 +7,4 @@ mod reload;
 mod server;
 mod shutdown;
 mod snapshot;
+mod storage;
