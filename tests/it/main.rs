@@ -5,3 +5,4 @@ mod foundation;
 mod ops;
 mod rules;
 mod source;
+pub mod system;

@@ -1,20 +1,17 @@
-//! Email to a real SMTP server (aiosmtpd, started as a subprocess on a free loopback
-//! port): subject, envelope, headers, and the text and HTML parts as a mail client sees
-//! them. The server starts after the first attempt, so delivery also has to retry.
+//! Email to a real SMTP server (the in-process sink of [`super::smtp_sink`], on a free
+//! loopback port): subject, envelope, headers, and the text and HTML parts as a mail
+//! client sees them. The server starts after the first attempt, so delivery also has to
+//! retry.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use navixy_alerts::clock::ManualClock;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
 use navixy_alerts::rules::alert::Fingerprint;
 use navixy_alerts::store::{OutboxStatus, Store};
 
+use super::smtp_sink::SmtpSink;
 use super::support::{config, eventually, firing, shutdown, t0};
 
 /// A loopback port that was free a moment ago.
@@ -26,38 +23,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the SMTP sink; killed when the handle is dropped.
-async fn smtp_sink(port: u16, outdir: &Path) -> Child {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/dispatch/smtp_sink.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(outdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 is needed for the email tests");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await;
-    assert!(
-        matches!(read, Ok(Ok(n)) if n > 0) && line.trim() == "ready",
-        "the SMTP sink did not start (is aiosmtpd installed? `python3 -m pip install aiosmtpd==1.4.6`)"
-    );
-    child
-}
-
 #[tokio::test]
 async fn an_email_reaches_a_real_smtp_server() {
     let dir = tempfile::tempdir().unwrap();
-    let outdir = dir.path().join("mail");
-    std::fs::create_dir_all(&outdir).unwrap();
     let port = free_port();
     let cfg = config(
         dir.path(),
@@ -109,15 +77,13 @@ storage: {{ path: ":memory:" }}
         }
     })
     .await;
-    let _sink = smtp_sink(port, &outdir).await;
+    let sink = SmtpSink::start(port).await;
 
     eventually("the message", || {
-        let outdir = outdir.clone();
-        async move { outdir.join("0001.json").exists() }
+        let count = sink.mails().len();
+        async move { count >= 1 }
     })
     .await;
-    let mail: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(outdir.join("0001.json")).unwrap()).unwrap();
     eventually("the outbox row marked sent", || {
         let store = store.clone();
         async move {
@@ -137,18 +103,29 @@ storage: {{ path: ":memory:" }}
         .id
         .clone();
 
-    assert_eq!(mail["mail_from"], "alerts@example.com");
+    let mail = sink.mails()[0].clone();
+    assert_eq!(mail.mail_from, "alerts@example.com");
+    assert_eq!(mail.rcpt_to, ["ops@example.com", "oncall@example.com"]);
+    let shown = mail.shown();
     assert_eq!(
-        mail["rcpt_tos"],
-        serde_json::json!(["ops@example.com", "oncall@example.com"])
+        shown.subject.as_deref(),
+        Some("[FIRING] fuel_drain — Truck 21080")
     );
-    assert_eq!(mail["subject"], "[FIRING] fuel_drain — Truck 21080");
-    assert_eq!(mail["from"], "Fleet alerts <alerts@example.com>");
-    assert_eq!(mail["to"], "ops@example.com, oncall@example.com");
-    assert_eq!(mail["message_id"], format!("<{id}@navixy-alerts>"));
-    assert_eq!(mail["content_type"], "multipart/alternative");
+    assert_eq!(
+        shown.from.as_deref(),
+        Some("\"Fleet alerts\" <alerts@example.com>")
+    );
+    assert_eq!(
+        shown.to.as_deref(),
+        Some("ops@example.com, oncall@example.com")
+    );
+    assert_eq!(
+        shown.message_id.as_deref(),
+        Some(format!("<{id}@navixy-alerts>").as_str())
+    );
+    assert_eq!(shown.content_type, "multipart/alternative");
     let fingerprint = Fingerprint::new("fuel_drain", Some(21080), None);
-    let text = mail["text"].as_str().unwrap().replace("\r\n", "\n");
+    let text = shown.text.unwrap().replace("\r\n", "\n");
     assert_eq!(
         text,
         format!(
@@ -167,7 +144,7 @@ storage: {{ path: ":memory:" }}
              navixy-alerts notification {id}\n"
         )
     );
-    let html = mail["html"].as_str().unwrap().replace("\r\n", "\n");
+    let html = shown.html.unwrap().replace("\r\n", "\n");
     assert!(html.starts_with("<!DOCTYPE html>\n<html>"), "{html}");
     for part in [
         "<p>1 alert for <b>mail</b> (first notification).</p>",
@@ -177,8 +154,5 @@ storage: {{ path: ":memory:" }}
     ] {
         assert!(html.contains(part), "missing {part} in {html}");
     }
-    assert!(
-        !outdir.join("0002.json").exists(),
-        "one message, not a duplicate"
-    );
+    assert_eq!(sink.mails().len(), 1, "one message, not a duplicate");
 }
