@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -247,6 +248,7 @@ impl Dispatcher {
             depth: depth.clone(),
             undelivered,
             retention,
+            transitions_failing: AtomicBool::new(false),
         };
         tasks.push(tokio::spawn(flow.run(submit_rx, stop_rx)));
 
@@ -320,6 +322,9 @@ struct Flow {
     depth: Depth,
     undelivered: Undelivered,
     retention: Duration,
+    /// The last failed commit carried transitions: a timer flush that succeeds meanwhile
+    /// (it may need no new page of a full database) does not make the store ready.
+    transitions_failing: AtomicBool,
 }
 
 impl Flow {
@@ -380,6 +385,7 @@ impl Flow {
     /// new notifications to their senders. Returns the next flush time.
     async fn commit(&self, batch: Vec<Submit>) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
+        let carries_transitions = !batch.is_empty();
         let mut acks = Vec::with_capacity(batch.len());
         let mut transitions = Vec::new();
         for s in batch {
@@ -404,8 +410,11 @@ impl Flow {
             .await;
         match result {
             Ok((queued, next_due)) => {
-                if self.store.note_commit(Ok(())) {
-                    tracing::info!("Alert transitions commit again; ready.");
+                if carries_transitions || !self.transitions_failing.load(Ordering::Acquire) {
+                    self.transitions_failing.store(false, Ordering::Release);
+                    if self.store.note_commit(Ok(())) {
+                        tracing::info!("Alert transitions commit again; ready.");
+                    }
                 }
                 for ack in acks {
                     let _ = ack.send(Ok(()));
@@ -414,6 +423,9 @@ impl Flow {
                 next_due
             }
             Err(e) => {
+                if carries_transitions {
+                    self.transitions_failing.store(true, Ordering::Release);
+                }
                 if self.store.note_commit(Err(&e)) {
                     tracing::error!(error = %e, "Cannot record alert transitions; not ready until a commit succeeds.");
                 }
