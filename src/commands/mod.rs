@@ -108,8 +108,7 @@ mod tests {
             tracing::debug!(target: "tungstenite::handshake", "handshake done");
             tracing::trace!(target: "navixy_alerts::source", "own trace line");
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
