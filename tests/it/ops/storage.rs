@@ -369,3 +369,66 @@ async fn a_group_flush_that_commits_does_not_hide_failing_transitions() {
     dispatcher.submit_batch(batch).await.unwrap();
     store.check_writable().await.unwrap();
 }
+
+#[test]
+fn the_binary_says_the_database_was_lost_and_exits_non_zero() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "source:\n  simulator: { trackers: 2, seed: 7, speed: 1 }\n\
+         storage: { path: \"alerts.db\" }\nserver: { listen: \"\" }\n",
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start navixy-alerts");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !read_log().contains("Engine running.") {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon did not start within 60 s:\n{}", read_log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let db = dir.path().join("alerts.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold `child`).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon did not stop within 60 s:\n{}", read_log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = read_log();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("Database lost"), "{text}");
+    assert!(!text.contains("Database checkpointed"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: storage {}: the database file was removed",
+            db.display()
+        )),
+        "{text}"
+    );
+}
