@@ -1,5 +1,11 @@
 //! Integration tests: dispatch. Real HTTP receivers, a real SMTP server, real SQLite files.
 
+mod channel_notify_test;
+mod channel_pagerduty;
+mod channel_support;
+mod channel_teams;
+mod channel_telegram;
+mod channel_webhook;
 mod delivery;
 mod email;
 mod restart;
