@@ -513,3 +513,23 @@ fn new_channels_check_their_config_without_showing_secrets() {
         "channels.x: content_type: only with `body:` (the default body is JSON)"
     );
 }
+
+#[test]
+fn the_documented_body_templates_work() {
+    let sms = webhook::BodyTemplate::new(
+        "to=%2B4915100000000&text={{ (alerts[0].annotations.summary ~ ' [' ~ status ~ ']')|urlencode }}",
+        Some("application/x-www-form-urlencoded"),
+    )
+    .unwrap();
+    assert!(sms.render(&notification(AlertStatus::Resolved)).is_ok());
+    let chat = webhook::BodyTemplate::new(
+        "{\"text\": {{ (status|upper ~ ': ' ~ alerts|map(attribute='rule')|unique|join(', '))|tojson }},\n \"id\": {{ id|tojson }}}\n",
+        None,
+    )
+    .unwrap();
+    let body = chat.render(&notification(AlertStatus::Firing)).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"text": "FIRING: fuel_drain", "id": "msg_0192f3a0c2b47d8e9f00112233445566"})
+    );
+}
