@@ -166,3 +166,29 @@ async fn a_json_body_template_is_sent_as_rendered() {
         SendError::permanent("HTTP 422 Unprocessable Entity")
     );
 }
+
+#[test]
+fn check_names_the_line_of_a_body_that_renders_invalid_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "source: { simulator: {} }\nchannels:\n  chat:\n    type: webhook\n    url: http://127.0.0.1:1/in\n    body: '{\"text\": {{ alerts[0].rule }}}'\nroutes:\n  - channels: [chat]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}:6:5: channels.chat.body: renders invalid JSON (content_type is JSON): ",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
