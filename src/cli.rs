@@ -37,6 +37,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Serve a simulated fleet over a Navixy-compatible API.
     Simulate(SimulateArgs),
+    /// Send a sample notification through one channel; exit 1 if it is not accepted, 2 if
+    /// the config has no such channel.
+    NotifyTest(NotifyTestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,4 +101,12 @@ pub struct SimulateArgs {
     /// Send the documented instead of the wire shapes.
     #[arg(long)]
     pub documented_shapes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NotifyTestArgs {
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// The channel's name under `channels:`.
+    pub channel: String,
 }

@@ -251,8 +251,44 @@ pub enum ChannelConfig {
         /// Extra request headers.
         #[serde(default)]
         headers: BTreeMap<String, Secret>,
+        /// minijinja template of the request body, over the fields `email.subject` sees;
+        /// without it, the documented JSON body. Checked by `check` against a sample.
+        #[serde(default)]
+        body: Option<String>,
+        /// The body's media type (default `application/json`, whose output must parse),
+        /// e.g. `application/x-www-form-urlencoded` for an SMS gateway.
+        #[serde(default)]
+        content_type: Option<String>,
     },
     Slack {
+        webhook_url: Secret,
+        #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+    },
+    /// PagerDuty Events API v2: one event per alert, deduplicated on the fingerprint.
+    Pagerduty {
+        /// The integration key of an Events API v2 integration.
+        routing_key: Secret,
+        /// The full enqueue URL (PagerDuty's EU region, a proxy).
+        #[serde(default = "default_pagerduty_url")]
+        url: String,
+        #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+    },
+    /// Telegram Bot API `sendMessage`, HTML formatted.
+    Telegram {
+        /// The token BotFather gave, `123456:ABC...`.
+        bot_token: Secret,
+        /// A chat id (`-1001234567890`) or a public channel's `@username`.
+        chat_id: TelegramChatId,
+        /// The Bot API server (a local `telegram-bot-api`, a proxy).
+        #[serde(default = "default_telegram_api_url")]
+        api_url: String,
+        #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+    },
+    /// Microsoft Teams: a Workflows "When a Teams webhook request is received" URL.
+    Teams {
         webhook_url: Secret,
         #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
         timeout: Duration,
@@ -281,8 +317,27 @@ impl ChannelConfig {
             ChannelConfig::Slack { .. } => "slack",
             ChannelConfig::Email { .. } => "email",
             ChannelConfig::Alertmanager { .. } => "alertmanager",
+            ChannelConfig::Pagerduty { .. } => "pagerduty",
+            ChannelConfig::Telegram { .. } => "telegram",
+            ChannelConfig::Teams { .. } => "teams",
         }
     }
+}
+
+/// A Telegram `chat_id`: a number, or a string (`@channelusername`, or a number in quotes);
+/// sent as given.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum TelegramChatId {
+    Id(i64),
+    Name(String),
+}
+
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".into()
+}
+fn default_telegram_api_url() -> String {
+    "https://api.telegram.org".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

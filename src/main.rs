@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
+        Command::NotifyTest(args) => commands::notify_test::run(args),
     };
     match result {
         Ok(code) => code,

@@ -49,6 +49,7 @@ pub fn check_rules(config: &Config) -> Result<Option<String>, String> {
             .collect::<Vec<_>>()
             .join("\nerror: ")
     })?;
+    crate::dispatch::channels::validate(config)?;
     Dispatcher::check(config).map_err(|e| e.to_string())?;
     Ok(Some(rules.summary().to_string()))
 }

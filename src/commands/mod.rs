@@ -1,6 +1,7 @@
 //! One module per subcommand; each `run` returns the process exit code.
 
 pub mod check;
+pub mod notify_test;
 pub mod replay;
 pub mod run;
 pub mod simulate;

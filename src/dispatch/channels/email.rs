@@ -130,29 +130,11 @@ pub fn templates(subject: Option<&str>) -> Result<minijinja::Environment<'static
     Ok(env)
 }
 
-/// What templates see: the webhook body's `data`, plus `id`, `type`, `timestamp` and
-/// `group_labels`.
-fn context(n: &Notification) -> Value {
-    let mut body = serde_json::to_value(n.webhook_body()).unwrap_or(Value::Null);
-    let mut ctx = match body.get_mut("data").map(Value::take) {
-        Some(Value::Object(data)) => data,
-        _ => serde_json::Map::new(),
-    };
-    ctx.insert("id".into(), Value::String(n.id.clone()));
-    ctx.insert("type".into(), Value::String(n.event_type().into()));
-    ctx.insert("timestamp".into(), Value::String(fmt_time(n.created_at)));
-    ctx.insert(
-        "group_labels".into(),
-        serde_json::to_value(&n.group_labels).unwrap_or(Value::Null),
-    );
-    Value::Object(ctx)
-}
-
 /// Subject, text and HTML of one notification. A subject template that fails at render
 /// time (a missing field, out of fuel) falls back to the default subject, with a warning:
 /// a page with a plain subject beats no page.
 pub fn render(templates: &minijinja::Environment<'static>, n: &Notification) -> Rendered {
-    let ctx = context(n);
+    let ctx = super::template_context(n);
     let subject = templates
         .get_template("subject")
         .and_then(|t| t.render(&ctx))

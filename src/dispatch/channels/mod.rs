@@ -1,11 +1,18 @@
 //! The channels: each renders a [`Notification`] for one kind of receiver and sends it,
 //! saying whether a failure is worth retrying. They know nothing of the outbox; the
 //! sender in `dispatch::outbox` decides when to call them again.
+//!
+//! The HTTP channels share one client ([`http_client`]) that follows no redirect and sends
+//! no `Referer`, and one way of reading answers ([`deliver`]). A new channel is a file
+//! here and a variant of [`ChannelConfig`].
 
 pub mod alertmanager;
 pub mod email;
+pub mod pagerduty;
 pub mod slack;
 pub mod stdout;
+pub mod teams;
+pub mod telegram;
 pub mod webhook;
 
 use std::time::Duration;
@@ -13,9 +20,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
 
-use super::notification::Notification;
-use crate::config::ChannelConfig;
+use super::notification::{Notification, fmt_time};
+use crate::config::{ChannelConfig, Config};
+use crate::rules::alert::{AlertStatus, Severity};
 
 /// A channel that cannot be built from its config, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +70,9 @@ pub enum Channel {
     Slack(slack::SlackChannel),
     Email(email::EmailChannel),
     Alertmanager(alertmanager::AlertmanagerChannel),
+    Pagerduty(pagerduty::PagerdutyChannel),
+    Telegram(telegram::TelegramChannel),
+    Teams(teams::TeamsChannel),
 }
 
 impl Channel {
@@ -81,9 +93,21 @@ impl Channel {
                 secret,
                 timeout,
                 headers,
+                body,
+                content_type,
             } => Channel::Webhook(
-                webhook::WebhookChannel::new(http.clone(), url, secret.as_ref(), *timeout, headers)
-                    .map_err(invalid)?,
+                webhook::WebhookChannel::new(
+                    http.clone(),
+                    webhook::WebhookOptions {
+                        url,
+                        secret: secret.as_ref(),
+                        timeout: *timeout,
+                        headers,
+                        body: body.as_deref(),
+                        content_type: content_type.as_deref(),
+                    },
+                )
+                .map_err(invalid)?,
             ),
             ChannelConfig::Slack {
                 webhook_url,
@@ -103,6 +127,29 @@ impl Channel {
                 alertmanager::AlertmanagerChannel::new(http.clone(), url, *timeout)
                     .map_err(invalid)?,
             ),
+            ChannelConfig::Pagerduty {
+                routing_key,
+                url,
+                timeout,
+            } => Channel::Pagerduty(
+                pagerduty::PagerdutyChannel::new(http.clone(), routing_key, url, *timeout)
+                    .map_err(invalid)?,
+            ),
+            ChannelConfig::Telegram {
+                bot_token,
+                chat_id,
+                api_url,
+                timeout,
+            } => Channel::Telegram(
+                telegram::TelegramChannel::new(http.clone(), bot_token, chat_id, api_url, *timeout)
+                    .map_err(invalid)?,
+            ),
+            ChannelConfig::Teams {
+                webhook_url,
+                timeout,
+            } => Channel::Teams(
+                teams::TeamsChannel::new(http.clone(), webhook_url, *timeout).map_err(invalid)?,
+            ),
         })
     }
 
@@ -114,19 +161,167 @@ impl Channel {
             Channel::Slack(c) => c.send(n).await,
             Channel::Email(c) => c.send(n).await,
             Channel::Alertmanager(c) => c.send(n).await,
+            Channel::Pagerduty(c) => c.send(n).await,
+            Channel::Telegram(c) => c.send(n).await,
+            Channel::Teams(c) => c.send(n).await,
         }
     }
 }
 
 /// The HTTP client the HTTP channels share. Installs the ring crypto provider first, as
 /// reqwest is built without one.
+///
+/// It follows no redirect: a receiver that answers `307 Location: http://other-host/`
+/// would otherwise get the signed body, the configured `headers:` (credentials) and the
+/// original, secret URL re-sent to a host nobody configured. A 3xx is a permanent failure
+/// instead ([`deliver`]), and no request carries a `Referer`.
 pub fn http_client() -> Result<reqwest::Client, String> {
     // Err means a provider is installed already, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("navixy-alerts/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        // Each request has its channel's `timeout`; this bounds the connect within it.
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// The longest a connection may take to open (the channel's `timeout` bounds it too).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks what [`Channel::build`] cannot place in the file: a webhook `body:` template is
+/// rendered against [`sample_notification`], and an error names the file, the line of the
+/// `body:` key (when it can be found) and the channel. `check -c FILE` calls it.
+pub fn validate(config: &Config) -> Result<(), String> {
+    let text = std::fs::read_to_string(&config.path).unwrap_or_default();
+    for (name, channel) in &config.channels {
+        if let ChannelConfig::Webhook {
+            body: Some(body),
+            content_type,
+            ..
+        } = channel
+            && let Err(message) = webhook::BodyTemplate::new(body, content_type.as_deref())
+        {
+            let place = match key_position(&text, name, "body") {
+                Some((line, column)) => format!("{}:{line}:{column}", config.path.display()),
+                None => config.path.display().to_string(),
+            };
+            return Err(format!("{place}: channels.{name}.{message}"));
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line and column of `key:` inside `channels.<channel>` of a config's text,
+/// from indentation (block style) or on the channel's own line (flow style).
+fn key_position(text: &str, channel: &str, key: &str) -> Option<(usize, usize)> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.starts_with("channels:"))?;
+    let mut channel_line = None;
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent(line) == 0 {
+            break;
+        }
+        let name = trimmed
+            .split_once(':')
+            .map(|(k, _)| k.trim().trim_matches(['"', '\'']));
+        if name == Some(channel) {
+            channel_line = Some(i);
+            break;
+        }
+    }
+    let first = channel_line?;
+    let own_indent = indent(lines[first]);
+    for (i, line) in lines.iter().enumerate().skip(first) {
+        if i > first && !line.trim().is_empty() && indent(line) <= own_indent {
+            break;
+        }
+        let pattern = format!("{key}:");
+        let found = line.match_indices(&pattern).map(|(c, _)| c).find(|&c| {
+            // The whole key, not the end of a longer one.
+            line[..c]
+                .chars()
+                .next_back()
+                .is_none_or(|b| matches!(b, ' ' | '{' | ',' | '\t'))
+        });
+        // Skip the channel's own key when the key is searched on its line.
+        if let Some(c) = found
+            && (i > first || c > indent(line))
+        {
+            return Some((i + 1, c + 1));
+        }
+    }
+    None
+}
+
+/// A notification for trying a channel out (`notify-test`) and checking templates
+/// (`check`): one firing alert with every field set.
+pub fn sample_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
+    // The shared fixture is the one place that knows every field of a transition.
+    let mut alert = super::testing::firing("notify_test", 12345);
+    alert.severity = Severity::Info;
+    if let Some(tracker) = alert.tracker.as_mut() {
+        tracker.label = Some("Test vehicle".into());
+    }
+    alert.labels.clear();
+    alert.annotations = [
+        (
+            "summary".to_owned(),
+            "Test notification from navixy-alerts".to_owned(),
+        ),
+        (
+            "description".to_owned(),
+            format!("Sent by `navixy-alerts notify-test` to check the channel {receiver}."),
+        ),
+    ]
+    .into();
+    alert.starts_at = now;
+    alert.at = now;
+    Notification {
+        id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+        receiver: receiver.to_owned(),
+        group_key: "notify-test".into(),
+        group_labels: [("rule".to_owned(), "notify_test".to_owned())].into(),
+        status: AlertStatus::Firing,
+        reason: "test".into(),
+        created_at: now,
+        alerts: vec![alert],
+    }
+}
+
+/// What templates see (webhook `body:`, email `subject:`): the webhook body's `data`,
+/// plus `id`, `type`, `timestamp` and `group_labels`.
+pub(crate) fn template_context(n: &Notification) -> Value {
+    let mut body = serde_json::to_value(n.webhook_body()).unwrap_or(Value::Null);
+    let mut ctx = match body.get_mut("data").map(Value::take) {
+        Some(Value::Object(data)) => data,
+        _ => serde_json::Map::new(),
+    };
+    ctx.insert("id".into(), Value::String(n.id.clone()));
+    ctx.insert("type".into(), Value::String(n.event_type().into()));
+    ctx.insert("timestamp".into(), Value::String(fmt_time(n.created_at)));
+    ctx.insert(
+        "group_labels".into(),
+        serde_json::to_value(&n.group_labels).unwrap_or(Value::Null),
+    );
+    Value::Object(ctx)
+}
+
+/// `text` with every occurrence of a secret replaced by `***`: for errors built from what
+/// a receiver answered, which might echo a token back.
+pub(crate) fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "***")
+    }
 }
 
 /// Checks an HTTP(S) URL from the config.
@@ -164,7 +359,47 @@ impl JsonEndpoint {
 /// (honouring `Retry-After`); other statuses are permanent; network errors and timeouts
 /// are retried.
 pub(crate) async fn deliver(request: reqwest::RequestBuilder) -> Result<(), SendError> {
-    let response = request.send().await.map_err(|e| {
+    let response = send(request).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = retry_after(response.headers(), chrono::Utc::now());
+    // A short excerpt of the body helps whoever reads the failure (Slack says why).
+    let body = response.text().await.unwrap_or_default();
+    Err(failure(status, &body, retry_after))
+}
+
+/// The error for a non-2xx answer: a redirect and other 4xx are permanent; 408, 429 and
+/// 5xx are retried.
+pub(crate) fn failure(status: StatusCode, body: &str, retry_after: Option<Duration>) -> SendError {
+    if status.is_redirection() {
+        // The Location is not shown: it may carry a token, and it is not where we go.
+        return SendError::permanent(format!(
+            "HTTP {status}: the receiver redirects, and redirects are not followed \
+             (set the channel's URL to the final address)"
+        ));
+    }
+    let excerpt: String = body.chars().take(200).collect();
+    let message = if excerpt.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", excerpt.trim())
+    };
+    if is_retryable(status) {
+        SendError::Retryable {
+            message,
+            retry_after,
+        }
+    } else {
+        SendError::permanent(message)
+    }
+}
+
+/// Sends a request; a network error or a timeout is retryable, and its message carries no
+/// URL.
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {
+    request.send().await.map_err(|e| {
         let kind = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
@@ -187,28 +422,7 @@ pub(crate) async fn deliver(request: reqwest::RequestBuilder) -> Result<(), Send
         } else {
             SendError::retryable(message)
         }
-    })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let retry_after = retry_after(response.headers(), chrono::Utc::now());
-    // A short excerpt of the body helps whoever reads the failure (Slack says why).
-    let body = response.text().await.unwrap_or_default();
-    let excerpt: String = body.chars().take(200).collect();
-    let message = if excerpt.trim().is_empty() {
-        format!("HTTP {status}")
-    } else {
-        format!("HTTP {status}: {}", excerpt.trim())
-    };
-    if is_retryable(status) {
-        Err(SendError::Retryable {
-            message,
-            retry_after,
-        })
-    } else {
-        Err(SendError::permanent(message))
-    }
+    })
 }
 
 pub(crate) fn is_retryable(status: StatusCode) -> bool {

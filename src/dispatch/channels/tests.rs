@@ -255,3 +255,281 @@ fn check_reports_the_first_bad_channel_or_route() {
     .to_string();
     assert!(err.starts_with("channels.mail: subject: "), "{err}");
 }
+
+const ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12";
+
+#[test]
+fn pagerduty_events() {
+    insta::assert_json_snapshot!(
+        "pagerduty_firing",
+        pagerduty::events(&notification(AlertStatus::Firing), ROUTING_KEY)
+    );
+    insta::assert_json_snapshot!(
+        "pagerduty_resolved",
+        pagerduty::events(&notification(AlertStatus::Resolved), ROUTING_KEY)
+    );
+}
+
+#[test]
+fn pagerduty_summary_source_and_severity() {
+    let mut n = notification(AlertStatus::Firing);
+    // An engine alert: no tracker, no summary.
+    n.alerts[1].tracker = None;
+    n.alerts[1].annotations.clear();
+    n.alerts[1].severity = Severity::Info;
+    n.alerts[0]
+        .annotations
+        .insert("summary".into(), "é".repeat(2000));
+    let events = pagerduty::events(&n, ROUTING_KEY);
+    let summary = events[0]["payload"]["summary"].as_str().unwrap();
+    assert_eq!(summary.chars().count(), 1024);
+    assert!(summary.ends_with('…'));
+    assert_eq!(events[0]["payload"]["source"], "Truck 21080");
+    assert_eq!(events[1]["payload"]["source"], "navixy-alerts");
+    assert_eq!(events[1]["payload"]["summary"], "fuel_drain");
+    assert_eq!(events[1]["payload"]["severity"], "info");
+    n.alerts[1].tracker = Some(crate::rules::alert::TrackerRef {
+        id: 7,
+        label: None,
+        source_id: None,
+    });
+    let events = pagerduty::events(&n, ROUTING_KEY);
+    assert_eq!(events[1]["payload"]["source"], "7");
+    assert_eq!(events[1]["payload"]["summary"], "fuel_drain on 7");
+}
+
+#[test]
+fn telegram_messages() {
+    insta::assert_snapshot!(
+        "telegram_firing",
+        telegram::messages(&notification(AlertStatus::Firing)).join("\n---\n")
+    );
+    insta::assert_snapshot!(
+        "telegram_resolved",
+        telegram::messages(&notification(AlertStatus::Resolved)).join("\n---\n")
+    );
+}
+
+#[test]
+fn telegram_escapes_every_user_string() {
+    let mut n = notification(AlertStatus::Firing);
+    n.alerts[0]
+        .annotations
+        .insert("summary".into(), "<b>fuel</b> & <script>".into());
+    n.receiver = "ops<&>".into();
+    let text = telegram::messages(&n).join("");
+    assert!(
+        text.contains("&lt;b&gt;fuel&lt;/b&gt; &amp; &lt;script&gt;"),
+        "{text}"
+    );
+    assert!(text.contains("ops&lt;&amp;&gt;"), "{text}");
+    assert!(text.contains("n/a &lt;unknown&gt;"), "{text}");
+    assert!(!text.contains("<script>"));
+}
+
+#[test]
+fn telegram_splits_long_groups_between_alerts() {
+    let mut n = notification(AlertStatus::Firing);
+    let template = n.alerts[0].clone();
+    n.alerts = (0..60)
+        .map(|i| {
+            let mut a = template.clone();
+            a.annotations.insert(
+                "description".into(),
+                format!("alert {i} {}", "x".repeat(150)),
+            );
+            a
+        })
+        .collect();
+    let messages = telegram::messages(&n);
+    assert!(messages.len() > 1, "{}", messages.len());
+    let total = messages.len();
+    for (i, m) in messages.iter().enumerate() {
+        assert!(m.encode_utf16().count() <= telegram::MAX_MESSAGE);
+        assert!(m.contains(&format!("({}/{total})", i + 1)), "{m}");
+    }
+    // Every alert once, in order, none cut in half.
+    let all = messages.join("");
+    let mut last = 0;
+    for i in 0..60 {
+        let at = all.find(&format!("alert {i} ")).unwrap();
+        assert!(at >= last);
+        last = at;
+    }
+    // One alert longer than a message is shortened, not split.
+    n.alerts.truncate(1);
+    n.alerts[0]
+        .annotations
+        .insert("description".into(), "<&>".repeat(5000));
+    let messages = telegram::messages(&n);
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].encode_utf16().count() <= telegram::MAX_MESSAGE);
+    assert!(messages[0].contains("…</i>"), "{}", messages[0]);
+}
+
+#[test]
+fn teams_card() {
+    insta::assert_json_snapshot!(
+        "teams_firing",
+        teams::body(&notification(AlertStatus::Firing))
+    );
+    insta::assert_json_snapshot!(
+        "teams_resolved",
+        teams::body(&notification(AlertStatus::Resolved))
+    );
+}
+
+#[test]
+fn teams_cuts_large_groups() {
+    let mut n = notification(AlertStatus::Firing);
+    let template = n.alerts[0].clone();
+    n.alerts = (0..30)
+        .map(|_| {
+            let mut a = template.clone();
+            a.annotations.insert("description".into(), "y".repeat(2000));
+            a
+        })
+        .collect();
+    let body = teams::body(&n);
+    assert!(body.to_string().len() <= teams::MAX_BYTES);
+    let items = body["attachments"][0]["content"]["body"]
+        .as_array()
+        .unwrap();
+    let last = items.last().unwrap()["text"].as_str().unwrap();
+    assert!(
+        last.starts_with("… and ") && last.ends_with(" more alerts in this group"),
+        "{last}"
+    );
+}
+
+#[test]
+fn webhook_body_templates_render_forms_and_check_json() {
+    let form = webhook::BodyTemplate::new(
+        "to=%2B4915100000&text={{ (alerts[0].annotations.summary ~ ' [' ~ status ~ ']')|urlencode }}",
+        Some("application/x-www-form-urlencoded"),
+    )
+    .unwrap();
+    let body = form.render(&notification(AlertStatus::Firing)).unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "to=%2B4915100000&text=Truck%2021080%3A%2017.2%20l%20of%20fuel%20lost%20in%2010%20min%20%5Bfiring%5D"
+    );
+    let json = webhook::BodyTemplate::new(
+        r#"{"text": {{ alerts[0].annotations.summary|tojson }}, "n": {{ alerts|length }}}"#,
+        None,
+    )
+    .unwrap();
+    let body = json.render(&notification(AlertStatus::Firing)).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"text": "Truck 21080: 17.2 l of fuel lost in 10 min", "n": 2})
+    );
+    // Unquoted text is not JSON: caught against the sample, at check and start.
+    let err = webhook::BodyTemplate::new(r#"{"text": {{ alerts[0].rule }}}"#, None)
+        .err()
+        .unwrap();
+    assert!(err.starts_with("body: renders invalid JSON"), "{err}");
+    let err = webhook::BodyTemplate::new("a\n{{ status | nope }}", Some("text/plain"))
+        .err()
+        .unwrap();
+    assert!(err.starts_with("body: template line 2: "), "{err}");
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn check_names_the_file_and_line_of_a_bad_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = "source: { simulator: {} }\nchannels:\n  console: { type: stdout }\n  sms:\n    type: webhook\n    url: http://127.0.0.1:1/sms\n    content_type: application/json\n    body: |\n      {\"text\": {{ alerts[0].rule }}}\n";
+    std::fs::write(&path, text).unwrap();
+    let config = crate::config::Config::load(&path).unwrap();
+    let err = validate(&config).unwrap_err();
+    assert!(
+        err.starts_with(&format!(
+            "{}:8:5: channels.sms.body: renders invalid JSON",
+            path.display()
+        )),
+        "{err}"
+    );
+    // Flow style: the key on the channel's line.
+    let text = "source: { simulator: {} }\nchannels:\n  sms: { type: webhook, url: \"http://x/\", body: \"{{ oops \" }\n";
+    std::fs::write(&path, text).unwrap();
+    let config = crate::config::Config::load(&path).unwrap();
+    let err = validate(&config).unwrap_err();
+    assert!(
+        err.starts_with(&format!(
+            "{}:3:43: channels.sms.body: template line 1: syntax error",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn redirects_are_permanent_and_hide_the_location() {
+    let e = failure(StatusCode::TEMPORARY_REDIRECT, "", None);
+    assert_eq!(
+        e,
+        SendError::permanent(
+            "HTTP 307 Temporary Redirect: the receiver redirects, and redirects are not followed \
+             (set the channel's URL to the final address)"
+        )
+    );
+    assert!(matches!(
+        failure(StatusCode::TOO_MANY_REQUESTS, "", Some(std::time::Duration::from_secs(3))),
+        SendError::Retryable { retry_after: Some(d), .. } if d.as_secs() == 3
+    ));
+}
+
+#[test]
+fn new_channels_check_their_config_without_showing_secrets() {
+    let http = http_client().unwrap();
+    let build = |v: serde_json::Value| {
+        let config: crate::config::ChannelConfig = serde_json::from_value(v).unwrap();
+        Channel::build("x", &config, &http)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        build(serde_json::json!({"type": "telegram", "bot_token": "12:se cret", "chat_id": 5}))
+            .unwrap(),
+        "channels.x: bot_token: must be the token BotFather gave (`123456:ABC-DEF...`)"
+    );
+    let err = build(serde_json::json!({"type": "teams", "webhook_url": "sig=secret"})).unwrap();
+    assert!(!err.contains("secret"), "{err}");
+    assert_eq!(
+        build(serde_json::json!({"type": "pagerduty", "routing_key": " "})).unwrap(),
+        "channels.x: routing_key: must not be empty (the integration key of an Events API v2 integration)"
+    );
+    assert!(
+        build(serde_json::json!({"type": "telegram", "bot_token": "12:abc", "chat_id": "@fleet"}))
+            .is_none()
+    );
+    assert_eq!(
+        build(
+            serde_json::json!({"type": "webhook", "url": "http://x/", "content_type": "text/plain"})
+        )
+        .unwrap(),
+        "channels.x: content_type: only with `body:` (the default body is JSON)"
+    );
+}
+
+#[test]
+fn the_documented_body_templates_work() {
+    let sms = webhook::BodyTemplate::new(
+        "to=%2B4915100000000&text={{ (alerts[0].annotations.summary ~ ' [' ~ status ~ ']')|urlencode }}",
+        Some("application/x-www-form-urlencoded"),
+    )
+    .unwrap();
+    assert!(sms.render(&notification(AlertStatus::Resolved)).is_ok());
+    let chat = webhook::BodyTemplate::new(
+        "{\"text\": {{ (status|upper ~ ': ' ~ alerts|map(attribute='rule')|unique|join(', '))|tojson }},\n \"id\": {{ id|tojson }}}\n",
+        None,
+    )
+    .unwrap();
+    let body = chat.render(&notification(AlertStatus::Firing)).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"text": "FIRING: fuel_drain", "id": "msg_0192f3a0c2b47d8e9f00112233445566"})
+    );
+}

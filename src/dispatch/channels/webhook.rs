@@ -1,9 +1,10 @@
-//! Webhook: the notification's JSON body, POSTed and signed per Standard Webhooks.
+//! Webhook: the notification's JSON body (or the channel's `body:` template rendered),
+//! POSTed and signed per Standard Webhooks.
 //!
 //! Headers: `webhook-id` (the notification id, the same on every retry), `webhook-timestamp`
 //! (seconds since the epoch at this attempt) and, with a secret, `webhook-signature:
 //! v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the base64-decoded
-//! part of the `whsec_...` secret.
+//! part of the `whsec_...` secret. The signature covers the bytes sent, template or not.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,9 +16,13 @@ use hmac::{Hmac, Mac};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use sha2::Sha256;
 
-use super::{SendError, deliver, parse_url};
+use super::{SendError, deliver, parse_url, sample_notification, template_context};
 use crate::config::Secret;
 use crate::dispatch::notification::Notification;
+
+/// Bounds the work a body template may do per notification (a loop over a large group
+/// fits; a runaway one stops).
+const BODY_FUEL: u64 = 1_000_000;
 
 pub struct WebhookChannel {
     http: reqwest::Client,
@@ -26,23 +31,29 @@ pub struct WebhookChannel {
     key: Option<Vec<u8>>,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// `None` sends the documented JSON body.
+    body: Option<BodyTemplate>,
+}
+
+/// The channel's config, borrowed.
+pub struct WebhookOptions<'a> {
+    pub url: &'a str,
+    pub secret: Option<&'a Secret>,
+    pub timeout: Duration,
+    pub headers: &'a BTreeMap<String, Secret>,
+    pub body: Option<&'a str>,
+    pub content_type: Option<&'a str>,
 }
 
 impl WebhookChannel {
-    pub fn new(
-        http: reqwest::Client,
-        url: &str,
-        secret: Option<&Secret>,
-        timeout: Duration,
-        headers: &BTreeMap<String, Secret>,
-    ) -> Result<WebhookChannel, String> {
-        let url = parse_url("url", url)?;
-        let key = match secret {
+    pub fn new(http: reqwest::Client, o: WebhookOptions<'_>) -> Result<WebhookChannel, String> {
+        let url = parse_url("url", o.url)?;
+        let key = match o.secret {
             Some(s) if !s.is_empty() => Some(decode_secret(s.expose())?),
             _ => None,
         };
-        let mut extra = Vec::with_capacity(headers.len());
-        for (name, value) in headers {
+        let mut extra = Vec::with_capacity(o.headers.len());
+        for (name, value) in o.headers {
             let header = HeaderName::try_from(name.as_str())
                 .map_err(|_| format!("headers: `{name}` is not a valid header name"))?;
             let mut value = HeaderValue::try_from(value.expose())
@@ -50,23 +61,40 @@ impl WebhookChannel {
             value.set_sensitive(true);
             extra.push((header, value));
         }
+        let body = match (o.body, o.content_type) {
+            (Some(template), content_type) => Some(BodyTemplate::new(template, content_type)?),
+            (None, Some(_)) => {
+                return Err("content_type: only with `body:` (the default body is JSON)".into());
+            }
+            (None, None) => None,
+        };
         Ok(WebhookChannel {
             http,
             url,
             key,
-            timeout,
+            timeout: o.timeout,
             headers: extra,
+            body,
         })
     }
 
     pub async fn send(&self, n: &Notification, now: DateTime<Utc>) -> Result<(), SendError> {
-        let body = n.webhook_json();
+        let (body, content_type) = match &self.body {
+            Some(template) => (
+                template.render(n).map_err(SendError::permanent)?,
+                template.content_type.clone(),
+            ),
+            None => (
+                n.webhook_json(),
+                HeaderValue::from_static("application/json"),
+            ),
+        };
         let timestamp = now.timestamp();
         let mut request = self
             .http
             .post(self.url.clone())
             .timeout(self.timeout)
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, content_type)
             .header("webhook-id", &n.id)
             .header("webhook-timestamp", timestamp.to_string());
         if let Some(key) = &self.key {
@@ -76,6 +104,78 @@ impl WebhookChannel {
             request = request.header(name, value);
         }
         deliver(request.body(body)).await
+    }
+}
+
+/// A `body:` template, compiled, with the media type it renders.
+pub struct BodyTemplate {
+    env: minijinja::Environment<'static>,
+    content_type: HeaderValue,
+    /// JSON output is parsed before it is sent: a quote in a label must not turn a page
+    /// into a receiver's 400.
+    json: bool,
+}
+
+impl BodyTemplate {
+    /// Compiles the template and renders it once against [`sample_notification`], so that
+    /// a mistake shows at `check` and at start, not at the first alert. Errors start with
+    /// `body:` or `content_type:`.
+    pub fn new(template: &str, content_type: Option<&str>) -> Result<BodyTemplate, String> {
+        let content_type = content_type.unwrap_or("application/json");
+        let header = HeaderValue::try_from(content_type)
+            .map_err(|_| format!("content_type: `{content_type}` is not a valid header value"))?;
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let json = essence == "application/json" || essence.ends_with("+json");
+        let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(BODY_FUEL));
+        // What a template writes is what is sent: the receiver decides the escaping
+        // (`|tojson` in JSON, `|urlencode` in a form).
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.add_template_owned("body", template.to_owned())
+            .map_err(|e| format!("body: {}", describe(&e)))?;
+        let compiled = BodyTemplate {
+            env,
+            content_type: header,
+            json,
+        };
+        compiled.render(&sample_notification("sample", chrono::Utc::now()))?;
+        Ok(compiled)
+    }
+
+    /// The body for `n`; an error (a template that fails, JSON that does not parse) starts
+    /// with `body:`.
+    pub fn render(&self, n: &Notification) -> Result<Vec<u8>, String> {
+        let text = self
+            .env
+            .get_template("body")
+            .and_then(|t| t.render(template_context(n)))
+            .map_err(|e| format!("body: {}", describe(&e)))?;
+        if self.json
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        {
+            return Err(format!(
+                "body: renders invalid JSON (content_type is JSON): {e} of the output \
+                 (write strings with `|tojson`)"
+            ));
+        }
+        Ok(text.into_bytes())
+    }
+}
+
+/// A template error with the template's line, e.g. `line 2: unknown filter: nope`.
+fn describe(e: &minijinja::Error) -> String {
+    let detail = match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    match e.line() {
+        Some(line) => format!("template line {line}: {detail}"),
+        None => detail,
     }
 }
 

@@ -1,6 +1,12 @@
 //! Integration tests: dispatch. Real HTTP receivers, a real SMTP server (in process),
 //! real SQLite files.
 
+mod channel_notify_test;
+mod channel_pagerduty;
+mod channel_support;
+mod channel_teams;
+mod channel_telegram;
+mod channel_webhook;
 mod delivery;
 mod email;
 mod restart;
