@@ -24,6 +24,7 @@
 //!
 //! Time comes from a [`clock`] so that tests and `replay` run on event time.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -38,3 +39,4 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;

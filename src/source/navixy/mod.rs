@@ -15,7 +15,6 @@
 //! [`SourceHealth`] shows all this to `/readyz` and metrics without locks on the hot path.
 //! This module decodes control frames only; data frames are the engine's.
 
-mod backoff;
 mod engine_alerts;
 mod health;
 mod session;

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use url::Url;
 
-use super::backoff::Backoff;
 use super::engine_alerts::{EngineAlerts, Link};
 use super::health::{SourceHealth, SubscriptionStatuses, TrackerStatus};
 use super::trackers::{amend_blocked, refresh_trackers};
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{NavixyConfig, Secret, SimulatorConfig};
 use crate::navixy::client::{
@@ -278,7 +278,7 @@ impl Runner {
             });
             let delay = match wait {
                 Wait::Backoff => self.backoff.next_delay(),
-                Wait::AtLeast(d) => self.backoff.next_delay().max(d),
+                Wait::AtLeast(d) => self.backoff.next_delay_at_least(Some(d)),
                 Wait::Slow => self.backoff.slow(),
             };
             if self.session_closed {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::backoff::Backoff;
 use super::health::{SubscriptionStatuses, TrackerStatus};
+use crate::backoff::Backoff;
 use crate::config::Secret;
 use crate::navixy::rest::RestClient;
 use crate::source::SourceEvent;
@@ -38,10 +38,7 @@ pub(super) async fn refresh_trackers(
                 delay = every;
             }
             Err(e) => {
-                delay = backoff
-                    .next_delay()
-                    .max(e.retry_after().unwrap_or_default())
-                    .min(every);
+                delay = backoff.next_delay_at_least(e.retry_after()).min(every);
                 warn!(error = %e, retry_in = ?delay, "Tracker list refresh failed; keeping the previous one.");
             }
         }
