@@ -476,7 +476,7 @@ fn handle_event(
     alerts: &mpsc::UnboundedSender<AlertTransition>,
 ) {
     match event {
-        SourceEvent::Frame { received_at, text } => {
+        SourceEvent::RawFrame { received_at, text } => {
             // Decode errors are counted and logged by the engine; the stream goes on.
             let _ = engine.ingest_text(&text, Some(received_at));
         }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::channels::{self, Channel, ChannelError};
 use super::group::{Groups, Queued, Undelivered};
 use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
-use super::router::{RouteError, Router};
+use super::routes::{RouteError, Router};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::rules::alert::AlertTransition;

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::router::LabelMatcher;
+use super::routes::LabelMatcher;
 use crate::rules::alert::AlertTransition;
 use crate::store::Silence;
 

@@ -366,7 +366,7 @@ impl Evaluator {
         let now_ms = now.timestamp_millis();
         let set: &RuleSet = &self.rules;
         script::set_now(&mut self.scope, now_ms.div_euclid(1000));
-        let frame = context::Frame {
+        let frame = context::ScriptFrame {
             tracker,
             now_ms,
             time_zone: set.time_zone,
@@ -414,7 +414,7 @@ impl Evaluator {
         let slot = slots.entry(tracker.info.id).or_default();
         let (changes, fields) = slot.observe(tracker, *state_fields);
         script::set_now(scope, now_ms.div_euclid(1000));
-        let frame = context::Frame {
+        let frame = context::ScriptFrame {
             tracker,
             now_ms,
             time_zone: set.time_zone,
@@ -472,7 +472,7 @@ struct Run<'a, 'o> {
 }
 
 /// The result of `when` (and `key`) at one evaluation.
-struct Outcome {
+struct Verdict {
     holds: bool,
     key: Option<Arc<str>>,
 }
@@ -494,7 +494,7 @@ impl Run<'_, '_> {
                     index,
                     rule,
                     slot,
-                    Some(Outcome {
+                    Some(Verdict {
                         holds: false,
                         key: None,
                     }),
@@ -566,7 +566,7 @@ impl Run<'_, '_> {
                 firing: None,
             });
         }
-        self.advance(index, rule, slot, Some(Outcome { holds, key }), clear);
+        self.advance(index, rule, slot, Some(Verdict { holds, key }), clear);
     }
 
     /// Steps every live alert of the rule: with a fresh outcome, or (`None`) with the
@@ -576,7 +576,7 @@ impl Run<'_, '_> {
         index: usize,
         rule: &Rule,
         slot: &mut Slot,
-        outcome: Option<Outcome>,
+        outcome: Option<Verdict>,
         clear: Option<bool>,
     ) {
         let timing = Timing {

@@ -204,7 +204,8 @@ enum Wait {
     Slow,
 }
 
-enum Outcome {
+/// How one attempt (hash, list, connect, subscribe, stream) ended.
+enum AttemptOutcome {
     /// The engine is gone, or shutdown was asked.
     Stopped,
     Retry {
@@ -256,8 +257,8 @@ impl Runner {
             }
             first = false;
             let (working, wait, error) = match self.attempt().await {
-                Outcome::Stopped => return,
-                Outcome::Retry {
+                AttemptOutcome::Stopped => return,
+                AttemptOutcome::Retry {
                     working,
                     wait,
                     error,
@@ -294,7 +295,7 @@ impl Runner {
     }
 
     /// One attempt: hash, tracker list, connect, subscribe, stream until it ends.
-    async fn attempt(&mut self) -> Outcome {
+    async fn attempt(&mut self) -> AttemptOutcome {
         let hash = match self.hash.clone() {
             Some(hash) => hash,
             None => match self.obtain_hash().await {
@@ -308,7 +309,7 @@ impl Runner {
                 info!(trackers = list.len(), "Tracker list loaded.");
                 self.listed = list.clone();
                 if self.tx.send(SourceEvent::Trackers(list)).await.is_err() {
-                    return Outcome::Stopped;
+                    return AttemptOutcome::Stopped;
                 }
             }
             // An expired session hash: get a new one on the next attempt.
@@ -329,7 +330,7 @@ impl Runner {
         let mut conn = match client::connect(&self.url, self.options.connection).await {
             Ok(conn) => conn,
             Err(e) => {
-                return Outcome::Retry {
+                return AttemptOutcome::Retry {
                     working: false,
                     wait: Wait::Backoff,
                     error: e.to_string(),
@@ -355,17 +356,17 @@ impl Runner {
         );
         tokio::select! {
             outcome = self.session(&mut conn) => {
-                if matches!(outcome, Outcome::Stopped) {
+                if matches!(outcome, AttemptOutcome::Stopped) {
                     let _ = tokio::time::timeout(self.options.close_timeout, conn.close()).await;
                 }
                 outcome
             }
-            () = refresh => Outcome::Stopped,
+            () = refresh => AttemptOutcome::Stopped,
         }
     }
 
     /// `user/auth` with the configured login, or the configured hash.
-    async fn obtain_hash(&mut self) -> Result<Secret, Outcome> {
+    async fn obtain_hash(&mut self) -> Result<Secret, AttemptOutcome> {
         let (Some(login), Some(password)) = (&self.config.login, &self.config.password) else {
             let hash = self.config.hash.clone().unwrap_or_default();
             self.hash = Some(hash.clone());
@@ -389,12 +390,12 @@ impl Runner {
     }
 
     /// Streams one connection until it fails or the source stops.
-    async fn session(&mut self, conn: &mut Connection<LiveStream>) -> Outcome {
+    async fn session(&mut self, conn: &mut Connection<LiveStream>) -> AttemptOutcome {
         let mut working = false;
         loop {
             let incoming = tokio::select! {
                 incoming = conn.next() => incoming,
-                () = stopped(&mut self.stop) => return Outcome::Stopped,
+                () = stopped(&mut self.stop) => return AttemptOutcome::Stopped,
             };
             let incoming = match incoming {
                 Ok(incoming) => incoming,
@@ -410,12 +411,12 @@ impl Runner {
                         working = true;
                         self.working();
                     }
-                    let event = SourceEvent::Frame {
+                    let event = SourceEvent::RawFrame {
                         received_at: at,
                         text: text.as_str().to_owned(),
                     };
                     if self.tx.send(event).await.is_err() {
-                        return Outcome::Stopped;
+                        return AttemptOutcome::Stopped;
                     }
                 }
                 Incoming::Control { frame, text } => {
@@ -431,7 +432,7 @@ impl Runner {
                                     .await
                                     .is_err()
                             {
-                                return Outcome::Stopped;
+                                return AttemptOutcome::Stopped;
                             }
                             let subscribe = response.action.as_deref().is_none_or(|a| {
                                 a.ends_with("subscribe") && !a.ends_with("unsubscribe")
@@ -475,7 +476,7 @@ impl Runner {
     }
 
     /// Decides what an ended connection means for the session and the next delay.
-    fn failed(&mut self, error: ClientError, working: bool) -> Outcome {
+    fn failed(&mut self, error: ClientError, working: bool) -> AttemptOutcome {
         let wait = match &error {
             ClientError::Logout { .. } => {
                 self.logged_out = true;
@@ -497,7 +498,7 @@ impl Runner {
             }
             _ => Wait::Backoff,
         };
-        Outcome::Retry {
+        AttemptOutcome::Retry {
             working,
             wait,
             error: error.to_string(),
@@ -565,12 +566,12 @@ impl Runner {
     }
 }
 
-fn retry_after_rest(e: RestError) -> Outcome {
+fn retry_after_rest(e: RestError) -> AttemptOutcome {
     let wait = match e.retry_after() {
         Some(d) => Wait::AtLeast(d),
         None => Wait::Backoff,
     };
-    Outcome::Retry {
+    AttemptOutcome::Retry {
         working: false,
         wait,
         error: e.to_string(),

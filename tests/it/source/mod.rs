@@ -126,7 +126,7 @@ impl Running {
     /// The next data frame, decoded (skipping tracker lists and alerts).
     pub async fn next_frame(&mut self) -> Frame {
         loop {
-            if let SourceEvent::Frame { text, .. } = self.next().await {
+            if let SourceEvent::RawFrame { text, .. } = self.next().await {
                 return decode_frame(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
             }
         }

@@ -101,7 +101,7 @@ async fn a_wrong_hash_is_named_and_retried_with_backoff() {
         assert!(
             run.drain()
                 .iter()
-                .all(|e| !matches!(e, SourceEvent::Frame { .. })),
+                .all(|e| !matches!(e, SourceEvent::RawFrame { .. })),
             "no frames without a subscription"
         );
         run.stop().await;
