@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use self::reload::{AlertGauges, Reloader};
+use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
@@ -43,7 +44,6 @@ use crate::engine::{
 };
 use crate::navixy::simulator::SimulatorHandle;
 use crate::rules::RuleSet;
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::server::{self, AppState, Token};
 use crate::source::SourceEvent;
 use crate::source::navixy::{NavixySource, SourceHealth, simulated};

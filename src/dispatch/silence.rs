@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::routes::LabelMatcher;
-use crate::rules::alert::AlertTransition;
+use crate::alert::AlertTransition;
 use crate::store::Silence;
 
 struct Compiled {

@@ -19,16 +19,17 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
-use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use super::faults::FaultKind;
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
 use super::script::fields::FieldMask;
 use super::script::{self, context};
 use super::set::{Deps, Expression, Rule, RuleSet};
+use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::engine::ShardEvaluator;
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{SourceState, TrackerId};
-use crate::state::{Lifecycle, TrackerInfo, TrackerState};
+use crate::state::{Lifecycle, TrackerState};
 use crate::telemetry;
 
 /// Counts of one rule's work in this shard.

@@ -8,8 +8,8 @@ pub mod replay;
 
 use chrono::{DateTime, Utc};
 
-use crate::rules::alert::AlertTransition;
-use crate::state::TrackerInfo;
+use crate::alert::AlertTransition;
+use crate::navixy::messages::TrackerInfo;
 
 /// What a source hands the engine, in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,9 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::*;
+use crate::alert::{AlertStatus, Severity};
 use crate::dispatch::notification::Notification;
 use crate::dispatch::testing::{firing, resolved, t0};
-use crate::rules::alert::{AlertStatus, Severity};
 
 fn notification(status: AlertStatus) -> Notification {
     let mut first = firing("fuel_drain", 21080);

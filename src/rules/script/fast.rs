@@ -815,12 +815,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::navixy::messages::TrackerInfo;
     use crate::navixy::messages::{
         AdditionalField, Gps, Location, MovementStatus, NavixyTime, SensorInput, SourceState,
     };
     use crate::rules::script::engine::{self, DynamicNames};
     use crate::rules::zones::Zones;
-    use crate::state::{Lifecycle, Readings, TrackerInfo, TrackerState};
+    use crate::state::{Lifecycle, Readings, TrackerState};
 
     const LEAVES: &[&str] = &[
         "state.ignition",

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::health::SourceHealth;
+use crate::alert::{AlertStatus, AlertTransition, Fingerprint, Severity};
 use crate::clock::Clock;
-use crate::rules::alert::{AlertStatus, AlertTransition, Fingerprint, Severity};
 use crate::source::SourceEvent;
 
 /// Engine alert: a `logout` arrived and the session could not be renewed.

@@ -22,13 +22,12 @@ use crate::config::{NavixyConfig, Secret, SimulatorConfig};
 use crate::navixy::client::{
     self, ClientError, Connection, ConnectionOptions, Incoming, LiveStream,
 };
-use crate::navixy::messages::{Frame, SubscribeResponse, TrackerId};
+use crate::navixy::messages::{Frame, SubscribeResponse, TrackerId, TrackerInfo};
 use crate::navixy::requests::subscribe_message;
 use crate::navixy::rest::{RestClient, RestError};
 use crate::navixy::simulator::{Simulator, SimulatorHandle, SimulatorOptions};
 use crate::source::SourceEvent;
 use crate::source::recording::Recorder;
-use crate::state::TrackerInfo;
 use crate::telemetry;
 
 /// The source could not start (a config problem); everything later is retried instead.

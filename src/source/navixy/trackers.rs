@@ -9,9 +9,9 @@ use tracing::{debug, warn};
 use super::health::{SubscriptionStatuses, TrackerStatus};
 use crate::backoff::Backoff;
 use crate::config::Secret;
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::rest::RestClient;
 use crate::source::SourceEvent;
-use crate::state::TrackerInfo;
 
 /// Refreshes the tracker list after `first`, then every `every`, while a connection
 /// lives; returns only when the engine is gone. Failures are retried with a backoff that

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use navixy_alerts::alert::Fingerprint;
 use navixy_alerts::clock::ManualClock;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
-use navixy_alerts::rules::alert::Fingerprint;
 use navixy_alerts::store::{OutboxStatus, Store};
 
 use super::support::{config, eventually, firing, shutdown, t0};

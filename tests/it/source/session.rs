@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
+use navixy_alerts::alert::{AlertStatus, Fingerprint, Severity};
 use navixy_alerts::navixy::messages::{BatchItem, Frame};
-use navixy_alerts::rules::alert::{AlertStatus, Fingerprint, Severity};
 use navixy_alerts::source::SourceEvent;
 
 use super::*;
