@@ -1,5 +1,15 @@
-//! The session runner: one attempt after another (hash, tracker list, WebSocket,
-//! `subscribe`, stream), each failure waited out with a backoff, until shutdown.
+//! The session runner: one attempt after another, each failure waited out with a
+//! backoff, until shutdown.
+//!
+//! One attempt is: a hash (the configured one, or `user/auth` with login + password), the
+//! tracker list (`tracker/list`, sent on as [`SourceEvent::Trackers`] before any frame of
+//! the new connection), the WebSocket, the Atmosphere line, `subscribe`. The subscription
+//! *works* once Navixy answers it (or sends data). Any close, error or silence ends the
+//! attempt; the next one waits an exponential backoff with jitter capped at
+//! `max_backoff`, and starts over from the hash. After a `logout` the source
+//! re-authenticates when it has login + password; without them the engine alert
+//! `navixy_session_closed` fires and the source retries slowly. No working subscription
+//! for `source_down_after` fires `navixy_source_down` (see `engine_alerts`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
