@@ -12,11 +12,11 @@ use axum::http::StatusCode;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
+use navixy_alerts::alert::AlertTransition;
 use navixy_alerts::clock::SystemClock;
 use navixy_alerts::config::Config;
 use navixy_alerts::dispatch::testing::firing;
 use navixy_alerts::dispatch::{Dispatcher, DispatcherHandle};
-use navixy_alerts::rules::alert::AlertTransition;
 use navixy_alerts::store::Store;
 
 /// A firing transition stamped now (the latency is measured from `at`).

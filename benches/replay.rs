@@ -17,8 +17,8 @@ use navixy_alerts::engine::{
     Engine, EngineClock, EngineOptions, EngineStats, NoRules, ShardEvaluator, tracker_infos,
 };
 use navixy_alerts::navixy::decode::{decode_frame, decode_tracker_list};
+use navixy_alerts::navixy::messages::TrackerInfo;
 use navixy_alerts::rules::Evaluator;
-use navixy_alerts::state::TrackerInfo;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -12,12 +12,13 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use navixy_alerts::engine::ShardEvaluator;
+use navixy_alerts::navixy::messages::TrackerInfo;
 use navixy_alerts::navixy::messages::{
     Gps, Location, MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState,
 };
 use navixy_alerts::rules::{Evaluator, RuleSet};
+use navixy_alerts::state::Update;
 use navixy_alerts::state::cache::ShardCache;
-use navixy_alerts::state::{TrackerInfo, Update};
 
 #[path = "support/stock_rules.rs"]
 mod stock_rules;

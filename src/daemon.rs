@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use self::reload::{AlertGauges, Reloader};
+use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{DispatchError, Dispatcher, DispatcherHandle};
@@ -49,7 +50,6 @@ use crate::engine::{
 };
 use crate::navixy::simulator::SimulatorHandle;
 use crate::rules::RuleSet;
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::server::{self, AppState, Token};
 use crate::source::SourceEvent;
 use crate::source::navixy::{NavixySource, SourceHealth, simulated};
@@ -497,7 +497,7 @@ fn handle_event(
     alerts: &mpsc::UnboundedSender<AlertTransition>,
 ) {
     match event {
-        SourceEvent::Frame { received_at, text } => {
+        SourceEvent::RawFrame { received_at, text } => {
             // Decode errors are counted and logged by the engine; the stream goes on.
             let _ = engine.ingest_text(&text, Some(received_at));
         }

@@ -16,14 +16,24 @@
 //!   merged from deltas, lifecycle, bounded history windows.
 //! - [`rules`]: rule files, one sandboxed Rhai engine with compiled conditions, the alert
 //!   state machine (inactive → pending → firing → resolved), and rule unit tests.
+//! - [`alert`]: the alert contract: fingerprint, severity, status, the transition and
+//!   the persisted records. Made by [`rules`] and the source's engine alerts; moved by
+//!   [`engine`], [`dispatch`] and [`store`].
 //! - [`dispatch`]: routes, grouping, dedup, flap damping, silences, and a durable outbox
 //!   in front of each channel (webhook, Slack, email, Alertmanager, stdout).
 //! - [`store`]: SQLite (WAL): alert states, the outbox, the notification log, silences.
 //! - [`server`]: the admin HTTP API and Prometheus metrics.
 //! - [`config`]: the config file; [`cli`] and [`commands`]: what `main` runs.
 //!
+//! - [`backoff`], [`text`]: retry delays and text truncation, shared.
+//!
 //! Time comes from a [`clock`] so that tests and `replay` run on event time.
+//!
+//! Modules depend on each other without cycles (`tests/it/foundation/architecture.rs`
+//! checks it); `docs/architecture.md` draws the graph.
 
+pub mod alert;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -38,3 +48,4 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -14,13 +14,13 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::alert::AlertTransition;
 use crate::cli::ReplayArgs;
 use crate::config::Config;
 use crate::engine::{
     Engine, EngineClock, EngineOptions, EngineStats, EvaluatorFactory, NoRules, ShardEvaluator,
 };
 use crate::navixy::decode::{DecodeErrorKind, StateFields, decode_tracker_list};
-use crate::rules::alert::AlertTransition;
 use crate::rules::{Evaluator, RuleSet, format_transition};
 use crate::source::replay::Recording;
 use crate::state::history::HistoryPolicy;

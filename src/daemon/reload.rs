@@ -18,16 +18,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
 use serde::Serialize;
 use tokio::sync::{Mutex, watch};
 use tracing::{error, info};
 
+use crate::alert::{AlertRecord, AlertTransition, PendingAlert};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{EngineHandle, ShardEvaluator};
-use crate::rules::alert::{AlertRecord, AlertTransition, PendingAlert};
 use crate::rules::{Evaluator, RuleSet};
+use crate::server::{ReloadRefused, ReloadRules};
 use crate::state::TrackerState;
 use crate::telemetry;
 
@@ -350,5 +352,24 @@ impl ShardEvaluator for ShardRules {
             info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule was removed.");
             out.push(record.last.resolved_at(now));
         }
+    }
+}
+
+/// `POST /api/v1/reload` of the admin API.
+impl ReloadRules for Reloader {
+    fn reload_rules(&self) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>> {
+        Box::pin(async move {
+            match self.reload(Trigger::Api).await {
+                // Counts, names and paths: it serializes (a non-UTF-8 path reports null).
+                Ok(report) => Ok(serde_json::to_value(report).unwrap_or_default()),
+                Err(ReloadError::Stopped) => {
+                    Err(ReloadRefused::Unavailable(ReloadError::Stopped.to_string()))
+                }
+                Err(e) => Err(ReloadRefused::Invalid {
+                    error: e.to_string(),
+                    errors: e.messages(),
+                }),
+            }
+        })
     }
 }

@@ -22,10 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::channels::{self, Channel, ChannelError};
 use super::group::{Groups, Queued, Undelivered};
 use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
-use super::router::{RouteError, Router};
+use super::routes::{RouteError, Router};
+use crate::alert::AlertTransition;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::rules::alert::AlertTransition;
 use crate::store::{self, Durability, Store, StoreError};
 
 /// Why the dispatcher cannot start, naming what to fix.

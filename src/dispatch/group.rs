@@ -40,9 +40,9 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::notification::Notification;
-use super::router::{Router, Settings};
+use super::routes::{Router, Settings};
 use super::silence::ActiveSilences;
-use crate::rules::alert::{AlertStatus, AlertTransition, Fingerprint};
+use crate::alert::{AlertStatus, AlertTransition, Fingerprint};
 use crate::store::{self, LogEntry, Outcome, StoreError};
 use crate::telemetry;
 

@@ -4,7 +4,7 @@
 //!
 //! - [`dispatcher`]: the entry point: [`Dispatcher::start`] and [`DispatcherHandle::submit`],
 //!   which returns once a transition is committed.
-//! - [`router`]: which channels an alert goes to, with which settings.
+//! - [`routes`]: which channels an alert goes to, with which settings.
 //! - [`group`]: aggregation groups, dedup, flap damping, silences; decides notifications.
 //! - [`silence`]: the compiled silences.
 //! - [`notification`]: what a notification holds, and the webhook body.
@@ -18,14 +18,14 @@ pub mod dispatcher;
 pub mod group;
 pub mod notification;
 pub mod outbox;
-pub mod router;
+pub mod routes;
 pub mod silence;
 
 pub use channels::{Channel, ChannelError, SendError};
 pub use dispatcher::{DispatchError, DispatchOptions, Dispatcher, DispatcherHandle, StartError};
 pub use notification::Notification;
 pub use outbox::RetryPolicy;
-pub use router::{RouteError, Router};
+pub use routes::{RouteError, Router};
 
 #[doc(hidden)]
 pub mod testing;

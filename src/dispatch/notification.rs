@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::{AlertStatus, AlertTransition, TrackerRef};
 use crate::navixy::messages::Location;
-use crate::rules::alert::{AlertStatus, AlertTransition, TrackerRef};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {

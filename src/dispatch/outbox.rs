@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::channels::{Channel, SendError};
 use super::group::after;
 use super::notification::Notification;
+use crate::backoff;
 use crate::clock::Clock;
 use crate::store::{self, Durability, OutboxEntry, Store};
 use crate::telemetry;
@@ -48,18 +49,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay after the `attempts`-th failed attempt (1 for the first). Exponential
-    /// with "equal jitter": a uniformly random point in the upper half of the step, so
-    /// that many notifications failing together do not retry together, yet the delay
-    /// still grows. `jitter` is in `[0, 1)`.
+    /// The delay after the `attempts`-th failed attempt (1 for the first): the crate's
+    /// [`backoff::exponential`], so that notifications failing together do not retry
+    /// together, yet the delay still grows. `jitter` is in `[0, 1)`.
     pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
-        let exp = attempts.saturating_sub(1).min(30);
-        let step = self
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff);
-        let half = step / 2;
-        half + half.mul_f64(jitter.clamp(0.0, 1.0))
+        backoff::exponential(self.initial_backoff, self.max_backoff, attempts, jitter)
     }
 
     /// The delay before the next attempt: what `Retry-After` asks (within bounds), or the

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::router::LabelMatcher;
-use crate::rules::alert::AlertTransition;
+use super::routes::LabelMatcher;
+use crate::alert::AlertTransition;
 use crate::store::Silence;
 
 struct Compiled {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::alert::{AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef};
 use crate::config::Config;
 use crate::navixy::messages::Location;
-use crate::rules::alert::{AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()

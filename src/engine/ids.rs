@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{SourceId, TrackerId, TrackerList};
-use crate::state::TrackerInfo;
 
 /// source_id -> tracker_id, from a `tracker/list` response.
 ///

@@ -37,7 +37,7 @@ pub use stats::EngineStats;
 
 use chrono::{DateTime, Utc};
 
-use crate::rules::alert::{AlertRecord, AlertTransition, PendingAlert};
+use crate::alert::{AlertRecord, AlertTransition, PendingAlert};
 use crate::state::TrackerState;
 
 /// What a shard does with its trackers once the cache is up to date: the rule evaluator

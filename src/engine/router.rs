@@ -16,14 +16,15 @@ use super::ShardEvaluator;
 use super::ids::IdMap;
 use super::shard::{self, RoutedUpdate, ShardMsg};
 use super::stats::{EngineStats, ErrorLog};
+use crate::alert::{AlertTransition, PendingAlert};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::navixy::decode::{DecodeError, DecodeOptions, decode_frame_with};
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{BatchItem, Frame, TrackerId};
-use crate::rules::alert::{AlertTransition, PendingAlert};
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
-use crate::state::{TrackerInfo, TrackerState, Update};
+use crate::state::{TrackerState, Update};
 use crate::telemetry;
 
 /// Builds the evaluator of shard `index` (called once per shard, and again on reload).

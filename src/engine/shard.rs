@@ -9,11 +9,12 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ShardEvaluator;
+use crate::alert::{AlertTransition, PendingAlert};
 use crate::navixy::messages::TrackerId;
-use crate::rules::alert::{AlertTransition, PendingAlert};
+use crate::navixy::messages::TrackerInfo;
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
-use crate::state::{TrackerInfo, TrackerState, Update};
+use crate::state::{TrackerState, Update};
 
 /// An update on its way to a shard, with the engine clock at its arrival.
 #[derive(Debug)]

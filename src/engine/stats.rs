@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::navixy::decode::{DecodeError, DecodeErrorKind};
 use crate::telemetry;
+use crate::text::truncate;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -88,13 +89,5 @@ impl ErrorLog {
             suppressed,
             "Skipped undecodable input (logged once a minute per kind)."
         );
-    }
-}
-
-/// At most `max` characters, on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }

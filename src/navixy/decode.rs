@@ -22,6 +22,7 @@ use self::lenient::{
     Bad, Cx, Fill, IotData, ItemFields, ItemKind, Key, Lenient, LifecycleFields, Scalar, Seed,
 };
 use super::messages::*;
+use crate::text::truncate;
 
 /// Frames larger than this are refused unless the caller sets its own limit (the config's
 /// `max_frame_bytes` has the same default).
@@ -436,13 +437,6 @@ impl Envelope<'_> {
                 event: truncate(other, 64).to_string(),
             },
         })
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

@@ -369,6 +369,31 @@ pub struct TrackerListEntry {
     pub source: Option<TrackerSource>,
 }
 
+/// Who a tracker is, from `tracker/list` (or just its source id without one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackerInfo {
+    pub id: TrackerId,
+    pub source_id: Option<SourceId>,
+    pub label: Option<String>,
+    pub group_id: Option<i64>,
+    /// Whether the account had blocked it when listed (`source.blocked`); `None` when
+    /// the list did not say.
+    pub blocked: Option<bool>,
+}
+
+impl From<&TrackerListEntry> for TrackerInfo {
+    /// `list[].id` is the tracker id, `list[].source.id` the source id states carry.
+    fn from(t: &TrackerListEntry) -> TrackerInfo {
+        TrackerInfo {
+            id: t.id,
+            source_id: t.source.as_ref().and_then(|s| s.id),
+            label: t.label.clone(),
+            group_id: t.group_id,
+            blocked: t.source.as_ref().and_then(|s| s.blocked),
+        }
+    }
+}
+
 /// The device behind a tracker.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct TrackerSource {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use super::messages::TrackerInfo;
 use crate::config::Secret;
-use crate::state::TrackerInfo;
 
 use super::messages::TrackerList;
 

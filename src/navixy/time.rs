@@ -14,6 +14,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::text::truncate;
+
 /// A time as Navixy sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NavixyTime {
@@ -177,13 +179,6 @@ impl Visitor<'_> for TimeVisitor {
     fn visit_str<E: de::Error>(self, s: &str) -> Result<NavixyTime, E> {
         NavixyTime::parse(s)
             .ok_or_else(|| E::custom(format!("not a Navixy time: `{}`", truncate(s, 40))))
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

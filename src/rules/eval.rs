@@ -19,16 +19,17 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
-use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use super::faults::FaultKind;
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
 use super::script::fields::FieldMask;
 use super::script::{self, context};
 use super::set::{Deps, Expression, Rule, RuleSet};
+use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::engine::ShardEvaluator;
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{SourceState, TrackerId};
-use crate::state::{Lifecycle, TrackerInfo, TrackerState};
+use crate::state::{Lifecycle, TrackerState};
 use crate::telemetry;
 
 /// Counts of one rule's work in this shard.
@@ -366,7 +367,7 @@ impl Evaluator {
         let now_ms = now.timestamp_millis();
         let set: &RuleSet = &self.rules;
         script::set_now(&mut self.scope, now_ms.div_euclid(1000));
-        let frame = context::Frame {
+        let frame = context::ScriptFrame {
             tracker,
             now_ms,
             time_zone: set.time_zone,
@@ -414,7 +415,7 @@ impl Evaluator {
         let slot = slots.entry(tracker.info.id).or_default();
         let (changes, fields) = slot.observe(tracker, *state_fields);
         script::set_now(scope, now_ms.div_euclid(1000));
-        let frame = context::Frame {
+        let frame = context::ScriptFrame {
             tracker,
             now_ms,
             time_zone: set.time_zone,
@@ -472,7 +473,7 @@ struct Run<'a, 'o> {
 }
 
 /// The result of `when` (and `key`) at one evaluation.
-struct Outcome {
+struct Verdict {
     holds: bool,
     key: Option<Arc<str>>,
 }
@@ -494,7 +495,7 @@ impl Run<'_, '_> {
                     index,
                     rule,
                     slot,
-                    Some(Outcome {
+                    Some(Verdict {
                         holds: false,
                         key: None,
                     }),
@@ -566,7 +567,7 @@ impl Run<'_, '_> {
                 firing: None,
             });
         }
-        self.advance(index, rule, slot, Some(Outcome { holds, key }), clear);
+        self.advance(index, rule, slot, Some(Verdict { holds, key }), clear);
     }
 
     /// Steps every live alert of the rule: with a fresh outcome, or (`None`) with the
@@ -576,7 +577,7 @@ impl Run<'_, '_> {
         index: usize,
         rule: &Rule,
         slot: &mut Slot,
-        outcome: Option<Outcome>,
+        outcome: Option<Verdict>,
         clear: Option<bool>,
     ) {
         let timing = Timing {

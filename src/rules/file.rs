@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-use super::alert::Severity;
 use super::schedule::WindowSpec;
+use crate::alert::Severity;
 
 /// A rule file: a list of rules.
 #[derive(Debug, Deserialize)]

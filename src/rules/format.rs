@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::alert::AlertTransition;
+use crate::alert::AlertTransition;
 
 /// Event time, rule (with its key in brackets), tracker id and label, status, value.
 pub fn format_transition(t: &AlertTransition) -> String {
@@ -41,7 +41,7 @@ pub(crate) fn value_text(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::alert::{AlertStatus, Fingerprint, Severity, TrackerRef};
+    use crate::alert::{AlertStatus, Fingerprint, Severity, TrackerRef};
     use chrono::TimeZone;
 
     #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rhai::{Engine, ParseError};
 
-use super::alert::Severity;
 use super::error::{Place, RuleError};
 use super::faults::FaultLog;
 use super::file::{RuleFile, RuleSpec, TrackerFilterSpec, TrackerPick};
@@ -21,6 +20,7 @@ use super::script::scan::{self, Usage};
 use super::script::{context, schema};
 use super::set::{Deps, Expression, Rule, RuleSet, TrackerFilter};
 use super::zones::Zones;
+use crate::alert::Severity;
 use crate::config::{Config, parse_duration};
 use crate::state::history::HistoryPolicy;
 

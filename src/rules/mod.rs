@@ -2,7 +2,7 @@
 //! tracker, the alert state machine, and `test` for rule unit tests.
 //!
 //! Reads the state cache; never touches the network or the store. Its output is
-//! [`alert::AlertTransition`] values for the dispatcher.
+//! [`AlertTransition`](crate::alert::AlertTransition) values for the dispatcher.
 //!
 //! - [`file`]: the YAML format; [`load`]: globs, parsing, checks, compilation, reporting
 //!   every problem with its file, line, rule and field; [`set`]: the loaded [`RuleSet`].
@@ -12,7 +12,6 @@
 //! - [`schedule`], [`zones`]: weekly windows and geofences.
 //! - [`testing`]: `navixy-alerts test`; [`format`]: one line per transition.
 
-pub mod alert;
 pub mod error;
 pub mod eval;
 pub mod faults;

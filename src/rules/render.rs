@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::alert::{AlertStatus, TrackerRef};
 use super::set::{Rule, RuleSet};
+use crate::alert::{AlertStatus, TrackerRef};
 use crate::navixy::messages::{Location, SourceState};
 use crate::state::TrackerState;
 

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use rhai::{AST, Engine};
 
-use super::alert::Severity;
 use super::error::Place;
 use super::faults::FaultLog;
 use super::schedule::Schedule;
 use super::script::fast::FastExpr;
 use super::script::fields::FieldMask;
 use super::zones::Zones;
-use crate::state::TrackerInfo;
+use crate::alert::Severity;
+use crate::navixy::messages::TrackerInfo;
 use crate::state::history::HistoryPolicy;
 
 /// What a rule's expressions read, so evaluation can skip a rule whose inputs did not

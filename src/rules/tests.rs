@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::alert::{AlertStatus, AlertTransition};
 use super::{Evaluator, LoadOptions, RuleError, RuleSet};
+use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::{Circle, ZoneConfig};
 use crate::engine::ShardEvaluator;
 use crate::navixy::messages::{ReadingsItem, SourceState};

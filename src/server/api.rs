@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::AppState;
-use crate::daemon::reload::{ReloadError, Trigger};
+use super::{AppState, ReloadRefused};
+use crate::alert::{AlertRecord, TrackerRef};
 use crate::dispatch::notification::fmt_time;
 use crate::dispatch::silence::ActiveSilences;
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{IotValue, Location, SourceState, TrackerId};
-use crate::rules::alert::{AlertRecord, TrackerRef};
-use crate::state::{Readings, TrackerInfo, TrackerState};
+use crate::state::{Readings, TrackerState};
 use crate::store::{NewSilence, OutboxStatus, Silence, StoreError};
 
 /// How long `/readyz` waits for the database to take its test write.
@@ -397,17 +397,15 @@ pub async fn notifications(
 /// `POST /api/v1/reload`: loads the rule files again; 200 with what changed, or 422 with
 /// every error (the old rule set keeps running).
 pub async fn reload(State(state): State<AppState>) -> Response {
-    match state.reloader.reload(Trigger::Api).await {
+    match state.reloader.reload_rules().await {
         Ok(report) => Json(json!({ "status": "ok", "reload": report })).into_response(),
-        Err(ReloadError::Stopped) => {
-            ApiError::unavailable(ReloadError::Stopped.to_string()).into_response()
-        }
-        Err(e) => (
+        Err(ReloadRefused::Unavailable(message)) => ApiError::unavailable(message).into_response(),
+        Err(ReloadRefused::Invalid { error, errors }) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({
                 "status": "error",
-                "error": e.to_string(),
-                "errors": e.messages(),
+                "error": error,
+                "errors": errors,
             })),
         )
             .into_response(),

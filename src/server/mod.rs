@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
+use futures_util::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::clock::Clock;
-use crate::daemon::reload::Reloader;
 use crate::engine::EngineHandle;
 use crate::source::navixy::SourceHealth;
 use crate::store::Store;
@@ -42,11 +42,29 @@ pub struct AppState {
     pub health: Arc<SourceHealth>,
     /// The daemon's clock (the simulator's in the demo): silences start and end on it.
     pub clock: Arc<dyn Clock>,
-    pub reloader: Arc<Reloader>,
+    pub reloader: Arc<dyn ReloadRules>,
     /// `None` when this process has no Prometheus recorder.
     pub metrics: Option<PrometheusHandle>,
     /// `None`: the API is open (no `server.token`).
     pub token: Option<Token>,
+}
+
+/// What `POST /api/v1/reload` asks of the daemon: load the rule files again. Defined
+/// here so that the server needs nothing of the daemon; the daemon's reloader
+/// implements it.
+pub trait ReloadRules: Send + Sync {
+    /// What changed (as the response reports it), or why nothing did.
+    fn reload_rules(&self) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>>;
+}
+
+/// Why a reload did not take effect; the old rule set keeps running.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReloadRefused {
+    /// The engine has stopped (503).
+    Unavailable(String),
+    /// The config or the new rule set has errors, each message naming its file, line,
+    /// rule and field (422).
+    Invalid { error: String, errors: Vec<String> },
 }
 
 /// The routes, with the token check on all but `/healthz`.

@@ -8,8 +8,8 @@ pub mod replay;
 
 use chrono::{DateTime, Utc};
 
-use crate::rules::alert::AlertTransition;
-use crate::state::TrackerInfo;
+use crate::alert::AlertTransition;
+use crate::navixy::messages::TrackerInfo;
 
 /// What a source hands the engine, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub enum SourceEvent {
     /// A data frame exactly as received, stamped with its arrival on the engine clock.
     /// The engine decodes it; control frames (handshake, heartbeat, response, error,
     /// logout) are the source's own business and do not come here.
-    Frame {
+    RawFrame {
         received_at: DateTime<Utc>,
         text: String,
     },

@@ -113,7 +113,7 @@ pub fn parse_line(text: &str, line: u64, tz: Tz) -> Result<RecordedFrame<'_>, Ba
         let at = NavixyTime::parse(at).map(|t| t.to_utc(tz)).ok_or_else(|| {
             bad(format!(
                 "`at` is not a time: `{}`",
-                crate::engine::stats::truncate(at, 40)
+                crate::text::truncate(at, 40)
             ))
         })?;
         if frame.starts_with('{') {
@@ -138,7 +138,7 @@ pub fn parse_line(text: &str, line: u64, tz: Tz) -> Result<RecordedFrame<'_>, Ba
                     || {
                         bad(format!(
                             "`at` is not a time: `{}`",
-                            crate::engine::stats::truncate(&at, 40)
+                            crate::text::truncate(&at, 40)
                         ))
                     },
                 )?),

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::history::HistoryPolicy;
-use super::{Lifecycle, TrackerInfo, TrackerState, Update};
+use super::{Lifecycle, TrackerState, Update};
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
     ConnectionStatus, IotTrackerValues, LifecycleKind, ReadingsItem, SourceState, TrackerId,
 };

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::{StoreError, from_json, from_ms, to_json, to_ms};
-use crate::rules::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
+use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 
 /// Records a firing alert (or refreshes it with its newest transition).
 pub fn upsert_live_alert(

@@ -381,23 +381,19 @@ impl Store {
 
     /// Every live (firing) alert, for the rule evaluator to restore after a restart so
     /// that it neither fires them again nor forgets to resolve them.
-    pub async fn load_live_alerts(
-        &self,
-    ) -> Result<Vec<crate::rules::alert::AlertRecord>, StoreError> {
+    pub async fn load_live_alerts(&self) -> Result<Vec<crate::alert::AlertRecord>, StoreError> {
         self.call(|db| load_live_alerts(db.conn())).await
     }
 
     /// [`Store::load_live_alerts`] for code that is not async.
-    pub fn load_live_alerts_blocking(
-        &self,
-    ) -> Result<Vec<crate::rules::alert::AlertRecord>, StoreError> {
+    pub fn load_live_alerts_blocking(&self) -> Result<Vec<crate::alert::AlertRecord>, StoreError> {
         self.call_blocking(|db| load_live_alerts(db.conn()))
     }
 
     /// Keeps a stopping daemon's pending alerts for the next start (replacing any kept).
     pub async fn save_pending_alerts(
         &self,
-        pending: Vec<crate::rules::alert::PendingAlert>,
+        pending: Vec<crate::alert::PendingAlert>,
     ) -> Result<(), StoreError> {
         self.call(move |db| {
             let tx = db.write(Durability::Full)?;
@@ -409,9 +405,7 @@ impl Store {
     }
 
     /// The pending alerts the last stop kept, removed from the store as they are read.
-    pub async fn take_pending_alerts(
-        &self,
-    ) -> Result<Vec<crate::rules::alert::PendingAlert>, StoreError> {
+    pub async fn take_pending_alerts(&self) -> Result<Vec<crate::alert::PendingAlert>, StoreError> {
         self.call(|db| {
             let tx = db.write(Durability::Full)?;
             let pending = take_pending_alerts(&tx)?;

@@ -1,6 +1,6 @@
 use super::*;
+use crate::alert::{AlertStatus, Fingerprint, PendingAlert};
 use crate::dispatch::testing::{firing, t0};
-use crate::rules::alert::{AlertStatus, Fingerprint, PendingAlert};
 
 #[test]
 fn migrations_set_the_version_and_are_idempotent() {

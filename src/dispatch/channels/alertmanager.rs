@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{JsonEndpoint, SendError, parse_url};
+use crate::alert::{AlertStatus, AlertTransition};
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::rules::alert::{AlertStatus, AlertTransition};
 
 pub struct AlertmanagerChannel(JsonEndpoint);
 

@@ -14,9 +14,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 
 use super::SendError;
+use crate::alert::AlertTransition;
 use crate::config::{SmtpConfig, SmtpSecurity};
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::rules::alert::AlertTransition;
 
 /// The subject when the channel sets none: `[FIRING] fuel_drain — Truck 7`,
 /// `[FIRING:3] fuel_drain`, `[RESOLVED] fuel_drain — Truck 7`.
@@ -266,10 +266,10 @@ pub fn html(n: &Notification) -> String {
     );
     for a in &n.alerts {
         let colour = match (a.status, a.severity) {
-            (crate::rules::alert::AlertStatus::Resolved, _) => "#2EB67D",
-            (_, crate::rules::alert::Severity::Critical) => "#E01E5A",
-            (_, crate::rules::alert::Severity::Warning) => "#ECB22E",
-            (_, crate::rules::alert::Severity::Info) => "#36C5F0",
+            (crate::alert::AlertStatus::Resolved, _) => "#2EB67D",
+            (_, crate::alert::Severity::Critical) => "#E01E5A",
+            (_, crate::alert::Severity::Warning) => "#ECB22E",
+            (_, crate::alert::Severity::Info) => "#36C5F0",
         };
         let _ = writeln!(
             s,

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::notification::{Notification, fmt_time};
 use crate::config::{ChannelConfig, Config};
-use crate::rules::alert::{AlertStatus, Severity};
+use crate::alert::{AlertStatus, Severity};
 
 /// A channel that cannot be built from its config, naming it.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::{JsonEndpoint, SendError, parse_url, redact};
 use crate::config::Secret;
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::rules::alert::{AlertStatus, AlertTransition};
+use crate::alert::{AlertStatus, AlertTransition};
 
 /// PagerDuty truncates nothing: a longer summary is an invalid event.
 const MAX_SUMMARY: usize = 1024;

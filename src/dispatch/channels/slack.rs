@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{JsonEndpoint, SendError, parse_url};
+use crate::alert::{AlertStatus, AlertTransition, Severity};
 use crate::config::Secret;
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::rules::alert::{AlertStatus, AlertTransition, Severity};
 
 /// Slack allows 50 blocks and 100 attachments; a group beyond this many alerts is cut with
 /// a note of how many more there are.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{JsonEndpoint, SendError, parse_url};
 use crate::config::Secret;
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::rules::alert::{AlertStatus, AlertTransition, Severity};
+use crate::alert::{AlertStatus, AlertTransition, Severity};
 
 /// Alerts shown on one card.
 pub const MAX_ALERTS: usize = 20;

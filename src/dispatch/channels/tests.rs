@@ -8,9 +8,9 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::*;
+use crate::alert::{AlertStatus, Severity};
 use crate::dispatch::notification::Notification;
 use crate::dispatch::testing::{firing, resolved, t0};
-use crate::rules::alert::{AlertStatus, Severity};
 
 fn notification(status: AlertStatus) -> Notification {
     let mut first = firing("fuel_drain", 21080);
@@ -288,7 +288,7 @@ fn pagerduty_summary_source_and_severity() {
     assert_eq!(events[1]["payload"]["source"], "navixy-alerts");
     assert_eq!(events[1]["payload"]["summary"], "fuel_drain");
     assert_eq!(events[1]["payload"]["severity"], "info");
-    n.alerts[1].tracker = Some(crate::rules::alert::TrackerRef {
+    n.alerts[1].tracker = Some(crate::alert::TrackerRef {
         id: 7,
         label: None,
         source_id: None,

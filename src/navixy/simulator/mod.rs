@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::clock::Clock;
 use crate::config::SimulatorConfig;
-use crate::state::TrackerInfo;
+use crate::navixy::messages::TrackerInfo;
 
 pub use fleet::{Activity, DEPOT};
 

@@ -1,5 +1,5 @@
 //! What a condition reads, without copying it: the tracker being evaluated is lent to the
-//! Rhai helpers and property getters through a thread-local [`Frame`] for the duration of
+//! Rhai helpers and property getters through a thread-local [`ScriptFrame`] for the duration of
 //! one tracker's evaluation.
 //!
 //! Why not a Rhai `Map` of the state? Building one per evaluation allocates dozens of
@@ -21,7 +21,7 @@ use crate::rules::zones::Zones;
 use crate::state::{Readings, TrackerState};
 
 /// Everything one tracker's evaluation can see.
-pub(crate) struct Frame<'a> {
+pub(crate) struct ScriptFrame<'a> {
     pub tracker: &'a TrackerState,
     /// The engine clock, epoch milliseconds.
     pub now_ms: i64,
@@ -30,7 +30,7 @@ pub(crate) struct Frame<'a> {
     pub zones: &'a Zones,
 }
 
-impl Frame<'_> {
+impl ScriptFrame<'_> {
     pub fn source(&self, which: Which) -> Option<&SourceState> {
         match which {
             Which::Current => self.tracker.current.as_deref(),
@@ -52,7 +52,7 @@ thread_local! {
 }
 
 /// Runs `f` with `frame` visible to the helpers and getters on this thread.
-pub(crate) fn enter<R>(frame: &Frame<'_>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn enter<R>(frame: &ScriptFrame<'_>, f: impl FnOnce() -> R) -> R {
     /// Restores the previous frame even if `f` unwinds, so no dangling pointer survives.
     struct Restore(*const ());
     impl Drop for Restore {
@@ -66,9 +66,9 @@ pub(crate) fn enter<R>(frame: &Frame<'_>, f: impl FnOnce() -> R) -> R {
 }
 
 /// Calls `f` with the current frame, if any.
-pub(crate) fn with<R>(f: impl for<'a, 'b> FnOnce(Option<&'a Frame<'b>>) -> R) -> R {
-    let ptr = CURRENT.with(Cell::get).cast::<Frame<'_>>();
-    // SAFETY: a non-null pointer was stored by `enter` from a `&Frame` that outlives the
+pub(crate) fn with<R>(f: impl for<'a, 'b> FnOnce(Option<&'a ScriptFrame<'b>>) -> R) -> R {
+    let ptr = CURRENT.with(Cell::get).cast::<ScriptFrame<'_>>();
+    // SAFETY: a non-null pointer was stored by `enter` from a `&ScriptFrame` that outlives the
     // call of its closure, and `enter` restores the previous value before that borrow
     // ends (also on unwind). `f` is generic over the lifetimes, so the reference cannot
     // escape it.
@@ -133,7 +133,7 @@ pub(crate) struct IotFieldView {
 /// Reads the state a view looks at; `()` when it is absent or outside a frame.
 pub(crate) fn state_field(
     which: Which,
-    f: impl FnOnce(&SourceState, &Frame<'_>) -> Dynamic,
+    f: impl FnOnce(&SourceState, &ScriptFrame<'_>) -> Dynamic,
 ) -> Dynamic {
     with(|frame| {
         frame
@@ -143,7 +143,7 @@ pub(crate) fn state_field(
 }
 
 /// Reads the tracker of the current frame; `()` outside a frame.
-pub(crate) fn tracker_field(f: impl FnOnce(&TrackerState, &Frame<'_>) -> Dynamic) -> Dynamic {
+pub(crate) fn tracker_field(f: impl FnOnce(&TrackerState, &ScriptFrame<'_>) -> Dynamic) -> Dynamic {
     with(|frame| frame.map_or(Dynamic::UNIT, |fr| f(fr.tracker, fr)))
 }
 
@@ -290,7 +290,7 @@ impl StateLeaf {
 }
 
 /// Reads one value of a state; `()` when absent.
-pub(crate) fn state_leaf(s: &SourceState, fr: &Frame<'_>, leaf: &StateLeaf) -> Dynamic {
+pub(crate) fn state_leaf(s: &SourceState, fr: &ScriptFrame<'_>, leaf: &StateLeaf) -> Dynamic {
     match leaf_value(s, leaf) {
         FieldValue::Absent => Dynamic::UNIT,
         FieldValue::Bool(b) => Dynamic::from_bool(b),
@@ -508,7 +508,7 @@ pub(crate) fn reading_field(name: &str, field: &str) -> Dynamic {
     with(|frame| frame.map_or(Dynamic::UNIT, |fr| reading_field_in(fr, name, field)))
 }
 
-pub(crate) fn reading_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
+pub(crate) fn reading_field_in(fr: &ScriptFrame<'_>, name: &str, field: &str) -> Dynamic {
     {
         let Some(reading) = find_reading(&fr.tracker.readings, name) else {
             return Dynamic::UNIT;
@@ -546,7 +546,7 @@ pub(crate) fn iot_field(name: &str, field: &str) -> Dynamic {
     with(|frame| frame.map_or(Dynamic::UNIT, |fr| iot_field_in(fr, name, field)))
 }
 
-pub(crate) fn iot_field_in(fr: &Frame<'_>, name: &str, field: &str) -> Dynamic {
+pub(crate) fn iot_field_in(fr: &ScriptFrame<'_>, name: &str, field: &str) -> Dynamic {
     match fr.tracker.iot.get(name) {
         None => Dynamic::UNIT,
         Some(v) => match field {

@@ -335,7 +335,7 @@ pub(crate) mod helpers {
 
     use super::{Window, number_of};
     use crate::navixy::messages::NavixyTime;
-    use crate::rules::script::context::{self, Frame, opt_float};
+    use crate::rules::script::context::{self, ScriptFrame, opt_float};
     use crate::rules::zones;
 
     /// `seconds`, `minutes`, `hours`: INT stays INT (saturating), FLOAT stays FLOAT.
@@ -348,13 +348,13 @@ pub(crate) mod helpers {
             .map(|f| Dynamic::from_float(f * factor as FLOAT))
     }
 
-    fn now_s(fr: &Frame<'_>) -> i64 {
+    fn now_s(fr: &ScriptFrame<'_>) -> i64 {
         fr.now_ms.div_euclid(1000)
     }
 
     /// Seconds from a time (epoch seconds, a Navixy time string) to now; `()` for `()`.
     /// `None` when Rhai has no such overload (another type).
-    pub fn since(fr: &Frame<'_>, t: &Dynamic) -> Option<Result<Dynamic, String>> {
+    pub fn since(fr: &ScriptFrame<'_>, t: &Dynamic) -> Option<Result<Dynamic, String>> {
         if t.is_unit() {
             return Some(Ok(Dynamic::UNIT));
         }
@@ -377,14 +377,14 @@ pub(crate) mod helpers {
     }
 
     /// Whether the latest state update changed the field at `path`.
-    pub fn changed(fr: &Frame<'_>, path: &str) -> Result<Dynamic, String> {
+    pub fn changed(fr: &ScriptFrame<'_>, path: &str) -> Result<Dynamic, String> {
         let path = context::FieldPath::parse(path)
             .ok_or_else(|| format!("changed: `{path}` is not a state field"))?;
         Ok(Dynamic::from_bool(context::changed(fr.tracker, &path)))
     }
 
     /// Whether the tracker is inside the zone; `()` without a position.
-    pub fn in_zone(fr: &Frame<'_>, name: &str) -> Result<Dynamic, String> {
+    pub fn in_zone(fr: &ScriptFrame<'_>, name: &str) -> Result<Dynamic, String> {
         let zone = fr.zones.get(name).ok_or_else(|| {
             format!(
                 "in_zone: unknown zone `{name}` (zones: {})",
@@ -413,7 +413,7 @@ pub(crate) mod helpers {
 
     /// A window statistic of a series kept in history; `()` without data.
     pub fn window(
-        fr: &Frame<'_>,
+        fr: &ScriptFrame<'_>,
         kind: Window,
         name: &str,
         window: &Dynamic,
@@ -447,7 +447,7 @@ pub(crate) mod helpers {
 }
 
 /// Runs a helper with the current frame; `()` outside a frame.
-fn in_frame(f: impl FnOnce(&context::Frame<'_>) -> Result<Dynamic, String>) -> RhaiResult {
+fn in_frame(f: impl FnOnce(&context::ScriptFrame<'_>) -> Result<Dynamic, String>) -> RhaiResult {
     context::with(|fr| match fr {
         Some(fr) => f(fr).map_err(Into::into),
         None => Ok(Dynamic::UNIT),

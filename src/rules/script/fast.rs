@@ -14,7 +14,7 @@
 
 use rhai::{Dynamic, FLOAT, INT, ImmutableString};
 
-use super::context::{self, Frame, StateLeaf, StateObject, TrackerLeaf, Which, find_reading};
+use super::context::{self, ScriptFrame, StateLeaf, StateObject, TrackerLeaf, Which, find_reading};
 use super::engine::{WINDOW_HELPERS, Window, helpers};
 
 /// The direct evaluator cannot answer; Rhai must.
@@ -101,7 +101,7 @@ impl FastExpr {
     }
 
     /// Evaluates in a frame.
-    pub fn eval(&self, fr: &Frame<'_>) -> Result<Dynamic, Fallback> {
+    pub fn eval(&self, fr: &ScriptFrame<'_>) -> Result<Dynamic, Fallback> {
         eval(&self.root, fr)
     }
 }
@@ -596,7 +596,7 @@ fn combine(op: &'static str, lhs: Operand, rhs: Operand) -> Option<Operand> {
 
 // ---- evaluation ----
 
-fn eval(node: &Node, fr: &Frame<'_>) -> Result<Dynamic, Fallback> {
+fn eval(node: &Node, fr: &ScriptFrame<'_>) -> Result<Dynamic, Fallback> {
     Ok(match node {
         Node::Const(d) => d.clone(),
         Node::Now => Dynamic::from_int(fr.now_ms.div_euclid(1000)),
@@ -680,7 +680,7 @@ fn eval(node: &Node, fr: &Frame<'_>) -> Result<Dynamic, Fallback> {
     })
 }
 
-fn call(helper: Helper, args: &[Dynamic], fr: &Frame<'_>) -> Result<Dynamic, Fallback> {
+fn call(helper: Helper, args: &[Dynamic], fr: &ScriptFrame<'_>) -> Result<Dynamic, Fallback> {
     let text = |d: &Dynamic| d.read_lock::<ImmutableString>().map(|s| s.clone());
     match (helper, args) {
         (Helper::Duration(factor), [n]) => helpers::duration(n, factor).ok_or(Fallback),
@@ -815,12 +815,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::navixy::messages::TrackerInfo;
     use crate::navixy::messages::{
         AdditionalField, Gps, Location, MovementStatus, NavixyTime, SensorInput, SourceState,
     };
     use crate::rules::script::engine::{self, DynamicNames};
     use crate::rules::zones::Zones;
-    use crate::state::{Lifecycle, Readings, TrackerInfo, TrackerState};
+    use crate::state::{Lifecycle, Readings, TrackerState};
 
     const LEAVES: &[&str] = &[
         "state.ignition",
@@ -1064,7 +1065,7 @@ mod tests {
                 return Ok(());
             };
             let zones = zones();
-            let frame = Frame {
+            let frame = ScriptFrame {
                 tracker: &tracker,
                 now_ms: 1_767_600_000_000,
                 time_zone: chrono_tz::UTC,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::alert::AlertStatus;
 use crate::config::ZoneConfig;
-use crate::rules::alert::AlertStatus;
 
 /// One test file.
 #[derive(Debug, Deserialize)]

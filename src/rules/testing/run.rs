@@ -13,24 +13,25 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use super::file::{Expected, InputEvent, InputSeries, TestCase, TestFile, TimeSpec};
+use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::parse_duration;
 use crate::engine::ShardEvaluator;
 use crate::engine::ids::IdMap;
 use crate::engine::router::{self, FrameCounts};
 use crate::navixy::decode::decode_frame;
+use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
     IotTrackerValues, IotValue, LifecycleKind, NavixyTime, ReadingsItem, SensorInput, SourceState,
     StateValue, TrackerId,
 };
-use crate::rules::alert::{AlertStatus, AlertTransition};
 use crate::rules::format::value_text;
 use crate::rules::load::{LoadOptions, expand_patterns, yaml_message};
 use crate::rules::set::human_duration;
 use crate::rules::zones::Zones;
 use crate::rules::{Evaluator, RuleSet};
 use crate::source::replay::Recording;
+use crate::state::Update;
 use crate::state::cache::ShardCache;
-use crate::state::{TrackerInfo, Update};
 
 /// Totals over all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -31,7 +31,7 @@ fn fast() -> DispatchOptions {
 
 fn expected_alert(tracker: i64, status: &str, ends_at: serde_json::Value) -> serde_json::Value {
     json!({
-        "fingerprint": navixy_alerts::rules::alert::Fingerprint::new("fuel_drain", Some(tracker), None).0,
+        "fingerprint": navixy_alerts::alert::Fingerprint::new("fuel_drain", Some(tracker), None).0,
         "status": status,
         "rule": "fuel_drain",
         "severity": "critical",

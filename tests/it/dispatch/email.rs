@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use navixy_alerts::alert::Fingerprint;
 use navixy_alerts::clock::ManualClock;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
-use navixy_alerts::rules::alert::Fingerprint;
 use navixy_alerts::store::{OutboxStatus, Store};
 
 use super::smtp_sink::SmtpSink;

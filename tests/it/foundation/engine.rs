@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use navixy_alerts::alert::{AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef};
 use navixy_alerts::clock::ManualClock;
 use navixy_alerts::engine::{Engine, EngineClock, EngineOptions, ShardEvaluator, tracker_infos};
 use navixy_alerts::navixy::decode::decode_tracker_list;
-use navixy_alerts::rules::alert::{
-    AlertStatus, AlertTransition, Fingerprint, Severity, TrackerRef,
-};
 use navixy_alerts::state::TrackerState;
 use parking_lot::Mutex;
 

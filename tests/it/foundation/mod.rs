@@ -1,5 +1,6 @@
-//! Integration tests: foundation (decoder, engine, replay, check).
+//! Integration tests: foundation (module graph, decoder, engine, replay, check).
 
+mod architecture;
 mod check;
 mod decode;
 mod decode_props;

@@ -21,11 +21,11 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+use navixy_alerts::alert::AlertStatus;
 use navixy_alerts::config::Config;
 use navixy_alerts::daemon::{self, RunOptions, Running};
 use navixy_alerts::navixy::simulator::{SimulatorHandle, SimulatorOptions};
 use navixy_alerts::rules::RuleSet;
-use navixy_alerts::rules::alert::AlertStatus;
 use navixy_alerts::store::{OutboxEntry, OutboxStatus, Outcome, Store};
 
 /// The secret of the test channel (any `whsec_` + base64 works).

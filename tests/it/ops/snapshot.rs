@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use navixy_alerts::alert::AlertStatus;
 use navixy_alerts::navixy::simulator::SimulatorHandle;
-use navixy_alerts::rules::alert::AlertStatus;
 use navixy_alerts::state::Lifecycle;
 
 use super::chaos::{

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use navixy_alerts::alert::{AlertStatus, AlertTransition, Fingerprint};
 use navixy_alerts::engine::ShardEvaluator;
+use navixy_alerts::navixy::messages::TrackerInfo;
 use navixy_alerts::navixy::messages::{NavixyTime, SourceState};
-use navixy_alerts::rules::alert::{AlertStatus, AlertTransition, Fingerprint};
 use navixy_alerts::rules::{Evaluator, LoadOptions, RuleSet, evaluator_factory, format_transition};
+use navixy_alerts::state::Update;
 use navixy_alerts::state::cache::ShardCache;
-use navixy_alerts::state::{TrackerInfo, Update};
 use serde_json::json;
 
 fn t0() -> DateTime<Utc> {

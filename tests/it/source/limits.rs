@@ -18,7 +18,7 @@ async fn a_flood_of_malformed_frames_leaves_the_connection_up() {
         let mut bad = 0;
         let mut good_after_flood = 0;
         while good_after_flood < 3 {
-            let SourceEvent::Frame { text, .. } = run.next().await else {
+            let SourceEvent::RawFrame { text, .. } = run.next().await else {
                 continue;
             };
             match decode_frame(&text) {
@@ -66,7 +66,7 @@ async fn oversized_frames_are_skipped_and_counted() {
         assert_eq!(sim.stats().connections, 1);
         assert!(
             run.drain().iter().all(|e| match e {
-                SourceEvent::Frame { text, .. } => text.len() < 200_000,
+                SourceEvent::RawFrame { text, .. } => text.len() < 200_000,
                 _ => true,
             }),
             "oversized frames never reach the engine"

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeZone;
+use navixy_alerts::alert::AlertTransition;
 use navixy_alerts::clock::SystemClock;
 use navixy_alerts::config::{Config, NavixyConfig};
 use navixy_alerts::navixy::client::ConnectionOptions;
 use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::Frame;
 use navixy_alerts::navixy::simulator::{Simulator, SimulatorHandle, SimulatorOptions};
-use navixy_alerts::rules::alert::AlertTransition;
 use navixy_alerts::source::SourceEvent;
 use navixy_alerts::source::navixy::{NavixySource, SourceError, SourceHealth, SourceOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -126,7 +126,7 @@ impl Running {
     /// The next data frame, decoded (skipping tracker lists and alerts).
     pub async fn next_frame(&mut self) -> Frame {
         loop {
-            if let SourceEvent::Frame { text, .. } = self.next().await {
+            if let SourceEvent::RawFrame { text, .. } = self.next().await {
                 return decode_frame(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
             }
         }

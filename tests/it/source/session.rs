@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
+use navixy_alerts::alert::{AlertStatus, Fingerprint, Severity};
 use navixy_alerts::navixy::messages::{BatchItem, Frame};
-use navixy_alerts::rules::alert::{AlertStatus, Fingerprint, Severity};
 use navixy_alerts::source::SourceEvent;
 
 use super::*;
@@ -101,7 +101,7 @@ async fn a_wrong_hash_is_named_and_retried_with_backoff() {
         assert!(
             run.drain()
                 .iter()
-                .all(|e| !matches!(e, SourceEvent::Frame { .. })),
+                .all(|e| !matches!(e, SourceEvent::RawFrame { .. })),
             "no frames without a subscription"
         );
         run.stop().await;

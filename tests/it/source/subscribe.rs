@@ -172,7 +172,7 @@ async fn the_demo_source_is_one_call() {
         assert_eq!(trackers.len(), 5);
         // Arrival times are on the simulated clock.
         let first = loop {
-            if let SourceEvent::Frame { received_at, .. } = run.next().await {
+            if let SourceEvent::RawFrame { received_at, .. } = run.next().await {
                 break received_at;
             }
         };

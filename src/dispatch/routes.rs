@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertTransition;
 use crate::config::{Config, NotifyConfig, RouteConfig};
-use crate::rules::alert::AlertTransition;
 
 /// A route that cannot be used, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +340,7 @@ routes:
         );
 
         let mut t = firing("noisy", 1);
-        t.severity = crate::rules::alert::Severity::Info;
+        t.severity = crate::alert::Severity::Info;
         assert!(router.route(&t).targets.is_empty());
     }
 

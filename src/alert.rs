@@ -1,5 +1,8 @@
-//! What the rule engine hands to the dispatcher: alert transitions, and the persisted
-//! record of a live alert that lets a restart neither re-fire nor forget it.
+//! The alert contract: what an alert is (identity, severity, status), the transition
+//! the rules and the source's engine alerts emit and the dispatcher delivers, and the
+//! persisted records that let a restart neither re-fire nor forget an alert. Every
+//! module that makes or moves alerts depends on this one; it depends on nothing but the
+//! protocol's ids.
 
 use std::collections::BTreeMap;
 use std::fmt;

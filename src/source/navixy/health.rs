@@ -1,0 +1,260 @@
+//! The live source's health: connection, counters, last error and the subscription's
+//! per-tracker statuses, shared with `/readyz` and metrics without locks on the hot path.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::navixy::messages::TrackerId;
+use crate::telemetry;
+
+/// A tracker's status in the answer to `subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TrackerStatus {
+    Normal,
+    /// No states until unblocked; lifecycle events still come.
+    Blocked,
+    /// Not this account's tracker.
+    Unknown,
+    /// Not allowed for this session.
+    Disallowed,
+    Other(String),
+}
+
+impl TrackerStatus {
+    pub fn parse(s: &str) -> TrackerStatus {
+        match s {
+            "normal" => TrackerStatus::Normal,
+            "blocked" => TrackerStatus::Blocked,
+            "unknown" => TrackerStatus::Unknown,
+            "disallowed" => TrackerStatus::Disallowed,
+            other => TrackerStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            TrackerStatus::Normal => "normal",
+            TrackerStatus::Blocked => "blocked",
+            TrackerStatus::Unknown => "unknown",
+            TrackerStatus::Disallowed => "disallowed",
+            TrackerStatus::Other(s) => s,
+        }
+    }
+}
+
+impl Serialize for TrackerStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Statuses per subscribed event, per tracker id, from the latest `subscribe` answer.
+pub type SubscriptionStatuses = BTreeMap<String, BTreeMap<TrackerId, TrackerStatus>>;
+
+/// The source's health, shared with `/readyz` and metrics. Reading the counters is a
+/// few atomic loads; the rarely changing parts sit behind a read-mostly lock.
+#[derive(Debug)]
+pub struct SourceHealth {
+    connected: AtomicBool,
+    /// Milliseconds since the epoch (engine clock) of the last change of `connected`.
+    since_ms: AtomicI64,
+    reconnects: AtomicU64,
+    frames: AtomicU64,
+    skipped: AtomicU64,
+    session_closed: AtomicBool,
+    detail: RwLock<HealthDetail>,
+    /// Woken on every change, for [`SourceHealth::wait_until`].
+    changed: Notify,
+}
+
+#[derive(Debug, Default, Clone)]
+struct HealthDetail {
+    last_error: Option<String>,
+    subscriptions: SubscriptionStatuses,
+}
+
+/// A copy of [`SourceHealth`] at one moment, for the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthSnapshot {
+    /// A subscription works now.
+    pub connected: bool,
+    /// Since when `connected` has its value.
+    pub since: Option<DateTime<Utc>>,
+    /// Reconnect attempts since start.
+    pub reconnects: u64,
+    /// Frames received (data and control).
+    pub frames: u64,
+    /// Frames skipped here (oversized, binary).
+    pub skipped_frames: u64,
+    /// A logout ended the session and it could not be renewed.
+    pub session_closed: bool,
+    /// The last reason an attempt failed.
+    pub last_error: Option<String>,
+    pub subscriptions: SubscriptionStatuses,
+}
+
+impl SourceHealth {
+    /// A source that has not connected yet, as of `now`.
+    pub fn new(now: DateTime<Utc>) -> SourceHealth {
+        SourceHealth {
+            connected: AtomicBool::new(false),
+            since_ms: AtomicI64::new(now.timestamp_millis()),
+            reconnects: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            session_closed: AtomicBool::new(false),
+            detail: RwLock::new(HealthDetail::default()),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Since when the source is connected (or not).
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(self.since_ms.load(Ordering::Acquire))
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn frames_received(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    pub fn frames_skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    pub fn session_closed(&self) -> bool {
+        self.session_closed.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.detail.read().last_error.clone()
+    }
+
+    pub fn subscriptions(&self) -> SubscriptionStatuses {
+        self.detail.read().subscriptions.clone()
+    }
+
+    /// Trackers any subscribed event reports blocked.
+    pub fn blocked_trackers(&self) -> Vec<TrackerId> {
+        let detail = self.detail.read();
+        let mut ids: Vec<TrackerId> = detail
+            .subscriptions
+            .values()
+            .flat_map(|m| m.iter())
+            .filter(|(_, s)| **s == TrackerStatus::Blocked)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let detail = self.detail.read().clone();
+        HealthSnapshot {
+            connected: self.is_connected(),
+            since: self.since(),
+            reconnects: self.reconnects(),
+            frames: self.frames_received(),
+            skipped_frames: self.frames_skipped(),
+            session_closed: self.session_closed(),
+            last_error: detail.last_error,
+            subscriptions: detail.subscriptions,
+        }
+    }
+
+    /// Waits until `condition` holds (checked at once and after every change).
+    pub async fn wait_until(&self, condition: impl Fn(&SourceHealth) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if condition(self) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(super) fn set_connected(&self, connected: bool, at: DateTime<Utc>) {
+        if self.connected.swap(connected, Ordering::AcqRel) != connected {
+            self.since_ms
+                .store(at.timestamp_millis(), Ordering::Release);
+            metrics::gauge!(telemetry::SOURCE_UP).set(if connected { 1.0 } else { 0.0 });
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub(super) fn set_session_closed(&self, closed: bool) {
+        self.session_closed.store(closed, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    pub(super) fn set_error(&self, error: String) {
+        self.detail.write().last_error = Some(error);
+        self.changed.notify_waiters();
+    }
+
+    pub(super) fn set_subscriptions(&self, statuses: SubscriptionStatuses) {
+        self.detail.write().subscriptions = statuses;
+        self.changed.notify_waiters();
+    }
+
+    pub(super) fn bump_reconnects(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(telemetry::WS_RECONNECTS).increment(1);
+        self.changed.notify_waiters();
+    }
+
+    /// Health only: the engine counts the frames it is handed in `telemetry::FRAMES`,
+    /// so counting them here too would double them.
+    pub(super) fn bump_frames(&self) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn bump_skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn health_reports_blocked_trackers_and_snapshots() {
+        let health = SourceHealth::new(Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap());
+        let statuses = SubscriptionStatuses::from([
+            (
+                "state_batch".to_string(),
+                BTreeMap::from([(1, TrackerStatus::Normal), (2, TrackerStatus::Blocked)]),
+            ),
+            (
+                "readings_batch".to_string(),
+                BTreeMap::from([
+                    (2, TrackerStatus::Blocked),
+                    (3, TrackerStatus::parse("weird")),
+                ]),
+            ),
+        ]);
+        health.set_subscriptions(statuses);
+        assert_eq!(health.blocked_trackers(), vec![2]);
+        let json = serde_json::to_value(health.snapshot()).unwrap();
+        assert_eq!(json["subscriptions"]["readings_batch"]["3"], "weird");
+        assert_eq!(json["connected"], false);
+    }
+}
