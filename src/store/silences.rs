@@ -105,6 +105,7 @@ impl std::fmt::Display for SilenceMatcher {
 #[serde(deny_unknown_fields)]
 pub struct NewSilence {
     /// All must match for the silence to hold back an alert (1 to 32).
+    #[schema(min_items = 1, max_items = 32)]
     pub matchers: Vec<SilenceMatcher>,
     /// Default: now. Also read as `startsAt`.
     #[serde(default, alias = "startsAt")]
