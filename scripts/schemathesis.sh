@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES=${MAX_EXAMPLES:-25}
-VENV=target/schemathesis-venv
+VENV=$PWD/target/schemathesis-venv
 
 # schemathesis, pinned, in a virtualenv of its own (its dependencies stay out of the
 # system's Python).
@@ -64,14 +64,15 @@ for _ in $(seq 1 100); do
 done
 fetch "$base/api/v1/openapi.json" >"$work/openapi.json"
 
+# From the temporary folder: schemathesis keeps its cache of failures in the current one.
 status=0
-"$VENV/bin/schemathesis" run "$work/openapi.json" \
+(cd "$work" && "$VENV/bin/schemathesis" run "$work/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
     --max-examples "$MAX_EXAMPLES" \
     --workers 1 \
-    --no-color || status=$?
+    --no-color) || status=$?
 
 if ! kill -0 "$daemon" 2>/dev/null; then
     echo "schemathesis.sh: the daemon died during the run:" >&2
