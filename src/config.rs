@@ -437,12 +437,32 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Admin HTTP address; loopback by default. Empty disables the server.
+    /// Admin HTTP address; loopback by default. Empty disables the server. Without a
+    /// token it must be a loopback address (`127.0.0.1`, `[::1]`, `localhost`) unless
+    /// `insecure: true`.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Bearer token for the admin API; empty means none.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// The URL the admin API is reached at through a reverse proxy, e.g.
+    /// `https://alerts.example.com`: its host is accepted in `Host` and `Origin` besides
+    /// the listen address and the loopback names.
+    #[serde(default)]
+    pub external_url: Option<String>,
+    /// Allows a non-loopback `listen` without a token: anyone who reaches the port can then
+    /// add silences and reload rules. For a network that is already closed (a pod behind
+    /// an authenticating proxy).
+    #[serde(default)]
+    pub insecure: bool,
+    /// How long a client has to send a request's headers (and, on a kept-alive connection,
+    /// its next request) before the connection is closed.
+    #[serde(default = "default_header_timeout", deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue, so that idle
+    /// clients cannot use up the process's file descriptors.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -450,8 +470,60 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             token: None,
+            external_url: None,
+            insecure: false,
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+impl ServerConfig {
+    /// True when a non-blank `token` is set.
+    pub fn has_token(&self) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|t| !t.expose().trim().is_empty())
+    }
+
+    /// Checks what serde cannot: an open API stays on loopback, the external URL is a URL,
+    /// the limits are usable.
+    pub fn validate(&self) -> Result<(), String> {
+        let listen = self.listen.trim();
+        if !listen.is_empty() && !self.has_token() && !self.insecure && !is_loopback(listen) {
+            return Err(format!(
+                "server.listen `{listen}` is reachable beyond this machine and server.token is \
+                 not set: anyone who reaches it could add silences and reload rules. Set \
+                 server.token, listen on 127.0.0.1, or set `server.insecure: true`"
+            ));
+        }
+        if let Some(external) = &self.external_url {
+            let url = url::Url::parse(external.trim())
+                .map_err(|e| format!("server.external_url: `{external}` is not a URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(format!(
+                    "server.external_url: `{external}` must be an http:// or https:// URL with a host"
+                ));
+            }
+        }
+        if self.header_timeout.is_zero() {
+            return Err("server.header_timeout must be more than 0s".into());
+        }
+        if self.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// True for a `host:port` on loopback: an IP literal (`127.0.0.1`, `[::1]`) or
+/// `localhost`. Any other name may resolve beyond this machine.
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
+    host.eq_ignore_ascii_case("localhost")
 }
 
 /// A secret value: readable by the code that needs it, never by `Debug` or `Display`.
@@ -658,6 +730,7 @@ impl Config {
                 }
             }
         }
+        self.server.validate()?;
         for (name, zone) in &self.zones {
             match (&zone.circle, &zone.polygon) {
                 (Some(c), None) if c.radius_m > 0.0 => {}
@@ -759,6 +832,12 @@ fn default_storage_path() -> String {
 }
 fn default_listen() -> String {
     "127.0.0.1:9898".into()
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> usize {
+    512
 }
 
 #[cfg(test)]

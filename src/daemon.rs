@@ -242,6 +242,7 @@ pub async fn run(
                 reloader: reloader.clone(),
                 metrics,
                 token: Token::from_config(config.server.token.as_ref()),
+                server: config.server.clone(),
             };
             let open = state.token.is_none();
             if let Some(addr) = addr {

@@ -1,21 +1,27 @@
-//! The routes: health, readiness, metrics, and the `/api/v1` resources.
+//! The routes: health, readiness, metrics, and the `/api/v1` resources, each described
+//! for the OpenAPI document by its `#[utoipa::path]` (see [`super::openapi`]).
 //!
 //! Every answer is JSON except `/healthz` and `/metrics` (text). Errors are
 //! `{"error": "..."}` with a status that says whose fault it is: 400 for a request that
-//! cannot be understood (the message says what to fix), 404 for an unknown tracker or
-//! silence, 422 for a rule set that does not load, 503 when a part the answer needs is
-//! stopped or does not answer in time.
+//! cannot be understood (the message says what to fix), 404 for an unknown tracker,
+//! silence or endpoint, 405 for a method the endpoint does not take, 413 for a body over
+//! [`MAX_BODY_BYTES`], 415 for a body that is not JSON, 422 for a rule set that does not
+//! load, 503 when a part the answer needs is stopped or does not answer in time. Errors
+//! that axum or a layer makes itself (405, 413) are turned into the same shape by
+//! [`json_errors`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, ReloadRefused};
 use crate::alert::{AlertRecord, TrackerRef};
@@ -30,6 +36,18 @@ use crate::store::{NewSilence, OutboxStatus, Silence, StoreError};
 const STORAGE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a tracker lookup waits for its shard (busy shards answer in order).
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request body read: a silence with its 32 matchers fits many times over.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a request body may take to arrive once its headers have: a client that
+/// announces a body and sends nothing would otherwise hold its connection forever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, and what to fix when it is the request.
+    pub error: String,
+}
 
 /// An error answer: a status and a message for whoever sent the request.
 #[derive(Debug)]
@@ -61,8 +79,112 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let body = ErrorBody {
+            error: self.message,
+        };
+        (self.status, Json(body)).into_response()
     }
+}
+
+/// True for `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A JSON request body: 415 unless it is sent as `application/json` (a browser sends a
+/// form or `text/plain` to another site without asking first, never JSON), 413 over
+/// [`MAX_BODY_BYTES`], 408 when it does not arrive in time, 400 when it does not parse.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON sent with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, state))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+                )
+            })?
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+                status => ApiError::new(status, e.body_text()),
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid silence: {e}")))
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is larger than the {} KiB allowed",
+            MAX_BODY_BYTES / 1024
+        ),
+    )
+}
+
+/// Middleware: an error answer that is not JSON yet (axum's 405, a layer's 413, a path
+/// that does not decode) becomes `{"error": "..."}`, keeping its status and headers
+/// (`Allow`, `WWW-Authenticate`).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(response.headers().get(header::CONTENT_TYPE))
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            format!("{path} does not take {method} (it takes {allowed})")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => too_large().message,
+        _ => {
+            let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).trim().to_owned();
+            if text.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .to_ascii_lowercase()
+            } else {
+                text
+            }
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
 }
 
 impl From<StoreError> for ApiError {
@@ -78,19 +200,53 @@ impl From<StoreError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `GET /healthz`: the process is alive and serving.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "The process is alive and serving.", body = String, content_type = "text/plain", example = "ok\n"),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[derive(Debug, Serialize)]
+/// One part of the readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
 struct Check {
     ok: bool,
+    /// Why the part is not ready; absent when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
+/// The readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    /// `source.ok` and `storage.ok`.
+    ready: bool,
+    /// The source has a working subscription.
+    source: Check,
+    /// The database takes a write.
+    storage: Check,
+}
+
 /// `GET /readyz`: 200 when the source has a working subscription and the database takes
 /// a write; 503 otherwise, saying which is not.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready; says which part is not.", body = Readiness),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let source = if state.health.is_connected() {
         Check {
@@ -139,12 +295,27 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({ "ready": ready, "source": source, "storage": storage })),
+        Json(Readiness {
+            ready,
+            source,
+            storage,
+        }),
     )
         .into_response()
 }
 
 /// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every metric, in the Prometheus text format 0.0.4.", body = String, content_type = "text/plain"),
+        (status = 503, description = "This process records no metrics.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
         return ApiError::unavailable(
@@ -165,26 +336,50 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// One live alert as the API shows it: the webhook payload's alert, plus its key and the
 /// silence that holds back its notifications, if any.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Alert)]
 struct AlertView<'a> {
     fingerprint: &'a str,
+    /// `firing`.
     status: &'static str,
     rule: &'a str,
+    /// `info`, `warning` or `critical`.
     severity: &'static str,
+    /// `id`, `label`, `source_id`; null for engine alerts.
+    #[schema(value_type = Option<Object>)]
     tracker: Option<&'a TrackerRef>,
     key: Option<&'a str>,
+    #[schema(value_type = BTreeMap<String, String>)]
     labels: &'a BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
     annotations: &'a BTreeMap<String, String>,
+    /// The rule's `value`, any JSON.
+    #[schema(value_type = Option<serde_json::Value>)]
     value: Option<&'a serde_json::Value>,
     starts_at: String,
     /// When the alert last changed (its firing transition).
     updated_at: String,
+    #[schema(value_type = Option<Object>)]
     location: Option<&'a Location>,
+    /// What the rule read, by name.
+    #[schema(value_type = Object)]
     state: &'a serde_json::Map<String, serde_json::Value>,
+    /// The id of the silence that holds back its notifications.
     silenced_by: Option<&'a str>,
 }
 
 /// `GET /api/v1/alerts`: the live (firing) alerts as committed, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "The live alerts, oldest first.", body = Vec<AlertView>),
+        (status = 503, description = "The database is closed.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn alerts(State(state): State<AppState>) -> ApiResult<Response> {
     let records: Vec<AlertRecord> = state.store.load_live_alerts().await?;
     let mut silences = ActiveSilences::default();
@@ -216,22 +411,30 @@ pub async fn alerts(State(state): State<AppState>) -> ApiResult<Response> {
 }
 
 /// A tracker as the API shows it: named like what rule conditions read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Tracker)]
 struct TrackerView<'a> {
     tracker: InfoView<'a>,
     lifecycle: &'static str,
     online: bool,
     last_data_at: Option<String>,
+    /// The last source state, as Navixy sends it.
+    #[schema(value_type = Option<Object>)]
     state: Option<&'a SourceState>,
+    /// The state before it.
+    #[schema(value_type = Option<Object>)]
     prev: Option<&'a SourceState>,
     readings: ReadingsView<'a>,
+    /// IoT values by name.
+    #[schema(value_type = Object)]
     iot: &'a std::collections::HashMap<String, IotValue>,
     /// The history series kept for this tracker (what window helpers can read).
     history: Vec<&'a str>,
 }
 
 /// Who the tracker is, as `tracker/list` says.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TrackerInfo)]
 struct InfoView<'a> {
     id: TrackerId,
     source_id: Option<i64>,
@@ -250,11 +453,17 @@ impl<'a> InfoView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The last readings, by sensor name.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Readings)]
 struct ReadingsView<'a> {
+    #[schema(value_type = Object)]
     inputs: BTreeMap<&'a str, &'a crate::navixy::messages::SensorInput>,
+    #[schema(value_type = Object)]
     states: BTreeMap<&'a str, &'a crate::navixy::messages::StateValue>,
+    #[schema(value_type = Object)]
     virtual_sensors: BTreeMap<&'a str, &'a crate::navixy::messages::VirtualSensor>,
+    #[schema(value_type = Object)]
     counters: BTreeMap<&'a str, &'a crate::navixy::messages::Counter>,
 }
 
@@ -275,6 +484,20 @@ impl<'a> ReadingsView<'a> {
 }
 
 /// `GET /api/v1/trackers/{id}`: the tracker's cached state, or 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/trackers/{id}",
+    tag = "trackers",
+    params(("id" = i64, Path, description = "The tracker id (Navixy's `tracker_id`).")),
+    responses(
+        (status = 200, description = "The tracker's cached state.", body = TrackerView),
+        (status = 400, description = "The id is not an integer.", body = ErrorBody),
+        (status = 404, description = "No such tracker.", body = ErrorBody),
+        (status = 503, description = "The engine is stopped or busy.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn tracker(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id: TrackerId = id
         .trim()
@@ -314,7 +537,9 @@ pub async fn tracker(State(state): State<AppState>, Path(id): Path<String>) -> A
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Serialize)]
+/// A silence and its state.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SilenceWithState)]
 struct SilenceView<'a> {
     #[serde(flatten)]
     silence: &'a Silence,
@@ -323,6 +548,17 @@ struct SilenceView<'a> {
 }
 
 /// `GET /api/v1/silences`: every silence, newest first, with its state now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/silences",
+    tag = "silences",
+    responses(
+        (status = 200, description = "Every silence, newest first.", body = Vec<SilenceView>),
+        (status = 503, description = "The database is closed.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn list_silences(State(state): State<AppState>) -> ApiResult<Response> {
     let silences = state.store.list_silences().await?;
     let now = state.clock.now();
@@ -337,11 +573,28 @@ pub async fn list_silences(State(state): State<AppState>) -> ApiResult<Response>
 }
 
 /// `POST /api/v1/silences`: adds a silence (Alertmanager's shape: `matchers`,
-/// `starts_at`, `ends_at`, `created_by`, `comment`); answers with it and its id. The body
-/// is read as JSON whatever its `Content-Type` says, so that a plain `curl -d` works.
-pub async fn add_silence(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let new: NewSilence = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid silence: {e}")))?;
+/// `starts_at`, `ends_at`, `created_by`, `comment`, also in Alertmanager's camelCase);
+/// answers with it and its id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/silences",
+    tag = "silences",
+    request_body(content = NewSilence, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The silence as stored, with its id.", body = SilenceView),
+        (status = 400, description = "Not a valid silence; says why (a matcher, the time range, one that would silence everything, a cap).", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`.", body = ErrorBody),
+        (status = 503, description = "The database is closed.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
+pub async fn add_silence(
+    State(state): State<AppState>,
+    JsonBody(new): JsonBody<NewSilence>,
+) -> ApiResult<Response> {
     let silence = state.store.add_silence(new, state.clock.now()).await?;
     tracing::info!(silence = %silence.id, created_by = %silence.created_by, ends_at = %fmt_time(silence.ends_at), "Silence added.");
     let view = SilenceView {
@@ -351,28 +604,66 @@ pub async fn add_silence(State(state): State<AppState>, body: Bytes) -> ApiResul
     Ok(Json(view).into_response())
 }
 
+/// The answer to a deletion.
+#[derive(Debug, Serialize, ToSchema)]
+struct Deleted {
+    /// The id of the silence removed.
+    deleted: String,
+}
+
 /// `DELETE /api/v1/silences/{id}`: ends a silence now (it is removed).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/silences/{id}",
+    tag = "silences",
+    params(("id" = String, Path, description = "The silence id (`sil_...`).")),
+    responses(
+        (status = 200, description = "Removed.", body = Deleted),
+        (status = 400, description = "The id does not decode.", body = ErrorBody),
+        (status = 404, description = "No such silence.", body = ErrorBody),
+        (status = 503, description = "The database is closed.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn delete_silence(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     if state.store.delete_silence(&id).await? {
         tracing::info!(silence = %id, "Silence deleted.");
-        Ok(Json(json!({ "deleted": id })).into_response())
+        Ok(Json(Deleted { deleted: id }).into_response())
     } else {
         Err(ApiError::not_found(format!("no silence with id `{id}`")))
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationsQuery {
+    /// `pending`, `sent` or `failed` (kept for inspection); default: all.
     status: Option<String>,
+    /// How many, newest first: 1 to 1000, default 100.
     limit: Option<usize>,
 }
 
 /// `GET /api/v1/notifications?status=failed&limit=100`: the outbox, newest first;
 /// `failed` lists the notifications kept for inspection.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications",
+    tag = "notifications",
+    params(NotificationsQuery),
+    responses(
+        (status = 200, description = "Outbox entries, newest first: `seq`, `id`, `channel`, `group_key`, `created_at`, `status`, `attempts`, `next_attempt_at`, `last_error`, `finished_at`, `payload`.", body = Vec<serde_json::Value>),
+        (status = 400, description = "A bad `status` or `limit`, or another parameter.", body = ErrorBody),
+        (status = 503, description = "The database is closed.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn notifications(
     State(state): State<AppState>,
     query: Result<Query<NotificationsQuery>, axum::extract::rejection::QueryRejection>,
@@ -394,28 +685,85 @@ pub async fn notifications(
     Ok(Json(entries).into_response())
 }
 
+/// A reload that took effect.
+#[derive(Debug, Serialize, ToSchema)]
+struct Reloaded {
+    /// `ok`.
+    status: &'static str,
+    /// `rules` (in force now), `files`, `added` and `removed` rule names.
+    #[schema(value_type = Object)]
+    reload: serde_json::Value,
+}
+
+/// A reload that was rejected: the old rule set keeps running.
+#[derive(Debug, Serialize, ToSchema)]
+struct ReloadRejected {
+    /// `error`.
+    status: &'static str,
+    error: String,
+    /// Every problem, each naming its file and rule.
+    errors: Vec<String>,
+}
+
 /// `POST /api/v1/reload`: loads the rule files again; 200 with what changed, or 422 with
 /// every error (the old rule set keeps running).
+#[utoipa::path(
+    post,
+    path = "/api/v1/reload",
+    tag = "rules",
+    responses(
+        (status = 200, description = "The new rule set is running.", body = Reloaded),
+        (status = 422, description = "The new rule set does not load; the old one keeps running.", body = ReloadRejected),
+        (status = 503, description = "The daemon is stopping.", body = ErrorBody),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
 pub async fn reload(State(state): State<AppState>) -> Response {
     match state.reloader.reload_rules().await {
-        Ok(report) => Json(json!({ "status": "ok", "reload": report })).into_response(),
+        Ok(report) => Json(Reloaded {
+            status: "ok",
+            reload: report,
+        })
+        .into_response(),
         Err(ReloadRefused::Unavailable(message)) => ApiError::unavailable(message).into_response(),
         Err(ReloadRefused::Invalid { error, errors }) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({
-                "status": "error",
-                "error": error,
-                "errors": errors,
-            })),
+            Json(ReloadRejected {
+                status: "error",
+                error,
+                errors,
+            }),
         )
             .into_response(),
     }
+}
+
+/// `GET /api/v1/openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "health",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object),
+        (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+    )
+)]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::json(),
+    )
+        .into_response()
 }
 
 /// Any other path.
 pub async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such endpoint (see /healthz, /readyz, /metrics, /api/v1/alerts, \
-         /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, /api/v1/reload)",
+         /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, /api/v1/reload, \
+         /api/v1/openapi.json)",
     )
 }

@@ -1,35 +1,47 @@
 //! The admin HTTP server: health, readiness, Prometheus metrics, alerts, trackers,
-//! silences, notifications and reload.
+//! silences, notifications, reload, and the OpenAPI document of them all.
 //!
 //! It only reads and asks: the store for alerts, silences and the outbox, the engine for a
 //! tracker's cached state, the source's health, the reloader for a new rule set. It never
 //! changes alert state itself. [`run`] takes a bound listener and a shutdown future, so a
 //! caller (the daemon, a test on `127.0.0.1:0`) decides where it listens and when it stops.
 //!
-//! - [`api`]: the routes. [`auth`]: the bearer token. [`metrics`]: the Prometheus recorder.
+//! - [`api`]: the routes and their error answers. [`auth`]: the bearer token.
+//!   [`guard`]: the `Host` and `Origin` checks. [`listener`]: the accept loop, its
+//!   connection cap and header timeout. [`openapi`]: the document.
+//!   [`metrics`]: the Prometheus recorder.
 //!
 //! With `server.token` set, every endpoint but `/healthz` needs
 //! `Authorization: Bearer <token>` (a liveness probe rarely carries credentials, and
-//! `/healthz` tells nothing but that the process answers).
+//! `/healthz` tells nothing but that the process answers). Without one, the config only
+//! loads with a loopback `listen` (or `server.insecure: true`).
 
 pub mod api;
 pub mod auth;
+pub mod guard;
+pub mod listener;
 pub mod metrics;
+pub mod openapi;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
 use futures_util::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::clock::Clock;
+use crate::config::ServerConfig;
 use crate::engine::EngineHandle;
 use crate::source::navixy::SourceHealth;
 use crate::store::Store;
 
 pub use auth::Token;
+pub use guard::Access;
 
 /// What the routes read. Cheap to clone (handles and `Arc`s).
 #[derive(Clone)]
@@ -47,6 +59,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// `None`: the API is open (no `server.token`).
     pub token: Option<Token>,
+    /// `server:` as loaded: the external URL and the connection limits.
+    pub server: ServerConfig,
 }
 
 /// What `POST /api/v1/reload` asks of the daemon: load the rule files again. Defined
@@ -67,29 +81,53 @@ pub enum ReloadRefused {
     Invalid { error: String, errors: Vec<String> },
 }
 
-/// The routes, with the token check on all but `/healthz`.
-pub fn router(state: AppState) -> Router {
-    let guarded = Router::new()
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/api/v1/alerts", get(api::alerts))
-        .route("/api/v1/trackers/{id}", get(api::tracker))
-        .route(
-            "/api/v1/silences",
-            get(api::list_silences).post(api::add_silence),
-        )
-        .route("/api/v1/silences/{id}", delete(api::delete_silence))
-        .route("/api/v1/notifications", get(api::notifications))
-        .route("/api/v1/reload", post(api::reload))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .merge(guarded)
+/// Every route with its OpenAPI description: `/healthz` open, the others behind the token.
+/// The one place routes are registered: [`router`] serves them, [`openapi::document`]
+/// describes them.
+fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let open = OpenApiRouter::with_openapi(openapi::base()).routes(routes!(api::healthz));
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(api::readyz))
+        .routes(routes!(api::metrics))
+        .routes(routes!(api::alerts))
+        .routes(routes!(api::tracker))
+        .routes(routes!(api::list_silences, api::add_silence))
+        .routes(routes!(api::delete_silence))
+        .routes(routes!(api::notifications))
+        .routes(routes!(api::reload))
+        .routes(routes!(api::openapi));
+    (open, guarded)
+}
+
+/// Every route, for the document.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let (open, guarded) = parts();
+    open.merge(guarded)
+}
+
+/// The routes, with the token check on all but `/healthz`, the `Host` and `Origin`
+/// checks on all, and JSON error answers everywhere. `local` is the bound address.
+pub fn router(state: AppState, local: SocketAddr) -> Router {
+    let access = Arc::new(Access::new(local, state.server.external_url.as_deref()));
+    let (open, guarded) = parts();
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    let (router, _) = open.merge(guarded).split_for_parts();
+    let routes = router
         .fallback(api::not_found)
         .with_state(state)
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            guard::check_host_and_origin,
+        ));
+    // Around the whole router, not each route: a route's layers run before axum adds
+    // the `Allow` header of a 405, which the JSON error keeps.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(api::json_errors))
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then lets requests in
@@ -99,7 +137,10 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let local = listener.local_addr()?;
+    let limits = listener::Limits {
+        header_timeout: state.server.header_timeout,
+        max_connections: state.server.max_connections,
+    };
+    listener::serve(listener, router(state, local), limits, shutdown).await
 }

@@ -518,12 +518,20 @@ async fn silences_round_trip() {
         "{error}"
     );
 
-    // A good one, with curl's default content type.
+    // A good one; curl's default content type (a form) is not JSON.
     let body = r#"{"matchers": [{"name": "rule", "value": "silence_watch"}],
                    "ends_at": "2100-01-01T00:00:00Z", "created_by": "ops", "comment": "maintenance"}"#;
     let response = daemon
         .request(reqwest::Method::POST, "/api/v1/silences")
         .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let response = daemon
+        .request(reqwest::Method::POST, "/api/v1/silences")
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
