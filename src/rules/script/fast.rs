@@ -910,4 +910,56 @@ mod tests {
             assert!(FastExpr::compile(text, &params).is_none(), "{text}");
         }
     }
+
+    /// Every expression of every stock rule file compiles to the subset, except the
+    /// loops of `input_change` and `output_change` (named, so a regression fails).
+    #[test]
+    fn stock_rule_files_are_in_the_subset_but_the_input_loops() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        let zones = [(
+            "depot".to_string(),
+            crate::config::ZoneConfig {
+                circle: Some(crate::config::Circle {
+                    lat: 52.52,
+                    lng: 13.40,
+                    radius_m: 300.0,
+                }),
+                polygon: None,
+            },
+        )];
+        let options = crate::rules::LoadOptions {
+            zones: crate::rules::zones::Zones::from_config(&zones.into_iter().collect()),
+            ..crate::rules::LoadOptions::default()
+        };
+        let set = crate::rules::RuleSet::from_files(&files, &options).unwrap();
+        let mut rhai_only = Vec::new();
+        for rule in set.rules() {
+            let fields = [
+                ("when", Some(&rule.when)),
+                ("clear_when", rule.clear_when.as_ref()),
+                ("value", rule.value.as_ref()),
+                ("key", rule.key.as_ref()),
+            ];
+            for (field, expr) in fields {
+                if expr.is_some_and(|e| e.fast.is_none()) {
+                    rhai_only.push(format!("{}.{field}", rule.name));
+                }
+            }
+        }
+        assert_eq!(
+            rhai_only,
+            [
+                "input_change.value",
+                "input_change.key",
+                "output_change.value",
+                "output_change.key"
+            ]
+        );
+    }
 }
