@@ -12,6 +12,9 @@ pub const UNKNOWN_EVENTS: &str = "navixy_alerts_unknown_events_total";
 pub const UPDATES: &str = "navixy_alerts_updates_total";
 /// Rule evaluations, label `rule`.
 pub const RULE_EVALUATIONS: &str = "navixy_alerts_rule_evaluations_total";
+/// Expression evaluations by the evaluator that answered, labels `rule`, `outcome`
+/// (`fast`: the direct evaluator; `fallback`: Rhai).
+pub const RULE_FAST_PATH: &str = "navixy_alerts_rule_fast_path_total";
 /// Rule evaluation errors, labels `rule`, `kind`.
 pub const RULE_ERRORS: &str = "navixy_alerts_rule_errors_total";
 /// Alert transitions, labels `rule`, `status`.

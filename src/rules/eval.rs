@@ -23,7 +23,7 @@ use super::faults::FaultKind;
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
 use super::script::fields::FieldMask;
-use super::script::{self, context};
+use super::script::{self, Answer, context};
 use super::set::{Deps, Expression, Rule, RuleSet};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::engine::ShardEvaluator;
@@ -41,6 +41,12 @@ pub struct RuleStats {
     pub skipped: u64,
     /// Faults (errors, exhausted budgets, wrong result types).
     pub errors: u64,
+    /// Expression evaluations (`when`, `clear_when`, `key`, `value`) the direct evaluator
+    /// answered.
+    pub fast: u64,
+    /// Expression evaluations Rhai answered: outside the direct evaluator's subset, or it
+    /// stepped aside (an error, an overflow).
+    pub fallbacks: u64,
 }
 
 /// What `restore` did with persisted alerts.
@@ -160,6 +166,10 @@ pub struct Evaluator {
     /// Evaluations not yet added to the metric (flushed on ticks).
     unflushed: Vec<u64>,
     evaluation_counters: Vec<metrics::Counter>,
+    /// Per rule, expression evaluations by [`Answer`] not yet added to the metric: two
+    /// increments of a local array per expression cost nothing next to the expression.
+    unflushed_answers: Vec<[u64; 2]>,
+    answer_counters: Vec<[metrics::Counter; 2]>,
     error_counters: Vec<[Option<metrics::Counter>; FaultKind::ALL.len()]>,
 }
 
@@ -180,6 +190,19 @@ impl Evaluator {
             .iter()
             .map(|r| metrics::counter!(telemetry::RULE_EVALUATIONS, "rule" => r.name.to_string()))
             .collect();
+        let answer_counters = rules
+            .rules
+            .iter()
+            .map(|r| {
+                Answer::ALL.map(|a| {
+                    metrics::counter!(
+                        telemetry::RULE_FAST_PATH,
+                        "rule" => r.name.to_string(),
+                        "outcome" => a.as_str()
+                    )
+                })
+            })
+            .collect();
         Evaluator {
             scope: script::engine::eval_scope(),
             slots: HashMap::new(),
@@ -196,6 +219,8 @@ impl Evaluator {
             stats: vec![RuleStats::default(); n],
             unflushed: vec![0; n],
             evaluation_counters,
+            unflushed_answers: vec![[0; 2]; n],
+            answer_counters,
             error_counters: (0..n).map(|_| Default::default()).collect(),
             rules,
         }
@@ -358,6 +383,14 @@ impl Evaluator {
                 *n = 0;
             }
         }
+        for (counts, counters) in self.unflushed_answers.iter_mut().zip(&self.answer_counters) {
+            for (n, counter) in counts.iter_mut().zip(counters) {
+                if *n > 0 {
+                    counter.increment(*n);
+                    *n = 0;
+                }
+            }
+        }
     }
 
     /// Evaluates the `when` of every rule that applies to `tracker`, ignoring schedules,
@@ -408,6 +441,7 @@ impl Evaluator {
             schedule_cache,
             stats,
             unflushed,
+            unflushed_answers,
             error_counters,
             ..
         } = self;
@@ -431,6 +465,7 @@ impl Evaluator {
             template_reads,
             stats,
             unflushed,
+            unflushed_answers,
             error_counters,
             out,
         };
@@ -468,6 +503,7 @@ struct Run<'a, 'o> {
     template_reads: &'a [TemplateReads],
     stats: &'a mut [RuleStats],
     unflushed: &'a mut [u64],
+    unflushed_answers: &'a mut [[u64; 2]],
     error_counters: &'a mut [[Option<metrics::Counter>; FaultKind::ALL.len()]],
     out: &'o mut Vec<AlertTransition>,
 }
@@ -735,7 +771,13 @@ impl Run<'_, '_> {
         expr: &Expression,
         field: &str,
     ) -> Option<Dynamic> {
-        match script::eval(&self.set.engine, self.scope, expr) {
+        let (result, answer) = script::eval_answered(&self.set.engine, self.scope, expr);
+        match answer {
+            Answer::Fast => self.stats[index].fast += 1,
+            Answer::Fallback => self.stats[index].fallbacks += 1,
+        }
+        self.unflushed_answers[index][answer as usize] += 1;
+        match result {
             Ok(v) => Some(v),
             Err(e) => {
                 self.fault(index, rule, FaultKind::of(&e), field, &e.to_string());

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::navixy::decode::DecodeErrorKind;
 use crate::rules::RuleSet;
 use crate::rules::faults::FaultKind;
+use crate::rules::script::Answer;
 use crate::telemetry::*;
 
 /// Buckets of the evaluation latency histogram, in seconds: the target is 5 ms at p99.
@@ -58,6 +59,10 @@ fn describe() {
     describe_counter!(UNKNOWN_EVENTS, "Events or items of an unknown type.");
     describe_counter!(UPDATES, "Tracker updates applied, by kind and source.");
     describe_counter!(RULE_EVALUATIONS, "Rule evaluations, by rule.");
+    describe_counter!(
+        RULE_FAST_PATH,
+        "Expression evaluations by rule and by the evaluator that answered (fast: direct; fallback: Rhai)."
+    );
     describe_counter!(RULE_ERRORS, "Rule evaluation errors, by rule and kind.");
     describe_counter!(ALERT_TRANSITIONS, "Alert transitions, by rule and status.");
     describe_gauge!(ALERTS, "Live alerts, by state (pending, firing).");
@@ -122,6 +127,10 @@ pub fn register_rules(rules: &RuleSet) {
     for rule in rules.rules() {
         let name = rule.name.to_string();
         metrics::counter!(RULE_EVALUATIONS, "rule" => name.clone()).increment(0);
+        for answer in Answer::ALL {
+            metrics::counter!(RULE_FAST_PATH, "rule" => name.clone(), "outcome" => answer.as_str())
+                .increment(0);
+        }
         for kind in FaultKind::ALL {
             metrics::counter!(RULE_ERRORS, "rule" => name.clone(), "kind" => kind.as_str())
                 .increment(0);

@@ -23,8 +23,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
 use super::notification::{Notification, fmt_time};
-use crate::config::{ChannelConfig, Config};
 use crate::alert::{AlertStatus, Severity};
+use crate::config::{ChannelConfig, Config};
 
 /// A channel that cannot be built from its config, naming it.
 #[derive(Debug, thiserror::Error)]

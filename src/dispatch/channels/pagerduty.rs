@@ -16,9 +16,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{JsonEndpoint, SendError, parse_url, redact};
+use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::Secret;
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::alert::{AlertStatus, AlertTransition};
 
 /// PagerDuty truncates nothing: a longer summary is an invalid event.
 const MAX_SUMMARY: usize = 1024;

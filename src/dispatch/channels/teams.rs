@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{JsonEndpoint, SendError, parse_url};
+use crate::alert::{AlertStatus, AlertTransition, Severity};
 use crate::config::Secret;
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::alert::{AlertStatus, AlertTransition, Severity};
 
 /// Alerts shown on one card.
 pub const MAX_ALERTS: usize = 20;

@@ -20,9 +20,9 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::{SendError, failure, parse_url, redact, retry_after, send};
+use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::{Secret, TelegramChatId};
 use crate::dispatch::notification::{Notification, fmt_time};
-use crate::alert::{AlertStatus, AlertTransition};
 
 /// Telegram's limit, in UTF-16 code units after entity parsing; counting the raw HTML is
 /// on the safe side (tags and entities only shrink when parsed).

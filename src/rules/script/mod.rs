@@ -24,6 +24,27 @@ pub(crate) fn set_now(scope: &mut Scope<'static>, now_s: INT) {
     scope.push_constant("now", now_s);
 }
 
+/// Which evaluator answered an expression: the label `outcome` of
+/// `navixy_alerts_rule_fast_path_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The direct evaluator ([`fast`]).
+    Fast,
+    /// Rhai: the expression is outside the subset, or the direct evaluator stepped aside.
+    Fallback,
+}
+
+impl Answer {
+    pub const ALL: [Answer; 2] = [Answer::Fast, Answer::Fallback];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Fast => "fast",
+            Answer::Fallback => "fallback",
+        }
+    }
+}
+
 /// Evaluates one compiled expression in a shard's scope (inside a frame), leaving the
 /// scope as it was: directly when it is in the fast subset, else (or when the direct
 /// evaluator steps aside) with Rhai.
@@ -32,12 +53,21 @@ pub(crate) fn eval(
     scope: &mut Scope<'static>,
     expr: &Expression,
 ) -> Result<Dynamic, Box<EvalAltResult>> {
+    eval_answered(engine, scope, expr).0
+}
+
+/// [`eval`], also telling which evaluator answered.
+pub(crate) fn eval_answered(
+    engine: &Engine,
+    scope: &mut Scope<'static>,
+    expr: &Expression,
+) -> (Result<Dynamic, Box<EvalAltResult>>, Answer) {
     if let Some(fast) = &expr.fast
         && let Some(Ok(v)) = context::with(|fr| fr.map(|fr| fast.eval(fr)))
     {
-        return Ok(v);
+        return (Ok(v), Answer::Fast);
     }
-    eval_rhai(engine, scope, &expr.ast)
+    (eval_rhai(engine, scope, &expr.ast), Answer::Fallback)
 }
 
 /// Evaluates with Rhai only.

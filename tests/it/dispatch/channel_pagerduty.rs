@@ -5,9 +5,9 @@
 use chrono::Duration as Span;
 use serde_json::{Value, json};
 
+use navixy_alerts::alert::{AlertStatus, Severity};
 use navixy_alerts::dispatch::SendError;
 use navixy_alerts::dispatch::channels::sample_notification;
-use navixy_alerts::alert::{AlertStatus, Severity};
 
 use super::channel_support::{Answer, Provider, Request, channel, json};
 use super::support::{firing, resolved, t0};

@@ -609,6 +609,7 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
         telemetry::UNKNOWN_EVENTS,
         telemetry::UPDATES,
         telemetry::RULE_EVALUATIONS,
+        telemetry::RULE_FAST_PATH,
         telemetry::RULE_ERRORS,
         telemetry::ALERT_TRANSITIONS,
         telemetry::ALERTS,
@@ -634,6 +635,15 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
     positive("navixy_alerts_frames_total{source=\"simulator\"}");
     positive("navixy_alerts_updates_total{kind=\"state\",source=\"simulator\"}");
     positive("navixy_alerts_rule_evaluations_total{rule=\"metrics_watch\"}");
+    // `now > 0` is in the direct evaluator's subset: Rhai never runs it.
+    positive("navixy_alerts_rule_fast_path_total{rule=\"metrics_watch\",outcome=\"fast\"}");
+    assert_eq!(
+        sample(
+            &text,
+            "navixy_alerts_rule_fast_path_total{rule=\"metrics_watch\",outcome=\"fallback\"}"
+        ),
+        Some(0.0)
+    );
     assert_eq!(
         sample(
             &text,

@@ -1,8 +1,10 @@
 //! Integration tests: rules. The `test` command on the stock rules and on failing files,
-//! loading rule sets from a config, and evaluation (faults, restarts, stale data, payloads).
+//! loading rule sets from a config, evaluation (faults, restarts, stale data, payloads),
+//! and which evaluator answers the stock rules.
 
 mod command;
 mod evaluation;
+mod fast_path;
 mod loading;
 
 use std::path::{Path, PathBuf};
