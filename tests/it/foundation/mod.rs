@@ -1,9 +1,10 @@
-//! Integration tests: foundation (decoder, engine, replay, check).
+//! Integration tests: foundation (decoder, engine, replay, check, faults).
 
 mod check;
 mod decode;
 mod decode_props;
 mod engine;
+mod faults;
 mod replay;
 
 use std::path::PathBuf;
