@@ -79,9 +79,10 @@ pub struct SourceConfig {
 #[serde(deny_unknown_fields)]
 pub struct NavixyConfig {
     /// REST base, e.g. `https://api.eu.navixy.com/v2`.
+    #[serde(deserialize_with = "de_http_url")]
     pub api_url: String,
     /// WebSocket URL; default: `api_url` with `wss://` and `/event/subscription`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_opt_ws_url")]
     pub ws_url: Option<String>,
     /// API key or session hash. Either this or `login` + `password`.
     #[serde(default)]
@@ -99,25 +100,40 @@ pub struct NavixyConfig {
     /// `full` or `compact` source states.
     #[serde(default)]
     pub format: StateFormat,
-    #[serde(default = "default_rate_limit", deserialize_with = "de_duration")]
+    /// 0s to 1h.
+    #[serde(
+        default = "default_rate_limit",
+        deserialize_with = "de_duration_in::<_, 0, HOUR_MS>"
+    )]
     pub rate_limit: Duration,
     /// IANA zone of Navixy's offset-less times.
     #[serde(default = "default_timezone", deserialize_with = "de_timezone")]
     pub timezone: chrono_tz::Tz,
-    /// No working subscription for this long raises the engine alert `navixy_source_down`.
+    /// No working subscription for this long raises the engine alert `navixy_source_down`
+    /// (more than 0, at most 7d).
     #[serde(
         default = "default_source_down_after",
-        deserialize_with = "de_duration"
+        deserialize_with = "de_duration_in::<_, 1, WEEK_MS>"
     )]
     pub source_down_after: Duration,
-    /// Cap of the exponential reconnect backoff.
-    #[serde(default = "default_max_backoff", deserialize_with = "de_duration")]
+    /// Cap of the exponential reconnect backoff (more than 0, at most 1h).
+    #[serde(
+        default = "default_max_backoff",
+        deserialize_with = "de_duration_in::<_, 1, HOUR_MS>"
+    )]
     pub max_backoff: Duration,
-    /// Frames larger than this are counted as oversized and skipped.
-    #[serde(default = "default_max_frame_bytes")]
+    /// Frames larger than this are counted as oversized and skipped (1 KiB to 1 GiB).
+    #[serde(
+        default = "default_max_frame_bytes",
+        deserialize_with = "de_uint_in::<_, usize, 1024, GIB>"
+    )]
     pub max_frame_bytes: usize,
-    /// How often the tracker list (ids, labels) is refreshed besides each reconnect.
-    #[serde(default = "default_tracker_refresh", deserialize_with = "de_duration")]
+    /// How often the tracker list (ids, labels) is refreshed besides each reconnect
+    /// (1s to 7d).
+    #[serde(
+        default = "default_tracker_refresh",
+        deserialize_with = "de_duration_in::<_, 1000, WEEK_MS>"
+    )]
     pub tracker_refresh: Duration,
 }
 
@@ -125,12 +141,16 @@ pub struct NavixyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorConfig {
-    #[serde(default = "default_sim_trackers")]
+    /// 1 to 100000.
+    #[serde(
+        default = "default_sim_trackers",
+        deserialize_with = "de_uint_in::<_, u32, 1, 100_000>"
+    )]
     pub trackers: u32,
     #[serde(default = "default_sim_seed")]
     pub seed: u64,
-    /// Simulated seconds per real second.
-    #[serde(default = "default_sim_speed")]
+    /// Simulated seconds per real second (more than 0, at most 1000000).
+    #[serde(default = "default_sim_speed", deserialize_with = "de_speed")]
     pub speed: f64,
     /// Send the documented (bare) state shapes instead of the wire's tagged items.
     #[serde(default)]
@@ -185,14 +205,20 @@ pub enum StateFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
-    /// The ticker that re-evaluates silent trackers.
-    #[serde(default = "default_eval_interval", deserialize_with = "de_duration")]
+    /// The ticker that re-evaluates silent trackers (100ms to 1h).
+    #[serde(
+        default = "default_eval_interval",
+        deserialize_with = "de_duration_in::<_, 100, HOUR_MS>"
+    )]
     pub eval_interval: Duration,
-    /// Older updates change state but never notify.
-    #[serde(default = "default_max_event_age", deserialize_with = "de_duration")]
+    /// Older updates change state but never notify (more than 0, at most 365d).
+    #[serde(
+        default = "default_max_event_age",
+        deserialize_with = "de_duration_in::<_, 1, YEAR_MS>"
+    )]
     pub max_event_age: Duration,
-    /// Tracker shards; default: the number of cores.
-    #[serde(default)]
+    /// Tracker shards, 1 to 256; default: the number of cores.
+    #[serde(default, deserialize_with = "de_opt_uint_in::<_, usize, 1, 256>")]
     pub workers: Option<usize>,
 }
 
@@ -227,8 +253,14 @@ pub struct ZoneConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Circle {
+    /// -90 to 90.
+    #[serde(deserialize_with = "de_latitude")]
     pub lat: f64,
+    /// -180 to 180.
+    #[serde(deserialize_with = "de_longitude")]
     pub lng: f64,
+    /// More than 0, at most 20000 km.
+    #[serde(deserialize_with = "de_radius")]
     pub radius_m: f64,
 }
 
@@ -238,7 +270,7 @@ pub struct Circle {
 pub enum ChannelConfig {
     Stdout {
         /// One JSON object per line instead of a readable line.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "de_bool")]
         json: bool,
     },
     Webhook {
@@ -246,7 +278,7 @@ pub enum ChannelConfig {
         /// Standard Webhooks secret, `whsec_<base64>`; without it requests are unsigned.
         #[serde(default)]
         secret: Option<Secret>,
-        #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_http_timeout", deserialize_with = "de_timeout")]
         timeout: Duration,
         /// Extra request headers.
         #[serde(default)]
@@ -262,7 +294,7 @@ pub enum ChannelConfig {
     },
     Slack {
         webhook_url: Secret,
-        #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_http_timeout", deserialize_with = "de_timeout")]
         timeout: Duration,
     },
     /// PagerDuty Events API v2: one event per alert, deduplicated on the fingerprint.
@@ -304,7 +336,7 @@ pub enum ChannelConfig {
     Alertmanager {
         /// Base URL; `/api/v2/alerts` is appended.
         url: String,
-        #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_http_timeout", deserialize_with = "de_timeout")]
         timeout: Duration,
     },
 }
@@ -344,7 +376,8 @@ fn default_telegram_api_url() -> String {
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: String,
-    #[serde(default)]
+    /// 1 to 65535; default: by `security`.
+    #[serde(default, deserialize_with = "de_smtp_port")]
     pub port: Option<u16>,
     #[serde(default)]
     pub security: SmtpSecurity,
@@ -352,7 +385,7 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<Secret>,
-    #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
+    #[serde(default = "default_http_timeout", deserialize_with = "de_timeout")]
     pub timeout: Duration,
 }
 
@@ -377,11 +410,11 @@ pub struct RouteConfig {
     pub continue_matching: bool,
     #[serde(default)]
     pub group_by: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "de_opt_duration_in::<_, 0, DAY_MS>")]
     pub group_wait: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "de_opt_duration_in::<_, 1, MONTH_MS>")]
     pub group_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "de_opt_duration_in::<_, 1, YEAR_MS>")]
     pub repeat_interval: Option<Duration>,
     #[serde(default)]
     pub send_resolved: Option<bool>,
@@ -392,16 +425,31 @@ pub struct RouteConfig {
 pub struct NotifyConfig {
     #[serde(default = "default_group_by")]
     pub group_by: Vec<String>,
-    #[serde(default = "default_group_wait", deserialize_with = "de_duration")]
+    /// 0s to 1d.
+    #[serde(
+        default = "default_group_wait",
+        deserialize_with = "de_duration_in::<_, 0, DAY_MS>"
+    )]
     pub group_wait: Duration,
-    #[serde(default = "default_group_interval", deserialize_with = "de_duration")]
+    /// More than 0, at most 30d.
+    #[serde(
+        default = "default_group_interval",
+        deserialize_with = "de_duration_in::<_, 1, MONTH_MS>"
+    )]
     pub group_interval: Duration,
-    #[serde(default = "default_repeat_interval", deserialize_with = "de_duration")]
+    /// More than 0, at most 365d.
+    #[serde(
+        default = "default_repeat_interval",
+        deserialize_with = "de_duration_in::<_, 1, YEAR_MS>"
+    )]
     pub repeat_interval: Duration,
     #[serde(default = "default_true")]
     pub send_resolved: bool,
-    /// How long a notification is retried before it is given up.
-    #[serde(default = "default_retry_for", deserialize_with = "de_duration")]
+    /// How long a notification is retried before it is given up (more than 0, at most 365d).
+    #[serde(
+        default = "default_retry_for",
+        deserialize_with = "de_duration_in::<_, 1, YEAR_MS>"
+    )]
     pub retry_for: Duration,
 }
 
@@ -526,6 +574,26 @@ fn is_loopback(listen: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
 }
 
+/// Standard Webhooks keys are 24 to 64 random bytes: a shorter key is refused, a secret
+/// that is not `whsec_` + base64 too (the dispatcher decodes it the same way).
+fn check_webhook_secret(secret: &Secret) -> Result<(), String> {
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let key = crate::dispatch::channels::webhook::decode_secret(secret.expose())
+        .map_err(|e| e.trim_start_matches("secret: ").to_owned())?;
+    if key.len() < MIN_WEBHOOK_KEY_BYTES {
+        return Err(format!(
+            "the key is {} bytes, at least {MIN_WEBHOOK_KEY_BYTES} are needed (Standard Webhooks: 24 to 64 random bytes, `whsec_` + base64)",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The shortest webhook signing key accepted.
+pub const MIN_WEBHOOK_KEY_BYTES: usize = 24;
+
 /// A secret value: readable by the code that needs it, never by `Debug` or `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -561,12 +629,17 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Parses `500ms`, `90s`, `15m`, `4h`, `1d` or a combination such as `1h30m`.
+/// The longest duration any key takes: beyond it, adding it to a clock overflows.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses `500ms`, `90s`, `15m`, `4h`, `1d` or a combination such as `1h30m`, up to ten
+/// years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    let too_long = || format!("`{text}` is too long (at most 3650d)");
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
@@ -595,7 +668,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += Duration::from_secs_f64(seconds);
+        let part = Duration::try_from_secs_f64(seconds).map_err(|_| too_long())?;
+        total = total
+            .checked_add(part)
+            .filter(|t| *t <= MAX_DURATION)
+            .ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -614,6 +691,229 @@ pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
         .transpose()
 }
 
+// Bounds of the keys, in milliseconds (durations) or units (counts).
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+const WEEK_MS: u64 = 7 * DAY_MS;
+const MONTH_MS: u64 = 30 * DAY_MS;
+const YEAR_MS: u64 = 365 * DAY_MS;
+const GIB: u64 = 1 << 30;
+
+/// A duration key with its valid range, `MIN_MS..=MAX_MS` milliseconds. Checked while the
+/// key is read, so that the error carries the key's file, line and column like a parse
+/// error does.
+fn de_duration_in<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+    d: D,
+) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    duration_in(&s, MIN_MS, MAX_MS).map_err(serde::de::Error::custom)
+}
+
+/// [`de_duration_in`] for a key that may be left out.
+fn de_opt_duration_in<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| duration_in(&s, MIN_MS, MAX_MS).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// A channel's `timeout`, more than 0 and at most 10m. Inside a channel the YAML reader
+/// can only point at the channel, so the message names the key.
+fn de_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    duration_in(&s, 1, 10 * 60_000).map_err(|e| serde::de::Error::custom(format!("timeout: {e}")))
+}
+
+/// An SMTP `port`, 1 to 65535 (named in the message like [`de_timeout`]).
+fn de_smtp_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    de_opt_uint_in::<D, u16, 1, 65535>(d)
+        .map_err(|e| serde::de::Error::custom(format!("port: {e}")))
+}
+
+fn duration_in(text: &str, min_ms: u64, max_ms: u64) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(max_ms));
+    if value >= min && value <= max {
+        return Ok(value);
+    }
+    let max = crate::rules::set::human_duration(max);
+    Err(match min_ms {
+        0 => format!("`{text}` is too long (at most {max})"),
+        1 => format!("`{text}` is out of range: must be more than 0 and at most {max}"),
+        _ => format!(
+            "`{text}` is out of range: must be from {} to {max}",
+            crate::rules::set::human_duration(min)
+        ),
+    })
+}
+
+/// A whole number key with its valid range, `MIN..=MAX`. A number written as a string
+/// (what a `${VAR}` gives) is read as the number it spells.
+fn de_uint_in<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let n = d.deserialize_any(UintVisitor)?;
+    uint_in::<T>(n, MIN, MAX).map_err(serde::de::Error::custom)
+}
+
+/// [`de_uint_in`] for a key that may be left out.
+fn de_opt_uint_in<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    struct Uint(u64);
+    impl<'de> Deserialize<'de> for Uint {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UintVisitor).map(Uint)
+        }
+    }
+    Option::<Uint>::deserialize(d)?
+        .map(|Uint(n)| uint_in::<T>(n, MIN, MAX).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn uint_in<T: TryFrom<u64>>(n: u64, min: u64, max: u64) -> Result<T, String> {
+    if n < min || n > max {
+        return Err(format!(
+            "`{n}` is out of range: must be from {min} to {max}"
+        ));
+    }
+    T::try_from(n).map_err(|_| format!("`{n}` is too large"))
+}
+
+struct UintVisitor;
+
+impl serde::de::Visitor<'_> for UintVisitor {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number")
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::custom(format!("`{v}` is out of range: must be 0 or more")))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        match v.trim().parse::<i128>() {
+            Ok(n) => u64::try_from(n)
+                .map_err(|_| E::custom(format!("`{v}` is out of range: must be 0 or more"))),
+            Err(_) => Err(E::custom(format!("`{v}` is not a whole number"))),
+        }
+    }
+}
+
+/// A number key (also from a string, as `${VAR}` gives), finite and within `min..=max`;
+/// `min_open` excludes `min` itself.
+fn number_in(v: f64, min: f64, min_open: bool, max: f64) -> Result<f64, String> {
+    let low_ok = if min_open { v > min } else { v >= min };
+    if v.is_finite() && low_ok && v <= max {
+        return Ok(v);
+    }
+    let low = if min_open {
+        format!("more than {min}")
+    } else {
+        format!("from {min}")
+    };
+    let to = if min_open { "and at most" } else { "to" };
+    Err(format!("`{v}` is out of range: must be {low} {to} {max}"))
+}
+
+fn de_number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    struct Number;
+    impl serde::de::Visitor<'_> for Number {
+        type Value = f64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<f64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::custom(format!("`{v}` is not a number")))
+        }
+    }
+    d.deserialize_any(Number)
+}
+
+fn de_speed<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    number_in(de_number(d)?, 0.0, true, 1e6).map_err(serde::de::Error::custom)
+}
+
+fn de_latitude<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    number_in(de_number(d)?, -90.0, false, 90.0).map_err(serde::de::Error::custom)
+}
+
+fn de_longitude<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    number_in(de_number(d)?, -180.0, false, 180.0).map_err(serde::de::Error::custom)
+}
+
+fn de_radius<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    number_in(de_number(d)?, 0.0, true, 2e7).map_err(serde::de::Error::custom)
+}
+
+/// `true` or `false`, also as a string (what `${VAR}` gives).
+fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Bool;
+    impl serde::de::Visitor<'_> for Bool {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+            match v.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(E::custom(format!("`{v}` is not true or false"))),
+            }
+        }
+    }
+    d.deserialize_any(Bool)
+}
+
+/// An `http://` or `https://` URL.
+fn de_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    url_with_scheme(&s, &["http", "https"]).map_err(serde::de::Error::custom)
+}
+
+/// A `ws://` or `wss://` URL, if given.
+fn de_opt_ws_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| url_with_scheme(&s, &["ws", "wss"]).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn url_with_scheme(s: &str, schemes: &[&str]) -> Result<String, String> {
+    let expected = || {
+        schemes
+            .iter()
+            .map(|s| format!("{s}://"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    match url::Url::parse(s) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => Ok(s.to_owned()),
+        Ok(_) => Err(format!("`{s}` is not a {} URL", expected())),
+        Err(e) => Err(format!("`{s}` is not a URL ({e})")),
+    }
+}
+
 fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -623,21 +923,18 @@ fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Erro
     })
 }
 
-/// Replaces `${VAR}` and `${VAR:-default}` with the environment's values.
-/// An unset variable without a default is an error naming the variable and line.
+/// Replaces `${VAR}` and `${VAR:-default}` in one value with the environment's values.
+/// Like the shell's `:-`, an empty value takes the default too. An unset variable without
+/// a default is an error naming the variable.
 pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| {
-            let line = text[..text.len() - rest.len() + start]
-                .lines()
-                .count()
-                .max(1);
-            format!("line {line}: `${{` without a closing `}}`")
-        })?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| "`${` without a closing `}`".to_string())?;
         let expr = &after[..end];
         let (name, default) = match expr.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -648,12 +945,8 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
             (Some(v), Some(_)) if !v.is_empty() => out.push_str(&v),
             (_, Some(d)) => out.push_str(d),
             (None, None) => {
-                let line = text[..text.len() - rest.len() + start]
-                    .lines()
-                    .count()
-                    .max(1);
                 return Err(format!(
-                    "line {line}: environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
+                    "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
                 ));
             }
         }
@@ -661,6 +954,145 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Interpolates `${VAR}` inside the values of a YAML document, never in its syntax.
+///
+/// The document is parsed first; each scalar value holding `${` (plain or quoted, not
+/// keys, not comments) is interpolated and written back as a double-quoted YAML string,
+/// escaped so that any bytes of a variable arrive verbatim: `#`, quotes, `: `, newlines,
+/// `null` or `{x: 1}` stay text. A variable therefore always gives one string value; a key
+/// that takes a number, a boolean or a duration reads that string as one (`port: ${PORT}`).
+/// The rewrite keeps every line where it was, so later errors point into the original
+/// file. Errors are `line N: ...`, also for a document that does not parse (a `${VAR}`
+/// unquoted inside `{ }` or `[ ]` is the usual cause).
+pub fn interpolate_yaml(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    if !text.contains("${") {
+        return Ok(text.to_owned());
+    }
+    // Per open collection: `Some(next node is a key)` for mappings, `None` for sequences.
+    let mut open: Vec<Option<bool>> = Vec::new();
+    let is_key = |open: &mut Vec<Option<bool>>| match open.last_mut() {
+        Some(Some(key_next)) => {
+            let was = *key_next;
+            *key_next = !was;
+            was
+        }
+        _ => false,
+    };
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| {
+            let line = e.marker().line();
+            let hint = match text.lines().nth(line.saturating_sub(1)) {
+                Some(l) if l.contains("${") => {
+                    " (inside `{ }` or `[ ]`, put a `${VAR}` in quotes: \"${VAR}\")"
+                }
+                _ => "",
+            };
+            format!("line {line}: {}{hint}", e.info())
+        })?;
+        match event {
+            Event::MappingStart(..) => {
+                is_key(&mut open);
+                open.push(Some(true));
+            }
+            Event::SequenceStart(..) => {
+                is_key(&mut open);
+                open.push(None);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                open.pop();
+            }
+            Event::Alias(_) => {
+                is_key(&mut open);
+            }
+            Event::Scalar(value, style, ..) => {
+                if is_key(&mut open) || !value.contains("${") {
+                    continue;
+                }
+                let line = span.start.line();
+                let value = interpolate(&value, &env).map_err(|e| format!("line {line}: {e}"))?;
+                let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset())
+                else {
+                    return Err(format!("line {line}: cannot locate the value"));
+                };
+                // A block scalar's span starts at its content: replace from its `|` or `>`.
+                let start = if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    block_indicator(text, start)
+                        .ok_or_else(|| format!("line {line}: cannot locate the value"))?
+                } else {
+                    start
+                };
+                // A value over several lines keeps them: its replacement is padded with the
+                // line breaks it spanned, after the closing quote, where YAML ignores them.
+                // A block scalar's span runs on to the next key's indentation: keep that.
+                let end = start + text.get(start..end).map_or(0, |s| s.trim_end().len());
+                let breaks = text.get(start..end).map_or(0, |s| s.matches('\n').count());
+                edits.push((start, end, double_quoted(&value, breaks)));
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, replacement) in edits {
+        out.push_str(&text[at..start]);
+        out.push_str(&replacement);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Ok(out)
+}
+
+/// Where the `|` or `>` header of the block scalar whose content starts at `content` is:
+/// on the last line before the content that is not blank, outside its comment.
+fn block_indicator(text: &str, content: usize) -> Option<usize> {
+    let before = text.get(..content)?;
+    let mut end = before.len();
+    loop {
+        let line_start = before[..end].rfind('\n').map_or(0, |i| i + 1);
+        let line = &before[line_start..end];
+        if !line.trim().is_empty() {
+            let code = match line.find(" #") {
+                Some(i) => &line[..i],
+                None => line,
+            };
+            return code.rfind(['|', '>']).map(|i| line_start + i);
+        }
+        if line_start == 0 {
+            return None;
+        }
+        end = line_start - 1;
+    }
+}
+
+/// `value` as a YAML double-quoted scalar that reads back as exactly `value`.
+fn double_quoted(value: &str, breaks: usize) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    for _ in 0..breaks {
+        out.push('\n');
+    }
+    out
 }
 
 impl Config {
@@ -683,7 +1115,7 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let text = interpolate(text, env).map_err(invalid)?;
+        let text = interpolate_yaml(text, env).map_err(invalid)?;
         let mut config: Config = serde_saphyr::from_str(&text).map_err(|e| {
             let (line, column) = e
                 .location()
@@ -704,7 +1136,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what serde cannot: one source, known channels in routes, valid zones.
+    /// Checks what serde cannot: one source, known channels in routes, valid zones, and
+    /// the keys whose validity depends on other keys or on a list. Messages start with the
+    /// dotted key (`channels.ops.secret: ...`), which `check` turns back into a line.
     pub fn validate(&self) -> Result<(), String> {
         match (&self.source.navixy, &self.source.simulator) {
             (Some(_), Some(_)) => {
@@ -716,6 +1150,22 @@ impl Config {
                 let has_login = n.login.is_some() && n.password.is_some();
                 if !has_hash && !has_login {
                     return Err("source.navixy: set `hash`, or `login` and `password`".into());
+                }
+                if n.subscribe.is_empty() {
+                    return Err("source.navixy.subscribe: needs at least one event".into());
+                }
+                if let TrackerSelection::Selected(ids) = &n.trackers {
+                    if ids.is_empty() {
+                        return Err(
+                            "source.navixy.trackers: an empty list selects nothing (write `all`)"
+                                .into(),
+                        );
+                    }
+                    if let Some(id) = ids.iter().find(|id| **id <= 0) {
+                        return Err(format!(
+                            "source.navixy.trackers: `{id}` is not a tracker id (ids are positive)"
+                        ));
+                    }
                 }
             }
             (None, Some(_)) => {}
@@ -735,7 +1185,15 @@ impl Config {
             match (&zone.circle, &zone.polygon) {
                 (Some(c), None) if c.radius_m > 0.0 => {}
                 (Some(_), None) => return Err(format!("zones.{name}: radius_m must be > 0")),
-                (None, Some(p)) if p.len() >= 3 => {}
+                (None, Some(p)) if p.len() >= 3 => {
+                    if let Some([lat, lng]) = p.iter().find(|[lat, lng]| {
+                        !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lng)
+                    }) {
+                        return Err(format!(
+                            "zones.{name}.polygon: `[{lat}, {lng}]` is not a [lat, lng] point (lat -90 to 90, lng -180 to 180)"
+                        ));
+                    }
+                }
                 (None, Some(_)) => {
                     return Err(format!("zones.{name}: a polygon needs at least 3 points"));
                 }
@@ -744,6 +1202,27 @@ impl Config {
                         "zones.{name}: set exactly one of `circle` or `polygon`"
                     ));
                 }
+            }
+        }
+        for (name, channel) in &self.channels {
+            if let ChannelConfig::Webhook {
+                secret: Some(secret),
+                ..
+            } = channel
+            {
+                check_webhook_secret(secret).map_err(|e| format!("channels.{name}.secret: {e}"))?;
+            }
+        }
+        if self.storage.path.trim().is_empty() {
+            return Err("storage.path: empty (use `:memory:` for no file)".into());
+        }
+        let listen = self.server.listen.trim();
+        if !listen.is_empty() {
+            let port = listen.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                return Err(format!(
+                    "server.listen: `{listen}` is not an address like 127.0.0.1:9898 (empty disables the server)"
+                ));
             }
         }
         Ok(())
@@ -869,13 +1348,246 @@ mod tests {
             "no vars, $HOME stays"
         );
         assert_eq!(
-            interpolate("a: 1\nb: ${NOPE}\n", &e).unwrap_err(),
+            interpolate_yaml("a: 1\nb: ${NOPE}\n", &e).unwrap_err(),
             "line 2: environment variable `NOPE` is not set (write `${NOPE:-default}` for a default)"
         );
         assert_eq!(
-            interpolate("a: 1\n\nb: ${OPEN\n", &e).unwrap_err(),
+            interpolate_yaml("a: 1\n\nb: ${OPEN\n", &e).unwrap_err(),
             "line 3: `${` without a closing `}`"
         );
+        // Comments and keys are not values.
+        assert_eq!(
+            interpolate_yaml("a: 1 # ${NOPE}\n${KEY}: 2\n", &e).unwrap(),
+            "a: 1 # ${NOPE}\n${KEY}: 2\n"
+        );
+    }
+
+    /// Whatever bytes a variable holds arrive verbatim as the value, in every style of
+    /// scalar, and leave the rest of the document as it was.
+    #[test]
+    fn hostile_variables_arrive_verbatim() {
+        let hostile = [
+            "abc #def",
+            "null",
+            "~",
+            "\"quoted\"",
+            "back\\slash",
+            "a: b",
+            "line 1\nline 2\r\n\tend",
+            "{x: 1}",
+            "[1,2]",
+            "",
+            "ünïcødé ✓ 東京 \u{2028} \u{7}",
+            "' \" ${NOT_A_VAR} &anchor *alias !tag | > - ? % @ `",
+            "123",
+            "true",
+        ];
+        for value in hostile {
+            for yaml in [
+                "source:\n  simulator: {}\nserver:\n  token: ${TOK}\n  listen: 127.0.0.1:1\n",
+                "source:\n  simulator: {}\nserver:\n  token: \"${TOK}\"\n  listen: 127.0.0.1:1\n",
+                "source:\n  simulator: {}\nserver: { token: '${TOK}', listen: 127.0.0.1:1 }\n",
+                "source:\n  simulator: {}\nserver:\n  token: >-\n    ${TOK}\n  listen: 127.0.0.1:1\n",
+            ] {
+                let config = Config::from_yaml(yaml, Path::new("c.yaml"), env(&[("TOK", value)]))
+                    .unwrap_or_else(|e| panic!("{value:?} in {yaml:?}: {e}"));
+                assert_eq!(
+                    config.server.token.as_ref().map(Secret::expose),
+                    Some(value),
+                    "{yaml:?}"
+                );
+                assert_eq!(config.server.listen, "127.0.0.1:1", "{value:?} in {yaml:?}");
+            }
+        }
+        // Around other text, and with a default.
+        let yaml = "source:\n  simulator: {}\nserver:\n  token: pre-${TOK}-${NONE:-dflt}\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml"), env(&[("TOK", "a #b")])).unwrap();
+        assert_eq!(config.server.token.unwrap().expose(), "pre-a #b-dflt");
+    }
+
+    /// A variable gives a string; a key that takes a number, a boolean or a duration reads
+    /// it as one, also inside a channel.
+    #[test]
+    fn variables_in_typed_keys() {
+        let yaml = "source:\n  simulator: { trackers: \"${N}\", speed: \"${SPEED}\" }\nengine:\n  workers: ${W}\n  eval_interval: ${EVAL}\nchannels:\n  out: { type: stdout, json: \"${JSON}\" }\n  mail:\n    type: email\n    smtp: { host: localhost, port: \"${PORT}\" }\n    from: a@example.com\n    to: [b@example.com]\n";
+        let vars = env(&[
+            ("N", "7"),
+            ("SPEED", "2.5"),
+            ("W", "3"),
+            ("EVAL", "5s"),
+            ("JSON", "true"),
+            ("PORT", "2525"),
+        ]);
+        let config = Config::from_yaml(yaml, Path::new("c.yaml"), vars).unwrap();
+        let sim = config.source.simulator.as_ref().unwrap();
+        assert_eq!((sim.trackers, sim.speed), (7, 2.5));
+        assert_eq!(config.engine.workers, Some(3));
+        assert_eq!(config.engine.eval_interval, Duration::from_secs(5));
+        assert!(matches!(
+            config.channels["out"],
+            ChannelConfig::Stdout { json: true }
+        ));
+        let ChannelConfig::Email { smtp, .. } = &config.channels["mail"] else {
+            panic!("not email");
+        };
+        assert_eq!(smtp.port, Some(2525));
+        let yaml = "source:\n  simulator:\n    trackers: ${N}\n";
+        let err = Config::from_yaml(yaml, Path::new("c.yaml"), env(&[("N", "many")])).unwrap_err();
+        assert_eq!(
+            crate::commands::check::describe(&err, yaml),
+            "c.yaml:3:15: source.simulator.trackers: `many` is not a whole number"
+        );
+        let yaml = "source:\n  simulator: { trackers: ${N} }\n";
+        let err = Config::from_yaml(yaml, Path::new("c.yaml"), env(&[("N", "1")])).unwrap_err();
+        assert_eq!(
+            crate::commands::check::describe(&err, yaml),
+            "c.yaml:2:26: source.simulator.trackers: while parsing a flow mapping, did not find expected ',' or '}' (inside `{ }` or `[ ]`, put a `${VAR}` in quotes: \"${VAR}\")"
+        );
+    }
+
+    fn load_err(yaml: &str) -> String {
+        match Config::from_yaml(yaml, Path::new("c.yaml"), env(&[])) {
+            Ok(_) => panic!("accepted: {yaml}"),
+            Err(e) => crate::commands::check::describe(&e, yaml),
+        }
+    }
+
+    /// Every number and duration is checked against its range where it is read, so the
+    /// error names its line.
+    #[test]
+    fn out_of_range_values_are_refused_with_their_line() {
+        let sim = "source:\n  simulator: {}\n";
+        for (yaml, message) in [
+            (
+                format!("{sim}engine:\n  eval_interval: 0s\n"),
+                "c.yaml:4:18: engine.eval_interval: `0s` is out of range: must be from 100ms to 1h",
+            ),
+            (
+                format!("{sim}engine:\n  eval_interval: 2h\n"),
+                "c.yaml:4:18: engine.eval_interval: `2h` is out of range: must be from 100ms to 1h",
+            ),
+            (
+                format!("{sim}engine:\n  workers: 0\n"),
+                "c.yaml:4:12: engine.workers: `0` is out of range: must be from 1 to 256",
+            ),
+            (
+                format!("{sim}engine:\n  workers: 257\n"),
+                "c.yaml:4:12: engine.workers: `257` is out of range: must be from 1 to 256",
+            ),
+            (
+                format!("{sim}engine:\n  max_event_age: 0ms\n"),
+                "c.yaml:4:18: engine.max_event_age: `0ms` is out of range: must be more than 0 and at most 365d",
+            ),
+            (
+                "source:\n  simulator: { trackers: 0 }\n".to_string(),
+                "c.yaml:2:26: source.simulator.trackers: `0` is out of range: must be from 1 to 100000",
+            ),
+            (
+                "source:\n  simulator: { speed: 0 }\n".to_string(),
+                "c.yaml:2:23: source.simulator.speed: `0` is out of range: must be more than 0 and at most 1000000",
+            ),
+            (
+                "source:\n  simulator: { speed: -1.5 }\n".to_string(),
+                "c.yaml:2:23: source.simulator.speed: `-1.5` is out of range: must be more than 0 and at most 1000000",
+            ),
+            (
+                "source:\n  navixy: { api_url: 'https://x.example/v2', hash: h, max_frame_bytes: 0 }\n".to_string(),
+                "c.yaml:2:72: source.navixy.max_frame_bytes: `0` is out of range: must be from 1024 to 1073741824",
+            ),
+            (
+                "source:\n  navixy: { api_url: 'https://x.example/v2', hash: h, tracker_refresh: 0s }\n".to_string(),
+                "c.yaml:2:72: source.navixy.tracker_refresh: `0s` is out of range: must be from 1s to 7d",
+            ),
+            (
+                "source:\n  navixy: { api_url: 'https://x.example/v2', hash: h, max_backoff: 0s }\n".to_string(),
+                "c.yaml:2:68: source.navixy.max_backoff: `0s` is out of range: must be more than 0 and at most 1h",
+            ),
+            (
+                "source:\n  navixy: { api_url: 'ftp://x.example/v2', hash: h }\n".to_string(),
+                "c.yaml:2:22: source.navixy.api_url: `ftp://x.example/v2` is not a http:// or https:// URL",
+            ),
+            (
+                format!("{sim}notify:\n  group_interval: 0s\n"),
+                "c.yaml:4:19: notify.group_interval: `0s` is out of range: must be more than 0 and at most 30d",
+            ),
+            (
+                format!("{sim}notify:\n  repeat_interval: 0s\n"),
+                "c.yaml:4:20: notify.repeat_interval: `0s` is out of range: must be more than 0 and at most 365d",
+            ),
+            (
+                format!("{sim}notify:\n  retry_for: 0s\n"),
+                "c.yaml:4:14: notify.retry_for: `0s` is out of range: must be more than 0 and at most 365d",
+            ),
+            (
+                format!("{sim}notify:\n  group_wait: 2d\n"),
+                "c.yaml:4:15: notify.group_wait: `2d` is too long (at most 1d)",
+            ),
+            (
+                format!("{sim}routes:\n  - channels: []\n    group_interval: 0s\n"),
+                "c.yaml:5:21: routes.group_interval: `0s` is out of range: must be more than 0 and at most 30d",
+            ),
+            (
+                format!("{sim}engine:\n  max_event_age: 99999999999999999999d\n"),
+                "c.yaml:4:18: engine.max_event_age: `99999999999999999999d` is too long (at most 3650d)",
+            ),
+            (
+                format!("{sim}zones:\n  z: {{ circle: {{ lat: 91, lng: 0, radius_m: 5 }} }}\n"),
+                "c.yaml:4:23: zones.z.lat: `91` is out of range: must be from -90 to 90",
+            ),
+            (
+                format!("{sim}channels:\n  h: {{ type: webhook, url: 'http://x', timeout: 0s }}\n"),
+                "c.yaml:4:6: channels.h: timeout: `0s` is out of range: must be more than 0 and at most 10m",
+            ),
+            (
+                format!("{sim}channels:\n  m: {{ type: email, smtp: {{ host: h, port: 0 }}, from: a@b.c, to: [d@e.f] }}\n"),
+                "c.yaml:4:6: channels.m: port: `0` is out of range: must be from 1 to 65535",
+            ),
+        ] {
+            assert_eq!(load_err(&yaml), message, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn dependent_keys_are_validated() {
+        let sim = "source:\n  simulator: {}\n";
+        for (yaml, message) in [
+            (
+                format!(
+                    "{sim}channels:\n  ops: {{ type: webhook, url: 'http://x', secret: whsec_c2hvcnQ= }}\n"
+                ),
+                "c.yaml:4:42: channels.ops.secret: the key is 5 bytes, at least 24 are needed (Standard Webhooks: 24 to 64 random bytes, `whsec_` + base64)",
+            ),
+            (
+                format!(
+                    "{sim}channels:\n  ops: {{ type: webhook, url: 'http://x', secret: 'whsec_!!' }}\n"
+                ),
+                "c.yaml:4:42: channels.ops.secret: must be `whsec_` followed by base64 (Standard Webhooks)",
+            ),
+            (
+                format!("{sim}server:\n  listen: localhost\n"),
+                "c.yaml:4:3: server.listen: `localhost` is not an address like 127.0.0.1:9898 (empty disables the server)",
+            ),
+            (
+                format!("{sim}storage:\n  path: ''\n"),
+                "c.yaml:4:3: storage.path: empty (use `:memory:` for no file)",
+            ),
+            (
+                "source:\n  navixy: { api_url: 'https://x.example', hash: h, trackers: [1, -2] }\n"
+                    .into(),
+                "c.yaml:2:52: source.navixy.trackers: `-2` is not a tracker id (ids are positive)",
+            ),
+            (
+                format!("{sim}zones:\n  z: {{ polygon: [[0, 0], [1, 1], [1, 200]] }}\n"),
+                "c.yaml:4:8: zones.z.polygon: `[1, 200]` is not a [lat, lng] point (lat -90 to 90, lng -180 to 180)",
+            ),
+        ] {
+            assert_eq!(load_err(&yaml), message, "{yaml}");
+        }
+        // 24 bytes is enough.
+        let ok = format!(
+            "{sim}channels:\n  ops: {{ type: webhook, url: 'http://x', secret: whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD }}\n"
+        );
+        Config::from_yaml(&ok, Path::new("c.yaml"), env(&[])).unwrap();
     }
 
     #[test]

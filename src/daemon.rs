@@ -22,6 +22,12 @@
 //! not ready until a commit succeeds. The run ends with an error when transitions could
 //! not be committed before the stop, or when the database file was lost.
 //!
+//! The daemon is never half alive: a part that ends on its own while the daemon runs (the
+//! engine thread, a shard worker, the source, the forwarder, the dispatcher, the admin
+//! server, a panic in any of them) is a [`Fault`]. It is logged as an error, the rest is
+//! stopped in the same order, and [`run`] returns the fault as its error, so the process
+//! exits non-zero and its supervisor restarts it.
+//!
 //! - [`reload`]: hot reload of the rule set. [`watch`]: reload on rule file change.
 
 pub mod reload;
@@ -36,9 +42,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use self::reload::{AlertGauges, Reloader};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
@@ -84,6 +91,9 @@ pub struct Running {
 
 /// How long the admin server may take to finish its requests at shutdown.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the engine asks each shard whether its worker is alive. Any question ends a
+/// shard's sliced tick at once, so not on every tick.
+const SHARD_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// How often the evaluation latency is sampled (a sample costs one round trip to every
 /// shard, so not on every frame).
 const LATENCY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -98,6 +108,12 @@ pub async fn run(
     started: Option<oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     crate::navixy::rest::install_crypto_provider();
+    let (faults, mut faulted) = mpsc::unbounded_channel::<Fault>();
+    let ending = Arc::new(AtomicBool::new(false));
+    let supervisor = Supervisor {
+        faults,
+        stopping: ending.clone(),
+    };
     // Before anything creates a counter: a counter made before the recorder stays a no-op.
     let admin = bind_admin(&config).await?;
     let metrics = admin.as_ref().and_then(|_| server::metrics::install());
@@ -206,23 +222,52 @@ pub async fn run(
 
     let (events_tx, events_rx) = mpsc::channel::<SourceEvent>(1024);
     let (source_stop, source_stopped) = oneshot::channel::<()>();
-    let source_task = tokio::spawn(source.run(events_tx, async move {
+    let source_run = source.run(events_tx, async move {
         let _ = source_stopped.await;
-    }));
+    });
+    #[cfg(debug_assertions)]
+    let source_run = injected::source_fault(source_run, health.clone());
+    let source_task = tokio::spawn(supervisor.watch("source", source_run));
     let poll = config.engine.eval_interval.min(Duration::from_secs(1));
+    let engine_faults = supervisor.clone();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || engine_loop(engine, events_rx, alerts_tx, poll))?;
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| {
+                engine_loop(engine, events_rx, alerts_tx, poll, SHARD_PROBE_EVERY)
+            });
+            match std::panic::catch_unwind(run) {
+                Ok(Ok(stopped)) => Some(stopped),
+                Ok(Err(message)) => {
+                    engine_faults.fault("engine", message);
+                    None
+                }
+                Err(panic) => {
+                    engine_faults.fault("engine", format!("panicked: {}", panic_message(&*panic)));
+                    None
+                }
+            }
+        })?;
     // The admin server and the rule file watcher stop first at shutdown.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let forwarder = tokio::spawn(forward(
-        transitions,
-        alerts_rx,
-        dispatcher.clone(),
-        firing,
-        gauges,
-        stopping.clone(),
+    let forwarder = tokio::spawn(supervisor.watch(
+        "forwarder",
+        forward(
+            transitions,
+            alerts_rx,
+            dispatcher.clone(),
+            firing,
+            gauges,
+            stopping.clone(),
+        ),
     ));
+    let dispatcher_task = {
+        let dispatcher = dispatcher.clone();
+        tokio::spawn(supervisor.watch("dispatcher", async move {
+            dispatcher.stopped().await;
+        }))
+    };
+
     let stopped = move || {
         let mut stopping = stopping.clone();
         async move {
@@ -251,12 +296,16 @@ pub async fn run(
                     warn!(%addr, "The admin API listens beyond loopback without server.token: anyone who reaches it can add silences and reload rules.");
                 }
             }
-            Some(tokio::spawn(server::run(listener, state, stopped())))
+            Some(tokio::spawn(supervisor.watch(
+                "admin server",
+                server::run(listener, state, stopped()),
+            )))
         }
         None => None,
     };
-    let watcher_task =
-        (!config.rules.is_empty()).then(|| tokio::spawn(watch::run(reloader.clone(), stopped())));
+    let watcher_task = (!config.rules.is_empty()).then(|| {
+        tokio::spawn(supervisor.watch("rule file watcher", watch::run(reloader.clone(), stopped())))
+    });
 
     if let Some(started) = started {
         let _ = started.send(Running {
@@ -273,12 +322,21 @@ pub async fn run(
     }
     info!(rules = rules.len(), workers, "Engine running.");
 
-    shutdown.await;
-    info!("Shutting down: stopping the admin API and the source.");
+    let fault = tokio::select! {
+        () = shutdown => None,
+        fault = faulted.recv() => fault,
+    };
+    ending.store(true, Ordering::Release);
+    match &fault {
+        Some(fault) => {
+            error!(part = fault.part, error = %fault.message, "A part of the daemon stopped while running; stopping the rest (the process exits with an error).")
+        }
+        None => info!("Shutting down: stopping the admin API and the source."),
+    }
     let _ = stopping_tx.send(true);
     if let Some(task) = server_task {
         match tokio::time::timeout(SERVER_STOP_TIMEOUT, task).await {
-            Ok(Ok(Err(e))) => warn!(error = %e, "The admin server stopped with an error."),
+            Ok(Ok(Some(Err(e)))) => warn!(error = %e, "The admin server stopped with an error."),
             Err(_) => warn!("The admin server did not stop in time; its requests are dropped."),
             _ => {}
         }
@@ -288,16 +346,17 @@ pub async fn run(
     }
     let _ = source_stop.send(());
     match source_task.await {
-        Ok(Err(e)) => warn!(error = %e, "The source stopped with an error."),
+        Ok(Some(Err(e))) => warn!(error = %e, "The source stopped with an error."),
         Err(e) => warn!(error = %e, "The source task failed."),
-        Ok(Ok(())) => {}
+        Ok(_) => {}
     }
     // The source's sender is gone: the engine drains, stops its workers, and closes the
     // transition channel, which ends the forwarder after its last submit.
     let stats = tokio::task::spawn_blocking(move || engine_thread.join())
         .await
         .ok()
-        .and_then(Result::ok);
+        .and_then(Result::ok)
+        .flatten();
     if let Some((stats, pending)) = stats {
         info!(
             frames = stats.frames,
@@ -318,13 +377,18 @@ pub async fn run(
             }
         }
     }
-    let uncommitted = forwarder.await.unwrap_or(0);
+    let uncommitted = forwarder.await.ok().flatten().unwrap_or(0);
     info!("Delivering what is due before stopping.");
     let _ = dispatch_stop.send(());
     dispatcher.stopped().await;
+    let _ = dispatcher_task.await;
     let checkpointed = checkpoint(&store).await;
     if let Some(sim) = simulator {
         sim.shutdown().await;
+    }
+    if let Some(fault) = fault {
+        error!("Stopped after a fault.");
+        return Err(anyhow::anyhow!("{}: {}", fault.part, fault.message));
     }
     checkpointed?;
     if uncommitted > 0 {
@@ -336,6 +400,122 @@ pub async fn run(
     }
     info!("Stopped.");
     Ok(())
+}
+
+/// A part of the daemon that stopped while the daemon was running.
+#[derive(Debug)]
+pub struct Fault {
+    /// `engine`, `shard 3`, `source`, `forwarder`, `dispatcher`, `admin server`, ...
+    pub part: String,
+    pub message: String,
+}
+
+/// Where the parts report their end. Before shutdown, any end is a fault.
+#[derive(Clone)]
+struct Supervisor {
+    faults: mpsc::UnboundedSender<Fault>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    fn fault(&self, part: &str, message: String) {
+        if !self.stopping.load(Ordering::Acquire) {
+            let _ = self.faults.send(Fault {
+                part: part.to_owned(),
+                message,
+            });
+        }
+    }
+
+    /// Runs a part's future as a task: its output, or `None` if it panicked. Ending (or
+    /// panicking) before the daemon stops is reported as a fault.
+    fn watch<F>(
+        &self,
+        part: &'static str,
+        future: F,
+    ) -> impl Future<Output = Option<F::Output>> + use<F>
+    where
+        F: Future + Send,
+        F::Output: Describe,
+    {
+        let supervisor = self.clone();
+        async move {
+            match std::panic::AssertUnwindSafe(future).catch_unwind().await {
+                Ok(output) => {
+                    supervisor.fault(part, output.describe());
+                    Some(output)
+                }
+                Err(panic) => {
+                    supervisor.fault(part, format!("panicked: {}", panic_message(&*panic)));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// How a part's result reads in a fault: a part that ended without an error still ended.
+trait Describe {
+    fn describe(&self) -> String;
+}
+
+impl Describe for () {
+    fn describe(&self) -> String {
+        "ended on its own".into()
+    }
+}
+
+impl<E: std::fmt::Display> Describe for Result<(), E> {
+    fn describe(&self) -> String {
+        match self {
+            Ok(()) => "ended on its own".into(),
+            Err(e) => format!("ended with an error: {e}"),
+        }
+    }
+}
+
+/// The forwarder's count of transitions it gave up on at the stop.
+impl Describe for usize {
+    fn describe(&self) -> String {
+        "ended on its own".into()
+    }
+}
+
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Faults on demand, for the tests of the supervision through the real binary: only in
+/// debug builds, from `NAVIXY_ALERTS_INJECT_FAULT` (`engine` or `source`), once the source
+/// is connected.
+#[cfg(debug_assertions)]
+mod injected {
+    use super::*;
+
+    fn wanted(part: &str) -> bool {
+        std::env::var("NAVIXY_ALERTS_INJECT_FAULT").is_ok_and(|p| p == part)
+    }
+
+    pub(super) fn engine_fault(engine: &Engine) {
+        if engine.stats().frames > 0 && wanted("engine") {
+            panic!("injected fault in the engine thread");
+        }
+    }
+
+    pub(super) async fn source_fault<F: Future>(run: F, health: Arc<SourceHealth>) -> F::Output {
+        if !wanted("source") {
+            return run.await;
+        }
+        tokio::select! {
+            output = run => output,
+            () = health.wait_until(|h| h.is_connected()) => panic!("injected fault in the source task"),
+        }
+    }
 }
 
 /// Binds `server.listen` (empty: no admin server). Done first, so that an address in use
@@ -391,12 +571,14 @@ async fn checkpoint(store: &Store) -> Result<(), StoreError> {
 
 /// The engine's front: frames in, routed updates out; a timer reads the clock so that
 /// silent fleets are still evaluated on the ticker.
+/// Ends with an error if a shard's worker died.
 fn engine_loop(
     mut engine: Engine,
     mut events: mpsc::Receiver<SourceEvent>,
     alerts: mpsc::UnboundedSender<AlertTransition>,
     poll: Duration,
-) -> (crate::engine::EngineStats, Vec<PendingAlert>) {
+    probe_every: Duration,
+) -> Result<(crate::engine::EngineStats, Vec<PendingAlert>), String> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -408,13 +590,14 @@ fn engine_loop(
                 handle_event(&mut engine, event, &alerts);
                 engine.flush();
             }
-            return stop_engine(engine);
+            return Ok(stop_engine(engine));
         }
     };
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut latency = LatencySampler::default();
+        let mut probes = ShardProbes::new(probe_every);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -433,11 +616,51 @@ fn engine_loop(
                 _ = ticker.tick() => {
                     engine.poll_clock();
                     engine.flush();
+                    probes.check(&engine)?;
+                    #[cfg(debug_assertions)]
+                    injected::engine_fault(&engine);
                 }
             }
         }
-    });
-    stop_engine(engine)
+        Ok::<(), String>(())
+    })?;
+    Ok(stop_engine(engine))
+}
+
+/// Asks every shard a question now and then. Sending to a shard whose worker died fails
+/// (its inbox has no receiver any more), which drops the question at once: an answer
+/// channel already closed right after the send means a dead shard. A busy shard's question
+/// just waits in its inbox.
+struct ShardProbes {
+    every: Duration,
+    next: Instant,
+}
+
+impl ShardProbes {
+    fn new(every: Duration) -> ShardProbes {
+        ShardProbes {
+            every,
+            next: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, engine: &Engine) -> Result<(), String> {
+        if Instant::now() < self.next {
+            return Ok(());
+        }
+        self.next = Instant::now() + self.every;
+        let handle = engine.handle();
+        for index in 0..engine.workers() {
+            // Tracker `index` lives on shard `index` (ids are spread by remainder).
+            let mut answer = handle.tracker(index as crate::navixy::messages::TrackerId);
+            if let Err(oneshot::error::TryRecvError::Closed) = answer.try_recv() {
+                return Err(format!(
+                    "shard {index}'s worker thread stopped (its panic is logged above)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Stops the engine once it applied everything, with the alerts still inside their `for`
@@ -666,6 +889,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::dispatch::testing::{config, firing, resolved, t0};
+    use crate::state::TrackerState;
+    use chrono::{DateTime, Utc};
 
     /// Polls `check` until it holds (at most 60 s of real time).
     async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -801,5 +1026,99 @@ mod tests {
         .await;
         assert_eq!(lost, 300);
         assert!(store.load_live_alerts().await.unwrap().is_empty());
+    }
+
+    /// Evaluates nothing; its shard's worker panics when asked for its pending alerts.
+    struct PanicsOnPending;
+
+    impl ShardEvaluator for PanicsOnPending {
+        fn on_update(
+            &mut self,
+            _: &TrackerState,
+            _: DateTime<Utc>,
+            _: bool,
+            _: &mut Vec<AlertTransition>,
+        ) {
+        }
+        fn on_tick(
+            &mut self,
+            _: &mut dyn Iterator<Item = &TrackerState>,
+            _: DateTime<Utc>,
+            _: &mut Vec<AlertTransition>,
+        ) {
+        }
+        fn pending(&self) -> Vec<PendingAlert> {
+            panic!("a shard's evaluator failed");
+        }
+    }
+
+    /// A shard whose worker died stops the engine loop with an error naming the shard,
+    /// instead of leaving the engine running without it.
+    #[test]
+    fn a_dead_shard_stops_the_engine_with_an_error() {
+        let options = EngineOptions::new(EngineClock::Wall(Arc::new(SystemClock)));
+        let (engine, _transitions) =
+            Engine::start(options, &|_| Box::new(PanicsOnPending)).unwrap();
+        let handle = engine.handle();
+        let (_events_tx, events_rx) = mpsc::channel::<SourceEvent>(1);
+        let (alerts_tx, _alerts_rx) = mpsc::unbounded_channel();
+        let engine_thread = std::thread::spawn(move || {
+            engine_loop(
+                engine,
+                events_rx,
+                alerts_tx,
+                Duration::from_millis(10),
+                Duration::from_millis(10),
+            )
+        });
+        // Both shards' workers panic on the question; nobody answers it.
+        assert!(handle.pending_blocking().is_empty());
+        let ended = engine_thread.join().unwrap();
+        assert_eq!(
+            ended.err().as_deref(),
+            Some("shard 0's worker thread stopped (its panic is logged above)")
+        );
+    }
+
+    #[test]
+    fn a_part_that_ends_or_panics_while_running_is_a_fault() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (faults, mut faulted) = mpsc::unbounded_channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let supervisor = Supervisor {
+            faults,
+            stopping: stopping.clone(),
+        };
+        runtime.block_on(async {
+            let ended = supervisor
+                .watch("source", async { Err::<(), _>("auth refused") })
+                .await;
+            assert!(matches!(ended, Some(Err("auth refused"))));
+            let panicked = supervisor
+                .watch("dispatcher", async {
+                    if stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    panic!("boom")
+                })
+                .await;
+            assert!(panicked.is_none());
+            // Once stopping, ends are expected.
+            stopping.store(true, Ordering::Release);
+            supervisor.watch("forwarder", async {}).await;
+        });
+        let mut seen = Vec::new();
+        while let Ok(Fault { part, message }) = faulted.try_recv() {
+            seen.push(format!("{part}: {message}"));
+        }
+        assert_eq!(
+            seen,
+            [
+                "source: ended with an error: auth refused",
+                "dispatcher: panicked: boom"
+            ]
+        );
     }
 }

@@ -50,8 +50,23 @@ pub fn check_rules(config: &Config) -> Result<Option<String>, String> {
             .join("\nerror: ")
     })?;
     crate::dispatch::channels::validate(config)?;
-    Dispatcher::check(config).map_err(|e| e.to_string())?;
+    check_channels(config)?;
     Ok(Some(rules.summary().to_string()))
+}
+
+/// Builds every route and channel as `run` would. Some channels' clients (SMTP's pool)
+/// belong to an async runtime from the moment they are built, so outside of one (`check`
+/// is a plain command) they are built inside a small runtime of their own.
+pub fn check_channels(config: &Config) -> Result<(), String> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Dispatcher::check(config).map_err(|e| e.to_string());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime to check the channels: {e}"))?;
+    let _inside = runtime.enter();
+    Dispatcher::check(config).map_err(|e| e.to_string())
 }
 
 /// Each `rules:` entry with the files it matches. An entry without wildcards must exist.
@@ -340,6 +355,14 @@ fn locate(text: &str, message: &str) -> (Option<usize>, Option<usize>, String) {
             .map(|c| c + 1);
         return (Some(n), column.or(Some(1)), rest.to_string());
     }
+    // `channels.ops.secret: too short`: the line of that key.
+    if let Some((path, _)) = message.split_once(": ")
+        && path.contains('.')
+        && !path.contains([' ', '[', '`'])
+        && let Some((line, column)) = find_key_path(text, path)
+    {
+        return (Some(line), Some(column), message.to_string());
+    }
     // `routes[0]: unknown channel `pager``: search the named section for the name.
     let section = message.split(['[', '.', ':']).next().unwrap_or_default();
     let token = message.split('`').nth(1).filter(|t| !t.is_empty());
@@ -358,6 +381,32 @@ fn locate(text: &str, message: &str) -> (Option<usize>, Option<usize>, String) {
         }
     }
     (None, None, message.to_string())
+}
+
+/// The line and column (1-based) of the key at a dotted path (`channels.ops.secret`), in
+/// block or flow style: the inverse of [`key_path_at`].
+fn find_key_path(text: &str, path: &str) -> Option<(usize, usize)> {
+    let last = path.rsplit('.').next()?;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        for (c, _) in line.match_indices(last) {
+            let after = line[c + last.len()..].trim_start_matches(['"', '\'']);
+            let before_ok = line[..c]
+                .chars()
+                .next_back()
+                .is_none_or(|ch| matches!(ch, ' ' | '{' | ',' | '-' | '"' | '\''));
+            if !before_ok || !after.starts_with(':') {
+                continue;
+            }
+            let column = c + last.len() + 2;
+            if key_path_at(text, i + 1, column).as_deref() == Some(path) {
+                return Some((i + 1, c + 1));
+            }
+        }
+    }
+    None
 }
 
 fn find_word(line: &str, word: &str) -> Option<usize> {

@@ -182,3 +182,142 @@ fn the_replay_test_config_is_valid() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The production example with its variables set: every channel type (email's SMTP pool
+/// included) is built by `check` without a panic.
+#[test]
+fn the_production_example_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/production.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["check", "-c"])
+        .arg(&example)
+        .env_remove("RUST_LOG")
+        .env("NAVIXY_HASH", "f4bf1b754034213653dad99c78c4b237")
+        .env("WEBHOOK_SECRET", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/x",
+        )
+        .env("SMTP_PASSWORD", "pa$$ #word: \"x\"")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("{}: ok\n", example.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "channels: 5 (am (alertmanager), console (stdout), mail (email), ops (webhook), slack (slack))"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_demo_example_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["check", "-c"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `eval_interval: 0s` once passed `check` and then stopped the engine of `run`.
+#[test]
+fn a_zero_eval_interval_is_refused_with_its_line() {
+    let (code, _, stderr, path, _dir) = check(
+        "source:\n  simulator: {}\nengine:\n  eval_interval: 0s\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:4:18: engine.eval_interval: `0s` is out of range: must be from 100ms to 1h",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_zero_max_frame_bytes_is_refused_with_its_line() {
+    let yaml = "source:\n  navixy:\n    api_url: https://api.eu.navixy.com/v2\n    hash: abc\n    max_frame_bytes: 0\n";
+    let (code, _, stderr, path, _dir) = check(yaml, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:5:22: source.navixy.max_frame_bytes: `0` is out of range: must be from 1024 to 1073741824",
+            path.display()
+        )
+    );
+}
+
+/// A webhook key shorter than Standard Webhooks' 24 bytes is refused, naming the channel.
+#[test]
+fn a_short_webhook_secret_is_refused() {
+    let yaml = "source:\n  simulator: {}\nchannels:\n  ops:\n    type: webhook\n    url: http://127.0.0.1:1/hook\n    secret: ${SECRET}\n";
+    // 16 bytes of key.
+    let (code, _, stderr, path, _dir) =
+        check(yaml, &[("SECRET", "whsec_MTIzNDU2Nzg5MDEyMzQ1Ng==")]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:7:5: channels.ops.secret: the key is 16 bytes, at least 24 are needed (Standard Webhooks: 24 to 64 random bytes, `whsec_` + base64)",
+            path.display()
+        )
+    );
+    assert!(!stderr.contains("MTIz"), "the secret is not shown");
+}
+
+/// A variable's value is the value, whatever it holds: `#` is not a comment, `null` is not
+/// null, and `: ` does not make a mapping.
+#[test]
+fn a_variable_holding_yaml_syntax_stays_text() {
+    let yaml = "source:\n  navixy:\n    api_url: https://api.eu.navixy.com/v2\n    hash: ${HASH}\n    timezone: ${TZ_NAME}\nserver:\n  token: ${TOKEN}\n";
+    for token in [
+        "abc #def",
+        "null",
+        "~",
+        "a: b",
+        "{x: 1}",
+        "\"q\\\"",
+        "two\nlines",
+    ] {
+        let (code, stdout, stderr, _, _dir) = check(
+            yaml,
+            &[
+                ("HASH", token),
+                ("TZ_NAME", "Europe/Berlin"),
+                ("TOKEN", token),
+            ],
+        );
+        assert_eq!(code, 0, "{token:?}: {stdout}{stderr}");
+        assert!(stdout.contains("auth: hash"), "{token:?}: {stdout}");
+    }
+    // A timezone with a comment in it is not cut at the `#`.
+    let (code, _, stderr, _, _dir) = check(
+        yaml,
+        &[
+            ("HASH", "h"),
+            ("TZ_NAME", "Europe/Berlin #x"),
+            ("TOKEN", "t"),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("unknown time zone `Europe/Berlin #x`"),
+        "{stderr}"
+    );
+}

@@ -1,10 +1,11 @@
-//! Integration tests: foundation (module graph, decoder, engine, replay, check).
+//! Integration tests: foundation (module graph, decoder, engine, replay, check, faults).
 
 mod architecture;
 mod check;
 mod decode;
 mod decode_props;
 mod engine;
+mod faults;
 mod replay;
 
 use std::path::PathBuf;
