@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
 use super::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
-use super::faults::FaultKind;
+use super::faults::{Fault, FaultKind};
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
 use super::script::fields::FieldMask;
@@ -160,6 +160,8 @@ pub struct Evaluator {
     unflushed: Vec<u64>,
     evaluation_counters: Vec<metrics::Counter>,
     error_counters: Vec<[Option<metrics::Counter>; FaultKind::ALL.len()]>,
+    /// Every fault, when asked for (`test` fails on them); `None` live.
+    faults: Option<Vec<Fault>>,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -196,8 +198,19 @@ impl Evaluator {
             unflushed: vec![0; n],
             evaluation_counters,
             error_counters: (0..n).map(|_| Default::default()).collect(),
+            faults: None,
             rules,
         }
+    }
+
+    /// Keeps every fault from now on, for [`Evaluator::take_faults`].
+    pub fn record_faults(&mut self) {
+        self.faults.get_or_insert_with(Vec::new);
+    }
+
+    /// The faults recorded since the last call.
+    pub fn take_faults(&mut self) -> Vec<Fault> {
+        self.faults.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -408,6 +421,7 @@ impl Evaluator {
             stats,
             unflushed,
             error_counters,
+            faults,
             ..
         } = self;
         let set: &RuleSet = rules;
@@ -431,6 +445,7 @@ impl Evaluator {
             stats,
             unflushed,
             error_counters,
+            faults: faults.as_mut(),
             out,
         };
         context::enter(&frame, || {
@@ -468,6 +483,7 @@ struct Run<'a, 'o> {
     stats: &'a mut [RuleStats],
     unflushed: &'a mut [u64],
     error_counters: &'a mut [[Option<metrics::Counter>; FaultKind::ALL.len()]],
+    faults: Option<&'a mut Vec<Fault>>,
     out: &'o mut Vec<AlertTransition>,
 }
 
@@ -753,6 +769,16 @@ impl Run<'_, '_> {
             )
         });
         counter.increment(1);
+        if let Some(faults) = self.faults.as_deref_mut() {
+            faults.push(Fault {
+                rule: Arc::clone(&rule.name),
+                field: field.to_string(),
+                tracker_id: self.tracker.info.id,
+                at: ms_to_time(self.now_ms),
+                kind,
+                message: message.to_string(),
+            });
+        }
         if self
             .set
             .faults

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::config::ZoneConfig;
 use crate::rules::alert::AlertStatus;
@@ -83,7 +84,7 @@ pub struct InputSeries {
 #[serde(deny_unknown_fields)]
 pub struct InputEvent {
     /// When it arrives: the engine clock at this event.
-    pub at: TimeSpec,
+    pub at: Spanned<TimeSpec>,
     /// The device's own time for it, when older than `at` (a buffered upload).
     pub event_time: Option<TimeSpec>,
     /// A source state snippet, e.g. `{ignition: true, gps: {speed: 95}}`; merged onto the
@@ -104,8 +105,8 @@ pub struct InputEvent {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expected {
-    pub at: TimeSpec,
-    pub rule: String,
+    pub at: Spanned<TimeSpec>,
+    pub rule: Spanned<String>,
     /// May be left out when the test has a single tracker.
     pub tracker: Option<i64>,
     pub status: AlertStatus,

@@ -4,6 +4,7 @@
 mod command;
 mod evaluation;
 mod loading;
+mod mistakes;
 
 use std::path::{Path, PathBuf};
 
