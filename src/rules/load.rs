@@ -153,7 +153,10 @@ impl RuleSet {
                     },
                     rule: rule.clone(),
                     field: "params".into(),
-                    message: "params are overridden for a rule that is not loaded".into(),
+                    message: format!(
+                        "params are overridden for a rule that is not loaded{}",
+                        suggest::hint(rule, seen.keys().map(String::as_str))
+                    ),
                 });
             }
         }
@@ -391,10 +394,10 @@ fn blank_key(text: &mut String, line: u64, column: u64) -> Vec<u64> {
     let mut in_block = false;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         let n = i as u64 + 1;
-        let indent = l.len() - l.trim_start().len();
+        let indent = l.chars().count() - l.trim_start().chars().count();
         let blank_from = if n == line {
             in_block = true;
-            Some(key_indent.min(l.len()))
+            Some(key_indent)
         } else if in_block && (l.trim().is_empty() || indent > key_indent) {
             Some(0)
         } else {
@@ -404,7 +407,8 @@ fn blank_key(text: &mut String, line: u64, column: u64) -> Vec<u64> {
         match blank_from {
             Some(from) => {
                 let body = l.trim_end_matches(['\n', '\r']);
-                let from = from.min(body.len());
+                // `from` counts characters; slice at a character boundary.
+                let from = body.char_indices().nth(from).map_or(body.len(), |(i, _)| i);
                 out.push_str(&body[..from]);
                 out.push_str(&" ".repeat(body[from..].chars().count()));
                 out.push_str(&l[body.len()..]);
@@ -1171,7 +1175,7 @@ fn filter_names(source: &str) -> Vec<String> {
             }
         };
         let Some(end) = after.find(close) else { break };
-        let tag = &after[1..end];
+        let tag = without_strings(&after[1..end]);
         let mut parts = tag.split('|').skip(1);
         for part in parts.by_ref() {
             let name: String = part
@@ -1184,6 +1188,34 @@ fn filter_names(source: &str) -> Vec<String> {
             }
         }
         rest = &after[end + close.len()..];
+    }
+    out
+}
+
+/// A template tag with its string literals emptied, so that `"a|b"` is not a filter.
+fn without_strings(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in tag.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    out.push(c);
+                }
+            }
+            None => {
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
     }
     out
 }
@@ -1212,5 +1244,33 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("**.yaml", "x.yaml"));
         assert!(!glob_match("?", ""));
+    }
+
+    #[test]
+    fn filters_of_a_template() {
+        assert_eq!(
+            filter_names(
+                "{{ value | round(1) }} {% if x|length > 1 %}{{ \"a|b\" | upper }}{% endif %}"
+            ),
+            ["round", "length", "upper"]
+        );
+    }
+
+    #[test]
+    fn blanking_an_unknown_key_keeps_the_other_lines() {
+        let mut text =
+            "rules:\n  - name: a\n    severty:\n      nested: 1\n    when: x\n".to_string();
+        assert_eq!(blank_key(&mut text, 3, 5), [3, 4]);
+        assert_eq!(
+            text,
+            "rules:\n  - name: a\n            \n               \n    when: x\n"
+        );
+        // Columns count characters, and a column past the end blanks nothing.
+        let mut text = "- ä: 1\n  é: 2\n".to_string();
+        assert_eq!(blank_key(&mut text, 2, 3), [2]);
+        assert_eq!(text, "- ä: 1\n      \n");
+        let mut text = "ab\n".to_string();
+        assert_eq!(blank_key(&mut text, 1, 40), [1]);
+        assert_eq!(text, "ab\n");
     }
 }
