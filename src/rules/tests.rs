@@ -585,6 +585,12 @@ fn unknown_functions_are_load_errors_and_helpers_are_inputs() {
             "rules/test.yaml:3:11: rule `a`: when: unknown method `.startswith()` (did you mean `starts_with`?); docs/rules.md lists the string methods (line 1, column 15 of the expression)",
         ]
     );
+    assert_eq!(
+        errors("rules:\n  - name: a\n    when: in_zone(\"depo\")\n"),
+        [
+            "rules/test.yaml:3:11: rule `a`: when: unknown zone `depo` (did you mean `depot`?) (zones: depot) (line 1, column 1 of the expression)"
+        ]
+    );
     let set = load("rules:\n  - name: a\n    when: distance_km(minutes(5)) > 1\n").unwrap();
     let rule = &set.rules()[0];
     assert!(

@@ -17,13 +17,13 @@ pub struct TestFile {
     /// Rule files, relative to the test file.
     pub rule_files: Vec<String>,
     /// The ticker's interval (default 10s).
-    pub evaluation_interval: Option<String>,
+    pub evaluation_interval: Option<Spanned<String>>,
     /// The time `0s` stands for (default 2026-01-05T08:00:00Z, a Monday).
-    pub start: Option<String>,
+    pub start: Option<Spanned<String>>,
     /// Zone of offset-less times (in the input and in schedules), default UTC.
-    pub timezone: Option<String>,
+    pub timezone: Option<Spanned<String>>,
     /// Events older than this when they arrive update state but do not notify (default 15m).
-    pub max_event_age: Option<String>,
+    pub max_event_age: Option<Spanned<String>>,
     /// Zones for `in_zone`.
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneConfig>,

@@ -128,17 +128,22 @@ impl Suite {
     fn new(path: &Path, file: &TestFile) -> Result<Suite, Vec<String>> {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut errors = Vec::new();
+        let at = |v: &Spanned<String>| format!("{}:{}", path.display(), v.referenced.line());
         let tz = match &file.timezone {
             None => chrono_tz::UTC,
-            Some(name) => name.parse().unwrap_or_else(|_| {
-                errors.push(format!("timezone: unknown time zone `{name}`"));
+            Some(name) => name.value.parse().unwrap_or_else(|_| {
+                errors.push(format!(
+                    "{}: timezone: unknown time zone `{}`",
+                    at(name),
+                    name.value
+                ));
                 chrono_tz::UTC
             }),
         };
-        let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
+        let mut duration = |field: &str, v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
-            Some(text) => parse_duration(text).unwrap_or_else(|e| {
-                errors.push(format!("{field}: {e}"));
+            Some(text) => parse_duration(&text.value).unwrap_or_else(|e| {
+                errors.push(format!("{}: {field}: {e}", at(text)));
                 default
             }),
         };
@@ -152,8 +157,13 @@ impl Suite {
             &file.max_event_age,
             Duration::from_secs(15 * 60),
         );
-        if interval.is_zero() {
-            errors.push("evaluation_interval: must be more than 0s".into());
+        if interval.is_zero()
+            && let Some(v) = &file.evaluation_interval
+        {
+            errors.push(format!(
+                "{}: evaluation_interval: must be more than 0s",
+                at(v)
+            ));
         }
         let default_start = Utc
             .with_ymd_and_hms(2026, 1, 5, 8, 0, 0)
@@ -161,11 +171,13 @@ impl Suite {
             .unwrap_or_default();
         let start = match &file.start {
             None => default_start,
-            Some(text) => match NavixyTime::parse(text) {
+            Some(text) => match NavixyTime::parse(&text.value) {
                 Some(t) => t.to_utc(tz),
                 None => {
                     errors.push(format!(
-                        "start: `{text}` is not a time like 2026-01-05T08:00:00Z"
+                        "{}: start: `{}` is not a time like 2026-01-05T08:00:00Z",
+                        at(text),
+                        text.value
                     ));
                     default_start
                 }

@@ -269,3 +269,26 @@ tests:
     );
     assert_eq!(stdout, expected);
 }
+
+#[test]
+fn test_file_settings_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "rule_files: [\"{}\"]\ntimezone: Europe/Berln\nstart: soon\nevaluation_interval: 0s\ntests: []\n",
+            repo().join("rules/ignition.yaml").display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, _) = run_test(std::slice::from_ref(&file));
+    assert_eq!(code, 1);
+    let f = file.display();
+    assert_eq!(
+        stdout,
+        format!(
+            "{f}\n  ERROR {f}:2: timezone: unknown time zone `Europe/Berln`\n        {f}:4: evaluation_interval: must be more than 0s\n        {f}:3: start: `soon` is not a time like 2026-01-05T08:00:00Z\n0 passed, 1 failed\n"
+        )
+    );
+}
