@@ -942,12 +942,14 @@ fn collect_data_reads(
         }
     }
     for call in &usage.calls {
+        // A helper with alternatives (`distance_km`: odometer or speed) needs neither.
         if let Some(helper) = spec::helper(call.name).filter(|h| h.history)
-            && let Some(name) = spec::history_series(helper, call_literal(call, params))
+            && let Some(names) = spec::history_series(helper, call_literal(call, params))
+            && let [name] = names.as_slice()
         {
             out.insert(DataRead::Series {
                 helper: helper.name,
-                name,
+                name: name.clone(),
             });
         }
     }
@@ -990,7 +992,7 @@ fn record_windows(
                 windows
                     .names
                     .get_or_insert_with(BTreeSet::new)
-                    .insert(series);
+                    .extend(series);
             }
             None => windows.dynamic_name = true,
         }

@@ -571,6 +571,17 @@ rules:
         vec![(50, "long_drive".into(), 1, AlertStatus::Firing)]
     );
     assert_eq!(fired[0].value, Some(serde_json::json!(60.5)));
+    // Without an odometer, the GPS speed: 80 km/h for 45 minutes is 60 km.
+    h.state(3, 0, serde_json::json!({"gps": {"speed": 80.0}}));
+    h.state(3, 30, serde_json::json!({"gps": {"speed": 80.0}}));
+    assert!(h.take().is_empty(), "30 minutes at 80 km/h is 40 km");
+    h.state(3, 45, serde_json::json!({"gps": {"speed": 0.0}}));
+    let fired: Vec<_> = h.out.clone();
+    assert_eq!(
+        h.take(),
+        vec![(45, "long_drive".into(), 3, AlertStatus::Firing)]
+    );
+    assert_eq!(fired[0].value, Some(serde_json::json!(60)));
 }
 
 /// What `check` says about unknown calls, and that a known helper counts as an input.
@@ -598,5 +609,6 @@ fn unknown_functions_are_load_errors_and_helpers_are_inputs() {
             .contains(super::set::Deps::TIME | super::set::Deps::DATA)
     );
     assert!(set.history_policy().keeps("odometer"));
-    assert!(!set.history_policy().keeps("speed"));
+    assert!(set.history_policy().keeps("speed"));
+    assert!(!set.history_policy().keeps("battery_level"));
 }

@@ -402,20 +402,36 @@ pub(crate) mod helpers {
         }
     }
 
-    /// Kilometres driven within the window: the rise of the odometer counter over it;
-    /// `()` without odometer data.
+    /// Kilometres driven within the window: the rise of the odometer counter over it,
+    /// else (a tracker without an odometer) the GPS speed (km/h) integrated over the part
+    /// of the window that history covers, each value holding until the next; `()` without
+    /// either.
     pub fn distance_km(fr: &Frame<'_>, window: &Dynamic) -> Result<Dynamic, String> {
-        let km = window_statistic(
-            fr,
-            Window::Delta,
-            crate::rules::script::spec::ODOMETER,
-            window,
-        )?;
-        // An odometer reset (a replaced device) is not negative driving.
-        Ok(match km.as_float() {
-            Ok(f) if f < 0.0 => Dynamic::from_float(0.0),
-            _ => km,
-        })
+        use crate::rules::script::spec::{ODOMETER, SPEED};
+        let km = window_statistic(fr, Window::Delta, ODOMETER, window)?;
+        if let Ok(f) = km.as_float() {
+            // An odometer reset (a replaced device) is not negative driving.
+            return Ok(Dynamic::from_float(f.max(0.0)));
+        }
+        let (Some(window_s), Some(series)) = (number_of(window), fr.tracker.history.series(SPEED))
+        else {
+            return Ok(Dynamic::UNIT);
+        };
+        let now = fr.now_ms;
+        let start = now - (window_s * 1000.0) as i64;
+        let mut km_ms = 0.0;
+        let mut last: Option<(i64, f64)> = None;
+        for (t, kmh) in series.points().take_while(|(t, _)| *t <= now) {
+            if let Some((lt, lv)) = last {
+                km_ms += lv * (t - lt.max(start)).max(0) as f64;
+            }
+            last = Some((t, kmh));
+        }
+        Ok(last.map_or(Dynamic::UNIT, |(lt, lv)| {
+            km_ms += lv * (now - lt.max(start)).max(0) as f64;
+            // km/h × ms to km.
+            Dynamic::from_float(km_ms / 3_600_000.0)
+        }))
     }
 
     /// A window statistic of a series kept in history; `()` without data.

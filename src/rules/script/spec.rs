@@ -128,7 +128,7 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
         deps: Deps::TIME.union(Deps::DATA).union(Deps::STATE),
         state: StateReads::None,
         history: true,
-        doc: "Kilometres driven within the window: the rise of the `odometer` counter (Navixy's odometer is a counter, in km); `()` without odometer data.",
+        doc: "Kilometres driven within the window: the rise of the `odometer` counter (Navixy's odometer is a counter, in km), else the GPS speed integrated over the window (as far as history covers it); `()` without either.",
     },
     window(
         "delta",
@@ -150,8 +150,9 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
     ),
 ];
 
-/// The series `distance_km` reads.
+/// The series `distance_km` reads: the odometer counter, else the GPS speed.
 pub(crate) const ODOMETER: &str = "odometer";
+pub(crate) const SPEED: &str = "speed";
 
 /// The helper called `name`.
 pub(crate) fn helper(name: &str) -> Option<&'static HelperSpec> {
@@ -163,11 +164,12 @@ pub(crate) fn lookup(name: &str, arity: usize) -> Option<&'static HelperSpec> {
     helper(name).filter(|h| h.args.len() == arity)
 }
 
-/// The series a history helper call reads: its first argument, or the odometer.
-pub(crate) fn history_series(spec: &HelperSpec, first_arg: Option<String>) -> Option<String> {
+/// The series a history helper call reads: its first argument (`None` when that is not
+/// known before evaluation), or for `distance_km` the odometer and the speed.
+pub(crate) fn history_series(spec: &HelperSpec, first_arg: Option<String>) -> Option<Vec<String>> {
     match spec.kind {
-        Kind::DistanceKm => Some(ODOMETER.to_string()),
-        _ => first_arg,
+        Kind::DistanceKm => Some(vec![ODOMETER.to_string(), SPEED.to_string()]),
+        _ => first_arg.map(|a| vec![a]),
     }
 }
 
