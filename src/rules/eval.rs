@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
-use super::faults::FaultKind;
+use super::faults::{Fault, FaultKind};
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
 use super::script::fields::FieldMask;
@@ -171,6 +171,8 @@ pub struct Evaluator {
     unflushed_answers: Vec<[u64; 2]>,
     answer_counters: Vec<[metrics::Counter; 2]>,
     error_counters: Vec<[Option<metrics::Counter>; FaultKind::ALL.len()]>,
+    /// Every fault, when asked for (`test` fails on them); `None` live.
+    faults: Option<Vec<Fault>>,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -222,8 +224,19 @@ impl Evaluator {
             unflushed_answers: vec![[0; 2]; n],
             answer_counters,
             error_counters: (0..n).map(|_| Default::default()).collect(),
+            faults: None,
             rules,
         }
+    }
+
+    /// Keeps every fault from now on, for [`Evaluator::take_faults`].
+    pub fn record_faults(&mut self) {
+        self.faults.get_or_insert_with(Vec::new);
+    }
+
+    /// The faults recorded since the last call.
+    pub fn take_faults(&mut self) -> Vec<Fault> {
+        self.faults.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -443,6 +456,7 @@ impl Evaluator {
             unflushed,
             unflushed_answers,
             error_counters,
+            faults,
             ..
         } = self;
         let set: &RuleSet = rules;
@@ -467,6 +481,7 @@ impl Evaluator {
             unflushed,
             unflushed_answers,
             error_counters,
+            faults: faults.as_mut(),
             out,
         };
         context::enter(&frame, || {
@@ -505,6 +520,7 @@ struct Run<'a, 'o> {
     unflushed: &'a mut [u64],
     unflushed_answers: &'a mut [[u64; 2]],
     error_counters: &'a mut [[Option<metrics::Counter>; FaultKind::ALL.len()]],
+    faults: Option<&'a mut Vec<Fault>>,
     out: &'o mut Vec<AlertTransition>,
 }
 
@@ -796,6 +812,16 @@ impl Run<'_, '_> {
             )
         });
         counter.increment(1);
+        if let Some(faults) = self.faults.as_deref_mut() {
+            faults.push(Fault {
+                rule: Arc::clone(&rule.name),
+                field: field.to_string(),
+                tracker_id: self.tracker.info.id,
+                at: ms_to_time(self.now_ms),
+                kind,
+                message: message.to_string(),
+            });
+        }
         if self
             .set
             .faults

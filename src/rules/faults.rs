@@ -59,6 +59,18 @@ impl FaultKind {
     }
 }
 
+/// One fault, as `test` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub rule: std::sync::Arc<str>,
+    /// `when`, `value`, `annotations.summary`...
+    pub field: String,
+    pub tracker_id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: FaultKind,
+    pub message: String,
+}
+
 /// When each (rule, kind) was last logged, shared by all shards of a rule set.
 #[derive(Debug)]
 pub(crate) struct FaultLog {

@@ -51,7 +51,7 @@ pub struct RuleSpec {
     pub labels: BTreeMap<String, String>,
     /// minijinja templates rendered at each transition (`summary`, `description`, ...).
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, Spanned<String>>,
     /// Rhai: the alert's `value` (a number, string or bool).
     pub value: Option<Spanned<String>>,
     /// Rhai: splits a rule's alerts per tracker further (one alert per key value).
@@ -69,11 +69,14 @@ pub enum TrackerFilterSpec {
     Selected(Vec<TrackerPick>),
 }
 
+/// One entry of a `trackers` list: an id, an exact label, or `{label: "Reefer*"}`, a
+/// label pattern with `*` (any run) and `?` (one character).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum TrackerPick {
     Id(i64),
     Label(String),
+    Pattern { label: String },
 }
 
 impl<'de> Deserialize<'de> for TrackerFilterSpec {

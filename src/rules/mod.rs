@@ -10,7 +10,8 @@
 //! - [`eval`]: the per-shard [`Evaluator`] and its live alerts; [`machine`]: the state
 //!   machine; [`render`]: what a transition carries; [`faults`]: errors per rule.
 //! - [`schedule`], [`zones`]: weekly windows and geofences.
-//! - [`testing`]: `navixy-alerts test`; [`format`]: one line per transition.
+//! - [`testing`]: `navixy-alerts test`; [`format`]: one line per transition;
+//!   [`suggest`]: "did you mean" in messages.
 
 pub mod error;
 pub mod eval;
@@ -23,6 +24,7 @@ pub(crate) mod render;
 pub mod schedule;
 pub(crate) mod script;
 pub mod set;
+pub mod suggest;
 pub mod testing;
 pub mod zones;
 

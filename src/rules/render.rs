@@ -128,6 +128,39 @@ pub(crate) struct RenderInput<'a> {
     pub reads: TemplateReads,
 }
 
+/// The `round` filter, as Jinja's: always a float, so `{{ value | round(1) }}` shows
+/// `35.0` for a value of 35 (alert values that are whole numbers arrive as integers,
+/// whose built-in `round` would print `35`).
+pub(crate) fn round_filter(value: f64, precision: Option<i32>) -> f64 {
+    let factor = 10f64.powi(precision.unwrap_or(0).clamp(0, 12));
+    (value * factor).round() / factor
+}
+
+/// What templates may read, for `check`: the roots of [`Context`] and the fields of its
+/// fixed objects (`state` follows the state's schema; `readings` and `labels` take any
+/// name). A test keeps these in step with the structs.
+pub(crate) const TEMPLATE_ROOTS: [&str; 10] = [
+    "tracker",
+    "state",
+    "readings",
+    "value",
+    "key",
+    "params",
+    "labels",
+    "status",
+    "starts_at",
+    "rule",
+];
+pub(crate) const TEMPLATE_TRACKER_FIELDS: [&str; 6] = [
+    "id",
+    "label",
+    "source_id",
+    "group_id",
+    "lifecycle",
+    "online",
+];
+pub(crate) const TEMPLATE_RULE_FIELDS: [&str; 3] = ["name", "severity", "description"];
+
 /// The template context, serialized straight into minijinja values (no JSON between).
 #[derive(Serialize)]
 struct Context<'a> {
@@ -213,4 +246,68 @@ pub(crate) fn annotations(
         }
     }
     (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_keeps_its_decimal() {
+        let mut env = minijinja::Environment::new();
+        env.add_filter("round", round_filter);
+        let render = |v: Value| {
+            env.render_str(
+                "{{ value | round(1) }} {{ value | round }}",
+                json!({ "value": v }),
+            )
+            .unwrap()
+        };
+        assert_eq!(render(json!(35)), "35.0 35.0");
+        assert_eq!(render(json!(17.24)), "17.2 17.0");
+    }
+
+    /// The lists `check` uses are the context's fields.
+    #[test]
+    fn template_names_match_the_context() {
+        let params = Map::new();
+        let labels = BTreeMap::new();
+        let ctx = serde_json::to_value(Context {
+            tracker: TrackerContext {
+                id: 1,
+                label: None,
+                source_id: None,
+                group_id: None,
+                lifecycle: "active",
+                online: true,
+            },
+            state: None,
+            readings: None,
+            value: None,
+            key: None,
+            params: &params,
+            labels: &labels,
+            status: "firing",
+            starts_at: String::new(),
+            rule: RuleContext {
+                name: "r",
+                severity: "warning",
+                description: None,
+            },
+        })
+        .unwrap();
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |l: &[&str]| -> Vec<String> {
+            let mut k: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&ctx), sorted(&TEMPLATE_ROOTS));
+        assert_eq!(keys(&ctx["tracker"]), sorted(&TEMPLATE_TRACKER_FIELDS));
+        assert_eq!(keys(&ctx["rule"]), sorted(&TEMPLATE_RULE_FIELDS));
+    }
 }

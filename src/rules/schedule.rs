@@ -43,51 +43,75 @@ struct Window {
 }
 
 impl Schedule {
-    /// Compiles windows; the error names the window (1-based) and what is wrong.
-    pub fn compile(specs: &[WindowSpec], default_tz: chrono_tz::Tz) -> Result<Schedule, String> {
+    /// Compiles windows; each error names the window (1-based) and what is wrong, and
+    /// every error of every window is reported.
+    pub fn compile(
+        specs: &[WindowSpec],
+        default_tz: chrono_tz::Tz,
+    ) -> Result<Schedule, Vec<String>> {
         if specs.is_empty() {
-            return Err(
+            return Err(vec![
                 "an empty schedule would never run; remove `schedule` to run always".into(),
-            );
+            ]);
         }
         let mut windows = Vec::with_capacity(specs.len());
+        let mut errors = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
-            let at = |msg: String| format!("window {}: {msg}", i + 1);
+            let mut fail = |msg: String| errors.push(format!("window {}: {msg}", i + 1));
             let days = match &spec.days {
                 None => 0x7f,
-                Some(list) if list.is_empty() => return Err(at("`days` is empty".into())),
+                Some(list) if list.is_empty() => {
+                    fail("`days` is empty".into());
+                    0
+                }
                 Some(list) => {
                     let mut bits = 0u8;
                     for d in list {
-                        let day = parse_day(d).ok_or_else(|| {
-                            at(format!(
+                        match parse_day(d) {
+                            Some(day) => bits |= 1 << day.num_days_from_monday(),
+                            None if d.contains('-') => fail(format!(
+                                "unknown day `{d}`: list the days (`[mon, tue, wed, thu, fri]`), ranges are not read"
+                            )),
+                            None => fail(format!(
                                 "unknown day `{d}` (use mon, tue, wed, thu, fri, sat, sun)"
-                            ))
-                        })?;
-                        bits |= 1 << day.num_days_from_monday();
+                            )),
+                        }
                     }
                     bits
                 }
             };
-            let from = match &spec.from {
+            let from = match spec.from.as_deref().map(parse_clock) {
                 None => 0,
-                Some(t) => parse_clock(t).map_err(|e| at(format!("from: {e}")))?,
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    fail(format!("from: {e}"));
+                    0
+                }
             };
-            let to = match &spec.to {
+            let to = match spec.to.as_deref().map(parse_clock) {
                 None => 24 * 3600,
-                Some(t) => parse_clock(t).map_err(|e| at(format!("to: {e}")))?,
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    fail(format!("to: {e}"));
+                    0
+                }
             };
             let tz = match &spec.timezone {
                 None => default_tz,
-                Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
-                    at(format!(
+                Some(name) => name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                    fail(format!(
                         "unknown time zone `{name}` (use an IANA name such as Europe/Berlin)"
-                    ))
-                })?,
+                    ));
+                    default_tz
+                }),
             };
             windows.push(Window { days, from, to, tz });
         }
-        Ok(Schedule { windows })
+        if errors.is_empty() {
+            Ok(Schedule { windows })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether the rule runs at `t`.
@@ -193,16 +217,35 @@ mod tests {
             &[window(&["funday"], "07:00", "19:00", "UTC")],
             chrono_tz::UTC,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .join("\n");
         assert!(err.contains("window 1: unknown day `funday`"), "{err}");
         let err = Schedule::compile(&[window(&["mon"], "7h", "19:00", "UTC")], chrono_tz::UTC)
-            .unwrap_err();
+            .unwrap_err()
+            .join("\n");
         assert!(err.contains("from: `7h` is not a time of day"), "{err}");
         let err = Schedule::compile(
             &[window(&["mon"], "07:00", "19:00", "Mars/Base")],
             chrono_tz::UTC,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .join("\n");
         assert!(err.contains("unknown time zone `Mars/Base`"), "{err}");
+    }
+
+    #[test]
+    fn every_error_of_every_window() {
+        let errs = Schedule::compile(
+            &[window(&["mon-fri"], "07:00", "19:00", "Europe/Berln")],
+            chrono_tz::UTC,
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "window 1: unknown day `mon-fri`: list the days (`[mon, tue, wed, thu, fri]`), ranges are not read",
+                "window 1: unknown time zone `Europe/Berln` (use an IANA name such as Europe/Berlin)",
+            ]
+        );
     }
 }

@@ -35,6 +35,12 @@ impl Deps {
     /// `now`, `since`, the history windows, a schedule: may change with time alone.
     pub const TIME: Deps = Deps(8);
     pub const ALL: Deps = Deps(15);
+    pub const NONE: Deps = Deps(0);
+
+    /// `self | other`, in constants.
+    pub const fn union(self, other: Deps) -> Deps {
+        Deps(self.0 | other.0)
+    }
 
     pub fn contains(self, other: Deps) -> bool {
         self.0 & other.0 == other.0
@@ -68,6 +74,8 @@ pub(crate) enum TrackerFilter {
     Selected {
         ids: HashSet<i64>,
         labels: HashSet<String>,
+        /// Label patterns (`Reefer*`).
+        patterns: Vec<String>,
     },
 }
 
@@ -75,8 +83,15 @@ impl TrackerFilter {
     pub fn matches(&self, info: &TrackerInfo) -> bool {
         match self {
             TrackerFilter::All => true,
-            TrackerFilter::Selected { ids, labels } => {
-                ids.contains(&info.id) || info.label.as_ref().is_some_and(|l| labels.contains(l))
+            TrackerFilter::Selected {
+                ids,
+                labels,
+                patterns,
+            } => {
+                ids.contains(&info.id)
+                    || info.label.as_ref().is_some_and(|l| {
+                        labels.contains(l) || patterns.iter().any(|p| super::load::glob_match(p, l))
+                    })
             }
         }
     }
@@ -117,6 +132,27 @@ pub struct Rule {
     pub(crate) state_fields: FieldMask,
     /// The source-state fields the expressions name, through `state` or `prev`.
     pub(crate) state_names: FieldMask,
+    /// The readings and history series the expressions read by a literal name.
+    pub(crate) data_reads: Vec<DataRead>,
+}
+
+/// A reading or history series a rule reads by name: `test` tells a test whose input
+/// never provides it (a misspelt sensor name reads `()` forever).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum DataRead {
+    /// `readings.NAME`.
+    Reading(String),
+    /// `helper("NAME", ...)`: the history of a series.
+    Series { helper: &'static str, name: String },
+}
+
+impl fmt::Display for DataRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataRead::Reading(name) => write!(f, "readings.{name}"),
+            DataRead::Series { helper, name } => write!(f, "{helper}(\"{name}\", ...)"),
+        }
+    }
 }
 
 impl Rule {

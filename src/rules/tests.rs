@@ -509,3 +509,106 @@ rules:
     .unwrap();
     assert!(set.decode_fields().decodes("additional"));
 }
+
+/// `distance_km` reads the odometer counter's rise; `{label: "Reefer*"}` picks trackers by
+/// label; a rule that reads only `now` runs for a tracker known only from the list.
+#[test]
+fn distance_km_label_patterns_and_list_only_trackers() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: long_drive
+    trackers: [{ label: "Reefer*" }]
+    when: distance_km(hours(1)) > 50
+    value: distance_km(hours(1))
+  - name: clock
+    when: now > 0
+"#,
+    );
+    // Navixy's list says whether each tracker is blocked; tracker 4 has only a label.
+    for (id, label, blocked) in [
+        (1, "Reefer 1", Some(false)),
+        (2, "Van 2", Some(false)),
+        (3, "Reefer 3", Some(false)),
+        (4, "Reefer 4", None),
+    ] {
+        h.cache.set_info(crate::navixy::messages::TrackerInfo {
+            id,
+            source_id: None,
+            label: Some(label.into()),
+            group_id: None,
+            blocked,
+        });
+    }
+    // Tracker 3 is known only from the list: the clock rule still runs for it; tracker 4,
+    // known by nothing but a label, is not evaluated.
+    h.tick(0);
+    let mut fired = h.take();
+    fired.sort_by_key(|t| t.2);
+    assert_eq!(
+        fired,
+        vec![
+            (0, "clock".into(), 1, AlertStatus::Firing),
+            (0, "clock".into(), 2, AlertStatus::Firing),
+            (0, "clock".into(), 3, AlertStatus::Firing),
+        ]
+    );
+    let odometer = |km: f64, min: i64| {
+        let at = (t0() + Duration::minutes(min)).to_rfc3339();
+        serde_json::json!({"counters": [{"type": "odometer", "value": km, "update_time": at}]})
+    };
+    for id in [1, 2] {
+        h.readings(id, 1, odometer(120_000.0, 1));
+        h.readings(id, 30, odometer(120_040.0, 30));
+    }
+    assert!(h.take().is_empty());
+    for id in [1, 2] {
+        h.readings(id, 50, odometer(120_060.5, 50));
+    }
+    let fired: Vec<_> = h.out.clone();
+    assert_eq!(
+        h.take(),
+        vec![(50, "long_drive".into(), 1, AlertStatus::Firing)]
+    );
+    assert_eq!(fired[0].value, Some(serde_json::json!(60.5)));
+    // Without an odometer, the GPS speed: 80 km/h for 45 minutes is 60 km.
+    h.state(3, 0, serde_json::json!({"gps": {"speed": 80.0}}));
+    h.state(3, 30, serde_json::json!({"gps": {"speed": 80.0}}));
+    assert!(h.take().is_empty(), "30 minutes at 80 km/h is 40 km");
+    h.state(3, 45, serde_json::json!({"gps": {"speed": 0.0}}));
+    let fired: Vec<_> = h.out.clone();
+    assert_eq!(
+        h.take(),
+        vec![(45, "long_drive".into(), 3, AlertStatus::Firing)]
+    );
+    assert_eq!(fired[0].value, Some(serde_json::json!(60)));
+}
+
+/// What `check` says about unknown calls, and that a known helper counts as an input.
+#[test]
+fn unknown_functions_are_load_errors_and_helpers_are_inputs() {
+    assert_eq!(
+        errors(
+            "rules:\n  - name: a\n    when: tracker.label.startswith(\"R\") || sinse(now) > 5\n"
+        ),
+        [
+            "rules/test.yaml:3:11: rule `a`: when: unknown function `sinse` (did you mean `since`?); docs/rules.md lists the helpers (line 1, column 34 of the expression)",
+            "rules/test.yaml:3:11: rule `a`: when: unknown method `.startswith()` (did you mean `starts_with`?); docs/rules.md lists the string methods (line 1, column 15 of the expression)",
+        ]
+    );
+    assert_eq!(
+        errors("rules:\n  - name: a\n    when: in_zone(\"depo\")\n"),
+        [
+            "rules/test.yaml:3:11: rule `a`: when: unknown zone `depo` (did you mean `depot`?) (zones: depot) (line 1, column 1 of the expression)"
+        ]
+    );
+    let set = load("rules:\n  - name: a\n    when: distance_km(minutes(5)) > 1\n").unwrap();
+    let rule = &set.rules()[0];
+    assert!(
+        rule.deps
+            .contains(super::set::Deps::TIME | super::set::Deps::DATA)
+    );
+    assert!(set.history_policy().keeps("odometer"));
+    assert!(set.history_policy().keeps("speed"));
+    assert!(!set.history_policy().keeps("battery_level"));
+}

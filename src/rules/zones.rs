@@ -69,6 +69,11 @@ impl Zones {
         self.0.contains_key(name)
     }
 
+    /// The zone names, one by one.
+    pub fn iter_names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// The zone names, for error messages.
     pub fn names(&self) -> String {
         if self.0.is_empty() {

@@ -1,6 +1,6 @@
 //! The one Rhai engine every rule of a rule set shares: sandbox limits, the context types
-//! and their property getters, and the helpers (`minutes`, `since`, `changed`, `in_zone`,
-//! `distance_m`, the history windows).
+//! and their property getters, and the helpers (each registered from its
+//! entry in [`super::spec::HELPERS`]).
 //!
 //! Sandbox: Rhai has no file or network access of its own; `no_module` removes `import`,
 //! `eval` is disabled, and every evaluation is bounded in operations, call depth,
@@ -16,6 +16,7 @@ use super::context::{
     LocationView, ReadingView, ReadingsView, StateLeaf, StateObject, StateView, TrackerLeaf,
     TrackerView, Which, state_field, tracker_field,
 };
+use super::spec::{HELPERS, Kind};
 
 /// Operations one evaluation of one expression may take. A condition of a few
 /// comparisons takes 10 to 50; a loop over a few hundred items fits; an endless loop
@@ -318,16 +319,6 @@ pub(crate) enum Window {
     Avg,
 }
 
-/// The window helpers by their Rhai names.
-pub(crate) const WINDOW_HELPERS: [(&str, Window); 6] = [
-    ("delta", Window::Delta),
-    ("fuel_drop", Window::Fall),
-    ("fuel_rise", Window::Rise),
-    ("min_over", Window::Min),
-    ("max_over", Window::Max),
-    ("avg_over", Window::Avg),
-];
-
 /// The helpers as plain functions of a frame, shared by the Rhai registrations and the
 /// direct evaluator. An `Err` is the message Rhai raises.
 pub(crate) mod helpers {
@@ -411,8 +402,49 @@ pub(crate) mod helpers {
         }
     }
 
+    /// Kilometres driven within the window: the rise of the odometer counter over it,
+    /// else (a tracker without an odometer) the GPS speed (km/h) integrated over the part
+    /// of the window that history covers, each value holding until the next; `()` without
+    /// either.
+    pub fn distance_km(fr: &ScriptFrame<'_>, window: &Dynamic) -> Result<Dynamic, String> {
+        use crate::rules::script::spec::{ODOMETER, SPEED};
+        let km = window_statistic(fr, Window::Delta, ODOMETER, window)?;
+        if let Ok(f) = km.as_float() {
+            // An odometer reset (a replaced device) is not negative driving.
+            return Ok(Dynamic::from_float(f.max(0.0)));
+        }
+        let (Some(window_s), Some(series)) = (number_of(window), fr.tracker.history.series(SPEED))
+        else {
+            return Ok(Dynamic::UNIT);
+        };
+        let now = fr.now_ms;
+        let start = now - (window_s * 1000.0) as i64;
+        let mut km_ms = 0.0;
+        let mut last: Option<(i64, f64)> = None;
+        for (t, kmh) in series.points().take_while(|(t, _)| *t <= now) {
+            if let Some((lt, lv)) = last {
+                km_ms += lv * (t - lt.max(start)).max(0) as f64;
+            }
+            last = Some((t, kmh));
+        }
+        Ok(last.map_or(Dynamic::UNIT, |(lt, lv)| {
+            km_ms += lv * (now - lt.max(start)).max(0) as f64;
+            // km/h × ms to km.
+            Dynamic::from_float(km_ms / 3_600_000.0)
+        }))
+    }
+
     /// A window statistic of a series kept in history; `()` without data.
     pub fn window(
+        fr: &ScriptFrame<'_>,
+        kind: Window,
+        name: &str,
+        window: &Dynamic,
+    ) -> Result<Dynamic, String> {
+        window_statistic(fr, kind, name, window)
+    }
+
+    fn window_statistic(
         fr: &ScriptFrame<'_>,
         kind: Window,
         name: &str,
@@ -454,37 +486,96 @@ fn in_frame(f: impl FnOnce(&context::ScriptFrame<'_>) -> Result<Dynamic, String>
     })
 }
 
+/// Registers every helper of [`HELPERS`]: the match is exhaustive, so a helper kind
+/// without a registration fails the build.
 fn register_helpers(engine: &mut Engine) {
-    // Durations are seconds, matching `now` and `since`.
-    for (name, factor) in [("seconds", 1), ("minutes", 60), ("hours", 3600)] {
-        engine
-            .register_fn(name, move |n: INT| n.saturating_mul(factor))
-            .register_fn(name, move |n: FLOAT| n * factor as FLOAT);
-    }
     fn since(t: Dynamic) -> RhaiResult {
         in_frame(|fr| helpers::since(fr, &t).unwrap_or(Ok(Dynamic::UNIT)))
     }
-    engine
-        .register_fn("since", |t: INT| since(Dynamic::from_int(t)))
-        .register_fn("since", |t: FLOAT| since(Dynamic::from_float(t)))
-        .register_fn("since", |_: ()| ())
-        .register_fn("since", |t: ImmutableString| since(Dynamic::from(t)));
-    engine.register_fn("changed", |path: ImmutableString| {
-        in_frame(|fr| helpers::changed(fr, &path))
-    });
-    engine.register_fn("in_zone", |name: ImmutableString| {
-        in_frame(|fr| helpers::in_zone(fr, &name))
-    });
-    engine.register_fn(
-        "distance_m",
-        |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| helpers::distance(&a, &b, &c, &d),
-    );
-    for (name, kind) in WINDOW_HELPERS {
-        engine.register_fn(name, move |series: ImmutableString, window: Dynamic| {
-            in_frame(|fr| helpers::window(fr, kind, &series, &window))
-        });
+    for spec in HELPERS {
+        let name = spec.name;
+        match spec.kind {
+            // Durations are seconds, matching `now` and `since`.
+            Kind::Duration(factor) => {
+                engine
+                    .register_fn(name, move |n: INT| n.saturating_mul(factor))
+                    .register_fn(name, move |n: FLOAT| n * factor as FLOAT);
+            }
+            Kind::Since => {
+                engine
+                    .register_fn(name, |t: INT| since(Dynamic::from_int(t)))
+                    .register_fn(name, |t: FLOAT| since(Dynamic::from_float(t)))
+                    .register_fn(name, |_: ()| ())
+                    .register_fn(name, |t: ImmutableString| since(Dynamic::from(t)));
+            }
+            Kind::Changed => {
+                engine.register_fn(name, |path: ImmutableString| {
+                    in_frame(|fr| helpers::changed(fr, &path))
+                });
+            }
+            Kind::InZone => {
+                engine.register_fn(name, |zone: ImmutableString| {
+                    in_frame(|fr| helpers::in_zone(fr, &zone))
+                });
+            }
+            Kind::Distance => {
+                engine.register_fn(name, |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
+                    helpers::distance(&a, &b, &c, &d)
+                });
+            }
+            Kind::Window(kind) => {
+                engine.register_fn(name, move |series: ImmutableString, window: Dynamic| {
+                    in_frame(|fr| helpers::window(fr, kind, &series, &window))
+                });
+            }
+            Kind::DistanceKm => {
+                engine.register_fn(name, |window: Dynamic| {
+                    in_frame(|fr| helpers::distance_km(fr, &window))
+                });
+            }
+        }
     }
 }
+
+/// The names of every function and method the engine knows (its built-in packages and
+/// the helpers), for the load-time check of calls.
+pub(crate) fn function_names(engine: &Engine) -> BTreeSet<String> {
+    engine
+        .gen_fn_signatures(true)
+        .iter()
+        .filter_map(|sig| sig.split('(').next())
+        // Built-in package signatures may carry a namespace or `fn ` in front.
+        .map(|name| name.rsplit([' ', ':']).next().unwrap_or(name).to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Words that look like calls but are Rhai keywords or functions its parser handles
+/// itself (`if (...)`, `type_of(x)`, `Fn("f")`).
+pub(crate) const KEYWORD_CALLS: [&str; 22] = [
+    "if",
+    "while",
+    "for",
+    "switch",
+    "return",
+    "throw",
+    "loop",
+    "do",
+    "until",
+    "in",
+    "let",
+    "const",
+    "fn",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+    "print",
+    "debug",
+];
 
 /// The scope expressions compile against: strict variables need every context variable
 /// declared, and `params` is a constant so the optimizer folds `params.x` into the

@@ -15,7 +15,8 @@
 use rhai::{Dynamic, FLOAT, INT, ImmutableString};
 
 use super::context::{self, ScriptFrame, StateLeaf, StateObject, TrackerLeaf, Which, find_reading};
-use super::engine::{MAX_STRING_SIZE, WINDOW_HELPERS, Window, helpers};
+use super::engine::{MAX_STRING_SIZE, helpers};
+use super::spec::{self, Kind as Helper};
 
 /// The direct evaluator cannot answer; Rhai must.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +41,6 @@ enum BinOp {
     Mul,
     Div,
     Rem,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Helper {
-    Duration(INT),
-    Since,
-    Changed,
-    InZone,
-    Distance,
-    Window(Window),
 }
 
 /// An object of the context: only its presence can be tested (`prev == ()`).
@@ -396,17 +387,7 @@ impl<'t, 'a> Parser<'t, 'a> {
                         }
                     }
                 }
-                let helper = match (name, args.len()) {
-                    ("seconds", 1) => Helper::Duration(1),
-                    ("minutes", 1) => Helper::Duration(60),
-                    ("hours", 1) => Helper::Duration(3600),
-                    ("since", 1) => Helper::Since,
-                    ("changed", 1) => Helper::Changed,
-                    ("in_zone", 1) => Helper::InZone,
-                    ("distance_m", 4) => Helper::Distance,
-                    (n, 2) => Helper::Window(WINDOW_HELPERS.iter().find(|(h, _)| *h == n)?.1),
-                    _ => return None,
-                };
+                let helper = spec::lookup(name, args.len())?.kind;
                 match (helper, args.as_slice()) {
                     (Helper::Changed, [Node::Const(path) | Node::Param(path)])
                         if path.is_string() =>
@@ -772,6 +753,7 @@ fn call(helper: Helper, args: &[Dynamic], fr: &ScriptFrame<'_>) -> Result<Dynami
         (Helper::Window(kind), [name, window]) => {
             helpers::window(fr, kind, &text(name).ok_or(Fallback)?, window).map_err(|_| Fallback)
         }
+        (Helper::DistanceKm, [window]) => helpers::distance_km(fr, window).map_err(|_| Fallback),
         _ => Err(Fallback),
     }
 }

@@ -9,6 +9,7 @@
 //! (`prev`, `changed(...)`, the state as a whole, an unknown field) reads every field.
 
 use super::scan::Usage;
+use super::spec::{self, StateReads};
 use crate::navixy::decode::StateFields;
 use crate::navixy::messages::SourceState;
 
@@ -65,6 +66,15 @@ impl FieldMask {
         Some(FieldMask(1 << (GPS_SHIFT + i as u32)))
     }
 
+    /// The fields a helper reads by itself.
+    fn of_helper(reads: StateReads) -> FieldMask {
+        match reads {
+            StateReads::None => FieldMask::NONE,
+            StateReads::Location => FieldMask::gps("location").unwrap_or(FieldMask::ALL),
+            StateReads::All => FieldMask::ALL,
+        }
+    }
+
     pub fn intersects(self, other: FieldMask) -> bool {
         self.0 & other.0 != 0
     }
@@ -74,12 +84,11 @@ impl FieldMask {
         let mut fields = FieldMask::NONE;
         for name in &usage.names {
             fields.0 |= match *name {
-                // The previous state, and what compares with it, change with every update.
-                "prev" | "changed" => FieldMask::ALL.0,
-                "in_zone" => FieldMask::gps("location").map_or(u32::MAX, |f| f.0),
+                // The previous state changes with every update.
+                "prev" => FieldMask::ALL.0,
                 // Function pointers can reach any helper by a computed name.
                 "Fn" | "call" | "curry" => FieldMask::ALL.0,
-                _ => 0,
+                n => spec::helper(n).map_or(0, |h| FieldMask::of_helper(h.state).0),
             };
         }
         for path in usage.paths.iter().filter(|p| p.root == "state") {
@@ -100,14 +109,18 @@ impl FieldMask {
     pub fn named_by(usage: &Usage<'_>) -> FieldMask {
         let mut fields = FieldMask::NONE;
         for name in &usage.names {
-            if matches!(*name, "in_zone") {
-                fields.0 |= FieldMask::gps("location").map_or(u32::MAX, |f| f.0);
+            if spec::helper(name).is_some_and(|h| h.state == StateReads::Location) {
+                fields |= FieldMask::of_helper(StateReads::Location);
             }
             if matches!(*name, "Fn" | "call" | "curry") {
                 fields = FieldMask::ALL;
             }
         }
-        for call in usage.calls.iter().filter(|c| c.name == "changed") {
+        // A helper that compares with the previous state names the field it is given.
+        let compares = |c: &&super::scan::Call<'_>| {
+            spec::helper(c.name).is_some_and(|h| h.state == StateReads::All)
+        };
+        for call in usage.calls.iter().filter(compares) {
             fields.0 |= match call.literal.as_deref() {
                 Some(path) => {
                     let top = path.split(['.', '[']).next().unwrap_or(path);

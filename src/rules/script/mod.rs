@@ -8,6 +8,7 @@ pub(crate) mod fast;
 pub(crate) mod fields;
 pub(crate) mod scan;
 pub(crate) mod schema;
+pub(crate) mod spec;
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, INT, Scope};
 

@@ -209,6 +209,8 @@ pub(crate) struct PropertyPath<'a> {
     pub root: &'a str,
     pub segments: Vec<&'a str>,
     pub start: usize,
+    /// The offset of each segment.
+    pub segment_starts: Vec<usize>,
 }
 
 /// A call of a named function, with its arguments' source ranges.
@@ -231,6 +233,10 @@ pub(crate) struct Usage<'a> {
     pub names: BTreeSet<&'a str>,
     pub paths: Vec<PropertyPath<'a>>,
     pub calls: Vec<Call<'a>>,
+    /// Method calls (`x.starts_with(...)`): name and offset.
+    pub methods: Vec<(&'a str, usize)>,
+    /// Functions the expression defines itself (`fn name(...)`).
+    pub defined: BTreeSet<&'a str>,
 }
 
 /// Collects the variables, property paths and calls of `src`. `roots` are the variables
@@ -243,16 +249,25 @@ pub(crate) fn analyse<'a>(src: &'a str, roots: &[&str]) -> Usage<'a> {
             continue;
         };
         let after_dot = i > 0 && tokens[i - 1].kind == TokenKind::Punct('.');
+        let opens_call = tokens.get(i + 1).map(|t| &t.kind) == Some(&TokenKind::Punct('('));
         if after_dot {
+            if opens_call {
+                usage.methods.push((name, tok.start));
+            }
+            continue;
+        }
+        if i > 0 && tokens[i - 1].kind == TokenKind::Ident("fn") {
+            usage.defined.insert(name);
             continue;
         }
         usage.names.insert(name);
-        if tokens.get(i + 1).map(|t| &t.kind) == Some(&TokenKind::Punct('(')) {
+        if opens_call {
             usage.calls.push(call_at(src, &tokens, i, name));
             continue;
         }
         if roots.contains(&name) {
             let mut segments = Vec::new();
+            let mut segment_starts = Vec::new();
             let mut j = i + 1;
             while tokens.get(j).map(|t| &t.kind) == Some(&TokenKind::Punct('.')) {
                 let Some(TokenKind::Ident(seg)) = tokens.get(j + 1).map(|t| &t.kind) else {
@@ -262,12 +277,14 @@ pub(crate) fn analyse<'a>(src: &'a str, roots: &[&str]) -> Usage<'a> {
                     break;
                 }
                 segments.push(*seg);
+                segment_starts.push(tokens[j + 1].start);
                 j += 2;
             }
             usage.paths.push(PropertyPath {
                 root: name,
                 segments,
                 start: tok.start,
+                segment_starts,
             });
         }
     }
@@ -376,6 +393,20 @@ mod tests {
             ]
         );
         assert!(!usage.names.contains("prev"));
+    }
+
+    #[test]
+    fn methods_and_definitions() {
+        let usage = analyse(
+            "fn twice(x) { x * 2 } state.movement_status.startswith(\"m\") && twice(1) > 1",
+            &["state"],
+        );
+        assert_eq!(
+            usage.methods.iter().map(|m| m.0).collect::<Vec<_>>(),
+            ["startswith"]
+        );
+        assert!(usage.defined.contains("twice"));
+        assert!(usage.calls.iter().any(|c| c.name == "twice"));
     }
 
     #[test]

@@ -100,13 +100,14 @@ pub(crate) fn root(name: &str) -> Option<&'static Node> {
     }
 }
 
-/// Checks `root.a.b.c`; the error names the first unknown field and the known ones.
-pub(crate) fn check(root_name: &str, segments: &[&str]) -> Result<(), String> {
+/// Checks `root.a.b.c`; the error is the index of the first unknown field and a message
+/// naming it, the closest known one and all known ones.
+pub(crate) fn check(root_name: &str, segments: &[&str]) -> Result<(), (usize, String)> {
     let Some(mut node) = root(root_name) else {
         return Ok(());
     };
     let mut path = root_name.to_string();
-    for seg in segments {
+    for (i, seg) in segments.iter().enumerate() {
         match node {
             Node::Leaf => return Ok(()),
             Node::AnyKey(inner) => node = inner,
@@ -114,9 +115,13 @@ pub(crate) fn check(root_name: &str, segments: &[&str]) -> Result<(), String> {
                 Some((_, inner)) => node = inner,
                 None => {
                     let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-                    return Err(format!(
-                        "`{path}` has no field `{seg}` (fields: {})",
-                        known.join(", ")
+                    let hint = crate::rules::suggest::hint(seg, known.iter().copied());
+                    return Err((
+                        i,
+                        format!(
+                            "`{path}` has no field `{seg}`{hint} (fields: {})",
+                            known.join(", ")
+                        ),
                     ));
                 }
             },
@@ -137,12 +142,15 @@ mod tests {
         assert!(check("readings", &["lls_level_1", "value"]).is_ok());
         assert!(check("state", &["additional", "event_code", "value"]).is_ok());
         assert!(check("state", &["ignition", "whatever"]).is_ok());
-        let err = check("state", &["gps", "sped"]).unwrap_err();
+        let (at, err) = check("state", &["gps", "sped"]).unwrap_err();
+        assert_eq!(at, 1);
         assert!(
-            err.starts_with("`state.gps` has no field `sped` (fields: updated,"),
+            err.starts_with(
+                "`state.gps` has no field `sped` (did you mean `speed`?) (fields: updated,"
+            ),
             "{err}"
         );
-        let err = check("readings", &["fuel", "valu"]).unwrap_err();
+        let (_, err) = check("readings", &["fuel", "valu"]).unwrap_err();
         assert!(
             err.starts_with("`readings.fuel` has no field `valu`"),
             "{err}"

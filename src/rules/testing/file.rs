@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::alert::AlertStatus;
 use crate::config::ZoneConfig;
@@ -16,13 +17,13 @@ pub struct TestFile {
     /// Rule files, relative to the test file.
     pub rule_files: Vec<String>,
     /// The ticker's interval (default 10s).
-    pub evaluation_interval: Option<String>,
+    pub evaluation_interval: Option<Spanned<String>>,
     /// The time `0s` stands for (default 2026-01-05T08:00:00Z, a Monday).
-    pub start: Option<String>,
+    pub start: Option<Spanned<String>>,
     /// Zone of offset-less times (in the input and in schedules), default UTC.
-    pub timezone: Option<String>,
+    pub timezone: Option<Spanned<String>>,
     /// Events older than this when they arrive update state but do not notify (default 15m).
-    pub max_event_age: Option<String>,
+    pub max_event_age: Option<Spanned<String>>,
     /// Zones for `in_zone`.
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneConfig>,
@@ -83,7 +84,7 @@ pub struct InputSeries {
 #[serde(deny_unknown_fields)]
 pub struct InputEvent {
     /// When it arrives: the engine clock at this event.
-    pub at: TimeSpec,
+    pub at: Spanned<TimeSpec>,
     /// The device's own time for it, when older than `at` (a buffered upload).
     pub event_time: Option<TimeSpec>,
     /// A source state snippet, e.g. `{ignition: true, gps: {speed: 95}}`; merged onto the
@@ -104,8 +105,8 @@ pub struct InputEvent {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expected {
-    pub at: TimeSpec,
-    pub rule: String,
+    pub at: Spanned<TimeSpec>,
+    pub rule: Spanned<String>,
     /// May be left out when the test has a single tracker.
     pub tracker: Option<i64>,
     pub status: AlertStatus,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
+use serde_saphyr::Spanned;
 
 use super::file::{Expected, InputEvent, InputSeries, TestCase, TestFile, TimeSpec};
 use crate::alert::{AlertStatus, AlertTransition};
@@ -24,8 +25,10 @@ use crate::navixy::messages::{
     IotTrackerValues, IotValue, LifecycleKind, NavixyTime, ReadingsItem, SensorInput, SourceState,
     StateValue, TrackerId,
 };
+use crate::rules::faults::Fault;
 use crate::rules::format::value_text;
 use crate::rules::load::{LoadOptions, expand_patterns, yaml_message};
+use crate::rules::set::DataRead;
 use crate::rules::set::human_duration;
 use crate::rules::zones::Zones;
 use crate::rules::{Evaluator, RuleSet};
@@ -126,17 +129,22 @@ impl Suite {
     fn new(path: &Path, file: &TestFile) -> Result<Suite, Vec<String>> {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut errors = Vec::new();
+        let at = |v: &Spanned<String>| format!("{}:{}", path.display(), v.referenced.line());
         let tz = match &file.timezone {
             None => chrono_tz::UTC,
-            Some(name) => name.parse().unwrap_or_else(|_| {
-                errors.push(format!("timezone: unknown time zone `{name}`"));
+            Some(name) => name.value.parse().unwrap_or_else(|_| {
+                errors.push(format!(
+                    "{}: timezone: unknown time zone `{}`",
+                    at(name),
+                    name.value
+                ));
                 chrono_tz::UTC
             }),
         };
-        let mut duration = |field: &str, v: &Option<String>, default: Duration| match v {
+        let mut duration = |field: &str, v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
-            Some(text) => parse_duration(text).unwrap_or_else(|e| {
-                errors.push(format!("{field}: {e}"));
+            Some(text) => parse_duration(&text.value).unwrap_or_else(|e| {
+                errors.push(format!("{}: {field}: {e}", at(text)));
                 default
             }),
         };
@@ -150,8 +158,13 @@ impl Suite {
             &file.max_event_age,
             Duration::from_secs(15 * 60),
         );
-        if interval.is_zero() {
-            errors.push("evaluation_interval: must be more than 0s".into());
+        if interval.is_zero()
+            && let Some(v) = &file.evaluation_interval
+        {
+            errors.push(format!(
+                "{}: evaluation_interval: must be more than 0s",
+                at(v)
+            ));
         }
         let default_start = Utc
             .with_ymd_and_hms(2026, 1, 5, 8, 0, 0)
@@ -159,11 +172,13 @@ impl Suite {
             .unwrap_or_default();
         let start = match &file.start {
             None => default_start,
-            Some(text) => match NavixyTime::parse(text) {
+            Some(text) => match NavixyTime::parse(&text.value) {
                 Some(t) => t.to_utc(tz),
                 None => {
                     errors.push(format!(
-                        "start: `{text}` is not a time like 2026-01-05T08:00:00Z"
+                        "{}: start: `{}` is not a time like 2026-01-05T08:00:00Z",
+                        at(text),
+                        text.value
                     ));
                     default_start
                 }
@@ -217,6 +232,11 @@ impl Suite {
         })
     }
 
+    /// `file:line` of a spanned value of the test file.
+    fn line_of<T>(&self, spanned: &Spanned<T>) -> String {
+        format!("{}:{}", self.path.display(), spanned.referenced.line())
+    }
+
     fn time(&self, spec: &TimeSpec) -> Result<DateTime<Utc>, String> {
         match spec {
             TimeSpec::Seconds(s) if s.is_finite() => {
@@ -247,11 +267,19 @@ impl Suite {
         }
     }
 
-    /// A time as the report shows it: an offset from `start` when after it.
+    /// A time as the report shows it: the offset from `start` (when after it) and the local
+    /// time in the file's `timezone`, since expectations may be written either way:
+    /// `4d15h (Fri 2026-01-09 23:00:00)`.
     fn show(&self, t: DateTime<Utc>) -> String {
+        self.show_aligned(t, 0)
+    }
+
+    /// [`Suite::show`] with the offset right-aligned to `width`, for columns.
+    fn show_aligned(&self, t: DateTime<Utc>, width: usize) -> String {
+        let local = t.with_timezone(&self.tz).format("%a %Y-%m-%d %H:%M:%S");
         match (t - self.start).to_std() {
-            Ok(d) => human_duration(d),
-            Err(_) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            Ok(d) => format!("{:>width$} ({local})", human_duration(d)),
+            Err(_) => format!("{local}"),
         }
     }
 
@@ -269,7 +297,10 @@ impl Suite {
         if let Some(rules) = &case.rules {
             for r in rules {
                 if set.get(r).is_none() {
-                    errors.push(format!("rules: `{r}` is not a loaded rule"));
+                    errors.push(format!(
+                        "rules: `{r}` is not a loaded rule{}",
+                        loaded_rules(&set, r)
+                    ));
                 }
             }
         }
@@ -281,16 +312,24 @@ impl Suite {
             .flatten();
         let mut expected = Vec::new();
         for (i, e) in case.expect.iter().enumerate() {
-            let at = self.time(&e.at).map_err(|m| format!("expect[{i}].at: {m}"));
+            let line = self.line_of(&e.at);
+            let at = self
+                .time(&e.at.value)
+                .map_err(|m| format!("{line}: expect[{i}].at: {m}"));
             let tracker = e.tracker.or(single);
-            if set.get(&e.rule).is_none() {
-                errors.push(format!("expect[{i}]: `{}` is not a loaded rule", e.rule));
+            if set.get(&e.rule.value).is_none() {
+                errors.push(format!(
+                    "{}: expect[{i}]: `{}` is not a loaded rule{}",
+                    self.line_of(&e.rule),
+                    e.rule.value,
+                    loaded_rules(&set, &e.rule.value)
+                ));
             }
             match (at, tracker) {
                 (Ok(at), Some(tracker)) => expected.push(Want { at, tracker, e }),
                 (Err(m), _) => errors.push(m),
                 (_, None) => errors.push(format!(
-                    "expect[{i}]: set `tracker` (the test has {} trackers)",
+                    "{line}: expect[{i}]: set `tracker` (the test has {} trackers)",
                     tracker_ids.len()
                 )),
             }
@@ -323,7 +362,10 @@ impl Suite {
                 });
             }
         }
-        let mut evaluator = Evaluator::new(Arc::new(set));
+        let set = Arc::new(set);
+        let mut evaluator = Evaluator::new(Arc::clone(&set));
+        evaluator.record_faults();
+        let mut faults = FaultReport::default();
         let mut got: Vec<AlertTransition> = Vec::new();
         let step = chrono::Duration::from_std(self.interval)
             .unwrap_or_else(|_| chrono::Duration::seconds(10));
@@ -340,9 +382,11 @@ impl Suite {
                         .map_or(true, |age| age <= self.max_event_age);
                     let tracker = cache.apply(event.update);
                     evaluator.on_update(tracker, event.at, notify, &mut got);
+                    faults.add(self, evaluator.take_faults(), &event.step);
                 }
                 _ if tick_due => {
                     evaluator.on_tick(&mut cache.iter(), next_tick, &mut got);
+                    faults.add(self, evaluator.take_faults(), "the tick");
                     next_tick += step;
                 }
                 _ => break,
@@ -354,7 +398,16 @@ impl Suite {
             .as_ref()
             .map(|r| r.iter().map(String::as_str).collect());
         got.retain(|t| only.as_ref().is_none_or(|o| o.contains(&*t.rule)));
-        Ok(Report::compare(self, expected, got))
+        let unread = unprovided_reads(&set, case, &cache);
+        let mut report = Report::compare(self, expected, got);
+        report.faults = faults
+            .lines
+            .into_iter()
+            .filter(|(rule, _)| only.as_ref().is_none_or(|o| o.contains(&**rule)))
+            .map(|(_, line)| line)
+            .collect();
+        report.faults.extend(unread);
+        Ok(report)
     }
 
     /// Every input event as updates on one time line, in time order (input order breaks ties).
@@ -366,26 +419,35 @@ impl Suite {
         );
         let mut out = Vec::new();
         for (si, series) in case.input.iter().enumerate() {
-            let mut events: Vec<(DateTime<Utc>, &InputEvent)> = Vec::new();
+            let mut events: Vec<(DateTime<Utc>, usize, &InputEvent)> = Vec::new();
             for (ei, e) in series.events.iter().enumerate() {
-                match self.time(&e.at) {
-                    Ok(at) => events.push((at, e)),
-                    Err(m) => errors.push(format!("input[{si}].events[{ei}].at: {m}")),
+                match self.time(&e.at.value) {
+                    Ok(at) => events.push((at, ei, e)),
+                    Err(m) => errors.push(format!(
+                        "{}: input[{si}].events[{ei}].at: {m}",
+                        self.line_of(&e.at)
+                    )),
                 }
             }
-            events.sort_by_key(|(at, _)| *at);
+            events.sort_by_key(|(at, ei, _)| (*at, *ei));
             let mut memory = SnippetMemory::default();
-            for (ei, (at, event)) in events.into_iter().enumerate() {
-                let place = format!("input[{si}].events[{ei}]");
+            for (at, ei, event) in events {
+                let line = self.line_of(&event.at);
                 match self.event_updates(series, event, at, &ids, &mut memory) {
-                    Ok(updates) => out.extend(updates),
-                    Err(m) => errors.push(format!("{place}: {m}")),
+                    Ok(updates) => out.extend(updates.into_iter().map(|mut t| {
+                        t.step = format!("input[{si}].events[{ei}] ({line})");
+                        t
+                    })),
+                    Err(m) => errors.push(format!("{line}: input[{si}].events[{ei}]: {m}")),
                 }
             }
             if let Some(rec) = &series.recording {
                 let base = self.path.parent().unwrap_or(Path::new("."));
                 match self.recording(&base.join(rec), &ids) {
-                    Ok(updates) => out.extend(updates),
+                    Ok(updates) => out.extend(updates.into_iter().map(|mut t| {
+                        t.step = format!("input[{si}].recording");
+                        t
+                    })),
                     Err(m) => errors.push(format!("input[{si}].recording: {m}")),
                 }
             }
@@ -526,6 +588,8 @@ struct Timed {
     event_time: DateTime<Utc>,
     seq: usize,
     update: Update,
+    /// The input step it comes from (`input[0].events[2] (file:line)`), for messages.
+    step: String,
 }
 
 impl Timed {
@@ -535,6 +599,7 @@ impl Timed {
             event_time,
             seq: 0,
             update,
+            step: String::new(),
         }
     }
 }
@@ -584,6 +649,27 @@ fn readings_item(v: &Value, tracker_id: TrackerId, stamp: &Value) -> Result<Read
         .iter()
         .any(|k| obj.get(*k).is_some_and(Value::is_array));
     if full {
+        let loose: Vec<&str> = obj
+            .keys()
+            .map(String::as_str)
+            .filter(|k| {
+                !matches!(
+                    *k,
+                    "inputs"
+                        | "states"
+                        | "virtual_sensors"
+                        | "counters"
+                        | "timestamp"
+                        | "tracker_id"
+                )
+            })
+            .collect();
+        if !loose.is_empty() {
+            return Err(format!(
+                "readings: `{}` beside a full readings item (inputs, states, virtual_sensors, counters) would be dropped; put it in `inputs` or in an event of its own",
+                loose.join("`, `")
+            ));
+        }
         let mut item: ReadingsItem =
             serde_json::from_value(v.clone()).map_err(|e| format!("readings: {e}"))?;
         item.tracker_id = Some(tracker_id);
@@ -630,6 +716,90 @@ fn frame_updates(
     Ok(())
 }
 
+/// The faults of a test run, one line per (rule, field, message): a rule that faults
+/// fails its test, since live it would be skipped on every evaluation.
+#[derive(Default)]
+struct FaultReport {
+    seen: HashSet<(Arc<str>, String, String)>,
+    /// The rule and the line.
+    lines: Vec<(Arc<str>, String)>,
+}
+
+impl FaultReport {
+    fn add(&mut self, suite: &Suite, faults: Vec<Fault>, step: &str) {
+        for f in faults {
+            if !self
+                .seen
+                .insert((Arc::clone(&f.rule), f.field.clone(), f.message.clone()))
+            {
+                continue;
+            }
+            let line = format!(
+                "rule `{}` faulted at {} on {step}, tracker {}: {}: {}",
+                f.rule,
+                suite.show(f.at),
+                f.tracker_id,
+                f.field,
+                f.message
+            );
+            self.lines.push((f.rule, line));
+        }
+    }
+}
+
+/// The readings and history series that rules the test expects transitions of read,
+/// but that no input step gave any tracker: a misspelt name reads `()` forever.
+fn unprovided_reads(set: &RuleSet, case: &TestCase, cache: &ShardCache) -> Vec<String> {
+    let expected: HashSet<&str> = case.expect.iter().map(|e| e.rule.value.as_str()).collect();
+    let mut readings: Vec<&str> = Vec::new();
+    let mut series: Vec<&str> = Vec::new();
+    for t in cache.iter() {
+        let r = &t.readings;
+        readings.extend(r.inputs.keys().map(String::as_str));
+        readings.extend(r.states.keys().map(String::as_str));
+        readings.extend(r.virtual_sensors.keys().map(String::as_str));
+        readings.extend(r.counters.keys().map(String::as_str));
+        series.extend(t.history.names());
+    }
+    readings.sort_unstable();
+    readings.dedup();
+    series.sort_unstable();
+    series.dedup();
+    let mut out = Vec::new();
+    for rule in set.rules().iter().filter(|r| expected.contains(&*r.name)) {
+        for read in &rule.data_reads {
+            let (name, given) = match read {
+                DataRead::Reading(name) => (name, &readings),
+                DataRead::Series { name, .. } => (name, &series),
+            };
+            if given.contains(&name.as_str()) {
+                continue;
+            }
+            out.push(format!(
+                "rule `{}` read {read}, which no input step provided{} (given: {})",
+                rule.name,
+                crate::rules::suggest::hint(name, given.iter().copied()),
+                if given.is_empty() {
+                    "none".to_string()
+                } else {
+                    given.join(", ")
+                }
+            ));
+        }
+    }
+    out
+}
+
+/// ` (did you mean ...?; loaded rules: a, b)`, for a rule name that is not loaded.
+fn loaded_rules(set: &RuleSet, name: &str) -> String {
+    let names: Vec<&str> = set.rules().iter().map(|r| &*r.name).collect();
+    format!(
+        "{}; loaded rules: {}",
+        crate::rules::suggest::hint(name, names.iter().copied()),
+        names.join(", ")
+    )
+}
+
 /// An expected transition with its time and tracker resolved.
 struct Want<'a> {
     at: DateTime<Utc>,
@@ -643,11 +813,16 @@ struct Report {
     missing: Vec<String>,
     unexpected: Vec<String>,
     mismatched: Vec<String>,
+    /// Rule faults and reads no input provided: each fails the test.
+    faults: Vec<String>,
 }
 
 impl Report {
     fn passed(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.mismatched.is_empty()
+            && self.faults.is_empty()
     }
 
     fn compare(suite: &Suite, expected: Vec<Want<'_>>, got: Vec<AlertTransition>) -> Report {
@@ -656,6 +831,7 @@ impl Report {
             missing: Vec::new(),
             unexpected: Vec::new(),
             mismatched: Vec::new(),
+            faults: Vec::new(),
         };
         let line = |at: DateTime<Utc>,
                     status: AlertStatus,
@@ -664,8 +840,8 @@ impl Report {
                     key: Option<String>| {
             let key = key.map(|k| format!("[{k}]")).unwrap_or_default();
             format!(
-                "{:>7}  {:8}  {rule}{key}  tracker {tracker}",
-                suite.show(at),
+                "{}  {:8}  {rule}{key}  tracker {tracker}",
+                suite.show_aligned(at, 7),
                 status.as_str()
             )
         };
@@ -674,7 +850,7 @@ impl Report {
             let found = got.iter().enumerate().position(|(i, t)| {
                 !used[i]
                     && t.at == want.at
-                    && *t.rule == *want.e.rule
+                    && *t.rule == *want.e.rule.value
                     && t.status == want.e.status
                     && t.tracker.as_ref().map(|x| x.id) == Some(want.tracker)
                     && want_key.as_ref().is_none_or(|k| t.key.as_ref() == Some(k))
@@ -682,7 +858,7 @@ impl Report {
             let head = line(
                 want.at,
                 want.e.status,
-                &want.e.rule,
+                &want.e.rule.value,
                 want.tracker,
                 want_key.clone(),
             );
@@ -754,6 +930,9 @@ impl Report {
             for m in &self.mismatched {
                 writeln!(out, "        ~ {m}")?;
             }
+        }
+        for f in &self.faults {
+            writeln!(out, "        ! {f}")?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ mod command;
 mod evaluation;
 mod fast_path;
 mod loading;
+mod mistakes;
 
 use std::path::{Path, PathBuf};
 
