@@ -27,9 +27,10 @@
 //!    and fires again before the resolve was sent still reads "firing" to the receiver, so
 //!    nothing is sent at all; fired-and-resolved before the first flush sends nothing.
 //! 2. *A cap* (the flap stage, [`super::stages::flap`]): at most [`FLAP_LIMIT`]
-//!    notifications per alert per channel in any hour ([`FLAP_WINDOW`]). Past it the member is *held*: its changes keep coalescing, and
-//!    when the oldest of those notifications leaves the window the current state is sent
-//!    once, with the notification's `reason` saying how many changes were damped.
+//!    notifications per alert per channel in any hour ([`FLAP_WINDOW`]). Past it the
+//!    member is *held*: its changes keep coalescing, and when the oldest of those
+//!    notifications leaves the window the current state is sent once, with the
+//!    notification's `reason` saying how many changes were damped.
 //!
 //! A resolved member is kept (as a tombstone) while its notification history is inside
 //! the window, so a flapping alert cannot reset its cap by resolving.

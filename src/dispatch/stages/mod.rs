@@ -18,25 +18,26 @@
 //! - [`flap`]: the cap on notifications per alert per hour.
 //! - [`outbox`]: one notification with every alert that got through, in the outbox.
 //!
-//! The muting stages come after dedup, not before it as in Alertmanager's
-//! `notify.go`: a mute matters, and is logged, only for an alert that has something to
-//! tell. Alertmanager does not log per alert, so there the order is not visible.
+//! The muting stages come after dedup, where Alertmanager's `notify.go` mutes before it:
+//! a mute matters, and is logged, only for an alert that has something to tell, so an
+//! alert the channel already knows as firing is not logged as silenced when a silence
+//! starts.
 //!
 //! Every stage reports what it did to each alert on each channel through one
 //! [`History`] sink ([`DeliveryRecord`]); the notification log (`store::insert_log`) is
 //! written as before, by the stage that decides. The default sink keeps nothing.
 //!
 //! This is plain synchronous code on the database thread, inside the transaction that
-//! records the transitions; stages are called directly (no boxing, no allocation per
-//! alert).
+//! records the transitions. Stages are plain values called in a fixed order, not trait
+//! objects, and allocate nothing per alert; the history sink is the one dynamic call.
 
-pub mod dedup;
-pub mod flap;
-pub mod inhibit;
-pub mod mute;
-pub mod outbox;
-pub mod route;
-pub mod silence;
+pub(crate) mod dedup;
+pub(crate) mod flap;
+pub(crate) mod inhibit;
+pub(crate) mod mute;
+pub(crate) mod outbox;
+pub(crate) mod route;
+pub(crate) mod silence;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

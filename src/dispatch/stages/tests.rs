@@ -86,16 +86,19 @@ pub(crate) fn add_silence(
     s.id
 }
 
-/// A history sink that keeps `(stage, decision, channel, tracker)`; clones share it.
+/// `(stage, decision, channel, tracker)`.
+type Step = (String, String, String, i64);
+
+/// A history sink that keeps a [`Step`] per record; clones share it.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Recorder(Arc<parking_lot::Mutex<Vec<(String, String, String, i64)>>>);
+pub(crate) struct Recorder(Arc<parking_lot::Mutex<Vec<Step>>>);
 
 impl Recorder {
     pub fn decisions(&self) -> Vec<String> {
         self.0.lock().iter().map(|r| r.1.clone()).collect()
     }
 
-    pub fn take(&self) -> Vec<(String, String, String, i64)> {
+    pub fn take(&self) -> Vec<Step> {
         std::mem::take(&mut *self.0.lock())
     }
 }
