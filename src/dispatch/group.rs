@@ -1,5 +1,8 @@
-//! Aggregation groups: grouping, dedup, flap damping and silences, decided on the database
-//! thread and written in the same transaction as the transitions that caused them.
+//! Aggregation groups: the *group* and *wait* stages of delivery (membership, the
+//! coalescing half of flap damping, the flush schedule) and the state every stage reads,
+//! kept in memory and in SQLite, written in the same transaction as the transitions that
+//! caused it. What a flush sends is decided by the stages in [`super::stages`], in the
+//! order their [`Pipeline`] composes.
 //!
 //! This is plain synchronous code over a SQLite connection and explicit times, so every
 //! rule below is unit-tested with exact timestamps and no runtime.
@@ -23,15 +26,16 @@
 //! 1. *Coalescing*: the channel hears at most one state per flush. An alert that resolves
 //!    and fires again before the resolve was sent still reads "firing" to the receiver, so
 //!    nothing is sent at all; fired-and-resolved before the first flush sends nothing.
-//! 2. *A cap*: at most [`FLAP_LIMIT`] notifications per alert per channel in any hour
-//!    ([`FLAP_WINDOW`]). Past it the member is *held*: its changes keep coalescing, and
-//!    when the oldest of those notifications leaves the window the current state is sent
-//!    once, with the notification's `reason` saying how many changes were damped.
+//! 2. *A cap* (the flap stage, [`super::stages::flap`]): at most [`FLAP_LIMIT`]
+//!    notifications per alert per channel in any hour ([`FLAP_WINDOW`]). Past it the
+//!    member is *held*: its changes keep coalescing, and when the oldest of those
+//!    notifications leaves the window the current state is sent once, with the
+//!    notification's `reason` saying how many changes were damped.
 //!
 //! A resolved member is kept (as a tombstone) while its notification history is inside
 //! the window, so a flapping alert cannot reset its cap by resolving.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,15 +45,11 @@ use serde::{Deserialize, Serialize};
 
 use super::notification::Notification;
 use super::routes::{Router, Settings};
-use super::silence::ActiveSilences;
+use super::stages::{Decision, DeliveryRecord, Flush, History, Need, Pipeline, log};
 use crate::alert::{AlertStatus, AlertTransition, Fingerprint};
-use crate::store::{self, LogEntry, Outcome, StoreError};
-use crate::telemetry;
+use crate::store::{self, Outcome, StoreError};
 
-/// Notifications per alert per channel within [`FLAP_WINDOW`] before it is held.
-pub const FLAP_LIMIT: usize = 6;
-/// The sliding window of the flap cap.
-pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
+pub use super::stages::flap::{FLAP_LIMIT, FLAP_WINDOW};
 
 /// The groups that have notifications in the outbox not yet delivered (sent or given
 /// up), with how many. Shared by the dispatcher (which adds) and the senders (which
@@ -106,22 +106,33 @@ struct GroupState {
 
 /// One alert in one group, persisted as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Member {
+pub(crate) struct Member {
     /// The newest transition.
-    alert: AlertTransition,
+    pub alert: AlertTransition,
     /// What the channel believes: `Some(t)` firing, told at `t` (the last notification
     /// that carried it); `None`: nothing, or resolved.
-    told_firing_at: Option<DateTime<Utc>>,
+    pub told_firing_at: Option<DateTime<Utc>>,
     /// Transitions since the channel last heard about this alert.
-    changes: u32,
+    pub changes: u32,
     /// When notifications carried it, within the flap window.
-    sent: Vec<DateTime<Utc>>,
+    pub sent: Vec<DateTime<Utc>>,
     /// Logged as silenced or held already: say it once, not at every flush.
     #[serde(skip)]
-    quiet_logged: bool,
+    pub quiet_logged: bool,
 }
 
 impl Member {
+    /// A member that joins with `alert`: nothing told yet.
+    pub fn new(alert: AlertTransition) -> Member {
+        Member {
+            alert,
+            told_firing_at: None,
+            changes: 1,
+            sent: Vec::new(),
+            quiet_logged: false,
+        }
+    }
+
     /// Nothing to tell and nothing to remember: the member can go.
     fn is_dead(&self) -> bool {
         self.alert.status == AlertStatus::Resolved
@@ -142,27 +153,18 @@ pub struct Queued {
     pub notification: Arc<Notification>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Need {
-    New,
-    Repeat,
-    Resolve,
-}
-
 /// Every aggregation group, with the indexes to find them by time and by alert.
 pub struct Groups {
-    router: Arc<Router>,
+    /// The stages, which also route.
+    pipeline: Pipeline,
     groups: HashMap<GroupId, Group>,
     /// Flush times, earliest first.
     schedule: BTreeSet<(DateTime<Utc>, GroupId)>,
     /// The groups each alert is a member of, so a resolve reaches them even if the routes
     /// changed since it fired.
     index: HashMap<Fingerprint, Vec<GroupId>>,
-    silences: ActiveSilences,
     /// Groups with a notification not yet delivered: a repeat would only queue behind it.
     undelivered: Undelivered,
-    /// Rules already warned about as unrouted (the log says it once per rule).
-    unrouted_warned: HashSet<Arc<str>>,
 }
 
 pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -172,45 +174,14 @@ pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
-    (now - since).to_std().unwrap_or(Duration::ZERO)
-}
-
-fn log(
-    conn: &Connection,
-    now: DateTime<Utc>,
-    t: &AlertTransition,
-    channel: Option<&str>,
-    outcome: Outcome,
-    notification_id: Option<&str>,
-    detail: Option<String>,
-) -> Result<(), StoreError> {
-    store::insert_log(
-        conn,
-        &LogEntry {
-            at: now,
-            fingerprint: t.fingerprint.0.clone(),
-            rule: t.rule.to_string(),
-            tracker_id: t.tracker.as_ref().map(|tr| tr.id),
-            status: t.status.as_str().to_owned(),
-            channel: channel.map(str::to_owned),
-            outcome,
-            notification_id: notification_id.map(str::to_owned),
-            detail,
-        },
-    )
-}
-
 impl Groups {
     /// Empty groups (a fresh database).
     pub fn new(router: Arc<Router>) -> Groups {
         Groups {
-            router,
+            pipeline: Pipeline::new(router),
             groups: HashMap::new(),
             schedule: BTreeSet::new(),
             index: HashMap::new(),
-            silences: ActiveSilences::default(),
-            unrouted_warned: HashSet::new(),
             undelivered: Undelivered::default(),
         }
     }
@@ -256,6 +227,12 @@ impl Groups {
         self.undelivered = undelivered;
     }
 
+    /// Where the stages report what they decide about each alert on each channel (by
+    /// default, nowhere).
+    pub fn set_history(&mut self, history: Box<dyn History>) {
+        self.pipeline.set_history(history);
+    }
+
     /// When the next flush is due.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
         self.schedule.first().map(|(at, _)| *at)
@@ -289,35 +266,9 @@ impl Groups {
         t: &mut AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let routed = self.router.route(t);
-        for name in &routed.unknown_channels {
-            tracing::warn!(rule = %t.rule, channel = %name, "Rule names an unknown channel.");
-            log(
-                conn,
-                now,
-                t,
-                Some(name),
-                Outcome::Dropped,
-                None,
-                Some(format!(
-                    "the rule names channel `{name}`, which is not configured"
-                )),
-            )?;
-        }
-        if routed.targets.is_empty() {
-            if routed.unknown_channels.is_empty() {
-                if self.unrouted_warned.insert(t.rule.clone()) {
-                    tracing::warn!(
-                        rule = %t.rule,
-                        "No route matches this rule's alerts and it names no channels: \
-                         they are recorded, not sent."
-                    );
-                }
-                log(conn, now, t, None, Outcome::Unrouted, None, None)?;
-            }
-            return Ok(());
-        }
-        for target in routed.targets {
+        let targets = self.pipeline.route(conn, t, now)?;
+        for target in targets {
+            let mut coalesced = false;
             let (key, labels) = target.settings.group_of(&target.route, t);
             let id = GroupId {
                 channel: target.channel.clone(),
@@ -354,13 +305,7 @@ impl Groups {
                     group
                         .members
                         .entry(t.fingerprint.clone())
-                        .or_insert(Member {
-                            alert: t.clone(),
-                            told_firing_at: None,
-                            changes: 1,
-                            sent: Vec::new(),
-                            quiet_logged: false,
-                        })
+                        .or_insert(Member::new(t.clone()))
                 }
                 Some(member) if member.alert.status == AlertStatus::Firing => {
                     // The same firing again (an evaluator that restarted without its
@@ -373,6 +318,7 @@ impl Groups {
                     member.changes += 1;
                     member.alert = t.clone();
                     if member.told_firing_at.is_some() {
+                        coalesced = true;
                         log(
                             conn,
                             now,
@@ -393,6 +339,13 @@ impl Groups {
                 &t.fingerprint.0,
                 &store::to_json("a group member", member)?,
             )?;
+            let decision = if coalesced {
+                Decision::Coalesced
+            } else {
+                Decision::Grouped
+            };
+            self.pipeline
+                .record(conn, &record(now, t, Some(&id), decision))?;
         }
         Ok(())
     }
@@ -404,6 +357,7 @@ impl Groups {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let Some(ids) = self.index.get(&t.fingerprint).cloned() else {
+            let reason = "resolved; its firing was never queued for a channel";
             log(
                 conn,
                 now,
@@ -411,9 +365,10 @@ impl Groups {
                 None,
                 Outcome::Dropped,
                 None,
-                Some("resolved; its firing was never queued for a channel".into()),
+                Some(reason.into()),
             )?;
-            return Ok(());
+            let decision = Decision::Dropped { reason };
+            return self.pipeline.record(conn, &record(now, t, None, decision));
         };
         for id in ids {
             let Some(group) = self.groups.get_mut(&id) else {
@@ -448,6 +403,12 @@ impl Groups {
                     Some(reason.into()),
                 )?;
             }
+            let decision = match dropped {
+                Some(reason) => Decision::Dropped { reason },
+                None => Decision::Grouped,
+            };
+            self.pipeline
+                .record(conn, &record(now, t, Some(&id), decision))?;
             self.save_or_remove_member(conn, &id, &t.fingerprint)?;
         }
         Ok(())
@@ -496,10 +457,7 @@ impl Groups {
         silence_generation: u64,
         out: &mut Vec<Queued>,
     ) -> Result<(), StoreError> {
-        if self.silences.is_stale(silence_generation) {
-            self.silences
-                .replace(store::load_silences(conn)?, silence_generation);
-        }
+        self.pipeline.refresh(conn, silence_generation)?;
         while let Some((at, _)) = self.schedule.first() {
             if *at > now {
                 break;
@@ -523,129 +481,38 @@ impl Groups {
             return Ok(());
         };
         let settings = group.state.settings.clone();
-        // While the group's last notification is still being retried, a repeat would only
-        // queue behind it (a long outage would end in a burst of stale repeats); it waits
-        // for the first flush after the delivery.
-        let repeats_wait = self.undelivered.contains(&id);
+        let f = Flush {
+            conn,
+            now,
+            group: &id,
+            settings: &settings,
+            undelivered: self.undelivered.contains(&id),
+        };
         let mut picked: Vec<(Fingerprint, Need)> = Vec::new();
         let mut dirty: Vec<Fingerprint> = Vec::new();
         for (fp, m) in group.members.iter_mut() {
-            let before = m.sent.len();
-            m.sent.retain(|s| elapsed(*s, now) < FLAP_WINDOW);
-            if m.sent.len() != before {
+            let mut changed = false;
+            let need = self.pipeline.decide(&f, m, &mut changed)?;
+            if changed {
                 dirty.push(fp.clone());
             }
-            let need = match (m.alert.status, m.told_firing_at) {
-                (AlertStatus::Firing, None) => Need::New,
-                (AlertStatus::Firing, Some(at))
-                    if !repeats_wait && elapsed(at, now) >= settings.repeat_interval =>
-                {
-                    Need::Repeat
-                }
-                (AlertStatus::Resolved, Some(_)) => Need::Resolve,
-                _ => continue,
-            };
-            if let Some(silence) = self.silences.matching(&m.alert, now) {
-                if need == Need::Resolve {
-                    // The receiver will not hear the resolve: forget that it was told.
-                    m.told_firing_at = None;
-                    dirty.push(fp.clone());
-                }
-                if !m.quiet_logged || need == Need::Resolve {
-                    m.quiet_logged = true;
-                    metrics::counter!(telemetry::NOTIFICATIONS_SILENCED, "channel" => id.channel.to_string())
-                        .increment(1);
-                    log(
-                        conn,
-                        now,
-                        &m.alert,
-                        Some(&id.channel),
-                        Outcome::Silenced,
-                        None,
-                        Some(format!("silence {silence}")),
-                    )?;
-                }
-                continue;
+            if let Some(need) = need {
+                picked.push((fp.clone(), need));
             }
-            if m.sent.len() >= FLAP_LIMIT {
-                if !m.quiet_logged {
-                    m.quiet_logged = true;
-                    log(
-                        conn,
-                        now,
-                        &m.alert,
-                        Some(&id.channel),
-                        Outcome::Held,
-                        None,
-                        Some(format!(
-                            "flapping: notified {} times in the last hour; held until the cap frees",
-                            m.sent.len()
-                        )),
-                    )?;
-                }
-                continue;
-            }
-            m.quiet_logged = false;
-            picked.push((fp.clone(), need));
         }
 
         if !picked.is_empty() {
-            // Firing alerts first, then resolved ones; each part in fingerprint order.
-            picked.sort_by_key(|(fp, need)| (*need == Need::Resolve, fp.clone()));
-            let reason = reason(group, &picked);
-            let alerts: Vec<AlertTransition> = picked
-                .iter()
-                .filter_map(|(fp, _)| group.members.get(fp).map(|m| m.alert.clone()))
-                .collect();
-            let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) {
-                AlertStatus::Firing
-            } else {
-                AlertStatus::Resolved
-            };
-            let notification = Notification {
-                id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-                receiver: id.channel.to_string(),
-                group_key: id.key.to_string(),
-                group_labels: group.state.labels.clone(),
-                status,
-                reason,
-                created_at: now,
-                alerts,
-            };
-            let seq = store::insert_outbox(
-                conn,
-                &notification.id,
-                &id.channel,
-                &id.key,
-                now,
-                &store::to_json("a notification", &notification)?,
+            let first = group.state.last_notified_at.is_none();
+            let queued = self.pipeline.queue(
+                &f,
+                &group.state.labels,
+                first,
+                &mut group.members,
+                &mut picked,
+                &mut dirty,
             )?;
-            for (fp, _) in &picked {
-                let Some(m) = group.members.get_mut(fp) else {
-                    continue;
-                };
-                log(
-                    conn,
-                    now,
-                    &m.alert,
-                    Some(&id.channel),
-                    Outcome::Queued,
-                    Some(&notification.id),
-                    None,
-                )?;
-                m.told_firing_at = match m.alert.status {
-                    AlertStatus::Firing => Some(now),
-                    AlertStatus::Resolved => None,
-                };
-                m.changes = 0;
-                m.sent.push(now);
-                dirty.push(fp.clone());
-            }
             group.state.last_notified_at = Some(now);
-            out.push(Queued {
-                seq,
-                notification: Arc::new(notification),
-            });
+            out.push(queued);
         }
 
         group.state.next_flush_at =
@@ -689,36 +556,20 @@ fn unindex(index: &mut HashMap<Fingerprint, Vec<GroupId>>, fp: &Fingerprint, id:
     }
 }
 
-/// Why a notification goes out, for humans: `first notification`, else the kinds of
-/// change in it; plus a note when flap damping held back state changes.
-fn reason(group: &Group, picked: &[(Fingerprint, Need)]) -> String {
-    let mut text = if group.state.last_notified_at.is_none() {
-        "first notification".to_owned()
-    } else {
-        let mut parts = Vec::new();
-        for (need, word) in [
-            (Need::New, "new alerts"),
-            (Need::Resolve, "resolved"),
-            (Need::Repeat, "repeat"),
-        ] {
-            if picked.iter().any(|(_, n)| *n == need) {
-                parts.push(word);
-            }
-        }
-        parts.join(", ")
-    };
-    let (flapping, changes) = picked
-        .iter()
-        .filter_map(|(fp, _)| group.members.get(fp))
-        .filter(|m| m.changes > 1)
-        .fold((0u32, 0u32), |(n, c), m| (n + 1, c + m.changes));
-    if flapping > 0 {
-        let alerts = if flapping == 1 { "alert" } else { "alerts" };
-        text.push_str(&format!(
-            "; flapping: {flapping} {alerts} changed state {changes} times since last notified"
-        ));
+/// A record of a group-stage decision about `t` (on the channel of `group`).
+fn record<'a>(
+    now: DateTime<Utc>,
+    t: &'a AlertTransition,
+    group: Option<&'a GroupId>,
+    decision: Decision<'a>,
+) -> DeliveryRecord<'a> {
+    DeliveryRecord {
+        at: now,
+        alert: t,
+        channel: group.map(|g| &*g.channel),
+        group_key: group.map(|g| &*g.key),
+        decision,
     }
-    text
 }
 
 #[cfg(test)]

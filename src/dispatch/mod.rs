@@ -5,7 +5,10 @@
 //! - [`dispatcher`]: the entry point: [`Dispatcher::start`] and [`DispatcherHandle::submit`],
 //!   which returns once a transition is committed.
 //! - [`routes`]: which channels an alert goes to, with which settings.
-//! - [`group`]: aggregation groups, dedup, flap damping, silences; decides notifications.
+//! - [`group`]: aggregation groups: membership, coalescing, the flush schedule, and the
+//!   state the stages read.
+//! - [`stages`]: delivery as stages, composed in one place: route, dedup/repeat,
+//!   inhibit, silence, mute, flap, outbox; and the history sink they report to.
 //! - [`silence`]: the compiled silences.
 //! - [`notification`]: what a notification holds, and the webhook body.
 //! - [`outbox`]: per-channel senders: ordering, retries, backoff, give-up.
@@ -20,6 +23,7 @@ pub mod notification;
 pub mod outbox;
 pub mod routes;
 pub mod silence;
+pub mod stages;
 
 pub use channels::{Channel, ChannelError, SendError};
 pub use dispatcher::{DispatchError, DispatchOptions, Dispatcher, DispatcherHandle, StartError};
