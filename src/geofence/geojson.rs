@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::shape::{Shape, Zone};
+use super::shape::{Rings, Shape, Zone};
 
 /// A GeoJSON zone file that cannot be used, and where.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +184,7 @@ fn positions(value: &Value) -> Result<Vec<[f64; 2]>, String> {
 }
 
 /// A polygon's rings: the outer one, then its holes.
-fn rings(value: &Value) -> Result<(Vec<[f64; 2]>, Vec<Vec<[f64; 2]>>), String> {
+fn rings(value: &Value) -> Result<Rings, String> {
     let rings = value
         .as_array()
         .ok_or("Polygon coordinates must be an array of rings")?

@@ -30,6 +30,9 @@ pub enum ShapeError {
     TooFewRoutePoints(usize),
 }
 
+/// A polygon as `[lat, lng]` rings: the outer one, then its holes.
+pub type Rings = (Vec<[f64; 2]>, Vec<Vec<[f64; 2]>>);
+
 /// Where a geofence is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
@@ -63,9 +66,7 @@ impl Shape {
     }
 
     /// Several polygons, each an outer ring and its holes, as `[lat, lng]` vertices.
-    pub fn multi_polygon(
-        polygons: &[(Vec<[f64; 2]>, Vec<Vec<[f64; 2]>>)],
-    ) -> Result<Shape, ShapeError> {
+    pub fn multi_polygon(polygons: &[Rings]) -> Result<Shape, ShapeError> {
         let polygons = polygons
             .iter()
             .map(|(outer, holes)| ring_polygon(outer, holes))

@@ -200,18 +200,18 @@ async fn tracker_list(
     axum::Json(serde_json::json!({"success": true, "list": list})).into_response()
 }
 
-/// The parameters of a REST call whose hash is accepted, or Navixy's refusal.
+/// The parameters of a REST call whose hash is accepted, or Navixy's refusal code.
 fn authorized(
     shared: &Shared,
     headers: &HeaderMap,
     uri: &Uri,
     body: &[u8],
-) -> Result<BTreeMap<String, String>, Response> {
+) -> Result<BTreeMap<String, String>, i64> {
     let p = params(headers, uri, body);
     let Some(hash) = p.get("hash") else {
-        return Err(fail(3));
+        return Err(3);
     };
-    shared.check_hash(hash).map_err(|(code, _)| fail(code))?;
+    shared.check_hash(hash).map_err(|(code, _)| code)?;
     Ok(p)
 }
 
@@ -226,7 +226,7 @@ async fn zone_list(
             let with_points = p.get("with_points").is_some_and(|v| v == "true");
             axum::Json(shared.context.zone_list(with_points)).into_response()
         }
-        Err(refusal) => refusal,
+        Err(code) => fail(code),
     }
 }
 
@@ -238,7 +238,7 @@ async fn zone_point_list(
 ) -> Response {
     let p = match authorized(&shared, &headers, &uri, &body) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(code) => return fail(code),
     };
     let Some(id) = p.get("zone_id").and_then(|v| v.parse::<i64>().ok()) else {
         return fail(7);
@@ -262,7 +262,7 @@ async fn tracker_group_list(
 ) -> Response {
     match authorized(&shared, &headers, &uri, &body) {
         Ok(_) => axum::Json(shared.context.group_list()).into_response(),
-        Err(refusal) => refusal,
+        Err(code) => fail(code),
     }
 }
 
@@ -274,7 +274,7 @@ async fn tag_list(
 ) -> Response {
     match authorized(&shared, &headers, &uri, &body) {
         Ok(_) => axum::Json(shared.context.tag_list()).into_response(),
-        Err(refusal) => refusal,
+        Err(code) => fail(code),
     }
 }
 
@@ -286,7 +286,7 @@ async fn employee_list(
 ) -> Response {
     match authorized(&shared, &headers, &uri, &body) {
         Ok(_) => axum::Json(shared.context.employee_list()).into_response(),
-        Err(refusal) => refusal,
+        Err(code) => fail(code),
     }
 }
 
@@ -298,7 +298,7 @@ async fn tracker_employee_read(
 ) -> Response {
     let p = match authorized(&shared, &headers, &uri, &body) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(code) => return fail(code),
     };
     let Some(id) = p
         .get("tracker_id")
