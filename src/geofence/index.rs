@@ -12,8 +12,9 @@ use rstar::{AABB, RTree};
 
 use super::shape::Zone;
 
-/// A zone's box in the tree, with the zone's position in `zones`.
-type Entry = GeomWithData<Rectangle<[f64; 2]>, usize>;
+/// A box in the tree: the zone's position in `zones`, and the part of its shape the box
+/// bounds (a sausage's segment; `None` for the whole shape).
+type Entry = GeomWithData<Rectangle<[f64; 2]>, (usize, Option<usize>)>;
 
 /// The zones by label, and the tree over their boxes. Immutable once built: a refresh
 /// builds a new one and swaps it in.
@@ -45,10 +46,15 @@ impl ZoneIndex {
         let entries = kept
             .iter()
             .enumerate()
-            .map(|(i, zone)| {
-                let bbox = zone.shape.bounding_box();
-                let (min, max) = (bbox.min(), bbox.max());
-                GeomWithData::new(Rectangle::from_corners([min.x, min.y], [max.x, max.y]), i)
+            .flat_map(|(i, zone)| {
+                zone.shape
+                    .part_boxes()
+                    .into_iter()
+                    .map(move |(part, bbox)| {
+                        let (min, max) = (bbox.min(), bbox.max());
+                        let rect = Rectangle::from_corners([min.x, min.y], [max.x, max.y]);
+                        GeomWithData::new(rect, (i, part))
+                    })
             })
             .collect();
         ZoneIndex {
@@ -60,14 +66,22 @@ impl ZoneIndex {
         }
     }
 
-    /// The labels of every zone holding (`lat`, `lng`), in no particular order.
+    /// The labels of every zone holding (`lat`, `lng`), each once, in the order given.
     pub fn containing(&self, lat: f64, lng: f64) -> impl Iterator<Item = &str> {
         let point = AABB::from_point([lng, lat]);
-        self.tree
+        let mut hits: Vec<usize> = self
+            .tree
             .locate_in_envelope_intersecting(&point)
-            .map(|entry| &self.zones[entry.data])
-            .filter(move |zone| zone.contains(lat, lng))
-            .map(|zone| zone.label.as_str())
+            .filter(|entry| {
+                let (zone, part) = entry.data;
+                self.zones[zone].shape.part_contains(part, lat, lng)
+            })
+            .map(|entry| entry.data.0)
+            .collect();
+        // Two segments of one route may both hold the point.
+        hits.sort_unstable();
+        hits.dedup();
+        hits.into_iter().map(|i| self.zones[i].label.as_str())
     }
 
     /// Whether the zone labelled `label` holds (`lat`, `lng`); `None` when no zone has
@@ -147,6 +161,8 @@ mod tests {
         assert_eq!(labels(&index, 52.52, 13.45), vec!["Route A"]);
         assert_eq!(labels(&index, 52.535, 13.5005), vec!["Route A"]);
         assert_eq!(labels(&index, 52.535, 13.45), Vec::<&str>::new());
+        // At the route's bend both legs hold the point: the label comes once.
+        assert_eq!(labels(&index, 52.5201, 13.5001), vec!["Route A"]);
         // In the triangle's box but across its diagonal.
         assert_eq!(labels(&index, 52.69, 13.39), Vec::<&str>::new());
         assert_eq!(labels(&index, 52.61, 13.31), vec!["Triangle"]);

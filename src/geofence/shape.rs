@@ -6,7 +6,7 @@
 //! city-sized zone is within centimetres of the ellipsoid's answer for our purpose.
 
 use geo::{
-    Closest, Coord, Distance, Haversine, HaversineClosestPoint, Intersects, LineString,
+    Closest, Coord, Distance, Haversine, HaversineClosestPoint, Intersects, Line, LineString,
     MultiPolygon, Point, Polygon, Rect,
 };
 
@@ -91,12 +91,9 @@ impl Shape {
         match self {
             Shape::Circle { center, radius_m } => Haversine.distance(*center, p) <= *radius_m,
             Shape::Polygon(polygons) => polygons.intersects(&p),
-            Shape::Sausage { route, radius_m } => match route.haversine_closest_point(&p) {
-                Closest::Intersection(_) => true,
-                Closest::SinglePoint(q) => Haversine.distance(q, p) <= *radius_m,
-                // Only for an empty route, which the constructor refuses.
-                Closest::Indeterminate => false,
-            },
+            Shape::Sausage { route, radius_m } => {
+                route.lines().any(|line| within(&line, p, *radius_m))
+            }
         }
     }
 
@@ -111,6 +108,51 @@ impl Shape {
             }
             Shape::Sausage { route, radius_m } => expand(bounds(&mut route.0.iter()), *radius_m),
         }
+    }
+}
+
+impl Shape {
+    /// The boxes the index files the shape under, each with the part it bounds: one box
+    /// for a circle or a polygon, one per segment for a sausage (a long winding route's
+    /// single box would hold much of a city, and every lookup there would test it).
+    pub(super) fn part_boxes(&self) -> Vec<(Option<usize>, Rect<f64>)> {
+        match self {
+            Shape::Sausage { route, radius_m } => route
+                .lines()
+                .enumerate()
+                .map(|(k, line)| {
+                    let rect = bounds(&mut [line.start, line.end].iter());
+                    (Some(k), expand(rect, *radius_m))
+                })
+                .collect(),
+            _ => vec![(None, self.bounding_box())],
+        }
+    }
+
+    /// Whether (`lat`, `lng`) lies in part `part` of the shape (see
+    /// [`Self::part_boxes`]), or in the whole shape for `None`.
+    pub(super) fn part_contains(&self, part: Option<usize>, lat: f64, lng: f64) -> bool {
+        match (self, part) {
+            (Shape::Sausage { route, radius_m }, Some(k)) => {
+                let (Some(start), Some(end)) = (route.0.get(k), route.0.get(k + 1)) else {
+                    return false;
+                };
+                within(&Line::new(*start, *end), Point::new(lng, lat), *radius_m)
+            }
+            _ => self.contains(lat, lng),
+        }
+    }
+}
+
+/// Whether `p` is within `radius_m` of a segment (a repeated point is a point).
+fn within(line: &Line<f64>, p: Point<f64>, radius_m: f64) -> bool {
+    if line.start == line.end {
+        return Haversine.distance(Point(line.start), p) <= radius_m;
+    }
+    match line.haversine_closest_point(&p) {
+        Closest::Intersection(_) => true,
+        Closest::SinglePoint(q) => Haversine.distance(q, p) <= radius_m,
+        Closest::Indeterminate => false,
     }
 }
 
