@@ -12,6 +12,8 @@
 //! - [`engine`]: maps frames to per-tracker [`state::Update`]s and routes each to the shard
 //!   of its tracker id. A shard is owned by one worker thread: its part of the cache and
 //!   its alert states need no locks. A ticker re-evaluates silent trackers.
+//! - [`geofence`]: zones as geometry (circle, polygon, sausage) and the spatial index
+//!   that tells which zones hold a position.
 //! - [`state`]: the per-tracker cache: merged latest state, previous state, readings
 //!   merged from deltas, lifecycle, bounded history windows.
 //! - [`rules`]: rule files, one sandboxed Rhai engine with compiled conditions, the alert
@@ -41,6 +43,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod engine;
+pub mod geofence;
 pub mod navixy;
 pub mod rules;
 pub mod server;

@@ -1,5 +1,7 @@
-//! The two REST calls the source needs: `user/auth` (login + password -> session hash)
-//! and `tracker/list` (tracker ids, labels and the source id each one's states carry).
+//! The REST calls the source needs: `user/auth` (login + password -> session hash)
+//! and `tracker/list` (tracker ids, labels and the source id each one's states carry);
+//! and those that read Navixy's context (zones and their points, groups, tags,
+//! employees; the types are in [`super::context`]).
 //!
 //! Navixy answers errors as `{"success":false,"status":{"code":N,"description":"..."}}`,
 //! often with a non-2xx HTTP status; [`RestError`] keeps the code typed so the caller can
@@ -14,6 +16,9 @@ use serde::Deserialize;
 use super::messages::TrackerInfo;
 use crate::config::Secret;
 
+use super::context::{
+    Employee, ListAnswer, Listed, NavixyZone, Tag, TrackerBindings, TrackerGroup, ZonePoint,
+};
 use super::messages::TrackerList;
 
 /// Navixy's API error codes that change what the source does.
@@ -210,6 +215,64 @@ impl RestClient {
         let body = serde_json::json!({ "hash": hash.expose() });
         let list: TrackerList = self.call("tracker/list", &body).await?;
         Ok(list.list.iter().map(TrackerInfo::from).collect())
+    }
+
+    /// `zone/list` with `with_points`: every geofence, with the points of polygons and
+    /// sausages when the server includes them (see [`Self::zone_point_list`]).
+    pub async fn zone_list(&self, hash: &Secret) -> Result<Listed<NavixyZone>, RestError> {
+        let body = serde_json::json!({ "hash": hash.expose(), "with_points": true });
+        self.list("zone/list", &body).await
+    }
+
+    /// `zone/point/list`: the points of one polygon or sausage (error 201 when the zone
+    /// is gone, 230 for a circle).
+    pub async fn zone_point_list(
+        &self,
+        hash: &Secret,
+        zone_id: i64,
+    ) -> Result<Listed<ZonePoint>, RestError> {
+        let body = serde_json::json!({ "hash": hash.expose(), "zone_id": zone_id });
+        self.list("zone/point/list", &body).await
+    }
+
+    /// `tracker/group/list`: the account's groups (the default group 0 is not listed).
+    pub async fn tracker_group_list(
+        &self,
+        hash: &Secret,
+    ) -> Result<Listed<TrackerGroup>, RestError> {
+        let body = serde_json::json!({ "hash": hash.expose() });
+        self.list("tracker/group/list", &body).await
+    }
+
+    /// `tag/list`: every tag of the account.
+    pub async fn tag_list(&self, hash: &Secret) -> Result<Listed<Tag>, RestError> {
+        let body = serde_json::json!({ "hash": hash.expose() });
+        self.list("tag/list", &body).await
+    }
+
+    /// `employee/list`: every employee, each with the tracker assigned to them.
+    pub async fn employee_list(&self, hash: &Secret) -> Result<Listed<Employee>, RestError> {
+        let body = serde_json::json!({ "hash": hash.expose() });
+        self.list("employee/list", &body).await
+    }
+
+    /// `tracker/list` read for each tracker's group and `tag_bindings`.
+    pub async fn tracker_tag_bindings(
+        &self,
+        hash: &Secret,
+    ) -> Result<Listed<TrackerBindings>, RestError> {
+        let body = serde_json::json!({ "hash": hash.expose() });
+        self.list("tracker/list", &body).await
+    }
+
+    /// A `*/list` call whose items are decoded one by one (bad ones skipped, counted).
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &'static str,
+        body: &serde_json::Value,
+    ) -> Result<Listed<T>, RestError> {
+        let answer: ListAnswer<T> = self.call(call, body).await?;
+        Ok(answer.list)
     }
 
     /// POSTs a JSON body and returns the success body, or the typed error.

@@ -180,7 +180,7 @@ pub struct Fleet {
 }
 
 /// splitmix64: spreads a seed so that neighbouring seeds and indices share nothing.
-fn mix(mut x: u64) -> u64 {
+pub(super) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -264,6 +264,36 @@ impl Fleet {
     }
 }
 
+/// Where vehicle `index` of any fleet with `seed` is at second 0 and then every
+/// `every_s` simulated seconds while it drives its opening trip (until it first parks,
+/// or `max_s`), consecutive repeats left out. A vehicle's story depends on its seed and
+/// index only, so this is the trip it drives in every simulator with that seed.
+pub fn opening_trip(seed: u64, index: usize, every_s: i64, max_s: i64) -> Vec<(f64, f64)> {
+    let mut vehicle = Vehicle::new(index, seed);
+    vehicle.begin();
+    let mut out = vec![(vehicle.lat, vehicle.lng)];
+    let mut driven = false;
+    for t in 1..=max_s {
+        vehicle.step(t);
+        let driving = matches!(vehicle.activity, Activity::Driving | Activity::Speeding);
+        driven |= driving;
+        let ends = driven && !driving;
+        if (t % every_s.max(1) == 0 || ends) && out.last() != Some(&(vehicle.lat, vehicle.lng)) {
+            out.push((vehicle.lat, vehicle.lng));
+        }
+        if ends {
+            break;
+        }
+    }
+    out
+}
+
+/// Where vehicle `index` of any fleet with `seed` starts.
+pub fn start_position(seed: u64, index: usize) -> (f64, f64) {
+    let vehicle = Vehicle::new(index, seed);
+    (vehicle.lat, vehicle.lng)
+}
+
 impl Vehicle {
     fn new(index: usize, seed: u64) -> Vehicle {
         let mut rng = Rng::with_seed(mix(seed ^ mix(index as u64 + 1)));
@@ -299,7 +329,12 @@ impl Vehicle {
             tracker_id: 21_000 + n as i64,
             source_id: 10_000 + 37 * n as i64,
             label: format!("{kind} {n}"),
-            group_id: (index % 3) as i64 + 1,
+            // Three dispatch groups; every fifth vehicle stays in Navixy's default group.
+            group_id: if index % 5 == 4 {
+                0
+            } else {
+                (index % 3) as i64 + 1
+            },
             device_id: format!("3561730{:08}", 1000 + n),
             activity: Activity::Parked,
             until_s: 0,

@@ -1,7 +1,9 @@
 //! A Navixy-compatible server for demos and tests: WebSocket `/v2/event/subscription`
 //! (Atmosphere line, heartbeats, subscribe/response/error, logout) and REST
 //! `/v2/user/auth` and `/v2/tracker/list`, serving a simulated fleet that is deterministic
-//! for a seed (`fleet`), in the wire or the documented shapes (`frames`).
+//! for a seed (`fleet`), in the wire or the documented shapes (`frames`); and the
+//! account's context (`context`): `zone/list`, `zone/point/list`, `tracker/group/list`,
+//! `tag/list`, `employee/list` and `tracker/employee/read`.
 //!
 //! [`Simulator::bind`] starts it on an address and returns a [`SimulatorHandle`] whose
 //! hooks let tests drop connections, log sessions out, refuse subscriptions or flood a
@@ -9,6 +11,7 @@
 //! real one (tokio's clock, so paused-time tests control it too); [`SimClock`] exposes it
 //! as a [`Clock`] so that an engine fed by the simulator can run on simulated time.
 
+mod context;
 mod fleet;
 mod frames;
 mod server;
@@ -28,6 +31,7 @@ use crate::clock::Clock;
 use crate::config::SimulatorConfig;
 use crate::navixy::messages::TrackerInfo;
 
+pub use context::{CORRIDOR_RADIUS_M, DEPOT_RADIUS_M};
 pub use fleet::{Activity, DEPOT};
 
 /// Login and password the simulator accepts by default.
@@ -193,6 +197,8 @@ struct Shared {
     api_key: String,
     clock: SimClock,
     fleet: Mutex<fleet::Fleet>,
+    /// Zones, groups, tags and drivers: fixed for the simulator's life.
+    context: context::SimContext,
     /// Session hashes from `user/auth`; a logout ends them all.
     sessions: Mutex<Vec<String>>,
     api_key_valid: AtomicBool,
@@ -251,6 +257,7 @@ impl Simulator {
             .clone()
             .unwrap_or_else(|| fleet::hash_from(options.seed, 0xA11));
         let fleet = fleet::Fleet::new(options.trackers, options.seed, start);
+        let context = context::SimContext::new(options.seed, &fleet);
         let (hooks, _) = broadcast::channel(64);
         let (shutdown, _) = watch::channel(false);
         Simulator {
@@ -259,6 +266,7 @@ impl Simulator {
                 session_rng: Mutex::new(fastrand::Rng::with_seed(options.seed ^ 0x5E55)),
                 api_key,
                 fleet: Mutex::new(fleet),
+                context,
                 sessions: Mutex::new(Vec::new()),
                 api_key_valid: AtomicBool::new(true),
                 password: Mutex::new(options.password.clone()),

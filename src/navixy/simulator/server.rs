@@ -39,6 +39,21 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v2/user/auth", post(auth).get(auth))
         .route("/v2/tracker/list", post(tracker_list).get(tracker_list))
+        .route("/v2/zone/list", post(zone_list).get(zone_list))
+        .route(
+            "/v2/zone/point/list",
+            post(zone_point_list).get(zone_point_list),
+        )
+        .route(
+            "/v2/tracker/group/list",
+            post(tracker_group_list).get(tracker_group_list),
+        )
+        .route("/v2/tag/list", post(tag_list).get(tag_list))
+        .route("/v2/employee/list", post(employee_list).get(employee_list))
+        .route(
+            "/v2/tracker/employee/read",
+            post(tracker_employee_read).get(tracker_employee_read),
+        )
         .route("/v2/event/subscription", get(subscription))
         .fallback(unknown_call)
         .with_state(shared)
@@ -53,7 +68,9 @@ fn description(code: i64) -> &'static str {
         11 => "Access denied",
         15 => "Too many requests",
         102 => "Wrong login or password",
+        201 => "Not found in the database",
         208 => "Device blocked",
+        230 => "Not supported for this entity type",
         _ => "Error",
     }
 }
@@ -159,6 +176,7 @@ async fn tracker_list(
                     "id": v.tracker_id,
                     "label": v.label,
                     "group_id": v.group_id,
+                    "tag_bindings": shared.context.tag_bindings(v.tracker_id),
                     "clone": false,
                     "source": {
                         "id": v.source_id,
@@ -180,6 +198,118 @@ async fn tracker_list(
         .tracker_lists
         .fetch_add(1, Ordering::Relaxed);
     axum::Json(serde_json::json!({"success": true, "list": list})).into_response()
+}
+
+/// The parameters of a REST call whose hash is accepted, or Navixy's refusal code.
+fn authorized(
+    shared: &Shared,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<BTreeMap<String, String>, i64> {
+    let p = params(headers, uri, body);
+    let Some(hash) = p.get("hash") else {
+        return Err(3);
+    };
+    shared.check_hash(hash).map_err(|(code, _)| code)?;
+    Ok(p)
+}
+
+async fn zone_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    match authorized(&shared, &headers, &uri, &body) {
+        Ok(p) => {
+            let with_points = p.get("with_points").is_some_and(|v| v == "true");
+            axum::Json(shared.context.zone_list(with_points)).into_response()
+        }
+        Err(code) => fail(code),
+    }
+}
+
+async fn zone_point_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let p = match authorized(&shared, &headers, &uri, &body) {
+        Ok(p) => p,
+        Err(code) => return fail(code),
+    };
+    let Some(id) = p.get("zone_id").and_then(|v| v.parse::<i64>().ok()) else {
+        return fail(7);
+    };
+    let Some(zone) = shared.context.zone(id) else {
+        return fail(201);
+    };
+    match super::context::points_json(zone) {
+        Some(points) => {
+            axum::Json(serde_json::json!({"success": true, "list": points})).into_response()
+        }
+        None => fail(230),
+    }
+}
+
+async fn tracker_group_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    match authorized(&shared, &headers, &uri, &body) {
+        Ok(_) => axum::Json(shared.context.group_list()).into_response(),
+        Err(code) => fail(code),
+    }
+}
+
+async fn tag_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    match authorized(&shared, &headers, &uri, &body) {
+        Ok(_) => axum::Json(shared.context.tag_list()).into_response(),
+        Err(code) => fail(code),
+    }
+}
+
+async fn employee_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    match authorized(&shared, &headers, &uri, &body) {
+        Ok(_) => axum::Json(shared.context.employee_list()).into_response(),
+        Err(code) => fail(code),
+    }
+}
+
+async fn tracker_employee_read(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let p = match authorized(&shared, &headers, &uri, &body) {
+        Ok(p) => p,
+        Err(code) => return fail(code),
+    };
+    let Some(id) = p
+        .get("tracker_id")
+        .and_then(|v| v.parse::<TrackerId>().ok())
+    else {
+        return fail(7);
+    };
+    if shared.fleet.lock().by_tracker(id).is_none() {
+        return fail(201);
+    }
+    axum::Json(shared.context.tracker_employee(id)).into_response()
 }
 
 async fn unknown_call(uri: Uri) -> Response {
