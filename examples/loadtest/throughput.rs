@@ -344,10 +344,10 @@ server: {{ listen: "{admin}" }}
         std::thread::spawn(move || -> anyhow::Result<()> {
             let mut recording = Recording::open(&fleet, chrono_tz::UTC)?;
             while let Some(next) = recording.next_frame() {
-                if let Ok(frame) = next? {
-                    if tx.blocking_send(frame.text.into_owned()).is_err() {
-                        break;
-                    }
+                if let Ok(frame) = next?
+                    && tx.blocking_send(frame.text.into_owned()).is_err()
+                {
+                    break;
                 }
             }
             Ok(())
