@@ -26,6 +26,12 @@ struct Args {
     /// Stop after this many updates (state items + readings items).
     #[arg(long, default_value_t = 1_000_000)]
     updates: usize,
+    /// Stop after this many minutes of event time instead (rounds of `--interval`).
+    #[arg(long, conflicts_with = "updates")]
+    minutes: Option<i64>,
+    /// The event time of the first round (RFC 3339); default: 2026-01-05T06:00:00Z.
+    #[arg(long)]
+    start: Option<chrono::DateTime<Utc>>,
     /// States (or readings) per frame.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -52,16 +58,22 @@ fn main() -> std::io::Result<()> {
         std::fs::write(path, fleet.tracker_list())?;
     }
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args.out)?);
-    let start = Utc
-        .with_ymd_and_hms(2026, 1, 5, 6, 0, 0)
-        .single()
-        .expect("a valid start");
+    let start = args.start.unwrap_or_else(|| {
+        Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0)
+            .single()
+            .expect("a valid start")
+    });
     let batch = args.batch.max(1);
+    let interval = args.interval.max(1);
+    let (limit, rounds) = match args.minutes {
+        Some(minutes) => (usize::MAX, (minutes.max(0) * 60 / interval) as usize),
+        None => (args.updates, usize::MAX),
+    };
     let (mut written, mut frames, mut round) = (0usize, 0usize, 0usize);
-    while written < args.updates {
-        let at = start + Duration::seconds(args.interval * round as i64);
+    while written < limit && round < rounds {
+        let at = start + Duration::seconds(interval * round as i64);
         for i in 0..args.trackers {
-            fleet.step(i, args.interval as f64);
+            fleet.step(i, interval as f64);
         }
         let mut emit = |frame: String, n: usize, written: &mut usize| -> std::io::Result<()> {
             writeln!(
@@ -74,19 +86,19 @@ fn main() -> std::io::Result<()> {
             Ok(())
         };
         let mut first = 0;
-        while first < args.trackers && written < args.updates {
+        while first < args.trackers && written < limit {
             let end = (first + batch)
                 .min(args.trackers)
-                .min(first + args.updates - written);
+                .min(first.saturating_add(limit - written));
             emit(fleet.state_batch(first..end, at), end - first, &mut written)?;
             first = end;
         }
         if args.readings_every > 0 && round % args.readings_every == 0 {
             let mut first = 0;
-            while first < args.trackers && written < args.updates {
+            while first < args.trackers && written < limit {
                 let end = (first + batch)
                     .min(args.trackers)
-                    .min(first + args.updates - written);
+                    .min(first.saturating_add(limit - written));
                 emit(
                     fleet.readings_batch(first..end, at),
                     end - first,

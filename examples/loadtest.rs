@@ -15,10 +15,14 @@
 //! `decode`: decodes a recording's frames on one thread, nothing else: the baseline that
 //! the end-to-end `replay` is compared with.
 //!
+//! `throughput` (`loadtest/throughput.rs`): a recording served as fast as the daemon reads
+//! it, the daemon's CPU time and memory for it, next to `replay` of the same recording.
+//!
 //! ```text
-//! cargo build --release --bin navixy-alerts --example loadtest
+//! cargo build --release --bin navixy-alerts --example loadtest --example gen_fleet
 //! target/release/examples/loadtest latency --rate 20000 --seconds 30
 //! target/release/examples/loadtest decode /tmp/fleet.jsonl
+//! target/release/examples/loadtest throughput --trackers 8000 --minutes 30
 //! ```
 //!
 //! The stock rule `geofence_exit` (`for: 1m`) fires for every tracker a minute after its
@@ -51,6 +55,9 @@ use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::Frame;
 use navixy_alerts::source::replay::Recording;
 
+#[path = "loadtest/throughput.rs"]
+mod throughput;
+
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
@@ -66,6 +73,8 @@ enum Mode {
         /// A recording (`examples/gen_fleet.rs` writes one).
         recording: PathBuf,
     },
+    /// A recording as fast as the daemon reads it: its CPU and memory, next to `replay`'s.
+    Throughput(throughput::ThroughputArgs),
 }
 
 #[derive(clap::Args)]
@@ -117,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(latency(args)),
         Mode::Decode { recording } => decode(&recording),
+        Mode::Throughput(args) => throughput::throughput(args),
     }
 }
 
@@ -186,6 +196,25 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The daemon binary: `bin`, or `navixy-alerts` in the folder above this example's.
+fn daemon_binary(bin: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let bin = match bin {
+        Some(bin) => bin.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("navixy-alerts"))
+            .context("cannot find the daemon binary; pass --bin")?,
+    };
+    if !bin.exists() {
+        bail!(
+            "{}: no such binary (cargo build --release --bin navixy-alerts)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// User + system CPU time of a process, from `/proc/PID/stat`.
 fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -226,20 +255,7 @@ async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
         bail!("need --rate > 0, --frames > 0 and at least rate / frames trackers");
     }
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = match &args.bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("navixy-alerts"))
-            .context("cannot find the daemon binary; pass --bin")?,
-    };
-    if !bin.exists() {
-        bail!(
-            "{}: no such binary (cargo build --release --bin navixy-alerts)",
-            bin.display()
-        );
-    }
+    let bin = daemon_binary(args.bin.as_deref())?;
     let temp = tempfile::tempdir()?;
     let dir = args
         .dir
@@ -249,7 +265,7 @@ async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
 
     let ledger = Arc::new(Ledger::default());
     let receiver = start_receiver(ledger.clone()).await?;
-    let rest = start_rest(args.trackers).await?;
+    let rest = start_rest(generated_tracker_list(args.trackers)).await?;
     let ws_listener = TcpListener::bind("127.0.0.1:0").await?;
     let ws = ws_listener.local_addr()?;
 
@@ -308,9 +324,11 @@ server: {{ listen: "127.0.0.1:0" }}
     // One connection at a time; the latest one gets the stream.
     let (conn_tx, mut conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
     let connections = Arc::new(AtomicU64::new(0));
+    let ids = (0..args.trackers).map(|i| FIRST_TRACKER + i).collect();
     tokio::spawn(accept_loop(
         ws_listener,
-        args.trackers,
+        ids,
+        &["state_batch"],
         conn_tx,
         connections.clone(),
     ));
@@ -485,15 +503,36 @@ type ConnectionSink = Arc<
     >,
 >;
 
-/// Accepts WebSocket connections: the Atmosphere line, the answer to `subscribe`, then
-/// hands the connection to the stream.
+/// Accepts WebSocket connections: the Atmosphere line, the answer to `subscribe` (every
+/// tracker of `ids` `normal` in each of `events`), then hands the connection to the stream.
 async fn accept_loop(
     listener: TcpListener,
-    trackers: u64,
+    ids: Vec<u64>,
+    events: &'static [&'static str],
     connection: watch::Sender<Option<ConnectionSink>>,
     connections: Arc<AtomicU64>,
 ) {
+    let mut statuses = String::from("{");
+    for (n, id) in ids.iter().enumerate() {
+        if n > 0 {
+            statuses.push(',');
+        }
+        let _ = write!(statuses, r#""{id}":"normal""#);
+    }
+    statuses.push('}');
+    let data: Vec<String> = events
+        .iter()
+        .map(|e| format!(r#""{e}":{{"value":{statuses}}}"#))
+        .collect();
+    let names: Vec<String> = events.iter().map(|e| format!(r#""{e}""#)).collect();
+    let response: Arc<str> = format!(
+        r#"{{"type":"response","action":"subscription/subscribe","events":[{}],"data":{{{}}}}}"#,
+        names.join(","),
+        data.join(",")
+    )
+    .into();
     while let Ok((tcp, _)) = listener.accept().await {
+        let response = response.clone();
         let _ = tcp.set_nodelay(true);
         connections.fetch_add(1, Ordering::Relaxed);
         let connection = connection.clone();
@@ -512,21 +551,10 @@ async fn accept_loop(
                     continue;
                 };
                 if text.contains("\"subscribe\"") {
-                    let mut statuses = String::from("{");
-                    for i in 0..trackers {
-                        if i > 0 {
-                            statuses.push(',');
-                        }
-                        let _ = write!(statuses, r#""{}":"normal""#, FIRST_TRACKER + i);
-                    }
-                    statuses.push('}');
-                    let response = format!(
-                        r#"{{"type":"response","action":"subscription/subscribe","events":["state_batch"],"data":{{"state_batch":{{"value":{statuses}}}}}}}"#
-                    );
                     if sink
                         .lock()
                         .await
-                        .send(Message::text(response))
+                        .send(Message::text(response.to_string()))
                         .await
                         .is_err()
                     {
@@ -540,8 +568,8 @@ async fn accept_loop(
     }
 }
 
-/// `tracker/list` (any hash) for the generated fleet.
-async fn start_rest(trackers: u64) -> anyhow::Result<SocketAddr> {
+/// The `tracker/list` response of the latency test's generated fleet.
+fn generated_tracker_list(trackers: u64) -> String {
     let mut list = String::from(r#"{"success":true,"list":["#);
     for i in 0..trackers {
         if i > 0 {
@@ -557,13 +585,24 @@ async fn start_rest(trackers: u64) -> anyhow::Result<SocketAddr> {
         );
     }
     list.push_str("]}");
-    let list = Arc::new(list);
-    let app = axum::Router::new().fallback(move || {
+    list
+}
+
+/// Navixy's REST calls the daemon makes: `user/auth` (any login) answers a session hash,
+/// every other call the `tracker/list` response `list`.
+async fn start_rest(list: String) -> anyhow::Result<SocketAddr> {
+    let list: Arc<str> = list.into();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let list = list.clone();
         async move {
+            let body = if uri.path().ends_with("/user/auth") {
+                format!(r#"{{"success":true,"hash":"{HASH}"}}"#)
+            } else {
+                list.as_ref().to_owned()
+            };
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
-                list.as_str().to_owned(),
+                body,
             )
         }
     });

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The performance evidence of BENCHMARKS.md, in one run: builds the release binary and the
 # load tools, generates a fleet recording, runs the criterion benches, `replay --stats`
-# without and with the stock rules, decoding the same recording alone, and the
-# frame-to-webhook latency test; prints a table of the figures against the SPEC targets.
+# without and with the stock rules, decoding the same recording alone, the frame-to-webhook
+# latency test, and the live path's CPU next to replay's (`loadtest throughput`); prints a
+# table of the figures against the SPEC targets.
 #
 #   scripts/bench.sh                  # everything (about 10 minutes on two cores)
 #   QUICK=1 scripts/bench.sh          # skip the criterion benches
 #
 # Environment: OUT (default target/bench: logs and the recording), TRACKERS (10000),
 # UPDATES (1000000), RUNS (3: replay runs, the best is kept), RATE (20000 updates/s),
-# SECONDS_OF_LOAD (30), BENCHES (decode rules replay dispatch memory).
+# SECONDS_OF_LOAD (30), BENCHES (decode rules replay dispatch memory), LIVE_TRACKERS (8000)
+# and LIVE_MINUTES (30): the fleet `loadtest throughput` generates.
 #
 # The machine may be shared: every figure is printed with the load average at the time.
 
@@ -23,6 +25,8 @@ RUNS=${RUNS:-3}
 RATE=${RATE:-20000}
 SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-30}
 BENCHES=${BENCHES:-decode rules replay dispatch memory}
+LIVE_TRACKERS=${LIVE_TRACKERS:-8000}
+LIVE_MINUTES=${LIVE_MINUTES:-30}
 mkdir -p "$OUT"
 
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -149,6 +153,18 @@ row "frame -> webhook at $RATE updates/s" "$(grep -o 'p50.*' "$OUT/latency.log" 
     "p99 < 5 ms" "target/release/examples/loadtest latency --rate $RATE --seconds $SECONDS_OF_LOAD"
 row "daemon CPU at $RATE updates/s" "$(grep -o '([0-9]* % of one core)' "$OUT/latency.log" | tr -d '()')" "" \
     "the same"
+
+# The live path (`run`: WebSocket, engine, outbox, webhook) as fast as it reads, and
+# `replay` of the same generated recording and rules, on CPU time.
+sync
+say "throughput: run next to replay, $LIVE_TRACKERS trackers x $LIVE_MINUTES min"
+THROUGHPUT_CMD="target/release/examples/loadtest throughput --trackers $LIVE_TRACKERS --minutes $LIVE_MINUTES"
+$THROUGHPUT_CMD 2>&1 | tee "$OUT/throughput.log" >&2
+per_million() { grep "^$1:" "$OUT/throughput.log" | grep -o 'CPU [0-9.]* s ([0-9.]* s per million' | sed -E 's/CPU ([0-9.]*) s \(([0-9.]*) .*/\1 s, \2 s per million updates/'; }
+row "run, the live path (CPU)" "$(per_million run)" "" "$THROUGHPUT_CMD"
+row "replay, the same recording and rules (CPU)" "$(per_million replay)" "" "the same"
+row "run / replay, CPU per update" "$(grep -o '^run / replay: [0-9.]*x' "$OUT/throughput.log" | grep -o '[0-9.]*x')" \
+    "<= 1.25x (later)" "the same"
 
 printf '\n| what | figure | target | command |\n|---|---|---|---|\n'
 for r in "${ROWS[@]}"; do

@@ -1,0 +1,638 @@
+//! `loadtest throughput`: what the live path (`run`: Navixy WebSocket → engine → outbox →
+//! webhook) costs per update, next to `replay` of the same recording and rules.
+//!
+//! On loopback: a Navixy server (REST `user/auth` and `tracker/list` of the recording's
+//! fleet; WebSocket: the Atmosphere line, `subscribe` and its `response`, then every frame
+//! of the recording as fast as the daemon reads it: the socket's backpressure is the only
+//! pacing), a webhook receiver that counts notifications, and the real daemon (`run -c`
+//! with a SQLite file in a temp dir). Once every frame is sent, the daemon has counted
+//! them (`/metrics`) and it has gone quiet (no CPU, no new transition or notification for
+//! two seconds), its CPU time (`/proc/PID/stat`) and peak RSS (`VmHWM`) are read. Then
+//! `replay` runs the same config, recording and tracker list as a child, measured by
+//! `wait4`'s rusage.
+//!
+//! Without a recording, `gen_fleet` (next to this example) writes one whose last round is
+//! about now: `run` reads the engine clock from the wall, and data a month old would be
+//! stale there (no notifications) and old for every rule reading `since`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use futures_util::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use navixy_alerts::source::replay::Recording;
+use navixy_alerts::telemetry;
+
+use super::{
+    ConnectionSink, DaemonProcess, SECRET, accept_loop, daemon_binary, process_cpu, start_rest,
+};
+
+#[derive(clap::Args)]
+pub struct ThroughputArgs {
+    /// A recording (`gen_fleet` JSONL); default: generate one (`--trackers`, `--minutes`).
+    fleet: Option<PathBuf>,
+    /// The recording's saved `tracker/list` (`gen_fleet --tracker-list`); needed with a
+    /// recording: the server answers it and `replay` maps source ids with it.
+    #[arg(long)]
+    tracker_list: Option<PathBuf>,
+    /// Trackers of the generated fleet.
+    #[arg(long, default_value_t = 2_000)]
+    trackers: u64,
+    /// Minutes of event time of the generated fleet.
+    #[arg(long, default_value_t = 30)]
+    minutes: u64,
+    /// Updates of the generated fleet instead of `--minutes`.
+    #[arg(long, conflicts_with = "minutes")]
+    updates: Option<u64>,
+    /// Seconds of event time between two rounds of the generated fleet.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+    /// Rule files (a glob); default: `examples/bench-rules.yaml`. `stock`: `rules/*.yaml`.
+    #[arg(long)]
+    rules: Option<String>,
+    /// The daemon binary; default: `navixy-alerts` next to this example's folder.
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Folder for the config, the database, the logs (and a generated fleet); default: a
+    /// temp dir, removed at the end.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seconds the whole live run (connect, stream, settle) and the replay may each take.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+}
+
+/// The run: the live path, then `replay`, then the ratio.
+pub fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = daemon_binary(args.bin.as_deref())?;
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+
+    let (fleet, list_path) = match (&args.fleet, &args.tracker_list) {
+        (Some(fleet), Some(list)) => (fleet.clone(), list.clone()),
+        (Some(fleet), None) => bail!(
+            "{}: a recording needs its tracker list (--tracker-list, as `gen_fleet --tracker-list` wrote it)",
+            fleet.display()
+        ),
+        (None, _) => generate(&args, &dir)?,
+    };
+    let list = std::fs::read_to_string(&list_path)
+        .with_context(|| format!("{}: cannot read", list_path.display()))?;
+    let ids = tracker_ids(&list).with_context(|| format!("{}", list_path.display()))?;
+    let first_at = first_frame_time(&fleet)?;
+
+    let rules = match args.rules.as_deref() {
+        None => crate_dir
+            .join("examples/bench-rules.yaml")
+            .display()
+            .to_string(),
+        Some("stock") => crate_dir.join("rules/*.yaml").display().to_string(),
+        Some(glob) => glob.to_owned(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let live = runtime.block_on(async {
+        let timeout = Duration::from_secs(args.timeout);
+        tokio::time::timeout(
+            timeout,
+            live(&bin, &dir, &fleet, list, ids, &rules, first_at),
+        )
+        .await
+        .unwrap_or_else(|_| bail!("the live run took longer than --timeout {timeout:?}"))
+    })?;
+    drop(runtime);
+
+    let replay = replay(
+        &bin,
+        &dir,
+        &live.config,
+        &fleet,
+        &list_path,
+        Duration::from_secs(args.timeout),
+    )?;
+    report(&live, &replay);
+    if args.dir.is_some() {
+        eprintln!("kept: {}", dir.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// the recording
+
+/// Writes a fleet with `gen_fleet` into `dir`, its last round about now.
+fn generate(args: &ThroughputArgs, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let gen_fleet = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("gen_fleet"))
+        .context("cannot find gen_fleet next to this example")?;
+    if !gen_fleet.exists() {
+        bail!(
+            "{}: no such binary (cargo build --release --example gen_fleet)",
+            gen_fleet.display()
+        );
+    }
+    let (fleet, list) = (dir.join("fleet.jsonl"), dir.join("fleet-trackers.json"));
+    let interval = args.interval.max(1);
+    // A round holds every tracker's state, and every third one its readings too.
+    let seconds = match args.updates {
+        Some(updates) => updates * 3 / (args.trackers.max(1) * 4) * interval,
+        None => args.minutes * 60,
+    };
+    let start = Utc::now() - chrono::Duration::seconds(seconds as i64);
+    let mut command = Command::new(&gen_fleet);
+    command
+        .arg("--trackers")
+        .arg(args.trackers.to_string())
+        .arg("--interval")
+        .arg(interval.to_string())
+        .arg("--start")
+        .arg(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .arg("--out")
+        .arg(&fleet)
+        .arg("--tracker-list")
+        .arg(&list);
+    match args.updates {
+        Some(updates) => command.arg("--updates").arg(updates.to_string()),
+        None => command.arg("--minutes").arg(args.minutes.to_string()),
+    };
+    let status = command
+        .status()
+        .with_context(|| format!("starting {}", gen_fleet.display()))?;
+    if !status.success() {
+        bail!("{} failed: {status}", gen_fleet.display());
+    }
+    Ok((fleet, list))
+}
+
+/// The tracker ids of a saved `tracker/list` response.
+fn tracker_ids(list: &str) -> anyhow::Result<Vec<u64>> {
+    let value: serde_json::Value =
+        serde_json::from_str(list).context("not a tracker/list response (JSON)")?;
+    let items = value["list"]
+        .as_array()
+        .context("not a tracker/list response: no `list` array")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(n, item)| {
+            item["id"]
+                .as_u64()
+                .with_context(|| format!("list[{n}]: no numeric `id`"))
+        })
+        .collect()
+}
+
+/// The recording time of the first frame: how old the data is, for `max_event_age`.
+fn first_frame_time(fleet: &Path) -> anyhow::Result<chrono::DateTime<Utc>> {
+    let mut recording = Recording::open(fleet, chrono_tz::UTC)
+        .with_context(|| format!("{}: cannot open", fleet.display()))?;
+    while let Some(next) = recording.next_frame() {
+        if let Ok(frame) = next.with_context(|| format!("{}: cannot read", fleet.display()))? {
+            return frame.at.with_context(|| {
+                format!(
+                    "{}: the first frame has no recording time (`at`)",
+                    fleet.display()
+                )
+            });
+        }
+    }
+    bail!("{}: no frames", fleet.display())
+}
+
+// ---------------------------------------------------------------------------------------
+// the live path
+
+/// What the webhook receiver saw: requests, and the alerts in them by status.
+#[derive(Default)]
+struct Received {
+    notifications: AtomicU64,
+    firing: AtomicU64,
+    resolved: AtomicU64,
+}
+
+impl Received {
+    fn total(&self) -> u64 {
+        self.notifications.load(Ordering::Relaxed)
+    }
+}
+
+/// The live run's figures.
+struct Live {
+    config: PathBuf,
+    frames: u64,
+    updates: u64,
+    transitions: u64,
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kib: Option<u64>,
+    received: Arc<Received>,
+}
+
+async fn live(
+    bin: &Path,
+    dir: &Path,
+    fleet: &Path,
+    list: String,
+    ids: Vec<u64>,
+    rules: &str,
+    first_at: chrono::DateTime<Utc>,
+) -> anyhow::Result<Live> {
+    let received = Arc::new(Received::default());
+    let receiver = start_counter(received.clone()).await?;
+    let rest = start_rest(list).await?;
+    let ws_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let ws = ws_listener.local_addr()?;
+    // The admin port: a free one now, the daemon's a moment later.
+    let admin = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+
+    // Nothing in the recording may be stale on the wall clock, or `run` would not
+    // notify what `replay` does.
+    let age = (Utc::now() - first_at).num_seconds().max(0) + 15 * 60;
+    let config = format!(
+        r#"source:
+  navixy:
+    api_url: http://{rest}/v2
+    ws_url: ws://{ws}/v2/event/subscription
+    login: loadtest
+    password: loadtest
+    timezone: UTC
+    subscribe: [state_batch, readings_batch]
+rules: ["{rules}"]
+engine: {{ eval_interval: 10s, max_event_age: {age}s }}
+zones:
+  depot: {{ circle: {{ lat: 52.52, lng: 13.40, radius_m: 300 }} }}
+channels:
+  hook: {{ type: webhook, url: "http://{receiver}/hook", secret: "{SECRET}", timeout: 10s }}
+routes:
+  - channels: [hook]
+notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 1s, repeat_interval: 4h }}
+storage: {{ path: "{db}" }}
+server: {{ listen: "{admin}" }}
+"#,
+        db = dir.join("throughput.db").display(),
+    );
+    let config_path = dir.join("throughput.yaml");
+    std::fs::write(&config_path, config)?;
+    let log_path = dir.join("daemon.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut daemon = DaemonProcess(
+        Command::new(bin)
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?,
+    );
+    let pid = daemon.0.id();
+    eprintln!(
+        "daemon {} (pid {pid}), log {}",
+        bin.display(),
+        log_path.display()
+    );
+
+    let (conn_tx, mut conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
+    let connections = Arc::new(AtomicU64::new(0));
+    let events: &'static [&'static str] = &["state_batch", "readings_batch"];
+    tokio::spawn(accept_loop(
+        ws_listener,
+        ids,
+        events,
+        conn_tx,
+        connections.clone(),
+    ));
+    let waited =
+        tokio::time::timeout(Duration::from_secs(30), conn_rx.wait_for(|c| c.is_some())).await;
+    let sink = match waited {
+        Ok(Ok(sink)) => sink.clone(),
+        _ => None,
+    };
+    let Some(sink) = sink else {
+        bail!(
+            "the daemon did not subscribe within 30 s; its log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    };
+
+    // The file is read on a thread of its own; the socket sets the pace.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+    let reader = {
+        let fleet = fleet.to_path_buf();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut recording = Recording::open(&fleet, chrono_tz::UTC)?;
+            while let Some(next) = recording.next_frame() {
+                if let Ok(frame) = next?
+                    && tx.blocking_send(frame.text.into_owned()).is_err()
+                {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    };
+    let started = Instant::now();
+    let mut frames = 0u64;
+    while let Some(text) = rx.recv().await {
+        if sink.lock().await.send(Message::text(text)).await.is_err() {
+            bail!(
+                "the daemon closed the WebSocket after {frames} frames; its log: {}",
+                log_path.display()
+            );
+        }
+        frames += 1;
+    }
+    match reader.join() {
+        Ok(read) => read.with_context(|| format!("{}: cannot read", fleet.display()))?,
+        Err(_) => bail!("the recording's reader thread panicked"),
+    }
+    let sent = started.elapsed();
+    eprintln!(
+        "sent {frames} frames in {:.1} s; waiting for the daemon",
+        sent.as_secs_f64()
+    );
+
+    let settled = settle(admin, pid, frames, &received).await?;
+    let cpu = process_cpu(pid).context("cannot read the daemon's CPU time")?;
+    let peak_rss_kib = peak_rss_kib(pid);
+    let connections = connections.load(Ordering::Relaxed);
+    daemon.stop();
+    if connections != 1 {
+        bail!(
+            "the daemon connected {connections} times: a reconnect re-reads the stream, the figures do not hold"
+        );
+    }
+    Ok(Live {
+        config: config_path,
+        frames,
+        updates: settled.updates,
+        transitions: settled.transitions,
+        wall: settled.done.saturating_duration_since(started),
+        cpu,
+        peak_rss_kib,
+        received,
+    })
+}
+
+/// The daemon's counters once it is done.
+struct Settled {
+    updates: u64,
+    transitions: u64,
+    /// The last moment it was seen working.
+    done: Instant,
+}
+
+/// How long the daemon must stay quiet to count as done.
+const QUIET: Duration = Duration::from_secs(2);
+/// Below this share of one core, the daemon counts as idle (its ticker, the checkpointer).
+const IDLE_CPU: f64 = 0.1;
+
+/// Polls `/metrics` and the daemon's CPU until it has counted every frame sent and then
+/// stayed quiet for [`QUIET`]: no CPU beyond [`IDLE_CPU`], no new transition, an empty
+/// outbox, no new notification.
+async fn settle(
+    admin: SocketAddr,
+    pid: u32,
+    frames: u64,
+    received: &Received,
+) -> anyhow::Result<Settled> {
+    let poll = Duration::from_millis(250);
+    let mut last = (Duration::ZERO, 0u64, 0u64);
+    let mut done = Instant::now();
+    loop {
+        let metrics = scrape(admin).await?;
+        let seen = metric_sum(&metrics, telemetry::FRAMES) as u64;
+        let transitions = metric_sum(&metrics, telemetry::ALERT_TRANSITIONS) as u64;
+        let outbox = metric_sum(&metrics, telemetry::OUTBOX_DEPTH);
+        let cpu = process_cpu(pid).context("the daemon exited")?;
+        let now = (cpu, transitions, received.total());
+        let busy = seen < frames
+            || outbox > 0.0
+            || now.1 != last.1
+            || now.2 != last.2
+            || (cpu.saturating_sub(last.0)).as_secs_f64() > IDLE_CPU * poll.as_secs_f64();
+        last = now;
+        if busy {
+            done = Instant::now();
+        } else if done.elapsed() >= QUIET {
+            return Ok(Settled {
+                updates: metric_sum(&metrics, telemetry::UPDATES) as u64,
+                transitions,
+                done,
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// `GET /metrics` of the daemon's admin server (HTTP/1.0: the answer ends with the
+/// connection).
+async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
+    let mut tcp = TcpStream::connect(admin)
+        .await
+        .with_context(|| format!("cannot reach the daemon's admin server at {admin}"))?;
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: loadtest\r\n\r\n")
+        .await?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.to_owned())
+        }
+        _ => bail!(
+            "GET http://{admin}/metrics: {}",
+            answer.lines().next().unwrap_or("no answer")
+        ),
+    }
+}
+
+/// The sum of every series of metric `name` in a Prometheus text page.
+fn metric_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `VmHWM` of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A webhook receiver that counts requests and the alerts in them.
+async fn start_counter(received: Arc<Received>) -> anyhow::Result<SocketAddr> {
+    async fn hook(State(received): State<Arc<Received>>, body: Bytes) -> StatusCode {
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        received.notifications.fetch_add(1, Ordering::Relaxed);
+        for alert in body["data"]["alerts"].as_array().into_iter().flatten() {
+            let counter = match alert["status"].as_str() {
+                Some("firing") => &received.firing,
+                _ => &received.resolved,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        StatusCode::OK
+    }
+    let app = axum::Router::new().fallback(hook).with_state(received);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+// ---------------------------------------------------------------------------------------
+// replay
+
+/// `replay`'s figures.
+struct Replayed {
+    updates: Option<u64>,
+    transitions: Option<u64>,
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kib: u64,
+}
+
+/// Runs `replay -c config --stats --quiet --trackers list fleet` and measures it.
+fn replay(
+    bin: &Path,
+    dir: &Path,
+    config: &Path,
+    fleet: &Path,
+    list: &Path,
+    timeout: Duration,
+) -> anyhow::Result<Replayed> {
+    let out_path = dir.join("replay.log");
+    let out = std::fs::File::create(&out_path)?;
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .args(["replay", "-c"])
+        .arg(config)
+        .args(["--stats", "--quiet", "--trackers"])
+        .arg(list)
+        .arg(fleet)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {} replay", bin.display()))?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 on our own child, writing into values we own.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        if reaped < 0 {
+            bail!("waiting for replay: {}", std::io::Error::last_os_error());
+        }
+        if started.elapsed() > timeout {
+            // SAFETY: kill(2) on our own, not yet reaped, child; then reap it.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::wait4(pid, &mut status, 0, &mut usage);
+            }
+            bail!("replay took longer than --timeout {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = started.elapsed();
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("replay failed (wait status {status}):\n{output}");
+    }
+    let field = |name: &str| -> Option<u64> {
+        let line = output.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Replayed {
+        updates: field("updates:"),
+        transitions: field("transitions:"),
+        wall,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        peak_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// the report
+
+fn report(live: &Live, replay: &Replayed) {
+    let per_million = |cpu: Duration, updates: u64| cpu.as_secs_f64() * 1e6 / updates.max(1) as f64;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let received = &live.received;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run:    {} updates in {} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
+         ({:.2} s per million updates); {} transitions; {} notifications received \
+         ({} firing, {} resolved alerts); peak RSS {}",
+        live.updates,
+        live.frames,
+        live.wall.as_secs_f64(),
+        live.updates as f64 / live.wall.as_secs_f64().max(1e-9),
+        live.cpu.as_secs_f64(),
+        per_million(live.cpu, live.updates),
+        live.transitions,
+        received.total(),
+        received.firing.load(Ordering::Relaxed),
+        received.resolved.load(Ordering::Relaxed),
+        live.peak_rss_kib
+            .map_or("unknown".into(), |k| format!("{:.0} MiB", mib(k))),
+    );
+    let updates = replay.updates.unwrap_or(live.updates);
+    let _ = writeln!(
+        out,
+        "replay: {} updates; wall {:.2} s ({:.0} updates/s); CPU {:.2} s ({:.2} s per million \
+         updates); {} transitions; peak RSS {:.0} MiB",
+        updates,
+        replay.wall.as_secs_f64(),
+        updates as f64 / replay.wall.as_secs_f64().max(1e-9),
+        replay.cpu.as_secs_f64(),
+        per_million(replay.cpu, updates),
+        replay
+            .transitions
+            .map_or("unknown".into(), |t| t.to_string()),
+        mib(replay.peak_rss_kib),
+    );
+    let _ = writeln!(
+        out,
+        "run / replay: {:.2}x CPU per update",
+        per_million(live.cpu, live.updates) / per_million(replay.cpu, updates).max(1e-9)
+    );
+    print!("{out}");
+}
