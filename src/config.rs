@@ -129,10 +129,10 @@ pub struct NavixyConfig {
     )]
     pub max_frame_bytes: usize,
     /// How often the tracker list (ids, labels) is refreshed besides each reconnect
-    /// (1s to 7d).
+    /// (100ms to 7d).
     #[serde(
         default = "default_tracker_refresh",
-        deserialize_with = "de_duration_in::<_, 1000, WEEK_MS>"
+        deserialize_with = "de_duration_in::<_, 100, WEEK_MS>"
     )]
     pub tracker_refresh: Duration,
 }
@@ -580,8 +580,8 @@ fn check_webhook_secret(secret: &Secret) -> Result<(), String> {
     if secret.is_empty() {
         return Ok(());
     }
-    let key = crate::dispatch::channels::webhook::decode_secret(secret.expose())
-        .map_err(|e| e.trim_start_matches("secret: ").to_owned())?;
+    let key =
+        decode_secret(secret.expose()).map_err(|e| e.trim_start_matches("secret: ").to_owned())?;
     if key.len() < MIN_WEBHOOK_KEY_BYTES {
         return Err(format!(
             "the key is {} bytes, at least {MIN_WEBHOOK_KEY_BYTES} are needed (Standard Webhooks: 24 to 64 random bytes, `whsec_` + base64)",
@@ -631,6 +631,35 @@ impl<'de> Deserialize<'de> for Secret {
 
 /// The longest duration any key takes: beyond it, adding it to a clock overflows.
 const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `90s` -> `1m30s`, for summaries and test output.
+pub fn human_duration(d: Duration) -> String {
+    let total_ms = d.as_millis();
+    if total_ms == 0 {
+        return "0s".into();
+    }
+    if !total_ms.is_multiple_of(1000) {
+        return format!("{total_ms}ms");
+    }
+    let mut s = total_ms / 1000;
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= size {
+            out.push_str(&format!("{}{unit}", s / size));
+            s %= size;
+        }
+    }
+    out
+}
+
+/// The signing key of a `whsec_<base64>` secret (the prefix is optional).
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded) {
+        Ok(key) if !key.is_empty() => Ok(key),
+        _ => Err("secret: must be `whsec_` followed by base64 (Standard Webhooks)".into()),
+    }
+}
 
 /// Parses `500ms`, `90s`, `15m`, `4h`, `1d` or a combination such as `1h30m`, up to ten
 /// years.
@@ -737,13 +766,13 @@ fn duration_in(text: &str, min_ms: u64, max_ms: u64) -> Result<Duration, String>
     if value >= min && value <= max {
         return Ok(value);
     }
-    let max = crate::rules::set::human_duration(max);
+    let max = human_duration(max);
     Err(match min_ms {
         0 => format!("`{text}` is too long (at most {max})"),
         1 => format!("`{text}` is out of range: must be more than 0 and at most {max}"),
         _ => format!(
             "`{text}` is out of range: must be from {} to {max}",
-            crate::rules::set::human_duration(min)
+            human_duration(min)
         ),
     })
 }
@@ -1496,7 +1525,7 @@ mod tests {
             ),
             (
                 "source:\n  navixy: { api_url: 'https://x.example/v2', hash: h, tracker_refresh: 0s }\n".to_string(),
-                "c.yaml:2:72: source.navixy.tracker_refresh: `0s` is out of range: must be from 1s to 7d",
+                "c.yaml:2:72: source.navixy.tracker_refresh: `0s` is out of range: must be from 100ms to 7d",
             ),
             (
                 "source:\n  navixy: { api_url: 'https://x.example/v2', hash: h, max_backoff: 0s }\n".to_string(),

@@ -2,6 +2,7 @@
 //! templates, the zones they may name. Immutable once built and shared by every shard
 //! behind an `Arc`; a reload builds a new one.
 
+use crate::config::human_duration;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -332,26 +333,6 @@ impl fmt::Display for RuleSummary<'_> {
         }
         Ok(())
     }
-}
-
-/// `90s` -> `1m30s`, for summaries and test output.
-pub fn human_duration(d: Duration) -> String {
-    let total_ms = d.as_millis();
-    if total_ms == 0 {
-        return "0s".into();
-    }
-    if !total_ms.is_multiple_of(1000) {
-        return format!("{total_ms}ms");
-    }
-    let mut s = total_ms / 1000;
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if s >= size {
-            out.push_str(&format!("{}{unit}", s / size));
-            s %= size;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

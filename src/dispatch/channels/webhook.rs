@@ -6,6 +6,8 @@
 //! v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the base64-decoded
 //! part of the `whsec_...` secret. The signature covers the bytes sent, template or not.
 
+/// Receivers verify with the same key decoding the channel signs with.
+pub use crate::config::decode_secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -176,15 +178,6 @@ fn describe(e: &minijinja::Error) -> String {
     match e.line() {
         Some(line) => format!("template line {line}: {detail}"),
         None => detail,
-    }
-}
-
-/// The signing key of a `whsec_<base64>` secret (the prefix is optional).
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    match BASE64.decode(encoded) {
-        Ok(key) if !key.is_empty() => Ok(key),
-        _ => Err("secret: must be `whsec_` followed by base64 (Standard Webhooks)".into()),
     }
 }
 

@@ -15,6 +15,7 @@ use serde_saphyr::Spanned;
 
 use super::file::{Expected, InputEvent, InputSeries, TestCase, TestFile, TimeSpec};
 use crate::alert::{AlertStatus, AlertTransition};
+use crate::config::human_duration;
 use crate::config::parse_duration;
 use crate::engine::ShardEvaluator;
 use crate::engine::ids::IdMap;
@@ -29,7 +30,6 @@ use crate::rules::faults::Fault;
 use crate::rules::format::value_text;
 use crate::rules::load::{LoadOptions, expand_patterns, yaml_message};
 use crate::rules::set::DataRead;
-use crate::rules::set::human_duration;
 use crate::rules::zones::Zones;
 use crate::rules::{Evaluator, RuleSet};
 use crate::source::replay::Recording;
