@@ -447,3 +447,22 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Dur
 
 #[cfg(test)]
 mod tests;
+
+/// A notification's one-line title, `[FIRING:2, RESOLVED:1] rule_a, rule_b`, each half
+/// led by its mark (`("🔥 ", "✅ ")` for chat, `("", "")` where colour says it).
+fn title(n: &Notification, (firing_mark, resolved_mark): (&str, &str)) -> String {
+    let firing = n
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .count();
+    let resolved = n.alerts.len() - firing;
+    let mut rules: Vec<&str> = n.alerts.iter().map(|a| &*a.rule).collect();
+    rules.dedup();
+    let rules = rules.join(", ");
+    match (firing, resolved) {
+        (0, r) => format!("{resolved_mark}[RESOLVED:{r}] {rules}"),
+        (f, 0) => format!("{firing_mark}[FIRING:{f}] {rules}"),
+        (f, r) => format!("{firing_mark}[FIRING:{f}, RESOLVED:{r}] {rules}"),
+    }
+}

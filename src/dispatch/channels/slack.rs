@@ -51,23 +51,6 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn title(n: &Notification) -> String {
-    let firing = n
-        .alerts
-        .iter()
-        .filter(|a| a.status == AlertStatus::Firing)
-        .count();
-    let resolved = n.alerts.len() - firing;
-    let mut rules: Vec<&str> = n.alerts.iter().map(|a| &*a.rule).collect();
-    rules.dedup();
-    let rules = rules.join(", ");
-    match (firing, resolved) {
-        (0, r) => format!("✅ [RESOLVED:{r}] {rules}"),
-        (f, 0) => format!("🔥 [FIRING:{f}] {rules}"),
-        (f, r) => format!("🔥 [FIRING:{f}, RESOLVED:{r}] {rules}"),
-    }
-}
-
 fn tracker_name(t: &AlertTransition) -> Option<String> {
     t.tracker.as_ref().map(|tr| match &tr.label {
         Some(label) => format!("{label} ({})", tr.id),
@@ -116,7 +99,7 @@ fn alert_attachment(t: &AlertTransition) -> Value {
 
 /// The message body.
 pub fn body(n: &Notification) -> Value {
-    let title = title(n);
+    let title = super::title(n, ("🔥 ", "✅ "));
     let mut attachments: Vec<Value> = n
         .alerts
         .iter()

@@ -52,23 +52,6 @@ fn style(t: &AlertTransition) -> &'static str {
     }
 }
 
-fn title(n: &Notification) -> String {
-    let firing = n
-        .alerts
-        .iter()
-        .filter(|a| a.status == AlertStatus::Firing)
-        .count();
-    let resolved = n.alerts.len() - firing;
-    let mut rules: Vec<&str> = n.alerts.iter().map(|a| &*a.rule).collect();
-    rules.dedup();
-    let rules = rules.join(", ");
-    match (firing, resolved) {
-        (0, r) => format!("[RESOLVED:{r}] {rules}"),
-        (f, 0) => format!("[FIRING:{f}] {rules}"),
-        (f, r) => format!("[FIRING:{f}, RESOLVED:{r}] {rules}"),
-    }
-}
-
 fn alert_container(t: &AlertTransition) -> Value {
     let headline = t
         .annotations
@@ -109,7 +92,7 @@ fn alert_container(t: &AlertTransition) -> Value {
 
 fn message(n: &Notification, shown: usize) -> Value {
     let mut body = vec![
-        json!({"type": "TextBlock", "text": title(n), "size": "Large", "weight": "Bolder", "wrap": true}),
+        json!({"type": "TextBlock", "text": super::title(n, ("", "")), "size": "Large", "weight": "Bolder", "wrap": true}),
         json!({"type": "TextBlock", "text": format!("{} · {} · {}", n.receiver, n.reason, n.id),
                "isSubtle": true, "spacing": "None", "wrap": true}),
     ];

@@ -181,23 +181,6 @@ fn field(text: &str, max: usize) -> String {
     escape(&cut)
 }
 
-fn title(n: &Notification) -> String {
-    let firing = n
-        .alerts
-        .iter()
-        .filter(|a| a.status == AlertStatus::Firing)
-        .count();
-    let resolved = n.alerts.len() - firing;
-    let mut rules: Vec<&str> = n.alerts.iter().map(|a| &*a.rule).collect();
-    rules.dedup();
-    let rules = rules.join(", ");
-    match (firing, resolved) {
-        (0, r) => format!("✅ [RESOLVED:{r}] {rules}"),
-        (f, 0) => format!("🔥 [FIRING:{f}] {rules}"),
-        (f, r) => format!("🔥 [FIRING:{f}, RESOLVED:{r}] {rules}"),
-    }
-}
-
 /// One alert's block, its user texts cut to `max` characters.
 fn block(t: &AlertTransition, max: usize) -> String {
     let mut s = String::new();
@@ -243,7 +226,7 @@ fn block(t: &AlertTransition, max: usize) -> String {
 /// The messages of a notification: a header, then alert blocks, split between alerts so
 /// that each message fits [`MAX_MESSAGE`].
 pub fn messages(n: &Notification) -> Vec<String> {
-    let title = escape(&title(n));
+    let title = escape(&super::title(n, ("🔥 ", "✅ ")));
     let context = format!(
         "{} · {} · <code>{}</code>",
         escape(&n.receiver),
