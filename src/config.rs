@@ -43,9 +43,9 @@ pub struct Config {
     pub rules: Vec<String>,
     #[serde(default)]
     pub engine: EngineConfig,
-    /// Geofences for `in_zone("name")`.
+    /// Geofences for `in_zone("name")` and `zones()`: local shapes and a GeoJSON file.
     #[serde(default)]
-    pub zones: BTreeMap<String, ZoneConfig>,
+    pub zones: ZonesConfig,
     /// Named notification channels.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -240,7 +240,57 @@ impl EngineConfig {
     }
 }
 
-/// A geofence: a circle or a polygon of `[lat, lng]` points.
+/// The `zones:` section: named local zones, and under the reserved key `file` a GeoJSON
+/// zone file (relative to the config's folder). A local zone wins a label clash.
+#[derive(Debug, Clone, Default)]
+pub struct ZonesConfig {
+    /// The GeoJSON file, as written.
+    pub file: Option<String>,
+    /// The zones written in the config, by label.
+    pub local: BTreeMap<String, ZoneConfig>,
+}
+
+impl<'de> Deserialize<'de> for ZonesConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ZonesConfig, D::Error> {
+        struct Zones;
+        impl<'de> serde::de::Visitor<'de> for Zones {
+            type Value = ZonesConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of zone names to shapes, and optionally `file: zones.geojson`")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ZonesConfig, A::Error> {
+                let mut out = ZonesConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == ZonesConfig::FILE_KEY {
+                        let path: String = map.next_value()?;
+                        if path.trim().is_empty() {
+                            return Err(serde::de::Error::custom(
+                                "empty (name a GeoJSON zone file)",
+                            ));
+                        }
+                        out.file = Some(path);
+                    } else {
+                        let zone: ZoneConfig = map.next_value()?;
+                        out.local.insert(key, zone);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Zones)
+    }
+}
+
+impl ZonesConfig {
+    /// The key that names the GeoJSON file rather than a zone.
+    pub const FILE_KEY: &'static str = "file";
+}
+
+/// A geofence: a circle, a polygon of `[lat, lng]` points, or a sausage (a route with a
+/// radius).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
@@ -248,6 +298,45 @@ pub struct ZoneConfig {
     pub circle: Option<Circle>,
     #[serde(default)]
     pub polygon: Option<Vec<[f64; 2]>>,
+    #[serde(default)]
+    pub sausage: Option<Sausage>,
+}
+
+/// Every point within `radius_m` of the polyline through `points` (`[lat, lng]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sausage {
+    pub points: Vec<[f64; 2]>,
+    /// More than 0, at most 20000 km.
+    #[serde(deserialize_with = "de_radius")]
+    pub radius_m: f64,
+}
+
+impl ZoneConfig {
+    /// Checks what serde cannot: exactly one shape, enough points, each a [lat, lng].
+    /// The message starts with the key under the zone (`.polygon: ...`) or `: `.
+    pub fn validate(&self) -> Result<(), String> {
+        let points = |key: &str, points: &[[f64; 2]]| match points
+            .iter()
+            .find(|[lat, lng]| !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lng))
+        {
+            Some([lat, lng]) => Err(format!(
+                ".{key}: `[{lat}, {lng}]` is not a [lat, lng] point (lat -90 to 90, lng -180 to 180)"
+            )),
+            None => Ok(()),
+        };
+        match (&self.circle, &self.polygon, &self.sausage) {
+            (Some(c), None, None) if c.radius_m > 0.0 => Ok(()),
+            (Some(_), None, None) => Err(": radius_m must be > 0".into()),
+            (None, Some(p), None) if p.len() >= 3 => points("polygon", p),
+            (None, Some(_), None) => Err(": a polygon needs at least 3 points".into()),
+            (None, None, Some(s)) if s.points.len() >= 2 => points("sausage.points", &s.points),
+            (None, None, Some(_)) => {
+                Err(": a sausage needs at least 2 points (the route it follows)".into())
+            }
+            _ => Err(": set exactly one of `circle`, `polygon` or `sausage`".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -1210,28 +1299,8 @@ impl Config {
             }
         }
         self.server.validate()?;
-        for (name, zone) in &self.zones {
-            match (&zone.circle, &zone.polygon) {
-                (Some(c), None) if c.radius_m > 0.0 => {}
-                (Some(_), None) => return Err(format!("zones.{name}: radius_m must be > 0")),
-                (None, Some(p)) if p.len() >= 3 => {
-                    if let Some([lat, lng]) = p.iter().find(|[lat, lng]| {
-                        !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lng)
-                    }) {
-                        return Err(format!(
-                            "zones.{name}.polygon: `[{lat}, {lng}]` is not a [lat, lng] point (lat -90 to 90, lng -180 to 180)"
-                        ));
-                    }
-                }
-                (None, Some(_)) => {
-                    return Err(format!("zones.{name}: a polygon needs at least 3 points"));
-                }
-                _ => {
-                    return Err(format!(
-                        "zones.{name}: set exactly one of `circle` or `polygon`"
-                    ));
-                }
-            }
+        for (name, zone) in &self.zones.local {
+            zone.validate().map_err(|e| format!("zones.{name}{e}"))?;
         }
         for (name, channel) in &self.channels {
             if let ChannelConfig::Webhook {

@@ -22,9 +22,10 @@ pub fn stock_rules() -> RuleSet {
             radius_m: 300.0,
         }),
         polygon: None,
+        sausage: None,
     };
     let options = LoadOptions {
-        zones: Zones::from_config(&[("depot".to_string(), depot)].into_iter().collect()),
+        zones: Zones::local(&[("depot".to_string(), depot)].into_iter().collect()),
         ..LoadOptions::default()
     };
     RuleSet::from_files(&files, &options).unwrap_or_else(|e| panic!("{e:?}"))

@@ -232,7 +232,10 @@ fn summary(config: &Config, rule_files: &[(String, Vec<PathBuf>)], rules: Option
         human(config.engine.eval_interval),
         human(config.engine.max_event_age)
     );
-    let zones: Vec<&str> = config.zones.keys().map(String::as_str).collect();
+    let mut zones: Vec<String> = config.zones.local.keys().cloned().collect();
+    if let Some(file) = &config.zones.file {
+        zones.push(format!("those of {file}"));
+    }
     let _ = writeln!(s, "zones: {}", list(&zones));
     let channels: Vec<String> = config
         .channels

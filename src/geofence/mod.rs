@@ -12,4 +12,4 @@ mod shape;
 
 pub use geojson::{GeoJsonError, load_geojson, parse_geojson};
 pub use index::ZoneIndex;
-pub use shape::{Rings, Shape, ShapeError, Zone};
+pub use shape::{Rings, Shape, ShapeError, Zone, distance_m};

@@ -156,6 +156,12 @@ fn within(line: &Line<f64>, p: Point<f64>, radius_m: f64) -> bool {
     }
 }
 
+/// Great-circle distance in metres between two points given in degrees (`distance_m` in
+/// rules; the same sphere the shapes use).
+pub fn distance_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
+    Haversine.distance(Point::new(lng1, lat1), Point::new(lng2, lat2))
+}
+
 /// A named geofence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Zone {
@@ -267,6 +273,14 @@ fn expand(rect: Rect<f64>, metres: f64) -> Rect<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn haversine_matches_known_distance() {
+        // Berlin Alexanderplatz to Brandenburger Tor is about 2.5 km.
+        let d = distance_m(52.5219, 13.4132, 52.5163, 13.3777);
+        assert!((d - 2_480.0).abs() < 50.0, "{d}");
+        assert_eq!(distance_m(1.0, 2.0, 1.0, 2.0), 0.0);
+    }
 
     /// The point `metres` north of (`lat`, `lng`).
     fn north(lat: f64, lng: f64, metres: f64) -> (f64, f64) {

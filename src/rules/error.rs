@@ -31,6 +31,9 @@ pub enum RuleError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The config's GeoJSON zone file (it names its path and line).
+    #[error(transparent)]
+    ZoneFile(#[from] crate::geofence::GeoJsonError),
     #[error("{}: no rule file matches `{pattern}`", config.display())]
     NoMatch { config: PathBuf, pattern: String },
     /// YAML syntax, unknown keys, wrong value types.

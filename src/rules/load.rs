@@ -62,10 +62,11 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// Zones, channels and the Navixy time zone of a config.
-    pub fn from_config(config: &Config) -> LoadOptions {
-        LoadOptions {
-            zones: Zones::from_config(&config.zones),
+    /// Zones (reading the config's zone file), channels and the Navixy time zone of a
+    /// config.
+    pub fn from_config(config: &Config) -> Result<LoadOptions, crate::geofence::GeoJsonError> {
+        Ok(LoadOptions {
+            zones: Zones::from_config(&config.zones, &config.base_dir)?,
             channels: Some(config.channels.keys().cloned().collect()),
             time_zone: config
                 .source
@@ -73,7 +74,7 @@ impl LoadOptions {
                 .as_ref()
                 .map_or(chrono_tz::UTC, |n| n.timezone),
             params: BTreeMap::new(),
-        }
+        })
     }
 }
 
@@ -82,7 +83,8 @@ impl RuleSet {
     /// with the config's zones, channels and time zone.
     pub fn load(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
         let files = resolve_rule_files(config)?;
-        RuleSet::from_files(&files, &LoadOptions::from_config(config))
+        let options = LoadOptions::from_config(config).map_err(|e| vec![e.into()])?;
+        RuleSet::from_files(&files, &options)
     }
 
     /// Loads the given rule files.

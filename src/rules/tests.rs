@@ -28,10 +28,11 @@ fn options() -> LoadOptions {
                 radius_m: 300.0,
             }),
             polygon: None,
+            sausage: None,
         },
     );
     LoadOptions {
-        zones: super::zones::Zones::from_config(&zones),
+        zones: super::zones::Zones::local(&zones),
         channels: Some(["ops".to_string()].into_iter().collect()),
         ..LoadOptions::default()
     }
@@ -336,6 +337,40 @@ rules:
             (1, "ignition_changed".into(), 1, AlertStatus::Firing),
         ]
     );
+}
+
+/// `zones()` lists the zones holding the tracker; a rule calling only it is evaluated
+/// again when the position moves (its dependencies come from the helper's spec).
+#[test]
+fn zones_lists_the_zones_holding_the_tracker() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: at_depot
+    when: '"depot" in zones()'
+  - name: nowhere
+    when: zones().len() == 0 && state.gps.location != ()
+"#,
+    );
+    let at = |lat: f64| serde_json::json!({"gps": {"location": {"lat": lat, "lng": 13.40}}});
+    h.state(1, 0, at(52.52));
+    assert_eq!(
+        h.take(),
+        vec![(0, "at_depot".into(), 1, AlertStatus::Firing)]
+    );
+    h.state(1, 1, at(52.60));
+    let mut got = h.take();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        got,
+        vec![
+            (1, "at_depot".into(), 1, AlertStatus::Resolved),
+            (1, "nowhere".into(), 1, AlertStatus::Firing),
+        ]
+    );
+    // Without a position the list is empty.
+    h.state(2, 2, serde_json::json!({"ignition": true}));
+    assert_eq!(h.take(), vec![]);
 }
 
 #[test]

@@ -327,7 +327,6 @@ pub(crate) mod helpers {
     use super::{Window, number_of};
     use crate::navixy::messages::NavixyTime;
     use crate::rules::script::context::{self, ScriptFrame, opt_float};
-    use crate::rules::zones;
 
     /// `seconds`, `minutes`, `hours`: INT stays INT (saturating), FLOAT stays FLOAT.
     pub fn duration(n: &Dynamic, factor: INT) -> Option<Dynamic> {
@@ -393,10 +392,28 @@ pub(crate) mod helpers {
         }))
     }
 
+    /// The labels of every zone holding the tracker's position (an array of strings, in
+    /// the zones' order); empty without a position.
+    pub fn zones(fr: &ScriptFrame<'_>) -> Dynamic {
+        let location = fr
+            .tracker
+            .current
+            .as_deref()
+            .and_then(|s| s.gps.as_ref())
+            .and_then(|g| g.location);
+        let labels: rhai::Array = location.map_or_else(Vec::new, |l| {
+            fr.zones
+                .containing(l.lat, l.lng)
+                .map(|label| Dynamic::from(label.to_string()))
+                .collect()
+        });
+        Dynamic::from_array(labels)
+    }
+
     pub fn distance(a: &Dynamic, b: &Dynamic, c: &Dynamic, d: &Dynamic) -> Dynamic {
         match (number_of(a), number_of(b), number_of(c), number_of(d)) {
             (Some(a), Some(b), Some(c), Some(d)) => {
-                Dynamic::from_float(zones::distance_m(a, b, c, d))
+                Dynamic::from_float(crate::geofence::distance_m(a, b, c, d))
             }
             _ => Dynamic::UNIT,
         }
@@ -517,6 +534,9 @@ fn register_helpers(engine: &mut Engine) {
                 engine.register_fn(name, |zone: ImmutableString| {
                     in_frame(|fr| helpers::in_zone(fr, &zone))
                 });
+            }
+            Kind::Zones => {
+                engine.register_fn(name, || in_frame(|fr| Ok(helpers::zones(fr))));
             }
             Kind::Distance => {
                 engine.register_fn(name, |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {

@@ -749,6 +749,8 @@ fn call(helper: Helper, args: &[Dynamic], fr: &ScriptFrame<'_>) -> Result<Dynami
         (Helper::InZone, [name]) => {
             helpers::in_zone(fr, &text(name).ok_or(Fallback)?).map_err(|_| Fallback)
         }
+        // An array: the subset does not compute with those, Rhai does.
+        (Helper::Zones, []) => Err(Fallback),
         (Helper::Distance, [a, b, c, d]) => Ok(helpers::distance(a, b, c, d)),
         (Helper::Window(kind), [name, window]) => {
             helpers::window(fr, kind, &text(name).ok_or(Fallback)?, window).map_err(|_| Fallback)
@@ -913,10 +915,11 @@ mod tests {
                     radius_m: 300.0,
                 }),
                 polygon: None,
+                sausage: None,
             },
         )];
         let options = crate::rules::LoadOptions {
-            zones: crate::rules::zones::Zones::from_config(&zones.into_iter().collect()),
+            zones: crate::rules::zones::Zones::local(&zones.into_iter().collect()),
             ..crate::rules::LoadOptions::default()
         };
         let set = crate::rules::RuleSet::from_files(&files, &options).unwrap();

@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     Since,
     Changed,
     InZone,
+    /// The labels of the zones holding the position.
+    Zones,
     Distance,
     /// A statistic of a series kept in history.
     Window(Window),
@@ -110,7 +112,16 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
         deps: Deps::STATE,
         state: StateReads::Location,
         history: false,
-        doc: "Whether the position is inside the config zone (circle or polygon); `()` without a position.",
+        doc: "Whether the position is inside the zone with that label (a config zone, or one of its GeoJSON file); `()` without a position.",
+    },
+    HelperSpec {
+        name: "zones",
+        args: &[],
+        kind: Kind::Zones,
+        deps: Deps::STATE,
+        state: StateReads::Location,
+        history: false,
+        doc: "The labels of every zone holding the position, as an array of strings (`\"depot\" in zones()`, `zones().len() > 0`); empty without a position.",
     },
     HelperSpec {
         name: "distance_m",

@@ -202,15 +202,8 @@ impl Suite {
             errors.push("rule_files: list at least one rule file".into());
         }
         for (name, zone) in &file.zones {
-            let ok = match (&zone.circle, &zone.polygon) {
-                (Some(c), None) => c.radius_m > 0.0,
-                (None, Some(p)) => p.len() >= 3,
-                _ => false,
-            };
-            if !ok {
-                errors.push(format!(
-                    "zones.{name}: set a `circle` with radius_m > 0 or a `polygon` of 3 points or more"
-                ));
+            if let Err(e) = zone.validate() {
+                errors.push(format!("zones.{name}{e}"));
             }
         }
         if !errors.is_empty() {
@@ -220,7 +213,7 @@ impl Suite {
             path: path.to_path_buf(),
             sources,
             options: LoadOptions {
-                zones: Zones::from_config(&file.zones),
+                zones: Zones::local(&file.zones),
                 channels: None,
                 time_zone: tz,
                 params: file.params.clone(),

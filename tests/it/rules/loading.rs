@@ -17,11 +17,12 @@ pub(crate) fn depot() -> Zones {
                 radius_m: 300.0,
             }),
             polygon: None,
+            sausage: None,
         },
     )]
     .into_iter()
     .collect();
-    Zones::from_config(&zones)
+    Zones::local(&zones)
 }
 
 fn config(dir: &Path, rules: &str) -> Config {

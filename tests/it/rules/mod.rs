@@ -1,12 +1,13 @@
 //! Integration tests: rules. The `test` command on the stock rules and on failing files,
 //! loading rule sets from a config, evaluation (faults, restarts, stale data, payloads),
-//! and which evaluator answers the stock rules.
+//! which evaluator answers the stock rules, and zones from a config and its GeoJSON file.
 
 mod command;
 mod evaluation;
 mod fast_path;
 mod loading;
 mod mistakes;
+mod zones;
 
 use std::path::{Path, PathBuf};
 

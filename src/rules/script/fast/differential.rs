@@ -92,11 +92,12 @@ fn zones() -> Zones {
                 radius_m: 300.0,
             }),
             polygon: None,
+            sausage: None,
         },
     )]
     .into_iter()
     .collect();
-    Zones::from_config(&z)
+    Zones::local(&z)
 }
 
 /// The direct answer (`None`: not in the subset) and Rhai's, on one tracker.
