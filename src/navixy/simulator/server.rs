@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::{debug, info};
 
+use super::context::SimContext;
 use super::fleet::{Fleet, LifecycleRecord};
 use super::frames::{self, Shape, WireItem};
 use super::{Hook, Shared};
@@ -46,10 +47,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/v2/tracker/group/list",
-            post(tracker_group_list).get(tracker_group_list),
+            context_list(SimContext::group_list),
         )
-        .route("/v2/tag/list", post(tag_list).get(tag_list))
-        .route("/v2/employee/list", post(employee_list).get(employee_list))
+        .route("/v2/tag/list", context_list(SimContext::tag_list))
+        .route("/v2/employee/list", context_list(SimContext::employee_list))
         .route(
             "/v2/tracker/employee/read",
             post(tracker_employee_read).get(tracker_employee_read),
@@ -215,6 +216,21 @@ fn authorized(
     Ok(p)
 }
 
+/// A list the simulated account answers from its context alone, behind the hash check
+/// (GET or POST, parameters in the query or the body, as Navixy takes them).
+fn context_list(list: fn(&SimContext) -> serde_json::Value) -> MethodRouter<Arc<Shared>> {
+    let answer = move |State(shared): State<Arc<Shared>>,
+                       headers: HeaderMap,
+                       uri: Uri,
+                       body: Bytes| async move {
+        match authorized(&shared, &headers, &uri, &body) {
+            Ok(_) => axum::Json(list(&shared.context)).into_response(),
+            Err(code) => fail(code),
+        }
+    };
+    post(answer).get(answer)
+}
+
 async fn zone_list(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -251,42 +267,6 @@ async fn zone_point_list(
             axum::Json(serde_json::json!({"success": true, "list": points})).into_response()
         }
         None => fail(230),
-    }
-}
-
-async fn tracker_group_list(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    match authorized(&shared, &headers, &uri, &body) {
-        Ok(_) => axum::Json(shared.context.group_list()).into_response(),
-        Err(code) => fail(code),
-    }
-}
-
-async fn tag_list(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    match authorized(&shared, &headers, &uri, &body) {
-        Ok(_) => axum::Json(shared.context.tag_list()).into_response(),
-        Err(code) => fail(code),
-    }
-}
-
-async fn employee_list(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    match authorized(&shared, &headers, &uri, &body) {
-        Ok(_) => axum::Json(shared.context.employee_list()).into_response(),
-        Err(code) => fail(code),
     }
 }
 
