@@ -28,6 +28,8 @@
 //! - [`config`]: the config file; [`cli`] and [`commands`]: what `main` runs.
 //!
 //! - [`backoff`], [`text`]: retry delays and text truncation, shared.
+//! - [`time_intervals`]: named time intervals (Alertmanager's syntax) for routes' mutes
+//!   and rules' schedules.
 //!
 //! Time comes from a [`clock`] so that tests and `replay` run on event time.
 //!
@@ -52,3 +54,4 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod time_intervals;
