@@ -59,6 +59,14 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    /// Inhibition: while a source alert fires, the target alerts with equal labels are
+    /// not notified (Alertmanager's `inhibit_rules`).
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRuleConfig>,
+    /// Named time intervals (Alertmanager's syntax), for routes' `mute_time_intervals`
+    /// and `active_time_intervals` and rules' `schedule: NAME`.
+    #[serde(default)]
+    pub time_intervals: Vec<crate::time_intervals::NamedTimeInterval>,
     /// The folder of the config file; relative paths resolve against it. Not a key.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -507,6 +515,12 @@ pub struct RouteConfig {
     pub repeat_interval: Option<Duration>,
     #[serde(default)]
     pub send_resolved: Option<bool>,
+    /// Names of `time_intervals` during which this route's channels are not notified.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    /// Names of `time_intervals` outside of which this route's channels are not notified.
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -665,6 +679,176 @@ fn is_loopback(listen: &str) -> bool {
 
 /// Standard Webhooks keys are 24 to 64 random bytes: a shorter key is refused, a secret
 /// that is not `whsec_` + base64 too (the dispatcher decodes it the same way).
+/// One inhibit rule (Alertmanager's keys): while an alert matching `source_matchers`
+/// fires, alerts matching `target_matchers` with the same values of the `equal` labels
+/// are not notified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleConfig {
+    #[serde(default)]
+    pub source_matchers: Matchers,
+    pub target_matchers: Matchers,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// Label matchers in either of Alertmanager's forms: a map (`{severity: "=~warning|info"}`,
+/// as routes' `match`) or a list of matcher strings (`["severity=~warning|info",
+/// 'rule!="noisy"']`). Checked while read, so a bad regex names its line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Matchers(pub Vec<MatcherConfig>);
+
+/// One matcher: `name`, then `=`, `!=`, `=~` or `!~`, then `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatcherConfig {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    pub is_equal: bool,
+}
+
+impl MatcherConfig {
+    fn new(name: &str, op: &str, value: &str) -> Result<MatcherConfig, String> {
+        let (is_regex, is_equal) = match op {
+            "=" => (false, true),
+            "!=" => (false, false),
+            "=~" => (true, true),
+            "!~" => (true, false),
+            other => return Err(format!("`{other}` is not a matcher operator")),
+        };
+        if is_regex && let Err(e) = regex::Regex::new(&format!("^(?:{value})$")) {
+            return Err(format!("{name}: `{value}` is not a valid regex: {e}"));
+        }
+        Ok(MatcherConfig {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            is_regex,
+            is_equal,
+        })
+    }
+
+    /// A map entry: `value` may start with `=~`, `!~` or `!=` (as in routes' `match`).
+    pub fn from_entry(name: &str, value: &str) -> Result<MatcherConfig, String> {
+        for op in ["=~", "!~", "!="] {
+            if let Some(rest) = value.strip_prefix(op) {
+                return MatcherConfig::new(name, op, rest);
+            }
+        }
+        MatcherConfig::new(name, "=", value)
+    }
+}
+
+/// Alertmanager's matcher strings: `name=value`, `name=~"regex"`, or several in braces
+/// separated by commas (`{rule="a", severity!="info"}`). Values may be double-quoted.
+pub fn parse_matchers(text: &str) -> Result<Vec<MatcherConfig>, String> {
+    let trimmed = text.trim();
+    let inner = match trimmed.strip_prefix('{') {
+        Some(rest) => rest
+            .strip_suffix('}')
+            .ok_or_else(|| format!("`{text}`: `{{` without a closing `}}`"))?,
+        None => trimmed,
+    };
+    let mut out = Vec::new();
+    for part in split_outside_quotes(inner) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let name_end = part
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(part.len());
+        let name = &part[..name_end];
+        let rest = part[name_end..].trim_start();
+        let op = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .ok_or_else(|| {
+                format!("`{part}` is not a matcher (write name=value, name!=value, name=~regex or name!~regex)")
+            })?;
+        if name.is_empty() {
+            return Err(format!("`{part}`: the label name is missing"));
+        }
+        let raw = rest[op.len()..].trim();
+        let value = match raw.strip_prefix('"') {
+            Some(quoted) => {
+                unquote(quoted).ok_or_else(|| format!("`{part}`: unterminated quote"))?
+            }
+            None => raw.to_owned(),
+        };
+        out.push(MatcherConfig::new(name, op, &value)?);
+    }
+    if out.is_empty() {
+        return Err(format!("`{text}` holds no matcher"));
+    }
+    Ok(out)
+}
+
+/// Splits on commas that are not inside double quotes.
+fn split_outside_quotes(text: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// The text of a double-quoted value after its opening quote, with `\"`, `\\` and `\n`
+/// read; `None` without a closing quote (or with text after it).
+fn unquote(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                other => out.push(other),
+            },
+            '"' => return chars.as_str().trim().is_empty().then_some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+impl<'de> Deserialize<'de> for Matchers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Map(BTreeMap<String, String>),
+            List(Vec<String>),
+        }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "matchers: write a map (`{rule: tracker_offline}`) or a list of matchers (`[\"rule=tracker_offline\"]`)",
+            )
+        })?;
+        let matchers = match raw {
+            Raw::Map(map) => map
+                .iter()
+                .map(|(name, value)| MatcherConfig::from_entry(name, value))
+                .collect::<Result<Vec<_>, _>>(),
+            Raw::List(list) => list.iter().try_fold(Vec::new(), |mut all, text| {
+                all.extend(parse_matchers(text)?);
+                Ok(all)
+            }),
+        };
+        matchers
+            .map(Matchers)
+            .map_err(|e| serde::de::Error::custom(format!("matchers: {e}")))
+    }
+}
+
 fn check_webhook_secret(secret: &Secret) -> Result<(), String> {
     if secret.is_empty() {
         return Ok(());
@@ -1298,6 +1482,7 @@ impl Config {
                 }
             }
         }
+        self.validate_intervals()?;
         self.server.validate()?;
         for (name, zone) in &self.zones.local {
             zone.validate().map_err(|e| format!("zones.{name}{e}"))?;
@@ -1324,6 +1509,65 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Time interval names are unique, and routes name defined ones.
+    fn validate_intervals(&self) -> Result<(), String> {
+        for (i, interval) in self.time_intervals.iter().enumerate() {
+            if interval.name.trim().is_empty() {
+                return Err(format!("time_intervals[{i}]: `name` is empty"));
+            }
+            if self.time_intervals[..i]
+                .iter()
+                .any(|other| other.name == interval.name)
+            {
+                return Err(format!(
+                    "time_intervals[{i}]: `{}` is defined twice",
+                    interval.name
+                ));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            for name in route
+                .mute_time_intervals
+                .iter()
+                .chain(&route.active_time_intervals)
+            {
+                if self.time_interval(name).is_none() {
+                    return Err(format!(
+                        "routes[{i}]: unknown time interval `{name}` (time_intervals: {})",
+                        self.time_interval_names()
+                    ));
+                }
+            }
+        }
+        for (i, rule) in self.inhibit_rules.iter().enumerate() {
+            if rule.target_matchers.0.is_empty() {
+                return Err(format!(
+                    "inhibit_rules[{i}]: `target_matchers` is empty: it would inhibit every alert"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The time interval named `name`.
+    pub fn time_interval(&self, name: &str) -> Option<&crate::time_intervals::NamedTimeInterval> {
+        self.time_intervals.iter().find(|t| t.name == name)
+    }
+
+    /// The time interval names, for error messages.
+    pub fn time_interval_names(&self) -> String {
+        let names: Vec<&str> = self
+            .time_intervals
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        if names.is_empty() {
+            "none defined".into()
+        } else {
+            names.join(", ")
+        }
     }
 
     /// The channel names, for error messages.

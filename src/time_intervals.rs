@@ -124,7 +124,9 @@ fn range_of<T: Copy>(
             Ok((v, v))
         }
         Some((a, b)) if !b.contains(':') => Ok((member(a)?, member(b)?)),
-        Some(_) => Err(format!("cannot read the range `{text}` (write `a` or `a:b`)")),
+        Some(_) => Err(format!(
+            "cannot read the range `{text}` (write `a` or `a:b`)"
+        )),
     }
 }
 
@@ -170,7 +172,9 @@ impl DayOfMonthRange {
         // Months are at least 28 days long: catch the ranges that are always empty.
         let at_least = |d: i32| if d < 0 { 28 + d } else { d };
         if at_least(begin) > at_least(end) {
-            return Err(format!("`{text}`: the end day is always before the start day"));
+            return Err(format!(
+                "`{text}`: the end day is always before the start day"
+            ));
         }
         Ok(DayOfMonthRange { begin, end })
     }
@@ -563,7 +567,10 @@ mod tests {
                 "`24:01` is not a time",
             ),
             ("{times: [{start_time: '09:00'}]}", "end_time"),
-            ("{weekdays: ['friday:monday']}", "end day is before the start day"),
+            (
+                "{weekdays: ['friday:monday']}",
+                "end day is before the start day",
+            ),
             ("{weekdays: ['funday']}", "`funday` is not a weekday"),
             ("{days_of_month: ['0']}", "`0` is not a day of the month"),
             ("{days_of_month: ['32']}", "`32` is not a day of the month"),
@@ -573,7 +580,10 @@ mod tests {
             ("{months: ['march:january']}", "end month is before"),
             ("{years: ['2027:2026']}", "end year is before"),
             ("{years: ['1:2:3']}", "cannot read the range"),
-            ("{location: Mars/Olympus}", "unknown location `Mars/Olympus`"),
+            (
+                "{location: Mars/Olympus}",
+                "unknown location `Mars/Olympus`",
+            ),
             ("{weekday: [monday]}", "unknown field"),
         ];
         for (yaml, want) in cases {
@@ -591,7 +601,8 @@ mod tests {
 
     #[test]
     fn the_next_change_is_the_next_boundary_where_the_answer_differs() {
-        let hours = "{times: [{start_time: '09:00', end_time: '17:00'}], weekdays: ['monday:friday']}";
+        let hours =
+            "{times: [{start_time: '09:00', end_time: '17:00'}], weekdays: ['monday:friday']}";
         // Inside: ends at 17:00 the same day.
         assert_eq!(
             change(hours, "2026-12-07T10:00:00Z"),

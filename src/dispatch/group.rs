@@ -219,6 +219,10 @@ impl Groups {
             groups.schedule.insert((state.next_flush_at, id.clone()));
             groups.groups.insert(id, Group { state, members });
         }
+        // The inhibitor's index of firing sources, as the live alerts left it.
+        for live in store::load_live_alerts(conn)? {
+            groups.pipeline.observe(&live.last);
+        }
         Ok(groups)
     }
 
@@ -246,6 +250,7 @@ impl Groups {
         mut t: AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.pipeline.observe(&t);
         match t.status {
             AlertStatus::Firing => {
                 // Routing first: a repeated firing keeps its original `starts_at`, and the
@@ -517,6 +522,10 @@ impl Groups {
 
         group.state.next_flush_at =
             after(now, settings.group_interval.max(Duration::from_millis(1)));
+        // A mute held a member back: flush again when it ends, not a group_interval later.
+        if let Some(wake) = self.pipeline.take_wake() {
+            group.state.next_flush_at = group.state.next_flush_at.min(wake);
+        }
         let notified = !picked.is_empty();
         let state = group.state.clone();
         for fp in dirty {

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::stages::inhibit::InhibitRule;
 use crate::alert::AlertTransition;
 use crate::config::{Config, NotifyConfig, RouteConfig};
+use crate::time_intervals::NamedTimeInterval;
 
 /// A route that cannot be used, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,11 @@ pub enum RouteError {
         value: String,
         message: String,
     },
+    /// An inhibit rule that does not compile, named in the message.
+    #[error("{0}")]
+    Inhibit(String),
+    #[error("routes[{route}]: unknown time interval `{name}`")]
+    UnknownInterval { route: usize, name: String },
 }
 
 /// The value of a label of an alert, as routes, silences and `group_by` see it:
@@ -109,6 +116,12 @@ pub struct Settings {
     pub group_interval: Duration,
     pub repeat_interval: Duration,
     pub send_resolved: bool,
+    /// Names of the time intervals that mute the channel, and outside of which it is
+    /// muted (empty: always active).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_time_intervals: Vec<String>,
 }
 
 impl Settings {
@@ -119,6 +132,8 @@ impl Settings {
             group_interval: n.group_interval,
             repeat_interval: n.repeat_interval,
             send_resolved: n.send_resolved,
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
         }
     }
 
@@ -130,6 +145,8 @@ impl Settings {
             group_interval: r.group_interval.unwrap_or(d.group_interval),
             repeat_interval: r.repeat_interval.unwrap_or(d.repeat_interval),
             send_resolved: r.send_resolved.unwrap_or(d.send_resolved),
+            mute_time_intervals: r.mute_time_intervals.clone(),
+            active_time_intervals: r.active_time_intervals.clone(),
         }
     }
 
@@ -180,9 +197,12 @@ struct Route {
     settings: Arc<Settings>,
 }
 
-/// The compiled `routes` of a config.
+/// The compiled `routes` of a config, with the time intervals they name and the inhibit
+/// rules that apply across them.
 pub struct Router {
     routes: Vec<Route>,
+    intervals: Arc<BTreeMap<String, NamedTimeInterval>>,
+    inhibit_rules: Vec<InhibitRule>,
     defaults: Arc<Settings>,
     rule_tag: Arc<str>,
     known_channels: Vec<Arc<str>>,
@@ -211,6 +231,14 @@ impl Router {
                     }
                 })?);
             }
+            for name in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {
+                if config.time_interval(name).is_none() {
+                    return Err(RouteError::UnknownInterval {
+                        route: i,
+                        name: name.clone(),
+                    });
+                }
+            }
             routes.push(Route {
                 matchers,
                 channels: r.channels.iter().map(|c| Arc::from(c.as_str())).collect(),
@@ -221,6 +249,15 @@ impl Router {
         }
         Ok(Router {
             routes,
+            intervals: Arc::new(
+                config
+                    .time_intervals
+                    .iter()
+                    .map(|t| (t.name.clone(), t.clone()))
+                    .collect(),
+            ),
+            inhibit_rules: InhibitRule::compile(&config.inhibit_rules)
+                .map_err(|e| RouteError::Inhibit(e.to_string()))?,
             defaults: Arc::new(Settings::defaults(&config.notify)),
             rule_tag: Arc::from("rule"),
             known_channels: config
@@ -229,6 +266,15 @@ impl Router {
                 .map(|c| Arc::from(c.as_str()))
                 .collect(),
         })
+    }
+
+    /// The time intervals by name.
+    pub fn intervals(&self) -> &Arc<BTreeMap<String, NamedTimeInterval>> {
+        &self.intervals
+    }
+
+    pub(crate) fn inhibit_rules(&self) -> &[InhibitRule] {
+        &self.inhibit_rules
     }
 
     /// The channels an alert goes to. Empty targets and no unknown channels means no route
@@ -374,6 +420,8 @@ routes:
             group_interval: Duration::ZERO,
             repeat_interval: Duration::ZERO,
             send_resolved: true,
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
         };
         let t = firing("fuel_drain", 21080);
         let (key, labels) = settings.group_of("routes[1]", &t);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-use super::schedule::WindowSpec;
+use super::schedule::ScheduleSpec;
 use crate::alert::Severity;
 
 /// A rule file: a list of rules.
@@ -44,8 +44,9 @@ pub struct RuleSpec {
     /// `all` (default) or a list of tracker ids and labels.
     #[serde(default)]
     pub trackers: TrackerFilterSpec,
-    /// Weekly windows outside of which the rule is not evaluated.
-    pub schedule: Option<Vec<WindowSpec>>,
+    /// Weekly windows, or the name of a config time interval, outside of which the rule
+    /// is not evaluated.
+    pub schedule: Option<ScheduleSpec>,
     /// Added to every alert of the rule (routing matches on them).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

@@ -12,7 +12,7 @@ use rhai::{Engine, ParseError};
 use super::error::{Place, RuleError};
 use super::faults::FaultLog;
 use super::file::{RuleFile, RuleSpec, TrackerFilterSpec, TrackerPick};
-use super::schedule::Schedule;
+use super::schedule::{Schedule, ScheduleSpec};
 use super::script::engine::{self as script_engine, DynamicNames};
 use super::script::fast::FastExpr;
 use super::script::fields::FieldMask;
@@ -24,6 +24,7 @@ use super::zones::Zones;
 use crate::alert::Severity;
 use crate::config::{Config, parse_duration};
 use crate::state::history::HistoryPolicy;
+use crate::time_intervals::NamedTimeInterval;
 
 /// Fuel for one annotation render: plenty for a summary line, bounded for a runaway loop.
 pub const TEMPLATE_FUEL: u64 = 20_000;
@@ -48,6 +49,8 @@ pub struct LoadOptions {
     pub time_zone: chrono_tz::Tz,
     /// Param overrides by rule name (rule tests): each key must be a param of the rule.
     pub params: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// The config's `time_intervals`, which `schedule: NAME` may name.
+    pub time_intervals: BTreeMap<String, NamedTimeInterval>,
 }
 
 impl Default for LoadOptions {
@@ -57,6 +60,7 @@ impl Default for LoadOptions {
             channels: None,
             time_zone: chrono_tz::UTC,
             params: BTreeMap::new(),
+            time_intervals: BTreeMap::new(),
         }
     }
 }
@@ -74,6 +78,11 @@ impl LoadOptions {
                 .as_ref()
                 .map_or(chrono_tz::UTC, |n| n.timezone),
             params: BTreeMap::new(),
+            time_intervals: config
+                .time_intervals
+                .iter()
+                .map(|t| (t.name.clone(), t.clone()))
+                .collect(),
         })
     }
 }
@@ -674,13 +683,28 @@ impl Compiler<'_> {
 
         let schedule = match &spec.schedule {
             None => None,
-            Some(windows) => match Schedule::compile(windows, options.time_zone) {
-                Ok(s) => Some(s),
-                Err(messages) => {
-                    errors.extend(messages.into_iter().map(|m| invalid("schedule", m)));
+            Some(ScheduleSpec::Named(name)) => match options.time_intervals.get(name) {
+                Some(interval) => Some(Schedule::named(interval.clone())),
+                None => {
+                    errors.push(invalid(
+                        "schedule",
+                        format!(
+                            "unknown time interval `{name}` (time_intervals: {})",
+                            key_list(options.time_intervals.keys())
+                        ),
+                    ));
                     None
                 }
             },
+            Some(ScheduleSpec::Windows(windows)) => {
+                match Schedule::compile(windows, options.time_zone) {
+                    Ok(s) => Some(s),
+                    Err(messages) => {
+                        errors.extend(messages.into_iter().map(|m| invalid("schedule", m)));
+                        None
+                    }
+                }
+            }
         };
 
         if let (Some(channels), Some(known)) = (&spec.channels, &options.channels) {

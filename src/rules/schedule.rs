@@ -4,9 +4,14 @@
 //! A window whose `to` is not after its `from` runs overnight: `{days: [fri], from: "22:00",
 //! to: "06:00"}` is Friday 22:00 to Saturday 06:00. Times are wall-clock times in the
 //! window's zone, so a window follows daylight saving time.
+//!
+//! `schedule: NAME` names one of the config's `time_intervals` instead (Alertmanager's
+//! syntax, [`crate::time_intervals`]): the rule runs while it holds.
 
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use serde::Deserialize;
+
+use crate::time_intervals::NamedTimeInterval;
 
 /// One window as written in a rule file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -26,10 +31,43 @@ pub struct WindowSpec {
     pub timezone: Option<String>,
 }
 
-/// A compiled schedule: the rule is active when any window contains the instant.
+/// A rule's `schedule` as written: a list of windows or the name of a time interval.
+#[derive(Debug, Clone)]
+pub enum ScheduleSpec {
+    Windows(Vec<WindowSpec>),
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for ScheduleSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ScheduleSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of windows or the name of a time interval")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScheduleSpec, E> {
+                Ok(ScheduleSpec::Named(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<ScheduleSpec, A::Error> {
+                // Read as the list itself, so a window's own errors keep their place.
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(ScheduleSpec::Windows)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A compiled schedule: the rule is active when any window contains the instant, or
+/// when the named time interval does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     windows: Vec<Window>,
+    interval: Option<NamedTimeInterval>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,14 +146,28 @@ impl Schedule {
             windows.push(Window { days, from, to, tz });
         }
         if errors.is_empty() {
-            Ok(Schedule { windows })
+            Ok(Schedule {
+                windows,
+                interval: None,
+            })
         } else {
             Err(errors)
         }
     }
 
+    /// A schedule that is a named time interval.
+    pub fn named(interval: NamedTimeInterval) -> Schedule {
+        Schedule {
+            windows: Vec::new(),
+            interval: Some(interval),
+        }
+    }
+
     /// Whether the rule runs at `t`.
     pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        if let Some(interval) = &self.interval {
+            return interval.contains(t);
+        }
         self.windows.iter().any(|w| w.contains(t))
     }
 }

@@ -26,6 +26,12 @@ pub enum Outcome {
     /// Nothing to tell this channel (`detail` says why: resolved before it was ever
     /// notified, `send_resolved: false`, an unknown channel).
     Dropped,
+    /// A firing alert of an inhibit rule's source side holds it back (`detail` names
+    /// it): recorded, not sent.
+    Inhibited,
+    /// A route's time interval mutes its channel (`detail` names it): recorded, sent
+    /// when the mute ends.
+    Muted,
 }
 
 impl Outcome {
@@ -37,6 +43,8 @@ impl Outcome {
             Outcome::Coalesced => "coalesced",
             Outcome::Held => "held",
             Outcome::Dropped => "dropped",
+            Outcome::Inhibited => "inhibited",
+            Outcome::Muted => "muted",
         }
     }
 
@@ -47,6 +55,8 @@ impl Outcome {
             "silenced" => Outcome::Silenced,
             "coalesced" => Outcome::Coalesced,
             "held" => Outcome::Held,
+            "inhibited" => Outcome::Inhibited,
+            "muted" => Outcome::Muted,
             _ => Outcome::Dropped,
         }
     }

@@ -13,8 +13,8 @@
 //!   (`group_wait`, `group_interval`) that starts the flush half of the pipeline.
 //! - [`dedup`]: what the channel has not heard (a new alert, a due repeat, a resolve);
 //!   everything else stops here.
-//! - [`inhibit`], [`silence`], [`mute`]: the muting stages. Inhibit and mute pass every
-//!   alert until their features exist; each is the place where it will decide.
+//! - [`inhibit`], [`silence`], [`mute`]: the muting stages: an alert another firing
+//!   alert inhibits, an active silence, a route's time interval.
 //! - [`flap`]: the cap on notifications per alert per hour.
 //! - [`outbox`]: one notification with every alert that got through, in the outbox.
 //!
@@ -80,8 +80,13 @@ pub enum Decision<'a> {
     Deduped,
     /// dedup: a repeat is due but waits for the group's undelivered notification.
     RepeatWaits,
+    /// inhibit: a firing alert (its fingerprint) of an inhibit rule's source side.
+    Inhibited { by: &'a str },
     /// silence: an active silence matched.
     Silenced { silence: &'a str },
+    /// mute: the route's time interval mutes the channel (for `active_time_intervals`,
+    /// the first of them, outside of which it is).
+    Muted { interval: &'a str },
     /// flap: notified `sent` times within the hour; held until the cap frees.
     FlapCapped { sent: usize },
     /// outbox: written to the outbox in the notification `notification`.
@@ -95,7 +100,9 @@ impl Decision<'_> {
             Decision::Unrouted => "route",
             Decision::Dropped { .. } | Decision::Grouped | Decision::Coalesced => "group",
             Decision::Deduped | Decision::RepeatWaits => "dedup",
+            Decision::Inhibited { .. } => "inhibit",
             Decision::Silenced { .. } => "silence",
+            Decision::Muted { .. } => "mute",
             Decision::FlapCapped { .. } => "flap",
             Decision::Queued { .. } => "outbox",
         }
@@ -110,7 +117,9 @@ impl Decision<'_> {
             Decision::Coalesced => "coalesced",
             Decision::Deduped => "deduped",
             Decision::RepeatWaits => "repeat-waits",
+            Decision::Inhibited { .. } => "inhibited",
             Decision::Silenced { .. } => "silenced",
+            Decision::Muted { .. } => "muted",
             Decision::FlapCapped { .. } => "flap-capped",
             Decision::Queued { .. } => "queued",
         }
@@ -221,10 +230,10 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     pub fn new(router: Arc<Router>) -> Pipeline {
         Pipeline {
-            route: route::Route::new(router),
-            inhibit: inhibit::Inhibit,
+            route: route::Route::new(router.clone()),
+            inhibit: inhibit::Inhibit::new(router.inhibit_rules().to_vec()),
             silence: silence::Silence::default(),
-            mute: mute::Mute,
+            mute: mute::Mute::new(router.intervals().clone()),
             flap: flap::Flap,
             history: Box::new(NoHistory),
         }
@@ -241,6 +250,18 @@ impl Pipeline {
         record: &DeliveryRecord<'_>,
     ) -> Result<(), StoreError> {
         self.history.record(conn, record)
+    }
+
+    /// Ingest, before routing: every transition, routed or not, for the inhibitor's
+    /// index of firing sources.
+    pub fn observe(&mut self, t: &AlertTransition) {
+        self.inhibit.observe(t);
+    }
+
+    /// After a flush: the earliest instant a mute that held back one of its members
+    /// ends, if sooner than the group's next flush should be.
+    pub fn take_wake(&mut self) -> Option<DateTime<Utc>> {
+        self.mute.take_wake()
     }
 
     /// Ingest: the channels a transition goes to.

@@ -24,6 +24,8 @@ pub(crate) fn settings() -> Settings {
         group_interval: Duration::from_secs(60),
         repeat_interval: Duration::from_secs(3600),
         send_resolved: true,
+        mute_time_intervals: Vec::new(),
+        active_time_intervals: Vec::new(),
     }
 }
 

@@ -217,6 +217,7 @@ impl Suite {
                 channels: None,
                 time_zone: tz,
                 params: file.params.clone(),
+                time_intervals: Default::default(),
             },
             start,
             tz,

@@ -9,6 +9,7 @@ mod channel_telegram;
 mod channel_webhook;
 mod delivery;
 mod email;
+mod muting;
 mod restart;
 mod retry;
 mod smtp_sink;

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod check;
+mod check_muting;
 mod decode;
 mod decode_props;
 mod engine;

@@ -1,0 +1,104 @@
+//! `check` on inhibit rules, time intervals and the names that refer to them, through
+//! the real binary: each mistake is one message with the file, line and column.
+
+use std::process::Command;
+
+/// Runs `check` on `yaml` (after a simulator source) with `rules.yaml` beside it; returns
+/// the exit code and stderr with the config's path replaced by `CONFIG`, the rule file's
+/// by `RULES`.
+fn check(yaml: &str, rules: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let rules_path = dir.path().join("rules.yaml");
+    std::fs::write(
+        &path,
+        format!("source:\n  simulator: {{}}\nrules: [rules.yaml]\n{yaml}"),
+    )
+    .unwrap();
+    std::fs::write(&rules_path, rules).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .replace(&*path.to_string_lossy(), "CONFIG")
+        .replace(&*rules_path.to_string_lossy(), "RULES");
+    (
+        out.status.code().unwrap_or(-1),
+        stderr.trim_end().to_owned(),
+    )
+}
+
+const CHANNELS: &str = "channels:\n  ops: { type: stdout }\n";
+const INTERVAL: &str = "time_intervals:\n  - name: nights\n    time_intervals:\n      - times: [{ start_time: \"22:00\", end_time: \"24:00\" }]\n";
+const RULE: &str = "rules:\n  - name: speeding\n    when: \"state.speed > 90\"\n";
+
+#[test]
+fn mistakes_are_reported_with_their_line() {
+    // (config after the source, rule file, expected stderr)
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            format!(
+                "{CHANNELS}routes:\n  - channels: [ops]\n    mute_time_intervals: [night]\n{INTERVAL}"
+            ),
+            RULE.into(),
+            "error: CONFIG:7:28: routes[0]: unknown time interval `night` (time_intervals: nights)",
+        ),
+        (
+            format!("{CHANNELS}routes:\n  - channels: [ops]\n    active_time_intervals: [office]\n"),
+            RULE.into(),
+            "error: CONFIG:7:30: routes[0]: unknown time interval `office` (time_intervals: none defined)",
+        ),
+        (
+            "time_intervals:\n  - name: nights\n    time_intervals:\n      - times: [{ start_time: \"22:00\", end_time: \"06:00\" }]\n".into(),
+            RULE.into(),
+            "error: CONFIG:7:18: time_intervals[0].time_intervals[0].times[0]: times: start_time `22:00` is not before end_time `06:00` (a range cannot cross midnight; write two)",
+        ),
+        (
+            "time_intervals:\n  - name: w\n    time_intervals:\n      - weekdays: [\"friday:monday\"]\n".into(),
+            RULE.into(),
+            "error: CONFIG:7:21: time_intervals[0].time_intervals[0].weekdays[0]: weekdays: `friday:monday`: the end day is before the start day (weeks run sunday to saturday; write two ranges)",
+        ),
+        (
+            "time_intervals:\n  - name: w\n    time_intervals:\n      - { location: Europe/Berln }\n".into(),
+            RULE.into(),
+            "error: CONFIG:7:23: time_intervals[0].time_intervals[0].location: location: unknown location `Europe/Berln` (use an IANA time zone such as Europe/Berlin)",
+        ),
+        (
+            "time_intervals:\n  - name: w\n    time_intervals:\n      - { weekday: [monday] }\n".into(),
+            RULE.into(),
+            "error: CONFIG:7:11: time_intervals[0].time_intervals[0].weekday: unknown field `weekday`, expected one of times, weekdays, days_of_month, months, years, location",
+        ),
+        (
+            "inhibit_rules:\n  - source_matchers: { rule: tracker_offline }\n    target_matchers: [\"severity=~(warning\"]\n".into(),
+            RULE.into(),
+            "error: CONFIG:6:22: inhibit_rules[0].target_matchers: matchers: severity: `(warning` is not a valid regex",
+        ),
+        (
+            "inhibit_rules:\n  - source_matchers: { rule: tracker_offline }\n    target_matchers: { severity: warning }\n    equals: [tracker_id]\n".into(),
+            RULE.into(),
+            "error: CONFIG:7:5: inhibit_rules[0].equals: unknown field `equals`, expected one of source_matchers, target_matchers, equal",
+        ),
+        (
+            INTERVAL.into(),
+            format!("{RULE}    schedule: night\n"),
+            "error: RULES:4:15: rule `speeding`: schedule: unknown time interval `night` (time_intervals: nights)",
+        ),
+    ];
+    for (yaml, rules, want) in cases {
+        let (code, stderr) = check(&yaml, &rules);
+        assert_eq!(code, 1, "{yaml}");
+        assert!(
+            stderr.starts_with(want),
+            "\n{yaml}\nwant: {want}\ngot:  {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_may_name_a_time_interval_as_its_schedule() {
+    let (code, stderr) = check(INTERVAL, &format!("{RULE}    schedule: nights\n"));
+    assert_eq!(code, 0, "{stderr}");
+}
