@@ -182,12 +182,13 @@ routes:
         .await
         .unwrap();
     // Muted, logged once each, with the end of the mute.
-    let muted: Vec<_> = log(&d)
+    let mut muted: Vec<_> = log(&d)
         .await
         .into_iter()
         .filter(|e| e.0 == Outcome::Muted)
         .map(|e| (e.2, e.3))
         .collect();
+    muted.sort();
     let detail = Some("time interval maintenance until 2026-01-01T10:30:00+00:00".to_owned());
     assert_eq!(
         muted,
