@@ -1674,6 +1674,52 @@ mod tests {
     }
 
     #[test]
+    fn matcher_strings_read_as_alertmanager_reads_them() {
+        let m = |name: &str, value: &str, is_regex: bool, is_equal: bool| MatcherConfig {
+            name: name.into(),
+            value: value.into(),
+            is_regex,
+            is_equal,
+        };
+        let cases: Vec<(&str, Vec<MatcherConfig>)> = vec![
+            ("rule=tracker_offline", vec![m("rule", "tracker_offline", false, true)]),
+            ("severity=~warning|info", vec![m("severity", "warning|info", true, true)]),
+            ("severity !~ \"info\"", vec![m("severity", "info", true, false)]),
+            ("rule!=noisy", vec![m("rule", "noisy", false, false)]),
+            (
+                "{rule=\"a,b\", tracker_id=~\"1|2\"}",
+                vec![m("rule", "a,b", false, true), m("tracker_id", "1|2", true, true)],
+            ),
+            ("team=\"say \\\"hi\\\"\"", vec![m("team", "say \"hi\"", false, true)]),
+            ("team=", vec![m("team", "", false, true)]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_matchers(text).unwrap(), want, "{text}");
+        }
+        let errors = [
+            ("severity", "is not a matcher"),
+            ("=x", "the label name is missing"),
+            ("rule=\"open", "unterminated quote"),
+            ("{rule=a", "without a closing"),
+            ("severity=~(x", "is not a valid regex"),
+            ("{}", "holds no matcher"),
+        ];
+        for (text, want) in errors {
+            let err = parse_matchers(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // The map form takes a route's prefixes.
+        assert_eq!(
+            MatcherConfig::from_entry("severity", "=~warning|info").unwrap(),
+            m("severity", "warning|info", true, true)
+        );
+        assert_eq!(
+            MatcherConfig::from_entry("rule", "tracker_offline").unwrap(),
+            m("rule", "tracker_offline", false, true)
+        );
+    }
+
+    #[test]
     fn interpolation() {
         let e = env(&[("HASH", "abc"), ("EMPTY", "")]);
         assert_eq!(interpolate("hash: ${HASH}", &e).unwrap(), "hash: abc");

@@ -286,6 +286,19 @@ mod tests {
     }
 
     #[test]
+    fn a_named_time_interval_is_a_schedule() {
+        let interval: NamedTimeInterval = serde_saphyr::from_str(
+            "{name: office, time_intervals: [{weekdays: [\"monday:friday\"], times: [{start_time: \"08:00\", end_time: \"18:00\"}], location: Europe/Berlin}]}",
+        )
+        .unwrap();
+        let s = Schedule::named(interval);
+        // Monday 2026-01-05 07:30 UTC is 08:30 in Berlin; Saturday is out.
+        assert!(s.contains(Utc.with_ymd_and_hms(2026, 1, 5, 7, 30, 0).unwrap()));
+        assert!(!s.contains(Utc.with_ymd_and_hms(2026, 1, 5, 6, 30, 0).unwrap()));
+        assert!(!s.contains(Utc.with_ymd_and_hms(2026, 1, 10, 10, 0, 0).unwrap()));
+    }
+
+    #[test]
     fn every_error_of_every_window() {
         let errs = Schedule::compile(
             &[window(&["mon-fri"], "07:00", "19:00", "Europe/Berln")],
