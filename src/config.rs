@@ -1682,15 +1682,30 @@ mod tests {
             is_equal,
         };
         let cases: Vec<(&str, Vec<MatcherConfig>)> = vec![
-            ("rule=tracker_offline", vec![m("rule", "tracker_offline", false, true)]),
-            ("severity=~warning|info", vec![m("severity", "warning|info", true, true)]),
-            ("severity !~ \"info\"", vec![m("severity", "info", true, false)]),
+            (
+                "rule=tracker_offline",
+                vec![m("rule", "tracker_offline", false, true)],
+            ),
+            (
+                "severity=~warning|info",
+                vec![m("severity", "warning|info", true, true)],
+            ),
+            (
+                "severity !~ \"info\"",
+                vec![m("severity", "info", true, false)],
+            ),
             ("rule!=noisy", vec![m("rule", "noisy", false, false)]),
             (
                 "{rule=\"a,b\", tracker_id=~\"1|2\"}",
-                vec![m("rule", "a,b", false, true), m("tracker_id", "1|2", true, true)],
+                vec![
+                    m("rule", "a,b", false, true),
+                    m("tracker_id", "1|2", true, true),
+                ],
             ),
-            ("team=\"say \\\"hi\\\"\"", vec![m("team", "say \"hi\"", false, true)]),
+            (
+                "team=\"say \\\"hi\\\"\"",
+                vec![m("team", "say \"hi\"", false, true)],
+            ),
             ("team=", vec![m("team", "", false, true)]),
         ];
         for (text, want) in cases {

@@ -342,6 +342,45 @@ mod tests {
     }
 
     #[test]
+    fn the_firing_sources_are_restored_at_start() {
+        use crate::alert::Severity::*;
+        use crate::dispatch::group::Groups;
+        use crate::dispatch::routes::Router;
+        use std::sync::Arc;
+
+        let cfg = config(&format!(
+            "channels: {{ ops: {{ type: stdout }} }}\nroutes: [{{ channels: [ops] }}]\nnotify: {{ group_wait: 0s }}\ninhibit_rules:{OFFLINE}"
+        ));
+        let router = Arc::new(Router::new(&cfg).unwrap());
+        let mut conn = store::test_connection();
+        let offline = alert("tracker_offline", 1, Critical);
+        let run = |groups: &mut Groups, conn: &mut rusqlite::Connection, t, at| {
+            let tx = conn.transaction().unwrap();
+            groups.apply(&tx, t, secs(at)).unwrap();
+            let mut out = Vec::new();
+            groups.flush_due(&tx, secs(at), 0, &mut out).unwrap();
+            tx.commit().unwrap();
+            out.len()
+        };
+        let mut groups = Groups::new(router.clone());
+        assert_eq!(run(&mut groups, &mut conn, offline.clone(), 0), 1);
+
+        // A new run, with nothing but the database: the source still inhibits.
+        let mut groups = Groups::load(&conn, router, &[Arc::from("ops")]).unwrap();
+        assert_eq!(
+            run(&mut groups, &mut conn, alert("fuel_low", 1, Warning), 10),
+            0
+        );
+        let inhibited: Vec<_> = store::recent_log(&conn, 10)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.outcome == Outcome::Inhibited)
+            .map(|e| e.rule)
+            .collect();
+        assert_eq!(inhibited, ["fuel_low"]);
+    }
+
+    #[test]
     fn without_rules_every_alert_passes_and_nothing_is_said() {
         let conn = store::test_connection();
         let set = settings();
