@@ -783,15 +783,26 @@ async fn forward(
         if batch.is_empty() {
             continue;
         }
+        // Counted per batch: one counter lookup per rule and status, not per transition.
+        let mut counts: Vec<(&Arc<str>, AlertStatus, u64)> = Vec::new();
         for t in &batch {
-            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => t.rule.to_string(), "status" => t.status.as_str())
-                .increment(1);
+            match counts
+                .iter_mut()
+                .find(|(rule, status, _)| **rule == t.rule && *status == t.status)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((&t.rule, t.status, 1)),
+            }
             if t.tracker.is_some() {
                 match t.status {
                     AlertStatus::Firing => firing.insert(t.fingerprint.clone()),
                     AlertStatus::Resolved => firing.remove(&t.fingerprint),
                 };
             }
+        }
+        for (rule, status, n) in counts {
+            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => rule.to_string(), "status" => status.as_str())
+                .increment(n);
         }
         gauges.set_firing(firing.len() as i64);
         if let Err(lost) =
