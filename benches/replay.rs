@@ -72,6 +72,9 @@ fn run_engine(
     let mut options = EngineOptions::new(EngineClock::EventTime);
     options.workers = 2;
     options.batch_size = 1024;
+    // Nothing reads the transitions while the engine runs: no bound, or the shards
+    // would wait for a reader.
+    options.transition_capacity = usize::MAX;
     configure(&mut options);
     let (mut engine, _transitions) = Engine::start(options, evaluator).unwrap();
     engine.set_trackers(infos.to_vec());

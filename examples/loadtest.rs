@@ -476,7 +476,9 @@ impl DaemonProcess {
             // SAFETY: kill(2) on our own, not yet reaped, child.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Long enough for a daemon run under valgrind (`--bin` a wrapper script), which
+        // drains and writes its profile at the stop.
+        let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
                 return;

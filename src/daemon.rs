@@ -742,10 +742,13 @@ const COMMIT_RETRY_AT_STOP: Duration = Duration::from_secs(10);
 /// Hands transitions to the dispatcher, as many per commit as are waiting, and counts
 /// them (`navixy_alerts_alert_transitions_total`, and the firing gauge from `firing`: the
 /// tracker alerts firing now). A batch whose commit fails is committed again until it
-/// succeeds (see [`commit_until_done`]); nothing new is taken meanwhile. Returns how many
-/// transitions were given up at the stop.
+/// succeeds (see [`commit_until_done`]); nothing new is taken meanwhile, so the engine's
+/// bounded channel fills and the shards wait (back-pressure up to the source). A batch
+/// takes at most a channel's worth of transitions, so at most two channels' worth are
+/// held in memory. Returns how many transitions were given up at the stop, after draining
+/// the channel until the engine closes it (no shard is left waiting in a send).
 async fn forward(
-    mut transitions: mpsc::UnboundedReceiver<AlertTransition>,
+    mut transitions: mpsc::Receiver<AlertTransition>,
     mut alerts: mpsc::UnboundedReceiver<AlertTransition>,
     dispatcher: DispatcherHandle,
     mut firing: HashSet<Fingerprint>,
@@ -753,21 +756,25 @@ async fn forward(
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> usize {
     gauges.set_firing(firing.len() as i64);
+    let limit = transitions.max_capacity();
     let mut batch = Vec::new();
     let mut transitions_open = true;
     let mut alerts_open = true;
     while transitions_open || alerts_open {
         tokio::select! {
-            t = transitions.recv(), if transitions_open => match t {
-                Some(t) => batch.push(t),
-                None => transitions_open = false,
+            n = transitions.recv_many(&mut batch, limit), if transitions_open => {
+                if n == 0 {
+                    transitions_open = false;
+                }
             },
             a = alerts.recv(), if alerts_open => match a {
                 Some(a) => batch.push(a),
                 None => alerts_open = false,
             },
         }
-        while let Ok(t) = transitions.try_recv() {
+        while batch.len() < limit
+            && let Ok(t) = transitions.try_recv()
+        {
             batch.push(t);
         }
         while let Ok(a) = alerts.try_recv() {
@@ -776,15 +783,26 @@ async fn forward(
         if batch.is_empty() {
             continue;
         }
+        // Counted per batch: one counter lookup per rule and status, not per transition.
+        let mut counts: Vec<(&Arc<str>, AlertStatus, u64)> = Vec::new();
         for t in &batch {
-            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => t.rule.to_string(), "status" => t.status.as_str())
-                .increment(1);
+            match counts
+                .iter_mut()
+                .find(|(rule, status, _)| **rule == t.rule && *status == t.status)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((&t.rule, t.status, 1)),
+            }
             if t.tracker.is_some() {
                 match t.status {
                     AlertStatus::Firing => firing.insert(t.fingerprint.clone()),
                     AlertStatus::Resolved => firing.remove(&t.fingerprint),
                 };
             }
+        }
+        for (rule, status, n) in counts {
+            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => rule.to_string(), "status" => status.as_str())
+                .increment(n);
         }
         gauges.set_firing(firing.len() as i64);
         if let Err(lost) =
@@ -889,6 +907,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::dispatch::testing::{config, firing, resolved, t0};
+    use crate::engine::TRANSITION_CAPACITY;
     use crate::state::TrackerState;
     use chrono::{DateTime, Utc};
 
@@ -937,10 +956,12 @@ mod tests {
 
         // The disk is full: no page beyond those in use.
         max_pages(&store, 1).await;
-        let (transitions_tx, transitions) = mpsc::unbounded_channel();
+        let (transitions_tx, transitions) = mpsc::channel(TRANSITION_CAPACITY);
         let (_alerts_tx, alerts) = mpsc::unbounded_channel();
         for tracker in 1..=300 {
-            transitions_tx.send(firing("fuel_drain", tracker)).unwrap();
+            transitions_tx
+                .try_send(firing("fuel_drain", tracker))
+                .unwrap();
         }
         let (_stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let forwarder = tokio::spawn(forward(
@@ -966,7 +987,7 @@ mod tests {
         assert!(store.load_live_alerts().await.unwrap().is_empty());
         // The engine goes on meanwhile: tracker 1 resolves while the disk is full.
         transitions_tx
-            .send(resolved(&firing("fuel_drain", 1), t0()))
+            .try_send(resolved(&firing("fuel_drain", 1), t0()))
             .unwrap();
         assert!(!forwarder.is_finished());
 
@@ -990,6 +1011,146 @@ mod tests {
         dispatcher.stopped().await;
     }
 
+    /// Fires an alert on a tracker's first update and resolves it on the next, counting
+    /// every transition it makes.
+    struct FiresThenResolves {
+        made: Arc<std::sync::atomic::AtomicUsize>,
+        firing: HashSet<i64>,
+    }
+
+    impl ShardEvaluator for FiresThenResolves {
+        fn on_update(
+            &mut self,
+            tracker: &TrackerState,
+            _: DateTime<Utc>,
+            _: bool,
+            out: &mut Vec<AlertTransition>,
+        ) {
+            let id = tracker.info.id;
+            let fired = firing("fuel_drain", id);
+            out.push(if self.firing.remove(&id) {
+                resolved(&fired, t0())
+            } else {
+                self.firing.insert(id);
+                fired
+            });
+            self.made.fetch_add(1, Ordering::SeqCst);
+        }
+        fn on_tick(
+            &mut self,
+            _: &mut dyn Iterator<Item = &TrackerState>,
+            _: DateTime<Utc>,
+            _: &mut Vec<AlertTransition>,
+        ) {
+        }
+    }
+
+    /// A full disk stops the engine instead of filling memory: the forwarder holds one
+    /// batch, the bounded channel fills, the shard waits in its send and the engine's
+    /// `sync` does not return, however many updates are still to come. Once space
+    /// returns, every transition commits, in order, and the engine finishes its input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_database_stops_the_engine_instead_of_filling_memory() {
+        const CAPACITY: usize = 16;
+        const TRACKERS: i64 = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let dispatcher = Dispatcher::start(
+            &config("notify: { group_wait: 0s }"),
+            store.clone(),
+            Arc::new(ManualClock::new(t0())),
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .unwrap();
+        store.check_writable().await.unwrap();
+        max_pages(&store, 1).await;
+
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut options = EngineOptions::new(EngineClock::EventTime);
+        options.workers = 1;
+        options.batch_size = 1;
+        options.eval_interval = Duration::ZERO;
+        options.transition_capacity = CAPACITY;
+        let evaluator_made = made.clone();
+        let (mut engine, transitions) = Engine::start(options, &move |_| {
+            Box::new(FiresThenResolves {
+                made: evaluator_made.clone(),
+                firing: HashSet::new(),
+            })
+        })
+        .unwrap();
+        let (alerts_tx, alerts) = mpsc::unbounded_channel();
+        let (_stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let forwarder = tokio::spawn(forward(
+            transitions,
+            alerts,
+            dispatcher.clone(),
+            HashSet::new(),
+            Arc::new(AlertGauges::new(1)),
+            stopping,
+        ));
+        // Every tracker fires, then tracker 1 resolves: far more transitions than the
+        // channel and the forwarder's batch together hold.
+        let synced = Arc::new(AtomicBool::new(false));
+        let engine_synced = synced.clone();
+        let engine_thread = std::thread::spawn(move || {
+            let frame = |id: i64| {
+                format!(
+                    r#"{{"type":"event","event":"state_batch","data":[{{"type":"source_state_event","state":{{"source_id":{id},"last_update":"2026-01-05T08:00:00Z","gps":{{"speed":0}}}}}}]}}"#
+                )
+            };
+            for id in (1..=TRACKERS).chain([1]) {
+                engine.ingest_text(&frame(id), None).unwrap();
+            }
+            engine.sync();
+            engine_synced.store(true, Ordering::SeqCst);
+            engine.shutdown()
+        });
+
+        eventually("a refused commit and a full channel", || {
+            let store = store.clone();
+            let made = made.load(Ordering::SeqCst);
+            async move { made > CAPACITY && store.check_writable().await.is_err() }
+        })
+        .await;
+        // Through a few more refused commits (the first retries come 100, 200 ms apart)
+        // the shard stays where the channel stopped it: the forwarder's batch, the
+        // channel, and the one transition the shard waits to send.
+        tokio::time::sleep(COMMIT_RETRY_FIRST * 4).await;
+        let held = made.load(Ordering::SeqCst);
+        let bound = 2 * CAPACITY + 1;
+        assert!(held <= bound, "{held} transitions held, over {bound}");
+        assert!(
+            !synced.load(Ordering::SeqCst),
+            "sync returned on a full disk"
+        );
+        assert!(store.load_live_alerts().await.unwrap().is_empty());
+
+        // Space returns: the engine finishes its input and every transition commits.
+        max_pages(&store, 1 << 30).await;
+        let stats = tokio::task::spawn_blocking(move || engine_thread.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stats.updates(), TRACKERS as u64 + 1);
+        assert_eq!(made.load(Ordering::SeqCst), TRACKERS as usize + 1);
+        // The engine is gone (its sender with it) and so is the source's: the forwarder
+        // ends after its last commit.
+        drop(alerts_tx);
+        assert_eq!(forwarder.await.unwrap(), 0, "nothing given up");
+        // Tracker 1's resolve came after its firing, so it is no longer live.
+        let live = store.load_live_alerts().await.unwrap();
+        let mut trackers: Vec<i64> = live.iter().filter_map(|r| r.tracker_id).collect();
+        trackers.sort_unstable();
+        assert_eq!(trackers, (2..=TRACKERS).collect::<Vec<_>>());
+        store.check_writable().await.unwrap();
+        let _ = stop.send(());
+        dispatcher.stopped().await;
+    }
+
     #[tokio::test]
     async fn a_stop_while_the_disk_stays_full_gives_up_and_counts_what_is_lost() {
         tokio::time::pause();
@@ -1007,10 +1168,12 @@ mod tests {
         .await
         .unwrap();
         max_pages(&store, 1).await;
-        let (transitions_tx, transitions) = mpsc::unbounded_channel();
+        let (transitions_tx, transitions) = mpsc::channel(TRANSITION_CAPACITY);
         let (_alerts_tx, alerts) = mpsc::unbounded_channel();
         for tracker in 1..=300 {
-            transitions_tx.send(firing("fuel_drain", tracker)).unwrap();
+            transitions_tx
+                .try_send(firing("fuel_drain", tracker))
+                .unwrap();
         }
         drop(transitions_tx);
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);

@@ -164,6 +164,7 @@ pub fn replay(
         engine.set_trackers(infos);
     }
     let output = options.output;
+    // Read beside the engine: the channel is bounded, and nothing else would empty it.
     let printer = std::thread::Builder::new()
         .name("replay-output".into())
         .spawn(move || drain_transitions(transitions, output))
@@ -249,7 +250,7 @@ pub fn replay(
 }
 
 fn drain_transitions(
-    mut rx: mpsc::UnboundedReceiver<AlertTransition>,
+    mut rx: mpsc::Receiver<AlertTransition>,
     output: TransitionOutput,
 ) -> std::io::Result<(u64, Vec<AlertTransition>)> {
     let mut count = 0;

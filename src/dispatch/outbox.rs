@@ -5,7 +5,8 @@
 //! One at a time, in order, per channel: a receiver sees a group's resolve after its
 //! firing, and an outage of one channel never delays another. Every outcome is written
 //! back to the outbox row: sent, retried (attempts, next attempt, last error) or failed
-//! for good, which stays visible for the admin API (`Store::list_failed`).
+//! for good, which stays visible for the admin API (`Store::list_failed`). The outcomes
+//! of attempts that end together share one transaction ([`Outcomes`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::channels::{Channel, SendError};
@@ -120,6 +121,76 @@ pub struct Sender {
 /// Attempts in flight per channel at most, across its groups.
 const MAX_IN_FLIGHT: usize = 16;
 
+/// One outcome to write to an outbox row.
+type OutcomeWrite =
+    Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static>;
+
+/// A channel's delivery outcomes on their way to the outbox rows: one writer task takes
+/// every outcome waiting and writes them in one (relaxed) transaction, so a channel
+/// delivering hundreds of notifications a second pays one trip to the database thread
+/// and one commit per batch, not per notification. Each caller still waits for its own
+/// outcome to be written, as before, so a lane moves on only once its head is recorded.
+#[derive(Clone)]
+struct Outcomes {
+    writes: mpsc::UnboundedSender<(OutcomeWrite, oneshot::Sender<Result<(), String>>)>,
+}
+
+/// The most outcomes written in one transaction (at most [`MAX_IN_FLIGHT`] wait at once
+/// per channel in practice).
+const MAX_OUTCOMES_PER_COMMIT: usize = 256;
+
+impl Outcomes {
+    /// Starts the writer; it ends once every clone of the returned handle is gone.
+    fn start(store: Store) -> Outcomes {
+        let (writes, mut rx) =
+            mpsc::unbounded_channel::<(OutcomeWrite, oneshot::Sender<Result<(), String>>)>();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, MAX_OUTCOMES_PER_COMMIT).await > 0 {
+                let (fs, done): (Vec<OutcomeWrite>, Vec<oneshot::Sender<_>>) =
+                    batch.drain(..).unzip();
+                let written = store
+                    .call(move |db| {
+                        let tx = db.write(Durability::Relaxed)?;
+                        // One outcome that cannot be written does not undo the others.
+                        let each: Vec<Result<(), String>> = fs
+                            .into_iter()
+                            .map(|f| f(&tx).map_err(|e| e.to_string()))
+                            .collect();
+                        tx.commit()?;
+                        Ok(each)
+                    })
+                    .await;
+                match written {
+                    Ok(each) => {
+                        for (done, result) in done.into_iter().zip(each) {
+                            let _ = done.send(result);
+                        }
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        for done in done {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Outcomes { writes }
+    }
+
+    /// Writes one outcome with whatever else is waiting; returns once it is written.
+    async fn write(&self, f: OutcomeWrite) -> Result<(), String> {
+        let (done, written) = oneshot::channel();
+        self.writes
+            .send((f, done))
+            .map_err(|_| "the outcome writer has stopped".to_string())?;
+        written
+            .await
+            .map_err(|_| "the outcome writer has stopped".to_string())?
+    }
+}
+
 /// One group's queue on one channel: delivered strictly in order, head first.
 struct Lane {
     queue: VecDeque<Delivery>,
@@ -150,6 +221,7 @@ impl Sender {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
+        let outcomes = Outcomes::start(this.store.clone());
         let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
         let mut in_flight = tokio::task::JoinSet::new();
         let mut rx_open = true;
@@ -174,9 +246,9 @@ impl Sender {
                     continue;
                 };
                 lane.busy = true;
-                let (this, key) = (this.clone(), key.clone());
+                let (this, key, outcomes) = (this.clone(), key.clone(), outcomes.clone());
                 in_flight.spawn(async move {
-                    let retry = this.attempt(&mut head).await;
+                    let retry = this.attempt(&mut head, &outcomes).await;
                     (key, head, retry)
                 });
             }
@@ -251,7 +323,7 @@ impl Sender {
 
     /// One attempt; `Some(delay)` when the notification stays pending, to be tried
     /// again after `delay`.
-    async fn attempt(&self, d: &mut Delivery) -> Option<Duration> {
+    async fn attempt(&self, d: &mut Delivery, outcomes: &Outcomes) -> Option<Duration> {
         let n = &d.notification;
         let started = self.clock.now();
         let result = self.channel.send(n, started).await;
@@ -263,13 +335,13 @@ impl Sender {
                 metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
                 tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
                 let (id, attempts) = (n.id.clone(), d.attempts);
-                self.record(move |tx| store::mark_sent(tx, &id, attempts, now))
+                self.record(outcomes, move |tx| store::mark_sent(tx, &id, attempts, now))
                     .await;
                 self.depth.add(-1);
                 None
             }
             Err(SendError::Permanent { message }) => {
-                self.fail(d, now, message).await;
+                self.fail(d, outcomes, now, message).await;
                 None
             }
             Err(SendError::Retryable {
@@ -283,7 +355,7 @@ impl Sender {
                         d.attempts,
                         self.policy.retry_for.as_secs()
                     );
-                    self.fail(d, now, message).await;
+                    self.fail(d, outcomes, now, message).await;
                     return None;
                 }
                 // The last attempt is at the deadline, not after it.
@@ -303,14 +375,16 @@ impl Sender {
                     "Notification not delivered; will retry."
                 );
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
-                self.record(move |tx| store::mark_retry(tx, &id, attempts, next, &message))
-                    .await;
+                self.record(outcomes, move |tx| {
+                    store::mark_retry(tx, &id, attempts, next, &message)
+                })
+                .await;
                 Some(delay)
             }
         }
     }
 
-    async fn fail(&self, d: &Delivery, now: DateTime<Utc>, message: String) {
+    async fn fail(&self, d: &Delivery, outcomes: &Outcomes, now: DateTime<Utc>, message: String) {
         metrics::counter!(telemetry::NOTIFICATIONS_FAILED, "channel" => self.name.to_string())
             .increment(1);
         tracing::error!(
@@ -321,28 +395,21 @@ impl Sender {
             "Notification failed; kept in the outbox as failed."
         );
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
-        self.record(move |tx| store::mark_failed(tx, &id, attempts, now, &message))
-            .await;
+        self.record(outcomes, move |tx| {
+            store::mark_failed(tx, &id, attempts, now, &message)
+        })
+        .await;
         self.depth.add(-1);
         self.undelivered.done(&self.name, &d.notification.group_key);
     }
 
     /// Writes an outcome. Losing it only repeats work (a re-send with the same id, or
     /// one more attempt), so the write is relaxed and a failure is logged, not fatal.
-    async fn record<F>(&self, f: F)
+    async fn record<F>(&self, outcomes: &Outcomes, f: F)
     where
         F: FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static,
     {
-        let result = self
-            .store
-            .call(move |db| {
-                let tx = db.write(Durability::Relaxed)?;
-                f(&tx)?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = outcomes.write(Box::new(f)).await {
             tracing::error!(channel = %self.name, error = %e, "Cannot record a delivery outcome.");
         }
     }

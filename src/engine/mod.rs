@@ -23,8 +23,11 @@
 //! `Engine` is owned by the loop that reads frames; sending to a shard blocks while that
 //! shard's queue is full (back-pressure, by design). The `*_blocking` methods and
 //! [`Engine::sync`] must not be called from async code (tokio forbids blocking receives
-//! there); use [`EngineHandle::sync`] instead. Transitions arrive on an unbounded tokio
-//! channel: `recv().await` in the dispatcher, `blocking_recv()` in a plain thread.
+//! there); use [`EngineHandle::sync`] instead. Transitions arrive on a bounded tokio
+//! channel ([`TRANSITION_CAPACITY`]): `recv().await` in the dispatcher, `blocking_recv()`
+//! in a plain thread. A reader that stops taking them stops the shards, then the routing,
+//! then the source: read them beside the engine, not after it (or ask for
+//! [`EngineOptions::transition_capacity`] `usize::MAX`).
 
 pub mod ids;
 pub mod router;
@@ -32,7 +35,10 @@ pub mod shard;
 pub mod stats;
 
 pub use ids::{IdMap, tracker_infos};
-pub use router::{Engine, EngineClock, EngineHandle, EngineOptions, EvaluatorFactory, shard_index};
+pub use router::{
+    Engine, EngineClock, EngineHandle, EngineOptions, EvaluatorFactory, TRANSITION_CAPACITY,
+    shard_index,
+};
 pub use stats::EngineStats;
 
 use chrono::{DateTime, Utc};

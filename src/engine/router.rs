@@ -72,6 +72,11 @@ pub struct EngineOptions {
     /// that no update waits for a whole tick; 0 evaluates a tick at once, in order with
     /// the updates (replay, tests: the same input gives the same output).
     pub tick_slice: usize,
+    /// Transitions made and not yet taken by the receiver's reader; past that a shard
+    /// waits in its send. [`TRANSITION_CAPACITY`] by default; `usize::MAX` for no bound
+    /// (tokio's largest), which only a caller that reads the transitions after
+    /// [`Engine::sync`], on the thread that drives the engine, needs.
+    pub transition_capacity: usize,
 }
 
 impl EngineOptions {
@@ -87,6 +92,7 @@ impl EngineOptions {
             batch_size: 256,
             source: "navixy",
             tick_slice: 0,
+            transition_capacity: TRANSITION_CAPACITY,
         }
     }
 
@@ -114,6 +120,14 @@ impl EngineOptions {
 /// million trackers per second) a slice takes a quarter of a millisecond, where a whole
 /// tick of 10,000 trackers stalls the shard's updates for 10 ms.
 const TICK_SLICE: usize = 256;
+
+/// Transitions the engine holds for a reader that does not take them. While the store
+/// refuses commits (a full disk) the forwarder takes none, so the shards stop at this
+/// many, the routing stops at their full queues, and the source stops reading the socket:
+/// memory stays flat through an outage instead of growing with every held-back
+/// transition. A few thousand covers a burst (a zone rule firing for a whole shard on one
+/// tick) without stopping the shards while one commit runs.
+pub const TRANSITION_CAPACITY: usize = 4096;
 
 /// How many ticks one jump of the clock may emit one by one; past that the ticker skips
 /// to the newest boundary (a recording with a day's gap would otherwise evaluate every
@@ -143,13 +157,20 @@ pub struct EngineHandle {
 }
 
 impl Engine {
-    /// Starts one worker per shard; transitions come out of the returned receiver.
+    /// Starts one worker per shard; transitions come out of the returned receiver, which
+    /// must be read (or dropped) while the engine runs: a shard waits once
+    /// [`EngineOptions::transition_capacity`] transitions are unread.
     pub fn start(
         options: EngineOptions,
         factory: EvaluatorFactory<'_>,
-    ) -> std::io::Result<(Engine, mpsc::UnboundedReceiver<AlertTransition>)> {
+    ) -> std::io::Result<(Engine, mpsc::Receiver<AlertTransition>)> {
         let workers_n = options.workers.max(1);
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Bounded: a reader that takes nothing (commits failing) stops the shards.
+        let (tx, rx) = mpsc::channel(
+            options
+                .transition_capacity
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        );
         let mut shards = Vec::with_capacity(workers_n);
         let mut workers = Vec::with_capacity(workers_n);
         for index in 0..workers_n {

@@ -59,7 +59,7 @@ pub(crate) fn spawn(
     cache: ShardCache,
     evaluator: Box<dyn ShardEvaluator>,
     inbox: Receiver<ShardMsg>,
-    transitions: mpsc::UnboundedSender<AlertTransition>,
+    transitions: mpsc::Sender<AlertTransition>,
     tick_slice: usize,
 ) -> std::io::Result<JoinHandle<()>> {
     let worker = Worker {
@@ -87,7 +87,7 @@ struct Tick {
 struct Worker {
     cache: ShardCache,
     evaluator: Box<dyn ShardEvaluator>,
-    transitions: mpsc::UnboundedSender<AlertTransition>,
+    transitions: mpsc::Sender<AlertTransition>,
     /// Reused for every update: evaluation allocates nothing when nothing changes.
     out: Vec<AlertTransition>,
     tick: Option<Tick>,
@@ -194,9 +194,12 @@ impl Worker {
 
     fn send_transitions(&mut self) {
         for t in self.out.drain(..) {
-            // Nobody listening (the caller dropped the receiver): transitions are dropped
-            // with it, which is what a caller that does not want them asked for.
-            let _ = self.transitions.send(t);
+            // Waits while the channel is full: the back-pressure of a reader that cannot
+            // keep up (the store refusing commits). A worker is a plain thread, where
+            // blocking is allowed. Nobody listening (the caller dropped the receiver):
+            // transitions are dropped with it, which is what a caller that does not want
+            // them asked for.
+            let _ = self.transitions.blocking_send(t);
         }
     }
 

@@ -7,6 +7,7 @@ pub mod recording;
 pub mod replay;
 
 use chrono::{DateTime, Utc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::alert::AlertTransition;
 use crate::navixy::messages::TrackerInfo;
@@ -19,7 +20,9 @@ pub enum SourceEvent {
     /// logout) are the source's own business and do not come here.
     RawFrame {
         received_at: DateTime<Utc>,
-        text: String,
+        /// The WebSocket message's own buffer (reference-counted): handing a frame to the
+        /// engine thread copies none of its bytes.
+        text: Utf8Bytes,
     },
     /// The account's trackers from `tracker/list`: sent on each (re)connect before the
     /// frames of that connection, and on each periodic refresh.

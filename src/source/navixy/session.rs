@@ -422,7 +422,7 @@ impl Runner {
                     }
                     let event = SourceEvent::RawFrame {
                         received_at: at,
-                        text: text.as_str().to_owned(),
+                        text,
                     };
                     if self.tx.send(event).await.is_err() {
                         return AttemptOutcome::Stopped;

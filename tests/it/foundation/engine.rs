@@ -104,7 +104,7 @@ impl ShardEvaluator for Recorder {
     }
 }
 
-type Transitions = tokio::sync::mpsc::UnboundedReceiver<AlertTransition>;
+type Transitions = tokio::sync::mpsc::Receiver<AlertTransition>;
 type Calls = Arc<Mutex<Vec<(u32, Call)>>>;
 
 fn t(s: &str) -> DateTime<Utc> {
