@@ -29,6 +29,8 @@ pub mod testing;
 pub mod zones;
 
 #[cfg(test)]
+mod event_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{Place, RuleError};
