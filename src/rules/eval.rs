@@ -97,6 +97,10 @@ struct LiveAlert {
 struct Slot {
     seen: Option<Seen>,
     live: Vec<LiveAlert>,
+    /// The `starts_at` of the tracker's latest occurrence of any event rule: a next one
+    /// in the same millisecond (two flips in one frame) starts a millisecond later, so
+    /// that each occurrence id (`fingerprint:starts_at`) stays its own.
+    last_occurrence_ms: i64,
 }
 
 impl Slot {
@@ -685,6 +689,12 @@ impl Run<'_, '_> {
                     i += 1;
                 }
                 Step::Fire => {
+                    if rule.mode == RuleMode::Event
+                        && let Phase::Firing { starts_at_ms } = &mut alert.machine.phase
+                    {
+                        *starts_at_ms = (*starts_at_ms).max(slot.last_occurrence_ms + 1);
+                        slot.last_occurrence_ms = *starts_at_ms;
+                    }
                     let t = self.transition(index, rule, alert, AlertStatus::Firing);
                     alert.firing = Some(t.clone());
                     // A stale occurrence is past: it is held, never announced later.

@@ -140,6 +140,36 @@ fn a_stale_occurrence_is_never_announced_not_even_later() {
 }
 
 #[test]
+fn two_flips_in_one_millisecond_are_two_occurrences_with_their_own_ids() {
+    let mut h = Harness::new(IGNITION);
+    h.state(1, 0, json!({"ignition": false}));
+    let at = t0() + Duration::minutes(1);
+    for ignition in [true, false, true, false] {
+        let state: crate::navixy::messages::SourceState =
+            serde_json::from_value(json!({ "ignition": ignition })).unwrap();
+        let tracker = h.cache.apply(crate::state::Update::State {
+            tracker_id: 1,
+            state: Box::new(state),
+        });
+        h.eval.on_update(tracker, at, true, &mut h.out);
+    }
+    let ms = at.timestamp_millis();
+    let fp = Fingerprint::new("ignition_on", Some(1), None);
+    let got: Vec<_> = h
+        .out
+        .drain(..)
+        .map(|t| (t.occurrence_id, t.starts_at.timestamp_millis()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(format!("{fp}:{ms}")), ms),
+            (Some(format!("{fp}:{}", ms + 1)), ms + 1),
+        ]
+    );
+}
+
+#[test]
 fn keys_keep_one_bit_each() {
     let mut h = Harness::new(
         r#"
