@@ -777,9 +777,15 @@ async fn forward(
             continue;
         }
         for t in &batch {
-            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => t.rule.to_string(), "status" => t.status.as_str())
+            let status = if t.is_event() {
+                "event"
+            } else {
+                t.status.as_str()
+            };
+            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => t.rule.to_string(), "status" => status)
                 .increment(1);
-            if t.tracker.is_some() {
+            // An occurrence is not a firing alert: nothing will resolve it.
+            if t.tracker.is_some() && !t.is_event() {
                 match t.status {
                     AlertStatus::Firing => firing.insert(t.fingerprint.clone()),
                     AlertStatus::Resolved => firing.remove(&t.fingerprint),

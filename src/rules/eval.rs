@@ -402,9 +402,15 @@ impl Evaluator {
         out
     }
 
-    /// Live (pending or firing) alerts in this shard.
+    /// Live (pending or firing) alerts in this shard. An event rule's held bit (the
+    /// firing phase of its machine) is no alert, and is not counted.
     pub fn live_count(&self) -> usize {
-        self.slots.values().map(|s| s.live.len()).sum()
+        let rules = &self.rules.rules;
+        self.slots
+            .values()
+            .flat_map(|s| &s.live)
+            .filter(|a| !(a.machine.is_firing() && rules[a.rule].mode == RuleMode::Event))
+            .count()
     }
 
     /// Adds the evaluation counts to the metric.

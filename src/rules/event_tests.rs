@@ -197,6 +197,8 @@ fn a_reload_keeps_the_held_bit_and_forgets_it_for_a_state_rule() {
     let mut h = Harness::new(IGNITION);
     h.state(1, 0, json!({"ignition": true}));
     assert_eq!(take(&mut h).len(), 1);
+    // The held bit is kept, but it is no live alert for the gauges.
+    assert_eq!(h.eval.live_count(), 0);
     let held = h.eval.firing();
     assert_eq!(held.len(), 1);
     assert!(held[0].last.is_event());

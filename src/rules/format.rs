@@ -79,5 +79,14 @@ mod tests {
             format_transition(&t),
             r#"2026-01-05T08:12:00Z fuel_drain 21080 "Truck 7" firing 17.2"#
         );
+        let occurrence = AlertTransition {
+            occurrence_id: Some(format!("{}:{}", t.fingerprint, at.timestamp_millis())),
+            value: None,
+            ..t
+        };
+        assert_eq!(
+            format_transition(&occurrence),
+            r#"2026-01-05T08:12:00Z fuel_drain 21080 "Truck 7" event"#
+        );
     }
 }

@@ -130,7 +130,8 @@ async fn an_ignition_on_for_one_update_is_one_occurrence_and_two_flips_are_two()
         .await;
         sim.send_raw(state_frame(source_id, r#""ignition":false"#));
         probe(&sim, &hook, source_id).await;
-        let since = Utc::now();
+        // Whole milliseconds, as `starts_at` has them.
+        let since = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
 
         // Off -> on -> off, all within one group_wait: the "on" held for one update.
         sim.send_raw(state_frame(source_id, r#""ignition":true"#));
