@@ -163,11 +163,15 @@ pub async fn run(
     if metrics.is_some() {
         server::metrics::register(&config, &rules, engine_options.source);
     }
+    // A firing alert of a rule that is now an event rule has nothing left to resolve it:
+    // it is resolved with the orphans.
     let (resumable, orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
         records.into_iter().partition(|r| {
             r.status == AlertStatus::Firing
                 && r.tracker_id.is_some()
-                && rules.get(&r.rule).is_some()
+                && rules
+                    .get(&r.rule)
+                    .is_some_and(|rule| rule.mode == crate::rules::RuleMode::State)
         });
     let firing: HashSet<Fingerprint> = resumable.iter().map(|r| r.fingerprint.clone()).collect();
     let gauges = Arc::new(AlertGauges::new(workers));
@@ -860,7 +864,7 @@ async fn commit_until_done(
 }
 
 /// Alerts a previous run left firing that nothing will resolve: those of rules that are
-/// gone resolve now; engine alerts of the source resolve once it works again (if it is
+/// gone (or now event rules) resolve now; engine alerts of the source resolve once it works again (if it is
 /// still down, it raises them anew itself).
 fn resolve_orphans(
     orphaned: Vec<AlertRecord>,
@@ -873,7 +877,7 @@ fn resolve_orphans(
         .filter(|r| r.status == AlertStatus::Firing)
         .partition(|r| r.tracker_id.is_none());
     for record in gone {
-        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone.");
+        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone or now an event rule.");
         let _ = alerts.send(record.last.resolved_at(clock.now()));
     }
     if engine_alerts.is_empty() {

@@ -55,6 +55,7 @@ routes:
   - channels: [hook]
 notify: {{ group_by: [rule], group_wait: 2s, group_interval: 100ms, repeat_interval: 24h }}
 storage: {{ path: "{storage}" }}
+server: {{ listen: "127.0.0.1:0" }}
 "#,
         rules = dir.join("rules.yaml").display(),
         storage = dir.join("alerts.db").display(),
@@ -185,6 +186,52 @@ async fn an_ignition_on_for_one_update_is_one_occurrence_and_two_flips_are_two()
         for r in hook.requests().iter().filter(|r| r.ok()) {
             assert!(!contains(&r.body, r#""status":"resolved""#));
         }
+    })
+    .await;
+}
+
+/// A stock rule that was a state rule (`ignition_on` before it became an event) may have
+/// left an alert firing in the store: the next start resolves it, as nothing else will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_resolves_what_a_rule_that_became_an_event_left_firing() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = simulator(sim_options(32, 0.001)).await;
+        let tracker = sim.trackers()[0].clone();
+        let source_id = tracker.source_id.expect("a source id");
+        let as_state = rules(tracker.id).replace("    mode: event\n", "");
+        std::fs::write(dir.path().join("rules.yaml"), as_state).unwrap();
+        let hook = Hook::start(Answer::Accept).await;
+        let yaml = config(&sim.api_url(), &hook.url(), dir.path());
+        let daemon = Daemon::start(dir.path(), &yaml).await;
+        eventually("a subscription", Duration::from_secs(30), || {
+            sim.stats().subscriptions >= 1
+        })
+        .await;
+        sim.send_raw(state_frame(source_id, r#""ignition":true"#));
+        let fired = r#""type":"alert.firing""#;
+        hook.wait("the state alert", Duration::from_secs(30), |r| {
+            r.iter().any(|r| {
+                r.ok() && contains(&r.body, fired) && contains(&r.body, r#""rule":"ignition_on""#)
+            })
+        })
+        .await;
+        daemon.stop().await;
+
+        std::fs::write(dir.path().join("rules.yaml"), rules(tracker.id)).unwrap();
+        let daemon = Daemon::start(dir.path(), &yaml).await;
+        hook.wait("the resolve", Duration::from_secs(30), |r| {
+            r.iter().any(|r| {
+                r.ok()
+                    && contains(&r.body, r#""type":"alert.resolved""#)
+                    && contains(&r.body, r#""rule":"ignition_on""#)
+            })
+        })
+        .await;
+        let live = daemon.running.store.load_live_alerts().await.unwrap();
+        assert!(live.iter().all(|r| r.rule != "ignition_on"), "{live:?}");
+        daemon.stop().await;
+        sim.shutdown().await;
     })
     .await;
 }
