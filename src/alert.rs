@@ -91,7 +91,8 @@ pub struct TrackerRef {
     pub source_id: Option<SourceId>,
 }
 
-/// An alert went firing or resolved. Emitted once per change, never per evaluation.
+/// An alert went firing or resolved, or an event rule's condition occurred. Emitted once
+/// per change, never per evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertTransition {
     pub fingerprint: Fingerprint,
@@ -120,9 +121,28 @@ pub struct AlertTransition {
     pub state: serde_json::Map<String, serde_json::Value>,
     /// The rule's own channels, bypassing routes, when it sets them.
     pub channels: Option<Vec<String>>,
+    /// An occurrence of an event rule (`mode: event`): `"<fingerprint>:<starts_at in
+    /// ms>"`, unique per occurrence, so that delivery keeps each one apart from the
+    /// others of the same alert. `None` for state rules and engine alerts, whose
+    /// transitions are a firing and a resolve of one alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence_id: Option<String>,
 }
 
 impl AlertTransition {
+    /// An occurrence of an event rule: it fires once and never resolves.
+    pub fn is_event(&self) -> bool {
+        self.occurrence_id.is_some()
+    }
+
+    /// What delivery keeps it apart by: the occurrence for an event, else the alert.
+    pub fn delivery_key(&self) -> Fingerprint {
+        match &self.occurrence_id {
+            Some(id) => Fingerprint(id.clone()),
+            None => self.fingerprint.clone(),
+        }
+    }
+
     /// The resolve of this alert at `at`: the same identity, labels and annotations, so
     /// receivers pair it with the firing they heard. For alerts nothing will evaluate any
     /// more (a removed rule, an engine alert left by a previous run) and for tests.

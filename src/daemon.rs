@@ -163,11 +163,15 @@ pub async fn run(
     if metrics.is_some() {
         server::metrics::register(&config, &rules, engine_options.source);
     }
+    // A firing alert of a rule that is now an event rule has nothing left to resolve it:
+    // it is resolved with the orphans.
     let (resumable, orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
         records.into_iter().partition(|r| {
             r.status == AlertStatus::Firing
                 && r.tracker_id.is_some()
-                && rules.get(&r.rule).is_some()
+                && rules
+                    .get(&r.rule)
+                    .is_some_and(|rule| rule.mode == crate::rules::RuleMode::State)
         });
     let firing: HashSet<Fingerprint> = resumable.iter().map(|r| r.fingerprint.clone()).collect();
     let gauges = Arc::new(AlertGauges::new(workers));
@@ -784,16 +788,23 @@ async fn forward(
             continue;
         }
         // Counted per batch: one counter lookup per rule and status, not per transition.
-        let mut counts: Vec<(&Arc<str>, AlertStatus, u64)> = Vec::new();
+        let mut counts: Vec<(&Arc<str>, &str, u64)> = Vec::new();
         for t in &batch {
+            // An occurrence is counted as `event`: it is not a firing alert.
+            let status = if t.is_event() {
+                "event"
+            } else {
+                t.status.as_str()
+            };
             match counts
                 .iter_mut()
-                .find(|(rule, status, _)| **rule == t.rule && *status == t.status)
+                .find(|(rule, s, _)| **rule == t.rule && *s == status)
             {
                 Some((_, _, n)) => *n += 1,
-                None => counts.push((&t.rule, t.status, 1)),
+                None => counts.push((&t.rule, status, 1)),
             }
-            if t.tracker.is_some() {
+            // An occurrence is not a firing alert: nothing will resolve it.
+            if t.tracker.is_some() && !t.is_event() {
                 match t.status {
                     AlertStatus::Firing => firing.insert(t.fingerprint.clone()),
                     AlertStatus::Resolved => firing.remove(&t.fingerprint),
@@ -801,7 +812,7 @@ async fn forward(
             }
         }
         for (rule, status, n) in counts {
-            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => rule.to_string(), "status" => status.as_str())
+            metrics::counter!(telemetry::ALERT_TRANSITIONS, "rule" => rule.to_string(), "status" => status)
                 .increment(n);
         }
         gauges.set_firing(firing.len() as i64);
@@ -872,7 +883,7 @@ async fn commit_until_done(
 }
 
 /// Alerts a previous run left firing that nothing will resolve: those of rules that are
-/// gone resolve now; engine alerts of the source resolve once it works again (if it is
+/// gone (or now event rules) resolve now; engine alerts of the source resolve once it works again (if it is
 /// still down, it raises them anew itself).
 fn resolve_orphans(
     orphaned: Vec<AlertRecord>,
@@ -885,7 +896,7 @@ fn resolve_orphans(
         .filter(|r| r.status == AlertStatus::Firing)
         .partition(|r| r.tracker_id.is_none());
     for record in gone {
-        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone.");
+        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone or now an event rule.");
         let _ = alerts.send(record.last.resolved_at(clock.now()));
     }
     if engine_alerts.is_empty() {

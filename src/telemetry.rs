@@ -17,7 +17,8 @@ pub const RULE_EVALUATIONS: &str = "navixy_alerts_rule_evaluations_total";
 pub const RULE_FAST_PATH: &str = "navixy_alerts_rule_fast_path_total";
 /// Rule evaluation errors, labels `rule`, `kind`.
 pub const RULE_ERRORS: &str = "navixy_alerts_rule_errors_total";
-/// Alert transitions, labels `rule`, `status`.
+/// Alert transitions, labels `rule`, `status` (`firing`, `resolved`, or `event` for an
+/// occurrence of an event rule).
 pub const ALERT_TRANSITIONS: &str = "navixy_alerts_alert_transitions_total";
 /// Live alerts (gauge), label `state` (pending, firing).
 pub const ALERTS: &str = "navixy_alerts_alerts";

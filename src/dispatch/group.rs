@@ -34,6 +34,14 @@
 //!
 //! A resolved member is kept (as a tombstone) while its notification history is inside
 //! the window, so a flapping alert cannot reset its cap by resolving.
+//!
+//! # Events
+//! An occurrence of an event rule is a member of its own, keyed by its occurrence id
+//! rather than its fingerprint: a second occurrence of the same alert waiting in the
+//! group is a second member, never a replacement, and none of the above coalesces it.
+//! It is new until a notification carries it; then (or when a muting stage stops it, as
+//! an occurrence is not worth telling once its moment has passed) it leaves the group.
+//! It never repeats and never resolves, and is not a live alert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -133,8 +141,12 @@ impl Member {
         }
     }
 
-    /// Nothing to tell and nothing to remember: the member can go.
+    /// Nothing to tell and nothing to remember: the member can go. An occurrence is
+    /// told once.
     fn is_dead(&self) -> bool {
+        if self.alert.is_event() {
+            return self.told_firing_at.is_some();
+        }
         self.alert.status == AlertStatus::Resolved
             && self.told_firing_at.is_none()
             && self.sent.is_empty()
@@ -252,6 +264,8 @@ impl Groups {
     ) -> Result<(), StoreError> {
         self.pipeline.observe(&t);
         match t.status {
+            // Nothing resolves an occurrence: it is only delivered, never live.
+            AlertStatus::Firing if t.is_event() => self.apply_firing(conn, &mut t, now),
             AlertStatus::Firing => {
                 // Routing first: a repeated firing keeps its original `starts_at`, and the
                 // live state should say the same.
@@ -272,6 +286,7 @@ impl Groups {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let targets = self.pipeline.route(conn, t, now)?;
+        let member_key = t.delivery_key();
         for target in targets {
             let mut coalesced = false;
             let (key, labels) = target.settings.group_of(&target.route, t);
@@ -301,15 +316,15 @@ impl Groups {
                     })
                 }
             };
-            let member = match group.members.get_mut(&t.fingerprint) {
+            let member = match group.members.get_mut(&member_key) {
                 None => {
                     self.index
-                        .entry(t.fingerprint.clone())
+                        .entry(member_key.clone())
                         .or_default()
                         .push(id.clone());
                     group
                         .members
-                        .entry(t.fingerprint.clone())
+                        .entry(member_key.clone())
                         .or_insert(Member::new(t.clone()))
                 }
                 Some(member) if member.alert.status == AlertStatus::Firing => {
@@ -341,7 +356,7 @@ impl Groups {
                 conn,
                 &id.channel,
                 &id.key,
-                &t.fingerprint.0,
+                &member_key.0,
                 &store::to_json("a group member", member)?,
             )?;
             let decision = if coalesced {
@@ -441,7 +456,22 @@ impl Groups {
                 &store::to_json("a group member", member)?,
             );
         }
-        group.members.remove(fp);
+        self.remove_member(conn, id, fp)
+    }
+
+    /// Removes a member, and its group when that was the last.
+    fn remove_member(
+        &mut self,
+        conn: &Connection,
+        id: &GroupId,
+        fp: &Fingerprint,
+    ) -> Result<(), StoreError> {
+        let Some(group) = self.groups.get_mut(id) else {
+            return Ok(());
+        };
+        if group.members.remove(fp).is_none() {
+            return Ok(());
+        }
         store::delete_group_member(conn, &id.channel, &id.key, &fp.0)?;
         unindex(&mut self.index, fp, id);
         if group.members.is_empty() {
@@ -495,14 +525,18 @@ impl Groups {
         };
         let mut picked: Vec<(Fingerprint, Need)> = Vec::new();
         let mut dirty: Vec<Fingerprint> = Vec::new();
+        let mut stopped: Vec<Fingerprint> = Vec::new();
         for (fp, m) in group.members.iter_mut() {
             let mut changed = false;
             let need = self.pipeline.decide(&f, m, &mut changed)?;
             if changed {
                 dirty.push(fp.clone());
             }
-            if let Some(need) = need {
-                picked.push((fp.clone(), need));
+            match need {
+                Some(need) => picked.push((fp.clone(), need)),
+                // Dedup and flap pass every occurrence: a muting stage stopped it.
+                None if m.alert.is_event() => stopped.push(fp.clone()),
+                None => {}
             }
         }
 
@@ -530,6 +564,9 @@ impl Groups {
         let state = group.state.clone();
         for fp in dirty {
             self.save_or_remove_member(conn, &id, &fp)?;
+        }
+        for fp in stopped {
+            self.remove_member(conn, &id, &fp)?;
         }
         if self.groups.contains_key(&id) {
             // A flush that sent nothing changes only the next flush time; recomputing it
@@ -581,5 +618,7 @@ fn record<'a>(
     }
 }
 
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod tests;

@@ -33,8 +33,12 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// `alert.event` when it carries only occurrences of event rules, else
     /// `alert.firing` or `alert.resolved`.
     pub fn event_type(&self) -> &'static str {
+        if !self.alerts.is_empty() && self.alerts.iter().all(AlertTransition::is_event) {
+            return "alert.event";
+        }
         match self.status {
             AlertStatus::Firing => "alert.firing",
             AlertStatus::Resolved => "alert.resolved",
@@ -100,6 +104,13 @@ pub struct WebhookAlert<'a> {
     pub ends_at: Option<String>,
     pub location: Option<&'a Location>,
     pub state: &'a serde_json::Map<String, serde_json::Value>,
+    /// `true` for an occurrence of an event rule; absent otherwise, so that state
+    /// alerts read as they always did.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub event: bool,
+    /// An occurrence's own id, `"<fingerprint>:<starts_at in ms>"`; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurrence_id: Option<&'a str>,
 }
 
 impl<'a> WebhookAlert<'a> {
@@ -117,6 +128,8 @@ impl<'a> WebhookAlert<'a> {
             ends_at: t.ends_at.map(fmt_time),
             location: t.location.as_ref(),
             state: &t.state,
+            event: t.is_event(),
+            occurrence_id: t.occurrence_id.as_deref(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn firing(rule: &str, tracker: i64) -> AlertTransition {
         }),
         state,
         channels: None,
+        occurrence_id: None,
     }
 }
 

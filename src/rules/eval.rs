@@ -12,6 +12,11 @@
 //! fresh evaluation finds it still holding, and ends silently if it never was announced:
 //! old data never pages anyone, the present does. A stale update never resolves an
 //! announced alert itself: the next tick does, so receivers see every alert end.
+//!
+//! An event rule (`mode: event`) runs the same machine: its firing phase is the one bit
+//! it needs, "held since the last occurrence". Firing emits the occurrence (a stale one
+//! is never announced, not even later); resolving ends the machine silently, so the next
+//! time `when` starts to hold is a new occurrence.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
 use super::faults::{Fault, FaultKind};
+use super::file::RuleMode;
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
 use super::script::fields::FieldMask;
@@ -91,6 +97,10 @@ struct LiveAlert {
 struct Slot {
     seen: Option<Seen>,
     live: Vec<LiveAlert>,
+    /// The `starts_at` of the tracker's latest occurrence of any event rule: a next one
+    /// in the same millisecond (two flips in one frame) starts a millisecond later, so
+    /// that each occurrence id (`fingerprint:starts_at`) stays its own.
+    last_occurrence_ms: i64,
 }
 
 impl Slot {
@@ -266,7 +276,16 @@ impl Evaluator {
             if record.status != AlertStatus::Firing {
                 continue;
             }
-            let (Some(rule), Some(tracker_id)) = (self.rule_index(&record.rule), record.tracker_id)
+            let rule = self.rule_index(&record.rule);
+            let was_event = record.last.is_event();
+            let is_event = rule.is_some_and(|r| self.rules.rules[r].mode == RuleMode::Event);
+            // A held event has nothing to resolve: if its rule is gone or now a state
+            // rule, it is forgotten; a firing alert of a rule now an event is resolved.
+            if was_event && !is_event {
+                continue;
+            }
+            let (Some(rule), Some(tracker_id), false) =
+                (rule, record.tracker_id, is_event && !was_event)
             else {
                 restored.orphaned.push(record.clone());
                 continue;
@@ -383,9 +402,15 @@ impl Evaluator {
         out
     }
 
-    /// Live (pending or firing) alerts in this shard.
+    /// Live (pending or firing) alerts in this shard. An event rule's held bit (the
+    /// firing phase of its machine) is no alert, and is not counted.
     pub fn live_count(&self) -> usize {
-        self.slots.values().map(|s| s.live.len()).sum()
+        let rules = &self.rules.rules;
+        self.slots
+            .values()
+            .flat_map(|s| &s.live)
+            .filter(|a| !(a.machine.is_firing() && rules[a.rule].mode == RuleMode::Event))
+            .count()
     }
 
     /// Adds the evaluation counts to the metric.
@@ -670,13 +695,26 @@ impl Run<'_, '_> {
                     i += 1;
                 }
                 Step::Fire => {
+                    if rule.mode == RuleMode::Event
+                        && let Phase::Firing { starts_at_ms } = &mut alert.machine.phase
+                    {
+                        *starts_at_ms = (*starts_at_ms).max(slot.last_occurrence_ms + 1);
+                        slot.last_occurrence_ms = *starts_at_ms;
+                    }
                     let t = self.transition(index, rule, alert, AlertStatus::Firing);
                     alert.firing = Some(t.clone());
-                    if announce {
+                    // A stale occurrence is past: it is held, never announced later.
+                    if announce || rule.mode == RuleMode::Event {
                         alert.announced = true;
+                    }
+                    if announce {
                         self.out.push(t);
                     }
                     i += 1;
+                }
+                // An occurrence has no resolve: the machine ends, the bit is cleared.
+                Step::Resolve if rule.mode == RuleMode::Event => {
+                    slot.live.swap_remove(i);
                 }
                 // An announced alert resolves only where it can be sent: a stale update
                 // leaves it to the next tick (or fresh update), so receivers see it end.
@@ -735,7 +773,10 @@ impl Run<'_, '_> {
                 &message,
             );
         }
+        let occurrence_id =
+            (rule.mode == RuleMode::Event).then(|| format!("{}:{starts_at_ms}", alert.fingerprint));
         AlertTransition {
+            occurrence_id,
             fingerprint: alert.fingerprint.clone(),
             rule: Arc::clone(&rule.name),
             status,

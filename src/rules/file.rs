@@ -27,6 +27,11 @@ pub struct RuleSpec {
     /// Unique across all rule files; part of each alert's identity.
     pub name: Spanned<String>,
     pub description: Option<String>,
+    /// `state` (default): an alert that fires while `when` holds and resolves when it
+    /// stops. `event`: each time `when` starts to hold is one occurrence, notified once,
+    /// never resolved (`keep_firing_for` and `clear_when` do not apply).
+    #[serde(default)]
+    pub mode: RuleMode,
     /// Rhai: the condition, evaluated per tracker; `true` holds, `false` or `()` does not.
     pub when: Spanned<String>,
     /// How long `when` must hold before the alert fires (default 0).
@@ -59,6 +64,27 @@ pub struct RuleSpec {
     pub key: Option<Spanned<String>>,
     /// Channels that receive this rule's alerts directly, bypassing the routes.
     pub channels: Option<Vec<String>>,
+}
+
+/// What a rule's alerts are: states that fire and resolve, or events that occur.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// Level-triggered: inactive -> pending (`for`) -> firing -> resolved.
+    #[default]
+    State,
+    /// Edge-triggered: each time `when` starts to hold (after `for`) is one occurrence,
+    /// notified once and never resolved.
+    Event,
+}
+
+impl RuleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMode::State => "state",
+            RuleMode::Event => "event",
+        }
+    }
 }
 
 /// Which trackers a rule watches.

@@ -1,11 +1,13 @@
 //! One line per transition, for `replay` and the rule tests:
-//! `2026-01-05T08:12:00Z fuel_drain 21080 "Truck 7" firing 17.2`.
+//! `2026-01-05T08:12:00Z fuel_drain 21080 "Truck 7" firing 17.2`; an occurrence of an
+//! event rule reads `event` where a state alert reads `firing` or `resolved`.
 
 use std::fmt::Write;
 
 use crate::alert::AlertTransition;
 
-/// Event time, rule (with its key in brackets), tracker id and label, status, value.
+/// Event time, rule (with its key in brackets), tracker id and label, status (`event` for
+/// an occurrence), value.
 pub fn format_transition(t: &AlertTransition) -> String {
     let mut line = t.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     line.push(' ');
@@ -23,7 +25,11 @@ pub fn format_transition(t: &AlertTransition) -> String {
         None => line.push_str(" -"),
     }
     line.push(' ');
-    line.push_str(t.status.as_str());
+    line.push_str(if t.is_event() {
+        "event"
+    } else {
+        t.status.as_str()
+    });
     if let Some(v) = &t.value {
         let _ = write!(line, " {}", value_text(v));
     }
@@ -67,10 +73,20 @@ mod tests {
             location: None,
             state: Default::default(),
             channels: None,
+            occurrence_id: None,
         };
         assert_eq!(
             format_transition(&t),
             r#"2026-01-05T08:12:00Z fuel_drain 21080 "Truck 7" firing 17.2"#
+        );
+        let occurrence = AlertTransition {
+            occurrence_id: Some(format!("{}:{}", t.fingerprint, at.timestamp_millis())),
+            value: None,
+            ..t
+        };
+        assert_eq!(
+            format_transition(&occurrence),
+            r#"2026-01-05T08:12:00Z fuel_drain 21080 "Truck 7" event"#
         );
     }
 }

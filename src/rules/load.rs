@@ -11,7 +11,7 @@ use rhai::{Engine, ParseError};
 
 use super::error::{Place, RuleError};
 use super::faults::FaultLog;
-use super::file::{RuleFile, RuleSpec, TrackerFilterSpec, TrackerPick};
+use super::file::{RuleFile, RuleMode, RuleSpec, TrackerFilterSpec, TrackerPick};
 use super::schedule::{Schedule, ScheduleSpec};
 use super::script::engine::{self as script_engine, DynamicNames};
 use super::script::fast::FastExpr;
@@ -373,10 +373,11 @@ fn parse_file(path: &Path, text: &str) -> (Option<RuleFile>, Vec<(Place, String)
 
 /// The keys of a rule file, its rules and their schedule windows, for "did you mean"
 /// (serde's message lists them only sometimes).
-const FILE_KEYS: [&str; 20] = [
+const FILE_KEYS: [&str; 21] = [
     "rules",
     "name",
     "description",
+    "mode",
     "when",
     "for",
     "keep_firing_for",
@@ -617,6 +618,31 @@ impl Compiler<'_> {
             "keep_firing_for",
             &mut errors,
         );
+
+        // An occurrence has no resolve, so what shapes a resolve has no meaning for it.
+        if spec.mode == RuleMode::Event {
+            for (field, at) in [
+                (
+                    "keep_firing_for",
+                    spec.keep_firing_for.as_ref().map(|s| place(path, s)),
+                ),
+                (
+                    "clear_when",
+                    spec.clear_when.as_ref().map(|s| place(path, s)),
+                ),
+            ] {
+                if let Some(at) = at {
+                    errors.push(RuleError::Invalid {
+                        place: at,
+                        rule: name.clone(),
+                        field: field.to_string(),
+                        message: format!(
+                            "an event rule (`mode: event`) never resolves, so `{field}` does not apply; remove it, or make the rule `mode: state`"
+                        ),
+                    });
+                }
+            }
+        }
 
         // Params: the file's, with overrides that must name existing params.
         let mut params: serde_json::Map<String, serde_json::Value> = spec
@@ -893,6 +919,7 @@ impl Compiler<'_> {
             description: spec.description,
             place: rule_place,
             severity: spec.severity.unwrap_or(Severity::Warning),
+            mode: spec.mode,
             for_,
             keep_firing_for,
             when,

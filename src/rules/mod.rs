@@ -29,10 +29,13 @@ pub mod testing;
 pub mod zones;
 
 #[cfg(test)]
+mod event_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{Place, RuleError};
 pub use eval::{Evaluator, Restored, RuleStats, evaluator_factory};
+pub use file::RuleMode;
 pub use format::format_transition;
 pub use load::LoadOptions;
 pub use set::{Rule, RuleSet, RuleSummary};

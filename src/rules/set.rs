@@ -13,6 +13,7 @@ use rhai::{AST, Engine};
 
 use super::error::Place;
 use super::faults::FaultLog;
+use super::file::RuleMode;
 use super::schedule::Schedule;
 use super::script::fast::FastExpr;
 use super::script::fields::FieldMask;
@@ -114,6 +115,8 @@ pub struct Rule {
     /// Where the rule is defined.
     pub place: Place,
     pub severity: Severity,
+    /// State (fires and resolves) or event (occurs, once per start of holding).
+    pub mode: RuleMode,
     pub for_: Duration,
     pub keep_firing_for: Duration,
     pub(crate) when: Expression,
@@ -301,6 +304,9 @@ impl fmt::Display for RuleSummary<'_> {
                 writeln!(f, "  {}", r.place.path.display())?;
             }
             let mut extras = Vec::new();
+            if r.mode == RuleMode::Event {
+                extras.push("event".into());
+            }
             if !r.for_.is_zero() {
                 extras.push(format!("for {}", human_duration(r.for_)));
             }

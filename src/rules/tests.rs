@@ -13,7 +13,7 @@ use crate::navixy::messages::{ReadingsItem, SourceState};
 use crate::state::Update;
 use crate::state::cache::ShardCache;
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap()
 }
 
@@ -38,28 +38,28 @@ fn options() -> LoadOptions {
     }
 }
 
-fn load(yaml: &str) -> Result<RuleSet, Vec<RuleError>> {
+pub(super) fn load(yaml: &str) -> Result<RuleSet, Vec<RuleError>> {
     RuleSet::from_sources(
         &[(PathBuf::from("rules/test.yaml"), yaml.to_string())],
         &options(),
     )
 }
 
-fn errors(yaml: &str) -> Vec<String> {
+pub(super) fn errors(yaml: &str) -> Vec<String> {
     match load(yaml) {
         Ok(_) => panic!("expected errors"),
         Err(e) => e.iter().map(ToString::to_string).collect(),
     }
 }
 
-struct Harness {
-    cache: ShardCache,
-    eval: Evaluator,
-    out: Vec<AlertTransition>,
+pub(super) struct Harness {
+    pub(super) cache: ShardCache,
+    pub(super) eval: Evaluator,
+    pub(super) out: Vec<AlertTransition>,
 }
 
 impl Harness {
-    fn new(yaml: &str) -> Harness {
+    pub(super) fn new(yaml: &str) -> Harness {
         let set = match load(yaml) {
             Ok(s) => s,
             Err(e) => panic!(
@@ -77,7 +77,7 @@ impl Harness {
         }
     }
 
-    fn state(&mut self, id: i64, at_min: i64, json: serde_json::Value) {
+    pub(super) fn state(&mut self, id: i64, at_min: i64, json: serde_json::Value) {
         let mut state: SourceState = serde_json::from_value(json).unwrap();
         let at = t0() + Duration::minutes(at_min);
         state.last_update = Some(crate::navixy::messages::NavixyTime::Instant(at));
@@ -98,7 +98,7 @@ impl Harness {
         self.eval.on_update(tracker, at, true, &mut self.out);
     }
 
-    fn tick(&mut self, at_min: i64) {
+    pub(super) fn tick(&mut self, at_min: i64) {
         let at = t0() + Duration::minutes(at_min);
         self.eval.on_tick(&mut self.cache.iter(), at, &mut self.out);
     }

@@ -9,7 +9,7 @@ use super::*;
 use crate::dispatch::testing::{config, firing, resolved, t0};
 use crate::store::{NewSilence, SilenceMatcher};
 
-const CONFIG: &str = r#"
+pub(super) const CONFIG: &str = r#"
 channels:
   ops: { type: stdout }
   mail: { type: stdout }
@@ -21,18 +21,18 @@ routes:
 notify: { group_by: [rule], group_wait: 10s, group_interval: 1m, repeat_interval: 4h }
 "#;
 
-struct Harness {
-    conn: Connection,
-    groups: Groups,
+pub(super) struct Harness {
+    pub(super) conn: Connection,
+    pub(super) groups: Groups,
     silence_generation: u64,
 }
 
-fn secs(n: i64) -> DateTime<Utc> {
+pub(super) fn secs(n: i64) -> DateTime<Utc> {
     t0() + Duration::seconds(n)
 }
 
 impl Harness {
-    fn new(yaml: &str) -> Harness {
+    pub(super) fn new(yaml: &str) -> Harness {
         let router = Arc::new(Router::new(&config(yaml)).unwrap());
         Harness {
             conn: store::test_connection(),
@@ -42,7 +42,11 @@ impl Harness {
     }
 
     /// What the dispatcher does for a submit at `at`: apply, then flush what is due.
-    fn submit(&mut self, t: AlertTransition, at: DateTime<Utc>) -> Vec<Arc<Notification>> {
+    pub(super) fn submit(
+        &mut self,
+        t: AlertTransition,
+        at: DateTime<Utc>,
+    ) -> Vec<Arc<Notification>> {
         let tx = self.conn.transaction().unwrap();
         self.groups.apply(&tx, t, at).unwrap();
         let mut out = Vec::new();
@@ -65,13 +69,13 @@ impl Harness {
     }
 
     /// Ticks every second from `from` to `to` (inclusive), collecting what is sent.
-    fn run(&mut self, from: i64, to: i64) -> Vec<(i64, Arc<Notification>)> {
+    pub(super) fn run(&mut self, from: i64, to: i64) -> Vec<(i64, Arc<Notification>)> {
         (from..=to)
             .flat_map(|s| self.tick(secs(s)).into_iter().map(move |n| (s, n)))
             .collect()
     }
 
-    fn log(&self) -> Vec<(String, Option<String>, String)> {
+    pub(super) fn log(&self) -> Vec<(String, Option<String>, String)> {
         let mut entries = store::recent_log(&self.conn, 1000).unwrap();
         entries.reverse();
         entries
@@ -80,7 +84,7 @@ impl Harness {
             .collect()
     }
 
-    fn silence(&mut self, matchers: Vec<SilenceMatcher>, from: i64, to: i64) {
+    pub(super) fn silence(&mut self, matchers: Vec<SilenceMatcher>, from: i64, to: i64) {
         let s = NewSilence {
             matchers,
             starts_at: Some(secs(from)),

@@ -1,7 +1,8 @@
 //! Dedup and repeat: what the channel has not heard about an alert. A firing alert is
 //! told once, then again every `repeat_interval`; a resolve is told once, and only to a
 //! channel that was told the alert fired. Whatever the channel already knows goes no
-//! further.
+//! further. An occurrence of an event rule is always new: it leaves its group once told
+//! (see [`group`](crate::dispatch::group)), so it never repeats and never resolves.
 
 use chrono::{DateTime, Utc};
 

@@ -5,6 +5,9 @@
 //!
 //! The other half of flap damping, coalescing (the channel hears at most one state per
 //! flush), is group membership's: see [`group`](crate::dispatch::group).
+//!
+//! Occurrences of event rules are never held: each is told exactly once, and is a
+//! member of its own that leaves its group once told, so there is no state to damp.
 
 use std::time::Duration;
 
@@ -42,7 +45,7 @@ impl Stage for Flap {
     ) -> Result<Verdict, StoreError> {
         let m = &mut *c.member;
         let sent = m.sent.len();
-        if sent < FLAP_LIMIT {
+        if sent < FLAP_LIMIT || m.alert.is_event() {
             return Ok(Verdict::Pass);
         }
         if !m.quiet_logged {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::alert::AlertStatus;
+use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::ZoneConfig;
 
 /// One test file.
@@ -109,11 +109,41 @@ pub struct Expected {
     pub rule: Spanned<String>,
     /// May be left out when the test has a single tracker.
     pub tracker: Option<i64>,
-    pub status: AlertStatus,
+    /// `firing` or `resolved` for a state rule's alert, `event` for an occurrence of an
+    /// event rule.
+    pub status: ExpectedStatus,
     /// Checked when given.
     pub key: Option<serde_json::Value>,
     /// Checked when given (numbers within 1e-6).
     pub value: Option<serde_json::Value>,
     /// Checked when given: each listed annotation must render exactly so.
     pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// What an expected transition is: a state alert firing or resolving, or an occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedStatus {
+    Firing,
+    Resolved,
+    Event,
+}
+
+impl ExpectedStatus {
+    /// What `t` is, in these terms.
+    pub fn of(t: &AlertTransition) -> ExpectedStatus {
+        match t.status {
+            _ if t.is_event() => ExpectedStatus::Event,
+            AlertStatus::Firing => ExpectedStatus::Firing,
+            AlertStatus::Resolved => ExpectedStatus::Resolved,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpectedStatus::Firing => "firing",
+            ExpectedStatus::Resolved => "resolved",
+            ExpectedStatus::Event => "event",
+        }
+    }
 }

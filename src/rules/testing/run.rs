@@ -13,8 +13,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use super::file::{Expected, InputEvent, InputSeries, TestCase, TestFile, TimeSpec};
-use crate::alert::{AlertStatus, AlertTransition};
+use super::file::{
+    Expected, ExpectedStatus, InputEvent, InputSeries, TestCase, TestFile, TimeSpec,
+};
+use crate::alert::AlertTransition;
 use crate::config::human_duration;
 use crate::config::parse_duration;
 use crate::engine::ShardEvaluator;
@@ -828,7 +830,7 @@ impl Report {
             faults: Vec::new(),
         };
         let line = |at: DateTime<Utc>,
-                    status: AlertStatus,
+                    status: ExpectedStatus,
                     rule: &str,
                     tracker: TrackerId,
                     key: Option<String>| {
@@ -845,7 +847,7 @@ impl Report {
                 !used[i]
                     && t.at == want.at
                     && *t.rule == *want.e.rule.value
-                    && t.status == want.e.status
+                    && ExpectedStatus::of(t) == want.e.status
                     && t.tracker.as_ref().map(|x| x.id) == Some(want.tracker)
                     && want_key.as_ref().is_none_or(|k| t.key.as_ref() == Some(k))
             });
@@ -896,7 +898,7 @@ impl Report {
                 "{}{value}",
                 line(
                     t.at,
-                    t.status,
+                    ExpectedStatus::of(t),
                     &t.rule,
                     t.tracker.as_ref().map_or(0, |x| x.id),
                     t.key.clone()

@@ -182,6 +182,7 @@ impl EngineAlerts {
             location: None,
             state: serde_json::Map::new(),
             channels: None,
+            occurrence_id: None,
         }
     }
 }

@@ -82,6 +82,7 @@ impl ShardEvaluator for Recorder {
                 location: None,
                 state: serde_json::Map::new(),
                 channels: None,
+                occurrence_id: None,
             });
         }
     }

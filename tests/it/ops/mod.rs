@@ -1,8 +1,9 @@
 //! Integration tests of the running daemon: the admin API, reload, shutdown, chaos,
-//! crashes, reconnect snapshots and storage faults.
+//! crashes, reconnect snapshots, storage faults, and event rules end to end.
 
 mod chaos;
 mod crash;
+mod events;
 mod muting;
 mod reload;
 mod server;

@@ -124,7 +124,7 @@ fn an_unexpected_transition_fails_the_test() {
     assert_eq!(code, 1);
     assert!(
         stdout.contains(
-            "        +      0s (Mon 2026-01-05 08:00:00)  firing    ignition_on  tracker 7\n"
+            "        +      0s (Mon 2026-01-05 08:00:00)  event     ignition_on  tracker 7\n"
         ),
         "{stdout}"
     );
