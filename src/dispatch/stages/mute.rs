@@ -28,12 +28,21 @@ struct Muting {
     until: Option<DateTime<Utc>>,
 }
 
+/// An answer of [`Mute::muting`] and what it was asked.
+#[derive(Debug)]
+struct Answer {
+    now: DateTime<Utc>,
+    mute: Vec<String>,
+    active: Vec<String>,
+    muting: Option<Muting>,
+}
+
 /// The mute stage: the config's time intervals by name.
 #[derive(Debug, Default)]
 pub(crate) struct Mute {
     intervals: Arc<BTreeMap<String, NamedTimeInterval>>,
-    /// The last answer, for the other members of the same flush: `(now, mute, active)`.
-    last: Option<(DateTime<Utc>, Vec<String>, Vec<String>, Option<Muting>)>,
+    /// The last answer, for the other members of the same flush.
+    last: Option<Answer>,
     wake: Option<DateTime<Utc>>,
 }
 
@@ -87,21 +96,21 @@ impl Mute {
 
     /// [`Mute::muting`], computed once per flush.
     fn muting_cached(&mut self, s: &Settings, now: DateTime<Utc>) -> Option<Muting> {
-        if let Some((at, mute, active, answer)) = &self.last
-            && *at == now
-            && *mute == s.mute_time_intervals
-            && *active == s.active_time_intervals
+        if let Some(last) = &self.last
+            && last.now == now
+            && last.mute == s.mute_time_intervals
+            && last.active == s.active_time_intervals
         {
-            return answer.clone();
+            return last.muting.clone();
         }
-        let answer = self.muting(s, now);
-        self.last = Some((
+        let muting = self.muting(s, now);
+        self.last = Some(Answer {
             now,
-            s.mute_time_intervals.clone(),
-            s.active_time_intervals.clone(),
-            answer.clone(),
-        ));
-        answer
+            mute: s.mute_time_intervals.clone(),
+            active: s.active_time_intervals.clone(),
+            muting: muting.clone(),
+        });
+        muting
     }
 }
 
