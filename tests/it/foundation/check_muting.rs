@@ -109,7 +109,7 @@ fn a_rule_may_name_a_time_interval_as_its_schedule() {
     let (code, stderr, stdout) = check(&yaml, &format!("{RULE}    schedule: nights\n"));
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("\ninhibit_rules: 1\ntime_intervals: nights\n"),
+        stdout.contains("\ninhibit_rules: 1\ntime_intervals: nights\nstorage: "),
         "{stdout}"
     );
 }
