@@ -266,6 +266,12 @@ fn summary(config: &Config, rule_files: &[(String, Vec<PathBuf>)], rules: Option
             }
         );
     }
+    if !config.inhibit_rules.is_empty() {
+        let _ = writeln!(s, "inhibit_rules: {}", config.inhibit_rules.len());
+    }
+    if !config.time_intervals.is_empty() {
+        let _ = writeln!(s, "time_intervals: {}", config.time_interval_names());
+    }
     let _ = writeln!(s, "storage: {}", config.storage.path);
     let _ = writeln!(
         s,

@@ -10,7 +10,7 @@
 //! `group_interval` later, the stage keeps the earliest end of a mute that held something
 //! back; the group's flush takes it ([`Mute::take_wake`]) as its next flush time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -28,12 +28,24 @@ struct Muting {
     until: Option<DateTime<Utc>>,
 }
 
+/// The end of a mute as computed at `from`: it holds for any instant from `from` until
+/// it (`None`: not within the horizon [`next_change`] looks at; trusted for a day).
+#[derive(Debug, Clone, Copy)]
+struct End {
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+}
+
+/// A route's intervals: `(mute_time_intervals, active_time_intervals)`.
+type RouteIntervals = (Vec<String>, Vec<String>);
+
 /// The mute stage: the config's time intervals by name.
 #[derive(Debug, Default)]
 pub(crate) struct Mute {
     intervals: Arc<BTreeMap<String, NamedTimeInterval>>,
-    /// The last answer, for the other members of the same flush: `(now, mute, active)`.
-    last: Option<(DateTime<Utc>, Vec<String>, Vec<String>, Option<Muting>)>,
+    /// The end of each route's current mute, so that it is searched for once per mute,
+    /// not at every flush of every group.
+    ends: HashMap<RouteIntervals, End>,
     wake: Option<DateTime<Utc>>,
 }
 
@@ -41,7 +53,7 @@ impl Mute {
     pub fn new(intervals: Arc<BTreeMap<String, NamedTimeInterval>>) -> Mute {
         Mute {
             intervals,
-            last: None,
+            ends: HashMap::new(),
             wake: None,
         }
     }
@@ -63,8 +75,9 @@ impl Mute {
                 && !self.named(&s.active_time_intervals).any(|i| i.contains(at)))
     }
 
-    /// Whether the channel of a group with settings `s` is muted at `now`.
-    fn muting(&self, s: &Settings, now: DateTime<Utc>) -> Option<Muting> {
+    /// Whether the channel of a group with settings `s` is muted at `now`, by which
+    /// interval and until when.
+    fn muting(&mut self, s: &Settings, now: DateTime<Utc>) -> Option<Muting> {
         let interval = match self.named(&s.mute_time_intervals).find(|i| i.contains(now)) {
             Some(i) => i.name.clone(),
             None if !s.active_time_intervals.is_empty()
@@ -76,32 +89,29 @@ impl Mute {
             }
             None => return None,
         };
-        let all: Vec<&TimeInterval> = self
-            .named(&s.mute_time_intervals)
-            .chain(self.named(&s.active_time_intervals))
-            .flat_map(|i| &i.time_intervals)
-            .collect();
-        let until = next_change(&all, |t| self.is_muted(s, t), now);
-        Some(Muting { interval, until })
-    }
-
-    /// [`Mute::muting`], computed once per flush.
-    fn muting_cached(&mut self, s: &Settings, now: DateTime<Utc>) -> Option<Muting> {
-        if let Some((at, mute, active, answer)) = &self.last
-            && *at == now
-            && *mute == s.mute_time_intervals
-            && *active == s.active_time_intervals
-        {
-            return answer.clone();
-        }
-        let answer = self.muting(s, now);
-        self.last = Some((
-            now,
+        let key = (
             s.mute_time_intervals.clone(),
             s.active_time_intervals.clone(),
-            answer.clone(),
-        ));
-        answer
+        );
+        let known = self.ends.get(&key).filter(|e| {
+            e.from <= now
+                && e.until
+                    .map_or(now < e.from + chrono::Duration::days(1), |u| now < u)
+        });
+        let until = match known {
+            Some(end) => end.until,
+            None => {
+                let all: Vec<&TimeInterval> = self
+                    .named(&s.mute_time_intervals)
+                    .chain(self.named(&s.active_time_intervals))
+                    .flat_map(|i| &i.time_intervals)
+                    .collect();
+                let until = next_change(&all, |t| self.is_muted(s, t), now);
+                self.ends.insert(key, End { from: now, until });
+                until
+            }
+        };
+        Some(Muting { interval, until })
     }
 }
 
@@ -116,7 +126,7 @@ impl Stage for Mute {
         {
             return Ok(Verdict::Pass);
         }
-        let Some(muting) = self.muting_cached(f.settings, f.now) else {
+        let Some(muting) = self.muting(f.settings, f.now) else {
             return Ok(Verdict::Pass);
         };
         if let Some(until) = muting.until {
@@ -197,7 +207,7 @@ time_intervals:
 
     #[test]
     fn mute_and_active_intervals_mute_until_the_next_boundary() {
-        let s = stage();
+        let mut s = stage();
         // (settings, now, muted by, until)
         let night = with(&["night", "holiday"], &[]);
         let office = with(&[], &["business_hours"]);

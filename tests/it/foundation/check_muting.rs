@@ -4,9 +4,9 @@
 use std::process::Command;
 
 /// Runs `check` on `yaml` (after a simulator source) with `rules.yaml` beside it; returns
-/// the exit code and stderr with the config's path replaced by `CONFIG`, the rule file's
-/// by `RULES`.
-fn check(yaml: &str, rules: &str) -> (i32, String) {
+/// the exit code, stderr with the config's path replaced by `CONFIG` and the rule file's
+/// by `RULES`, and stdout.
+fn check(yaml: &str, rules: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     let rules_path = dir.path().join("rules.yaml");
@@ -25,9 +25,11 @@ fn check(yaml: &str, rules: &str) -> (i32, String) {
     let stderr = String::from_utf8_lossy(&out.stderr)
         .replace(&*path.to_string_lossy(), "CONFIG")
         .replace(&*rules_path.to_string_lossy(), "RULES");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (
         out.status.code().unwrap_or(-1),
         stderr.trim_end().to_owned(),
+        stdout,
     )
 }
 
@@ -89,7 +91,7 @@ fn mistakes_are_reported_with_their_line() {
     ];
     let mut wrong = Vec::new();
     for (yaml, rules, want) in cases {
-        let (code, stderr) = check(&yaml, &rules);
+        let (code, stderr, _) = check(&yaml, &rules);
         if code != 1 || !stderr.starts_with(want) {
             wrong.push(format!(
                 "{yaml}\nwant: {want}\ngot:  {stderr} (exit {code})"
@@ -101,6 +103,13 @@ fn mistakes_are_reported_with_their_line() {
 
 #[test]
 fn a_rule_may_name_a_time_interval_as_its_schedule() {
-    let (code, stderr) = check(INTERVAL, &format!("{RULE}    schedule: nights\n"));
+    let yaml = format!(
+        "{INTERVAL}inhibit_rules:\n  - source_matchers: [\"rule=offline\"]\n    target_matchers: {{ severity: \"!=critical\" }}\n"
+    );
+    let (code, stderr, stdout) = check(&yaml, &format!("{RULE}    schedule: nights\n"));
     assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("\ninhibit_rules: 1\ntime_intervals: nights\nstorage: "),
+        "{stdout}"
+    );
 }
