@@ -561,14 +561,26 @@ pub struct StorageConfig {
     /// SQLite file; `:memory:` keeps everything in memory (tests).
     #[serde(default = "default_storage_path")]
     pub path: String,
+    /// How long the alert history is kept (transitions and what happened to them on each
+    /// channel); older entries are pruned in small batches. 1 hour to 1 year, default 30d.
+    #[serde(
+        default = "default_history_retention",
+        deserialize_with = "de_duration_in::<_, HOUR_MS, YEAR_MS>"
+    )]
+    pub history_retention: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: default_storage_path(),
+            history_retention: default_history_retention(),
         }
     }
+}
+
+fn default_history_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]

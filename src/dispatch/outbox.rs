@@ -21,7 +21,7 @@ use super::group::after;
 use super::notification::Notification;
 use crate::backoff;
 use crate::clock::Clock;
-use crate::store::{self, Durability, OutboxEntry, Store};
+use crate::store::{self, Durability, FeedEvent, HistoryEntry, HistoryKind, OutboxEntry, Store};
 use crate::telemetry;
 
 /// When to try again after a retryable failure.
@@ -263,7 +263,8 @@ impl Sender {
                 metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
                 tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
                 let (id, attempts) = (n.id.clone(), d.attempts);
-                self.record(move |tx| store::mark_sent(tx, &id, attempts, now))
+                let history = HistoryEntry::per_alert(n, HistoryKind::Sent, now, None);
+                self.record(history, move |tx| store::mark_sent(tx, &id, attempts, now))
                     .await;
                 self.depth.add(-1);
                 None
@@ -303,8 +304,10 @@ impl Sender {
                     "Notification not delivered; will retry."
                 );
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
-                self.record(move |tx| store::mark_retry(tx, &id, attempts, next, &message))
-                    .await;
+                self.record(Vec::new(), move |tx| {
+                    store::mark_retry(tx, &id, attempts, next, &message)
+                })
+                .await;
                 Some(delay)
             }
         }
@@ -321,24 +324,35 @@ impl Sender {
             "Notification failed; kept in the outbox as failed."
         );
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
-        self.record(move |tx| store::mark_failed(tx, &id, attempts, now, &message))
-            .await;
+        let history =
+            HistoryEntry::per_alert(&d.notification, HistoryKind::Failed, now, Some(&message));
+        self.record(history, move |tx| {
+            store::mark_failed(tx, &id, attempts, now, &message)
+        })
+        .await;
         self.depth.add(-1);
         self.undelivered.done(&self.name, &d.notification.group_key);
     }
 
-    /// Writes an outcome. Losing it only repeats work (a re-send with the same id, or
-    /// one more attempt), so the write is relaxed and a failure is logged, not fatal.
-    async fn record<F>(&self, f: F)
+    /// Writes an outcome, with its `history` entries in the same transaction (told to
+    /// the feed once committed). Losing it only repeats work (a re-send with the same
+    /// id, or one more attempt), so the write is relaxed and a failure is logged, not
+    /// fatal.
+    async fn record<F>(&self, history: Vec<HistoryEntry>, f: F)
     where
         F: FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static,
     {
+        let feed = self.store.feed().clone();
         let result = self
             .store
             .call(move |db| {
                 let tx = db.write(Durability::Relaxed)?;
                 f(&tx)?;
+                for e in &history {
+                    store::history::append(&tx, e)?;
+                }
                 tx.commit()?;
+                feed.publish_all(history.into_iter().map(FeedEvent::History));
                 Ok(())
             })
             .await;

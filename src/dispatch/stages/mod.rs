@@ -25,7 +25,8 @@
 //!
 //! Every stage reports what it did to each alert on each channel through one
 //! [`History`] sink ([`DeliveryRecord`]); the notification log (`store::insert_log`) is
-//! written as before, by the stage that decides. The default sink keeps nothing.
+//! written as before, by the stage that decides. The default sink keeps nothing; the
+//! dispatcher's is [`history::StoreHistory`], the alert history in the store.
 //!
 //! This is plain synchronous code on the database thread, inside the transaction that
 //! records the transitions. Stages are plain values called in a fixed order, not trait
@@ -33,6 +34,7 @@
 
 pub(crate) mod dedup;
 pub(crate) mod flap;
+pub(crate) mod history;
 pub(crate) mod inhibit;
 pub(crate) mod mute;
 pub(crate) mod outbox;
@@ -52,6 +54,7 @@ use crate::alert::{AlertTransition, Fingerprint};
 use crate::store::{self, LogEntry, Outcome, StoreError};
 
 pub use dedup::Need;
+pub use history::StoreHistory;
 
 /// What one stage did to one alert on one channel.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +85,10 @@ pub enum Decision<'a> {
     RepeatWaits,
     /// silence: an active silence matched.
     Silenced { silence: &'a str },
+    /// inhibit: a firing source alert (its fingerprint) inhibits this one.
+    Inhibited { source: &'a str },
+    /// mute: a time interval (its name) mutes the route.
+    Muted { interval: &'a str },
     /// flap: notified `sent` times within the hour; held until the cap frees.
     FlapCapped { sent: usize },
     /// outbox: written to the outbox in the notification `notification`.
@@ -96,6 +103,8 @@ impl Decision<'_> {
             Decision::Dropped { .. } | Decision::Grouped | Decision::Coalesced => "group",
             Decision::Deduped | Decision::RepeatWaits => "dedup",
             Decision::Silenced { .. } => "silence",
+            Decision::Inhibited { .. } => "inhibit",
+            Decision::Muted { .. } => "mute",
             Decision::FlapCapped { .. } => "flap",
             Decision::Queued { .. } => "outbox",
         }
@@ -111,6 +120,8 @@ impl Decision<'_> {
             Decision::Deduped => "deduped",
             Decision::RepeatWaits => "repeat-waits",
             Decision::Silenced { .. } => "silenced",
+            Decision::Inhibited { .. } => "inhibited",
+            Decision::Muted { .. } => "muted",
             Decision::FlapCapped { .. } => "flap-capped",
             Decision::Queued { .. } => "queued",
         }
