@@ -3,11 +3,13 @@
 
 mod chaos;
 mod crash;
+mod history;
 mod reload;
 mod server;
 mod server_access;
 mod server_limits;
 mod server_openapi;
+mod server_roles;
 mod server_silences;
 mod shutdown;
 mod snapshot;
