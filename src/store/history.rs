@@ -105,7 +105,7 @@ pub struct HistoryEntry {
     pub by: Option<String>,
     pub comment: Option<String>,
     /// The rule's `value` at the transition, any JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<serde_json::Value>,
     pub detail: Option<String>,
 }
