@@ -694,6 +694,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_store_prunes_batch_by_batch_and_publishes_what_it_appends() {
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let mut rx = store.feed().subscribe();
+        let entries: Vec<HistoryEntry> = (0..20)
+            .map(|s| entry(s, "a", "r", 1, HistoryKind::Acknowledged))
+            .collect();
+        store.append_history(entries.clone()).await.unwrap();
+        for e in &entries {
+            let got = rx.recv().await.unwrap();
+            assert_eq!(*got, FeedEvent::History(e.clone()));
+        }
+        assert_eq!(store.prune_history(at(15), 4).await.unwrap(), 15);
+        let left = store
+            .history(HistoryQuery {
+                limit: 100,
+                ..HistoryQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(left.entries.len(), 5);
+        assert_eq!(left.entries.last().map(|e| e.at), Some(at(15)));
+    }
+
+    #[tokio::test]
     async fn a_listener_that_falls_behind_loses_its_place() {
         let feed = Feed::with_capacity(2);
         let mut rx = feed.subscribe();
