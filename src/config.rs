@@ -575,14 +575,26 @@ pub struct StorageConfig {
     /// SQLite file; `:memory:` keeps everything in memory (tests).
     #[serde(default = "default_storage_path")]
     pub path: String,
+    /// How long the alert history is kept (transitions and what happened to them on each
+    /// channel); older entries are pruned in small batches. 1 hour to 1 year, default 30d.
+    #[serde(
+        default = "default_history_retention",
+        deserialize_with = "de_duration_in::<_, HOUR_MS, YEAR_MS>"
+    )]
+    pub history_retention: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: default_storage_path(),
+            history_retention: default_history_retention(),
         }
     }
+}
+
+fn default_history_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -593,9 +605,12 @@ pub struct ServerConfig {
     /// `insecure: true`.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Bearer token for the admin API; empty means none.
+    /// Bearer token for the admin API; empty means none. An admin named `admin`.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// More bearer tokens, each with a name and a role (see [`AccessToken`]).
+    #[serde(default)]
+    pub tokens: Vec<AccessToken>,
     /// The URL the admin API is reached at through a reverse proxy, e.g.
     /// `https://alerts.example.com`: its host is accepted in `Host` and `Origin` besides
     /// the listen address and the loopback names.
@@ -616,11 +631,44 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
+/// One named token of the admin API (`server.tokens[]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessToken {
+    /// Recorded as who acknowledged or silenced.
+    pub name: String,
+    pub token: Secret,
+    pub role: Role,
+}
+
+/// What a token may do, each role all that the one before may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads (GET).
+    Viewer,
+    /// Also acknowledges alerts and adds or removes silences.
+    Operator,
+    /// Also reloads the rules and retries notifications.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
             token: None,
+            tokens: Vec::new(),
             external_url: None,
             insecure: false,
             header_timeout: default_header_timeout(),
@@ -630,11 +678,12 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// True when a non-blank `token` is set.
+    /// True when a non-blank `token` or any of `tokens` is set.
     pub fn has_token(&self) -> bool {
         self.token
             .as_ref()
             .is_some_and(|t| !t.expose().trim().is_empty())
+            || !self.tokens.is_empty()
     }
 
     /// Checks what serde cannot: an open API stays on loopback, the external URL is a URL,
@@ -659,6 +708,31 @@ impl ServerConfig {
         }
         if self.header_timeout.is_zero() {
             return Err("server.header_timeout must be more than 0s".into());
+        }
+        let mut names: Vec<&str> = Vec::new();
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| !t.expose().trim().is_empty())
+        {
+            names.push("admin");
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let name = t.name.trim();
+            if name.is_empty() {
+                return Err(format!("server.tokens[{i}].name: empty"));
+            }
+            if t.token.expose().trim().is_empty() {
+                return Err(format!(
+                    "server.tokens[{i}].token: empty (is its environment variable set?)"
+                ));
+            }
+            if names.contains(&name) {
+                return Err(format!(
+                    "server.tokens[{i}].name: `{name}` is taken (server.token is named `admin`)"
+                ));
+            }
+            names.push(name);
         }
         if self.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
@@ -1853,6 +1927,54 @@ mod tests {
             Ok(_) => panic!("accepted: {yaml}"),
             Err(e) => crate::commands::check::describe(&e, yaml),
         }
+    }
+
+    #[test]
+    fn history_retention_and_access_tokens_are_read_and_checked() {
+        let sim = "source:\n  simulator: {}\n";
+        let config = Config::from_yaml(
+            &format!(
+                "{sim}storage:\n  history_retention: 7d\nserver:\n  token: root\n  tokens:\n    - {{ name: alice, token: a, role: viewer }}\n    - {{ name: desk, token: d, role: operator }}\n"
+            ),
+            Path::new("c.yaml"),
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.history_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        let roles: Vec<(&str, Role)> = config
+            .server
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.role))
+            .collect();
+        assert_eq!(roles, [("alice", Role::Viewer), ("desk", Role::Operator)]);
+        assert_eq!(
+            StorageConfig::default().history_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        for (yaml, message) in [
+            (
+                format!("{sim}storage:\n  history_retention: 10m\n"),
+                "c.yaml:4:22: storage.history_retention: `10m` is out of range: must be from 1h to 365d",
+            ),
+            (
+                format!(
+                    "{sim}server:\n  token: root\n  tokens: [{{ name: admin, token: x, role: viewer }}]\n"
+                ),
+                "c.yaml:5:20: server.tokens[0].name: `admin` is taken (server.token is named `admin`)",
+            ),
+        ] {
+            assert_eq!(load_err(&yaml), message, "{yaml}");
+        }
+        assert!(
+            load_err(&format!(
+                "{sim}server:\n  tokens: [{{ name: a, token: x, role: boss }}]\n"
+            ))
+            .starts_with("c.yaml:4:")
+        );
     }
 
     /// Every number and duration is checked against its range where it is read, so the

@@ -57,7 +57,7 @@ use crate::engine::{
 };
 use crate::navixy::simulator::SimulatorHandle;
 use crate::rules::RuleSet;
-use crate::server::{self, AppState, Token};
+use crate::server::{self, AppState, Auth};
 use crate::source::SourceEvent;
 use crate::source::navixy::{NavixySource, SourceHealth, simulated};
 use crate::source::recording::Recorder;
@@ -290,10 +290,10 @@ pub async fn run(
                 clock: clock.clone(),
                 reloader: reloader.clone(),
                 metrics,
-                token: Token::from_config(config.server.token.as_ref()),
+                auth: Auth::from_config(&config.server),
                 server: config.server.clone(),
             };
-            let open = state.token.is_none();
+            let open = !state.auth.required();
             if let Some(addr) = addr {
                 info!(%addr, token = if open { "none" } else { "required" }, "Admin API listening.");
                 if open && !addr.ip().is_loopback() {

@@ -23,10 +23,12 @@ use super::channels::{self, Channel, ChannelError};
 use super::group::{Groups, Queued, Undelivered};
 use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
 use super::routes::{RouteError, Router};
+use super::stages::StoreHistory;
+use super::stages::history::Unpublished;
 use crate::alert::AlertTransition;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::{self, Durability, Store, StoreError};
+use crate::store::{self, Durability, FeedEvent, HistoryEntry, Store, StoreError, TransitionEvent};
 
 /// Why the dispatcher cannot start, naming what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +162,10 @@ impl Dispatcher {
                 .await?
         };
         let undelivered = Undelivered::default();
+        let unpublished = Unpublished::default();
         let mut loaded = loaded;
         loaded.set_undelivered(undelivered.clone());
+        loaded.set_history(Box::new(StoreHistory::new(unpublished.clone())));
         let groups = Arc::new(Mutex::new(loaded));
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -247,9 +251,16 @@ impl Dispatcher {
             senders,
             depth: depth.clone(),
             undelivered,
+            unpublished,
             retention,
             transitions_failing: AtomicBool::new(false),
         };
+        tokio::spawn(prune_history_every(
+            store.clone(),
+            flow.clock.clone(),
+            config.storage.history_retention,
+            stop_rx.clone(),
+        ));
         tasks.push(tokio::spawn(flow.run(submit_rx, stop_rx)));
 
         let (done_tx, done_rx) = watch::channel(false);
@@ -321,6 +332,8 @@ struct Flow {
     senders: BTreeMap<Arc<str>, mpsc::UnboundedSender<Delivery>>,
     depth: Depth,
     undelivered: Undelivered,
+    /// History entries and transitions of the transaction in progress, for the feed.
+    unpublished: Unpublished,
     retention: Duration,
     /// The last failed commit carried transitions: a timer flush that succeeds meanwhile
     /// (it may need no new page of a full database) does not make the store ready.
@@ -393,6 +406,7 @@ impl Flow {
             acks.push(s.ack);
         }
         let groups = self.groups.clone();
+        let unpublished = self.unpublished.clone();
         let result = self
             .store
             .call(move |db| {
@@ -400,6 +414,10 @@ impl Flow {
                 let mut groups = groups.lock();
                 let tx = db.write(Durability::Full)?;
                 for t in transitions {
+                    let entry = HistoryEntry::transition(&t);
+                    store::history::append(&tx, &entry)?;
+                    unpublished.push(FeedEvent::Transition(TransitionEvent::of(&t)));
+                    unpublished.push(FeedEvent::History(entry));
                     groups.apply(&tx, t, now)?;
                 }
                 let mut queued = Vec::new();
@@ -410,6 +428,7 @@ impl Flow {
             .await;
         match result {
             Ok((queued, next_due)) => {
+                self.unpublished.publish(self.store.feed());
                 if carries_transitions || !self.transitions_failing.load(Ordering::Acquire) {
                     self.transitions_failing.store(false, Ordering::Release);
                     if self.store.note_commit(Ok(())) {
@@ -423,6 +442,7 @@ impl Flow {
                 next_due
             }
             Err(e) => {
+                self.unpublished.discard();
                 if carries_transitions {
                     self.transitions_failing.store(true, Ordering::Release);
                 }
@@ -441,6 +461,7 @@ impl Flow {
                 {
                     Ok(mut fresh) => {
                         fresh.set_undelivered(self.undelivered.clone());
+                        fresh.set_history(Box::new(StoreHistory::new(self.unpublished.clone())));
                         *self.groups.lock() = fresh;
                     }
                     Err(e) => tracing::error!(error = %e, "Cannot reload alert groups."),
@@ -473,6 +494,36 @@ impl Flow {
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns must not live across other awaits.
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// History entries deleted per transaction: a few milliseconds of the writer's time.
+const HISTORY_PRUNE_BATCH: usize = 500;
+
+/// Prunes the alert history older than `retention`, at start and then every
+/// [`PRUNE_EVERY`], in small batches between which transitions commit as usual.
+async fn prune_history_every(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            _ = every.tick() => {}
+        }
+        let before = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| clock.now().checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match store.prune_history(before, HISTORY_PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "Old alert history pruned."),
+            Err(e) => tracing::warn!(error = %e, "Cannot prune the alert history."),
+        }
+    }
 }
 
 fn prune(db: &mut store::Db, now: DateTime<Utc>, retention: Duration) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ use super::group::after;
 use super::notification::Notification;
 use crate::backoff;
 use crate::clock::Clock;
-use crate::store::{self, Durability, OutboxEntry, Store};
+use crate::store::{self, Durability, FeedEvent, HistoryEntry, HistoryKind, OutboxEntry, Store};
 use crate::telemetry;
 
 /// When to try again after a retryable failure.
@@ -335,7 +335,8 @@ impl Sender {
                 metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
                 tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
                 let (id, attempts) = (n.id.clone(), d.attempts);
-                self.record(outcomes, move |tx| store::mark_sent(tx, &id, attempts, now))
+                let history = HistoryEntry::per_alert(n, HistoryKind::Sent, now, None);
+                self.record(outcomes, history, move |tx| store::mark_sent(tx, &id, attempts, now))
                     .await;
                 self.depth.add(-1);
                 None
@@ -375,7 +376,7 @@ impl Sender {
                     "Notification not delivered; will retry."
                 );
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
-                self.record(outcomes, move |tx| {
+                self.record(outcomes, Vec::new(), move |tx| {
                     store::mark_retry(tx, &id, attempts, next, &message)
                 })
                 .await;
@@ -395,7 +396,9 @@ impl Sender {
             "Notification failed; kept in the outbox as failed."
         );
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
-        self.record(outcomes, move |tx| {
+        let history =
+            HistoryEntry::per_alert(&d.notification, HistoryKind::Failed, now, Some(&message));
+        self.record(outcomes, history, move |tx| {
             store::mark_failed(tx, &id, attempts, now, &message)
         })
         .await;
@@ -403,14 +406,31 @@ impl Sender {
         self.undelivered.done(&self.name, &d.notification.group_key);
     }
 
-    /// Writes an outcome. Losing it only repeats work (a re-send with the same id, or
-    /// one more attempt), so the write is relaxed and a failure is logged, not fatal.
-    async fn record<F>(&self, outcomes: &Outcomes, f: F)
+    /// Writes an outcome, with its `history` entries in the same transaction (told to
+    /// the feed once committed). Losing it only repeats work (a re-send with the same
+    /// id, or one more attempt), so the write is relaxed and a failure is logged, not
+    /// fatal.
+    async fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, f: F)
     where
         F: FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static,
     {
-        if let Err(e) = outcomes.write(Box::new(f)).await {
-            tracing::error!(channel = %self.name, error = %e, "Cannot record a delivery outcome.");
+        let feed = self.store.feed().clone();
+        let published = history.clone();
+        let written = history;
+        let result = outcomes
+            .write(Box::new(move |tx| {
+                f(tx)?;
+                for e in &written {
+                    store::history::append(tx, e)?;
+                }
+                Ok(())
+            }))
+            .await;
+        match result {
+            Ok(()) => feed.publish_all(published.into_iter().map(FeedEvent::History)),
+            Err(e) => {
+                tracing::error!(channel = %self.name, error = %e, "Cannot record a delivery outcome.");
+            }
         }
     }
 }

@@ -24,8 +24,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, ReloadRefused};
-use crate::alert::{AlertRecord, TrackerRef};
+use std::sync::Arc;
+
+use crate::alert::{AlertRecord, AlertStatus, AlertTransition, PendingAlert, Severity, TrackerRef};
 use crate::dispatch::notification::fmt_time;
+use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
 use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{IotValue, Location, SourceState, TrackerId};
@@ -64,7 +67,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
@@ -340,12 +343,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 #[schema(as = Alert)]
 struct AlertView<'a> {
     fingerprint: &'a str,
-    /// `firing`.
+    /// `firing`, or `pending` for an alert inside its `for`.
     status: &'static str,
     rule: &'a str,
-    /// `info`, `warning` or `critical`.
-    severity: &'static str,
-    /// `id`, `label`, `source_id`; null for engine alerts.
+    /// `info`, `warning` or `critical`; null for a pending alert.
+    severity: Option<&'static str>,
+    /// The tracker's id; null for engine alerts.
+    tracker_id: Option<TrackerId>,
+    /// `id`, `label`, `source_id`; null for engine alerts and pending alerts.
     #[schema(value_type = Option<Object>)]
     tracker: Option<&'a TrackerRef>,
     key: Option<&'a str>,
@@ -356,6 +361,7 @@ struct AlertView<'a> {
     /// The rule's `value`, any JSON.
     #[schema(value_type = Option<serde_json::Value>)]
     value: Option<&'a serde_json::Value>,
+    /// When it started firing; for a pending alert, since when its condition holds.
     starts_at: String,
     /// When the alert last changed (its firing transition).
     updated_at: String,
@@ -366,35 +372,176 @@ struct AlertView<'a> {
     state: &'a serde_json::Map<String, serde_json::Value>,
     /// The id of the silence that holds back its notifications.
     silenced_by: Option<&'a str>,
+    /// The acknowledgement (`by`, `at`, `comment`); null while not acknowledged.
+    #[schema(value_type = Option<Object>)]
+    ack: Option<serde_json::Value>,
 }
 
-/// `GET /api/v1/alerts`: the live (firing) alerts as committed, oldest first.
+/// Which live alerts `GET /api/v1/alerts` lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// `firing` (default), `pending` (inside their `for`) or `all`.
+    state: Option<String>,
+    /// Only this rule's alerts.
+    rule: Option<String>,
+    /// Only this tracker's alerts.
+    tracker_id: Option<String>,
+    /// Label matchers as in Alertmanager, comma-separated: `severity="critical",rule=~"fuel_.*"`
+    /// (`=`, `!=`, `=~`, `!~`; braces optional). Pending alerts have only `rule`,
+    /// `tracker_id` and `key`.
+    matchers: Option<String>,
+}
+
+/// `matchers=` as Alertmanager writes them: `a="x",b=~"y.*"`, optionally in braces.
+fn parse_matchers(text: &str) -> Result<Vec<LabelMatcher>, String> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    let mut parts = Vec::new();
+    let (mut current, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => {
+                current.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => {
+                current.push(c);
+                escaped = true;
+            }
+            '"' => {
+                current.push(c);
+                quoted = !quoted;
+            }
+            ',' if !quoted => parts.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let at = p
+                .find(['=', '!'])
+                .ok_or_else(|| format!("matcher `{p}` has no operator (=, !=, =~, !~)"))?;
+            let (name, rest) = p.split_at(at);
+            let (op, value) = ["=~", "!~", "!=", "="]
+                .iter()
+                .find_map(|op| rest.strip_prefix(op).map(|v| (*op, v.trim())))
+                .ok_or_else(|| format!("matcher `{p}` has no operator (=, !=, =~, !~)"))?;
+            let value = match value.strip_prefix('"') {
+                Some(v) => v
+                    .strip_suffix('"')
+                    .ok_or_else(|| format!("matcher `{p}`: the value's quote is not closed"))?
+                    .replace("\\\"", "\"")
+                    .replace("\\\\", "\\"),
+                None => value.to_owned(),
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("matcher `{p}` needs a label name"));
+            }
+            LabelMatcher::new(name, &value, op.ends_with('~'), op.starts_with('='))
+                .map_err(|e| format!("matcher `{p}`: {e}"))
+        })
+        .collect()
+}
+
+/// How long the engine may take to list its pending alerts.
+const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /api/v1/alerts`: the live alerts, oldest first: firing ones as committed, and
+/// with `state=pending|all` those inside their `for` as the engine holds them.
 #[utoipa::path(
     get,
     path = "/api/v1/alerts",
     tag = "alerts",
+    params(AlertsQuery),
     responses(
         (status = 200, description = "The live alerts, oldest first.", body = Vec<AlertView>),
-        (status = 503, description = "The database is closed.", body = ErrorBody),
+        (status = 400, description = "A bad parameter; says which.", body = ErrorBody),
+        (status = 503, description = "The database is closed, or the engine does not answer.", body = ErrorBody),
         (status = 401, description = "No token, or another one.", body = ErrorBody),
+        (status = 403, description = "The token's role may not do this.", body = ErrorBody),
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
-pub async fn alerts(State(state): State<AppState>) -> ApiResult<Response> {
-    let records: Vec<AlertRecord> = state.store.load_live_alerts().await?;
+pub async fn alerts(
+    State(state): State<AppState>,
+    query: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (firing, pending) = match query.state.as_deref() {
+        None | Some("") | Some("firing") => (true, false),
+        Some("pending") => (false, true),
+        Some("all") => (true, true),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state must be pending, firing or all, not `{other}`"
+            )));
+        }
+    };
+    let tracker_id = match query.tracker_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(t.parse::<TrackerId>().map_err(|_| {
+            ApiError::bad_request(format!("tracker_id must be an integer, not `{t}`"))
+        })?),
+    };
+    let matchers = parse_matchers(query.matchers.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("matchers: {e}")))?;
+    let rule = query.rule.filter(|r| !r.is_empty());
+    let wanted = |t: &AlertTransition| {
+        rule.as_deref().is_none_or(|r| *t.rule == *r)
+            && tracker_id.is_none_or(|id| t.tracker.as_ref().map(|tr| tr.id) == Some(id))
+            && matchers.iter().all(|m| m.matches(t))
+    };
+
+    let records: Vec<AlertRecord> = if firing {
+        state.store.load_live_alerts().await?
+    } else {
+        Vec::new()
+    };
+    // A pending alert as a transition, so that the same filters read it.
+    let pending: Vec<(PendingAlert, AlertTransition)> = if pending {
+        let engine = state.engine.clone();
+        let listed = tokio::time::timeout(
+            PENDING_TIMEOUT,
+            tokio::task::spawn_blocking(move || engine.pending_blocking()),
+        )
+        .await
+        .map_err(|_| ApiError::unavailable("the engine did not list its pending alerts in time"))?
+        .map_err(|_| ApiError::unavailable("the engine did not answer"))?;
+        listed
+            .into_iter()
+            .map(|p| {
+                let t = pending_transition(&p);
+                (p, t)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut silences = ActiveSilences::default();
     silences.replace(
         state.store.list_silences().await?,
         state.store.silence_generation(),
     );
     let now = state.clock.now();
-    let views: Vec<AlertView<'_>> = records
+    let mut views: Vec<AlertView<'_>> = records
         .iter()
+        .filter(|r| wanted(&r.last))
         .map(|r| AlertView {
             fingerprint: &r.fingerprint.0,
             status: r.status.as_str(),
             rule: &r.rule,
-            severity: r.last.severity.as_str(),
+            severity: Some(r.last.severity.as_str()),
+            tracker_id: r.tracker_id,
             tracker: r.last.tracker.as_ref(),
             key: r.key.as_deref(),
             labels: &r.last.labels,
@@ -405,9 +552,61 @@ pub async fn alerts(State(state): State<AppState>) -> ApiResult<Response> {
             location: r.last.location.as_ref(),
             state: &r.last.state,
             silenced_by: silences.matching(&r.last, now),
+            ack: None,
         })
         .collect();
+    views.extend(
+        pending
+            .iter()
+            .filter(|(_, t)| wanted(t))
+            .map(|(p, t)| AlertView {
+                fingerprint: &p.fingerprint.0,
+                status: "pending",
+                rule: &p.rule,
+                severity: None,
+                tracker_id: Some(p.tracker_id),
+                tracker: None,
+                key: p.key.as_deref(),
+                labels: &t.labels,
+                annotations: &t.annotations,
+                value: None,
+                starts_at: fmt_time(p.since),
+                updated_at: fmt_time(p.since),
+                location: None,
+                state: &t.state,
+                silenced_by: None,
+                ack: None,
+            }),
+    );
+    views.sort_by(|a, b| {
+        (a.starts_at.as_str(), a.fingerprint).cmp(&(b.starts_at.as_str(), b.fingerprint))
+    });
     Ok(Json(views).into_response())
+}
+
+/// What is known of a pending alert, in the shape matchers read: its rule, tracker and key.
+fn pending_transition(p: &PendingAlert) -> AlertTransition {
+    AlertTransition {
+        fingerprint: p.fingerprint.clone(),
+        rule: Arc::from(p.rule.as_str()),
+        status: AlertStatus::Firing,
+        severity: Severity::Info,
+        tracker: Some(TrackerRef {
+            id: p.tracker_id,
+            label: None,
+            source_id: None,
+        }),
+        key: p.key.clone(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        value: None,
+        starts_at: p.since,
+        ends_at: None,
+        at: p.since,
+        location: None,
+        state: serde_json::Map::new(),
+        channels: None,
+    }
 }
 
 /// A tracker as the API shows it: named like what rule conditions read.
@@ -587,14 +786,22 @@ pub async fn list_silences(State(state): State<AppState>) -> ApiResult<Response>
         (status = 415, description = "The body is not sent as `application/json`.", body = ErrorBody),
         (status = 503, description = "The database is closed.", body = ErrorBody),
         (status = 401, description = "No token, or another one.", body = ErrorBody),
-        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site, or the token's role may not do this.", body = ErrorBody),
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
 pub async fn add_silence(
     State(state): State<AppState>,
-    JsonBody(new): JsonBody<NewSilence>,
+    caller: Option<axum::Extension<super::Caller>>,
+    JsonBody(mut new): JsonBody<NewSilence>,
 ) -> ApiResult<Response> {
+    // Who added it: the token's name unless the body says.
+    if new.created_by.trim().is_empty()
+        && state.auth.required()
+        && let Some(axum::Extension(caller)) = caller
+    {
+        new.created_by = caller.name.to_string();
+    }
     let silence = state.store.add_silence(new, state.clock.now()).await?;
     tracing::info!(silence = %silence.id, created_by = %silence.created_by, ends_at = %fmt_time(silence.ends_at), "Silence added.");
     let view = SilenceView {
@@ -623,7 +830,7 @@ struct Deleted {
         (status = 404, description = "No such silence.", body = ErrorBody),
         (status = 503, description = "The database is closed.", body = ErrorBody),
         (status = 401, description = "No token, or another one.", body = ErrorBody),
-        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site, or the token's role may not do this.", body = ErrorBody),
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
@@ -716,7 +923,7 @@ struct ReloadRejected {
         (status = 422, description = "The new rule set does not load; the old one keeps running.", body = ReloadRejected),
         (status = 503, description = "The daemon is stopping.", body = ErrorBody),
         (status = 401, description = "No token, or another one.", body = ErrorBody),
-        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site, or the token's role may not do this.", body = ErrorBody),
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
@@ -763,6 +970,7 @@ pub async fn openapi() -> Response {
 pub async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such endpoint (see /healthz, /readyz, /metrics, /api/v1/alerts, \
+         /api/v1/alerts/{fingerprint}/history, /api/v1/history, /api/v1/events, \
          /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, /api/v1/reload, \
          /api/v1/openapi.json)",
     )

@@ -6,19 +6,24 @@
 //! changes alert state itself. [`run`] takes a bound listener and a shutdown future, so a
 //! caller (the daemon, a test on `127.0.0.1:0`) decides where it listens and when it stops.
 //!
-//! - [`api`]: the routes and their error answers. [`auth`]: the bearer token.
-//!   [`guard`]: the `Host` and `Origin` checks. [`listener`]: the accept loop, its
+//! - [`api`]: the routes and their error answers. [`auth`]: the tokens, their roles and
+//!   the console's login sessions.
+//!   [`guard`]: the `Host` and `Origin` checks. [`history`]: the alert history.
+//!   [`events`]: the live stream of transitions and history entries. [`listener`]: the accept loop, its
 //!   connection cap and header timeout. [`openapi`]: the document.
 //!   [`metrics`]: the Prometheus recorder.
 //!
-//! With `server.token` set, every endpoint but `/healthz` needs
-//! `Authorization: Bearer <token>` (a liveness probe rarely carries credentials, and
-//! `/healthz` tells nothing but that the process answers). Without one, the config only
-//! loads with a loopback `listen` (or `server.insecure: true`).
+//! With `server.token` or `server.tokens` set, every endpoint but `/healthz` (and the
+//! login) needs `Authorization: Bearer <token>` or the console's session cookie (a
+//! liveness probe rarely carries credentials, and `/healthz` tells nothing but that the
+//! process answers); the token's role decides what it may change. Without one, the
+//! config only loads with a loopback `listen` (or `server.insecure: true`).
 
 pub mod api;
 pub mod auth;
+pub mod events;
 pub mod guard;
+pub mod history;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
@@ -40,7 +45,7 @@ use crate::engine::EngineHandle;
 use crate::source::navixy::SourceHealth;
 use crate::store::Store;
 
-pub use auth::Token;
+pub use auth::{Auth, Caller, Token};
 pub use guard::Access;
 
 /// What the routes read. Cheap to clone (handles and `Arc`s).
@@ -57,8 +62,8 @@ pub struct AppState {
     pub reloader: Arc<dyn ReloadRules>,
     /// `None` when this process has no Prometheus recorder.
     pub metrics: Option<PrometheusHandle>,
-    /// `None`: the API is open (no `server.token`).
-    pub token: Option<Token>,
+    /// The tokens and the console's sessions; no token: the API is open.
+    pub auth: Auth,
     /// `server:` as loaded: the external URL and the connection limits.
     pub server: ServerConfig,
 }
@@ -85,11 +90,18 @@ pub enum ReloadRefused {
 /// The one place routes are registered: [`router`] serves them, [`openapi::document`]
 /// describes them.
 fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
-    let open = OpenApiRouter::with_openapi(openapi::base()).routes(routes!(api::healthz));
+    let open = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(api::healthz))
+        // The console's login form posts here; not part of the API document.
+        .route("/login", axum::routing::post(auth::login))
+        .route("/logout", axum::routing::post(auth::logout));
     let guarded = OpenApiRouter::new()
         .routes(routes!(api::readyz))
         .routes(routes!(api::metrics))
         .routes(routes!(api::alerts))
+        .routes(routes!(history::alert_history))
+        .routes(routes!(history::history))
+        .routes(routes!(events::events))
         .routes(routes!(api::tracker))
         .routes(routes!(api::list_silences, api::add_silence))
         .routes(routes!(api::delete_silence))

@@ -17,9 +17,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "navixy-alerts admin API",
-        description = "Health, metrics, live alerts, trackers, silences, the outbox and rule \
-                       reloads. With `server.token` set, every endpoint but `/healthz` needs \
-                       `Authorization: Bearer <token>`."
+        description = "Health, metrics, live alerts, the alert history and its event stream, \
+                       trackers, silences, the outbox and rule reloads. With `server.token` or \
+                       `server.tokens` set, every endpoint but `/healthz` needs \
+                       `Authorization: Bearer <token>`; a viewer's token reads, an operator's \
+                       also silences and acknowledges, an admin's may do anything (else 403)."
     ),
     modifiers(&BearerToken),
     security(("bearer" = [])),

@@ -1,5 +1,5 @@
 //! SQLite (WAL): live alert states, the aggregation groups, the outbox, the notification
-//! log and silences, with versioned migrations. All blocking SQLite work runs off the async
+//! log, the alert history (and its live [`Feed`]) and silences, with versioned migrations. All blocking SQLite work runs off the async
 //! runtime's workers.
 //!
 //! One connection lives on one dedicated thread; callers send it closures through a
@@ -19,6 +19,7 @@
 
 mod alerts;
 mod groups;
+pub mod history;
 mod log;
 mod outbox;
 mod schema;
@@ -43,6 +44,9 @@ pub use alerts::{
 };
 pub use groups::{
     StoredGroup, delete_group, delete_group_member, load_groups, put_group, put_group_member,
+};
+pub use history::{
+    Cursor, Feed, FeedEvent, HistoryEntry, HistoryKind, HistoryPage, HistoryQuery, TransitionEvent,
 };
 pub use log::{LogEntry, Outcome, insert_log, prune_log, recent_log};
 pub use outbox::{
@@ -161,6 +165,8 @@ pub struct Store {
     location: Arc<str>,
     silence_generation: Arc<AtomicU64>,
     faults: Arc<Faults>,
+    /// Committed transitions and history entries, for live listeners.
+    feed: Feed,
 }
 
 /// What is known to be wrong with the database, shared by every handle and the
@@ -338,6 +344,7 @@ impl Store {
             location: Arc::from(path.display().to_string()),
             silence_generation,
             faults,
+            feed: Feed::default(),
         })
     }
 
@@ -473,6 +480,59 @@ impl Store {
     /// on each channel (queued, silenced, unrouted, held, ...).
     pub async fn recent_log(&self, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
         self.call(move |db| recent_log(db.conn(), limit)).await
+    }
+
+    /// The live stream of what is committed: writers publish after their commit,
+    /// `GET /api/v1/events` listens.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// A page of the alert history, newest first.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        self.call(move |db| history::page(db.conn(), &query)).await
+    }
+
+    /// Appends entries in a transaction of their own and tells the feed (for writers
+    /// that have no transaction to share, such as an acknowledgement).
+    pub async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+        let feed = self.feed.clone();
+        self.call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            for e in &entries {
+                history::append(&tx, e)?;
+            }
+            tx.commit()?;
+            feed.publish_all(entries.into_iter().map(FeedEvent::History));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes history entries older than `before`, `batch` at a time, each batch in a
+    /// transaction of its own so that commits of transitions go in between. Returns how
+    /// many.
+    pub async fn prune_history(
+        &self,
+        before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .call(move |db| {
+                    let tx = db.write(Durability::Relaxed)?;
+                    let n = history::prune_history(&tx, before, batch)?;
+                    tx.commit()?;
+                    Ok(n)
+                })
+                .await?;
+            total += n;
+            if n < batch {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// A silence generation that changes whenever a silence is added or deleted.

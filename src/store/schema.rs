@@ -101,6 +101,29 @@ const MIGRATIONS: &[&str] = &[
         since       INTEGER NOT NULL
     );
     "#,
+    // 2 -> 3: the alert history (`store::history`).
+    r#"
+    -- Every transition and what happened to it on each channel, newest last; pruned
+    -- after `storage.history_retention`.
+    CREATE TABLE history (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at              INTEGER NOT NULL,
+        fingerprint     TEXT NOT NULL,
+        rule            TEXT NOT NULL,
+        tracker_id      INTEGER,
+        kind            TEXT NOT NULL,
+        channel         TEXT,
+        notification_id TEXT,
+        by_name         TEXT,
+        comment         TEXT,
+        value           TEXT,              -- JSON
+        detail          TEXT
+    );
+    CREATE INDEX history_by_time ON history (at);
+    CREATE INDEX history_by_fingerprint ON history (fingerprint, seq);
+    CREATE INDEX history_by_rule ON history (rule, seq);
+    CREATE INDEX history_by_tracker ON history (tracker_id, seq);
+    "#,
 ];
 
 /// The schema version this build writes.

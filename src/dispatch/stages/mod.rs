@@ -25,7 +25,8 @@
 //!
 //! Every stage reports what it did to each alert on each channel through one
 //! [`History`] sink ([`DeliveryRecord`]); the notification log (`store::insert_log`) is
-//! written as before, by the stage that decides. The default sink keeps nothing.
+//! written as before, by the stage that decides. The default sink keeps nothing; the
+//! dispatcher's is [`history::StoreHistory`], the alert history in the store.
 //!
 //! This is plain synchronous code on the database thread, inside the transaction that
 //! records the transitions. Stages are plain values called in a fixed order, not trait
@@ -33,6 +34,7 @@
 
 pub(crate) mod dedup;
 pub(crate) mod flap;
+pub(crate) mod history;
 pub(crate) mod inhibit;
 pub(crate) mod mute;
 pub(crate) mod outbox;
@@ -52,6 +54,7 @@ use crate::alert::{AlertTransition, Fingerprint};
 use crate::store::{self, LogEntry, Outcome, StoreError};
 
 pub use dedup::Need;
+pub use history::StoreHistory;
 
 /// What one stage did to one alert on one channel.
 #[derive(Debug, Clone, Copy)]

@@ -4,12 +4,14 @@
 mod chaos;
 mod crash;
 mod events;
+mod history;
 mod muting;
 mod reload;
 mod server;
 mod server_access;
 mod server_limits;
 mod server_openapi;
+mod server_roles;
 mod server_silences;
 mod shutdown;
 mod snapshot;

@@ -1,0 +1,196 @@
+//! The store-backed [`History`] sink: the decisions that the alert history keeps
+//! (queued, silenced, inhibited, muted) become entries of `store::history`, written in
+//! the dispatcher's transaction, and wait in [`Unpublished`] until it commits.
+//!
+//! The muting stages decide again at every flush of the group; the history keeps what
+//! changed: an alert held back by the same silence (or inhibition, or mute) flush after
+//! flush has one entry, until it is queued, changes state, or something else holds it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use super::{Decision, DeliveryRecord, History};
+use crate::store::{self, Feed, FeedEvent, HistoryEntry, HistoryKind, StoreError};
+
+/// Events written inside a transaction that is not committed yet: published when it
+/// is, dropped when it rolls back.
+#[derive(Debug, Clone, Default)]
+pub struct Unpublished(Arc<Mutex<Vec<FeedEvent>>>);
+
+impl Unpublished {
+    pub fn push(&self, event: FeedEvent) {
+        self.0.lock().push(event);
+    }
+
+    /// After the commit: tells the feed, in order.
+    pub fn publish(&self, feed: &Feed) {
+        let events = std::mem::take(&mut *self.0.lock());
+        feed.publish_all(events);
+    }
+
+    /// After a rollback: nothing happened.
+    pub fn discard(&self) {
+        self.0.lock().clear();
+    }
+}
+
+/// Writes the history's kinds of decision to the store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreHistory {
+    unpublished: Unpublished,
+    /// What holds each alert back on each channel now, as last recorded:
+    /// (fingerprint, channel) -> (kind, detail).
+    held: HashMap<(String, String), (HistoryKind, Option<String>)>,
+}
+
+impl StoreHistory {
+    pub fn new(unpublished: Unpublished) -> StoreHistory {
+        StoreHistory {
+            unpublished,
+            held: HashMap::new(),
+        }
+    }
+
+    /// Whether `e` is news: not the same hold as the last one recorded for its alert on
+    /// its channel. Remembers holds, forgets them when anything else happens.
+    fn is_news(&mut self, r: &DeliveryRecord<'_>, e: Option<&HistoryEntry>) -> bool {
+        let Some(channel) = r.channel else {
+            return true;
+        };
+        let key = (r.alert.fingerprint.0.clone(), channel.to_owned());
+        match e {
+            Some(e) if e.kind != HistoryKind::Queued => {
+                let hold = (e.kind, e.detail.clone());
+                self.held.insert(key, hold.clone()) != Some(hold)
+            }
+            _ => {
+                // Dedup and flap holds say nothing new about a mute either way.
+                if !matches!(
+                    r.decision,
+                    Decision::Deduped | Decision::RepeatWaits | Decision::FlapCapped { .. }
+                ) {
+                    self.held.remove(&key);
+                }
+                true
+            }
+        }
+    }
+}
+
+/// The history entry of a decision, if the history keeps that kind.
+fn entry(r: &DeliveryRecord<'_>) -> Option<HistoryEntry> {
+    let (kind, notification_id, detail) = match r.decision {
+        Decision::Queued { notification } => (HistoryKind::Queued, Some(notification), None),
+        Decision::Silenced { silence } => (HistoryKind::Silenced, None, Some(silence)),
+        Decision::Inhibited { by } => (HistoryKind::Inhibited, None, Some(by)),
+        Decision::Muted { interval } => (HistoryKind::Muted, None, Some(interval)),
+        // The plumbing of grouping, dedup and flap damping stays in the notification log.
+        Decision::Unrouted
+        | Decision::Dropped { .. }
+        | Decision::Grouped
+        | Decision::Coalesced
+        | Decision::Deduped
+        | Decision::RepeatWaits
+        | Decision::FlapCapped { .. } => return None,
+    };
+    Some(HistoryEntry {
+        channel: r.channel.map(str::to_owned),
+        notification_id: notification_id.map(str::to_owned),
+        detail: detail.map(str::to_owned),
+        ..HistoryEntry::about(r.alert, kind, r.at)
+    })
+}
+
+impl History for StoreHistory {
+    fn record(&mut self, conn: &Connection, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+        let e = entry(r);
+        if !self.is_news(r, e.as_ref()) {
+            return Ok(());
+        }
+        let Some(e) = e else {
+            return Ok(());
+        };
+        store::history::append(conn, &e)?;
+        self.unpublished.push(FeedEvent::History(e));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::testing::firing;
+
+    fn kinds(conn: &Connection) -> Vec<String> {
+        let page = store::history::page(
+            conn,
+            &store::HistoryQuery {
+                limit: 100,
+                ..store::HistoryQuery::default()
+            },
+        )
+        .unwrap();
+        page.entries
+            .iter()
+            .rev()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e.kind.as_str(),
+                    e.detail
+                        .as_deref()
+                        .or(e.notification_id.as_deref())
+                        .unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_same_hold_flush_after_flush_is_one_entry() {
+        let conn = store::test_connection();
+        let unpublished = Unpublished::default();
+        let mut sink = StoreHistory::new(unpublished.clone());
+        let t = firing("speeding", 1);
+        let mut record = |decision| {
+            let r = DeliveryRecord {
+                at: t.at,
+                alert: &t,
+                channel: Some("ops"),
+                group_key: Some("g"),
+                decision,
+            };
+            sink.record(&conn, &r).unwrap();
+        };
+        record(Decision::Grouped);
+        record(Decision::Silenced { silence: "sil_1" });
+        record(Decision::Silenced { silence: "sil_1" });
+        record(Decision::Deduped);
+        record(Decision::Silenced { silence: "sil_2" });
+        record(Decision::Queued {
+            notification: "msg_1",
+        });
+        record(Decision::Silenced { silence: "sil_2" });
+        assert_eq!(
+            kinds(&conn),
+            [
+                "silenced:sil_1",
+                "silenced:sil_2",
+                "queued:msg_1",
+                "silenced:sil_2"
+            ]
+        );
+        // Published only once the transaction commits.
+        let feed = store::Feed::default();
+        let mut rx = feed.subscribe();
+        unpublished.publish(&feed);
+        let mut published = 0;
+        while rx.try_recv().is_ok() {
+            published += 1;
+        }
+        assert_eq!(published, 4);
+    }
+}
