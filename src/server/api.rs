@@ -606,6 +606,7 @@ fn pending_transition(p: &PendingAlert) -> AlertTransition {
         location: None,
         state: serde_json::Map::new(),
         channels: None,
+        occurrence_id: None,
     }
 }
 
