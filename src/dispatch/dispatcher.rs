@@ -12,15 +12,16 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::ack::AckLinks;
 use super::channels::{self, Channel, ChannelError};
-use super::group::{Groups, Queued, Undelivered};
+use super::group::{AckSetup, Groups, Queued, Undelivered};
 use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
 use super::routes::{RouteError, Router};
 use crate::alert::AlertTransition;
@@ -147,7 +148,8 @@ impl Dispatcher {
 
         let now = clock.now();
         let retention = options.retention;
-        let (loaded, pending) = {
+        let external_url = config.server.external_url.clone();
+        let (loaded, pending, links) = {
             let router = router.clone();
             let names = names.clone();
             store
@@ -155,13 +157,32 @@ impl Dispatcher {
                     prune(db, now, retention)?;
                     let groups = Groups::load(db.conn(), router, &names)?;
                     let pending = store::load_pending(db.conn())?;
-                    Ok((groups, pending))
+                    let links = match external_url {
+                        Some(url) => {
+                            let tx = db.write(Durability::Full)?;
+                            let key = store::ack_key(&tx)?;
+                            tx.commit()?;
+                            Some(AckLinks::new(&url, &key))
+                        }
+                        None => None,
+                    };
+                    Ok((groups, pending, links))
                 })
                 .await?
+        };
+        let acks = AckSetup {
+            send_acks: config
+                .channels
+                .iter()
+                .filter(|(_, c)| c.send_acks())
+                .map(|(name, _)| Arc::from(name.as_str()))
+                .collect(),
+            links,
         };
         let undelivered = Undelivered::default();
         let mut loaded = loaded;
         loaded.set_undelivered(undelivered.clone());
+        loaded.set_acks(acks.clone());
         let groups = Arc::new(Mutex::new(loaded));
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -249,6 +270,8 @@ impl Dispatcher {
             undelivered,
             retention,
             transitions_failing: AtomicBool::new(false),
+            acks,
+            ack_generation: AtomicU64::new(u64::MAX),
         };
         tasks.push(tokio::spawn(flow.run(submit_rx, stop_rx)));
 
@@ -325,11 +348,16 @@ struct Flow {
     /// The last failed commit carried transitions: a timer flush that succeeds meanwhile
     /// (it may need no new page of a full database) does not make the store ready.
     transitions_failing: AtomicBool,
+    acks: AckSetup,
+    /// The store's ack generation at the last commit that announced acks (`MAX`: none
+    /// yet, so the first commit announces what a previous run left).
+    ack_generation: AtomicU64,
 }
 
 impl Flow {
     async fn run(self, mut submits: mpsc::Receiver<Submit>, mut shutdown: watch::Receiver<bool>) {
-        let mut next_due = self.groups.lock().next_due();
+        // Escalation steps and acks a previous run left due go out now.
+        let mut next_due = self.commit(Vec::new()).await;
         let mut last_prune = tokio::time::Instant::now();
         loop {
             let wait = next_due
@@ -353,6 +381,9 @@ impl Flow {
                         }
                     }
                     next_due = self.commit(batch).await;
+                }
+                _ = self.store.acks_changed().notified() => {
+                    next_due = self.commit(Vec::new()).await;
                 }
                 _ = tokio::time::sleep(wait) => {
                     let now = self.clock.now();
@@ -393,6 +424,9 @@ impl Flow {
             acks.push(s.ack);
         }
         let groups = self.groups.clone();
+        // Read before the commit: an ack made meanwhile bumps it again.
+        let ack_generation = self.store.ack_generation();
+        let announce = self.ack_generation.swap(ack_generation, Ordering::AcqRel) != ack_generation;
         let result = self
             .store
             .call(move |db| {
@@ -403,6 +437,9 @@ impl Flow {
                     groups.apply(&tx, t, now)?;
                 }
                 let mut queued = Vec::new();
+                if announce {
+                    groups.announce_acks(&tx, now, &mut queued)?;
+                }
                 groups.flush_due(&tx, now, generation, &mut queued)?;
                 tx.commit()?;
                 Ok((queued, groups.next_due()))
@@ -423,6 +460,8 @@ impl Flow {
                 next_due
             }
             Err(e) => {
+                // Announce again at the next commit.
+                self.ack_generation.store(u64::MAX, Ordering::Release);
                 if carries_transitions {
                     self.transitions_failing.store(true, Ordering::Release);
                 }
@@ -441,6 +480,7 @@ impl Flow {
                 {
                     Ok(mut fresh) => {
                         fresh.set_undelivered(self.undelivered.clone());
+                        fresh.set_acks(self.acks.clone());
                         *self.groups.lock() = fresh;
                     }
                     Err(e) => tracing::error!(error = %e, "Cannot reload alert groups."),

@@ -6,16 +6,18 @@
 //! changes alert state itself. [`run`] takes a bound listener and a shutdown future, so a
 //! caller (the daemon, a test on `127.0.0.1:0`) decides where it listens and when it stops.
 //!
-//! - [`api`]: the routes and their error answers. [`auth`]: the bearer token.
+//! - [`api`]: the routes and their error answers. [`ack`]: acknowledging alerts, by
+//!   the API and by the signed links notifications carry (open: the link is the proof). [`auth`]: the bearer token.
 //!   [`guard`]: the `Host` and `Origin` checks. [`listener`]: the accept loop, its
 //!   connection cap and header timeout. [`openapi`]: the document.
 //!   [`metrics`]: the Prometheus recorder.
 //!
-//! With `server.token` set, every endpoint but `/healthz` needs
+//! With `server.token` set, every endpoint but `/healthz` and the ack links needs
 //! `Authorization: Bearer <token>` (a liveness probe rarely carries credentials, and
 //! `/healthz` tells nothing but that the process answers). Without one, the config only
 //! loads with a loopback `listen` (or `server.insecure: true`).
 
+pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod guard;
@@ -85,7 +87,9 @@ pub enum ReloadRefused {
 /// The one place routes are registered: [`router`] serves them, [`openapi::document`]
 /// describes them.
 fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
-    let open = OpenApiRouter::with_openapi(openapi::base()).routes(routes!(api::healthz));
+    let open = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(api::healthz))
+        .routes(routes!(ack::link_page, ack::link_acknowledge));
     let guarded = OpenApiRouter::new()
         .routes(routes!(api::readyz))
         .routes(routes!(api::metrics))
@@ -95,6 +99,7 @@ fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(api::delete_silence))
         .routes(routes!(api::notifications))
         .routes(routes!(api::reload))
+        .routes(routes!(ack::acknowledge, ack::unacknowledge))
         .routes(routes!(api::openapi));
     (open, guarded)
 }

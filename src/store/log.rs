@@ -26,6 +26,12 @@ pub enum Outcome {
     /// Nothing to tell this channel (`detail` says why: resolved before it was ever
     /// notified, `send_resolved: false`, an unknown channel).
     Dropped,
+    /// Acknowledged through the API or an ack link (`detail`: by whom, and the comment).
+    Acknowledged,
+    /// An acknowledgement undone.
+    Unacknowledged,
+    /// An escalation step added the channel (`detail` names the step).
+    Escalated,
 }
 
 impl Outcome {
@@ -37,6 +43,9 @@ impl Outcome {
             Outcome::Coalesced => "coalesced",
             Outcome::Held => "held",
             Outcome::Dropped => "dropped",
+            Outcome::Acknowledged => "acknowledged",
+            Outcome::Unacknowledged => "unacknowledged",
+            Outcome::Escalated => "escalated",
         }
     }
 
@@ -47,6 +56,9 @@ impl Outcome {
             "silenced" => Outcome::Silenced,
             "coalesced" => Outcome::Coalesced,
             "held" => Outcome::Held,
+            "acknowledged" => Outcome::Acknowledged,
+            "unacknowledged" => Outcome::Unacknowledged,
+            "escalated" => Outcome::Escalated,
             _ => Outcome::Dropped,
         }
     }

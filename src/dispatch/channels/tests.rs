@@ -9,7 +9,7 @@ use reqwest::header::HeaderMap;
 
 use super::*;
 use crate::alert::{AlertStatus, Severity};
-use crate::dispatch::notification::Notification;
+use crate::dispatch::notification::{Notification, NotificationKind};
 use crate::dispatch::testing::{firing, resolved, t0};
 
 fn notification(status: AlertStatus) -> Notification {
@@ -39,6 +39,9 @@ fn notification(status: AlertStatus) -> Notification {
         },
         created_at: t0() + Duration::seconds(10),
         alerts,
+        kind: NotificationKind::Alerts,
+        acks: BTreeMap::new(),
+        ack_urls: BTreeMap::new(),
     }
 }
 

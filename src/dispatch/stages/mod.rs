@@ -46,6 +46,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
+use super::ack::AckLinks;
 use super::group::{GroupId, Member, Queued};
 use super::routes::{Router, Settings, Target};
 use crate::alert::{AlertTransition, Fingerprint};
@@ -80,6 +81,8 @@ pub enum Decision<'a> {
     Deduped,
     /// dedup: a repeat is due but waits for the group's undelivered notification.
     RepeatWaits,
+    /// dedup: a repeat is due but the alert is acknowledged.
+    Acknowledged,
     /// silence: an active silence matched.
     Silenced { silence: &'a str },
     /// flap: notified `sent` times within the hour; held until the cap frees.
@@ -94,7 +97,7 @@ impl Decision<'_> {
         match self {
             Decision::Unrouted => "route",
             Decision::Dropped { .. } | Decision::Grouped | Decision::Coalesced => "group",
-            Decision::Deduped | Decision::RepeatWaits => "dedup",
+            Decision::Deduped | Decision::RepeatWaits | Decision::Acknowledged => "dedup",
             Decision::Silenced { .. } => "silence",
             Decision::FlapCapped { .. } => "flap",
             Decision::Queued { .. } => "outbox",
@@ -110,6 +113,7 @@ impl Decision<'_> {
             Decision::Coalesced => "coalesced",
             Decision::Deduped => "deduped",
             Decision::RepeatWaits => "repeat-waits",
+            Decision::Acknowledged => "acknowledged",
             Decision::Silenced { .. } => "silenced",
             Decision::FlapCapped { .. } => "flap-capped",
             Decision::Queued { .. } => "queued",
@@ -142,6 +146,8 @@ pub(crate) struct Flush<'a> {
     pub settings: &'a Settings,
     /// A notification of this group is still being delivered (retried).
     pub undelivered: bool,
+    /// How ack links are made (`None`: no `server.external_url`, no links).
+    pub links: Option<&'a AckLinks>,
 }
 
 impl Flush<'_> {
