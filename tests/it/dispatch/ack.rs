@@ -238,11 +238,12 @@ async fn an_unacknowledged_alert_escalates_once_per_step_across_a_restart_and_re
         ]
     );
 
-    // The resolve reaches all three channels, each once.
+    // The resolve reaches all three channels, each once, at their groups' next flush.
     dispatcher
         .submit(resolved(&alert, clock.now()))
         .await
         .unwrap();
+    advance(&clock, Span::seconds(1));
     for path in ["/ops", "/pager", "/boss"] {
         let got = rx
             .wait_for(path, |r| {
