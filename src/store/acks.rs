@@ -186,7 +186,7 @@ impl Store {
     ) -> Result<(AlertTransition, StoredAck), AckError> {
         if let Some(end) = expires_at.filter(|end| *end <= now) {
             return Err(AckError::ExpiresInPast(
-                crate::dispatch::notification::fmt_time(end),
+                end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             ));
         }
         let fp = fingerprint.0.clone();

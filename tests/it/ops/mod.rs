@@ -6,6 +6,7 @@ mod crash;
 mod reload;
 mod server;
 mod server_access;
+mod server_ack;
 mod server_limits;
 mod server_openapi;
 mod server_silences;
