@@ -26,7 +26,8 @@ fn fast() -> DispatchOptions {
     }
 }
 
-/// `ops` (told of acks) first, `pager` 15 min after the firing, `boss` after 1 h.
+/// `ops` (told of acks) and `pd` (PagerDuty: told of acks by default) first, `pager` 15
+/// min after the firing, `boss` after 1 h.
 fn yaml(base: &str, repeat: &str) -> String {
     format!(
         r#"
@@ -34,8 +35,9 @@ channels:
   ops: {{ type: webhook, url: "{base}/ops", send_acks: true }}
   pager: {{ type: webhook, url: "{base}/pager" }}
   boss: {{ type: webhook, url: "{base}/boss" }}
+  pd: {{ type: pagerduty, routing_key: "R0UT1NGKEY0123456789ABCDEFGHIJKL", url: "{base}/pd" }}
 routes:
-  - channels: [ops]
+  - channels: [ops, pd]
     escalate:
       - {{ after: 15m, channels: [pager] }}
       - {{ after: 1h, channels: [boss] }}
@@ -123,6 +125,30 @@ async fn an_ack_stops_repeats_and_escalation_and_tells_the_send_acks_channel() {
     assert_eq!(
         alerts[0]["ack"],
         json!({"by": "ana", "at": "2026-01-01T10:05:00Z", "comment": "driver called"})
+    );
+
+    // PagerDuty's incident is acknowledged too, on the alert's dedup key.
+    let pd = rx.wait_ok("/pd", 2).await;
+    let actions: Vec<(String, String)> = pd
+        .iter()
+        .map(|r| {
+            let event = r.json();
+            (
+                event["event_action"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                event["dedup_key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let key = alert.fingerprint.0.clone();
+    assert_eq!(
+        actions,
+        [
+            ("trigger".to_owned(), key.clone()),
+            ("acknowledge".to_owned(), key)
+        ]
     );
 
     // Past both steps and two repeat intervals: nothing more, and the steps are logged
