@@ -316,86 +316,84 @@ impl Groups {
         target: &Target,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        {
-            let mut coalesced = false;
-            let (key, labels) = target.settings.group_of(&target.route, t);
-            let id = GroupId {
-                channel: target.channel.clone(),
-                key: Arc::from(key),
-            };
-            let group = match self.groups.get_mut(&id) {
-                Some(group) => group,
-                None => {
-                    let state = GroupState {
-                        labels,
-                        settings: (*target.settings).clone(),
-                        next_flush_at: after(now, target.settings.group_wait),
-                        last_notified_at: None,
-                    };
-                    store::put_group(
+        let mut coalesced = false;
+        let (key, labels) = target.settings.group_of(&target.route, t);
+        let id = GroupId {
+            channel: target.channel.clone(),
+            key: Arc::from(key),
+        };
+        let group = match self.groups.get_mut(&id) {
+            Some(group) => group,
+            None => {
+                let state = GroupState {
+                    labels,
+                    settings: (*target.settings).clone(),
+                    next_flush_at: after(now, target.settings.group_wait),
+                    last_notified_at: None,
+                };
+                store::put_group(
+                    conn,
+                    &id.channel,
+                    &id.key,
+                    &store::to_json("a group", &state)?,
+                )?;
+                self.schedule.insert((state.next_flush_at, id.clone()));
+                self.groups.entry(id.clone()).or_insert(Group {
+                    state,
+                    members: BTreeMap::new(),
+                })
+            }
+        };
+        let member = match group.members.get_mut(&t.fingerprint) {
+            None => {
+                self.index
+                    .entry(t.fingerprint.clone())
+                    .or_default()
+                    .push(id.clone());
+                group
+                    .members
+                    .entry(t.fingerprint.clone())
+                    .or_insert(Member::new(t.clone()))
+            }
+            Some(member) if member.alert.status == AlertStatus::Firing => {
+                // The same firing again (an evaluator that restarted without its
+                // state): keep when it started; nothing changes for the receiver.
+                t.starts_at = member.alert.starts_at;
+                member.alert = t.clone();
+                member
+            }
+            Some(member) => {
+                member.changes += 1;
+                member.alert = t.clone();
+                if member.told_firing_at.is_some() {
+                    coalesced = true;
+                    log(
                         conn,
-                        &id.channel,
-                        &id.key,
-                        &store::to_json("a group", &state)?,
+                        now,
+                        t,
+                        Some(&id.channel),
+                        Outcome::Coalesced,
+                        None,
+                        Some("fired again before its resolve was sent".into()),
                     )?;
-                    self.schedule.insert((state.next_flush_at, id.clone()));
-                    self.groups.entry(id.clone()).or_insert(Group {
-                        state,
-                        members: BTreeMap::new(),
-                    })
                 }
-            };
-            let member = match group.members.get_mut(&t.fingerprint) {
-                None => {
-                    self.index
-                        .entry(t.fingerprint.clone())
-                        .or_default()
-                        .push(id.clone());
-                    group
-                        .members
-                        .entry(t.fingerprint.clone())
-                        .or_insert(Member::new(t.clone()))
-                }
-                Some(member) if member.alert.status == AlertStatus::Firing => {
-                    // The same firing again (an evaluator that restarted without its
-                    // state): keep when it started; nothing changes for the receiver.
-                    t.starts_at = member.alert.starts_at;
-                    member.alert = t.clone();
-                    member
-                }
-                Some(member) => {
-                    member.changes += 1;
-                    member.alert = t.clone();
-                    if member.told_firing_at.is_some() {
-                        coalesced = true;
-                        log(
-                            conn,
-                            now,
-                            t,
-                            Some(&id.channel),
-                            Outcome::Coalesced,
-                            None,
-                            Some("fired again before its resolve was sent".into()),
-                        )?;
-                    }
-                    member
-                }
-            };
-            store::put_group_member(
-                conn,
-                &id.channel,
-                &id.key,
-                &t.fingerprint.0,
-                &store::to_json("a group member", member)?,
-            )?;
-            let decision = if coalesced {
-                Decision::Coalesced
-            } else {
-                Decision::Grouped
-            };
-            self.pipeline
-                .record(conn, &record(now, t, Some(&id), decision))?;
-        }
+                member
+            }
+        };
+        store::put_group_member(
+            conn,
+            &id.channel,
+            &id.key,
+            &t.fingerprint.0,
+            &store::to_json("a group member", member)?,
+        )?;
+        let decision = if coalesced {
+            Decision::Coalesced
+        } else {
+            Decision::Grouped
+        };
+        self.pipeline
+            .record(conn, &record(now, t, Some(&id), decision))?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod crash;
+mod crash_escalation;
 mod reload;
 mod server;
 mod server_access;
