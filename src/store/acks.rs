@@ -324,7 +324,10 @@ mod tests {
             Some(stored.ack.clone())
         );
         assert_eq!(active_ack(&conn, &fp, at(100)).unwrap(), None);
-        assert_eq!(unannounced_acks(&conn).unwrap(), [stored.clone()]);
+        assert_eq!(
+            unannounced_acks(&conn).unwrap(),
+            std::slice::from_ref(&stored)
+        );
         mark_announced(&conn, &fp).unwrap();
         assert!(unannounced_acks(&conn).unwrap().is_empty());
         assert!(delete_ack(&conn, &fp).unwrap());

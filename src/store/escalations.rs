@@ -95,7 +95,10 @@ mod tests {
         };
         assert!(schedule_escalation(&conn, &step).unwrap());
         assert!(!schedule_escalation(&conn, &step).unwrap());
-        assert_eq!(load_escalations(&conn).unwrap(), [step.clone()]);
+        assert_eq!(
+            load_escalations(&conn).unwrap(),
+            std::slice::from_ref(&step)
+        );
         finish_escalation(&conn, &fp, "routes[0]", 0).unwrap();
         assert!(load_escalations(&conn).unwrap().is_empty());
         // Done, it is not scheduled again by the same firing.
