@@ -180,3 +180,27 @@ pub struct AlertRecord {
     /// The last transition, for the admin API.
     pub last: AlertTransition,
 }
+
+/// Who acknowledged a firing alert, when, and why: what notifications carry as the
+/// alert's `ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    #[serde(with = "ack_time")]
+    pub at: DateTime<Utc>,
+    pub comment: String,
+}
+
+/// `Ack::at` as the payloads write times (`2026-01-01T10:00:00Z`).
+mod ack_time {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
+}

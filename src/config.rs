@@ -366,11 +366,19 @@ pub struct Circle {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ChannelConfig {
     Stdout {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         /// One JSON object per line instead of a readable line.
         #[serde(default, deserialize_with = "de_bool")]
         json: bool,
     },
     Webhook {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         url: String,
         /// Standard Webhooks secret, `whsec_<base64>`; without it requests are unsigned.
         #[serde(default)]
@@ -390,12 +398,20 @@ pub enum ChannelConfig {
         content_type: Option<String>,
     },
     Slack {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         webhook_url: Secret,
         #[serde(default = "default_http_timeout", deserialize_with = "de_timeout")]
         timeout: Duration,
     },
     /// PagerDuty Events API v2: one event per alert, deduplicated on the fingerprint.
     Pagerduty {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         /// The integration key of an Events API v2 integration.
         routing_key: Secret,
         /// The full enqueue URL (PagerDuty's EU region, a proxy).
@@ -406,6 +422,10 @@ pub enum ChannelConfig {
     },
     /// Telegram Bot API `sendMessage`, HTML formatted.
     Telegram {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         /// The token BotFather gave, `123456:ABC...`.
         bot_token: Secret,
         /// A chat id (`-1001234567890`) or a public channel's `@username`.
@@ -418,11 +438,19 @@ pub enum ChannelConfig {
     },
     /// Microsoft Teams: a Workflows "When a Teams webhook request is received" URL.
     Teams {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         webhook_url: Secret,
         #[serde(default = "default_http_timeout", deserialize_with = "de_duration")]
         timeout: Duration,
     },
     Email {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         smtp: SmtpConfig,
         from: String,
         to: Vec<String>,
@@ -431,6 +459,10 @@ pub enum ChannelConfig {
         subject: Option<String>,
     },
     Alertmanager {
+        /// Told at once, by a notification of its own, when an alert it heard of is
+        /// acknowledged (default: on for `pagerduty`, off for the others).
+        #[serde(default)]
+        send_acks: Option<bool>,
         /// Base URL; `/api/v2/alerts` is appended.
         url: String,
         #[serde(default = "default_http_timeout", deserialize_with = "de_timeout")]
@@ -439,6 +471,22 @@ pub enum ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// Whether acks are sent to this channel (`send_acks`; PagerDuty by default, so that
+    /// its incident is acknowledged with the alert).
+    pub fn send_acks(&self) -> bool {
+        let (set, default) = match self {
+            ChannelConfig::Stdout { send_acks, .. }
+            | ChannelConfig::Webhook { send_acks, .. }
+            | ChannelConfig::Slack { send_acks, .. }
+            | ChannelConfig::Telegram { send_acks, .. }
+            | ChannelConfig::Teams { send_acks, .. }
+            | ChannelConfig::Email { send_acks, .. }
+            | ChannelConfig::Alertmanager { send_acks, .. } => (send_acks, false),
+            ChannelConfig::Pagerduty { send_acks, .. } => (send_acks, true),
+        };
+        set.unwrap_or(default)
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ChannelConfig::Stdout { .. } => "stdout",
@@ -521,6 +569,20 @@ pub struct RouteConfig {
     /// Names of `time_intervals` outside of which this route's channels are not notified.
     #[serde(default)]
     pub active_time_intervals: Vec<String>,
+    /// Channels added while the alert stays firing and unacknowledged, `after` counting
+    /// from when it started firing; `after` increases from step to step.
+    #[serde(default)]
+    pub escalate: Vec<EscalateStep>,
+}
+
+/// One step of a route's `escalate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateStep {
+    /// 0s to 365d after the alert started firing.
+    #[serde(deserialize_with = "de_duration_in::<_, 0, YEAR_MS>")]
+    pub after: Duration,
+    pub channels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1555,6 +1617,7 @@ impl Config {
                     ));
                 }
             }
+            self.validate_escalate(i, route)?;
         }
         self.validate_intervals()?;
         self.server.validate()?;
@@ -1621,6 +1684,39 @@ impl Config {
                     "inhibit_rules[{i}]: `target_matchers` is empty: it would inhibit every alert"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A route's `escalate`: known channels, at least one per step, `after` increasing.
+    fn validate_escalate(&self, i: usize, route: &RouteConfig) -> Result<(), String> {
+        let mut previous: Option<Duration> = None;
+        for (j, step) in route.escalate.iter().enumerate() {
+            let place = format!("routes[{i}].escalate[{j}]");
+            if step.channels.is_empty() {
+                return Err(format!("{place}.channels: needs at least one channel"));
+            }
+            for ch in &step.channels {
+                if !self.channels.contains_key(ch) {
+                    return Err(format!(
+                        "{place}: unknown channel `{ch}` (channels: {})",
+                        self.channel_names()
+                    ));
+                }
+            }
+            if let Some(before) = previous
+                && step.after <= before
+            {
+                // The step's first channel is quoted: `check` finds the step's line by it.
+                return Err(format!(
+                    "{place}.after: the step to `{}` comes at {}, not after the step before \
+                     it ({}); `after` must increase from step to step",
+                    step.channels[0],
+                    human_duration(step.after),
+                    human_duration(before)
+                ));
+            }
+            previous = Some(step.after);
         }
         Ok(())
     }
@@ -1902,7 +1998,7 @@ mod tests {
         assert_eq!(config.engine.eval_interval, Duration::from_secs(5));
         assert!(matches!(
             config.channels["out"],
-            ChannelConfig::Stdout { json: true }
+            ChannelConfig::Stdout { json: true, .. }
         ));
         let ChannelConfig::Email { smtp, .. } = &config.channels["mail"] else {
             panic!("not email");

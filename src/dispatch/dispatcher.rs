@@ -12,15 +12,16 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::ack::AckLinks;
 use super::channels::{self, Channel, ChannelError};
-use super::group::{Groups, Queued, Undelivered};
+use super::group::{AckSetup, Groups, Queued, Undelivered};
 use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
 use super::routes::{RouteError, Router};
 use super::stages::StoreHistory;
@@ -149,7 +150,8 @@ impl Dispatcher {
 
         let now = clock.now();
         let retention = options.retention;
-        let (loaded, pending) = {
+        let external_url = config.server.external_url.clone();
+        let (loaded, pending, links) = {
             let router = router.clone();
             let names = names.clone();
             store
@@ -157,15 +159,34 @@ impl Dispatcher {
                     prune(db, now, retention)?;
                     let groups = Groups::load(db.conn(), router, &names)?;
                     let pending = store::load_pending(db.conn())?;
-                    Ok((groups, pending))
+                    let links = match external_url {
+                        Some(url) => {
+                            let tx = db.write(Durability::Full)?;
+                            let key = store::ack_key(&tx)?;
+                            tx.commit()?;
+                            Some(AckLinks::new(&url, &key))
+                        }
+                        None => None,
+                    };
+                    Ok((groups, pending, links))
                 })
                 .await?
+        };
+        let acks = AckSetup {
+            send_acks: config
+                .channels
+                .iter()
+                .filter(|(_, c)| c.send_acks())
+                .map(|(name, _)| Arc::from(name.as_str()))
+                .collect(),
+            links,
         };
         let undelivered = Undelivered::default();
         let unpublished = Unpublished::default();
         let mut loaded = loaded;
         loaded.set_undelivered(undelivered.clone());
         loaded.set_history(Box::new(StoreHistory::new(unpublished.clone())));
+        loaded.set_acks(acks.clone());
         let groups = Arc::new(Mutex::new(loaded));
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -254,6 +275,8 @@ impl Dispatcher {
             unpublished,
             retention,
             transitions_failing: AtomicBool::new(false),
+            acks,
+            ack_generation: AtomicU64::new(u64::MAX),
         };
         tokio::spawn(prune_history_every(
             store.clone(),
@@ -338,11 +361,16 @@ struct Flow {
     /// The last failed commit carried transitions: a timer flush that succeeds meanwhile
     /// (it may need no new page of a full database) does not make the store ready.
     transitions_failing: AtomicBool,
+    acks: AckSetup,
+    /// The store's ack generation at the last commit that announced acks (`MAX`: none
+    /// yet, so the first commit announces what a previous run left).
+    ack_generation: AtomicU64,
 }
 
 impl Flow {
     async fn run(self, mut submits: mpsc::Receiver<Submit>, mut shutdown: watch::Receiver<bool>) {
-        let mut next_due = self.groups.lock().next_due();
+        // Escalation steps and acks a previous run left due go out now.
+        let mut next_due = self.commit(Vec::new()).await;
         let mut last_prune = tokio::time::Instant::now();
         loop {
             let wait = next_due
@@ -366,6 +394,9 @@ impl Flow {
                         }
                     }
                     next_due = self.commit(batch).await;
+                }
+                _ = self.store.acks_changed().notified() => {
+                    next_due = self.commit(Vec::new()).await;
                 }
                 _ = tokio::time::sleep(wait) => {
                     let now = self.clock.now();
@@ -407,6 +438,9 @@ impl Flow {
         }
         let groups = self.groups.clone();
         let unpublished = self.unpublished.clone();
+        // Read before the commit: an ack made meanwhile bumps it again.
+        let ack_generation = self.store.ack_generation();
+        let announce = self.ack_generation.swap(ack_generation, Ordering::AcqRel) != ack_generation;
         let result = self
             .store
             .call(move |db| {
@@ -421,6 +455,9 @@ impl Flow {
                     groups.apply(&tx, t, now)?;
                 }
                 let mut queued = Vec::new();
+                if announce {
+                    groups.announce_acks(&tx, now, &mut queued)?;
+                }
                 groups.flush_due(&tx, now, generation, &mut queued)?;
                 tx.commit()?;
                 Ok((queued, groups.next_due()))
@@ -443,6 +480,8 @@ impl Flow {
             }
             Err(e) => {
                 self.unpublished.discard();
+                // Announce again at the next commit.
+                self.ack_generation.store(u64::MAX, Ordering::Release);
                 if carries_transitions {
                     self.transitions_failing.store(true, Ordering::Release);
                 }
@@ -462,6 +501,7 @@ impl Flow {
                     Ok(mut fresh) => {
                         fresh.set_undelivered(self.undelivered.clone());
                         fresh.set_history(Box::new(StoreHistory::new(self.unpublished.clone())));
+                        fresh.set_acks(self.acks.clone());
                         *self.groups.lock() = fresh;
                     }
                     Err(e) => tracing::error!(error = %e, "Cannot reload alert groups."),

@@ -43,7 +43,7 @@
 //! an occurrence is not worth telling once its moment has passed) it leaves the group.
 //! It never repeats and never resolves, and is not a live alert.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +51,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use super::ack::AckLinks;
+use super::escalation::Schedule;
 use super::notification::Notification;
-use super::routes::{Router, Settings};
+use super::routes::{Router, Settings, Target};
 use super::stages::{Decision, DeliveryRecord, Flush, History, Need, Pipeline, log};
 use crate::alert::{AlertStatus, AlertTransition, Fingerprint};
 use crate::store::{self, Outcome, StoreError};
@@ -165,10 +167,22 @@ pub struct Queued {
     pub notification: Arc<Notification>,
 }
 
+/// What acknowledgement changes in delivery: which channels are told of acks, and the
+/// ack links (with `server.external_url`).
+#[derive(Debug, Clone, Default)]
+pub struct AckSetup {
+    pub send_acks: HashSet<Arc<str>>,
+    pub links: Option<AckLinks>,
+}
+
 /// Every aggregation group, with the indexes to find them by time and by alert.
 pub struct Groups {
     /// The stages, which also route.
     pipeline: Pipeline,
+    router: Arc<Router>,
+    /// The escalation steps not yet run.
+    escalation: Schedule,
+    acks: AckSetup,
     groups: HashMap<GroupId, Group>,
     /// Flush times, earliest first.
     schedule: BTreeSet<(DateTime<Utc>, GroupId)>,
@@ -190,7 +204,10 @@ impl Groups {
     /// Empty groups (a fresh database).
     pub fn new(router: Arc<Router>) -> Groups {
         Groups {
-            pipeline: Pipeline::new(router),
+            pipeline: Pipeline::new(router.clone()),
+            router,
+            escalation: Schedule::default(),
+            acks: AckSetup::default(),
             groups: HashMap::new(),
             schedule: BTreeSet::new(),
             index: HashMap::new(),
@@ -206,6 +223,7 @@ impl Groups {
         channels: &[Arc<str>],
     ) -> Result<Groups, StoreError> {
         let mut groups = Groups::new(router);
+        groups.escalation = Schedule::load(conn)?;
         for stored in store::load_groups(conn)? {
             let Some(channel) = channels.iter().find(|c| ***c == *stored.channel).cloned() else {
                 tracing::warn!(
@@ -249,9 +267,18 @@ impl Groups {
         self.pipeline.set_history(history);
     }
 
-    /// When the next flush is due.
+    /// Which channels hear of acks, and how ack links are made.
+    pub fn set_acks(&mut self, acks: AckSetup) {
+        self.acks = acks;
+    }
+
+    /// When the next flush or escalation step is due.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.schedule.first().map(|(at, _)| *at)
+        let flush = self.schedule.first().map(|(at, _)| *at);
+        match (flush, self.escalation.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Records one transition: the live alert state and its effect on every group it
@@ -270,10 +297,17 @@ impl Groups {
                 // Routing first: a repeated firing keeps its original `starts_at`, and the
                 // live state should say the same.
                 self.apply_firing(conn, &mut t, now)?;
+                let escalations = self.router.escalations(&t);
+                if !escalations.is_empty() {
+                    self.escalation.plan(conn, &t, &escalations)?;
+                }
                 store::upsert_live_alert(conn, &t, now)
             }
             AlertStatus::Resolved => {
                 store::delete_live_alert(conn, &t.fingerprint)?;
+                // A new firing is a new alert: its ack and its escalation end here.
+                store::delete_ack(conn, &t.fingerprint)?;
+                self.escalation.cancel(conn, &t.fingerprint)?;
                 self.apply_resolved(conn, &t, now)
             }
         }
@@ -286,87 +320,101 @@ impl Groups {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let targets = self.pipeline.route(conn, t, now)?;
-        let member_key = t.delivery_key();
         for target in targets {
-            let mut coalesced = false;
-            let (key, labels) = target.settings.group_of(&target.route, t);
-            let id = GroupId {
-                channel: target.channel.clone(),
-                key: Arc::from(key),
-            };
-            let group = match self.groups.get_mut(&id) {
-                Some(group) => group,
-                None => {
-                    let state = GroupState {
-                        labels,
-                        settings: (*target.settings).clone(),
-                        next_flush_at: after(now, target.settings.group_wait),
-                        last_notified_at: None,
-                    };
-                    store::put_group(
-                        conn,
-                        &id.channel,
-                        &id.key,
-                        &store::to_json("a group", &state)?,
-                    )?;
-                    self.schedule.insert((state.next_flush_at, id.clone()));
-                    self.groups.entry(id.clone()).or_insert(Group {
-                        state,
-                        members: BTreeMap::new(),
-                    })
-                }
-            };
-            let member = match group.members.get_mut(&member_key) {
-                None => {
-                    self.index
-                        .entry(member_key.clone())
-                        .or_default()
-                        .push(id.clone());
-                    group
-                        .members
-                        .entry(member_key.clone())
-                        .or_insert(Member::new(t.clone()))
-                }
-                Some(member) if member.alert.status == AlertStatus::Firing => {
-                    // The same firing again (an evaluator that restarted without its
-                    // state): keep when it started; nothing changes for the receiver.
-                    t.starts_at = member.alert.starts_at;
-                    member.alert = t.clone();
-                    member
-                }
-                Some(member) => {
-                    member.changes += 1;
-                    member.alert = t.clone();
-                    if member.told_firing_at.is_some() {
-                        coalesced = true;
-                        log(
-                            conn,
-                            now,
-                            t,
-                            Some(&id.channel),
-                            Outcome::Coalesced,
-                            None,
-                            Some("fired again before its resolve was sent".into()),
-                        )?;
-                    }
-                    member
-                }
-            };
-            store::put_group_member(
-                conn,
-                &id.channel,
-                &id.key,
-                &member_key.0,
-                &store::to_json("a group member", member)?,
-            )?;
-            let decision = if coalesced {
-                Decision::Coalesced
-            } else {
-                Decision::Grouped
-            };
-            self.pipeline
-                .record(conn, &record(now, t, Some(&id), decision))?;
+            self.join(conn, t, &target, now)?;
         }
+        Ok(())
+    }
+
+    /// Makes the firing `t` a member of its group on `target`'s channel (creating the
+    /// group), or updates its membership.
+    fn join(
+        &mut self,
+        conn: &Connection,
+        t: &mut AlertTransition,
+        target: &Target,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut coalesced = false;
+        // An occurrence of an event rule is a member of its own: never coalesced.
+        let member_key = t.delivery_key();
+        let (key, labels) = target.settings.group_of(&target.route, t);
+        let id = GroupId {
+            channel: target.channel.clone(),
+            key: Arc::from(key),
+        };
+        let group = match self.groups.get_mut(&id) {
+            Some(group) => group,
+            None => {
+                let state = GroupState {
+                    labels,
+                    settings: (*target.settings).clone(),
+                    next_flush_at: after(now, target.settings.group_wait),
+                    last_notified_at: None,
+                };
+                store::put_group(
+                    conn,
+                    &id.channel,
+                    &id.key,
+                    &store::to_json("a group", &state)?,
+                )?;
+                self.schedule.insert((state.next_flush_at, id.clone()));
+                self.groups.entry(id.clone()).or_insert(Group {
+                    state,
+                    members: BTreeMap::new(),
+                })
+            }
+        };
+        let member = match group.members.get_mut(&member_key) {
+            None => {
+                self.index
+                    .entry(member_key.clone())
+                    .or_default()
+                    .push(id.clone());
+                group
+                    .members
+                    .entry(member_key.clone())
+                    .or_insert(Member::new(t.clone()))
+            }
+            Some(member) if member.alert.status == AlertStatus::Firing => {
+                // The same firing again (an evaluator that restarted without its
+                // state): keep when it started; nothing changes for the receiver.
+                t.starts_at = member.alert.starts_at;
+                member.alert = t.clone();
+                member
+            }
+            Some(member) => {
+                member.changes += 1;
+                member.alert = t.clone();
+                if member.told_firing_at.is_some() {
+                    coalesced = true;
+                    log(
+                        conn,
+                        now,
+                        t,
+                        Some(&id.channel),
+                        Outcome::Coalesced,
+                        None,
+                        Some("fired again before its resolve was sent".into()),
+                    )?;
+                }
+                member
+            }
+        };
+        store::put_group_member(
+            conn,
+            &id.channel,
+            &id.key,
+            &member_key.0,
+            &store::to_json("a group member", member)?,
+        )?;
+        let decision = if coalesced {
+            Decision::Coalesced
+        } else {
+            Decision::Grouped
+        };
+        self.pipeline
+            .record(conn, &record(now, t, Some(&id), decision))?;
         Ok(())
     }
 
@@ -493,6 +541,7 @@ impl Groups {
         out: &mut Vec<Queued>,
     ) -> Result<(), StoreError> {
         self.pipeline.refresh(conn, silence_generation)?;
+        self.run_escalations(conn, now)?;
         while let Some((at, _)) = self.schedule.first() {
             if *at > now {
                 break;
@@ -501,6 +550,119 @@ impl Groups {
                 break;
             };
             self.flush(conn, id, now, out)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the escalation steps due at `now`: an alert still firing and not acknowledged
+    /// joins the groups of the step's channels; every step due is marked done.
+    fn run_escalations(&mut self, conn: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for due in self.escalation.take_due(now) {
+            store::finish_escalation(conn, &due.fingerprint, &due.route, due.index)?;
+            let Some(mut t) = store::load_live_alert(conn, &due.fingerprint)? else {
+                continue;
+            };
+            if store::active_ack(conn, &due.fingerprint, now)?.is_some() {
+                let reason = format!("{}: not run, the alert is acknowledged", due.describe());
+                log(conn, now, &t, None, Outcome::Dropped, None, Some(reason))?;
+                continue;
+            }
+            let settings = Arc::new(due.step.settings.clone());
+            for name in &due.step.channels {
+                let Some(channel) = self.router.channel(name) else {
+                    let reason = format!(
+                        "{}: channel `{name}` is no longer configured",
+                        due.describe()
+                    );
+                    log(
+                        conn,
+                        now,
+                        &t,
+                        Some(name),
+                        Outcome::Dropped,
+                        None,
+                        Some(reason),
+                    )?;
+                    continue;
+                };
+                let target = Target {
+                    channel,
+                    route: due.route.clone(),
+                    settings: settings.clone(),
+                };
+                log(
+                    conn,
+                    now,
+                    &t,
+                    Some(name),
+                    Outcome::Escalated,
+                    None,
+                    Some(due.describe()),
+                )?;
+                self.join(conn, &mut t, &target, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the `send_acks` channels of the acks not announced yet: each channel that
+    /// was told the alert fires gets a notification of its own, at once (no `group_wait`).
+    /// Every ack looked at is marked announced.
+    pub fn announce_acks(
+        &mut self,
+        conn: &Connection,
+        now: DateTime<Utc>,
+        out: &mut Vec<Queued>,
+    ) -> Result<(), StoreError> {
+        for stored in store::unannounced_acks(conn)? {
+            store::mark_announced(conn, &stored.fingerprint)?;
+            if self.acks.send_acks.is_empty() || !stored.is_active(now) {
+                continue;
+            }
+            let Some(ids) = self.index.get(&stored.fingerprint) else {
+                continue;
+            };
+            for id in ids {
+                if !self.acks.send_acks.contains(&id.channel) {
+                    continue;
+                }
+                let Some(member) = self
+                    .groups
+                    .get(id)
+                    .and_then(|g| g.members.get(&stored.fingerprint))
+                else {
+                    continue;
+                };
+                if member.alert.status != AlertStatus::Firing
+                    || member.told_firing_at.is_none()
+                    || member.alert.starts_at != stored.starts_at
+                {
+                    continue;
+                }
+                let n =
+                    super::ack::notification(&id.channel, &id.key, &member.alert, &stored.ack, now);
+                let seq = store::insert_outbox(
+                    conn,
+                    &n.id,
+                    &id.channel,
+                    &id.key,
+                    now,
+                    &store::to_json("a notification", &n)?,
+                )?;
+                log(
+                    conn,
+                    now,
+                    &member.alert,
+                    Some(&id.channel),
+                    Outcome::Queued,
+                    Some(&n.id),
+                    Some(n.reason.clone()),
+                )?;
+                out.push(Queued {
+                    seq,
+                    notification: Arc::new(n),
+                });
+            }
         }
         Ok(())
     }
@@ -522,6 +684,7 @@ impl Groups {
             group: &id,
             settings: &settings,
             undelivered: self.undelivered.contains(&id),
+            links: self.acks.links.as_ref(),
         };
         let mut picked: Vec<(Fingerprint, Need)> = Vec::new();
         let mut dirty: Vec<Fingerprint> = Vec::new();

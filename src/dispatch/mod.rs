@@ -13,11 +13,15 @@
 //! - [`notification`]: what a notification holds, and the webhook body.
 //! - [`outbox`]: per-channel senders: ordering, retries, backoff, give-up.
 //! - [`channels`]: webhook, Slack, email, Alertmanager, stdout.
+//! - [`ack`]: ack links, and the notification a `send_acks` channel gets on an ack.
+//! - [`escalation`]: the steps of a route's `escalate`, scheduled per firing alert.
 //!
 //! Storage is [`crate::store`]'s; this module decides, the store keeps.
 
+pub mod ack;
 pub mod channels;
 pub mod dispatcher;
+pub mod escalation;
 pub mod group;
 pub mod notification;
 pub mod outbox;

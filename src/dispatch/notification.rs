@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{AlertStatus, AlertTransition, TrackerRef};
+use crate::alert::{Ack, AlertStatus, AlertTransition, TrackerRef};
 use crate::navixy::messages::Location;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,19 +30,59 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// Firing alerts first, then resolved ones.
     pub alerts: Vec<AlertTransition>,
+    /// What it tells: the alerts' states, or that one was acknowledged.
+    #[serde(default, skip_serializing_if = "NotificationKind::is_alerts")]
+    pub kind: NotificationKind,
+    /// The acks in force of its alerts when it was decided, by fingerprint.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acks: BTreeMap<String, Ack>,
+    /// Each firing alert's signed ack link, by fingerprint (with `server.external_url`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ack_urls: BTreeMap<String, String>,
+}
+
+/// What a notification tells its channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// Alerts fired or resolved (or fire still: a repeat).
+    #[default]
+    Alerts,
+    /// A firing alert was acknowledged (`send_acks`); the notification holds it alone.
+    Acknowledged,
+}
+
+impl NotificationKind {
+    fn is_alerts(&self) -> bool {
+        *self == NotificationKind::Alerts
+    }
 }
 
 impl Notification {
-    /// `alert.event` when it carries only occurrences of event rules, else
-    /// `alert.firing` or `alert.resolved`.
+    /// `alert.acknowledged` for an ack's own notification; `alert.event` when it carries
+    /// only occurrences of event rules; else `alert.firing` or `alert.resolved`.
     pub fn event_type(&self) -> &'static str {
-        if !self.alerts.is_empty() && self.alerts.iter().all(AlertTransition::is_event) {
+        if self.kind.is_alerts()
+            && !self.alerts.is_empty()
+            && self.alerts.iter().all(AlertTransition::is_event)
+        {
             return "alert.event";
         }
-        match self.status {
-            AlertStatus::Firing => "alert.firing",
-            AlertStatus::Resolved => "alert.resolved",
+        match (self.kind, self.status) {
+            (NotificationKind::Acknowledged, _) => "alert.acknowledged",
+            (NotificationKind::Alerts, AlertStatus::Firing) => "alert.firing",
+            (NotificationKind::Alerts, AlertStatus::Resolved) => "alert.resolved",
         }
+    }
+
+    /// The ack in force of one of its alerts when it was decided.
+    pub fn ack_of(&self, t: &AlertTransition) -> Option<&Ack> {
+        self.acks.get(&t.fingerprint.0)
+    }
+
+    /// The ack link of one of its alerts.
+    pub fn ack_url_of(&self, t: &AlertTransition) -> Option<&str> {
+        self.ack_urls.get(&t.fingerprint.0).map(String::as_str)
     }
 
     /// The JSON body webhooks receive (and `stdout` with `json: true` prints).
@@ -55,7 +95,11 @@ impl Notification {
                 status: self.status.as_str(),
                 group_key: &self.group_key,
                 reason: &self.reason,
-                alerts: self.alerts.iter().map(WebhookAlert::new).collect(),
+                alerts: self
+                    .alerts
+                    .iter()
+                    .map(|t| WebhookAlert::new(t, self.ack_of(t), self.ack_url_of(t)))
+                    .collect(),
             },
         }
     }
@@ -111,10 +155,15 @@ pub struct WebhookAlert<'a> {
     /// An occurrence's own id, `"<fingerprint>:<starts_at in ms>"`; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub occurrence_id: Option<&'a str>,
+    /// Who acknowledged it, when and why; `null` when nobody has.
+    pub ack: Option<&'a Ack>,
+    /// The signed link to acknowledge it (firing alerts, with `server.external_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_url: Option<&'a str>,
 }
 
 impl<'a> WebhookAlert<'a> {
-    fn new(t: &'a AlertTransition) -> Self {
+    fn new(t: &'a AlertTransition, ack: Option<&'a Ack>, ack_url: Option<&'a str>) -> Self {
         WebhookAlert {
             fingerprint: &t.fingerprint.0,
             status: t.status.as_str(),
@@ -130,6 +179,8 @@ impl<'a> WebhookAlert<'a> {
             state: &t.state,
             event: t.is_event(),
             occurrence_id: t.occurrence_id.as_deref(),
+            ack,
+            ack_url,
         }
     }
 }

@@ -195,6 +195,25 @@ struct Route {
     continue_matching: bool,
     tag: Arc<str>,
     settings: Arc<Settings>,
+    escalate: Arc<[EscalationStep]>,
+}
+
+/// One step of a route's `escalate`: the channels added `after` the alert started
+/// firing, if it is still firing and not acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EscalationStep {
+    pub after: Duration,
+    pub channels: Vec<String>,
+}
+
+/// The escalation of one matched route: its steps, and the settings its channels group
+/// with.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    /// `routes[i]`.
+    pub route: Arc<str>,
+    pub settings: Arc<Settings>,
+    pub steps: Arc<[EscalationStep]>,
 }
 
 /// The compiled `routes` of a config, with the time intervals they name and the inhibit
@@ -206,6 +225,8 @@ pub struct Router {
     defaults: Arc<Settings>,
     rule_tag: Arc<str>,
     known_channels: Vec<Arc<str>>,
+    /// Some route has `escalate`.
+    escalates: bool,
 }
 
 /// The result of routing one alert.
@@ -245,9 +266,18 @@ impl Router {
                 continue_matching: r.continue_matching,
                 tag: Arc::from(format!("routes[{i}]")),
                 settings: Arc::new(Settings::with_overrides(&config.notify, r)),
+                escalate: r
+                    .escalate
+                    .iter()
+                    .map(|step| EscalationStep {
+                        after: step.after,
+                        channels: step.channels.clone(),
+                    })
+                    .collect(),
             });
         }
         Ok(Router {
+            escalates: routes.iter().any(|r| !r.escalate.is_empty()),
             routes,
             intervals: Arc::new(
                 config
@@ -316,6 +346,38 @@ impl Router {
             }
         }
         out
+    }
+}
+
+impl Router {
+    /// The escalations of the routes that match `t` (as [`Router::route`] matches them);
+    /// none for an alert whose rule names its own channels.
+    pub fn escalations(&self, t: &AlertTransition) -> Vec<Escalation> {
+        let mut out = Vec::new();
+        if !self.escalates || t.channels.is_some() {
+            return out;
+        }
+        for route in &self.routes {
+            if !route.matchers.iter().all(|m| m.matches(t)) {
+                continue;
+            }
+            if !route.escalate.is_empty() {
+                out.push(Escalation {
+                    route: route.tag.clone(),
+                    settings: route.settings.clone(),
+                    steps: route.escalate.clone(),
+                });
+            }
+            if !route.continue_matching {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The configured channel of this name.
+    pub fn channel(&self, name: &str) -> Option<Arc<str>> {
+        self.known_channels.iter().find(|c| ***c == *name).cloned()
     }
 }
 

@@ -97,6 +97,14 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// True for `text/html`: a page (the ack link's) answers errors as pages.
+fn is_html(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/html"))
+}
+
 /// A JSON request body: 415 unless it is sent as `application/json` (a browser sends a
 /// form or `text/plain` to another site without asking first, never JSON), 413 over
 /// [`MAX_BODY_BYTES`], 408 when it does not arrive in time, 400 when it does not parse.
@@ -154,6 +162,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || is_json(response.headers().get(header::CONTENT_TYPE))
+        || is_html(response.headers().get(header::CONTENT_TYPE))
     {
         return response;
     }

@@ -6,19 +6,21 @@
 //! changes alert state itself. [`run`] takes a bound listener and a shutdown future, so a
 //! caller (the daemon, a test on `127.0.0.1:0`) decides where it listens and when it stops.
 //!
-//! - [`api`]: the routes and their error answers. [`auth`]: the tokens, their roles and
-//!   the console's login sessions.
+//! - [`api`]: the routes and their error answers. [`ack`]: acknowledging alerts, by
+//!   the API and by the signed links notifications carry (open: the link is the proof).
+//!   [`auth`]: the tokens, their roles and the console's login sessions.
 //!   [`guard`]: the `Host` and `Origin` checks. [`history`]: the alert history.
-//!   [`events`]: the live stream of transitions and history entries. [`listener`]: the accept loop, its
-//!   connection cap and header timeout. [`openapi`]: the document.
+//!   [`events`]: the live stream of transitions and history entries. [`listener`]: the
+//!   accept loop, its connection cap and header timeout. [`openapi`]: the document.
 //!   [`metrics`]: the Prometheus recorder.
 //!
-//! With `server.token` or `server.tokens` set, every endpoint but `/healthz` (and the
-//! login) needs `Authorization: Bearer <token>` or the console's session cookie (a
-//! liveness probe rarely carries credentials, and `/healthz` tells nothing but that the
-//! process answers); the token's role decides what it may change. Without one, the
-//! config only loads with a loopback `listen` (or `server.insecure: true`).
+//! With `server.token` or `server.tokens` set, every endpoint but `/healthz`, the login
+//! and the ack links needs `Authorization: Bearer <token>` or the console's session
+//! cookie (a liveness probe rarely carries credentials, and `/healthz` tells nothing but
+//! that the process answers); the token's role decides what it may change. Without one,
+//! the config only loads with a loopback `listen` (or `server.insecure: true`).
 
+pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod events;
@@ -92,6 +94,7 @@ pub enum ReloadRefused {
 fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     let open = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(api::healthz))
+        .routes(routes!(ack::link_page, ack::link_acknowledge))
         // The console's login form posts here; not part of the API document.
         .route("/login", axum::routing::post(auth::login))
         .route("/logout", axum::routing::post(auth::logout));
@@ -107,6 +110,7 @@ fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(api::delete_silence))
         .routes(routes!(api::notifications))
         .routes(routes!(api::reload))
+        .routes(routes!(ack::acknowledge, ack::unacknowledge))
         .routes(routes!(api::openapi));
     (open, guarded)
 }

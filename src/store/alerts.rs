@@ -4,7 +4,7 @@
 //! stopping daemon leaves for the next start.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreError, from_json, from_ms, to_json, to_ms};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
@@ -44,6 +44,19 @@ pub fn delete_live_alert(conn: &Connection, fingerprint: &Fingerprint) -> Result
     conn.prepare_cached("DELETE FROM live_alerts WHERE fingerprint = ?1")?
         .execute(params![fingerprint.0])?;
     Ok(())
+}
+
+/// The live alert with this fingerprint, if it is firing.
+pub fn load_live_alert(
+    conn: &Connection,
+    fingerprint: &Fingerprint,
+) -> Result<Option<AlertTransition>, StoreError> {
+    let last: Option<String> = conn
+        .prepare_cached("SELECT last FROM live_alerts WHERE fingerprint = ?1")?
+        .query_row(params![fingerprint.0], |row| row.get(0))
+        .optional()?;
+    last.map(|last| from_json("a live alert", &last))
+        .transpose()
 }
 
 /// Every live alert, oldest first.

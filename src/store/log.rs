@@ -32,6 +32,12 @@ pub enum Outcome {
     /// A route's time interval mutes its channel (`detail` names it): recorded, sent
     /// when the mute ends.
     Muted,
+    /// Acknowledged through the API or an ack link (`detail`: by whom, and the comment).
+    Acknowledged,
+    /// An acknowledgement undone.
+    Unacknowledged,
+    /// An escalation step added the channel (`detail` names the step).
+    Escalated,
 }
 
 impl Outcome {
@@ -45,6 +51,9 @@ impl Outcome {
             Outcome::Dropped => "dropped",
             Outcome::Inhibited => "inhibited",
             Outcome::Muted => "muted",
+            Outcome::Acknowledged => "acknowledged",
+            Outcome::Unacknowledged => "unacknowledged",
+            Outcome::Escalated => "escalated",
         }
     }
 
@@ -57,6 +66,9 @@ impl Outcome {
             "held" => Outcome::Held,
             "inhibited" => Outcome::Inhibited,
             "muted" => Outcome::Muted,
+            "acknowledged" => Outcome::Acknowledged,
+            "unacknowledged" => Outcome::Unacknowledged,
+            "escalated" => Outcome::Escalated,
             _ => Outcome::Dropped,
         }
     }

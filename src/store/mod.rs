@@ -17,7 +17,9 @@
 //! This module stores and loads; it does not decide anything. What a transition means for
 //! routing, grouping or delivery belongs to [`crate::dispatch`].
 
+mod acks;
 mod alerts;
+mod escalations;
 mod groups;
 pub mod history;
 mod log;
@@ -38,9 +40,16 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::config::Config;
 
+pub use acks::{
+    AckError, StoredAck, ack_key, active_ack, delete_ack, load_ack, mark_announced, put_ack,
+    unannounced_acks,
+};
 pub use alerts::{
-    delete_live_alert, load_live_alerts, save_pending_alerts, take_pending_alerts,
+    delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts, take_pending_alerts,
     upsert_live_alert,
+};
+pub use escalations::{
+    StoredStep, delete_escalations, finish_escalation, load_escalations, schedule_escalation,
 };
 pub use groups::{
     StoredGroup, delete_group, delete_group_member, load_groups, put_group, put_group_member,
@@ -167,6 +176,9 @@ pub struct Store {
     faults: Arc<Faults>,
     /// Committed transitions and history entries, for live listeners.
     feed: Feed,
+    /// Bumped, and notified, after every ack made or undone (see `acks`).
+    ack_generation: Arc<AtomicU64>,
+    acks_changed: Arc<tokio::sync::Notify>,
 }
 
 /// What is known to be wrong with the database, shared by every handle and the
@@ -345,6 +357,8 @@ impl Store {
             silence_generation,
             faults,
             feed: Feed::default(),
+            ack_generation: Arc::default(),
+            acks_changed: Arc::default(),
         })
     }
 

@@ -123,6 +123,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX history_by_fingerprint ON history (fingerprint, seq);
     CREATE INDEX history_by_rule ON history (rule, seq);
     CREATE INDEX history_by_tracker ON history (tracker_id, seq);
+    // 3 -> 4: acknowledgements and escalation steps.
+    r#"
+    -- One acknowledgement per firing alert; it goes when the alert resolves.
+    -- `announced`: the `send_acks` channels have been told (their notifications queued).
+    CREATE TABLE acks (
+        fingerprint TEXT PRIMARY KEY,
+        starts_at   INTEGER NOT NULL,      -- the firing it acknowledges
+        by          TEXT NOT NULL,
+        comment     TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        expires_at  INTEGER,
+        announced   INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- The escalation steps of each firing alert: due, or done (kept until the alert
+    -- resolves, so that a step runs once per firing).
+    CREATE TABLE escalations (
+        fingerprint TEXT NOT NULL,
+        route       TEXT NOT NULL,
+        step        INTEGER NOT NULL,
+        due_at      INTEGER NOT NULL,
+        done        INTEGER NOT NULL DEFAULT 0,
+        state       TEXT NOT NULL,         -- dispatch::escalation::Step
+        PRIMARY KEY (fingerprint, route, step)
+    );
     "#,
 ];
 

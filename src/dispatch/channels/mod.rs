@@ -22,7 +22,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use super::notification::{Notification, fmt_time};
+use super::notification::{Notification, NotificationKind, fmt_time};
 use crate::alert::{AlertStatus, Severity};
 use crate::config::{ChannelConfig, Config};
 
@@ -87,7 +87,9 @@ impl Channel {
             message,
         };
         Ok(match config {
-            ChannelConfig::Stdout { json } => Channel::Stdout(stdout::StdoutChannel::new(*json)),
+            ChannelConfig::Stdout { json, .. } => {
+                Channel::Stdout(stdout::StdoutChannel::new(*json))
+            }
             ChannelConfig::Webhook {
                 url,
                 secret,
@@ -95,6 +97,7 @@ impl Channel {
                 headers,
                 body,
                 content_type,
+                ..
             } => Channel::Webhook(
                 webhook::WebhookChannel::new(
                     http.clone(),
@@ -112,6 +115,7 @@ impl Channel {
             ChannelConfig::Slack {
                 webhook_url,
                 timeout,
+                ..
             } => Channel::Slack(
                 slack::SlackChannel::new(http.clone(), webhook_url, *timeout).map_err(invalid)?,
             ),
@@ -120,10 +124,11 @@ impl Channel {
                 from,
                 to,
                 subject,
+                ..
             } => Channel::Email(
                 email::EmailChannel::new(smtp, from, to, subject.as_deref()).map_err(invalid)?,
             ),
-            ChannelConfig::Alertmanager { url, timeout } => Channel::Alertmanager(
+            ChannelConfig::Alertmanager { url, timeout, .. } => Channel::Alertmanager(
                 alertmanager::AlertmanagerChannel::new(http.clone(), url, *timeout)
                     .map_err(invalid)?,
             ),
@@ -131,6 +136,7 @@ impl Channel {
                 routing_key,
                 url,
                 timeout,
+                ..
             } => Channel::Pagerduty(
                 pagerduty::PagerdutyChannel::new(http.clone(), routing_key, url, *timeout)
                     .map_err(invalid)?,
@@ -140,6 +146,7 @@ impl Channel {
                 chat_id,
                 api_url,
                 timeout,
+                ..
             } => Channel::Telegram(
                 telegram::TelegramChannel::new(http.clone(), bot_token, chat_id, api_url, *timeout)
                     .map_err(invalid)?,
@@ -147,6 +154,7 @@ impl Channel {
             ChannelConfig::Teams {
                 webhook_url,
                 timeout,
+                ..
             } => Channel::Teams(
                 teams::TeamsChannel::new(http.clone(), webhook_url, *timeout).map_err(invalid)?,
             ),
@@ -293,6 +301,9 @@ pub fn sample_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
         reason: "test".into(),
         created_at: now,
         alerts: vec![alert],
+        kind: NotificationKind::Alerts,
+        acks: Default::default(),
+        ack_urls: Default::default(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! enqueue URL.
 //!
 //! `dedup_key` is the alert's fingerprint, so PagerDuty keeps one incident per alert: a
-//! retry or a repeat of a trigger lands on the open incident, and the resolve closes it.
+//! retry or a repeat of a trigger lands on the open incident, an ack notification
+//! (`send_acks`, on by default for PagerDuty) acknowledges it, and the resolve closes it.
 //! `payload.severity` is the rule's (PagerDuty's `info`, `warning`, `critical`),
 //! `payload.source` the tracker (or `navixy-alerts` for engine alerts), `payload.summary`
 //! the `summary` annotation or rule and tracker, cut to PagerDuty's 1024 characters.
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use super::{JsonEndpoint, SendError, parse_url, redact};
 use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::Secret;
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::{Notification, NotificationKind, fmt_time};
 
 /// PagerDuty truncates nothing: a longer summary is an invalid event.
 const MAX_SUMMARY: usize = 1024;
@@ -32,8 +33,7 @@ pub struct PagerdutyChannel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventAction {
     Trigger,
-    /// Not sent yet: an acknowledgement notification will map here once alerts can be
-    /// acknowledged.
+    /// An acknowledgement notification (the channel's `send_acks`, on by default here).
     Acknowledge,
     Resolve,
 }
@@ -48,10 +48,11 @@ impl EventAction {
     }
 
     /// The action an alert of a notification asks for.
-    pub fn of(t: &AlertTransition) -> EventAction {
-        match t.status {
-            AlertStatus::Firing => EventAction::Trigger,
-            AlertStatus::Resolved => EventAction::Resolve,
+    pub fn of(n: &Notification, t: &AlertTransition) -> EventAction {
+        match (n.kind, t.status) {
+            (NotificationKind::Acknowledged, AlertStatus::Firing) => EventAction::Acknowledge,
+            (_, AlertStatus::Firing) => EventAction::Trigger,
+            (_, AlertStatus::Resolved) => EventAction::Resolve,
         }
     }
 }
@@ -105,7 +106,7 @@ pub fn events(n: &Notification, routing_key: &str) -> Vec<Value> {
         .iter()
         .zip(details)
         .map(|(t, detail)| {
-            let action = EventAction::of(t);
+            let action = EventAction::of(n, t);
             let mut event = json!({
                 "routing_key": routing_key,
                 "event_action": action.as_str(),

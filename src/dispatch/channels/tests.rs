@@ -9,7 +9,7 @@ use reqwest::header::HeaderMap;
 
 use super::*;
 use crate::alert::{AlertStatus, Severity};
-use crate::dispatch::notification::Notification;
+use crate::dispatch::notification::{Notification, NotificationKind};
 use crate::dispatch::testing::{firing, resolved, t0};
 
 fn notification(status: AlertStatus) -> Notification {
@@ -39,6 +39,9 @@ fn notification(status: AlertStatus) -> Notification {
         },
         created_at: t0() + Duration::seconds(10),
         alerts,
+        kind: NotificationKind::Alerts,
+        acks: BTreeMap::new(),
+        ack_urls: BTreeMap::new(),
     }
 }
 
@@ -268,6 +271,61 @@ fn pagerduty_events() {
         "pagerduty_resolved",
         pagerduty::events(&notification(AlertStatus::Resolved), ROUTING_KEY)
     );
+}
+
+/// What a `send_acks` channel gets when the first alert is acknowledged.
+fn acknowledged() -> Notification {
+    let alert = firing("fuel_drain", 21080);
+    let ack = crate::alert::Ack {
+        by: "ana".into(),
+        at: t0() + Duration::minutes(5),
+        comment: "driver called".into(),
+    };
+    crate::dispatch::ack::notification(
+        "ops",
+        r#"routes[1]:{rule="fuel_drain"}"#,
+        &alert,
+        &ack,
+        t0() + Duration::minutes(5),
+    )
+}
+
+#[test]
+fn an_ack_is_an_acknowledge_event_and_an_acknowledged_webhook() {
+    let n = acknowledged();
+    let events = pagerduty::events(&n, ROUTING_KEY);
+    assert_eq!(
+        events,
+        [serde_json::json!({
+            "routing_key": ROUTING_KEY,
+            "event_action": "acknowledge",
+            "dedup_key": n.alerts[0].fingerprint.0,
+        })]
+    );
+    let body = serde_json::to_value(n.webhook_body()).unwrap();
+    assert_eq!(body["type"], "alert.acknowledged");
+    assert_eq!(body["data"]["status"], "firing");
+    assert_eq!(body["data"]["reason"], "acknowledged by ana: driver called");
+    assert_eq!(
+        body["data"]["alerts"][0]["ack"],
+        serde_json::json!({"by": "ana", "at": "2026-01-01T10:05:00Z", "comment": "driver called"})
+    );
+    // Through the outbox (JSON) and back, the body is the same.
+    let stored: Notification = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+    assert_eq!(stored, n);
+}
+
+#[test]
+fn ack_links_appear_on_the_alerts_that_have_them() {
+    let mut n = notification(AlertStatus::Firing);
+    let fp = n.alerts[0].fingerprint.0.clone();
+    n.ack_urls
+        .insert(fp.clone(), "https://alerts.example.com/ack/t".into());
+    let body = serde_json::to_value(n.webhook_body()).unwrap();
+    let alerts = body["data"]["alerts"].as_array().unwrap();
+    assert_eq!(alerts[0]["ack_url"], "https://alerts.example.com/ack/t");
+    assert!(alerts[1].get("ack_url").is_none());
+    assert!(alerts.iter().all(|a| a["ack"].is_null()));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Dedup and repeat: what the channel has not heard about an alert. A firing alert is
 //! told once, then again every `repeat_interval`; a resolve is told once, and only to a
-//! channel that was told the alert fired. Whatever the channel already knows goes no
-//! further. An occurrence of an event rule is always new: it leaves its group once told
-//! (see [`group`](crate::dispatch::group)), so it never repeats and never resolves.
+//! channel that was told the alert fired. An acknowledged alert gets no repeat while its
+//! ack is in force. Whatever the channel already knows goes no further. An occurrence of
+//! an event rule is always new: it leaves its group once told (see
+//! [`group`](crate::dispatch::group)), so it never repeats and never resolves.
 
 use chrono::{DateTime, Utc};
 
@@ -10,7 +11,7 @@ use super::{Decision, Flush, History, elapsed};
 use crate::alert::AlertStatus;
 use crate::dispatch::group::Member;
 use crate::dispatch::routes::Settings;
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 
 /// What a notification tells the channel about an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,6 +60,11 @@ pub(crate) fn exec(
     history: &mut dyn History,
 ) -> Result<Option<Need>, StoreError> {
     let decision = match news(m, f.settings, f.undelivered, f.now) {
+        News::Tell(Need::Repeat)
+            if store::active_ack(f.conn, &m.alert.fingerprint, f.now)?.is_some() =>
+        {
+            Decision::Acknowledged
+        }
         News::Tell(need) => return Ok(Some(need)),
         News::Nothing => return Ok(None),
         News::Known => Decision::Deduped,

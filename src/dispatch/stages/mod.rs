@@ -48,6 +48,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
+use super::ack::AckLinks;
 use super::group::{GroupId, Member, Queued};
 use super::routes::{Router, Settings, Target};
 use crate::alert::{AlertTransition, Fingerprint};
@@ -85,6 +86,8 @@ pub enum Decision<'a> {
     RepeatWaits,
     /// inhibit: a firing alert (its fingerprint) of an inhibit rule's source side.
     Inhibited { by: &'a str },
+    /// dedup: a repeat is due but the alert is acknowledged.
+    Acknowledged,
     /// silence: an active silence matched.
     Silenced { silence: &'a str },
     /// mute: the route's time interval mutes the channel (for `active_time_intervals`,
@@ -102,7 +105,7 @@ impl Decision<'_> {
         match self {
             Decision::Unrouted => "route",
             Decision::Dropped { .. } | Decision::Grouped | Decision::Coalesced => "group",
-            Decision::Deduped | Decision::RepeatWaits => "dedup",
+            Decision::Deduped | Decision::RepeatWaits | Decision::Acknowledged => "dedup",
             Decision::Inhibited { .. } => "inhibit",
             Decision::Silenced { .. } => "silence",
             Decision::Muted { .. } => "mute",
@@ -121,6 +124,7 @@ impl Decision<'_> {
             Decision::Deduped => "deduped",
             Decision::RepeatWaits => "repeat-waits",
             Decision::Inhibited { .. } => "inhibited",
+            Decision::Acknowledged => "acknowledged",
             Decision::Silenced { .. } => "silenced",
             Decision::Muted { .. } => "muted",
             Decision::FlapCapped { .. } => "flap-capped",
@@ -154,6 +158,8 @@ pub(crate) struct Flush<'a> {
     pub settings: &'a Settings,
     /// A notification of this group is still being delivered (retried).
     pub undelivered: bool,
+    /// How ack links are made (`None`: no `server.external_url`, no links).
+    pub links: Option<&'a AckLinks>,
 }
 
 impl Flush<'_> {

@@ -3,7 +3,9 @@
 //! channel's sender ([`crate::dispatch::outbox`]) delivers it.
 //!
 //! Firing alerts come first, then resolved ones, each part in fingerprint order. Each
-//! member now believes what the notification says: firing since now, or nothing.
+//! member now believes what the notification says: firing since now, or nothing. The
+//! notification carries each alert's ack in force, and each firing alert's ack link when
+//! links are made.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use super::{Decision, Flush, History, Need};
 use crate::alert::{AlertStatus, AlertTransition, Fingerprint};
 use crate::dispatch::group::{Member, Queued};
-use crate::dispatch::notification::Notification;
+use crate::dispatch::notification::{Notification, NotificationKind};
 use crate::store::{self, Outcome, StoreError};
 
 /// Writes the notification for `picked` (sorted here) and updates their members;
@@ -36,6 +38,19 @@ pub(crate) fn queue(
     } else {
         AlertStatus::Resolved
     };
+    let mut acks = BTreeMap::new();
+    let mut ack_urls = BTreeMap::new();
+    for a in &alerts {
+        if a.status != AlertStatus::Firing {
+            continue;
+        }
+        if let Some(ack) = store::active_ack(f.conn, &a.fingerprint, f.now)? {
+            acks.insert(a.fingerprint.0.clone(), ack);
+        }
+        if let Some(links) = f.links {
+            ack_urls.insert(a.fingerprint.0.clone(), links.url(a, f.now));
+        }
+    }
     let id = f.group;
     let notification = Notification {
         id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
@@ -46,6 +61,9 @@ pub(crate) fn queue(
         reason,
         created_at: f.now,
         alerts,
+        kind: NotificationKind::Alerts,
+        acks,
+        ack_urls,
     };
     let seq = store::insert_outbox(
         f.conn,

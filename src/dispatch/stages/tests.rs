@@ -43,6 +43,7 @@ pub(crate) fn flush_of<'a>(
         group,
         settings,
         undelivered,
+        links: None,
     }
 }
 

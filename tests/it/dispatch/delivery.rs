@@ -42,7 +42,8 @@ fn expected_alert(tracker: i64, status: &str, ends_at: serde_json::Value) -> ser
         "starts_at": "2026-01-01T10:00:00Z",
         "ends_at": ends_at,
         "location": {"lat": 52.5, "lng": 13.4},
-        "state": {"ignition": false, "speed": 0}
+        "state": {"ignition": false, "speed": 0},
+        "ack": null
     })
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: dispatch. Real HTTP receivers, a real SMTP server (in process),
 //! real SQLite files.
 
+mod ack;
 mod channel_notify_test;
 mod channel_pagerduty;
 mod channel_support;

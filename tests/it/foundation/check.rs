@@ -142,6 +142,41 @@ fn unknown_channel_in_a_route() {
 }
 
 #[test]
+fn escalate_steps_name_known_channels_in_increasing_order() {
+    let head = "source:\n  simulator: {}\nchannels:\n  slack: { type: stdout }\n  pager: { type: stdout }\n  boss: { type: stdout }\nroutes:\n  - channels: [slack]\n    escalate:\n";
+    let yaml = format!(
+        "{head}      - {{ after: 15m, channels: [pager] }}\n      - {{ after: 1h, channels: [mail] }}\n"
+    );
+    let (code, _, stderr, path, _dir) = check(&yaml, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:11:33: routes[0].escalate[1]: unknown channel `mail` (channels: boss, pager, slack)",
+            path.display()
+        )
+    );
+    let yaml = format!(
+        "{head}      - {{ after: 1h, channels: [pager] }}\n      - {{ after: 30m, channels: [boss] }}\n"
+    );
+    let (code, _, stderr, path, _dir) = check(&yaml, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}:11:34: routes[0].escalate[1].after: the step to `boss` comes at 30m, not \
+             after the step before it (1h); `after` must increase from step to step",
+            path.display()
+        )
+    );
+    let yaml = format!(
+        "{head}      - {{ after: 15m, channels: [pager] }}\n      - {{ after: 1h, channels: [boss] }}\n"
+    );
+    let (code, stdout, stderr, _, _dir) = check(&yaml, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
 fn missing_environment_variable() {
     let yaml = "source:\n  navixy:\n    api_url: https://api.eu.navixy.com/v2\n    hash: ${NAVIXY_ALERTS_TEST_UNSET}\n";
     let (code, _, stderr, path, _dir) = check(yaml, &[]);

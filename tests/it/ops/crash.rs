@@ -24,13 +24,13 @@ use super::chaos::{
 
 /// `navixy-alerts run -c CONFIG`, its output in a log file. Killed when dropped, so that
 /// a failing test leaves no process behind.
-struct Daemon {
+pub(super) struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn spawn(config: &Path, log: PathBuf) -> Daemon {
+    pub(super) fn spawn(config: &Path, log: PathBuf) -> Daemon {
         let out = File::create(&log).expect("the log file");
         let err = out.try_clone().expect("the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
@@ -45,7 +45,7 @@ impl Daemon {
         Daemon { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -57,14 +57,14 @@ impl Daemon {
     }
 
     /// `kill -9`: no chance to flush, close or mark anything.
-    fn kill9(&mut self) {
+    pub(super) fn kill9(&mut self) {
         self.signal(libc::SIGKILL);
         let status = self.child.wait().expect("wait for the killed daemon");
         assert!(!status.success(), "{status:?}");
     }
 
     /// SIGTERM, then waits (bounded) for a clean exit.
-    async fn terminate(&mut self) {
+    pub(super) async fn terminate(&mut self) {
         self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -3,12 +3,14 @@
 
 mod chaos;
 mod crash;
+mod crash_escalation;
 mod events;
 mod history;
 mod muting;
 mod reload;
 mod server;
 mod server_access;
+mod server_ack;
 mod server_limits;
 mod server_openapi;
 mod server_roles;

@@ -85,6 +85,11 @@ impl Hook {
         out
     }
 
+    /// Every body received, in order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().clone()
+    }
+
     pub fn count(&self, status: &str, rule: &str) -> usize {
         self.alerts()
             .iter()
