@@ -590,6 +590,7 @@ impl Groups {
                     route: due.route.clone(),
                     settings: settings.clone(),
                 };
+                let step = due.describe();
                 log(
                     conn,
                     now,
@@ -597,7 +598,17 @@ impl Groups {
                     Some(name),
                     Outcome::Escalated,
                     None,
-                    Some(due.describe()),
+                    Some(step.clone()),
+                )?;
+                self.pipeline.record(
+                    conn,
+                    &DeliveryRecord {
+                        at: now,
+                        alert: &t,
+                        channel: Some(name),
+                        group_key: None,
+                        decision: Decision::Escalated { step: &step },
+                    },
                 )?;
                 self.join(conn, &mut t, &target, now)?;
             }

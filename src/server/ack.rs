@@ -65,11 +65,21 @@ pub struct Unacknowledged {
     unacknowledged: String,
 }
 
-/// Who acknowledges: the name given, else `api`. The one place that decides it.
-fn caller_name(given: Option<String>) -> String {
+/// Who acknowledges: the name given, else the token's name when tokens are in use,
+/// else `api`. The one place that decides it.
+fn caller_name(
+    given: Option<String>,
+    state: &AppState,
+    caller: Option<&axum::Extension<super::Caller>>,
+) -> String {
     given
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
+        .or_else(|| {
+            caller
+                .filter(|_| state.auth.required())
+                .map(|axum::Extension(c)| c.name.to_string())
+        })
         .unwrap_or_else(|| "api".into())
 }
 
@@ -101,20 +111,21 @@ impl From<AckError> for ApiError {
         (status = 404, description = "No firing alert with this fingerprint.", body = ErrorBody),
         (status = 415, description = "The body is not sent as `application/json`.", body = ErrorBody),
         (status = 401, description = "No token, or another one.", body = ErrorBody),
-        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site, or the token's role may not do this.", body = ErrorBody),
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path(fingerprint): Path<String>,
+    caller: Option<axum::Extension<super::Caller>>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let request: AckRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid ack: {e}")))?;
     let now = state.clock.now();
     let ack = Ack {
-        by: cut(caller_name(request.by)),
+        by: cut(caller_name(request.by, &state, caller.as_ref())),
         at: now,
         comment: cut(request.comment.unwrap_or_default()),
     };
@@ -135,16 +146,17 @@ pub async fn acknowledge(
         (status = 200, description = "The ack is undone: repeats and escalation resume.", body = Unacknowledged),
         (status = 404, description = "No firing alert with this fingerprint, or it is not acknowledged.", body = ErrorBody),
         (status = 401, description = "No token, or another one.", body = ErrorBody),
-        (status = 403, description = "`Origin` is another site.", body = ErrorBody),
+        (status = 403, description = "`Origin` is another site, or the token's role may not do this.", body = ErrorBody),
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
 pub async fn unacknowledge(
     State(state): State<AppState>,
     Path(fingerprint): Path<String>,
+    caller: Option<axum::Extension<super::Caller>>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let by = caller_name(None);
+    let by = caller_name(None, &state, caller.as_ref());
     state
         .store
         .unacknowledge(Fingerprint(fingerprint.clone()), by, now)

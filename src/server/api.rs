@@ -542,6 +542,7 @@ pub async fn alerts(
         state.store.silence_generation(),
     );
     let now = state.clock.now();
+    let acks = state.store.list_active_acks(now).await?;
     let mut views: Vec<AlertView<'_>> = records
         .iter()
         .filter(|r| wanted(&r.last))
@@ -561,7 +562,9 @@ pub async fn alerts(
             location: r.last.location.as_ref(),
             state: &r.last.state,
             silenced_by: silences.matching(&r.last, now),
-            ack: None,
+            ack: acks
+                .get(&r.fingerprint.0)
+                .and_then(|a| serde_json::to_value(a).ok()),
         })
         .collect();
     views.extend(

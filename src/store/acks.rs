@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Durability, LogEntry, Outcome, Store, StoreError, from_ms, insert_log, to_ms};
+use super::history::{self, FeedEvent, HistoryEntry, HistoryKind};
 use crate::alert::{Ack, AlertTransition, Fingerprint};
 
 /// The length of the ack link key, in bytes.
@@ -111,6 +112,23 @@ pub fn active_ack(
         .map(|a| a.ack))
 }
 
+/// Every ack in force at `now`, by fingerprint.
+pub fn active_acks(
+    conn: &Connection,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, Ack>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM acks"))?;
+    let rows = stmt.query_map([], row_to_ack)?;
+    let mut out = std::collections::HashMap::new();
+    for a in rows {
+        let a = a?;
+        if a.is_active(now) {
+            out.insert(a.fingerprint.0, a.ack);
+        }
+    }
+    Ok(out)
+}
+
 /// Acks whose `send_acks` channels have not been told yet, oldest first.
 pub fn unannounced_acks(conn: &Connection) -> Result<Vec<StoredAck>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -190,6 +208,7 @@ impl Store {
             ));
         }
         let fp = fingerprint.0.clone();
+        let feed = self.feed().clone();
         let result = self
             .call(move |db| {
                 let tx = db.write(Durability::Full)?;
@@ -208,7 +227,14 @@ impl Store {
                     comment => format!("by {}: {comment}", stored.ack.by),
                 };
                 insert_log(&tx, &log_entry(&alert, now, Outcome::Acknowledged, detail))?;
+                let entry = HistoryEntry {
+                    by: Some(stored.ack.by.clone()),
+                    comment: Some(stored.ack.comment.clone()).filter(|c| !c.is_empty()),
+                    ..HistoryEntry::about(&alert, HistoryKind::Acknowledged, now)
+                };
+                history::append(&tx, &entry)?;
                 tx.commit()?;
+                feed.publish(FeedEvent::History(entry));
                 Ok(Some((alert, stored)))
             })
             .await?;
@@ -228,6 +254,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AlertTransition, AckError> {
         let fp = fingerprint.0.clone();
+        let feed = self.feed().clone();
         let result = self
             .call(move |db| {
                 let tx = db.write(Durability::Full)?;
@@ -244,7 +271,13 @@ impl Store {
                     &tx,
                     &log_entry(&alert, now, Outcome::Unacknowledged, detail),
                 )?;
+                let entry = HistoryEntry {
+                    by: Some(by),
+                    ..HistoryEntry::about(&alert, HistoryKind::Unacknowledged, now)
+                };
+                history::append(&tx, &entry)?;
                 tx.commit()?;
+                feed.publish(FeedEvent::History(entry));
                 Ok(Ok(alert))
             })
             .await?;
@@ -270,6 +303,14 @@ impl Store {
             Ok(Some((alert, load_ack(db.conn(), &fingerprint)?)))
         })
         .await
+    }
+
+    /// Every ack in force at `now`, by fingerprint (for listings).
+    pub async fn list_active_acks(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, Ack>, StoreError> {
+        self.call(move |db| active_acks(db.conn(), now)).await
     }
 
     /// The ack link key (see [`ack_key`]).

@@ -87,6 +87,7 @@ fn entry(r: &DeliveryRecord<'_>) -> Option<HistoryEntry> {
         Decision::Silenced { silence } => (HistoryKind::Silenced, None, Some(silence)),
         Decision::Inhibited { by } => (HistoryKind::Inhibited, None, Some(by)),
         Decision::Muted { interval } => (HistoryKind::Muted, None, Some(interval)),
+        Decision::Escalated { step } => (HistoryKind::Escalated, None, Some(step)),
         // The plumbing of grouping, dedup and flap damping stays in the notification log.
         Decision::Unrouted
         | Decision::Dropped { .. }
@@ -94,6 +95,7 @@ fn entry(r: &DeliveryRecord<'_>) -> Option<HistoryEntry> {
         | Decision::Coalesced
         | Decision::Deduped
         | Decision::RepeatWaits
+        | Decision::Acknowledged
         | Decision::FlapCapped { .. } => return None,
     };
     Some(HistoryEntry {

@@ -88,6 +88,8 @@ pub enum Decision<'a> {
     Inhibited { by: &'a str },
     /// dedup: a repeat is due but the alert is acknowledged.
     Acknowledged,
+    /// escalation: a step (described) added this channel.
+    Escalated { step: &'a str },
     /// silence: an active silence matched.
     Silenced { silence: &'a str },
     /// mute: the route's time interval mutes the channel (for `active_time_intervals`,
@@ -106,6 +108,7 @@ impl Decision<'_> {
             Decision::Unrouted => "route",
             Decision::Dropped { .. } | Decision::Grouped | Decision::Coalesced => "group",
             Decision::Deduped | Decision::RepeatWaits | Decision::Acknowledged => "dedup",
+            Decision::Escalated { .. } => "escalation",
             Decision::Inhibited { .. } => "inhibit",
             Decision::Silenced { .. } => "silence",
             Decision::Muted { .. } => "mute",
@@ -125,6 +128,7 @@ impl Decision<'_> {
             Decision::RepeatWaits => "repeat-waits",
             Decision::Inhibited { .. } => "inhibited",
             Decision::Acknowledged => "acknowledged",
+            Decision::Escalated { .. } => "escalated",
             Decision::Silenced { .. } => "silenced",
             Decision::Muted { .. } => "muted",
             Decision::FlapCapped { .. } => "flap-capped",
