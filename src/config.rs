@@ -240,12 +240,15 @@ impl EngineConfig {
     }
 }
 
-/// The `zones:` section: named local zones, and under the reserved key `file` a GeoJSON
-/// zone file (relative to the config's folder). A local zone wins a label clash.
+/// The `zones:` section: named local zones, under the reserved key `file` a GeoJSON
+/// zone file (relative to the config's folder), and under the reserved key `navixy` the
+/// import of the account's own geofences. A local zone wins a label clash.
 #[derive(Debug, Clone, Default)]
 pub struct ZonesConfig {
     /// The GeoJSON file, as written.
     pub file: Option<String>,
+    /// Import Navixy's geofences (`zone/list`) by label.
+    pub navixy: Option<NavixyZonesConfig>,
     /// The zones written in the config, by label.
     pub local: BTreeMap<String, ZoneConfig>,
 }
@@ -272,6 +275,8 @@ impl<'de> Deserialize<'de> for ZonesConfig {
                             ));
                         }
                         out.file = Some(path);
+                    } else if key == ZonesConfig::NAVIXY_KEY {
+                        out.navixy = Some(map.next_value()?);
                     } else {
                         let zone: ZoneConfig = map.next_value()?;
                         out.local.insert(key, zone);
@@ -287,6 +292,26 @@ impl<'de> Deserialize<'de> for ZonesConfig {
 impl ZonesConfig {
     /// The key that names the GeoJSON file rather than a zone.
     pub const FILE_KEY: &'static str = "file";
+    /// The key that imports Navixy's geofences rather than naming a zone.
+    pub const NAVIXY_KEY: &'static str = "navixy";
+}
+
+/// `zones: { navixy: { refresh: 5m } }`: the account's geofences, refreshed while the
+/// daemon runs. Needs a Navixy source (or the simulator, which serves zones too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NavixyZonesConfig {
+    /// How often zones (and groups, tags, drivers) are fetched again (10s to 1d). A failed
+    /// refresh keeps the last good set.
+    #[serde(
+        default = "default_zone_refresh",
+        deserialize_with = "de_duration_in::<_, 10_000, DAY_MS>"
+    )]
+    pub refresh: Duration,
+}
+
+fn default_zone_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// A geofence: a circle, a polygon of `[lat, lng]` points, or a sausage (a route with a

@@ -643,7 +643,7 @@ fn eval(node: &Node, fr: &ScriptFrame<'_>) -> Result<Dynamic, Fallback> {
             fr.source(*w)
                 .map_or(Dynamic::UNIT, |s| context::state_leaf(s, fr, leaf)),
         )?,
-        Node::Tracker(leaf) => checked(context::tracker_leaf(fr.tracker, *leaf))?,
+        Node::Tracker(leaf) => checked(context::tracker_leaf(fr, *leaf))?,
         Node::Reading(name, field) => checked(context::reading_field_in(fr, name, field))?,
         Node::Iot(name, field) => checked(context::iot_field_in(fr, name, field))?,
         Node::Changed(path) => Dynamic::from_bool(context::changed(fr.tracker, path)),
@@ -751,6 +751,8 @@ fn call(helper: Helper, args: &[Dynamic], fr: &ScriptFrame<'_>) -> Result<Dynami
         }
         // An array: the subset does not compute with those, Rhai does.
         (Helper::Zones, []) => Err(Fallback),
+        (Helper::Nearby, [_]) => Err(Fallback),
+        (Helper::DistanceTo, [other]) => helpers::distance_to(fr, other).map_err(|_| Fallback),
         (Helper::Distance, [a, b, c, d]) => Ok(helpers::distance(a, b, c, d)),
         (Helper::Window(kind), [name, window]) => {
             helpers::window(fr, kind, &text(name).ok_or(Fallback)?, window).map_err(|_| Fallback)
