@@ -5,12 +5,15 @@
 //! Both are snapshots swapped whole and read without a lock. Positions are published by
 //! each shard's evaluator once per tick (`eval_interval`), into a slot of its own: a
 //! shard never writes another's slot, and a reader loads every slot atomically. So
-//! `nearby` sees the fleet as of the last tick, never a half-written shard.
+//! `nearby` sees the fleet as of the last tick, never a half-written shard, and finds
+//! its neighbours through an R-tree rather than by measuring the whole fleet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rstar::primitives::GeomWithData;
+use rstar::{AABB, RTree};
 
 use crate::geofence::distance_m;
 use crate::navixy::context::SharedContext;
@@ -49,8 +52,29 @@ pub struct Position {
     pub lng: f64,
 }
 
-/// One shard's published positions.
-type Slot = ArcSwap<Vec<Position>>;
+/// One shard's published positions: by id for `distance_to`, and an R-tree for
+/// `nearby`, so that a fleet of thousands costs a lookup about what a handful do.
+#[derive(Debug, Default)]
+pub struct ShardPositions {
+    by_id: HashMap<TrackerId, (f64, f64)>,
+    /// Points are `[lng, lat]`, as in the zone index.
+    tree: RTree<GeomWithData<[f64; 2], TrackerId>>,
+}
+
+impl ShardPositions {
+    fn new(latest: &HashMap<TrackerId, (f64, f64)>) -> ShardPositions {
+        let points = latest
+            .iter()
+            .map(|(&id, &(lat, lng))| GeomWithData::new([lng, lat], id))
+            .collect();
+        ShardPositions {
+            by_id: latest.clone(),
+            tree: RTree::bulk_load(points),
+        }
+    }
+}
+
+type Slot = ArcSwap<ShardPositions>;
 
 /// Every shard's last published positions.
 #[derive(Debug, Default)]
@@ -61,7 +85,7 @@ pub struct Positions {
 impl Positions {
     /// A slot for one evaluator to publish into; give it back with [`Self::release`].
     pub fn register(&self) -> Arc<Slot> {
-        let slot = Arc::new(ArcSwap::from_pointee(Vec::new()));
+        let slot = Arc::new(ArcSwap::from_pointee(ShardPositions::default()));
         self.slots.rcu(|slots| {
             let mut slots = Vec::clone(slots);
             slots.push(slot.clone());
@@ -83,10 +107,12 @@ impl Positions {
 
     /// Where `id` was at the last publication.
     pub fn find(&self, id: TrackerId) -> Option<Position> {
-        self.slots
-            .load()
-            .iter()
-            .find_map(|slot| slot.load().iter().find(|p| p.id == id).copied())
+        self.slots.load().iter().find_map(|slot| {
+            slot.load()
+                .by_id
+                .get(&id)
+                .map(|&(lat, lng)| Position { id, lat, lng })
+        })
     }
 
     /// The trackers other than `except` within `radius_m` of (`lat`, `lng`), nearest
@@ -98,18 +124,20 @@ impl Positions {
         radius_m: f64,
         except: TrackerId,
     ) -> Vec<(TrackerId, f64)> {
-        // A degree of latitude is at least 110 km; a cheap box first.
+        // A degree of latitude is at least 110 km: a box that holds the circle first.
         let dlat = radius_m / 110_000.0;
         let dlng = dlat / lat.to_radians().cos().abs().max(0.01);
+        let bbox = AABB::from_corners([lng - dlng, lat - dlat], [lng + dlng, lat + dlat]);
         let mut out = Vec::new();
         for slot in self.slots.load().iter() {
-            for p in slot.load().iter() {
-                if p.id == except || (p.lat - lat).abs() > dlat || (p.lng - lng).abs() > dlng {
+            for p in slot.load().tree.locate_in_envelope(&bbox) {
+                let [plng, plat] = *p.geom();
+                if p.data == except {
                     continue;
                 }
-                let d = distance_m(lat, lng, p.lat, p.lng);
+                let d = distance_m(lat, lng, plat, plng);
                 if d <= radius_m {
-                    out.push((p.id, d));
+                    out.push((p.data, d));
                 }
             }
         }
@@ -161,13 +189,7 @@ impl Publisher {
             return;
         }
         self.published_at = Some(now_ms);
-        let mut all: Vec<Position> = self
-            .latest
-            .iter()
-            .map(|(&id, &(lat, lng))| Position { id, lat, lng })
-            .collect();
-        all.sort_by_key(|p| p.id);
-        self.slot.store(Arc::new(all));
+        self.slot.store(Arc::new(ShardPositions::new(&self.latest)));
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Guard};
 use chrono::{DateTime, Utc};
@@ -35,6 +36,8 @@ pub struct SharedContext {
     /// Labels already warned about (a clash, or `in_zone` of a label no zone has), so
     /// that a refresh every few minutes does not repeat the same warning.
     warned: Mutex<HashSet<String>>,
+    /// Refreshes that failed (the snapshot stayed as it was).
+    failed: AtomicU64,
 }
 
 impl SharedContext {
@@ -66,6 +69,16 @@ impl SharedContext {
             zones,
             loaded_at: Some(at),
         }));
+    }
+
+    /// Counts a refresh that failed; the snapshot stays.
+    pub fn note_failure(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many refreshes failed so far.
+    pub fn failed_refreshes(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// The labels of the config's zones (called when a rule set is installed): each of

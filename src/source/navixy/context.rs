@@ -49,6 +49,7 @@ pub(super) async fn fetch_once(
         }
         Err(e) => {
             metrics::counter!(telemetry::CONTEXT_REFRESHES, "result" => "error").increment(1);
+            shared.note_failure();
             let kept = if shared.is_loaded() {
                 "keeping the last good one"
             } else {

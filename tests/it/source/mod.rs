@@ -3,6 +3,7 @@
 
 mod context;
 mod limits;
+mod live_context;
 mod recording;
 mod rest;
 mod session;
