@@ -1654,6 +1654,14 @@ mod tests {
                 "c.yaml:4:18: engine.max_event_age: `99999999999999999999d` is too long (at most 3650d)",
             ),
             (
+                format!("{sim}zones:\n  navixy: {{ refresh: 1s }}\n"),
+                "c.yaml:4:22: zones.navixy.refresh: `1s` is out of range: must be from 10s to 1d",
+            ),
+            (
+                format!("{sim}zones:\n  navixy: {{ refrsh: 5m }}\n"),
+                "c.yaml:4:13: zones.navixy: unknown field `refrsh`, expected one of refresh",
+            ),
+            (
                 format!("{sim}zones:\n  z: {{ circle: {{ lat: 91, lng: 0, radius_m: 5 }} }}\n"),
                 "c.yaml:4:23: zones.z.lat: `91` is out of range: must be from -90 to 90",
             ),
