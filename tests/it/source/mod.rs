@@ -2,6 +2,7 @@
 //! loopback, driven through the simulator's hooks.
 
 mod context;
+mod daemon_context;
 mod limits;
 mod live_context;
 mod recording;
