@@ -764,12 +764,14 @@ fn navixy_groups_tags_and_drivers_in_conditions_templates_and_labels() {
 /// zone has loads and reads as false.
 #[test]
 fn imported_navixy_zones_and_the_local_zone_winning_a_clash() {
-    let mut context = NavixyContext::default();
-    context.zones = vec![
-        Zone::new("Depot North", Shape::circle(52.54, 13.405, 200.0).unwrap()),
-        // Navixy's own `depot`, far from the config's.
-        Zone::new("depot", Shape::circle(0.0, 0.0, 500.0).unwrap()),
-    ];
+    let context = NavixyContext {
+        zones: vec![
+            Zone::new("Depot North", Shape::circle(52.54, 13.405, 200.0).unwrap()),
+            // Navixy's own `depot`, far from the config's.
+            Zone::new("depot", Shape::circle(0.0, 0.0, 500.0).unwrap()),
+        ],
+        ..NavixyContext::default()
+    };
     let yaml = r#"rules:
   - name: north
     when: in_zone("Depot North")
