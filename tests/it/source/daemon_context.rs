@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
+use navixy_alerts::daemon::reload::Trigger;
 use navixy_alerts::daemon::{self, RunOptions};
 use navixy_alerts::rules::RuleSet;
 use serde_json::Value;
@@ -72,6 +73,7 @@ storage: {{ path: ":memory:" }}
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         let rules = RuleSet::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
         let (stop, stopped) = oneshot::channel::<()>();
+        let (started_tx, started) = oneshot::channel();
         let task = tokio::spawn(daemon::run(
             config,
             rules,
@@ -79,8 +81,9 @@ storage: {{ path: ":memory:" }}
             async move {
                 let _ = stopped.await;
             },
-            None,
+            Some(started_tx),
         ));
+        let running = started.await.expect("the daemon starts");
 
         let alerts = loop {
             let alerts: Vec<Value> = got
@@ -133,6 +136,16 @@ storage: {{ path: ":memory:" }}
             .find(|a| a["tracker"]["id"] == 21_001)
             .unwrap();
         assert_eq!(first["labels"]["driver"], "Ida Richter");
+
+        // A reload's rule set reads the same context: Navixy's zones stay known.
+        running
+            .reloader
+            .reload(Trigger::Api)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let context = running.reloader.rules().navixy_context();
+        assert!(context.is_loaded());
+        assert!(context.load().zones.get("Depot").is_some());
         let _ = stop.send(());
         task.await.unwrap().unwrap();
     })
