@@ -248,12 +248,15 @@ impl EngineConfig {
     }
 }
 
-/// The `zones:` section: named local zones, and under the reserved key `file` a GeoJSON
-/// zone file (relative to the config's folder). A local zone wins a label clash.
+/// The `zones:` section: named local zones, under the reserved key `file` a GeoJSON
+/// zone file (relative to the config's folder), and under the reserved key `navixy` the
+/// import of the account's own geofences. A local zone wins a label clash.
 #[derive(Debug, Clone, Default)]
 pub struct ZonesConfig {
     /// The GeoJSON file, as written.
     pub file: Option<String>,
+    /// Import Navixy's geofences (`zone/list`) by label.
+    pub navixy: Option<NavixyZonesConfig>,
     /// The zones written in the config, by label.
     pub local: BTreeMap<String, ZoneConfig>,
 }
@@ -280,6 +283,8 @@ impl<'de> Deserialize<'de> for ZonesConfig {
                             ));
                         }
                         out.file = Some(path);
+                    } else if key == ZonesConfig::NAVIXY_KEY {
+                        out.navixy = Some(map.next_value()?);
                     } else {
                         let zone: ZoneConfig = map.next_value()?;
                         out.local.insert(key, zone);
@@ -295,6 +300,26 @@ impl<'de> Deserialize<'de> for ZonesConfig {
 impl ZonesConfig {
     /// The key that names the GeoJSON file rather than a zone.
     pub const FILE_KEY: &'static str = "file";
+    /// The key that imports Navixy's geofences rather than naming a zone.
+    pub const NAVIXY_KEY: &'static str = "navixy";
+}
+
+/// `zones: { navixy: { refresh: 5m } }`: the account's geofences, refreshed while the
+/// daemon runs. Needs a Navixy source (or the simulator, which serves zones too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NavixyZonesConfig {
+    /// How often zones (and groups, tags, drivers) are fetched again (10s to 1d). A failed
+    /// refresh keeps the last good set.
+    #[serde(
+        default = "default_zone_refresh",
+        deserialize_with = "de_duration_in::<_, 10_000, DAY_MS>"
+    )]
+    pub refresh: Duration,
+}
+
+fn default_zone_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// A geofence: a circle, a polygon of `[lat, lng]` points, or a sausage (a route with a
@@ -2150,6 +2175,14 @@ mod tests {
             (
                 format!("{sim}engine:\n  max_event_age: 99999999999999999999d\n"),
                 "c.yaml:4:18: engine.max_event_age: `99999999999999999999d` is too long (at most 3650d)",
+            ),
+            (
+                format!("{sim}zones:\n  navixy: {{ refresh: 1s }}\n"),
+                "c.yaml:4:22: zones.navixy.refresh: `1s` is out of range: must be from 10s to 1d",
+            ),
+            (
+                format!("{sim}zones:\n  navixy: {{ refrsh: 5m }}\n"),
+                "c.yaml:4:13: zones.navixy: unknown field `refrsh`, expected one of refresh",
             ),
             (
                 format!("{sim}zones:\n  z: {{ circle: {{ lat: 91, lng: 0, radius_m: 5 }} }}\n"),

@@ -55,11 +55,12 @@ use crate::dispatch::{DispatchError, Dispatcher, DispatcherHandle};
 use crate::engine::{
     Engine, EngineClock, EngineHandle, EngineOptions, ShardEvaluator, shard_index,
 };
+use crate::navixy::context::SharedContext;
 use crate::navixy::simulator::SimulatorHandle;
 use crate::rules::RuleSet;
 use crate::server::{self, AppState, Auth};
 use crate::source::SourceEvent;
-use crate::source::navixy::{NavixySource, SourceHealth, simulated};
+use crate::source::navixy::{ContextRefresh, NavixySource, SourceHealth, simulated};
 use crate::source::recording::Recorder;
 use crate::store::{Store, StoreError};
 use crate::telemetry;
@@ -118,7 +119,9 @@ pub async fn run(
     let admin = bind_admin(&config).await?;
     let metrics = admin.as_ref().and_then(|_| server::metrics::install());
 
-    let rules = Arc::new(rules);
+    // Navixy's context (zones, groups, tags, drivers): the source fills it, rules read it.
+    let navixy_context = SharedContext::new();
+    let rules = Arc::new(rules.with_navixy_context(navixy_context.clone()));
     let store = Store::open(&config).context("opening the store")?;
     let records = store
         .load_live_alerts()
@@ -149,6 +152,7 @@ pub async fn run(
                 config.path.display()
             ),
         };
+    source = source.with_context(context_refresh(&config, navixy_context));
     if let Some(path) = &options.record {
         let recorder =
             Recorder::create(path).with_context(|| format!("{}: cannot record", path.display()))?;
@@ -571,6 +575,21 @@ async fn checkpoint(store: &Store) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// How the source keeps Navixy's context: refreshed with the tracker list, and at least
+/// every `zones.navixy.refresh` when Navixy's zones are imported.
+fn context_refresh(config: &Config, shared: Arc<SharedContext>) -> ContextRefresh {
+    let trackers = config
+        .source
+        .navixy
+        .as_ref()
+        .map_or(Duration::from_secs(600), |n| n.tracker_refresh);
+    let every = match &config.zones.navixy {
+        Some(zones) => zones.refresh.min(trackers),
+        None => trackers,
+    };
+    ContextRefresh { shared, every }
 }
 
 /// The engine's front: frames in, routed updates out; a timer reads the clock so that

@@ -34,6 +34,8 @@ pub const NOTIFICATIONS_SILENCED: &str = "navixy_alerts_notifications_silenced_t
 pub const OUTBOX_DEPTH: &str = "navixy_alerts_outbox_depth";
 /// WebSocket reconnects.
 pub const WS_RECONNECTS: &str = "navixy_alerts_websocket_reconnects_total";
+/// Fetches of Navixy's context (zones, groups, tags, drivers), label `result` (ok, error).
+pub const CONTEXT_REFRESHES: &str = "navixy_alerts_context_refreshes_total";
 /// Source connected (gauge, 0 or 1).
 pub const SOURCE_UP: &str = "navixy_alerts_source_up";
 /// Seconds from a frame's arrival to the end of its evaluation (histogram).

@@ -197,7 +197,8 @@ impl Reloader {
             tokio::task::spawn_blocking(move || RuleSet::load(&config))
         };
         let rules = match load.await {
-            Ok(Ok(rules)) => Arc::new(rules),
+            // The source's Navixy context goes on serving the new set.
+            Ok(Ok(rules)) => Arc::new(rules.with_navixy_context(self.rules().navixy_context())),
             Ok(Err(errors)) => {
                 return Err(ReloadError::Rules(
                     errors.iter().map(ToString::to_string).collect(),

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
+use super::around::Publisher;
 use super::faults::{Fault, FaultKind};
 use super::file::RuleMode;
 use super::machine::{Machine, Phase, Step, Timing};
@@ -183,6 +184,8 @@ pub struct Evaluator {
     error_counters: Vec<[Option<metrics::Counter>; FaultKind::ALL.len()]>,
     /// Every fault, when asked for (`test` fails on them); `None` live.
     faults: Option<Vec<Fault>>,
+    /// This shard's side of the fleet's positions, when a rule reads them.
+    positions: Option<Publisher>,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -235,6 +238,10 @@ impl Evaluator {
             answer_counters,
             error_counters: (0..n).map(|_| Default::default()).collect(),
             faults: None,
+            positions: rules
+                .around
+                .publish_positions
+                .then(|| Publisher::new(rules.around.positions.clone())),
             rules,
         }
     }
@@ -438,11 +445,14 @@ impl Evaluator {
         let now_ms = now.timestamp_millis();
         let set: &RuleSet = &self.rules;
         script::set_now(&mut self.scope, now_ms.div_euclid(1000));
+        let navixy = set.around.navixy.load();
         let frame = context::ScriptFrame {
             tracker,
             now_ms,
             time_zone: set.time_zone,
             zones: &set.zones,
+            navixy: &navixy,
+            around: &set.around,
         };
         let scope = &mut self.scope;
         context::enter(&frame, || {
@@ -482,18 +492,25 @@ impl Evaluator {
             unflushed_answers,
             error_counters,
             faults,
+            positions,
             ..
         } = self;
         let set: &RuleSet = rules;
         let slot = slots.entry(tracker.info.id).or_default();
         let (changes, fields) = slot.observe(tracker, *state_fields);
         script::set_now(scope, now_ms.div_euclid(1000));
+        let navixy = set.around.navixy.load();
         let frame = context::ScriptFrame {
             tracker,
             now_ms,
             time_zone: set.time_zone,
             zones: &set.zones,
+            navixy: &navixy,
+            around: &set.around,
         };
+        if let Some(positions) = positions {
+            positions.note(tracker.info.id, frame.location());
+        }
         let mut run = Run {
             set,
             scope,
@@ -783,7 +800,7 @@ impl Run<'_, '_> {
             severity: rule.severity,
             tracker: Some(render::tracker_ref(self.tracker)),
             key: alert.key.as_deref().map(str::to_string),
-            labels: rule.labels.clone(),
+            labels: self.labels(rule),
             annotations,
             value,
             starts_at,
@@ -793,6 +810,26 @@ impl Run<'_, '_> {
             state: render::state_summary(self.tracker),
             channels: rule.channels.clone(),
         }
+    }
+
+    /// The rule's labels, with Navixy's `group` (title) and `driver` (name) of the
+    /// tracker when it has them, for routes, silences and inhibitions; a label the rule
+    /// sets itself is kept.
+    fn labels(&self, rule: &Rule) -> std::collections::BTreeMap<String, String> {
+        let mut labels = rule.labels.clone();
+        let navixy = self.set.around.navixy.load();
+        let info = &self.tracker.info;
+        if let Some(group) = navixy.context.group_title(info.group_id) {
+            labels
+                .entry("group".into())
+                .or_insert_with(|| group.to_string());
+        }
+        if let Some(driver) = navixy.context.driver(info.id) {
+            labels
+                .entry("driver".into())
+                .or_insert_with(|| driver.name.clone());
+        }
+        labels
     }
 
     /// Evaluates a condition: `true` holds; `false` and `()` (a missing value) do not;
@@ -909,6 +946,10 @@ impl ShardEvaluator for Evaluator {
         now: DateTime<Utc>,
         out: &mut Vec<AlertTransition>,
     ) {
+        // The positions noted up to this tick are what `nearby` reads until the next.
+        if let Some(positions) = &mut self.positions {
+            positions.publish(now.timestamp_millis());
+        }
         for tracker in trackers.filter(|t| t.has_facts()) {
             self.evaluate(tracker, now, true, out);
         }

@@ -43,6 +43,9 @@ const DEFAULT_HISTORY: Duration = Duration::from_secs(3600);
 pub struct LoadOptions {
     /// Zones `in_zone` may name.
     pub zones: Zones,
+    /// Navixy's zones are imported (`zones: { navixy: ... }`): `in_zone` may name a label
+    /// the config does not have, since Navixy's zones are only known at run time.
+    pub import_zones: bool,
     /// Channel names rules may send to; `None` skips the check (rule tests).
     pub channels: Option<BTreeSet<String>>,
     /// The zone of Navixy's offset-less times, and the default zone of schedules.
@@ -57,6 +60,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             zones: Zones::default(),
+            import_zones: false,
             channels: None,
             time_zone: chrono_tz::UTC,
             params: BTreeMap::new(),
@@ -71,6 +75,7 @@ impl LoadOptions {
     pub fn from_config(config: &Config) -> Result<LoadOptions, crate::geofence::GeoJsonError> {
         Ok(LoadOptions {
             zones: Zones::from_config(&config.zones, &config.base_dir)?,
+            import_zones: config.zones.navixy.is_some(),
             channels: Some(config.channels.keys().cloned().collect()),
             time_zone: config
                 .source
@@ -222,6 +227,11 @@ impl RuleSet {
             engine,
             templates,
             zones: options.zones.clone(),
+            around: crate::rules::around::Around {
+                import_zones: options.import_zones,
+                publish_positions: windows.positions,
+                ..Default::default()
+            },
             time_zone: options.time_zone,
             files,
             history: windows.policy(),
@@ -492,6 +502,9 @@ struct Windows {
     names: Option<BTreeSet<String>>,
     any: bool,
     dynamic_name: bool,
+    /// A rule reads other trackers' positions (`nearby`, `distance_to`, or a call by a
+    /// computed name): the evaluators publish them.
+    positions: bool,
 }
 
 impl Windows {
@@ -809,7 +822,9 @@ impl Compiler<'_> {
             for call in &usage.calls {
                 let literal = call_literal(call, &params);
                 match (call.name, &literal) {
-                    ("in_zone", Some(zone)) if !options.zones.contains_key(zone) => {
+                    ("in_zone", Some(zone))
+                        if !options.import_zones && !options.zones.contains_key(zone) =>
+                    {
                         errors.push(script_error(
                             scan::line_col(&text, call.start),
                             format!(
@@ -1035,6 +1050,13 @@ fn record_windows(
     params_map: &rhai::Map,
     windows: &mut Windows,
 ) {
+    if usage
+        .names
+        .iter()
+        .any(|n| matches!(*n, "nearby" | "distance_to" | "Fn" | "call" | "curry"))
+    {
+        windows.positions = true;
+    }
     for call in &usage.calls {
         let Some(helper) = spec::helper(call.name).filter(|h| h.history) else {
             continue;

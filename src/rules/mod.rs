@@ -9,10 +9,12 @@
 //! - [`script`]: the Rhai engine, the context conditions read, the helpers.
 //! - [`eval`]: the per-shard [`Evaluator`] and its live alerts; [`machine`]: the state
 //!   machine; [`render`]: what a transition carries; [`faults`]: errors per rule.
-//! - [`schedule`], [`zones`]: weekly windows and geofences.
+//! - [`schedule`], [`zones`]: weekly windows and geofences; [`around`]: Navixy's context
+//!   and the fleet's positions (`nearby`, `distance_to`).
 //! - [`testing`]: `navixy-alerts test`; [`format`]: one line per transition;
 //!   [`suggest`]: "did you mean" in messages.
 
+pub mod around;
 pub mod error;
 pub mod eval;
 pub mod faults;

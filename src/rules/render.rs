@@ -151,13 +151,16 @@ pub(crate) const TEMPLATE_ROOTS: [&str; 10] = [
     "starts_at",
     "rule",
 ];
-pub(crate) const TEMPLATE_TRACKER_FIELDS: [&str; 6] = [
+pub(crate) const TEMPLATE_TRACKER_FIELDS: [&str; 9] = [
     "id",
     "label",
     "source_id",
     "group_id",
     "lifecycle",
     "online",
+    "group",
+    "tags",
+    "driver",
 ];
 pub(crate) const TEMPLATE_RULE_FIELDS: [&str; 3] = ["name", "severity", "description"];
 
@@ -184,6 +187,17 @@ struct TrackerContext<'a> {
     group_id: Option<i64>,
     lifecycle: &'static str,
     online: bool,
+    /// Navixy's group title, tag names and driver (`{id, name, phone}`).
+    group: Option<&'a str>,
+    tags: Vec<&'a str>,
+    driver: Option<DriverContext<'a>>,
+}
+
+#[derive(Serialize)]
+struct DriverContext<'a> {
+    id: i64,
+    name: &'a str,
+    phone: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -206,6 +220,8 @@ pub(crate) fn annotations(
         return (out, errors);
     }
     let t = input.tracker;
+    let navixy = set.around.navixy.load();
+    let navixy = &navixy.context;
     let ctx = minijinja::Value::from_serialize(Context {
         tracker: TrackerContext {
             id: t.info.id,
@@ -214,6 +230,13 @@ pub(crate) fn annotations(
             group_id: t.info.group_id,
             lifecycle: t.lifecycle.as_str(),
             online: t.online,
+            group: navixy.group_title(t.info.group_id),
+            tags: navixy.tracker_tags(t.info.id),
+            driver: navixy.driver(t.info.id).map(|d| DriverContext {
+                id: d.id,
+                name: &d.name,
+                phone: d.phone.as_deref(),
+            }),
         },
         state: t.current.as_deref().filter(|_| input.reads.state),
         readings: input.reads.readings.then(|| readings_json(t)),
@@ -280,6 +303,9 @@ mod tests {
                 group_id: None,
                 lifecycle: "active",
                 online: true,
+                group: None,
+                tags: Vec::new(),
+                driver: None,
             },
             state: None,
             readings: None,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rhai::{AST, Engine};
 
+use super::around::Around;
 use super::error::Place;
 use super::faults::FaultLog;
 use super::file::RuleMode;
@@ -19,6 +20,7 @@ use super::script::fast::FastExpr;
 use super::script::fields::FieldMask;
 use super::zones::Zones;
 use crate::alert::Severity;
+use crate::navixy::context::SharedContext;
 use crate::navixy::messages::TrackerInfo;
 use crate::state::history::HistoryPolicy;
 
@@ -174,6 +176,8 @@ pub struct RuleSet {
     pub(crate) engine: Engine,
     pub(crate) templates: minijinja::Environment<'static>,
     pub(crate) zones: Zones,
+    /// Navixy's context and the fleet's positions (see [`Around`]).
+    pub(crate) around: Around,
     pub(crate) time_zone: chrono_tz::Tz,
     pub(crate) files: Vec<PathBuf>,
     pub(crate) history: HistoryPolicy,
@@ -216,6 +220,19 @@ impl RuleSet {
 
     pub fn zones(&self) -> &Zones {
         &self.zones
+    }
+
+    /// Reads Navixy's context from `shared` (the source's, which its refresher swaps),
+    /// whose zones the config's own zones shadow.
+    pub fn with_navixy_context(mut self, shared: Arc<SharedContext>) -> RuleSet {
+        shared.set_local_labels(self.zones.iter_names());
+        self.around.navixy = shared;
+        self
+    }
+
+    /// The Navixy context this set reads: a reload passes it on to its successor.
+    pub fn navixy_context(&self) -> Arc<SharedContext> {
+        self.around.navixy.clone()
     }
 
     /// The zone offset-less Navixy times are read in.

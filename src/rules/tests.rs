@@ -9,7 +9,9 @@ use super::{Evaluator, LoadOptions, RuleError, RuleSet};
 use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::{Circle, ZoneConfig};
 use crate::engine::ShardEvaluator;
-use crate::navixy::messages::{ReadingsItem, SourceState};
+use crate::geofence::{Shape, Zone};
+use crate::navixy::context::{Driver, NavixyContext, SharedContext, Tag, TrackerGroup};
+use crate::navixy::messages::{ReadingsItem, SourceState, TrackerInfo};
 use crate::state::Update;
 use crate::state::cache::ShardCache;
 
@@ -646,4 +648,228 @@ fn unknown_functions_are_load_errors_and_helpers_are_inputs() {
     assert!(set.history_policy().keeps("odometer"));
     assert!(set.history_policy().keeps("speed"));
     assert!(!set.history_policy().keeps("battery_level"));
+}
+
+/// A harness over a rule set that reads `context` as the source's Navixy context.
+fn navixy_harness(yaml: &str, import_zones: bool, context: NavixyContext) -> Harness {
+    let options = LoadOptions {
+        import_zones,
+        ..options()
+    };
+    let set = RuleSet::from_sources(
+        &[(PathBuf::from("rules/test.yaml"), yaml.to_string())],
+        &options,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let shared = SharedContext::new();
+    shared.store(context, t0());
+    let set = set.with_navixy_context(shared);
+    Harness {
+        cache: ShardCache::new(set.history_policy(), chrono_tz::UTC),
+        eval: Evaluator::new(Arc::new(set)),
+        out: Vec::new(),
+    }
+}
+
+fn north_context() -> NavixyContext {
+    let mut context = NavixyContext::default();
+    context.groups.insert(
+        1,
+        TrackerGroup {
+            id: 1,
+            title: "Dispatch North".into(),
+            color: None,
+        },
+    );
+    context.tags.insert(
+        4,
+        Tag {
+            id: 4,
+            name: "refrigerated".into(),
+            color: None,
+        },
+    );
+    context.tags_by_tracker.insert(7, vec![4]);
+    context.drivers_by_tracker.insert(
+        7,
+        Driver {
+            id: 500,
+            name: "Ida Richter".into(),
+            phone: Some("491533790641".into()),
+        },
+    );
+    context
+}
+
+/// `tracker.group`, `tracker.tags` and `tracker.driver` read Navixy's context in
+/// conditions and templates, and the alert carries `group` and `driver` labels.
+#[test]
+fn navixy_groups_tags_and_drivers_in_conditions_templates_and_labels() {
+    let mut h = navixy_harness(
+        r#"rules:
+  - name: reefer_north
+    when: tracker.group == "Dispatch North" && "refrigerated" in tracker.tags && tracker.driver.name == "Ida Richter" && state.ignition
+    labels: { team: cold-chain }
+    annotations:
+      summary: "{{ tracker.driver.name }} ({{ tracker.driver.phone }}) in {{ tracker.group }}: {{ tracker.tags | join(', ') }}"
+  - name: default_group
+    when: tracker.group == () && tracker.driver == () && tracker.tags.len() == 0 && state.ignition
+"#,
+        false,
+        north_context(),
+    );
+    for (id, group_id) in [(7, 1), (8, 0)] {
+        h.cache.set_info(TrackerInfo {
+            id,
+            group_id: Some(group_id),
+            ..TrackerInfo::default()
+        });
+    }
+    h.state(7, 0, serde_json::json!({ "ignition": true }));
+    h.state(8, 0, serde_json::json!({ "ignition": true }));
+    let out: Vec<AlertTransition> = std::mem::take(&mut h.out);
+    let [north, default] = &out[..] else {
+        panic!("{out:#?}")
+    };
+    assert_eq!(
+        (&*north.rule, north.tracker.as_ref().map(|t| t.id)),
+        ("reefer_north", Some(7))
+    );
+    assert_eq!(
+        north.annotations["summary"],
+        "Ida Richter (491533790641) in Dispatch North: refrigerated"
+    );
+    let labels: Vec<(&str, &str)> = north
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("driver", "Ida Richter"),
+            ("group", "Dispatch North"),
+            ("team", "cold-chain")
+        ]
+    );
+    // Navixy's default group (0) has no title and gives no label.
+    assert_eq!(
+        (&*default.rule, default.tracker.as_ref().map(|t| t.id)),
+        ("default_group", Some(8))
+    );
+    assert!(default.labels.is_empty(), "{:?}", default.labels);
+}
+
+/// Navixy's zones count when imported; the config's `depot` wins a clash; a label no
+/// zone has loads and reads as false.
+#[test]
+fn imported_navixy_zones_and_the_local_zone_winning_a_clash() {
+    let context = NavixyContext {
+        zones: vec![
+            Zone::new("Depot North", Shape::circle(52.54, 13.405, 200.0).unwrap()),
+            // Navixy's own `depot`, far from the config's.
+            Zone::new("depot", Shape::circle(0.0, 0.0, 500.0).unwrap()),
+        ],
+        ..NavixyContext::default()
+    };
+    let yaml = r#"rules:
+  - name: north
+    when: in_zone("Depot North")
+  - name: listed
+    when: zones().len() > 0
+    value: zones()
+  - name: not_yet_known
+    when: in_zone("Depot South") == false && state.ignition
+"#;
+    // Without the import the unknown label is a load error, as before.
+    let err = RuleSet::from_sources(
+        &[(PathBuf::from("rules/test.yaml"), yaml.to_string())],
+        &options(),
+    )
+    .unwrap_err();
+    assert!(
+        err[0].to_string().contains("unknown zone `Depot North`"),
+        "{err:?}"
+    );
+    let mut h = navixy_harness(yaml, true, context);
+    h.state(
+        1,
+        0,
+        serde_json::json!({ "ignition": true, "gps": { "location": { "lat": 52.54, "lng": 13.405 } } }),
+    );
+    h.state(
+        2,
+        0,
+        serde_json::json!({ "gps": { "location": { "lat": 0.0, "lng": 0.0 } } }),
+    );
+    h.state(
+        3,
+        0,
+        serde_json::json!({ "gps": { "location": { "lat": 52.52, "lng": 13.40 } } }),
+    );
+    let out: Vec<(String, i64, Option<serde_json::Value>)> = h
+        .out
+        .drain(..)
+        .map(|t| (t.rule.to_string(), t.tracker.map_or(0, |x| x.id), t.value))
+        .collect();
+    assert_eq!(
+        out,
+        [
+            ("north".into(), 1, None),
+            ("listed".into(), 1, Some(serde_json::json!(["Depot North"]))),
+            ("not_yet_known".into(), 1, None),
+            // The config's depot holds tracker 3; Navixy's `depot` at (0, 0) is hidden.
+            ("listed".into(), 3, Some(serde_json::json!(["depot"]))),
+        ]
+    );
+}
+
+/// `nearby` and `distance_to` read the positions published at the last tick.
+#[test]
+fn nearby_and_distance_to_read_the_positions_of_the_last_tick() {
+    let mut h = Harness::new(
+        r#"rules:
+  - name: close
+    when: nearby(100).len() > 0
+    value: nearby(100)
+  - name: far_from_2
+    when: distance_to(2) > 1000
+    trackers: [1]
+"#,
+    );
+    let at = |lat: f64| serde_json::json!({ "gps": { "location": { "lat": lat, "lng": 13.40 } } });
+    h.state(1, 0, at(52.5200));
+    h.state(2, 0, at(52.5205));
+    // Nothing is published before the first tick.
+    assert!(h.take().is_empty());
+    h.tick(1);
+    let mut out: Vec<(String, i64, Option<serde_json::Value>)> = h
+        .out
+        .drain(..)
+        .map(|t| (t.rule.to_string(), t.tracker.map_or(0, |x| x.id), t.value))
+        .collect();
+    // A tick visits a shard's trackers in the cache's order.
+    out.sort_by_key(|o| o.1);
+    assert_eq!(
+        out,
+        [
+            ("close".into(), 1, Some(serde_json::json!([2]))),
+            ("close".into(), 2, Some(serde_json::json!([1]))),
+        ]
+    );
+    // Tracker 2 drives 2 km away: seen at the next tick.
+    h.state(2, 2, at(52.5380));
+    h.tick(3);
+    let mut out = h.take();
+    out.sort_by_key(|o| o.2);
+    assert_eq!(
+        out,
+        [
+            // Tracker 1 sees 2 leave at the tick.
+            (3, "close".to_string(), 1, AlertStatus::Resolved),
+            (3, "far_from_2".to_string(), 1, AlertStatus::Firing),
+            // Tracker 2 reads its own position as it comes.
+            (2, "close".to_string(), 2, AlertStatus::Resolved),
+        ]
+    );
 }

@@ -158,6 +158,7 @@ mod tests {
         .unwrap();
         let config = ZonesConfig {
             file: Some("zones.geojson".into()),
+            navixy: None,
             local: BTreeMap::from([("depot".to_string(), circle(52.52, 13.40, 300.0))]),
         };
         let zones = Zones::from_config(&config, dir.path()).unwrap();
@@ -181,6 +182,7 @@ mod tests {
         .unwrap();
         let config = ZonesConfig {
             file: Some("z.geojson".into()),
+            navixy: None,
             local: BTreeMap::new(),
         };
         let err = Zones::from_config(&config, dir.path())
@@ -193,6 +195,7 @@ mod tests {
         );
         let missing = ZonesConfig {
             file: Some("nope.geojson".into()),
+            navixy: None,
             local: BTreeMap::new(),
         };
         let err = Zones::from_config(&missing, dir.path())

@@ -79,6 +79,10 @@ fn describe() {
     describe_gauge!(OUTBOX_DEPTH, "Notifications waiting in the outbox.");
     describe_counter!(WS_RECONNECTS, "WebSocket reconnect attempts.");
     describe_gauge!(SOURCE_UP, "1 while a source subscription works, else 0.");
+    describe_counter!(
+        CONTEXT_REFRESHES,
+        "Fetches of Navixy's context (zones, groups, tags, drivers), by result."
+    );
     describe_histogram!(
         EVAL_LATENCY,
         Unit::Seconds,
@@ -112,6 +116,9 @@ pub fn register(config: &Config, rules: &RuleSet, source: &'static str) {
     metrics::gauge!(OUTBOX_DEPTH).increment(0.0);
     metrics::counter!(WS_RECONNECTS).increment(0);
     metrics::gauge!(SOURCE_UP).increment(0.0);
+    for result in ["ok", "error"] {
+        metrics::counter!(CONTEXT_REFRESHES, "result" => result).increment(0);
+    }
     let _ = metrics::histogram!(EVAL_LATENCY);
     for state in ["pending", "firing"] {
         metrics::gauge!(ALERTS, "state" => state).increment(0.0);

@@ -3,11 +3,16 @@
 //! tracker (`employee/list`) and each tracker's tags (`tracker/list`), fetched together
 //! into one [`NavixyContext`] snapshot by [`fetch_all`].
 //!
+//! [`SharedContext`] holds the latest good snapshot for the rules to read.
+//!
 //! This module reads Navixy and turns zones into [`crate::geofence`] shapes; when to
 //! refresh and what rules do with the snapshot belong to the source and the rules.
 
+mod live;
 mod snapshot;
 mod types;
+
+pub use live::{ContextSnapshot, SharedContext};
 
 pub use snapshot::{Driver, NavixyContext, Skipped, fetch_all, zone_shape};
 pub use types::{

@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::config::SimulatorConfig;
 use crate::navixy::messages::TrackerInfo;
 
-pub use context::{CORRIDOR_RADIUS_M, DEPOT_RADIUS_M};
+pub use context::{CORRIDOR_RADIUS_M, DEPOT_RADIUS_M, SimContext, SimZone, ZoneGeometry};
 pub use fleet::{Activity, DEPOT};
 
 /// Login and password the simulator accepts by default.
@@ -197,8 +197,10 @@ struct Shared {
     api_key: String,
     clock: SimClock,
     fleet: Mutex<fleet::Fleet>,
-    /// Zones, groups, tags and drivers: fixed for the simulator's life.
-    context: context::SimContext,
+    /// Zones, groups, tags and drivers; a test may change them mid-run.
+    context: Mutex<context::SimContext>,
+    /// While set, `zone/list` is refused with this code (a failed context refresh).
+    context_failure: Mutex<Option<i64>>,
     /// Session hashes from `user/auth`; a logout ends them all.
     sessions: Mutex<Vec<String>>,
     api_key_valid: AtomicBool,
@@ -266,7 +268,8 @@ impl Simulator {
                 session_rng: Mutex::new(fastrand::Rng::with_seed(options.seed ^ 0x5E55)),
                 api_key,
                 fleet: Mutex::new(fleet),
-                context,
+                context: Mutex::new(context),
+                context_failure: Mutex::new(None),
                 sessions: Mutex::new(Vec::new()),
                 api_key_valid: AtomicBool::new(true),
                 password: Mutex::new(options.password.clone()),
@@ -412,6 +415,23 @@ impl SimulatorHandle {
     /// Revokes or restores the API key (a revoked key gets error 4).
     pub fn set_api_key_valid(&self, valid: bool) {
         self.shared.api_key_valid.store(valid, Ordering::Relaxed);
+    }
+
+    /// The context (zones, groups, tags, drivers) the REST lists serve now.
+    pub fn context(&self) -> context::SimContext {
+        self.shared.context.lock().clone()
+    }
+
+    /// Changes what the context lists serve from now on: a zone moved, a driver
+    /// reassigned, as an operator would in Navixy's UI.
+    pub fn update_context(&self, change: impl FnOnce(&mut context::SimContext)) {
+        change(&mut self.shared.context.lock());
+    }
+
+    /// While `Some(code)`, `zone/list` answers that Navixy error code, so a context
+    /// refresh fails; `None` serves it again.
+    pub fn fail_context(&self, code: Option<i64>) {
+        *self.shared.context_failure.lock() = code;
     }
 
     /// While `Some(code)`, every subscribe gets an error frame with that code (3 is

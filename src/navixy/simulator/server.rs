@@ -177,7 +177,7 @@ async fn tracker_list(
                     "id": v.tracker_id,
                     "label": v.label,
                     "group_id": v.group_id,
-                    "tag_bindings": shared.context.tag_bindings(v.tracker_id),
+                    "tag_bindings": shared.context.lock().tag_bindings(v.tracker_id),
                     "clone": false,
                     "source": {
                         "id": v.source_id,
@@ -224,7 +224,7 @@ fn context_list(list: fn(&SimContext) -> serde_json::Value) -> MethodRouter<Arc<
                        uri: Uri,
                        body: Bytes| async move {
         match authorized(&shared, &headers, &uri, &body) {
-            Ok(_) => axum::Json(list(&shared.context)).into_response(),
+            Ok(_) => axum::Json(list(&shared.context.lock())).into_response(),
             Err(code) => fail(code),
         }
     };
@@ -239,8 +239,11 @@ async fn zone_list(
 ) -> Response {
     match authorized(&shared, &headers, &uri, &body) {
         Ok(p) => {
+            if let Some(code) = *shared.context_failure.lock() {
+                return fail(code);
+            }
             let with_points = p.get("with_points").is_some_and(|v| v == "true");
-            axum::Json(shared.context.zone_list(with_points)).into_response()
+            axum::Json(shared.context.lock().zone_list(with_points)).into_response()
         }
         Err(code) => fail(code),
     }
@@ -259,7 +262,8 @@ async fn zone_point_list(
     let Some(id) = p.get("zone_id").and_then(|v| v.parse::<i64>().ok()) else {
         return fail(7);
     };
-    let Some(zone) = shared.context.zone(id) else {
+    let context = shared.context.lock();
+    let Some(zone) = context.zone(id) else {
         return fail(201);
     };
     match super::context::points_json(zone) {
@@ -289,7 +293,8 @@ async fn tracker_employee_read(
     if shared.fleet.lock().by_tracker(id).is_none() {
         return fail(201);
     }
-    axum::Json(shared.context.tracker_employee(id)).into_response()
+    let employee = shared.context.lock().tracker_employee(id);
+    axum::Json(employee).into_response()
 }
 
 async fn unknown_call(uri: Uri) -> Response {

@@ -16,7 +16,9 @@ use std::sync::LazyLock;
 
 use rhai::{Dynamic, FLOAT, INT, ImmutableString};
 
+use crate::navixy::context::ContextSnapshot;
 use crate::navixy::messages::{NavixyTime, SourceState};
+use crate::rules::around::Around;
 use crate::rules::zones::Zones;
 use crate::state::{Readings, TrackerState};
 
@@ -28,9 +30,23 @@ pub(crate) struct ScriptFrame<'a> {
     /// The zone of Navixy's offset-less times.
     pub time_zone: chrono_tz::Tz,
     pub zones: &'a Zones,
+    /// Navixy's context as loaded for this evaluation (one snapshot for all the rules of
+    /// one tracker, even if a refresh swaps it meanwhile).
+    pub navixy: &'a ContextSnapshot,
+    pub around: &'a Around,
 }
 
 impl ScriptFrame<'_> {
+    /// The tracker's current position.
+    pub fn location(&self) -> Option<(f64, f64)> {
+        self.tracker
+            .current
+            .as_deref()
+            .and_then(|s| s.gps.as_ref())
+            .and_then(|g| g.location)
+            .map(|l| (l.lat, l.lng))
+    }
+
     pub fn source(&self, which: Which) -> Option<&SourceState> {
         match which {
             Which::Current => self.tracker.current.as_deref(),
@@ -406,10 +422,16 @@ pub(crate) enum TrackerLeaf {
     Lifecycle,
     Online,
     LastDataAt,
+    /// Navixy's group title (none for the default group).
+    Group,
+    /// Navixy's tag names.
+    Tags,
+    /// The employee Navixy assigns to the tracker: `{id, name, phone}`.
+    Driver,
 }
 
 impl TrackerLeaf {
-    pub const ALL: [(&'static str, TrackerLeaf); 7] = [
+    pub const ALL: [(&'static str, TrackerLeaf); 10] = [
         ("id", TrackerLeaf::Id),
         ("source_id", TrackerLeaf::SourceId),
         ("label", TrackerLeaf::Label),
@@ -417,6 +439,9 @@ impl TrackerLeaf {
         ("lifecycle", TrackerLeaf::Lifecycle),
         ("online", TrackerLeaf::Online),
         ("last_data_at", TrackerLeaf::LastDataAt),
+        ("group", TrackerLeaf::Group),
+        ("tags", TrackerLeaf::Tags),
+        ("driver", TrackerLeaf::Driver),
     ];
 
     pub fn named(name: &str) -> Option<TrackerLeaf> {
@@ -424,7 +449,9 @@ impl TrackerLeaf {
     }
 }
 
-pub(crate) fn tracker_leaf(t: &TrackerState, leaf: TrackerLeaf) -> Dynamic {
+pub(crate) fn tracker_leaf(fr: &ScriptFrame<'_>, leaf: TrackerLeaf) -> Dynamic {
+    let t = fr.tracker;
+    let navixy = &fr.navixy.context;
     match leaf {
         TrackerLeaf::Id => Dynamic::from_int(t.info.id),
         TrackerLeaf::SourceId => opt_int(t.info.source_id),
@@ -433,6 +460,24 @@ pub(crate) fn tracker_leaf(t: &TrackerState, leaf: TrackerLeaf) -> Dynamic {
         TrackerLeaf::Lifecycle => INTERNED.get(t.lifecycle.as_str()),
         TrackerLeaf::Online => Dynamic::from_bool(t.online),
         TrackerLeaf::LastDataAt => opt_int(t.last_data_at.map(|t| t.timestamp())),
+        TrackerLeaf::Group => opt_str(navixy.group_title(t.info.group_id)),
+        TrackerLeaf::Tags => Dynamic::from_array(
+            navixy
+                .tracker_tags(t.info.id)
+                .into_iter()
+                .map(|tag| Dynamic::from(ImmutableString::from(tag)))
+                .collect(),
+        ),
+        TrackerLeaf::Driver => navixy.driver(t.info.id).map_or(Dynamic::UNIT, |d| {
+            let mut map = rhai::Map::new();
+            map.insert("id".into(), Dynamic::from_int(d.id));
+            map.insert(
+                "name".into(),
+                Dynamic::from(ImmutableString::from(d.name.as_str())),
+            );
+            map.insert("phone".into(), opt_str(d.phone.as_deref()));
+            Dynamic::from_map(map)
+        }),
     }
 }
 

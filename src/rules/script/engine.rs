@@ -253,7 +253,7 @@ fn register_tracker(engine: &mut Engine) {
     engine.register_type_with_name::<TrackerView>("Tracker");
     for (name, l) in TrackerLeaf::ALL {
         engine.register_get(name, move |_: &mut TrackerView| {
-            tracker_field(|t, _| context::tracker_leaf(t, l))
+            tracker_field(|_, fr| context::tracker_leaf(fr, l))
         });
     }
 }
@@ -373,41 +373,103 @@ pub(crate) mod helpers {
         Ok(Dynamic::from_bool(context::changed(fr.tracker, &path)))
     }
 
-    /// Whether the tracker is inside the zone; `()` without a position.
+    /// Whether the tracker is inside the zone; `()` without a position. A config zone
+    /// wins over a Navixy zone of the same label. With Navixy's zones imported, a label no
+    /// zone has (yet) is false, warned about once; without, it is an error (`check`
+    /// refuses it first).
     pub fn in_zone(fr: &ScriptFrame<'_>, name: &str) -> Result<Dynamic, String> {
-        let zone = fr.zones.get(name).ok_or_else(|| {
-            format!(
+        let imported = fr.around.import_zones;
+        let zone = fr
+            .zones
+            .get(name)
+            .or_else(|| imported.then(|| fr.navixy.zones.get(name)).flatten());
+        let Some(zone) = zone else {
+            if imported {
+                fr.around.navixy.warn_unknown_zone(name);
+                return Ok(Dynamic::FALSE);
+            }
+            return Err(format!(
                 "in_zone: unknown zone `{name}` (zones: {})",
                 fr.zones.names()
-            )
-        })?;
-        let location = fr
-            .tracker
-            .current
-            .as_deref()
-            .and_then(|s| s.gps.as_ref())
-            .and_then(|g| g.location);
-        Ok(location.map_or(Dynamic::UNIT, |l| {
-            Dynamic::from_bool(zone.contains(l.lat, l.lng))
+            ));
+        };
+        Ok(fr.location().map_or(Dynamic::UNIT, |(lat, lng)| {
+            Dynamic::from_bool(zone.contains(lat, lng))
         }))
     }
 
-    /// The labels of every zone holding the tracker's position (an array of strings, in
-    /// the zones' order); empty without a position.
+    /// The labels of every zone holding the tracker's position (an array of strings: the
+    /// config's zones in their order, then Navixy's that the config does not shadow);
+    /// empty without a position.
     pub fn zones(fr: &ScriptFrame<'_>) -> Dynamic {
-        let location = fr
-            .tracker
-            .current
-            .as_deref()
-            .and_then(|s| s.gps.as_ref())
-            .and_then(|g| g.location);
-        let labels: rhai::Array = location.map_or_else(Vec::new, |l| {
-            fr.zones
-                .containing(l.lat, l.lng)
-                .map(|label| Dynamic::from(label.to_string()))
+        let mut labels = rhai::Array::new();
+        if let Some((lat, lng)) = fr.location() {
+            labels.extend(
+                fr.zones
+                    .containing(lat, lng)
+                    .map(|label| Dynamic::from(label.to_string())),
+            );
+            if fr.around.import_zones {
+                labels.extend(
+                    fr.navixy
+                        .zones
+                        .containing(lat, lng)
+                        .filter(|label| !fr.zones.contains_key(label))
+                        .map(|label| Dynamic::from(label.to_string())),
+                );
+            }
+        }
+        Dynamic::from_array(labels)
+    }
+
+    /// The trackers within `radius_m` of this one at their last published positions
+    /// (an array of tracker ids, nearest first, without this one); empty without a
+    /// position.
+    pub fn nearby(fr: &ScriptFrame<'_>, radius_m: &Dynamic) -> Result<Dynamic, String> {
+        let Some(radius) = number_of(radius_m) else {
+            if radius_m.is_unit() {
+                return Ok(Dynamic::UNIT);
+            }
+            return Err(format!(
+                "nearby: the radius must be a number of metres, not {}",
+                radius_m.type_name()
+            ));
+        };
+        if radius.is_nan() || radius < 0.0 {
+            return Err(format!("nearby: the radius must be positive, not {radius}"));
+        }
+        let ids: rhai::Array = fr.location().map_or_else(Vec::new, |(lat, lng)| {
+            fr.around
+                .positions
+                .within(lat, lng, radius, fr.tracker.info.id)
+                .into_iter()
+                .map(|(id, _)| Dynamic::from_int(id))
                 .collect()
         });
-        Dynamic::from_array(labels)
+        Ok(Dynamic::from_array(ids))
+    }
+
+    /// Metres from this tracker's position to the last published one of `other`; `()`
+    /// when either is unknown.
+    pub fn distance_to(fr: &ScriptFrame<'_>, other: &Dynamic) -> Result<Dynamic, String> {
+        if other.is_unit() {
+            return Ok(Dynamic::UNIT);
+        }
+        let id = other
+            .as_int()
+            .map_err(|t| format!("distance_to: a tracker id is an integer, not {t}"))?;
+        let Some((lat, lng)) = fr.location() else {
+            return Ok(Dynamic::UNIT);
+        };
+        if id == fr.tracker.info.id {
+            return Ok(Dynamic::from_float(0.0));
+        }
+        let Some(p) = fr.around.positions.find(id) else {
+            return Ok(Dynamic::UNIT);
+        };
+        Ok(Dynamic::from_float(crate::geofence::distance_m(
+            lat, lng, p.lat, p.lng,
+        )))
     }
 
     pub fn distance(a: &Dynamic, b: &Dynamic, c: &Dynamic, d: &Dynamic) -> Dynamic {
@@ -537,6 +599,16 @@ fn register_helpers(engine: &mut Engine) {
             }
             Kind::Zones => {
                 engine.register_fn(name, || in_frame(|fr| Ok(helpers::zones(fr))));
+            }
+            Kind::Nearby => {
+                engine.register_fn(name, |radius: Dynamic| {
+                    in_frame(|fr| helpers::nearby(fr, &radius))
+                });
+            }
+            Kind::DistanceTo => {
+                engine.register_fn(name, |other: Dynamic| {
+                    in_frame(|fr| helpers::distance_to(fr, &other))
+                });
             }
             Kind::Distance => {
                 engine.register_fn(name, |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {

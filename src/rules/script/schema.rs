@@ -62,6 +62,16 @@ pub(crate) const TRACKER: Node = Node::Object(&[
     ("lifecycle", Node::Leaf),
     ("online", Node::Leaf),
     ("last_data_at", Node::Leaf),
+    ("group", Node::Leaf),
+    ("tags", Node::Leaf),
+    (
+        "driver",
+        Node::Object(&[
+            ("id", Node::Leaf),
+            ("name", Node::Leaf),
+            ("phone", Node::Leaf),
+        ]),
+    ),
 ]);
 
 const READING: Node = Node::Object(&[

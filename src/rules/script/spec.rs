@@ -21,6 +21,10 @@ pub(crate) enum Kind {
     InZone,
     /// The labels of the zones holding the position.
     Zones,
+    /// The trackers near this one, from the positions snapshot.
+    Nearby,
+    /// Metres to another tracker, from the positions snapshot.
+    DistanceTo,
     Distance,
     /// A statistic of a series kept in history.
     Window(Window),
@@ -112,7 +116,7 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
         deps: Deps::STATE,
         state: StateReads::Location,
         history: false,
-        doc: "Whether the position is inside the zone with that label (a config zone, or one of its GeoJSON file); `()` without a position.",
+        doc: "Whether the position is inside the zone with that label (a config zone, one of its GeoJSON file, or with `zones: { navixy: ... }` one of Navixy's geofences; the config's wins a clash); `()` without a position. With Navixy's zones imported, a label no zone has (yet) is false, with one warning.",
     },
     HelperSpec {
         name: "zones",
@@ -122,6 +126,24 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
         state: StateReads::Location,
         history: false,
         doc: "The labels of every zone holding the position, as an array of strings (`\"depot\" in zones()`, `zones().len() > 0`); empty without a position.",
+    },
+    HelperSpec {
+        name: "nearby",
+        args: &["radius_m"],
+        kind: Kind::Nearby,
+        deps: Deps::STATE.union(Deps::TIME),
+        state: StateReads::Location,
+        history: false,
+        doc: "The ids of the other trackers within `radius_m` metres of the position, nearest first (`nearby(50).len() > 0`), at their positions of the last tick (`eval_interval`); empty without a position.",
+    },
+    HelperSpec {
+        name: "distance_to",
+        args: &["tracker_id"],
+        kind: Kind::DistanceTo,
+        deps: Deps::STATE.union(Deps::TIME),
+        state: StateReads::Location,
+        history: false,
+        doc: "Metres from the position to that tracker's position of the last tick (`eval_interval`); `()` when either is unknown.",
     },
     HelperSpec {
         name: "distance_m",

@@ -216,6 +216,7 @@ impl Suite {
             sources,
             options: LoadOptions {
                 zones: Zones::local(&file.zones),
+                import_zones: false,
                 channels: None,
                 time_zone: tz,
                 params: file.params.clone(),

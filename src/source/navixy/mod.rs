@@ -7,14 +7,17 @@
 //! - `health`: what `/readyz` and metrics see, without locks on the hot path.
 //! - `engine_alerts`: `navixy_session_closed` and `navixy_source_down`.
 //! - `trackers`: the tracker list's refresh and what the subscription says of blocks.
+//! - `context`: Navixy's zones, groups, tags and drivers, fetched and refreshed for rules.
 //!
 //! Control frames are decoded here; data frames are the engine's.
 
+mod context;
 mod engine_alerts;
 mod health;
 mod session;
 mod trackers;
 
+pub use context::ContextRefresh;
 pub use engine_alerts::{SESSION_CLOSED_ALERT, SOURCE_DOWN_ALERT};
 pub use health::{HealthSnapshot, SourceHealth, SubscriptionStatuses, TrackerStatus};
 pub use session::{NavixySource, SourceError, SourceOptions, simulated};

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use url::Url;
 
+use super::context::{ContextRefresh, fetch_once, refresh_context};
 use super::engine_alerts::{EngineAlerts, Link};
 use super::health::{SourceHealth, SubscriptionStatuses, TrackerStatus};
 use super::trackers::{amend_blocked, refresh_trackers};
@@ -85,6 +86,8 @@ pub struct NavixySource {
     recorder: Option<Recorder>,
     options: SourceOptions,
     url: Url,
+    /// Navixy's context for the rules, when asked for.
+    context: Option<ContextRefresh>,
 }
 
 impl NavixySource {
@@ -100,7 +103,15 @@ impl NavixySource {
             recorder: None,
             options,
             url,
+            context: None,
         })
+    }
+
+    /// Also fetches Navixy's context (zones, groups, tags, drivers) into `refresh.shared`:
+    /// before each session's subscription until it loads once, then every `refresh.every`.
+    pub fn with_context(mut self, refresh: ContextRefresh) -> NavixySource {
+        self.context = Some(refresh);
+        self
     }
 
     /// Replaces the timings (tests use short ones).
@@ -156,6 +167,7 @@ impl NavixySource {
             record_failed: false,
             options: self.options,
             url: self.url,
+            context: self.context,
             rest,
             tx,
             link: link_tx,
@@ -234,6 +246,7 @@ struct Runner {
     record_failed: bool,
     options: SourceOptions,
     url: Url,
+    context: Option<ContextRefresh>,
     rest: RestClient,
     tx: mpsc::Sender<SourceEvent>,
     link: watch::Sender<Link>,
@@ -336,6 +349,19 @@ impl Runner {
                 warn!(error = %e, retry_in = ?refresh_in, "Tracker list unavailable; keeping the previous one.");
             }
         }
+        // Before the subscription, so that the first evaluation sees Navixy's zones; a
+        // failure here does not hold the stream back (the refresher retries).
+        let mut context_in = None;
+        if let Some(context) = &self.context {
+            context_in = Some(context.every);
+            if !context.shared.is_loaded()
+                && fetch_once(&self.rest, &hash, &context.shared, self.clock.as_ref())
+                    .await
+                    .is_err()
+            {
+                context_in = Some(self.options.initial_backoff);
+            }
+        }
         let mut conn = match client::connect(&self.url, self.options.connection).await {
             Ok(conn) => conn,
             Err(e) => {
@@ -355,6 +381,17 @@ impl Runner {
             return self.failed(e, false);
         }
         debug!(heartbeat = ?conn.heartbeat(), "Subscribe sent.");
+        let context = match (&self.context, context_in) {
+            (Some(context), Some(first)) => Some(refresh_context(
+                self.rest.clone(),
+                hash.clone(),
+                context.clone(),
+                self.clock.clone(),
+                first,
+                Backoff::new(self.options.initial_backoff, context.every, 11),
+            )),
+            _ => None,
+        };
         let refresh = refresh_trackers(
             self.rest.clone(),
             hash,
@@ -363,7 +400,14 @@ impl Runner {
             self.tx.clone(),
             Backoff::new(self.options.initial_backoff, self.config.max_backoff, 7),
         );
+        let context = async move {
+            match context {
+                Some(context) => context.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = context => AttemptOutcome::Stopped,
             outcome = self.session(&mut conn) => {
                 if matches!(outcome, AttemptOutcome::Stopped) {
                     let _ = tokio::time::timeout(self.options.close_timeout, conn.close()).await;

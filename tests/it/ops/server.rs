@@ -625,6 +625,7 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
         telemetry::OUTBOX_DEPTH,
         telemetry::WS_RECONNECTS,
         telemetry::SOURCE_UP,
+        telemetry::CONTEXT_REFRESHES,
         telemetry::EVAL_LATENCY,
         telemetry::RELOADS,
     ] {

@@ -83,7 +83,7 @@ fn the_stock_rules_load_with_the_demo_zone() {
         &format!("[\"{}/*.yaml\"]", rules.display()),
     ))
     .unwrap();
-    assert_eq!(set.len(), 18);
+    assert_eq!(set.len(), 21);
     // Fuel rules read one series: the cache keeps only it, for 10 minutes.
     let policy = set.history_policy();
     assert_eq!(policy.retention, std::time::Duration::from_secs(600));

@@ -7,6 +7,7 @@ mod evaluation;
 mod fast_path;
 mod loading;
 mod mistakes;
+mod nearby;
 mod zones;
 
 use std::path::{Path, PathBuf};

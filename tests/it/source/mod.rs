@@ -2,7 +2,9 @@
 //! loopback, driven through the simulator's hooks.
 
 mod context;
+mod daemon_context;
 mod limits;
+mod live_context;
 mod recording;
 mod rest;
 mod session;

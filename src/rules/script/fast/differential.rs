@@ -115,6 +115,8 @@ fn both(text: &str, tracker: &TrackerState) -> (Option<Result<Dynamic, Fallback>
         now_ms: NOW_MS,
         time_zone: chrono_tz::UTC,
         zones: &zones,
+        navixy: &Default::default(),
+        around: &Default::default(),
     };
     let mut scope = engine::eval_scope();
     crate::rules::script::set_now(&mut scope, NOW_MS.div_euclid(1000));
