@@ -8,7 +8,7 @@ use std::sync::Arc;
 use navixy_alerts::alert::{AlertStatus, AlertTransition};
 use navixy_alerts::engine::{Engine, EngineClock, EngineOptions, shard_index};
 use navixy_alerts::rules::{LoadOptions, RuleSet, evaluator_factory};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 const RULES: &str = r#"rules:
   - name: close
@@ -38,7 +38,7 @@ fn state(id: i64, s: u32, lat: f64) -> String {
     )
 }
 
-fn drain(rx: &mut UnboundedReceiver<AlertTransition>) -> Vec<(String, i64, AlertStatus, String)> {
+fn drain(rx: &mut Receiver<AlertTransition>) -> Vec<(String, i64, AlertStatus, String)> {
     let mut out = Vec::new();
     while let Ok(t) = rx.try_recv() {
         out.push((
