@@ -275,13 +275,17 @@ impl Dispatcher {
             unpublished,
             retention,
             transitions_failing: AtomicBool::new(false),
+            prune_history: Arc::default(),
             acks,
             ack_generation: AtomicU64::new(u64::MAX),
         };
-        tokio::spawn(prune_history_every(
+        // Once now, then whenever the flow prunes its own tables.
+        flow.prune_history.notify_one();
+        tokio::spawn(prune_history_when_told(
             store.clone(),
             flow.clock.clone(),
             config.storage.history_retention,
+            flow.prune_history.clone(),
             stop_rx.clone(),
         ));
         tasks.push(tokio::spawn(flow.run(submit_rx, stop_rx)));
@@ -361,6 +365,8 @@ struct Flow {
     /// The last failed commit carried transitions: a timer flush that succeeds meanwhile
     /// (it may need no new page of a full database) does not make the store ready.
     transitions_failing: AtomicBool,
+    /// Told when the alert history is due for pruning (see [`prune_history_when_told`]).
+    prune_history: Arc<tokio::sync::Notify>,
     acks: AckSetup,
     /// The store's ack generation at the last commit that announced acks (`MAX`: none
     /// yet, so the first commit announces what a previous run left).
@@ -409,6 +415,7 @@ impl Flow {
                         if let Err(e) = self.store.call(move |db| prune(db, now, retention)).await {
                             tracing::warn!(error = %e, "Cannot prune old notifications.");
                         }
+                        self.prune_history.notify_one();
                     }
                 }
             }
@@ -541,18 +548,21 @@ const HISTORY_PRUNE_BATCH: usize = 500;
 
 /// Prunes the alert history older than `retention`, at start and then every
 /// [`PRUNE_EVERY`], in small batches between which transitions commit as usual.
-async fn prune_history_every(
+/// Prunes the alert history in small batches whenever `told` (by the flow, every
+/// [`PRUNE_EVERY`]), off the flow's own task: a long prune never holds up a commit. It
+/// keeps no timer of its own, so that a paused test clock is never advanced by it.
+async fn prune_history_when_told(
     store: Store,
     clock: Arc<dyn Clock>,
     retention: Duration,
+    told: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => return,
-            _ = every.tick() => {}
+            _ = told.notified() => {}
         }
         let before = chrono::Duration::from_std(retention)
             .ok()

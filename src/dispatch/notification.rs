@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{Ack, AlertStatus, AlertTransition, TrackerRef};
 use crate::navixy::messages::Location;
+use crate::store::{HistoryEntry, HistoryKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -73,6 +74,24 @@ impl Notification {
             (NotificationKind::Alerts, AlertStatus::Firing) => "alert.firing",
             (NotificationKind::Alerts, AlertStatus::Resolved) => "alert.resolved",
         }
+    }
+
+    /// One history entry per alert it carries (`sent` or `failed`).
+    pub fn history(
+        &self,
+        kind: HistoryKind,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Vec<HistoryEntry> {
+        self.alerts
+            .iter()
+            .map(|t| HistoryEntry {
+                channel: Some(self.receiver.clone()),
+                notification_id: Some(self.id.clone()),
+                detail: detail.map(str::to_owned),
+                ..HistoryEntry::about(t, kind, at)
+            })
+            .collect()
     }
 
     /// The ack in force of one of its alerts when it was decided.

@@ -335,7 +335,7 @@ impl Sender {
                 metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
                 tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
                 let (id, attempts) = (n.id.clone(), d.attempts);
-                let history = HistoryEntry::per_alert(n, HistoryKind::Sent, now, None);
+                let history = n.history(HistoryKind::Sent, now, None);
                 self.record(outcomes, history, move |tx| store::mark_sent(tx, &id, attempts, now))
                     .await;
                 self.depth.add(-1);
@@ -397,7 +397,7 @@ impl Sender {
         );
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
         let history =
-            HistoryEntry::per_alert(&d.notification, HistoryKind::Failed, now, Some(&message));
+            d.notification.history(HistoryKind::Failed, now, Some(&message));
         self.record(outcomes, history, move |tx| {
             store::mark_failed(tx, &id, attempts, now, &message)
         })

@@ -18,7 +18,6 @@ use tokio::sync::broadcast;
 
 use super::{StoreError, from_json, from_ms, to_json, to_ms};
 use crate::alert::{AlertStatus, AlertTransition, PendingAlert};
-use crate::dispatch::notification::Notification;
 
 /// What a history entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -153,24 +152,6 @@ impl HistoryEntry {
             value: None,
             detail: None,
         }
-    }
-
-    /// One entry per alert of notification `n` (`sent` or `failed`).
-    pub fn per_alert(
-        n: &Notification,
-        kind: HistoryKind,
-        at: DateTime<Utc>,
-        detail: Option<&str>,
-    ) -> Vec<HistoryEntry> {
-        n.alerts
-            .iter()
-            .map(|t| HistoryEntry {
-                channel: Some(n.receiver.clone()),
-                notification_id: Some(n.id.clone()),
-                detail: detail.map(str::to_owned),
-                ..HistoryEntry::about(t, kind, at)
-            })
-            .collect()
     }
 }
 

@@ -123,6 +123,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX history_by_fingerprint ON history (fingerprint, seq);
     CREATE INDEX history_by_rule ON history (rule, seq);
     CREATE INDEX history_by_tracker ON history (tracker_id, seq);
+    "#,
     // 3 -> 4: acknowledgements and escalation steps.
     r#"
     -- One acknowledgement per firing alert; it goes when the alert resolves.

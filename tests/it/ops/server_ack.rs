@@ -110,9 +110,9 @@ async fn the_api_acknowledges_and_undoes_with_clear_errors() {
     assert_eq!(body["ack"]["comment"], "driver called");
     assert!(body["ack"]["at"].is_string());
     assert_eq!(body["expires_at"], Value::Null);
-    // `by` defaults to the caller.
+    // `by` defaults to the caller: the token's name (`server.token` is the admin's).
     let (status, body) = daemon.post(&path, "{}").await;
-    assert_eq!((status, &body["ack"]["by"]), (200, &json!("api")));
+    assert_eq!((status, &body["ack"]["by"]), (200, &json!("admin")));
 
     let (status, body) = daemon.delete(&path).await;
     assert_eq!((status, body), (200, json!({"unacknowledged": fp})));
