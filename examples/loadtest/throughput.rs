@@ -453,7 +453,8 @@ async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
     let mut tcp = TcpStream::connect(admin)
         .await
         .with_context(|| format!("cannot reach the daemon's admin server at {admin}"))?;
-    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: loadtest\r\n\r\n")
+    // The admin server answers only requests addressed to it (`Host` its own address).
+    tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())
         .await?;
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).await?;
