@@ -3,6 +3,7 @@
 mod architecture;
 mod check;
 mod decode;
+mod decode_agree;
 mod decode_props;
 mod engine;
 mod faults;
