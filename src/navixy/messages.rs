@@ -155,6 +155,10 @@ macro_rules! gps_fields {
                 precision: f64 => leaf,
                 /// The position is approximate, from the cell towers.
                 gsm_lbs: bool => leaf,
+                /// Satellites in the fix (Navixy's `satellites` attribute).
+                satellites: i64 => leaf,
+                /// Horizontal dilution of precision: the fix's geometry, lower is better.
+                hdop: f64 => leaf,
             }
         }
     };

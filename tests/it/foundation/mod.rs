@@ -4,6 +4,7 @@ mod architecture;
 mod check;
 mod decode;
 mod decode_agree;
+mod decode_fields;
 mod decode_props;
 mod engine;
 mod faults;

@@ -573,6 +573,8 @@ fn source_state() -> impl Strategy<Value = Option<SourceState>> {
             signal_level: heading.map(|h| h / 3.6),
             gsm_lbs: lbs,
             updated: updated.map(time),
+            satellites: heading.map(|h| (h / 30.0) as i64),
+            hdop: speed.map(|s| s / 10.0),
         })
     });
     let gsm = opt((
