@@ -4,7 +4,8 @@
 //! and a plain serde derive of the same frames into the same types for comparison.
 //!
 //! Time is the benchmark thread's CPU time (see `support/cpu_time.rs`), so the figure is
-//! per core even while other processes share the machine.
+//! per core even while other processes share the machine. Allocations go through mimalloc,
+//! as in the daemon.
 //!
 //! `cargo bench --bench decode`
 
@@ -15,6 +16,12 @@ use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use navixy_alerts::navixy::decode::{DecodeOptions, StateFields, decode_frame_with};
 use navixy_alerts::navixy::messages::{BatchItem, Frame, SourceState};
+
+/// The daemon's allocator (`src/main.rs`): a full state is a handful of small allocations
+/// (the box, inputs, outputs, the operator's name, `additional`), so the allocator is part
+/// of what is measured.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "support/cpu_time.rs"]
 #[allow(dead_code)]

@@ -101,7 +101,7 @@ impl DecodeError {
 /// rules read can say so. `source_id` is always decoded: routing needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateFields {
-    /// Bit `StateKey as u32` set: skipped.
+    /// Bit i set: field i of [`StateFields::NAMES`] is skipped.
     skip: u32,
 }
 
@@ -110,38 +110,23 @@ impl StateFields {
     pub const ALL: StateFields = StateFields { skip: 0 };
 
     /// The top-level keys of a source state, in the order of the protocol table.
-    pub const NAMES: [&'static str; 17] = [
-        "source_id",
-        "gps",
-        "connection_status",
-        "movement_status",
-        "movement_status_update",
-        "ignition",
-        "ignition_update",
-        "gsm",
-        "last_update",
-        "battery_level",
-        "battery_update",
-        "inputs",
-        "inputs_update",
-        "outputs",
-        "outputs_update",
-        "additional",
-        "actual_track_update",
-    ];
+    pub const NAMES: &'static [&'static str] = SourceState::FIELDS;
+
+    fn bit(name: &str) -> Option<u32> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| 1 << i)
+    }
 
     /// Only the named top-level fields (`gps`, `ignition`, `additional`, ...), plus
     /// `source_id`. An unknown name is an error naming it.
     pub fn only<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<StateFields, String> {
-        let mut keep = 1u32 << lenient::StateKey::SourceId as u32;
+        let mut keep = 1u32 << field_index(Self::NAMES, "source_id");
         for name in names {
-            let key = lenient::state_key(name).ok_or_else(|| {
+            keep |= Self::bit(name).ok_or_else(|| {
                 format!(
                     "`{name}` is not a source state field (one of: {})",
                     Self::NAMES.join(", ")
                 )
             })?;
-            keep |= 1 << key as u32;
         }
         Ok(StateFields {
             skip: !keep & ((1 << Self::NAMES.len()) - 1),
@@ -150,7 +135,7 @@ impl StateFields {
 
     /// Whether the named field is decoded.
     pub fn decodes(&self, name: &str) -> bool {
-        lenient::state_key(name).is_some_and(|k| self.skip & (1 << k as u32) == 0)
+        Self::bit(name).is_some_and(|bit| self.skip & bit == 0)
     }
 }
 

@@ -71,104 +71,167 @@ pub enum BatchItem {
     Invalid(super::decode::DecodeError),
 }
 
-/// Calls the macro `$m` with every field of [`SourceState`] that is compared or merged as a
-/// whole (all but `gps` and `additional`, which have fields of their own). The cache's
-/// merge and the rules' change detection both walk this one list, so a field added to
-/// `SourceState` is added here once.
+/// The fields of a tracker's source state, one line each, as `name: Type => kind`: the
+/// one declaration the rest of the engine is generated from. `$m!` receives the struct's
+/// attributes, its name, the prefix its fields have in error messages, what the decoder
+/// calls it, and the fields. From this table come the struct (every field optional, as
+/// Navixy omits nulls), the lenient decoder's field readers (`navixy/decode/lenient.rs`),
+/// the decoder's per-field skip mask ([`crate::navixy::decode::StateFields`]), the cache's
+/// merge (`state/cache.rs`), the rules' changed-field mask (`rules/script/fields.rs`), the
+/// `state.*` leaves rules read and the schema that catches misspelt ones
+/// (`rules/script/{context,schema}.rs`).
+///
+/// Kinds: `leaf` is a value rules read as is (a number, boolean, time, word or string);
+/// `bits` is `inputs`/`outputs`; `gps`, `gsm`, `location` and `additional` are objects
+/// with readers of their own. Adding a `leaf` line is all a new field takes.
 #[macro_export]
-macro_rules! with_plain_state_fields {
+macro_rules! source_state_fields {
     ($m:ident) => {
-        $m!(
-            source_id,
-            connection_status,
-            movement_status,
-            movement_status_update,
-            ignition,
-            ignition_update,
-            gsm,
-            last_update,
-            battery_level,
-            battery_update,
-            inputs,
-            inputs_update,
-            outputs,
-            outputs_update,
-            actual_track_update
-        )
+        $m! {
+            /// A tracker's source state (`tracker/get_state`), full or compact.
+            SourceState "" "a source state object" {
+                /// The device's id (not the tracker's: see `tracker.id`).
+                source_id: $crate::navixy::messages::SourceId => leaf,
+                /// The latest position fix.
+                gps: $crate::navixy::messages::Gps => gps,
+                /// Whether the device is connected.
+                connection_status: $crate::navixy::messages::ConnectionStatus => leaf,
+                /// Whether the vehicle moves.
+                movement_status: $crate::navixy::messages::MovementStatus => leaf,
+                /// When `movement_status` last changed.
+                movement_status_update: $crate::navixy::messages::NavixyTime => leaf,
+                /// Whether the ignition is on.
+                ignition: bool => leaf,
+                /// When `ignition` last changed.
+                ignition_update: $crate::navixy::messages::NavixyTime => leaf,
+                /// The cellular connection, when the device reports it.
+                gsm: $crate::navixy::messages::Gsm => gsm,
+                /// When the device last sent data.
+                last_update: $crate::navixy::messages::NavixyTime => leaf,
+                /// The device's battery, percent.
+                battery_level: f64 => leaf,
+                /// When `battery_level` last changed.
+                battery_update: $crate::navixy::messages::NavixyTime => leaf,
+                /// Digital inputs: index 0 is input 1.
+                inputs: ::std::vec::Vec<bool> => bits,
+                /// When `inputs` last changed.
+                inputs_update: $crate::navixy::messages::NavixyTime => leaf,
+                /// Digital outputs: index 0 is output 1.
+                outputs: ::std::vec::Vec<bool> => bits,
+                /// When `outputs` last changed.
+                outputs_update: $crate::navixy::messages::NavixyTime => leaf,
+                /// Extra fields by name, e.g. `event_code`, `hardware_key`.
+                additional: ::std::collections::BTreeMap<
+                    ::std::string::String,
+                    $crate::navixy::messages::AdditionalField,
+                > => additional,
+                /// When the track was last updated.
+                actual_track_update: $crate::navixy::messages::NavixyTime => leaf,
+            }
+        }
     };
 }
 
-/// Calls the macro `$m` with every field of [`Gps`], for the same two walks.
+/// The fields of [`Gps`], as [`source_state_fields!`] has them.
 #[macro_export]
-macro_rules! with_gps_fields {
+macro_rules! gps_fields {
     ($m:ident) => {
-        $m!(
-            updated,
-            signal_level,
-            location,
-            heading,
-            speed,
-            alt,
-            precision,
-            gsm_lbs
-        )
+        $m! {
+            /// The position fix of a source state.
+            Gps "gps." "a gps object" {
+                /// When the fix was taken.
+                updated: $crate::navixy::messages::NavixyTime => leaf,
+                /// GNSS signal, percent.
+                signal_level: f64 => leaf,
+                /// Where the vehicle is.
+                location: $crate::navixy::messages::Location => location,
+                /// Heading, degrees 0..360.
+                heading: f64 => leaf,
+                /// Speed, km/h.
+                speed: f64 => leaf,
+                /// Altitude, metres.
+                alt: f64 => leaf,
+                /// Accuracy of the position, metres.
+                precision: f64 => leaf,
+                /// The position is approximate, from the cell towers.
+                gsm_lbs: bool => leaf,
+                /// Satellites in the fix (Navixy's `satellites` attribute).
+                satellites: i64 => leaf,
+                /// Horizontal dilution of precision: the fix's geometry, lower is better.
+                hdop: f64 => leaf,
+            }
+        }
     };
 }
 
-/// A tracker's source state (`tracker/get_state`), full or compact.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct SourceState {
-    pub source_id: Option<SourceId>,
-    pub gps: Option<Gps>,
-    pub connection_status: Option<ConnectionStatus>,
-    pub movement_status: Option<MovementStatus>,
-    pub movement_status_update: Option<NavixyTime>,
-    pub ignition: Option<bool>,
-    pub ignition_update: Option<NavixyTime>,
-    pub gsm: Option<Gsm>,
-    pub last_update: Option<NavixyTime>,
-    /// Percent.
-    pub battery_level: Option<f64>,
-    pub battery_update: Option<NavixyTime>,
-    /// Index 0 is input 1.
-    pub inputs: Option<Vec<bool>>,
-    pub inputs_update: Option<NavixyTime>,
-    pub outputs: Option<Vec<bool>>,
-    pub outputs_update: Option<NavixyTime>,
-    /// Extra fields by name, e.g. `event_code`, `hardware_key`.
-    pub additional: Option<BTreeMap<String, AdditionalField>>,
-    pub actual_track_update: Option<NavixyTime>,
+/// The fields of [`Gsm`], as [`source_state_fields!`] has them.
+#[macro_export]
+macro_rules! gsm_fields {
+    ($m:ident) => {
+        $m! {
+            /// The cellular connection of a source state.
+            Gsm "gsm." "a gsm object" {
+                /// When the cellular data was taken.
+                updated: $crate::navixy::messages::NavixyTime => leaf,
+                /// Cellular signal, percent.
+                signal_level: f64 => leaf,
+                /// The operator's name.
+                network_name: ::std::string::String => leaf,
+                /// Whether the SIM is roaming.
+                roaming: bool => leaf,
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct Gps {
-    pub updated: Option<NavixyTime>,
-    /// Percent.
-    pub signal_level: Option<f64>,
-    pub location: Option<Location>,
-    /// Degrees, 0..360.
-    pub heading: Option<f64>,
-    /// km/h.
-    pub speed: Option<f64>,
-    /// Metres.
-    pub alt: Option<f64>,
-    /// Metres.
-    pub precision: Option<f64>,
-    pub gsm_lbs: Option<bool>,
+/// Defines a struct of a field table, every field optional, and its field names.
+macro_rules! define_struct {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+        }
+    ) => {
+        $(#[$smeta])*
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+        pub struct $name {
+            $( $(#[$meta])* pub $field: Option<$ty>, )*
+        }
+
+        impl $name {
+            /// The field names, in the order of the protocol table.
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
+}
+
+source_state_fields!(define_struct);
+gps_fields!(define_struct);
+gsm_fields!(define_struct);
+
+/// The position of `name` in `list`, at compile time (a name missing fails the build):
+/// the bit of a field in the masks built over `FIELDS`.
+pub const fn field_index(list: &[&str], name: &str) -> u32 {
+    let mut i = 0;
+    while i < list.len() {
+        let (a, b) = (list[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i as u32;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a field of the table")
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
 pub struct Location {
     pub lat: f64,
     pub lng: f64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct Gsm {
-    pub updated: Option<NavixyTime>,
-    pub signal_level: Option<f64>,
-    pub network_name: Option<String>,
-    pub roaming: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

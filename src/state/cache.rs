@@ -6,7 +6,7 @@
 //! field, virtual sensor and counter replaces only its own entry. Lifecycle moves the
 //! tracker between active, blocked and removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +16,8 @@ use super::history::HistoryPolicy;
 use super::{Lifecycle, TrackerState, Update};
 use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
-    ConnectionStatus, IotTrackerValues, LifecycleKind, ReadingsItem, SourceState, TrackerId,
+    AdditionalField, ConnectionStatus, Gps, IotTrackerValues, LifecycleKind, ReadingsItem,
+    SourceState, TrackerId,
 };
 
 /// The trackers of one shard. Owned by one worker; no locks.
@@ -185,38 +186,70 @@ fn apply_state(
 /// `new` with every field it lacks taken from `old`. Only the fields a compact state
 /// lacks are cloned, so a full state costs no copy at all.
 fn merge_state(old: &SourceState, mut new: SourceState) -> SourceState {
-    macro_rules! keep {
-        ($($field:ident),*) => {$(
-            if new.$field.is_none() {
-                new.$field = old.$field.clone();
-            }
-        )*};
-    }
-    crate::with_plain_state_fields!(keep);
-    match (&mut new.gps, &old.gps) {
-        (None, Some(old_gps)) => new.gps = Some(old_gps.clone()),
-        (Some(gps), Some(old_gps)) => {
-            macro_rules! keep_gps {
-                ($($field:ident),*) => {$(
-                    if gps.$field.is_none() {
-                        gps.$field = old_gps.$field;
-                    }
-                )*};
-            }
-            crate::with_gps_fields!(keep_gps);
+    new.merge_from(old);
+    new
+}
+
+/// A protocol object that takes from an older one what it lacks.
+trait Merge {
+    fn merge_from(&mut self, old: &Self);
+}
+
+/// The merge of a field table (`navixy::messages`): `gps` merges field by field,
+/// `additional` by key, every other field as a whole.
+macro_rules! merge_fields {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
         }
+    ) => {
+        impl Merge for $name {
+            fn merge_from(&mut self, old: &Self) {
+                $( merge_fields!(@ $kind self.$field, old.$field); )*
+            }
+        }
+    };
+    (@ gps $new:expr, $old:expr) => {
+        merge_nested(&mut $new, &$old)
+    };
+    (@ additional $new:expr, $old:expr) => {
+        merge_additional(&mut $new, &$old)
+    };
+    (@ $kind:ident $new:expr, $old:expr) => {
+        keep(&mut $new, &$old)
+    };
+}
+
+crate::source_state_fields!(merge_fields);
+crate::gps_fields!(merge_fields);
+
+fn keep<T: Clone>(new: &mut Option<T>, old: &Option<T>) {
+    if new.is_none() {
+        new.clone_from(old);
+    }
+}
+
+fn merge_nested<T: Merge + Clone>(new: &mut Option<T>, old: &Option<T>) {
+    match (new.as_mut(), old) {
+        (Some(new), Some(old)) => new.merge_from(old),
+        (None, Some(_)) => new.clone_from(old),
         _ => {}
     }
-    match (&mut new.additional, &old.additional) {
-        (None, Some(old_add)) => new.additional = Some(old_add.clone()),
+}
+
+fn merge_additional(
+    new: &mut Option<BTreeMap<String, AdditionalField>>,
+    old: &Option<BTreeMap<String, AdditionalField>>,
+) {
+    match (new.as_mut(), old) {
         (Some(add), Some(old_add)) => {
             for (k, v) in old_add {
                 add.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
+        (None, Some(_)) => new.clone_from(old),
         _ => {}
     }
-    new
 }
 
 fn apply_readings(

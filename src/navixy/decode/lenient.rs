@@ -94,7 +94,7 @@ pub struct Bad {
 #[derive(Debug, Default)]
 pub struct Cx {
     bad: Cell<Option<Bad>>,
-    /// Bit `StateKey as u32` set: that key of a source state is skipped unread.
+    /// Bit i set: field i of `SourceState::FIELDS` is skipped unread.
     skip_state: u32,
 }
 
@@ -527,15 +527,6 @@ lenient_objects!(
     LifecycleFields,
 );
 
-/// Reads an object field as `T`.
-pub fn object<'de, A: MapAccess<'de>, T: Lenient<'de>>(
-    map: &mut A,
-    cx: &Cx,
-    field: &'static str,
-) -> Result<Option<T>, A::Error> {
-    value::<A, T>(map, cx, field)
-}
-
 /// Reads an object into an existing `target`, without moving a large value around.
 /// Yields false for null or a wrong type (flagged).
 pub struct Fill<'t, 'c, T> {
@@ -669,120 +660,73 @@ impl<'de, V: Lenient<'de>> Lenient<'de> for BTreeMap<String, V> {
 
 // ---- The protocol's objects -------------------------------------------------------------
 
-/// The keys of a source state. Matching a key by its length first and then by its bytes
-/// halves the comparisons of a plain `match` on strings, and a state has seventeen keys.
-#[derive(Clone, Copy)]
-pub(super) enum StateKey {
-    SourceId,
-    Gps,
-    ConnectionStatus,
-    MovementStatus,
-    MovementStatusUpdate,
-    Ignition,
-    IgnitionUpdate,
-    Gsm,
-    LastUpdate,
-    BatteryLevel,
-    BatteryUpdate,
-    Inputs,
-    InputsUpdate,
-    Outputs,
-    OutputsUpdate,
-    Additional,
-    ActualTrackUpdate,
-}
-
-pub(super) fn state_key(key: &str) -> Option<StateKey> {
-    use StateKey::*;
-    let k = match (key.len(), key) {
-        (3, "gps") => Gps,
-        (3, "gsm") => Gsm,
-        (6, "inputs") => Inputs,
-        (7, "outputs") => Outputs,
-        (8, "ignition") => Ignition,
-        (9, "source_id") => SourceId,
-        (10, "additional") => Additional,
-        (11, "last_update") => LastUpdate,
-        (13, "battery_level") => BatteryLevel,
-        (13, "inputs_update") => InputsUpdate,
-        (14, "battery_update") => BatteryUpdate,
-        (14, "outputs_update") => OutputsUpdate,
-        (15, "movement_status") => MovementStatus,
-        (15, "ignition_update") => IgnitionUpdate,
-        (17, "connection_status") => ConnectionStatus,
-        (19, "actual_track_update") => ActualTrackUpdate,
-        (22, "movement_status_update") => MovementStatusUpdate,
-        _ => return None,
+/// Each field of a table is read with the [`Lenient`] reader of its type, named in errors
+/// by its prefixed name (`gps.speed`). A field whose bit is set in the struct's skip mask
+/// is left to the caller, which skips it unread.
+macro_rules! lenient_fields {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+        }
+    ) => {
+        impl<'de> Fields<'de> for $name {
+            const EXPECTED: &'static str = $expected;
+            fn field<A: MapAccess<'de>>(
+                &mut self,
+                key: &str,
+                m: &mut A,
+                cx: &Cx,
+            ) -> Result<bool, A::Error> {
+                let skip = $name::skip_mask(cx);
+                match key {
+                    $(
+                        stringify!($field) => {
+                            let bit = 1u32 << const { field_index($name::FIELDS, stringify!($field)) };
+                            if skip & bit != 0 {
+                                return Ok(false);
+                            }
+                            self.$field = value(m, cx, concat!($prefix, stringify!($field)))?;
+                        }
+                    )*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+        }
     };
-    Some(k)
 }
 
-impl<'de> Fields<'de> for SourceState {
-    const EXPECTED: &'static str = "a source state object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        let Some(k) = state_key(key) else {
-            return Ok(false);
-        };
-        if cx.skip_state & (1 << k as u32) != 0 {
-            return Ok(false);
-        }
-        match k {
-            StateKey::SourceId => self.source_id = value(m, cx, "source_id")?,
-            StateKey::Gps => self.gps = object(m, cx, "gps")?,
-            StateKey::ConnectionStatus => {
-                self.connection_status = value(m, cx, "connection_status")?
-            }
-            StateKey::MovementStatus => self.movement_status = value(m, cx, "movement_status")?,
-            StateKey::MovementStatusUpdate => {
-                self.movement_status_update = value(m, cx, "movement_status_update")?
-            }
-            StateKey::Ignition => self.ignition = value(m, cx, "ignition")?,
-            StateKey::IgnitionUpdate => self.ignition_update = value(m, cx, "ignition_update")?,
-            StateKey::Gsm => self.gsm = object(m, cx, "gsm")?,
-            StateKey::LastUpdate => self.last_update = value(m, cx, "last_update")?,
-            StateKey::BatteryLevel => self.battery_level = value(m, cx, "battery_level")?,
-            StateKey::BatteryUpdate => self.battery_update = value(m, cx, "battery_update")?,
-            StateKey::Inputs => self.inputs = value(m, cx, "inputs")?,
-            StateKey::InputsUpdate => self.inputs_update = value(m, cx, "inputs_update")?,
-            StateKey::Outputs => self.outputs = value(m, cx, "outputs")?,
-            StateKey::OutputsUpdate => self.outputs_update = value(m, cx, "outputs_update")?,
-            StateKey::Additional => self.additional = value(m, cx, "additional")?,
-            StateKey::ActualTrackUpdate => {
-                self.actual_track_update = value(m, cx, "actual_track_update")?
-            }
-        }
-        Ok(true)
+crate::source_state_fields!(lenient_fields);
+crate::gps_fields!(lenient_fields);
+crate::gsm_fields!(lenient_fields);
+
+impl SourceState {
+    /// The fields the caller does not want ([`crate::navixy::decode::StateFields`]).
+    fn skip_mask(cx: &Cx) -> u32 {
+        cx.skip_state
     }
 }
 
-impl<'de> Fields<'de> for Gps {
-    const EXPECTED: &'static str = "a gps object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
+impl Gps {
+    fn skip_mask(_: &Cx) -> u32 {
+        0
+    }
+}
+
+impl Gsm {
+    fn skip_mask(_: &Cx) -> u32 {
+        0
+    }
+}
+
+/// A position: an object read through [`LocationFields`].
+impl<'de> Lenient<'de> for Location {
+    fn read<D: Deserializer<'de>>(
+        d: D,
         cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        match key {
-            "updated" => self.updated = value(m, cx, "gps.updated")?,
-            "signal_level" => self.signal_level = value(m, cx, "gps.signal_level")?,
-            "location" => {
-                self.location = object::<A, LocationFields>(m, cx, "gps.location")?
-                    .and_then(LocationFields::finish)
-            }
-            "heading" => self.heading = value(m, cx, "gps.heading")?,
-            "speed" => self.speed = value(m, cx, "gps.speed")?,
-            "alt" => self.alt = value(m, cx, "gps.alt")?,
-            "precision" => self.precision = value(m, cx, "gps.precision")?,
-            "gsm_lbs" => self.gsm_lbs = value(m, cx, "gps.gsm_lbs")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        Ok(LocationFields::read(d, cx, field)?.and_then(LocationFields::finish))
     }
 }
 
@@ -813,25 +757,6 @@ impl<'de> Fields<'de> for LocationFields {
         match key {
             "lat" => self.lat = value(m, cx, "gps.location.lat")?,
             "lng" => self.lng = value(m, cx, "gps.location.lng")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl<'de> Fields<'de> for Gsm {
-    const EXPECTED: &'static str = "a gsm object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        match key {
-            "updated" => self.updated = value(m, cx, "gsm.updated")?,
-            "signal_level" => self.signal_level = value(m, cx, "gsm.signal_level")?,
-            "network_name" => self.network_name = value(m, cx, "gsm.network_name")?,
-            "roaming" => self.roaming = value(m, cx, "gsm.roaming")?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -62,8 +62,7 @@ pub fn source_state(v: &Vehicle, fleet: &Fleet, format: StateFormat, shape: Shap
             heading: Some(v.heading.round()),
             speed: Some(v.speed.round()),
             alt: Some(v.alt),
-            precision: None,
-            gsm_lbs: None,
+            ..Gps::default()
         }),
         connection_status: Some(connection),
         movement_status: Some(if v.moving {

@@ -17,7 +17,9 @@ use std::sync::LazyLock;
 use rhai::{Dynamic, FLOAT, INT, ImmutableString};
 
 use crate::navixy::context::ContextSnapshot;
-use crate::navixy::messages::{NavixyTime, SourceState};
+use crate::navixy::messages::{
+    ConnectionStatus, Gps, Gsm, MovementStatus, NavixyTime, SourceState,
+};
 use crate::rules::around::Around;
 use crate::rules::zones::Zones;
 use crate::state::{Readings, TrackerState};
@@ -220,31 +222,14 @@ pub(crate) static INTERNED: LazyLock<Interned> = LazyLock::new(|| {
 /// A value field of a source state: what the Rhai getters and the direct evaluator read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StateLeaf {
-    SourceId,
-    ConnectionStatus,
-    MovementStatus,
-    MovementStatusUpdate,
-    Ignition,
-    IgnitionUpdate,
-    LastUpdate,
-    BatteryLevel,
-    BatteryUpdate,
-    InputsUpdate,
-    OutputsUpdate,
-    ActualTrackUpdate,
-    GpsUpdated,
-    GpsSignalLevel,
-    GpsHeading,
-    GpsSpeed,
-    GpsAlt,
-    GpsPrecision,
-    GpsLbs,
+    /// A `leaf` of the state's field table, by its index in `SourceState::FIELDS`.
+    Top(u8),
+    /// A `leaf` of `gps`, by its index in `Gps::FIELDS`.
+    Gps(u8),
+    /// A `leaf` of `gsm`, by its index in `Gsm::FIELDS`.
+    Gsm(u8),
     GpsLat,
     GpsLng,
-    GsmUpdated,
-    GsmSignalLevel,
-    GsmNetworkName,
-    GsmRoaming,
     /// `inputs[i]`; out of range (or negative) reads `()`.
     Input(i64),
     Output(i64),
@@ -255,35 +240,12 @@ pub(crate) enum StateLeaf {
 impl StateLeaf {
     /// The leaf of a top-level state property.
     pub fn top(name: &str) -> Option<StateLeaf> {
-        Some(match name {
-            "source_id" => StateLeaf::SourceId,
-            "connection_status" => StateLeaf::ConnectionStatus,
-            "movement_status" => StateLeaf::MovementStatus,
-            "movement_status_update" => StateLeaf::MovementStatusUpdate,
-            "ignition" => StateLeaf::Ignition,
-            "ignition_update" => StateLeaf::IgnitionUpdate,
-            "last_update" => StateLeaf::LastUpdate,
-            "battery_level" => StateLeaf::BatteryLevel,
-            "battery_update" => StateLeaf::BatteryUpdate,
-            "inputs_update" => StateLeaf::InputsUpdate,
-            "outputs_update" => StateLeaf::OutputsUpdate,
-            "actual_track_update" => StateLeaf::ActualTrackUpdate,
-            _ => return None,
-        })
+        leaf_index::<SourceState>(name).map(StateLeaf::Top)
     }
 
     /// The leaf of a `gps` property (`location` is an object, not a leaf).
     pub fn gps(name: &str) -> Option<StateLeaf> {
-        Some(match name {
-            "updated" => StateLeaf::GpsUpdated,
-            "signal_level" => StateLeaf::GpsSignalLevel,
-            "heading" => StateLeaf::GpsHeading,
-            "speed" => StateLeaf::GpsSpeed,
-            "alt" => StateLeaf::GpsAlt,
-            "precision" => StateLeaf::GpsPrecision,
-            "gsm_lbs" => StateLeaf::GpsLbs,
-            _ => return None,
-        })
+        leaf_index::<Gps>(name).map(StateLeaf::Gps)
     }
 
     pub fn location(name: &str) -> Option<StateLeaf> {
@@ -295,13 +257,119 @@ impl StateLeaf {
     }
 
     pub fn gsm(name: &str) -> Option<StateLeaf> {
-        Some(match name {
-            "updated" => StateLeaf::GsmUpdated,
-            "signal_level" => StateLeaf::GsmSignalLevel,
-            "network_name" => StateLeaf::GsmNetworkName,
-            "roaming" => StateLeaf::GsmRoaming,
-            _ => return None,
-        })
+        leaf_index::<Gsm>(name).map(StateLeaf::Gsm)
+    }
+}
+
+/// A field's value as rules read it.
+pub(crate) trait LeafValue {
+    /// What rules get, for the docs' table.
+    #[allow(dead_code)]
+    const KIND: &'static str;
+    fn leaf(&self) -> FieldValue<'_>;
+}
+
+impl LeafValue for f64 {
+    const KIND: &'static str = "number";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Num(*self)
+    }
+}
+
+impl LeafValue for i64 {
+    const KIND: &'static str = "integer";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Int(*self)
+    }
+}
+
+impl LeafValue for bool {
+    const KIND: &'static str = "boolean";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Bool(*self)
+    }
+}
+
+impl LeafValue for NavixyTime {
+    const KIND: &'static str = "time (epoch seconds)";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Time(*self)
+    }
+}
+
+impl LeafValue for String {
+    const KIND: &'static str = "string";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Str(self)
+    }
+}
+
+impl LeafValue for ConnectionStatus {
+    const KIND: &'static str =
+        "string: `active`, `idle`, `offline`, `signal_lost`, `just_registered`, `just_replaced`";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Word(self.as_str())
+    }
+}
+
+impl LeafValue for MovementStatus {
+    const KIND: &'static str = "string: `moving`, `stopped`, `parked`";
+    fn leaf(&self) -> FieldValue<'_> {
+        FieldValue::Word(self.as_str())
+    }
+}
+
+fn leaf<T: LeafValue>(v: &Option<T>) -> FieldValue<'_> {
+    v.as_ref().map_or(FieldValue::Absent, LeafValue::leaf)
+}
+
+/// Reads one field of `S`.
+type Getter<S> = for<'a> fn(&'a S) -> FieldValue<'a>;
+
+/// A protocol object whose `leaf` fields rules read: a getter per field of its table, in
+/// the table's order (`None` for fields of other kinds).
+pub(crate) trait Leaves: Sized + 'static {
+    const LEAVES: &'static [(&'static str, Option<Getter<Self>>)];
+}
+
+macro_rules! leaves {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+        }
+    ) => {
+        impl Leaves for $name {
+            const LEAVES: &'static [(&'static str, Option<Getter<Self>>)] =
+                &[$( (stringify!($field), leaves!(@ $kind $name $field)) ),*];
+        }
+    };
+    (@ leaf $name:ident $field:ident) => {{
+        const GET: Getter<$name> = |s| leaf(&s.$field);
+        Some(GET)
+    }};
+    (@ $kind:ident $name:ident $field:ident) => {
+        None
+    };
+}
+
+crate::source_state_fields!(leaves);
+crate::gps_fields!(leaves);
+crate::gsm_fields!(leaves);
+
+/// The index of the leaf `name` of `S`.
+fn leaf_index<S: Leaves>(name: &str) -> Option<u8> {
+    let i = S::LEAVES
+        .iter()
+        .position(|(n, get)| *n == name && get.is_some())?;
+    u8::try_from(i).ok()
+}
+
+/// Reads leaf `i` of `S` (an index from [`leaf_index`]).
+#[inline]
+fn read_leaf<'a, S: Leaves>(s: &'a S, i: u8) -> FieldValue<'a> {
+    match S::LEAVES.get(usize::from(i)) {
+        Some((_, Some(get))) => get(s),
+        _ => FieldValue::Absent,
     }
 }
 
@@ -328,9 +396,7 @@ fn leaf_value<'a>(s: &'a SourceState, leaf: &StateLeaf) -> FieldValue<'a> {
     use StateLeaf as L;
     let num = |v: Option<f64>| v.map_or(F::Absent, F::Num);
     let boolean = |v: Option<bool>| v.map_or(F::Absent, F::Bool);
-    let time = |v: Option<NavixyTime>| v.map_or(F::Absent, F::Time);
     let gps = s.gps.as_ref();
-    let gsm = s.gsm.as_ref();
     let bit = |bits: &Option<Vec<bool>>, i: i64| {
         boolean(
             usize::try_from(i)
@@ -341,41 +407,19 @@ fn leaf_value<'a>(s: &'a SourceState, leaf: &StateLeaf) -> FieldValue<'a> {
     let additional =
         |name: &ImmutableString| s.additional.as_ref().and_then(|a| a.get(name.as_str()));
     match leaf {
-        L::SourceId => s.source_id.map_or(F::Absent, F::Int),
-        L::ConnectionStatus => s
-            .connection_status
-            .map_or(F::Absent, |v| F::Word(v.as_str())),
-        L::MovementStatus => s.movement_status.map_or(F::Absent, |v| F::Word(v.as_str())),
-        L::MovementStatusUpdate => time(s.movement_status_update),
-        L::Ignition => boolean(s.ignition),
-        L::IgnitionUpdate => time(s.ignition_update),
-        L::LastUpdate => time(s.last_update),
-        L::BatteryLevel => num(s.battery_level),
-        L::BatteryUpdate => time(s.battery_update),
-        L::InputsUpdate => time(s.inputs_update),
-        L::OutputsUpdate => time(s.outputs_update),
-        L::ActualTrackUpdate => time(s.actual_track_update),
-        L::GpsUpdated => time(gps.and_then(|g| g.updated)),
-        L::GpsSignalLevel => num(gps.and_then(|g| g.signal_level)),
-        L::GpsHeading => num(gps.and_then(|g| g.heading)),
-        L::GpsSpeed => num(gps.and_then(|g| g.speed)),
-        L::GpsAlt => num(gps.and_then(|g| g.alt)),
-        L::GpsPrecision => num(gps.and_then(|g| g.precision)),
-        L::GpsLbs => boolean(gps.and_then(|g| g.gsm_lbs)),
+        L::Top(i) => read_leaf(s, *i),
+        L::Gps(i) => gps.map_or(F::Absent, |g| read_leaf(g, *i)),
+        L::Gsm(i) => s.gsm.as_ref().map_or(F::Absent, |g| read_leaf(g, *i)),
         L::GpsLat => num(gps.and_then(|g| g.location).map(|l| l.lat)),
         L::GpsLng => num(gps.and_then(|g| g.location).map(|l| l.lng)),
-        L::GsmUpdated => time(gsm.and_then(|g| g.updated)),
-        L::GsmSignalLevel => num(gsm.and_then(|g| g.signal_level)),
-        L::GsmNetworkName => gsm
-            .and_then(|g| g.network_name.as_deref())
-            .map_or(F::Absent, F::Str),
-        L::GsmRoaming => boolean(gsm.and_then(|g| g.roaming)),
         L::Input(i) => bit(&s.inputs, *i),
         L::Output(i) => bit(&s.outputs, *i),
         L::AdditionalValue(name) => additional(name)
             .and_then(|f| f.value.as_deref())
             .map_or(F::Absent, F::Str),
-        L::AdditionalUpdated(name) => time(additional(name).and_then(|f| f.updated)),
+        L::AdditionalUpdated(name) => additional(name)
+            .and_then(|f| f.updated)
+            .map_or(F::Absent, F::Time),
     }
 }
 

@@ -17,6 +17,7 @@ use super::context::{
     TrackerView, Which, state_field, tracker_field,
 };
 use super::spec::{HELPERS, Kind};
+use crate::navixy::messages::{Gps, Gsm, SourceState};
 
 /// Operations one evaluation of one expression may take. A condition of a few
 /// comparisons takes 10 to 50; a loop over a few hundred items fits; an endless loop
@@ -113,22 +114,9 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
         .into_string()
         .unwrap_or_else(|_| "()".into())
     });
-    for name in [
-        "source_id",
-        "connection_status",
-        "movement_status",
-        "movement_status_update",
-        "ignition",
-        "ignition_update",
-        "last_update",
-        "battery_level",
-        "battery_update",
-        "inputs_update",
-        "outputs_update",
-        "actual_track_update",
-    ] {
+    for name in SourceState::FIELDS {
         if let Some(l) = StateLeaf::top(name) {
-            engine.register_get(name, move |v: &mut StateView| leaf(v.0, &l));
+            engine.register_get(*name, move |v: &mut StateView| leaf(v.0, &l));
         }
     }
     engine
@@ -146,17 +134,9 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
 
     engine.register_type_with_name::<GpsView>("Gps");
     register_presence!(engine, GpsView, |v| present(v.0, &StateObject::Gps));
-    for name in [
-        "updated",
-        "signal_level",
-        "heading",
-        "speed",
-        "alt",
-        "precision",
-        "gsm_lbs",
-    ] {
+    for name in Gps::FIELDS {
         if let Some(l) = StateLeaf::gps(name) {
-            engine.register_get(name, move |v: &mut GpsView| leaf(v.0, &l));
+            engine.register_get(*name, move |v: &mut GpsView| leaf(v.0, &l));
         }
     }
     engine.register_get("location", |v: &mut GpsView| LocationView(v.0));
@@ -172,9 +152,9 @@ fn register_state(engine: &mut Engine, names: &DynamicNames) {
 
     engine.register_type_with_name::<GsmView>("Gsm");
     register_presence!(engine, GsmView, |v| present(v.0, &StateObject::Gsm));
-    for name in ["updated", "signal_level", "network_name", "roaming"] {
+    for name in Gsm::FIELDS {
         if let Some(l) = StateLeaf::gsm(name) {
-            engine.register_get(name, move |v: &mut GsmView| leaf(v.0, &l));
+            engine.register_get(*name, move |v: &mut GsmView| leaf(v.0, &l));
         }
     }
 

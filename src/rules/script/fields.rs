@@ -10,46 +10,21 @@
 
 use super::scan::Usage;
 use super::spec::{self, StateReads};
-use crate::navixy::decode::StateFields;
-use crate::navixy::messages::SourceState;
+use crate::navixy::messages::{Gps, SourceState, field_index};
 
 /// A set of source-state fields; `gps` is split into its own fields, since its `updated`
 /// time changes with every fix while rules read its speed or position.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct FieldMask(u32);
 
-/// Top-level fields (the decoder's list; bit i is field i), then `gps.*`.
-const FIELDS: [&str; 17] = StateFields::NAMES;
-const GPS_FIELDS: [&str; 8] = [
-    "updated",
-    "signal_level",
-    "location",
-    "heading",
-    "speed",
-    "alt",
-    "precision",
-    "gsm_lbs",
-];
+/// Top-level fields (the protocol table's order; bit i is field i), then `gps.*`.
+const FIELDS: &[&str] = SourceState::FIELDS;
+const GPS_FIELDS: &[&str] = Gps::FIELDS;
 const GPS_SHIFT: u32 = FIELDS.len() as u32;
-
-/// The position of `name` in `list`, at compile time (a name missing fails the build).
-const fn index_of(list: &[&str], name: &str) -> u32 {
-    let mut i = 0;
-    while i < list.len() {
-        let (a, b) = (list[i].as_bytes(), name.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                return i as u32;
-            }
-        }
-        i += 1;
-    }
-    panic!("not a state field")
-}
+const _: () = assert!(
+    FIELDS.len() + GPS_FIELDS.len() <= 32,
+    "the state's fields outgrew the field mask"
+);
 
 impl FieldMask {
     pub const NONE: FieldMask = FieldMask(0);
@@ -167,38 +142,57 @@ impl FieldMask {
     pub fn changed(old: &SourceState, new: &SourceState, wanted: FieldMask) -> FieldMask {
         let mut out = 0u32;
         macro_rules! compare {
-            ($($field:ident),*) => {$(
-                let bit = 1u32 << const { index_of(&FIELDS, stringify!($field)) };
+            (
+                $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+                    $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+                }
+            ) => {
+                $( compare!(@ $kind $field); )*
+            };
+            (@ gps $field:ident) => {
+                if wanted.intersects(FieldMask::GPS) {
+                    out |= gps_changes(old.gps.as_ref(), new.gps.as_ref());
+                }
+            };
+            (@ $kind:ident $field:ident) => {
+                let bit = 1u32 << const { field_index(FIELDS, stringify!($field)) };
                 if wanted.0 & bit != 0 && old.$field != new.$field {
                     out |= bit;
                 }
-            )*};
-        }
-        crate::with_plain_state_fields!(compare);
-        compare!(additional);
-        if wanted.intersects(FieldMask::GPS) {
-            out |= match (&old.gps, &new.gps) {
-                (None, None) => 0,
-                (Some(a), Some(b)) => {
-                    let mut gps = 0u32;
-                    macro_rules! compare_gps {
-                        ($($field:ident),*) => {$(
-                            if a.$field != b.$field {
-                                gps |= 1u32
-                                    << (GPS_SHIFT
-                                        + const { index_of(&GPS_FIELDS, stringify!($field)) });
-                            }
-                        )*};
-                    }
-                    crate::with_gps_fields!(compare_gps);
-                    gps
-                }
-                _ => FieldMask::GPS.0,
             };
         }
+        crate::source_state_fields!(compare);
         FieldMask(out & wanted.0)
     }
 }
+
+/// The `gps.*` bits of the fields that differ; all of them when one side has no `gps`.
+macro_rules! gps_changes {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+        }
+    ) => {
+        fn gps_changes(a: Option<&Gps>, b: Option<&Gps>) -> u32 {
+            match (a, b) {
+                (None, None) => 0,
+                (Some(a), Some(b)) => {
+                    let mut gps = 0u32;
+                    $(
+                        if a.$field != b.$field {
+                            gps |= 1u32
+                                << (GPS_SHIFT + const { field_index(GPS_FIELDS, stringify!($field)) });
+                        }
+                    )*
+                    gps
+                }
+                _ => FieldMask::GPS.0,
+            }
+        }
+    };
+}
+
+crate::gps_fields!(gps_changes);
 
 impl std::ops::BitOrAssign for FieldMask {
     fn bitor_assign(&mut self, rhs: FieldMask) {

@@ -14,45 +14,30 @@ pub(crate) enum Node {
 
 const LOCATION: Node = Node::Object(&[("lat", Node::Leaf), ("lng", Node::Leaf)]);
 
-const GPS: Node = Node::Object(&[
-    ("updated", Node::Leaf),
-    ("signal_level", Node::Leaf),
-    ("location", LOCATION),
-    ("heading", Node::Leaf),
-    ("speed", Node::Leaf),
-    ("alt", Node::Leaf),
-    ("precision", Node::Leaf),
-    ("gsm_lbs", Node::Leaf),
-]);
+/// The schema of a field table (`navixy::messages`): `leaf` and `bits` are values, the
+/// other kinds objects.
+macro_rules! schema {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+        }
+    ) => {
+        Node::Object(&[$( (stringify!($field), schema!(@ $kind)) ),*])
+    };
+    (@ gps) => { GPS };
+    (@ gsm) => { GSM };
+    (@ location) => { LOCATION };
+    (@ additional) => { Node::AnyKey(&ADDITIONAL_FIELD) };
+    (@ $kind:ident) => { Node::Leaf };
+}
 
-const GSM: Node = Node::Object(&[
-    ("updated", Node::Leaf),
-    ("signal_level", Node::Leaf),
-    ("network_name", Node::Leaf),
-    ("roaming", Node::Leaf),
-]);
+const GPS: Node = crate::gps_fields!(schema);
+
+const GSM: Node = crate::gsm_fields!(schema);
 
 const ADDITIONAL_FIELD: Node = Node::Object(&[("value", Node::Leaf), ("updated", Node::Leaf)]);
 
-pub(crate) const STATE: Node = Node::Object(&[
-    ("source_id", Node::Leaf),
-    ("gps", GPS),
-    ("connection_status", Node::Leaf),
-    ("movement_status", Node::Leaf),
-    ("movement_status_update", Node::Leaf),
-    ("ignition", Node::Leaf),
-    ("ignition_update", Node::Leaf),
-    ("gsm", GSM),
-    ("last_update", Node::Leaf),
-    ("battery_level", Node::Leaf),
-    ("battery_update", Node::Leaf),
-    ("inputs", Node::Leaf),
-    ("inputs_update", Node::Leaf),
-    ("outputs", Node::Leaf),
-    ("outputs_update", Node::Leaf),
-    ("additional", Node::AnyKey(&ADDITIONAL_FIELD)),
-    ("actual_track_update", Node::Leaf),
-]);
+pub(crate) const STATE: Node = crate::source_state_fields!(schema);
 
 pub(crate) const TRACKER: Node = Node::Object(&[
     ("id", Node::Leaf),
@@ -142,6 +127,57 @@ pub(crate) fn check(root_name: &str, segments: &[&str]) -> Result<(), (usize, St
     Ok(())
 }
 
+/// The rows of a field table for the docs: `(path, type, description)` of each field, the
+/// description from its doc comment.
+#[cfg(test)]
+macro_rules! doc_rows {
+    (
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[doc = $doc:literal])* $field:ident : $ty:ty => $kind:ident ),* $(,)?
+        }
+    ) => {
+        &[$(
+            (
+                concat!($prefix, stringify!($field)),
+                doc_rows!(@ $kind $ty),
+                concat!("" $(, $doc)*),
+            )
+        ),*]
+    };
+    (@ leaf $ty:ty) => { <$ty as crate::rules::script::context::LeafValue>::KIND };
+    (@ bits $ty:ty) => { "booleans: `[0]` is the first" };
+    (@ $kind:ident $ty:ty) => { "object" };
+}
+
+/// The state-field table of `docs/rules.md`, as Markdown: every field rules read, from the
+/// protocol's field tables.
+#[cfg(test)]
+pub(crate) fn docs_table() -> String {
+    type Rows = &'static [(&'static str, &'static str, &'static str)];
+    const TOP: Rows = crate::source_state_fields!(doc_rows);
+    const GPS_ROWS: Rows = crate::gps_fields!(doc_rows);
+    const GSM_ROWS: Rows = crate::gsm_fields!(doc_rows);
+    let mut out = String::from("| field | type | notes |\n|---|---|---|\n");
+    let mut row = |path: &str, kind: &str, doc: &str| {
+        out.push_str(&format!("| `state.{path}` | {kind} | {} |\n", doc.trim()));
+    };
+    for (path, kind, doc) in TOP.iter().chain(GPS_ROWS).chain(GSM_ROWS) {
+        match *path {
+            "gps.location" => {
+                row("gps.location.lat", "number", "Degrees.");
+                row("gps.location.lng", "number", "Degrees.");
+            }
+            "additional" => {
+                row("additional.<name>.value", "string", doc);
+                row("additional.<name>.updated", "time", "");
+            }
+            _ if *kind == "object" => {}
+            _ => row(path, kind, doc),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +200,25 @@ mod tests {
         assert!(
             err.starts_with("`readings.fuel` has no field `valu`"),
             "{err}"
+        );
+    }
+
+    /// `docs/rules.md` holds the state-field table between its markers, as [`docs_table`]
+    /// makes it.
+    #[test]
+    fn docs_list_every_state_field() {
+        let docs = include_str!("../../../docs/rules.md");
+        let begin = "<!-- state-fields:begin (generated from src/navixy/messages.rs) -->\n";
+        let end = "<!-- state-fields:end -->";
+        let start = docs
+            .find(begin)
+            .expect("docs/rules.md has the state-fields markers")
+            + begin.len();
+        let stop = docs[start..].find(end).expect("the end marker") + start;
+        assert_eq!(
+            &docs[start..stop],
+            docs_table(),
+            "docs/rules.md's state-field table is out of date; paste the table printed here"
         );
     }
 }

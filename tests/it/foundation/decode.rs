@@ -37,8 +37,7 @@ fn documented_state() -> SourceState {
             heading: Some(248.0),
             speed: Some(0.0),
             alt: Some(431.0),
-            precision: None,
-            gsm_lbs: None,
+            ..Gps::default()
         }),
         connection_status: Some(ConnectionStatus::Active),
         movement_status: Some(MovementStatus::Parked),
@@ -94,8 +93,7 @@ fn state_batch_wire_shape() {
             heading: Some(94.0),
             speed: Some(36.0),
             alt: Some(1558.0),
-            precision: None,
-            gsm_lbs: None,
+            ..Gps::default()
         }),
         connection_status: Some(ConnectionStatus::Offline),
         movement_status: Some(MovementStatus::Moving),

@@ -4,6 +4,8 @@ mod architecture;
 mod check;
 mod check_muting;
 mod decode;
+mod decode_agree;
+mod decode_fields;
 mod decode_props;
 mod engine;
 mod faults;

@@ -159,7 +159,7 @@ fn every_problem_is_reported_with_its_place() {
             "{f}:7:11: rule `syntax`: when: Script is incomplete (line 1, column 20 of the expression)"
         ),
         format!(
-            "{f}:9:11: rule `typo`: when: `state.gps` has no field `sped` (did you mean `speed`?) (fields: updated, signal_level, location, heading, speed, alt, precision, gsm_lbs) (line 1, column 11 of the expression)"
+            "{f}:9:11: rule `typo`: when: `state.gps` has no field `sped` (did you mean `speed`?) (fields: updated, signal_level, location, heading, speed, alt, precision, gsm_lbs, satellites, hdop) (line 1, column 11 of the expression)"
         ),
         format!(
             "{f}:11:11: rule `zone`: when: unknown zone `harbour` (zones: depot) (line 1, column 1 of the expression)"

@@ -22,7 +22,7 @@ use crate::navixy::messages::{
     AdditionalField, ConnectionStatus, Counter, Gps, Gsm, IotValue, Location, MovementStatus,
     NavixyTime, SensorInput, SourceState, StateValue, VirtualSensor,
 };
-use crate::rules::script::context::{self, ScriptFrame};
+use crate::rules::script::context::{self, ScriptFrame, StateLeaf};
 use crate::rules::script::engine::{self, DynamicNames, MAX_STRING_SIZE};
 use crate::rules::zones::Zones;
 use crate::state::history::HistoryPolicy;
@@ -278,45 +278,40 @@ fn a_string_over_rhais_size_limit_is_left_to_rhai() {
 
 // ---- random expressions ----
 
-/// Every state leaf, for `state` and for `prev`.
-const STATE_LEAVES: &[&str] = &[
-    "source_id",
-    "connection_status",
-    "movement_status",
-    "movement_status_update",
-    "ignition",
-    "ignition_update",
-    "last_update",
-    "battery_level",
-    "battery_update",
-    "inputs_update",
-    "outputs_update",
-    "actual_track_update",
-    "gps.updated",
-    "gps.signal_level",
-    "gps.heading",
-    "gps.speed",
-    "gps.alt",
-    "gps.precision",
-    "gps.gsm_lbs",
-    "gps.location.lat",
-    "gps.location.lng",
-    "gps?.location?.lng",
-    "gsm.updated",
-    "gsm.signal_level",
-    "gsm.network_name",
-    "gsm.roaming",
-    "inputs[0]",
-    "inputs[2]",
-    "inputs[-1]",
-    "inputs[9]",
-    "outputs[0]",
-    "outputs[1]",
-    "additional.event_code.value",
-    "additional.event_code.updated",
-    "additional.note.value",
-    "additional.missing.value",
-];
+/// Every state leaf, for `state` and for `prev`: the leaves of the field tables, and the
+/// indexed and named ones.
+fn state_leaves() -> Vec<String> {
+    use crate::navixy::messages::{Gps, Gsm};
+    let top = SourceState::FIELDS
+        .iter()
+        .filter(|f| StateLeaf::top(f).is_some())
+        .map(|f| f.to_string());
+    let gps = Gps::FIELDS
+        .iter()
+        .filter(|f| StateLeaf::gps(f).is_some())
+        .map(|f| format!("gps.{f}"));
+    let gsm = Gsm::FIELDS
+        .iter()
+        .filter(|f| StateLeaf::gsm(f).is_some())
+        .map(|f| format!("gsm.{f}"));
+    let others = [
+        "gps.location.lat",
+        "gps.location.lng",
+        "gps?.location?.lng",
+        "inputs[0]",
+        "inputs[2]",
+        "inputs[-1]",
+        "inputs[9]",
+        "outputs[0]",
+        "outputs[1]",
+        "additional.event_code.value",
+        "additional.event_code.updated",
+        "additional.note.value",
+        "additional.missing.value",
+    ]
+    .map(String::from);
+    top.chain(gps).chain(gsm).chain(others).collect()
+}
 
 /// Objects whose presence `== ()` tests.
 const OBJECTS: &[&str] = &[
@@ -490,7 +485,7 @@ const ROOTS: &[&str] = &["state", "prev", "state?"];
 const TESTS: &[&str] = &["== ()", "!= ()"];
 
 fn leaf() -> impl Strategy<Value = String> {
-    let state = (select(ROOTS), select(STATE_LEAVES)).prop_map(|(root, f)| format!("{root}.{f}"));
+    let state = (select(ROOTS), select(state_leaves())).prop_map(|(root, f)| format!("{root}.{f}"));
     let presence = (select(OBJECTS), select(TESTS), any::<bool>()).prop_map(|(o, test, flip)| {
         if flip {
             format!("() {} {o}", &test[..2])
@@ -580,6 +575,8 @@ fn source_state() -> impl Strategy<Value = Option<SourceState>> {
             signal_level: heading.map(|h| h / 3.6),
             gsm_lbs: lbs,
             updated: updated.map(time),
+            satellites: heading.map(|h| (h / 30.0) as i64),
+            hdop: speed.map(|s| s / 10.0),
         })
     });
     let gsm = opt((
