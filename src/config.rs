@@ -600,6 +600,12 @@ pub struct ServerConfig {
     /// clients cannot use up the process's file descriptors.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// The console's map tiles: a URL template with `{z}`, `{x}` and `{y}` (and
+    /// optionally `{s}`), e.g. `https://tile.openstreetmap.org/{z}/{x}/{y}.png`. The browser
+    /// fetches them, not the daemon. Without it the map draws zones and positions on a
+    /// blank background, and nothing is fetched from elsewhere.
+    #[serde(default)]
+    pub map_tiles: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -611,6 +617,7 @@ impl Default for ServerConfig {
             insecure: false,
             header_timeout: default_header_timeout(),
             max_connections: default_max_connections(),
+            map_tiles: None,
         }
     }
 }
@@ -648,6 +655,15 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
+        }
+        if let Some(tiles) = &self.map_tiles {
+            let t = tiles.trim();
+            let templated = ["{z}", "{x}", "{y}"].iter().all(|p| t.contains(p));
+            if !(t.starts_with("https://") || t.starts_with("http://")) || !templated {
+                return Err(format!(
+                    "server.map_tiles: `{tiles}` must be an http(s) URL template with {{z}}, {{x}} and {{y}}"
+                ));
+            }
         }
         Ok(())
     }

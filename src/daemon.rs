@@ -288,6 +288,7 @@ pub async fn run(
                 metrics,
                 token: Token::from_config(config.server.token.as_ref()),
                 server: config.server.clone(),
+                committed: Some(dispatcher.committed()),
             };
             let open = state.token.is_none();
             if let Some(addr) = addr {
@@ -532,6 +533,11 @@ async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
             config.path.display()
         )
     })?;
+    // The first thing the demo prints: where to look.
+    if let Ok(addr) = listener.local_addr() {
+        let url = format!("http://{addr}/");
+        info!(console = %url, "Console: {url}");
+    }
     Ok(Some(listener))
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::channels::{self, Channel, ChannelError};
 use super::group::{Groups, Queued, Undelivered};
@@ -95,7 +95,13 @@ pub struct DispatcherHandle {
     store: Store,
     depth: Depth,
     stopped: watch::Receiver<bool>,
+    /// Every transition once committed, for live views (the console); bounded, so a
+    /// receiver that falls behind loses the oldest and is told so.
+    committed: broadcast::Sender<AlertTransition>,
 }
+
+/// How many committed transitions a live view may fall behind before it loses some.
+const LIVE_CAPACITY: usize = 1024;
 
 /// Namespace for [`Dispatcher::start`].
 pub struct Dispatcher;
@@ -238,7 +244,9 @@ impl Dispatcher {
         }
 
         let (submit_tx, submit_rx) = mpsc::channel(4096);
+        let (committed, _) = broadcast::channel(LIVE_CAPACITY);
         let flow = Flow {
+            committed: committed.clone(),
             groups,
             router,
             names,
@@ -267,6 +275,7 @@ impl Dispatcher {
             store,
             depth,
             stopped: done_rx,
+            committed,
         })
     }
 }
@@ -304,6 +313,11 @@ impl DispatcherHandle {
         self.depth.get()
     }
 
+    /// The committed transitions from now on (for live views).
+    pub fn committed(&self) -> broadcast::Sender<AlertTransition> {
+        self.committed.clone()
+    }
+
     /// Waits until every dispatcher task has ended (after shutdown and the drain).
     pub async fn stopped(&self) {
         let mut stopped = self.stopped.clone();
@@ -325,6 +339,8 @@ struct Flow {
     /// The last failed commit carried transitions: a timer flush that succeeds meanwhile
     /// (it may need no new page of a full database) does not make the store ready.
     transitions_failing: AtomicBool,
+    /// See [`DispatcherHandle::committed`]; copies are made only while someone listens.
+    committed: broadcast::Sender<AlertTransition>,
 }
 
 impl Flow {
@@ -392,6 +408,7 @@ impl Flow {
             transitions.extend(s.transitions);
             acks.push(s.ack);
         }
+        let announce = (self.committed.receiver_count() > 0).then(|| transitions.clone());
         let groups = self.groups.clone();
         let result = self
             .store
@@ -419,6 +436,10 @@ impl Flow {
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
+                announce
+                    .into_iter()
+                    .flatten()
+                    .for_each(|t| drop(self.committed.send(t)));
                 self.hand_over(queued, now);
                 next_due
             }

@@ -4,7 +4,7 @@
 mod chaos;
 mod crash;
 mod reload;
-mod server;
+pub(crate) mod server;
 mod server_access;
 mod server_limits;
 mod server_openapi;
