@@ -1653,6 +1653,10 @@ mod tests {
                 "c.yaml:4:6: channels.h: timeout: `0s` is out of range: must be more than 0 and at most 10m",
             ),
             (
+                format!("{sim}server:\n  map_tiles: 'https://tiles.example/{{z}}/{{x}}.png'\n"),
+                "c.yaml:4:3: server.map_tiles: `https://tiles.example/{z}/{x}.png` must be an http(s) URL template with {z}, {x} and {y}",
+            ),
+            (
                 format!("{sim}channels:\n  m: {{ type: email, smtp: {{ host: h, port: 0 }}, from: a@b.c, to: [d@e.f] }}\n"),
                 "c.yaml:4:6: channels.m: port: `0` is out of range: must be from 1 to 65535",
             ),

@@ -1056,7 +1056,7 @@ mod tests {
     fn numbers_read_tidy() {
         assert_eq!(number(157.20000000000002), "157.2");
         assert_eq!(number(24.0), "24");
-        assert_eq!(number(-3.14159), "-3.14");
+        assert_eq!(number(-7.256), "-7.26");
         assert_eq!(show_json(&serde_json::json!(12)), "12");
         assert_eq!(show_json(&serde_json::json!("On")), "On");
     }
