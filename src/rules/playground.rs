@@ -78,3 +78,105 @@ impl RuleSet {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{Circle, ZoneConfig};
+    use crate::navixy::messages::SourceState;
+    use crate::rules::LoadOptions;
+    use crate::rules::zones::Zones;
+    use crate::state::Update;
+    use crate::state::cache::ShardCache;
+
+    fn rules() -> RuleSet {
+        let zones = [(
+            "depot".to_string(),
+            ZoneConfig {
+                circle: Some(Circle {
+                    lat: 52.52,
+                    lng: 13.40,
+                    radius_m: 300.0,
+                }),
+                polygon: None,
+                sausage: None,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let options = LoadOptions {
+            zones: Zones::local(&zones),
+            ..LoadOptions::default()
+        };
+        let yaml = "rules:\n  - name: r\n    when: \"false\"\n".to_string();
+        RuleSet::from_sources(&[(PathBuf::from("rules/r.yaml"), yaml)], &options)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Two trackers: 1 at the depot doing 20 km/h, 2 elsewhere doing 95.
+    fn fleet() -> Vec<TrackerState> {
+        let mut cache = ShardCache::new(Default::default(), chrono_tz::UTC);
+        for (id, lat, speed) in [(1, 52.52, 20.0), (2, 52.60, 95.0)] {
+            let state: SourceState = serde_json::from_value(json!({
+                "gps": { "location": { "lat": lat, "lng": 13.40 }, "speed": speed }
+            }))
+            .unwrap();
+            cache.apply(Update::State {
+                tracker_id: id,
+                state: Box::new(state),
+            });
+        }
+        let mut all: Vec<TrackerState> = cache.iter().cloned().collect();
+        all.sort_by_key(|t| t.info.id);
+        all
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_condition_holds_for_the_trackers_it_is_true_of() {
+        let tried = rules()
+            .try_condition("state.gps.speed > 80", &fleet(), now())
+            .unwrap();
+        let holds: Vec<(TrackerId, bool)> = tried.iter().map(|t| (t.tracker_id, t.holds)).collect();
+        assert_eq!(holds, [(1, false), (2, true)]);
+    }
+
+    #[test]
+    fn conditions_see_the_rules_zones_and_values_are_kept() {
+        let set = rules();
+        let tried = set
+            .try_condition("in_zone(\"depot\")", &fleet(), now())
+            .unwrap();
+        assert_eq!(
+            tried.iter().map(|t| t.holds).collect::<Vec<_>>(),
+            [true, false]
+        );
+        let speeds = set
+            .try_condition("state.gps.speed", &fleet(), now())
+            .unwrap();
+        assert_eq!(speeds[1].value, Some(json!(95)));
+        assert!(!speeds[1].holds);
+    }
+
+    #[test]
+    fn a_condition_that_does_not_compile_says_so() {
+        let set = rules();
+        assert!(
+            set.try_condition("state.gps.speed >", &fleet(), now())
+                .is_err()
+        );
+        assert!(set.try_condition("nope > 1", &fleet(), now()).is_err());
+        assert_eq!(
+            set.try_condition("  ", &fleet(), now()).unwrap_err(),
+            "type a condition, e.g. `state.gps.speed > 80`"
+        );
+    }
+}
