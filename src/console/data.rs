@@ -56,6 +56,10 @@ impl When {
 /// `42s ago`, `5m ago`, `3h ago`, `2d ago` (`in 5m` for the future).
 pub fn ago(d: chrono::Duration) -> String {
     let s = d.num_seconds();
+    // A clock a few seconds ahead (a device's, the simulator's) is not "the future".
+    if (-60..5).contains(&s) {
+        return "just now".into();
+    }
     let (n, future) = if s < 0 { (-s, true) } else { (s, false) };
     let text = match n {
         0..60 => format!("{n}s"),
@@ -1046,6 +1050,8 @@ mod tests {
     fn ages_read_short() {
         let d = chrono::Duration::seconds;
         assert_eq!(ago(d(5)), "5s ago");
+        assert_eq!(ago(d(2)), "just now");
+        assert_eq!(ago(d(-8)), "just now");
         assert_eq!(ago(d(125)), "2m ago");
         assert_eq!(ago(d(7300)), "2h ago");
         assert_eq!(ago(d(200_000)), "2d ago");

@@ -35,6 +35,8 @@
   const skew = (Date.parse(document.body.dataset.serverNow) || Date.now()) - Date.now();
   function ago(iso) {
     const s = Math.round((Date.now() + skew - Date.parse(iso)) / 1000);
+    // A clock a few seconds ahead (a device's, the simulator's) is not "the future".
+    if (s > -60 && s < 5) return "just now";
     const n = Math.abs(s);
     const text = n < 60 ? n + "s" : n < 3600 ? Math.floor(n / 60) + "m"
       : n < 86400 ? Math.floor(n / 3600) + "h" : Math.floor(n / 86400) + "d";

@@ -61,6 +61,26 @@ async fn alerts_appear_without_a_reload() {
     );
     browser.screenshot("console-alerts").await;
 
+    // Every control has a name a screen reader says, and a phone's width needs no
+    // sideways scrolling.
+    let unnamed = browser
+        .js(
+            "return Array.from(document.querySelectorAll('a, button, input, select, textarea'))\
+             .filter(e => !((e.getAttribute('aria-label') || '').trim() || e.textContent.trim()\
+               || (e.labels && e.labels.length)))\
+             .map(e => e.outerHTML)",
+        )
+        .await;
+    assert_eq!(unnamed, json!([]));
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .until(
+            "the page to fit a phone",
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await;
+    browser.screenshot("console-phone").await;
+
     browser.stop().await;
     daemon.stop().await;
 }
