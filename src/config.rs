@@ -716,6 +716,12 @@ pub struct ServerConfig {
     /// clients cannot use up the process's file descriptors.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// The console's map tiles: a URL template with `{z}`, `{x}` and `{y}` (and
+    /// optionally `{s}`), e.g. `https://tile.openstreetmap.org/{z}/{x}/{y}.png`. The browser
+    /// fetches them, not the daemon. Without it the map draws zones and positions on a
+    /// blank background, and nothing is fetched from elsewhere.
+    #[serde(default)]
+    pub map_tiles: Option<String>,
 }
 
 /// One named token of the admin API (`server.tokens[]`).
@@ -760,6 +766,7 @@ impl Default for ServerConfig {
             insecure: false,
             header_timeout: default_header_timeout(),
             max_connections: default_max_connections(),
+            map_tiles: None,
         }
     }
 }
@@ -823,6 +830,15 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
+        }
+        if let Some(tiles) = &self.map_tiles {
+            let t = tiles.trim();
+            let templated = ["{z}", "{x}", "{y}"].iter().all(|p| t.contains(p));
+            if !(t.starts_with("https://") || t.starts_with("http://")) || !templated {
+                return Err(format!(
+                    "server.map_tiles: `{tiles}` must be an http(s) URL template with {{z}}, {{x}} and {{y}}"
+                ));
+            }
         }
         Ok(())
     }
@@ -2191,6 +2207,10 @@ mod tests {
             (
                 format!("{sim}channels:\n  h: {{ type: webhook, url: 'http://x', timeout: 0s }}\n"),
                 "c.yaml:4:6: channels.h: timeout: `0s` is out of range: must be more than 0 and at most 10m",
+            ),
+            (
+                format!("{sim}server:\n  map_tiles: 'https://tiles.example/{{z}}/{{x}}.png'\n"),
+                "c.yaml:4:3: server.map_tiles: `https://tiles.example/{z}/{x}.png` must be an http(s) URL template with {z}, {x} and {y}",
             ),
             (
                 format!("{sim}channels:\n  m: {{ type: email, smtp: {{ host: h, port: 0 }}, from: a@b.c, to: [d@e.f] }}\n"),

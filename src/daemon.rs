@@ -296,6 +296,7 @@ pub async fn run(
                 metrics,
                 auth: Auth::from_config(&config.server),
                 server: config.server.clone(),
+                committed: Some(dispatcher.committed()),
             };
             let open = !state.auth.required();
             if let Some(addr) = addr {
@@ -540,6 +541,11 @@ async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
             config.path.display()
         )
     })?;
+    // The first thing the demo prints: where to look.
+    if let Ok(addr) = listener.local_addr() {
+        let url = format!("http://{addr}/");
+        info!(console = %url, "Console: {url}");
+    }
     Ok(Some(listener))
 }
 

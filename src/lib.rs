@@ -25,6 +25,7 @@
 //!   in front of each channel (webhook, Slack, email, Alertmanager, stdout).
 //! - [`store`]: SQLite (WAL): alert states, the outbox, the notification log, silences.
 //! - [`server`]: the admin HTTP API and Prometheus metrics.
+//! - [`console`]: the web pages for the operations desk, served by [`server`] at `/`.
 //! - [`config`]: the config file; [`cli`] and [`commands`]: what `main` runs.
 //!
 //! - [`backoff`], [`text`]: retry delays and text truncation, shared.
@@ -42,6 +43,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod dispatch;
 pub mod engine;

@@ -373,4 +373,8 @@ impl ReloadRules for Reloader {
             }
         })
     }
+
+    fn rules_in_force(&self) -> Option<Arc<RuleSet>> {
+        Some(self.rules())
+    }
 }

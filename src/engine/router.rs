@@ -482,6 +482,16 @@ impl EngineHandle {
         rx
     }
 
+    /// A copy of every tracker's state, shard by shard (blocking, like
+    /// [`EngineHandle::pending_blocking`]); trackers of a stopped shard are missing.
+    pub fn trackers_blocking(&self) -> Vec<TrackerState> {
+        self.ask_all(ShardMsg::All)
+            .into_iter()
+            .filter_map(|rx| rx.blocking_recv().ok())
+            .flatten()
+            .collect()
+    }
+
     /// Replaces every shard's evaluator (hot reload); trackers' state is kept.
     pub fn replace_evaluators(&self, factory: EvaluatorFactory<'_>) {
         for (i, shard) in self.shards.iter().enumerate() {

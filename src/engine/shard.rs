@@ -39,6 +39,8 @@ pub enum ShardMsg {
         crate::navixy::messages::TrackerId,
         oneshot::Sender<Option<TrackerState>>,
     ),
+    /// A copy of every tracker's state, for the console's lists and playground.
+    All(oneshot::Sender<Vec<TrackerState>>),
     /// The number of trackers the shard holds.
     Len(oneshot::Sender<usize>),
     /// The alerts inside their `for` ([`ShardEvaluator::pending`]).
@@ -169,6 +171,9 @@ impl Worker {
             }
             ShardMsg::Tracker(id, reply) => {
                 let _ = reply.send(self.cache.get(id).cloned());
+            }
+            ShardMsg::All(reply) => {
+                let _ = reply.send(self.cache.iter().cloned().collect());
             }
             ShardMsg::Len(reply) => {
                 let _ = reply.send(self.cache.len());

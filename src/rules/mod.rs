@@ -22,6 +22,7 @@ pub mod file;
 pub mod format;
 pub mod load;
 pub(crate) mod machine;
+pub mod playground;
 pub(crate) mod render;
 pub mod schedule;
 pub(crate) mod script;

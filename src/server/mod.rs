@@ -68,6 +68,8 @@ pub struct AppState {
     pub auth: Auth,
     /// `server:` as loaded: the external URL and the connection limits.
     pub server: ServerConfig,
+    /// Transitions as the dispatcher commits them, for the console's live pages.
+    pub committed: Option<tokio::sync::broadcast::Sender<crate::alert::AlertTransition>>,
 }
 
 /// What `POST /api/v1/reload` asks of the daemon: load the rule files again. Defined
@@ -76,6 +78,12 @@ pub struct AppState {
 pub trait ReloadRules: Send + Sync {
     /// What changed (as the response reports it), or why nothing did.
     fn reload_rules(&self) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>>;
+
+    /// The rule set in force (the console lists it and compiles playground conditions
+    /// with its engine); `None` where there is none.
+    fn rules_in_force(&self) -> Option<Arc<crate::rules::RuleSet>> {
+        None
+    }
 }
 
 /// Why a reload did not take effect; the old rule set keeps running.
@@ -131,9 +139,18 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
         auth::require_token,
     ));
     let (router, _) = open.merge(guarded).split_for_parts();
+    let console_state = console_state(&state);
+    let open_console = crate::console::open_router(console_state.clone());
+    let console = crate::console::router(console_state);
+    let console = console.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     let routes = router
+        .with_state(state.clone())
+        .merge(console)
+        .merge(open_console)
         .fallback(api::not_found)
-        .with_state(state)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             access,
@@ -144,6 +161,19 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn(api::json_errors))
+}
+
+/// What the console reads, from what the routes read.
+fn console_state(state: &AppState) -> crate::console::ConsoleState {
+    let reloader = state.reloader.clone();
+    crate::console::ConsoleState {
+        engine: state.engine.clone(),
+        store: state.store.clone(),
+        clock: state.clock.clone(),
+        rules: Arc::new(move || reloader.rules_in_force()),
+        committed: state.committed.clone(),
+        map_tiles: state.server.map_tiles.clone(),
+    }
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then lets requests in

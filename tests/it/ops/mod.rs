@@ -8,7 +8,7 @@ mod events;
 mod history;
 mod muting;
 mod reload;
-mod server;
+pub(crate) mod server;
 mod server_access;
 mod server_ack;
 mod server_limits;

@@ -1,0 +1,74 @@
+//! The console: web pages for the operations desk on the admin server, at `/`.
+//!
+//! Server-rendered (axum + minijinja), with one stylesheet and one small script of our
+//! own and Leaflet for maps, all embedded in the binary: nothing is fetched from
+//! elsewhere unless `server.map_tiles` names a tile server. Pages change nothing
+//! themselves: their buttons call the admin API (`/api/v1/silences`, `/api/v1/reload`,
+//! acknowledgements) with JSON, same-origin, as any client would.
+//!
+//! - [`data`]: everything the pages read, as view structs (the one place that knows
+//!   where alerts, trackers, silences and deliveries come from).
+//! - [`pages`]: the routes and their templates (`templates/`).
+//! - [`live`]: the Server-Sent Events stream of committed transitions the pages follow.
+//! - [`assets`]: the embedded static files (`static/`).
+//!
+//! It owns no state and must not change alert state: the engine, the dispatcher and the
+//! store stay the only writers.
+
+pub mod assets;
+pub mod data;
+pub mod live;
+pub mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::broadcast;
+
+use crate::alert::AlertTransition;
+use crate::clock::Clock;
+use crate::engine::EngineHandle;
+use crate::rules::RuleSet;
+use crate::store::Store;
+
+/// What the console reads. Cheap to clone.
+#[derive(Clone)]
+pub struct ConsoleState {
+    /// Trackers' cached state and the pending alerts.
+    pub engine: EngineHandle,
+    /// Firing alerts, the notification log, silences, the outbox.
+    pub store: Store,
+    /// The daemon's clock: "since" and silence times are on it.
+    pub clock: Arc<dyn Clock>,
+    /// The rule set in force (it changes on reload), `None` when there is none.
+    pub rules: Arc<dyn Fn() -> Option<Arc<RuleSet>> + Send + Sync>,
+    /// Committed transitions, for [`live`]; `None`: the pages do not update by themselves.
+    pub committed: Option<broadcast::Sender<AlertTransition>>,
+    /// `server.map_tiles`.
+    pub map_tiles: Option<String>,
+}
+
+/// The pages, behind the admin server's access checks.
+pub fn router(state: ConsoleState) -> Router {
+    Router::new()
+        .route("/", get(pages::alerts))
+        .route("/alerts/{fingerprint}", get(pages::alert))
+        .route("/trackers", get(pages::trackers))
+        .route("/trackers/{id}", get(pages::tracker))
+        .route("/silences", get(pages::silences))
+        .route("/silences/preview", post(pages::silence_preview))
+        .route("/deliveries", get(pages::deliveries))
+        .route("/rules", get(pages::rules))
+        .route("/rules/playground", post(pages::playground))
+        .route("/console/events", get(live::events))
+        .with_state(state)
+}
+
+/// What needs no token: the login page and the static files.
+pub fn open_router(state: ConsoleState) -> Router {
+    Router::new()
+        .route("/login", get(pages::login))
+        .route("/console/static/{file}", get(assets::file))
+        .with_state(state)
+}
