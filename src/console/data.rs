@@ -191,6 +191,7 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
                     location: None,
                     state: serde_json::Map::new(),
                     channels: None,
+                    occurrence_id: None,
                 },
                 "pending",
             ));

@@ -9,7 +9,6 @@
 //! - [`data`]: everything the pages read, as view structs (the one place that knows
 //!   where alerts, trackers, silences and deliveries come from).
 //! - [`pages`]: the routes and their templates (`templates/`).
-//! - [`live`]: the Server-Sent Events stream of committed transitions the pages follow.
 //! - [`assets`]: the embedded static files (`static/`).
 //!
 //! It owns no state and must not change alert state: the engine, the dispatcher and the
@@ -17,16 +16,13 @@
 
 pub mod assets;
 pub mod data;
-pub mod live;
 pub mod pages;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tokio::sync::broadcast;
 
-use crate::alert::AlertTransition;
 use crate::clock::Clock;
 use crate::engine::EngineHandle;
 use crate::rules::RuleSet;
@@ -43,8 +39,6 @@ pub struct ConsoleState {
     pub clock: Arc<dyn Clock>,
     /// The rule set in force (it changes on reload), `None` when there is none.
     pub rules: Arc<dyn Fn() -> Option<Arc<RuleSet>> + Send + Sync>,
-    /// Committed transitions, for [`live`]; `None`: the pages do not update by themselves.
-    pub committed: Option<broadcast::Sender<AlertTransition>>,
     /// `server.map_tiles`.
     pub map_tiles: Option<String>,
 }
@@ -61,7 +55,6 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/deliveries", get(pages::deliveries))
         .route("/rules", get(pages::rules))
         .route("/rules/playground", post(pages::playground))
-        .route("/console/events", get(live::events))
         .with_state(state)
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::ack::AckLinks;
 use super::channels::{self, Channel, ChannelError};
@@ -98,13 +98,7 @@ pub struct DispatcherHandle {
     store: Store,
     depth: Depth,
     stopped: watch::Receiver<bool>,
-    /// Every transition once committed, for live views (the console); bounded, so a
-    /// receiver that falls behind loses the oldest and is told so.
-    committed: broadcast::Sender<AlertTransition>,
 }
-
-/// How many committed transitions a live view may fall behind before it loses some.
-const LIVE_CAPACITY: usize = 1024;
 
 /// Namespace for [`Dispatcher::start`].
 pub struct Dispatcher;
@@ -269,9 +263,7 @@ impl Dispatcher {
         }
 
         let (submit_tx, submit_rx) = mpsc::channel(4096);
-        let (committed, _) = broadcast::channel(LIVE_CAPACITY);
         let flow = Flow {
-            committed: committed.clone(),
             groups,
             router,
             names,
@@ -313,7 +305,6 @@ impl Dispatcher {
             store,
             depth,
             stopped: done_rx,
-            committed,
         })
     }
 }
@@ -351,11 +342,6 @@ impl DispatcherHandle {
         self.depth.get()
     }
 
-    /// The committed transitions from now on (for live views).
-    pub fn committed(&self) -> broadcast::Sender<AlertTransition> {
-        self.committed.clone()
-    }
-
     /// Waits until every dispatcher task has ended (after shutdown and the drain).
     pub async fn stopped(&self) {
         let mut stopped = self.stopped.clone();
@@ -385,8 +371,6 @@ struct Flow {
     /// The store's ack generation at the last commit that announced acks (`MAX`: none
     /// yet, so the first commit announces what a previous run left).
     ack_generation: AtomicU64,
-    /// See [`DispatcherHandle::committed`]; copies are made only while someone listens.
-    committed: broadcast::Sender<AlertTransition>,
 }
 
 impl Flow {
@@ -459,7 +443,6 @@ impl Flow {
             transitions.extend(s.transitions);
             acks.push(s.ack);
         }
-        let announce = (self.committed.receiver_count() > 0).then(|| transitions.clone());
         let groups = self.groups.clone();
         let unpublished = self.unpublished.clone();
         // Read before the commit: an ack made meanwhile bumps it again.
@@ -499,10 +482,6 @@ impl Flow {
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
-                announce
-                    .into_iter()
-                    .flatten()
-                    .for_each(|t| drop(self.committed.send(t)));
                 self.hand_over(queued, now);
                 next_due
             }

@@ -48,6 +48,7 @@ impl RuleSet {
             .map_err(|e| e.to_string())?;
         let now_ms = now.timestamp_millis();
         let mut scope = script_engine::eval_scope();
+        let navixy = self.around.navixy.load();
         Ok(trackers
             .iter()
             .map(|tracker| {
@@ -57,6 +58,8 @@ impl RuleSet {
                     now_ms,
                     time_zone: self.time_zone,
                     zones: &self.zones,
+                    navixy: &navixy,
+                    around: &self.around,
                 };
                 let result =
                     context::enter(&frame, || script::eval_rhai(&self.engine, &mut scope, &ast));

@@ -68,8 +68,6 @@ pub struct AppState {
     pub auth: Auth,
     /// `server:` as loaded: the external URL and the connection limits.
     pub server: ServerConfig,
-    /// Transitions as the dispatcher commits them, for the console's live pages.
-    pub committed: Option<tokio::sync::broadcast::Sender<crate::alert::AlertTransition>>,
 }
 
 /// What `POST /api/v1/reload` asks of the daemon: load the rule files again. Defined
@@ -171,7 +169,6 @@ fn console_state(state: &AppState) -> crate::console::ConsoleState {
         store: state.store.clone(),
         clock: state.clock.clone(),
         rules: Arc::new(move || reloader.rules_in_force()),
-        committed: state.committed.clone(),
         map_tiles: state.server.map_tiles.clone(),
     }
 }

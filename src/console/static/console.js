@@ -107,10 +107,11 @@
   function live() {
     const badge = $("#live");
     if (!window.EventSource) { if (badge) badge.textContent = "no live updates"; return; }
-    const source = new EventSource("/console/events");
-    source.addEventListener("hello", () => { if (badge) { badge.textContent = "live"; badge.classList.add("on"); } });
+    const source = new EventSource("/api/v1/events");
+    // Connected (again): whatever happened meanwhile is fetched anew.
+    source.onopen = () => { if (badge) { badge.textContent = "live"; badge.classList.add("on"); } refresh(); };
     source.addEventListener("transition", refresh);
-    source.addEventListener("lagged", refresh);
+    source.addEventListener("history", refresh);
     source.onerror = () => { if (badge) { badge.textContent = "reconnecting…"; badge.classList.remove("on"); } };
     // Pending alerts change without a committed transition: look again now and then.
     if ($("[data-refresh]")) setInterval(refresh, 10000);
