@@ -1165,7 +1165,10 @@ mod tests {
             !synced.load(Ordering::SeqCst),
             "sync returned on a full disk"
         );
-        assert!(committed < TRACKERS as usize, "{committed} committed on a full disk");
+        assert!(
+            committed < TRACKERS as usize,
+            "{committed} committed on a full disk"
+        );
 
         // Space returns: the engine finishes its input and every transition commits.
         max_pages(&store, 1 << 30).await;

@@ -215,19 +215,32 @@ async fn pending_labels(
         .collect()
 }
 
-async fn active_silences(state: &ConsoleState) -> Result<ActiveSilences, DataError> {
+/// What holds alerts back or says someone is on them: silences and acks in force.
+struct Marks {
+    silences: ActiveSilences,
+    acks: std::collections::HashMap<String, crate::alert::Ack>,
+}
+
+impl Marks {
+    fn matching(&self, t: &AlertTransition, now: DateTime<Utc>) -> Option<&str> {
+        self.silences.matching(t, now)
+    }
+}
+
+async fn active_silences(state: &ConsoleState) -> Result<Marks, DataError> {
     let mut silences = ActiveSilences::default();
     silences.replace(
         state.store.list_silences().await?,
         state.store.silence_generation(),
     );
-    Ok(silences)
+    let acks = state.store.list_active_acks(state.clock.now()).await?;
+    Ok(Marks { silences, acks })
 }
 
 fn row(
     t: &AlertTransition,
     status: &'static str,
-    silences: &ActiveSilences,
+    silences: &Marks,
     now: DateTime<Utc>,
 ) -> AlertRow {
     AlertRow {
@@ -242,7 +255,7 @@ fn row(
         since: When::new(t.starts_at, now),
         labels: t.labels.clone(),
         silenced_by: silences.matching(t, now).map(str::to_owned),
-        acked_by: None,
+        acked_by: silences.acks.get(&t.fingerprint.0).map(|a| a.by.clone()),
         location: t.location,
     }
 }

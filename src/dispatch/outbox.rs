@@ -336,8 +336,10 @@ impl Sender {
                 tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
                 let (id, attempts) = (n.id.clone(), d.attempts);
                 let history = n.history(HistoryKind::Sent, now, None);
-                self.record(outcomes, history, move |tx| store::mark_sent(tx, &id, attempts, now))
-                    .await;
+                self.record(outcomes, history, move |tx| {
+                    store::mark_sent(tx, &id, attempts, now)
+                })
+                .await;
                 self.depth.add(-1);
                 None
             }
@@ -396,8 +398,9 @@ impl Sender {
             "Notification failed; kept in the outbox as failed."
         );
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
-        let history =
-            d.notification.history(HistoryKind::Failed, now, Some(&message));
+        let history = d
+            .notification
+            .history(HistoryKind::Failed, now, Some(&message));
         self.record(outcomes, history, move |tx| {
             store::mark_failed(tx, &id, attempts, now, &message)
         })

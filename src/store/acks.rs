@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Durability, LogEntry, Outcome, Store, StoreError, from_ms, insert_log, to_ms};
 use super::history::{self, FeedEvent, HistoryEntry, HistoryKind};
+use super::{Durability, LogEntry, Outcome, Store, StoreError, from_ms, insert_log, to_ms};
 use crate::alert::{Ack, AlertTransition, Fingerprint};
 
 /// The length of the ack link key, in bytes.

@@ -108,10 +108,21 @@
     const badge = $("#live");
     if (!window.EventSource) { if (badge) badge.textContent = "no live updates"; return; }
     const source = new EventSource("/api/v1/events");
-    // Connected (again): whatever happened meanwhile is fetched anew.
-    source.onopen = () => { if (badge) { badge.textContent = "live"; badge.classList.add("on"); } refresh(); };
+    // Connected again: whatever happened meanwhile is fetched anew.
+    let opened = false;
+    source.onopen = () => {
+      if (badge) { badge.textContent = "live"; badge.classList.add("on"); }
+      if (opened) refresh();
+      opened = true;
+    };
     source.addEventListener("transition", refresh);
-    source.addEventListener("history", refresh);
+    // Of the history, what changes a row: an ack made or undone.
+    source.addEventListener("history", (e) => {
+      try {
+        const kind = JSON.parse(e.data).kind;
+        if (kind === "acknowledged" || kind === "unacknowledged") refresh();
+      } catch (_) { /* not ours to judge */ }
+    });
     source.onerror = () => { if (badge) { badge.textContent = "reconnecting…"; badge.classList.remove("on"); } };
     // Pending alerts change without a committed transition: look again now and then.
     if ($("[data-refresh]")) setInterval(refresh, 10000);

@@ -159,7 +159,7 @@ engine: {{ eval_interval: 10s, workers: 2 }}
 zones:
   depot: {{ circle: {{ lat: 52.52, lng: 13.40, radius_m: 300 }} }}
 channels:
-  hook: {{ type: webhook, url: "{}" }}
+  hook: {{ type: webhook, url: "{}", send_acks: true }}
 routes:
   - channels: [hook]
 notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 1s, repeat_interval: 4h }}

@@ -133,10 +133,42 @@ async fn ack_from_a_row_sends_the_ack() {
             "body": r#"{"by":"alice","comment":""}"#,
         })
     );
-    // Completed at merge with the acknowledgement API: the alert's page then shows
-    // "acked by alice". Until then the server answers 404 and the page says so.
     let toast = browser.wait_for("#toast:not([hidden])").await;
-    assert!(toast.text().await.unwrap().starts_with("Ack failed: "));
+    assert_eq!(toast.text().await.unwrap(), "Acknowledged.");
+    // The row says so without a reload, the receiver is told (`send_acks`), and the
+    // alert's page shows who acknowledged it, on the row and in its timeline.
+    browser
+        .until(
+            "the row to say who acknowledged it",
+            &format!(
+                "const c = document.querySelector(\"tr[data-fingerprint='{fingerprint}'] td.ack\");\
+                 return c && c.textContent.includes('acked by alice') ? true : null"
+            ),
+        )
+        .await;
+    let told = eventually("the receiver to be told of the ack", || async {
+        daemon
+            .hook
+            .bodies()
+            .into_iter()
+            .find(|b| b["type"] == "alert.acknowledged")
+    })
+    .await;
+    assert_eq!(
+        told["data"]["alerts"][0]["fingerprint"],
+        fingerprint.as_str()
+    );
+    assert_eq!(told["data"]["alerts"][0]["ack"]["by"], "alice");
+    browser
+        .goto(&daemon.url(&format!("/alerts/{fingerprint}")))
+        .await;
+    browser
+        .until(
+            "the alert page to show the ack",
+            "return document.body.innerText.includes('acked by alice') \
+                    && document.body.innerText.toLowerCase().includes('acknowledged') ? true : null",
+        )
+        .await;
 
     browser.stop().await;
     daemon.stop().await;

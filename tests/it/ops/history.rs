@@ -250,7 +250,12 @@ async fn the_event_stream_carries_transitions_and_history() {
     let (status, body) = daemon.post("/api/v1/reload", "").await;
     assert_eq!(status, 200, "{body}");
 
-    let text = read_until(&mut stream, |t| t.contains("\"kind\":\"sent\"")).await;
+    // Until every notification queued so far has been sent (several trackers fire).
+    let text = read_until(&mut stream, |t| {
+        let sent = t.matches("\"kind\":\"sent\"").count();
+        sent > 0 && sent >= t.matches("\"kind\":\"queued\"").count()
+    })
+    .await;
     let events: Vec<(&str, Value)> = text
         .split("\n\n")
         .filter_map(|block| {
