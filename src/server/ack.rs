@@ -320,6 +320,7 @@ async fn resolve_link(
         (status = 200, description = "The alert and a button to acknowledge it; changes nothing.", body = String, content_type = "text/html"),
         (status = 403, description = "The link is forged or expired.", body = String, content_type = "text/html"),
         (status = 404, description = "The alert has resolved.", body = String, content_type = "text/html"),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
 pub async fn link_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
@@ -350,6 +351,11 @@ pub async fn link_page(State(state): State<AppState>, Path(token): Path<String>)
         (status = 200, description = "Acknowledged.", body = String, content_type = "text/html"),
         (status = 403, description = "The link is forged or expired, or `Origin` is another site.", body = String, content_type = "text/html"),
         (status = 404, description = "The alert has resolved.", body = String, content_type = "text/html"),
+        (status = 400, description = "The form cannot be read.", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/x-www-form-urlencoded`.", body = ErrorBody),
+        (status = 421, description = "`Host` is not this server.", body = ErrorBody),
+        (status = 422, description = "The form has fields of the wrong type.", body = ErrorBody),
     )
 )]
 pub async fn link_acknowledge(
