@@ -445,6 +445,8 @@ impl Flow {
         }
         let groups = self.groups.clone();
         let unpublished = self.unpublished.clone();
+        // A transition's own feed event is a copy of it: made only for a listener.
+        let listened = self.store.feed().is_listened();
         // Read before the commit: an ack made meanwhile bumps it again.
         let ack_generation = self.store.ack_generation();
         let announce = self.ack_generation.swap(ack_generation, Ordering::AcqRel) != ack_generation;
@@ -457,7 +459,9 @@ impl Flow {
                 for t in transitions {
                     let entry = HistoryEntry::transition(&t);
                     store::history::append(&tx, &entry)?;
-                    unpublished.push(FeedEvent::Transition(TransitionEvent::of(&t)));
+                    if listened {
+                        unpublished.push(FeedEvent::Transition(TransitionEvent::of(&t)));
+                    }
                     unpublished.push(FeedEvent::History(entry));
                     groups.apply(&tx, t, now)?;
                 }

@@ -418,7 +418,12 @@ impl Sender {
         F: FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static,
     {
         let feed = self.store.feed().clone();
-        let published = history.clone();
+        // The feed's copy is made only for a listener.
+        let published = if feed.is_listened() {
+            history.clone()
+        } else {
+            Vec::new()
+        };
         let written = history;
         let result = outcomes
             .write(Box::new(move |tx| {

@@ -461,6 +461,11 @@ impl Feed {
         let _ = self.tx.send(Arc::new(event));
     }
 
+    /// True while someone listens: what only the feed reads need not be built otherwise.
+    pub fn is_listened(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// Publishes every event, in order.
     pub fn publish_all(&self, events: impl IntoIterator<Item = FeedEvent>) {
         for e in events {
