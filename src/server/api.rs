@@ -383,7 +383,7 @@ struct AlertView<'a> {
     silenced_by: Option<&'a str>,
     /// The acknowledgement (`by`, `at`, `comment`); null while not acknowledged.
     #[schema(value_type = Option<Object>)]
-    ack: Option<serde_json::Value>,
+    ack: Option<&'a crate::alert::Ack>,
 }
 
 /// Which live alerts `GET /api/v1/alerts` lists.
@@ -562,9 +562,7 @@ pub async fn alerts(
             location: r.last.location.as_ref(),
             state: &r.last.state,
             silenced_by: silences.matching(&r.last, now),
-            ack: acks
-                .get(&r.fingerprint.0)
-                .and_then(|a| serde_json::to_value(a).ok()),
+            ack: acks.get(&r.fingerprint.0),
         })
         .collect();
     views.extend(

@@ -113,9 +113,23 @@ async fn the_api_acknowledges_and_undoes_with_clear_errors() {
     // `by` defaults to the caller: the token's name (`server.token` is the admin's).
     let (status, body) = daemon.post(&path, "{}").await;
     assert_eq!((status, &body["ack"]["by"]), (200, &json!("admin")));
+    // The alert list shows the ack in force, and no longer once it is undone.
+    let listed = |alerts: Value| {
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["fingerprint"] == fp.as_str())
+            .map(|a| a["ack"].clone())
+    };
+    let (_, alerts) = daemon.get("/api/v1/alerts").await;
+    let ack = listed(alerts).unwrap();
+    assert_eq!((&ack["by"], &ack["comment"]), (&json!("admin"), &json!("")));
 
     let (status, body) = daemon.delete(&path).await;
     assert_eq!((status, body), (200, json!({"unacknowledged": fp})));
+    let (_, alerts) = daemon.get("/api/v1/alerts").await;
+    assert_eq!(listed(alerts), Some(Value::Null));
     let (status, _) = daemon.delete(&path).await;
     assert_eq!(status, 404, "undone already");
     daemon.stop().await;
