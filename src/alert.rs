@@ -127,12 +127,31 @@ pub struct AlertTransition {
     /// transitions are a firing and a resolve of one alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurrence_id: Option<String>,
+    /// The alert started to wait out its rule's `for`: its condition holds, not yet long
+    /// enough. `status` is `firing`, what it will become; `starts_at` is since when it
+    /// holds. The history records it (`pending`) and the event stream shows it; nothing
+    /// is notified, grouped or kept for it, and a wait that ends without firing leaves no
+    /// trace. Only evaluators asked for it emit it (the daemon's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl AlertTransition {
     /// An occurrence of an event rule: it fires once and never resolves.
     pub fn is_event(&self) -> bool {
         self.occurrence_id.is_some()
+    }
+
+    /// What it is, in one word: `pending`, `event` (an occurrence), `firing` or
+    /// `resolved`; the history's kind and the transitions metric's `status`.
+    pub fn kind(&self) -> &'static str {
+        if self.pending {
+            "pending"
+        } else if self.is_event() {
+            "event"
+        } else {
+            self.status.as_str()
+        }
     }
 
     /// What delivery keeps it apart by: the occurrence for an event, else the alert.

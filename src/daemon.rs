@@ -49,7 +49,7 @@ use tracing::{error, info, warn};
 
 use self::reload::{AlertGauges, Reloader};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{DispatchError, Dispatcher, DispatcherHandle};
 use crate::engine::{
@@ -70,6 +70,9 @@ use crate::telemetry;
 pub struct RunOptions {
     /// Append every received frame to this JSONL file (`--record`).
     pub record: Option<PathBuf>,
+    /// The clock the engine, the dispatcher and the admin API run on instead of the
+    /// source's: tests move it by hand. The source keeps its own.
+    pub clock: Option<ManualClock>,
 }
 
 /// The running parts, for the admin API and tests.
@@ -152,6 +155,10 @@ pub async fn run(
                 config.path.display()
             ),
         };
+    let clock: Arc<dyn Clock> = match &options.clock {
+        Some(manual) => Arc::new(manual.clone()),
+        None => clock,
+    };
     source = source.with_context(context_refresh(&config, navixy_context));
     if let Some(path) = &options.record {
         let recorder =
@@ -814,12 +821,9 @@ async fn forward(
         // Counted per batch: one counter lookup per rule and status, not per transition.
         let mut counts: Vec<(&Arc<str>, &str, u64)> = Vec::new();
         for t in &batch {
-            // An occurrence is counted as `event`: it is not a firing alert.
-            let status = if t.is_event() {
-                "event"
-            } else {
-                t.status.as_str()
-            };
+            // An occurrence is counted as `event` and a wait as `pending`: neither is a
+            // firing alert.
+            let status = t.kind();
             match counts
                 .iter_mut()
                 .find(|(rule, s, _)| **rule == t.rule && *s == status)
@@ -828,7 +832,7 @@ async fn forward(
                 None => counts.push((&t.rule, status, 1)),
             }
             // An occurrence is not a firing alert: nothing will resolve it.
-            if t.tracker.is_some() && !t.is_event() {
+            if t.tracker.is_some() && !t.is_event() && !t.pending {
                 match t.status {
                     AlertStatus::Firing => firing.insert(t.fingerprint.clone()),
                     AlertStatus::Resolved => firing.remove(&t.fingerprint),
@@ -940,7 +944,6 @@ fn resolve_orphans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
     use crate::dispatch::testing::{config, firing, resolved, t0};
     use crate::engine::TRANSITION_CAPACITY;
     use crate::state::TrackerState;

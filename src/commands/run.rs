@@ -44,6 +44,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             rules,
             RunOptions {
                 record: args.record,
+                ..RunOptions::default()
             },
             shutdown_signal(),
             Some(started),

@@ -192,6 +192,7 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
                     state: serde_json::Map::new(),
                     channels: None,
                     occurrence_id: None,
+                    pending: false,
                 },
                 "pending",
             ));

@@ -148,6 +148,8 @@ impl Reloader {
         pending: &[PendingAlert],
     ) -> ShardRules {
         let mut inner = Evaluator::new(rules);
+        // The history records each wait; resumed ones were recorded by the run before.
+        inner.report_pending();
         inner.restore(resumed);
         inner.restore_pending(pending);
         ShardRules {

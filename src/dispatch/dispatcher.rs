@@ -3,7 +3,8 @@
 //!
 //! One task owns the flow. It takes a batch of submitted transitions (whatever has queued
 //! up, so a burst costs one commit), and on the database thread, in one `synchronous=FULL`
-//! transaction: records each transition (live alert state, group membership, log), flushes
+//! transaction: records each transition (live alert state, group membership, log; a
+//! pending one, an alert starting its `for`, only in the history), flushes
 //! the groups that are due, and writes their notifications to the outbox. Only after the
 //! commit does `submit` return, and only then do the notifications go to their senders.
 //! Between submissions it wakes for the next due group (`group_wait`, `group_interval`,
@@ -463,7 +464,10 @@ impl Flow {
                         unpublished.push(FeedEvent::Transition(TransitionEvent::of(&t)));
                     }
                     unpublished.push(FeedEvent::History(entry));
-                    groups.apply(&tx, t, now)?;
+                    // A wait is history only: nothing is notified, grouped or kept for it.
+                    if !t.pending {
+                        groups.apply(&tx, t, now)?;
+                    }
                 }
                 let mut queued = Vec::new();
                 if announce {

@@ -55,6 +55,7 @@ pub fn firing(rule: &str, tracker: i64) -> AlertTransition {
         state,
         channels: None,
         occurrence_id: None,
+        pending: false,
     }
 }
 

@@ -17,6 +17,10 @@
 //! it needs, "held since the last occurrence". Firing emits the occurrence (a stale one
 //! is never announced, not even later); resolving ends the machine silently, so the next
 //! time `when` starts to hold is a new occurrence.
+//!
+//! Asked to ([`Evaluator::report_pending`]), it also reports each alert that starts to
+//! wait out its `for`, once per wait, for the history; a wait that ends without firing
+//! ends silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,6 +96,9 @@ struct LiveAlert {
     fresh: bool,
     /// The firing transition, for the store and a reload.
     firing: Option<AlertTransition>,
+    /// Whether its wait was reported (a pending transition), or needs no report: it
+    /// was resumed from a stop or a reload, which reported it already.
+    pending_told: bool,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +193,9 @@ pub struct Evaluator {
     faults: Option<Vec<Fault>>,
     /// This shard's side of the fleet's positions, when a rule reads them.
     positions: Option<Publisher>,
+    /// Whether an alert that starts to wait out its `for` is reported (a pending
+    /// transition, for the history); off unless asked for ([`Evaluator::report_pending`]).
+    report_pending: bool,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -243,7 +253,16 @@ impl Evaluator {
                 .publish_positions
                 .then(|| Publisher::new(rules.around.positions.clone())),
             rules,
+            report_pending: false,
         }
+    }
+
+    /// Reports each alert that starts to wait out its `for` (once per wait, on fresh
+    /// data) as a pending transition ([`AlertTransition::pending`]): what the daemon's
+    /// history records. `replay` and the rule tests speak of notifications only and leave
+    /// it off. A wait resumed after a stop or a reload is not reported again.
+    pub fn report_pending(&mut self) {
+        self.report_pending = true;
     }
 
     /// Keeps every fault from now on, for [`Evaluator::take_faults`].
@@ -307,6 +326,7 @@ impl Evaluator {
                 announced: true,
                 fresh: true,
                 firing: Some(record.last.clone()),
+                pending_told: true,
             };
             if self.resume(tracker_id, alert) {
                 restored.resumed += 1;
@@ -336,6 +356,7 @@ impl Evaluator {
                 announced: false,
                 fresh: false,
                 firing: None,
+                pending_told: true,
             };
             if self.resume(p.tracker_id, alert) {
                 resumed += 1;
@@ -493,6 +514,7 @@ impl Evaluator {
             error_counters,
             faults,
             positions,
+            report_pending,
             ..
         } = self;
         let set: &RuleSet = rules;
@@ -524,6 +546,7 @@ impl Evaluator {
             unflushed_answers,
             error_counters,
             faults: faults.as_mut(),
+            report_pending: *report_pending,
             out,
         };
         context::enter(&frame, || {
@@ -563,6 +586,8 @@ struct Run<'a, 'o> {
     unflushed_answers: &'a mut [[u64; 2]],
     error_counters: &'a mut [[Option<metrics::Counter>; FaultKind::ALL.len()]],
     faults: Option<&'a mut Vec<Fault>>,
+    /// [`Evaluator::report_pending`].
+    report_pending: bool,
     out: &'o mut Vec<AlertTransition>,
 }
 
@@ -659,6 +684,7 @@ impl Run<'_, '_> {
                 announced: false,
                 fresh: self.notify,
                 firing: None,
+                pending_told: false,
             });
         }
         self.advance(index, rule, slot, Some(Verdict { holds, key }), clear);
@@ -707,6 +733,20 @@ impl Run<'_, '_> {
                         let t = self.transition(index, rule, alert, AlertStatus::Firing);
                         alert.announced = true;
                         alert.firing = Some(t.clone());
+                        self.out.push(t);
+                    } else if self.report_pending
+                        && !alert.pending_told
+                        && !alert.machine.is_firing()
+                        && announce
+                    {
+                        // The wait began (or fresh data confirmed a stale one): once per
+                        // wait, and only when asked; a `for: 0` alert never waits.
+                        alert.pending_told = true;
+                        let t = AlertTransition {
+                            pending: true,
+                            occurrence_id: None,
+                            ..self.transition(index, rule, alert, AlertStatus::Firing)
+                        };
                         self.out.push(t);
                     }
                     i += 1;
@@ -794,6 +834,7 @@ impl Run<'_, '_> {
             (rule.mode == RuleMode::Event).then(|| format!("{}:{starts_at_ms}", alert.fingerprint));
         AlertTransition {
             occurrence_id,
+            pending: false,
             fingerprint: alert.fingerprint.clone(),
             rule: Arc::clone(&rule.name),
             status,

@@ -118,6 +118,46 @@ rules:
 }
 
 #[test]
+fn an_event_rules_wait_is_reported_like_a_state_rules() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: ignition_on
+    mode: event
+    when: state.ignition == true
+    for: 2m
+"#,
+    );
+    h.eval.report_pending();
+    h.state(1, 0, json!({"ignition": true}));
+    h.tick(1);
+    h.state(1, 1, json!({"ignition": false}));
+    h.state(1, 5, json!({"ignition": true}));
+    h.tick(7);
+    let got: Vec<_> = h
+        .out
+        .drain(..)
+        .map(|t| {
+            (
+                (t.at - t0()).num_minutes(),
+                t.kind(),
+                t.occurrence_id.clone(),
+            )
+        })
+        .collect();
+    // Each wait is reported (the dropped one too, when it began); only the second
+    // occurs.
+    assert_eq!(
+        got,
+        vec![
+            (0, "pending", None),
+            (5, "pending", None),
+            (7, "event", Some(occurrence(7)))
+        ]
+    );
+}
+
+#[test]
 fn a_stale_occurrence_is_never_announced_not_even_later() {
     let mut h = Harness::new(IGNITION);
     h.state(1, 0, json!({"ignition": false}));

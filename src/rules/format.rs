@@ -25,11 +25,7 @@ pub fn format_transition(t: &AlertTransition) -> String {
         None => line.push_str(" -"),
     }
     line.push(' ');
-    line.push_str(if t.is_event() {
-        "event"
-    } else {
-        t.status.as_str()
-    });
+    line.push_str(t.kind());
     if let Some(v) = &t.value {
         let _ = write!(line, " {}", value_text(v));
     }
@@ -74,6 +70,7 @@ mod tests {
             state: Default::default(),
             channels: None,
             occurrence_id: None,
+            pending: false,
         };
         assert_eq!(
             format_transition(&t),

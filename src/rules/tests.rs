@@ -873,3 +873,120 @@ fn nearby_and_distance_to_read_the_positions_of_the_last_tick() {
         ]
     );
 }
+
+/// `(minute, rule, kind, starts_at minute)` of the transitions so far.
+fn edges(h: &mut Harness) -> Vec<(i64, String, &'static str, i64)> {
+    h.out
+        .drain(..)
+        .map(|t| {
+            (
+                (t.at - t0()).num_minutes(),
+                t.rule.to_string(),
+                t.kind(),
+                (t.starts_at - t0()).num_minutes(),
+            )
+        })
+        .collect()
+}
+
+const WAITING: &str = r#"
+rules:
+  - name: speeding
+    when: state.gps.speed > 90
+    for: 2m
+    value: state.gps.speed
+    labels: { team: road }
+    annotations: { summary: "{{ value }} km/h" }
+  - name: at_once
+    when: state.gps.speed > 90
+"#;
+
+#[test]
+fn a_wait_is_reported_once_when_asked_and_its_drop_is_silent() {
+    let mut h = Harness::new(WAITING);
+    h.eval.report_pending();
+    h.state(7, 0, serde_json::json!({"gps": {"speed": 95}}));
+    let pending = h.out[0].clone();
+    assert_eq!(
+        edges(&mut h),
+        vec![
+            (0, "speeding".into(), "pending", 0),
+            // `for: 0` never waits: no pending edge.
+            (0, "at_once".into(), "firing", 0),
+        ]
+    );
+    // What the history and the stream show: the value, labels and annotations as the
+    // firing will carry them, and never an occurrence id.
+    assert_eq!(pending.status, AlertStatus::Firing);
+    assert_eq!(pending.value, Some(serde_json::json!(95)));
+    assert_eq!(pending.labels.get("team").map(String::as_str), Some("road"));
+    assert_eq!(
+        pending.annotations.get("summary").map(String::as_str),
+        Some("95 km/h")
+    );
+    assert_eq!(pending.occurrence_id, None);
+    assert_eq!(pending.ends_at, None);
+
+    // Still waiting: nothing more; then it fires.
+    h.state(7, 1, serde_json::json!({"gps": {"speed": 96}}));
+    h.tick(1);
+    assert!(edges(&mut h).is_empty());
+    h.tick(2);
+    assert_eq!(edges(&mut h), vec![(2, "speeding".into(), "firing", 2)]);
+    h.state(7, 3, serde_json::json!({"gps": {"speed": 50}}));
+    h.out.clear();
+
+    // A wait that ends before `for` leaves no trace; the next one is reported anew.
+    h.state(7, 4, serde_json::json!({"gps": {"speed": 97}}));
+    h.state(7, 5, serde_json::json!({"gps": {"speed": 50}}));
+    h.state(7, 6, serde_json::json!({"gps": {"speed": 98}}));
+    let got = edges(&mut h);
+    let speeding: Vec<_> = got.iter().filter(|e| e.1 == "speeding").collect();
+    assert_eq!(
+        speeding,
+        [
+            &(4, "speeding".to_string(), "pending", 4),
+            &(6, "speeding".to_string(), "pending", 6)
+        ],
+        "{got:?}"
+    );
+}
+
+#[test]
+fn waits_are_not_reported_unless_asked_nor_again_once_resumed() {
+    let mut h = Harness::new(WAITING);
+    h.state(7, 0, serde_json::json!({"gps": {"speed": 95}}));
+    assert_eq!(edges(&mut h), vec![(0, "at_once".into(), "firing", 0)]);
+
+    // The wait resumed after a stop was reported by the run before.
+    let kept = h.eval.pending();
+    assert_eq!(kept.len(), 1);
+    let mut next = Harness::new(WAITING);
+    next.eval.report_pending();
+    next.eval.restore_pending(&kept);
+    next.state(7, 1, serde_json::json!({"gps": {"speed": 96}}));
+    let got = edges(&mut next);
+    assert!(got.iter().all(|e| e.2 != "pending"), "{got:?}");
+    next.tick(2);
+    assert_eq!(edges(&mut next), vec![(2, "speeding".into(), "firing", 2)]);
+}
+
+#[test]
+fn a_wait_on_stale_data_is_reported_when_fresh_data_confirms_it() {
+    let mut h = Harness::new(WAITING);
+    h.eval.report_pending();
+    let state: SourceState =
+        serde_json::from_value(serde_json::json!({"gps": {"speed": 95}})).unwrap();
+    let tracker = h.cache.apply(Update::State {
+        tracker_id: 7,
+        state: Box::new(state),
+    });
+    h.eval.on_update(tracker, t0(), false, &mut h.out);
+    assert!(edges(&mut h).is_empty());
+    h.state(7, 1, serde_json::json!({"gps": {"speed": 96}}));
+    let got = edges(&mut h);
+    assert!(
+        got.contains(&(1, "speeding".into(), "pending", 0)),
+        "{got:?}"
+    );
+}

@@ -617,6 +617,7 @@ fn pending_transition(p: &PendingAlert) -> AlertTransition {
         state: serde_json::Map::new(),
         channels: None,
         occurrence_id: None,
+        pending: false,
     }
 }
 

@@ -17,13 +17,14 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::{StoreError, from_json, from_ms, to_json, to_ms};
-use crate::alert::{AlertStatus, AlertTransition, PendingAlert};
+use crate::alert::{AlertStatus, AlertTransition};
 
 /// What a history entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryKind {
-    /// The condition holds; the alert waits out its `for`.
+    /// The condition started to hold; the alert waits out its `for`. Once per wait: a
+    /// wait that ends before firing adds nothing more.
     Pending,
     Firing,
     Resolved,
@@ -127,31 +128,16 @@ impl HistoryEntry {
         }
     }
 
-    /// The `firing` or `resolved` entry of a transition, at the engine time it happened.
+    /// The `pending`, `firing`, `resolved` or `event` entry of a transition, at the
+    /// engine time it happened.
     pub fn transition(t: &AlertTransition) -> HistoryEntry {
         let kind = match t.status {
+            _ if t.pending => HistoryKind::Pending,
             AlertStatus::Firing if t.is_event() => HistoryKind::Event,
             AlertStatus::Firing => HistoryKind::Firing,
             AlertStatus::Resolved => HistoryKind::Resolved,
         };
         HistoryEntry::about(t, kind, t.at)
-    }
-
-    /// The `pending` entry of an alert that started waiting out its `for`.
-    pub fn pending(p: &PendingAlert) -> HistoryEntry {
-        HistoryEntry {
-            at: p.since,
-            fingerprint: p.fingerprint.0.clone(),
-            rule: p.rule.clone(),
-            tracker_id: Some(p.tracker_id),
-            kind: HistoryKind::Pending,
-            channel: None,
-            notification_id: None,
-            by: None,
-            comment: None,
-            value: None,
-            detail: None,
-        }
     }
 }
 
@@ -378,29 +364,17 @@ impl TransitionEvent {
             fingerprint: t.fingerprint.0.clone(),
             rule: t.rule.to_string(),
             tracker_id: t.tracker.as_ref().map(|tr| tr.id),
-            status: t.status.as_str(),
+            status: if t.pending {
+                "pending"
+            } else {
+                t.status.as_str()
+            },
             severity: Some(t.severity.as_str()),
             starts_at: t.starts_at,
             ends_at: t.ends_at,
             value: t.value.clone(),
             labels: t.labels.clone(),
             annotations: t.annotations.clone(),
-        }
-    }
-
-    pub fn pending(p: &PendingAlert) -> TransitionEvent {
-        TransitionEvent {
-            at: p.since,
-            fingerprint: p.fingerprint.0.clone(),
-            rule: p.rule.clone(),
-            tracker_id: Some(p.tracker_id),
-            status: "pending",
-            severity: None,
-            starts_at: p.since,
-            ends_at: None,
-            value: None,
-            labels: Default::default(),
-            annotations: Default::default(),
         }
     }
 }
@@ -549,6 +523,44 @@ mod tests {
                 "notification_id": "msg_12", "by": "alice", "comment": "on it",
                 "value": {"speed": 97.5}, "detail": "why"
             })
+        );
+    }
+
+    #[test]
+    fn a_transitions_entry_and_event_say_what_it_is() {
+        let firing = crate::dispatch::testing::firing("fuel_drain", 7);
+        let pending = AlertTransition {
+            pending: true,
+            ..firing.clone()
+        };
+        let occurrence = AlertTransition {
+            occurrence_id: Some("x:1".into()),
+            ..firing.clone()
+        };
+        let resolved = firing.resolved_at(firing.at);
+        let kind = |t: &AlertTransition| HistoryEntry::transition(t).kind;
+        assert_eq!(kind(&pending), HistoryKind::Pending);
+        assert_eq!(kind(&firing), HistoryKind::Firing);
+        assert_eq!(kind(&occurrence), HistoryKind::Event);
+        assert_eq!(kind(&resolved), HistoryKind::Resolved);
+        assert_eq!(
+            serde_json::to_value(HistoryEntry::transition(&pending)).unwrap(),
+            serde_json::json!({
+                "at": "2026-01-01T10:00:00Z", "fingerprint": firing.fingerprint.0,
+                "rule": "fuel_drain", "tracker_id": 7, "kind": "pending", "channel": null,
+                "notification_id": null, "by": null, "comment": null, "value": 17.2,
+                "detail": null
+            })
+        );
+        let event = TransitionEvent::of(&pending);
+        assert_eq!(event.status, "pending");
+        assert_eq!(
+            TransitionEvent {
+                status: "firing",
+                ..event
+            },
+            TransitionEvent::of(&firing),
+            "a wait reads as its firing will"
         );
     }
 

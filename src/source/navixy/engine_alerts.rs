@@ -183,6 +183,7 @@ impl EngineAlerts {
             state: serde_json::Map::new(),
             channels: None,
             occurrence_id: None,
+            pending: false,
         }
     }
 }

@@ -83,6 +83,7 @@ impl ShardEvaluator for Recorder {
                 state: serde_json::Map::new(),
                 channels: None,
                 occurrence_id: None,
+                pending: false,
             });
         }
     }

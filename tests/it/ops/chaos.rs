@@ -534,13 +534,18 @@ impl Daemon {
 
     /// Starts the daemon on a loaded config, with the rules it names.
     pub async fn run(config: Config) -> Daemon {
+        Daemon::run_with(config, RunOptions::default()).await
+    }
+
+    /// [`Daemon::run`] with these options (a clock the test moves).
+    pub async fn run_with(config: Config, options: RunOptions) -> Daemon {
         let rules = RuleSet::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let (started_tx, started) = oneshot::channel();
         let task = tokio::spawn(daemon::run(
             config,
             rules,
-            RunOptions::default(),
+            options,
             async move {
                 let _ = stopped.await;
             },

@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use navixy_alerts::clock::ManualClock;
+use navixy_alerts::daemon::RunOptions;
 use navixy_alerts::store::{FeedEvent, HistoryEntry, HistoryKind};
 
-use super::server::{Daemon, Hook, LIMIT, TRACKERS, always, config_text, eventually};
+use super::server::{
+    Daemon, Hook, LIMIT, TRACKERS, always, config_listing, config_text, eventually,
+};
 
 /// A webhook receiver that keeps the `webhook-id` (the notification id) of each request.
 async fn id_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -226,6 +231,153 @@ async fn read_until(response: &mut reqwest::Response, done: impl Fn(&str) -> boo
     text
 }
 
+/// The `(event, data)` of each whole SSE event in `text`.
+fn sse_events(text: &str) -> Vec<(&str, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            serde_json::from_str(data).ok().map(|v| (name, v))
+        })
+        .collect()
+}
+
+/// A rule with `for: 30s` on a clock the test moves: the alert's history is one
+/// `pending` entry when its wait began and one `firing` when it was over, newest first,
+/// and the event stream carries both transitions, the pending one as the firing will
+/// read but for its status and times. Nothing is notified for the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_is_one_pending_entry_then_one_firing_and_both_are_streamed() {
+    // Whole seconds, as close to the simulator's frames as its clock.
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = ManualClock::new(t0);
+    let hook = Hook::start().await;
+    let text = config_listing(&hook.url, ":memory:", "rules/first.yaml");
+    let daemon = Daemon::start_with_options(
+        &text,
+        &[("first.yaml", always("steady_rule"))],
+        hook,
+        RunOptions {
+            clock: Some(clock.clone()),
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    daemon.firing_for_all("steady_rule").await;
+    let mut stream = daemon
+        .request(reqwest::Method::GET, "/api/v1/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+
+    // The waiting rule comes in after the stream is open, so it sees every wait begin.
+    let waiting = "rules:\n  - name: waiting_rule\n    when: \"now > 0\"\n    for: 30s\n    severity: critical\n    value: 6 * 7\n    labels: { team: road }\n";
+    std::fs::write(daemon.rules_dir().join("waiting.yaml"), waiting).unwrap();
+    daemon.list_rules(&["first.yaml", "waiting.yaml"]);
+    let (status, body) = daemon.post("/api/v1/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+    let pending = eventually("every tracker waiting", || async {
+        let (_, alerts) = daemon.get("/api/v1/alerts?state=pending").await;
+        let alerts = alerts.as_array().unwrap().clone();
+        (alerts.len() == TRACKERS).then_some(alerts)
+    })
+    .await;
+    let fp = pending[0]["fingerprint"].as_str().unwrap().to_owned();
+    let tracker_id = pending[0]["tracker_id"].as_i64().unwrap();
+    assert_eq!(pending[0]["starts_at"], json!(t0), "{}", pending[0]);
+    let entry = |kind: &str, at: DateTime<Utc>| {
+        json!({
+            "at": at, "fingerprint": fp, "rule": "waiting_rule", "tracker_id": tracker_id,
+            "kind": kind, "channel": null, "notification_id": null, "by": null,
+            "comment": null, "value": 42, "detail": null
+        })
+    };
+    let history = |fp: String| {
+        let daemon = &daemon;
+        async move {
+            let (status, page) = daemon.get(&format!("/api/v1/alerts/{fp}/history")).await;
+            assert_eq!(status, 200, "{page}");
+            page
+        }
+    };
+    let page = eventually("the pending entry", || async {
+        let page = history(fp.clone()).await;
+        (!kinds(&page).is_empty()).then_some(page)
+    })
+    .await;
+    assert_eq!(page["entries"], json!([entry("pending", t0)]), "{page}");
+
+    assert!(
+        daemon
+            .hook
+            .alerts()
+            .iter()
+            .all(|(_, rule, _)| rule != "waiting_rule"),
+        "a wait is not notified"
+    );
+
+    // The wait is over on the next evaluation after the clock passed it.
+    let fired = t0 + chrono::Duration::seconds(30);
+    clock.set(fired);
+    let page = eventually("the firing sent", || async {
+        let page = history(fp.clone()).await;
+        (kinds(&page).first() == Some(&"sent")).then_some(page)
+    })
+    .await;
+    assert_eq!(
+        kinds(&page),
+        ["sent", "queued", "firing", "pending"],
+        "{page}"
+    );
+    assert_eq!(page["entries"][2], entry("firing", fired));
+    assert_eq!(page["entries"][3], entry("pending", t0));
+    let told = daemon.hook.alerts();
+    assert!(
+        told.iter().all(|(status, _, _)| status == "firing"),
+        "only firings are notified: {told:?}"
+    );
+
+    let text = read_until(&mut stream, |t| {
+        sse_events(t).iter().any(|(name, e)| {
+            *name == "history" && e["fingerprint"] == fp.as_str() && e["kind"] == "sent"
+        })
+    })
+    .await;
+    let events = sse_events(&text);
+    let mine: Vec<(&str, &Value)> = events
+        .iter()
+        .filter(|(_, e)| e["fingerprint"] == fp.as_str())
+        .map(|(name, e)| (*name, e))
+        .collect();
+    let names: Vec<(&str, &str)> = mine
+        .iter()
+        .map(|(name, e)| (*name, e["status"].as_str().or(e["kind"].as_str()).unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("transition", "pending"),
+            ("history", "pending"),
+            ("transition", "firing"),
+            ("history", "firing"),
+            ("history", "queued"),
+            ("history", "sent")
+        ],
+        "{text}"
+    );
+    assert_eq!(*mine[1].1, entry("pending", t0));
+    let (waited, fired_event) = (mine[0].1, mine[2].1);
+    assert_eq!(fired_event["labels"]["team"], "road", "{fired_event}");
+    assert_eq!(fired_event["value"], 42);
+    let mut expected = fired_event.clone();
+    expected["status"] = json!("pending");
+    expected["at"] = json!(t0);
+    expected["starts_at"] = json!(t0);
+    assert_eq!(*waited, expected);
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_carries_transitions_and_history() {
     let daemon = Daemon::start_listed(&[("first.yaml", always("before_rule"))]).await;
@@ -256,14 +408,7 @@ async fn the_event_stream_carries_transitions_and_history() {
         sent > 0 && sent >= t.matches("\"kind\":\"queued\"").count()
     })
     .await;
-    let events: Vec<(&str, Value)> = text
-        .split("\n\n")
-        .filter_map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name, serde_json::from_str(data).unwrap()))
-        })
-        .collect();
+    let events = sse_events(&text);
     let transition = events
         .iter()
         .find(|(name, e)| *name == "transition" && e["rule"] == "streamed_rule")

@@ -170,6 +170,16 @@ impl Daemon {
 
     /// Starts a daemon with this config text and rule files (in `rules/`).
     pub async fn start_with(config: &str, rules: &[(&str, String)], hook: Hook) -> Daemon {
+        Daemon::start_with_options(config, rules, hook, RunOptions::default()).await
+    }
+
+    /// [`Daemon::start_with`] with these options (a clock the test moves).
+    pub async fn start_with_options(
+        config: &str,
+        rules: &[(&str, String)],
+        hook: Hook,
+        options: RunOptions,
+    ) -> Daemon {
         navixy_alerts::navixy::rest::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rules")).unwrap();
@@ -179,7 +189,7 @@ impl Daemon {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let inner = super::chaos::Daemon::run(config).await;
+        let inner = super::chaos::Daemon::run_with(config, options).await;
         let base = inner
             .running
             .admin_addr

@@ -15,6 +15,7 @@ use std::time::Duration;
 use navixy_alerts::alert::AlertStatus;
 use navixy_alerts::navixy::simulator::SimulatorHandle;
 use navixy_alerts::state::Lifecycle;
+use navixy_alerts::store::{HistoryKind, HistoryQuery};
 
 use super::chaos::{
     Answer, Daemon, Hook, assert_no_refire, assert_outbox_delivered, bounded, config_yaml,
@@ -256,6 +257,11 @@ async fn a_restart_resumes_the_wait_of_pending_alerts() {
             .unwrap();
         assert!(kept >= 20, "{kept} pending alerts kept");
 
+        // A rule new to the second run fires at each tracker's first evaluation there:
+        // once it has fired for all, every resumed wait has been evaluated again.
+        let mut both = std::fs::read_to_string(&rules).unwrap();
+        both.push_str("  - name: second_run\n    when: state.gps.speed >= 0\n");
+        std::fs::write(&rules, both).unwrap();
         let second = Daemon::start(dir.path(), &yaml).await;
         let after = pending_of(&second).await;
         // Taken back (and out of the store), with the times their wait began.
@@ -277,6 +283,40 @@ async fn a_restart_resumes_the_wait_of_pending_alerts() {
             .await
             .unwrap();
         assert_eq!(left, 0);
+
+        // Each wait is in the history once: the run that began it recorded it, the one
+        // that resumed it does not again.
+        let history = |rule: &str| {
+            let store = second.running.store.clone();
+            let rule = rule.to_owned();
+            async move {
+                store
+                    .history(HistoryQuery {
+                        rule: Some(rule),
+                        limit: 1000,
+                        ..HistoryQuery::default()
+                    })
+                    .await
+                    .unwrap()
+                    .entries
+            }
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while history("second_run").await.len() < 20 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "second_run not firing for all"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut waits: BTreeMap<String, usize> = BTreeMap::new();
+        for e in history("waiting").await {
+            assert_eq!(e.kind, HistoryKind::Pending, "{e:?}");
+            *waits.entry(e.fingerprint).or_default() += 1;
+        }
+        for p in &before {
+            assert_eq!(waits.get(&p.fingerprint.0), Some(&1), "{waits:?}");
+        }
         second.stop().await;
         sim.shutdown().await;
     })
