@@ -19,8 +19,9 @@ use crate::config::{SmtpConfig, SmtpSecurity};
 use crate::dispatch::notification::{Notification, fmt_time};
 
 /// The subject when the channel sets none: `[FIRING] fuel_drain — Truck 7`,
-/// `[FIRING:3] fuel_drain`, `[RESOLVED] fuel_drain — Truck 7`.
-pub const DEFAULT_SUBJECT: &str = "[{{ status|upper }}{% if alerts|length > 1 %}:{{ alerts|length }}{% endif %}] \
+/// `[FIRING:3] fuel_drain`, `[RESOLVED] fuel_drain — Truck 7`, `[EVENT] ignition_on —
+/// Truck 7` (`title_status`: what every channel's title leads with).
+pub const DEFAULT_SUBJECT: &str = "[{{ title_status }}{% if alerts|length > 1 %}:{{ alerts|length }}{% endif %}] \
 {{ alerts|map(attribute='rule')|unique|join(', ') }}\
 {% if alerts|length == 1 and alerts[0].tracker %} — {{ alerts[0].tracker.label or alerts[0].tracker.id }}{% endif %}";
 
@@ -144,7 +145,7 @@ pub fn render(templates: &minijinja::Environment<'static>, n: &Notification) -> 
                 .get_template("default_subject")
                 .and_then(|t| t.render(&ctx))
         })
-        .unwrap_or_else(|_| format!("[{}] navixy-alerts", n.status.as_str().to_uppercase()));
+        .unwrap_or_else(|_| format!("[{}] navixy-alerts", super::lead_word(n)));
     // A header is one line.
     let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
     Rendered {
@@ -205,7 +206,7 @@ fn details(a: &AlertTransition) -> Vec<(String, String)> {
 fn headline(a: &AlertTransition) -> String {
     let mut s = format!(
         "[{}] {} ({})",
-        a.status.as_str().to_uppercase(),
+        super::status_word(a),
         a.rule,
         a.severity.as_str()
     );

@@ -23,7 +23,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
 use super::notification::{Notification, NotificationKind, fmt_time};
-use crate::alert::{AlertStatus, Severity};
+use crate::alert::{AlertStatus, AlertTransition, Severity};
 use crate::config::{ChannelConfig, Config};
 
 /// A channel that cannot be built from its config, naming it.
@@ -318,6 +318,7 @@ pub(crate) fn template_context(n: &Notification) -> Value {
     ctx.insert("id".into(), Value::String(n.id.clone()));
     ctx.insert("type".into(), Value::String(n.event_type().into()));
     ctx.insert("timestamp".into(), Value::String(fmt_time(n.created_at)));
+    ctx.insert("title_status".into(), Value::String(lead_word(n).into()));
     ctx.insert(
         "group_labels".into(),
         serde_json::to_value(&n.group_labels).unwrap_or(Value::Null),
@@ -459,21 +460,95 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Dur
 #[cfg(test)]
 mod tests;
 
-/// A notification's one-line title, `[FIRING:2, RESOLVED:1] rule_a, rule_b`, each half
-/// led by its mark (`("🔥 ", "✅ ")` for chat, `("", "")` where colour says it).
-fn title(n: &Notification, (firing_mark, resolved_mark): (&str, &str)) -> String {
-    let firing = n
-        .alerts
-        .iter()
-        .filter(|a| a.status == AlertStatus::Firing)
-        .count();
-    let resolved = n.alerts.len() - firing;
-    let mut rules: Vec<&str> = n.alerts.iter().map(|a| &*a.rule).collect();
-    rules.dedup();
-    let rules = rules.join(", ");
-    match (firing, resolved) {
-        (0, r) => format!("{resolved_mark}[RESOLVED:{r}] {rules}"),
-        (f, 0) => format!("{firing_mark}[FIRING:{f}] {rules}"),
-        (f, r) => format!("{firing_mark}[FIRING:{f}, RESOLVED:{r}] {rules}"),
+/// What one alert is in titles and headlines: `FIRING`, `EVENT` (an occurrence of an
+/// event rule: it has no resolve, so "firing" would promise one) or `RESOLVED`.
+pub(crate) fn status_word(t: &AlertTransition) -> &'static str {
+    match t.status {
+        _ if t.is_event() => "EVENT",
+        AlertStatus::Firing => "FIRING",
+        AlertStatus::Resolved => "RESOLVED",
     }
+}
+
+/// The words a title counts, in the order it shows them.
+const TITLE_WORDS: [&str; 3] = ["FIRING", "EVENT", "RESOLVED"];
+
+/// How many alerts of a notification each of [`TITLE_WORDS`] stands for.
+fn tally(n: &Notification) -> [usize; 3] {
+    let mut counts = [0; 3];
+    for a in &n.alerts {
+        let word = status_word(a);
+        if let Some(i) = TITLE_WORDS.iter().position(|w| *w == word) {
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
+/// What a notification leads with: `FIRING` when a state alert in it fires, else `EVENT`
+/// when it carries an occurrence, else `RESOLVED`. Every channel's title (and the email
+/// subject's `title_status`) says it, so a group that mixes them reads the same
+/// everywhere: the most urgent first.
+pub(crate) fn lead_word(n: &Notification) -> &'static str {
+    let counts = tally(n);
+    let lead = counts.iter().position(|c| *c > 0).unwrap_or(0);
+    TITLE_WORDS[lead]
+}
+
+/// The marks a title is led by, per lead word.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Marks {
+    pub firing: &'static str,
+    pub event: &'static str,
+    pub resolved: &'static str,
+}
+
+impl Marks {
+    /// Chat: an emoji per kind.
+    pub const CHAT: Marks = Marks {
+        firing: "🔥 ",
+        event: "🔔 ",
+        resolved: "✅ ",
+    };
+    /// None, where colour says it.
+    pub const PLAIN: Marks = Marks {
+        firing: "",
+        event: "",
+        resolved: "",
+    };
+
+    /// The mark of a word of [`status_word`] or [`lead_word`].
+    pub fn of(&self, word: &str) -> &'static str {
+        match word {
+            "EVENT" => self.event,
+            "RESOLVED" => self.resolved,
+            _ => self.firing,
+        }
+    }
+}
+
+/// A notification's one-line title, `[FIRING:2, EVENT:1, RESOLVED:1] rule_a, rule_b`:
+/// each kind of alert it holds counted (the kinds it lacks left out), led by the mark of
+/// its [`lead_word`]. An occurrence reads `[EVENT:1] ignition_on`, never `FIRING`.
+fn title(n: &Notification, marks: Marks) -> String {
+    let counts = tally(n);
+    let parts: Vec<String> = TITLE_WORDS
+        .iter()
+        .zip(counts)
+        .filter(|(_, c)| *c > 0)
+        .map(|(w, c)| format!("{w}:{c}"))
+        .collect();
+    // Each rule once, in the order of its first alert.
+    let mut rules: Vec<&str> = Vec::new();
+    for a in &n.alerts {
+        if !rules.contains(&&*a.rule) {
+            rules.push(&a.rule);
+        }
+    }
+    format!(
+        "{}[{}] {}",
+        marks.of(lead_word(n)),
+        parts.join(", "),
+        rules.join(", ")
+    )
 }

@@ -99,7 +99,7 @@ fn alert_attachment(t: &AlertTransition) -> Value {
 
 /// The message body.
 pub fn body(n: &Notification) -> Value {
-    let title = super::title(n, ("🔥 ", "✅ "));
+    let title = super::title(n, super::Marks::CHAT);
     let mut attachments: Vec<Value> = n
         .alerts
         .iter()

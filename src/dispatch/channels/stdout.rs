@@ -33,22 +33,25 @@ impl StdoutChannel {
 }
 
 /// The readable line:
-/// `2026-01-01T10:00:00Z FIRING console msg_… (first notification) | fuel_drain critical tracker=21080 "Truck 7" value=17.2: summary`.
+/// `2026-01-01T10:00:00Z FIRING console msg_… (first notification) | fuel_drain critical tracker=21080 "Truck 7" value=17.2: summary`;
+/// `EVENT` for occurrences, and an alert that is not what the line leads with says what it is.
 pub fn line(n: &Notification) -> String {
     let mut s = String::with_capacity(160);
+    let lead = super::lead_word(n);
     let _ = write!(
         s,
         "{} {} {} {} ({})",
         fmt_time(n.created_at),
-        n.status.as_str().to_uppercase(),
+        lead,
         n.receiver,
         n.id,
         n.reason
     );
     for a in &n.alerts {
         let _ = write!(s, " | {} {}", a.rule, a.severity.as_str());
-        if a.status != n.status {
-            let _ = write!(s, " {}", a.status.as_str());
+        let word = super::status_word(a);
+        if word != lead {
+            let _ = write!(s, " {}", word.to_lowercase());
         }
         if let Some(t) = &a.tracker {
             let _ = write!(s, " tracker={}", t.id);

@@ -92,7 +92,7 @@ fn alert_container(t: &AlertTransition) -> Value {
 
 fn message(n: &Notification, shown: usize) -> Value {
     let mut body = vec![
-        json!({"type": "TextBlock", "text": super::title(n, ("", "")), "size": "Large", "weight": "Bolder", "wrap": true}),
+        json!({"type": "TextBlock", "text": super::title(n, super::Marks::PLAIN), "size": "Large", "weight": "Bolder", "wrap": true}),
         json!({"type": "TextBlock", "text": format!("{} · {} · {}", n.receiver, n.reason, n.id),
                "isSubtle": true, "spacing": "None", "wrap": true}),
     ];

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::{SendError, failure, parse_url, redact, retry_after, send};
-use crate::alert::{AlertStatus, AlertTransition};
+use crate::alert::AlertTransition;
 use crate::config::{Secret, TelegramChatId};
 use crate::dispatch::notification::{Notification, fmt_time};
 
@@ -184,10 +184,7 @@ fn field(text: &str, max: usize) -> String {
 /// One alert's block, its user texts cut to `max` characters.
 fn block(t: &AlertTransition, max: usize) -> String {
     let mut s = String::new();
-    let icon = match t.status {
-        AlertStatus::Resolved => "✅",
-        AlertStatus::Firing => "🔥",
-    };
+    let icon = super::Marks::CHAT.of(super::status_word(t)).trim_end();
     let headline = t
         .annotations
         .get("summary")
@@ -226,7 +223,7 @@ fn block(t: &AlertTransition, max: usize) -> String {
 /// The messages of a notification: a header, then alert blocks, split between alerts so
 /// that each message fits [`MAX_MESSAGE`].
 pub fn messages(n: &Notification) -> Vec<String> {
-    let title = escape(&super::title(n, ("🔥 ", "✅ ")));
+    let title = escape(&super::title(n, super::Marks::CHAT));
     let context = format!(
         "{} · {} · <code>{}</code>",
         escape(&n.receiver),

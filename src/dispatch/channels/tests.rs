@@ -45,6 +45,95 @@ fn notification(status: AlertStatus) -> Notification {
     }
 }
 
+/// Two occurrences of an event rule, as one notification; with `mixed`, the first
+/// shares it with a firing and a resolved state alert.
+fn occurrences(mixed: bool) -> Notification {
+    let occurrence = |tracker: i64, minute: i64| {
+        let mut t = firing("ignition_on", tracker);
+        t.severity = Severity::Info;
+        t.value = None;
+        t.starts_at = t0() + Duration::minutes(minute);
+        t.at = t.starts_at;
+        t.occurrence_id = Some(format!(
+            "{}:{}",
+            t.fingerprint,
+            t.starts_at.timestamp_millis()
+        ));
+        t.annotations =
+            BTreeMap::from([("summary".into(), format!("Truck {tracker}: ignition on"))]);
+        t
+    };
+    let mut n = notification(AlertStatus::Firing);
+    n.group_key = r#"routes[1]:{rule="ignition_on"}"#.into();
+    n.group_labels = BTreeMap::from([("rule".into(), "ignition_on".into())]);
+    n.alerts = if mixed {
+        let state = notification(AlertStatus::Firing).alerts.remove(0);
+        let gone = notification(AlertStatus::Resolved).alerts.remove(0);
+        vec![state, occurrence(21080, 1), gone]
+    } else {
+        vec![occurrence(21080, 1), occurrence(21081, 2)]
+    };
+    n
+}
+
+#[test]
+fn an_occurrence_is_titled_an_event_everywhere_and_a_mixed_group_leads_with_firing() {
+    let events = occurrences(false);
+    let mixed = occurrences(true);
+    let firing = notification(AlertStatus::Firing);
+    let resolved = notification(AlertStatus::Resolved);
+    let chat = |n: &Notification| title(n, Marks::CHAT);
+    assert_eq!(chat(&events), "🔔 [EVENT:2] ignition_on");
+    assert_eq!(
+        chat(&mixed),
+        "🔥 [FIRING:1, EVENT:1, RESOLVED:1] fuel_drain, ignition_on"
+    );
+    // State alerts keep their titles.
+    assert_eq!(chat(&firing), "🔥 [FIRING:2] fuel_drain");
+    assert_eq!(chat(&resolved), "✅ [RESOLVED:1] fuel_drain");
+    assert_eq!(title(&events, Marks::PLAIN), "[EVENT:2] ignition_on");
+
+    let subject = |n: &Notification| email::render(&email::templates(None).unwrap(), n).subject;
+    assert_eq!(subject(&events), "[EVENT:2] ignition_on");
+    let mut one = occurrences(false);
+    one.alerts.truncate(1);
+    assert_eq!(subject(&one), "[EVENT] ignition_on — Truck 21080");
+    assert_eq!(subject(&mixed), "[FIRING:3] fuel_drain, ignition_on");
+    assert_eq!(subject(&firing), "[FIRING:2] fuel_drain");
+    assert_eq!(subject(&resolved), "[RESOLVED] fuel_drain — Truck 21080");
+
+    assert_eq!(
+        stdout::line(&events),
+        "2026-01-01T10:00:10Z EVENT ops msg_0192f3a0c2b47d8e9f00112233445566 (first notification) \
+         | ignition_on info tracker=21080 \"Truck 21080\": Truck 21080: ignition on \
+         | ignition_on info tracker=21081 \"Truck 21081\": Truck 21081: ignition on"
+    );
+    let line = stdout::line(&mixed);
+    assert!(
+        line.starts_with("2026-01-01T10:00:10Z FIRING ops "),
+        "{line}"
+    );
+    assert!(
+        line.contains("| ignition_on info event tracker=21080"),
+        "{line}"
+    );
+    assert!(
+        line.contains("| fuel_drain critical resolved tracker=21080"),
+        "{line}"
+    );
+}
+
+#[test]
+fn occurrence_payloads() {
+    let n = occurrences(false);
+    insta::assert_json_snapshot!("slack_event", slack::body(&n));
+    insta::assert_json_snapshot!("teams_event", teams::body(&n));
+    insta::assert_snapshot!("telegram_event", telegram::messages(&n).join("\n---\n"));
+    let templates = email::templates(None).unwrap();
+    insta::assert_json_snapshot!("email_event", email::render(&templates, &n));
+    insta::assert_json_snapshot!("webhook_event", n.webhook_body());
+}
+
 #[test]
 fn standard_webhooks_test_vector() {
     let key = webhook::decode_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
