@@ -4,8 +4,8 @@
 //! real receiver on loopback: nothing lost, nothing doubled, no alert fired twice.
 //!
 //! The rig lives here too and `crash.rs` and `snapshot.rs` use it: [`Hook`] (the
-//! receiver), [`Daemon`] (an in-process daemon), and the verdicts ([`settle`],
-//! [`assert_no_refire`], [`assert_same_body_per_id`]).
+//! receiver), [`Daemon`] (an in-process daemon, on a config from `support.rs`), and the
+//! verdicts ([`settle`], [`assert_no_refire`], [`assert_same_body_per_id`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -28,15 +28,7 @@ use navixy_alerts::navixy::simulator::{SimulatorHandle, SimulatorOptions};
 use navixy_alerts::rules::RuleSet;
 use navixy_alerts::store::{OutboxEntry, OutboxStatus, Outcome, Store};
 
-/// The secret of the test channel (any `whsec_` + base64 works).
-pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-/// The rules of these tests (`tests/data/ops/rules.yaml`): `ignition_on` and `moving`
-/// toggle with the fleet, `in_fleet` and `known` fire once per tracker and do not resolve,
-/// `blocked` follows the lifecycle, `probe` fires on an injected marker.
-pub fn rules_path() -> String {
-    format!("{}/tests/data/ops/rules.yaml", env!("CARGO_MANIFEST_DIR"))
-}
+use super::support::OpsConfig;
 
 /// Every test here is bounded by this, on a loaded two-core machine too.
 pub const LIMIT: Duration = Duration::from_secs(90);
@@ -70,34 +62,6 @@ pub fn sim_options(seed: u64, speed: f64) -> SimulatorOptions {
 
 /// The simulator on a free loopback port (the source tests' own).
 pub use crate::source::simulator;
-
-/// The config the daemon runs with: the simulator as a live Navixy source (login +
-/// password), the ops rules, one webhook channel, every notification at once
-/// (`group_wait: 0s`, a short `group_interval`), a SQLite file at `storage`.
-pub fn config_yaml(api_url: &str, hook_url: &str, storage: &Path) -> String {
-    format!(
-        r#"source:
-  navixy:
-    api_url: {api_url}
-    login: demo
-    password: demo
-    timezone: UTC
-    max_backoff: 200ms
-    source_down_after: 10m
-rules: ["{rules}"]
-engine: {{ workers: 2, eval_interval: 1s, max_event_age: 1d }}
-channels:
-  hook: {{ type: webhook, url: "{hook_url}", secret: "{SECRET}", timeout: 10s }}
-routes:
-  - channels: [hook]
-notify: {{ group_by: [rule], group_wait: 0s, group_interval: 100ms, repeat_interval: 24h }}
-storage: {{ path: "{storage}" }}
-server: {{ listen: "127.0.0.1:0" }}
-"#,
-        rules = rules_path(),
-        storage = storage.display(),
-    )
-}
 
 // ---------------------------------------------------------------------------------------
 // The receiver
@@ -564,15 +528,21 @@ impl Daemon {
     }
 
     /// Stops it as SIGTERM does and waits (bounded) until it has.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        if let Err(e) = self.finish().await {
+            panic!("the daemon stopped badly: {e:?}");
+        }
+    }
+
+    /// Stops it as SIGTERM does; what the run returned (a stop may rightly fail).
+    pub async fn finish(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match tokio::time::timeout(Duration::from_secs(30), &mut self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(other) => panic!("the daemon stopped badly: {other:?}"),
-            Err(_) => panic!("the daemon did not stop within 30 s"),
-        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("the daemon stops within 30 s")
+            .expect("the daemon task does not panic")
     }
 }
 
@@ -585,7 +555,7 @@ pub async fn rig(
     let dir = tempfile::tempdir().unwrap();
     let sim = simulator(sim_options(seed, speed)).await;
     let hook = Hook::start(answer).await;
-    let yaml = config_yaml(&sim.api_url(), &hook.url(), &dir.path().join("alerts.db"));
+    let yaml = OpsConfig::new(&sim.api_url(), &hook.url(), &dir.path().join("alerts.db")).yaml();
     let daemon = Daemon::start(dir.path(), &yaml).await;
     (dir, sim, hook, daemon)
 }

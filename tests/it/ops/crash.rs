@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use navixy_alerts::store::{OutboxStatus, Store};
 
 use super::chaos::{
-    Answer, Hook, Request, assert_outbox_delivered, bounded, config_yaml, outbox, settle_stream,
-    sim_options, simulator, wait_receiver_agrees,
+    Answer, Hook, Request, assert_outbox_delivered, bounded, outbox, settle_stream, sim_options,
+    simulator, wait_receiver_agrees,
 };
+use super::support::OpsConfig;
 
 /// `navixy-alerts run -c CONFIG`, its output in a log file. Killed when dropped, so that
 /// a failing test leaves no process behind.
@@ -153,7 +154,11 @@ async fn kill_9_mid_delivery_then_restart_delivers_everything_and_refires_nothin
         let hook = Hook::start(Answer::AcceptContaining(r#""rule":"known""#.into())).await;
         let db = dir.path().join("alerts.db");
         let config = dir.path().join("config.yaml");
-        std::fs::write(&config, config_yaml(&sim.api_url(), &hook.url(), &db)).unwrap();
+        std::fs::write(
+            &config,
+            OpsConfig::new(&sim.api_url(), &hook.url(), &db).yaml(),
+        )
+        .unwrap();
 
         let mut first = Daemon::spawn(&config, dir.path().join("first.log"));
         hook.wait(

@@ -13,32 +13,11 @@ use navixy_alerts::store::{Store, load_escalations};
 use super::chaos::{Answer, Hook, Request, bounded, sim_options, simulator};
 use super::crash::Daemon;
 use super::server::always;
+use super::support::OpsConfig;
 
 /// How long after firing the pager is told: long enough that the kill, right after the
 /// first notification, comes before it.
 const AFTER: &str = "8s";
-
-fn config_yaml(api_url: &str, hook: &str, db: &std::path::Path, rules: &std::path::Path) -> String {
-    format!(
-        r#"source:
-  navixy: {{ api_url: {api_url}, login: demo, password: demo, timezone: UTC, max_backoff: 200ms }}
-rules: ["{rules}"]
-engine: {{ workers: 2, eval_interval: 1s, max_event_age: 1d }}
-channels:
-  ops: {{ type: webhook, url: "{hook}" }}
-  pager: {{ type: webhook, url: "{hook}" }}
-routes:
-  - channels: [ops]
-    escalate:
-      - {{ after: {AFTER}, channels: [pager] }}
-notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 100ms, repeat_interval: 24h }}
-storage: {{ path: "{db}" }}
-server: {{ listen: "127.0.0.1:0" }}
-"#,
-        rules = rules.display(),
-        db = db.display(),
-    )
-}
 
 /// Accepted firings per channel (`requests` as the hook hands them to a wait: its lock
 /// is held, so this must not ask the hook): receiver -> fingerprint -> how many
@@ -84,19 +63,23 @@ async fn steps_planned_before_a_kill_9_run_once_after_the_restart() {
         let config = dir.path().join("config.yaml");
         std::fs::write(
             &config,
-            config_yaml(&sim.api_url(), &hook.url(), &db, &rules),
+            OpsConfig::new(&sim.api_url(), &hook.url(), &db)
+                .rules(&rules)
+                .group_by("[rule, tracker_id]")
+                .escalate_after(AFTER)
+                .yaml(),
         )
         .unwrap();
 
         let mut first = Daemon::spawn(&config, dir.path().join("first.log"));
         hook.wait(
-            "every tracker's firing at ops",
+            "every tracker's firing at hook",
             Duration::from_secs(60),
-            |r| firings(r).get("ops").map_or(0, BTreeMap::len) == 3,
+            |r| firings(r).get("hook").map_or(0, BTreeMap::len) == 3,
         )
         .await;
         first.kill9();
-        let ops = firings(&hook.requests())["ops"].clone();
+        let at_hook = firings(&hook.requests())["hook"].clone();
         assert!(
             !firings(&hook.requests()).contains_key("pager"),
             "{}",
@@ -108,7 +91,7 @@ async fn steps_planned_before_a_kill_9_run_once_after_the_restart() {
         let planned = store.call(|db| load_escalations(db.conn())).await.unwrap();
         let mut planned: Vec<String> = planned.into_iter().map(|s| s.fingerprint.0).collect();
         planned.sort();
-        assert_eq!(planned, ops.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(planned, at_hook.keys().cloned().collect::<Vec<_>>());
 
         let mut second = Daemon::spawn(&config, dir.path().join("second.log"));
         hook.wait(
@@ -121,10 +104,15 @@ async fn steps_planned_before_a_kill_9_run_once_after_the_restart() {
         assert!(at_pager.values().all(|n| *n == 1), "{at_pager:?}");
         assert_eq!(
             at_pager.keys().collect::<Vec<_>>(),
-            ops.keys().collect::<Vec<_>>()
+            at_hook.keys().collect::<Vec<_>>()
         );
-        // Nothing fired again at ops, and every step is done.
-        assert_eq!(firings(&hook.requests())["ops"], ops, "{}", second.log());
+        // Nothing fired again at hook, and every step is done.
+        assert_eq!(
+            firings(&hook.requests())["hook"],
+            at_hook,
+            "{}",
+            second.log()
+        );
         let left = store.call(|db| load_escalations(db.conn())).await.unwrap();
         assert!(left.is_empty(), "{left:?}");
         second.terminate().await;

@@ -16,9 +16,8 @@ use serde_json::Value;
 use navixy_alerts::alert::Fingerprint;
 use navixy_alerts::navixy::simulator::SimulatorHandle;
 
-use super::chaos::{
-    Answer, Daemon, Hook, SECRET, bounded, contains, eventually, sim_options, simulator,
-};
+use super::chaos::{Answer, Daemon, Hook, bounded, contains, eventually, sim_options, simulator};
+use super::support::OpsConfig;
 
 fn rules(tracker_id: i64) -> String {
     format!(
@@ -37,29 +36,13 @@ fn rules(tracker_id: i64) -> String {
     )
 }
 
+/// The ops config with these rules, and a `group_wait` long enough that flips in quick
+/// succession share a notification.
 fn config(api_url: &str, hook_url: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"source:
-  navixy:
-    api_url: {api_url}
-    login: demo
-    password: demo
-    timezone: UTC
-    max_backoff: 200ms
-    source_down_after: 10m
-rules: ["{rules}"]
-engine: {{ workers: 2, eval_interval: 1s, max_event_age: 1d }}
-channels:
-  hook: {{ type: webhook, url: "{hook_url}", secret: "{SECRET}", timeout: 10s }}
-routes:
-  - channels: [hook]
-notify: {{ group_by: [rule], group_wait: 2s, group_interval: 100ms, repeat_interval: 24h }}
-storage: {{ path: "{storage}" }}
-server: {{ listen: "127.0.0.1:0" }}
-"#,
-        rules = dir.join("rules.yaml").display(),
-        storage = dir.join("alerts.db").display(),
-    )
+    OpsConfig::new(api_url, hook_url, &dir.join("alerts.db"))
+        .rules(&dir.join("rules.yaml"))
+        .group_wait("2s")
+        .yaml()
 }
 
 /// A wire `state_batch` with one state of `source_id` that sets these fields.

@@ -146,10 +146,7 @@ async fn a_silenced_alert_shows_silenced_and_filters_select_alerts() {
     assert_eq!(status, 200, "{body}");
     let silence = body["id"].as_str().unwrap().to_owned();
 
-    std::fs::write(daemon.rules_dir().join("second.yaml"), always("quiet_rule")).unwrap();
-    daemon.list_rules(&["first.yaml", "second.yaml"]);
-    let (status, body) = daemon.post("/api/v1/reload", "").await;
-    assert_eq!(status, 200, "{body}");
+    add_rules(&daemon, "second.yaml", &always("quiet_rule")).await;
 
     let page = eventually("silenced entries for every tracker", || async {
         let (_, page) = daemon.get("/api/v1/history?rule=quiet_rule").await;
@@ -242,6 +239,25 @@ fn sse_events(text: &str) -> Vec<(&str, Value)> {
         .collect()
 }
 
+/// Opens `GET /api/v1/events`.
+async fn open_stream(daemon: &Daemon) -> reqwest::Response {
+    let stream = daemon
+        .request(reqwest::Method::GET, "/api/v1/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    stream
+}
+
+/// Adds a second rule file beside `first.yaml` and reloads.
+async fn add_rules(daemon: &Daemon, file: &str, text: &str) {
+    std::fs::write(daemon.rules_dir().join(file), text).unwrap();
+    daemon.list_rules(&["first.yaml", file]);
+    let (status, body) = daemon.post("/api/v1/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// A rule with `for: 30s` on a clock the test moves: the alert's history is one
 /// `pending` entry when its wait began and one `firing` when it was over, newest first,
 /// and the event stream carries both transitions, the pending one as the firing will
@@ -264,19 +280,11 @@ async fn a_wait_is_one_pending_entry_then_one_firing_and_both_are_streamed() {
     )
     .await;
     daemon.firing_for_all("steady_rule").await;
-    let mut stream = daemon
-        .request(reqwest::Method::GET, "/api/v1/events")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status().as_u16(), 200);
+    let mut stream = open_stream(&daemon).await;
 
     // The waiting rule comes in after the stream is open, so it sees every wait begin.
     let waiting = "rules:\n  - name: waiting_rule\n    when: \"now > 0\"\n    for: 30s\n    severity: critical\n    value: 6 * 7\n    labels: { team: road }\n";
-    std::fs::write(daemon.rules_dir().join("waiting.yaml"), waiting).unwrap();
-    daemon.list_rules(&["first.yaml", "waiting.yaml"]);
-    let (status, body) = daemon.post("/api/v1/reload", "").await;
-    assert_eq!(status, 200, "{body}");
+    add_rules(&daemon, "waiting.yaml", waiting).await;
     let pending = eventually("every tracker waiting", || async {
         let (_, alerts) = daemon.get("/api/v1/alerts?state=pending").await;
         let alerts = alerts.as_array().unwrap().clone();
@@ -382,25 +390,12 @@ async fn a_wait_is_one_pending_entry_then_one_firing_and_both_are_streamed() {
 async fn the_event_stream_carries_transitions_and_history() {
     let daemon = Daemon::start_listed(&[("first.yaml", always("before_rule"))]).await;
     daemon.firing_for_all("before_rule").await;
-    let mut stream = daemon
-        .request(reqwest::Method::GET, "/api/v1/events")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status().as_u16(), 200);
+    let mut stream = open_stream(&daemon).await;
     assert_eq!(
         stream.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-
-    std::fs::write(
-        daemon.rules_dir().join("second.yaml"),
-        always("streamed_rule"),
-    )
-    .unwrap();
-    daemon.list_rules(&["first.yaml", "second.yaml"]);
-    let (status, body) = daemon.post("/api/v1/reload", "").await;
-    assert_eq!(status, 200, "{body}");
+    add_rules(&daemon, "second.yaml", &always("streamed_rule")).await;
 
     // Until every notification queued so far has been sent (several trackers fire).
     let text = read_until(&mut stream, |t| {
@@ -429,12 +424,7 @@ async fn the_event_stream_carries_transitions_and_history() {
 async fn a_client_that_falls_behind_is_dropped_and_the_engine_goes_on() {
     let daemon = Daemon::start_listed(&[("first.yaml", always("busy_rule"))]).await;
     daemon.firing_for_all("busy_rule").await;
-    let mut slow = daemon
-        .request(reqwest::Method::GET, "/api/v1/events")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(slow.status().as_u16(), 200);
+    let mut slow = open_stream(&daemon).await;
 
     // Far more than the feed holds, while the client reads nothing: publishing never
     // waits for it.
@@ -457,10 +447,7 @@ async fn a_client_that_falls_behind_is_dropped_and_the_engine_goes_on() {
     }
 
     // The engine goes on: a new rule still fires and is recorded.
-    std::fs::write(daemon.rules_dir().join("second.yaml"), always("later_rule")).unwrap();
-    daemon.list_rules(&["first.yaml", "second.yaml"]);
-    let (status, body) = daemon.post("/api/v1/reload", "").await;
-    assert_eq!(status, 200, "{body}");
+    add_rules(&daemon, "second.yaml", &always("later_rule")).await;
     eventually("later_rule in the history", || async {
         let (_, page) = daemon.get("/api/v1/history?rule=later_rule").await;
         (!page["entries"].as_array().unwrap().is_empty()).then_some(())

@@ -18,3 +18,4 @@ mod server_silences;
 mod shutdown;
 mod snapshot;
 mod storage;
+mod support;

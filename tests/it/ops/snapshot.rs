@@ -17,9 +17,11 @@ use navixy_alerts::navixy::simulator::SimulatorHandle;
 use navixy_alerts::state::Lifecycle;
 use navixy_alerts::store::{HistoryKind, HistoryQuery};
 
+use super::support::OpsConfig;
+
 use super::chaos::{
-    Answer, Daemon, Hook, assert_no_refire, assert_outbox_delivered, bounded, config_yaml,
-    contains, eventually, firing_at_receiver, outbox, sim_options, simulator, wait_receiver_agrees,
+    Answer, Daemon, Hook, assert_no_refire, assert_outbox_delivered, bounded, contains, eventually,
+    firing_at_receiver, outbox, sim_options, simulator, wait_receiver_agrees,
 };
 
 /// A wire `state_batch` with one state that only sets `additional.probe`.
@@ -64,7 +66,7 @@ async fn reconnects_refire_nothing(documented_shapes: bool, interruptions: &[Int
     options.documented_shapes = documented_shapes;
     let sim = simulator(options).await;
     let hook = Hook::start(Answer::Accept).await;
-    let yaml = config_yaml(&sim.api_url(), &hook.url(), &dir.path().join("alerts.db"));
+    let yaml = OpsConfig::new(&sim.api_url(), &hook.url(), &dir.path().join("alerts.db")).yaml();
     let daemon = Daemon::start(dir.path(), &yaml).await;
     let store = daemon.running.store.clone();
 
@@ -159,7 +161,8 @@ async fn a_restart_keeps_the_alerts_of_blocked_trackers_firing() {
         // from 5-7 s to 25-27 s of real time.
         let sim = simulator(sim_options(13, 60.0)).await;
         let hook = Hook::start(Answer::Accept).await;
-        let yaml = config_yaml(&sim.api_url(), &hook.url(), &dir.path().join("alerts.db"));
+        let yaml =
+            OpsConfig::new(&sim.api_url(), &hook.url(), &dir.path().join("alerts.db")).yaml();
         let first = Daemon::start(dir.path(), &yaml).await;
         hook.wait("a blocked tracker", Duration::from_secs(30), |r| {
             r.iter()
@@ -229,8 +232,9 @@ async fn a_restart_resumes_the_wait_of_pending_alerts() {
         let sim = simulator(sim_options(21, 60.0)).await;
         let hook = Hook::start(Answer::Accept).await;
         let db = dir.path().join("alerts.db");
-        let yaml = config_yaml(&sim.api_url(), &hook.url(), &db)
-            .replace(&super::chaos::rules_path(), &rules.display().to_string());
+        let yaml = OpsConfig::new(&sim.api_url(), &hook.url(), &db)
+            .rules(&rules)
+            .yaml();
         let pending_of = |daemon: &Daemon| {
             let engine = daemon.running.engine.clone();
             async move {

@@ -8,19 +8,21 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use navixy_alerts::config::Config;
-use navixy_alerts::daemon::{self, RunOptions, Running};
+use navixy_alerts::daemon::Running;
 use navixy_alerts::dispatch::testing::firing;
-use navixy_alerts::rules::RuleSet;
 
 /// A daemon in this process on the simulator, with the admin API on an ephemeral port.
 struct Daemon {
-    running: Running,
+    inner: super::chaos::Daemon,
     base: String,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = super::chaos::Daemon;
+    fn deref(&self) -> &super::chaos::Daemon {
+        &self.inner
+    }
 }
 
 impl Daemon {
@@ -40,31 +42,12 @@ server: { listen: "127.0.0.1:0" }
 
     /// Starts it on `yaml`, written to `dir/config.yaml` (so that a reload reads it).
     async fn start_with(dir: &Path, yaml: &str) -> Daemon {
-        let path = dir.join("config.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-        let rules = RuleSet::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (started_tx, started) = oneshot::channel();
-        let task = tokio::spawn(daemon::run(
-            config,
-            rules,
-            RunOptions::default(),
-            async move {
-                let _ = stopped.await;
-            },
-            Some(started_tx),
-        ));
-        let running = tokio::time::timeout(Duration::from_secs(30), started)
-            .await
-            .expect("the daemon starts within 30 s")
-            .expect("the daemon starts");
-        let addr = running.admin_addr.expect("the admin API listens");
+        std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+        let inner = super::chaos::Daemon::start(dir, yaml).await;
+        let addr = inner.running.admin_addr.expect("the admin API listens");
         Daemon {
-            running,
+            inner,
             base: format!("http://{addr}"),
-            stop,
-            task,
         }
     }
 
@@ -92,11 +75,7 @@ server: { listen: "127.0.0.1:0" }
 
     /// Stops it as SIGTERM does; the run's result.
     async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the daemon stops within 30 s")
-            .expect("the daemon task does not panic")
+        self.inner.finish().await
     }
 }
 
