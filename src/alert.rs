@@ -91,8 +91,9 @@ pub struct TrackerRef {
     pub source_id: Option<SourceId>,
 }
 
-/// An alert went firing or resolved, or an event rule's condition occurred. Emitted once
-/// per change, never per evaluation.
+/// An alert went firing or resolved, or an event rule's condition occurred; or (for the
+/// history only, [`AlertTransition::pending`]) an alert started to wait out its `for`.
+/// Emitted once per change, never per evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertTransition {
     pub fingerprint: Fingerprint,
