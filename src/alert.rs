@@ -18,26 +18,56 @@ use crate::navixy::messages::{Location, SourceId, TrackerId};
 #[serde(transparent)]
 pub struct Fingerprint(pub String);
 
+/// The name of the source of a single-account config (`source:` without `name:`). Its
+/// alerts' fingerprints leave the source out, so they are those of the versions before
+/// sources had names: an upgrade neither re-fires nor orphans what is firing.
+pub const DEFAULT_SOURCE: &str = "navixy";
+
 impl Fingerprint {
+    /// The fingerprint of an alert of source `source` (its name): [`Fingerprint::new`]
+    /// for [`DEFAULT_SOURCE`], else with the name fed after the other parts, so that the
+    /// same rule on two accounts' tracker 42 makes two alerts.
+    pub fn of_source(
+        rule: &str,
+        source: &str,
+        tracker_id: Option<TrackerId>,
+        key: Option<&str>,
+    ) -> Fingerprint {
+        if source == DEFAULT_SOURCE {
+            return Fingerprint::new(rule, tracker_id, key);
+        }
+        let tracker = tracker_id.map(|id| id.to_string());
+        let mut parts: Vec<&[u8]> = vec![rule.as_bytes()];
+        parts.push(tracker.as_deref().map_or(b"-", str::as_bytes));
+        if let Some(k) = key {
+            parts.push(k.as_bytes());
+        }
+        parts.push(b"\x00source");
+        parts.push(source.as_bytes());
+        Fingerprint::hash(&parts)
+    }
+
     /// FNV-1a 64 over the parts, separated so that ("ab", 1) and ("a", "b1") differ.
     /// Stable across versions and machines: receivers and the store key on it.
     pub fn new(rule: &str, tracker_id: Option<TrackerId>, key: Option<&str>) -> Fingerprint {
+        let tracker = tracker_id.map(|id| id.to_string());
+        let mut parts: Vec<&[u8]> = vec![rule.as_bytes()];
+        parts.push(tracker.as_deref().map_or(b"-", str::as_bytes));
+        if let Some(k) = key {
+            parts.push(k.as_bytes());
+        }
+        Fingerprint::hash(&parts)
+    }
+
+    fn hash(parts: &[&[u8]]) -> Fingerprint {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
+        for bytes in parts {
+            for b in *bytes {
                 h ^= u64::from(*b);
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
             h ^= 0xff;
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        };
-        feed(rule.as_bytes());
-        match tracker_id {
-            Some(id) => feed(id.to_string().as_bytes()),
-            None => feed(b"-"),
-        }
-        if let Some(k) = key {
-            feed(k.as_bytes());
         }
         Fingerprint(format!("{h:016x}"))
     }

@@ -643,8 +643,8 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
         let value = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         assert!(value > 0.0, "{series} = {value}");
     };
-    positive("navixy_alerts_frames_total{source=\"simulator\"}");
-    positive("navixy_alerts_updates_total{kind=\"state\",source=\"simulator\"}");
+    positive("navixy_alerts_frames_total{source=\"navixy\"}");
+    positive("navixy_alerts_updates_total{kind=\"state\",source=\"navixy\"}");
     positive("navixy_alerts_rule_evaluations_total{rule=\"metrics_watch\"}");
     // `now > 0` is in the direct evaluator's subset: Rhai never runs it.
     positive("navixy_alerts_rule_fast_path_total{rule=\"metrics_watch\",outcome=\"fast\"}");
@@ -670,7 +670,7 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
         Some(0.0)
     );
     // A gauge of the process: other daemons of this test binary set it too.
-    assert!(sample(&text, "navixy_alerts_source_up").is_some());
+    assert!(sample(&text, "navixy_alerts_source_up{source=\"navixy\"}").is_some());
     assert!(text.contains("navixy_alerts_evaluation_latency_seconds_bucket{le=\"0.005\"}"));
     daemon.stop().await;
 }
