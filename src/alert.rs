@@ -21,7 +21,7 @@ pub struct Fingerprint(pub String);
 /// The name of the source of a single-account config (`source:` without `name:`). Its
 /// alerts' fingerprints leave the source out, so they are those of the versions before
 /// sources had names: an upgrade neither re-fires nor orphans what is firing.
-pub const DEFAULT_SOURCE: &str = "navixy";
+pub use crate::config::DEFAULT_SOURCE;
 
 impl Fingerprint {
     /// The fingerprint of an alert of source `source` (its name): [`Fingerprint::new`]

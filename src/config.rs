@@ -95,7 +95,7 @@ fn sources_given(text: &str) -> bool {
 
 /// The name of the `source:` shorthand's source when it does not set `name:`. Alerts of a
 /// source of this name keep the fingerprints they had before sources had names.
-pub use crate::alert::DEFAULT_SOURCE;
+pub const DEFAULT_SOURCE: &str = "navixy";
 
 /// `source:`: exactly one of `navixy` or `simulator`, and optionally a name.
 #[derive(Debug, Clone, Deserialize)]

@@ -428,10 +428,14 @@ async fn live_alerts_and_a_tracker_lookup() {
     assert_eq!(alert["status"], "firing");
     assert_eq!(alert["severity"], "warning");
     assert_eq!(alert["silenced_by"], Value::Null);
-    // The rule sets no labels; Navixy's context adds the tracker's group and driver.
+    // The rule sets no labels; the engine adds the tracker's source, and Navixy's
+    // context its group and driver.
     let labels = alert["labels"].as_object().unwrap();
+    assert_eq!(labels["source"], "navixy");
     assert!(
-        labels.keys().all(|k| k == "group" || k == "driver"),
+        labels
+            .keys()
+            .all(|k| k == "group" || k == "driver" || k == "source"),
         "{labels:?}"
     );
     let id = alert["tracker"]["id"].as_i64().unwrap();

@@ -207,7 +207,7 @@ fn a_transition_carries_what_receivers_show() {
             "severity": "critical",
             "tracker": {"id": 21080, "label": "Truck 7", "source_id": 10284},
             "key": null,
-            "labels": {"team": "logistics"},
+            "labels": {"source": "navixy", "team": "logistics"},
             "annotations": {"summary": "Truck 7: 104 km/h over 90"},
             "value": 104,
             "starts_at": "2026-01-05T08:00:00Z",
