@@ -1,6 +1,7 @@
 //! Integration tests: source. The real WebSocket and REST clients against the simulator on
 //! loopback, driven through the simulator's hooks.
 
+mod accounts;
 mod context;
 mod daemon_context;
 mod limits;
