@@ -820,14 +820,11 @@ impl ShardProbes {
 
 /// Stops the engine once it applied everything, with the alerts still inside their `for`
 /// (for the next start).
-/// The store keeps Navixy's tracker ids: the next start keys them again by the source
-/// their fingerprint names ([`rekey_pending`]).
+/// They carry Navixy's tracker ids: the next start keys them again by the source their
+/// fingerprint names ([`rekey_pending`]).
 fn stop_engine(mut engine: Engine) -> (crate::engine::EngineStats, Vec<PendingAlert>) {
     engine.flush();
-    let mut pending = engine.handle().pending_blocking();
-    for p in &mut pending {
-        p.tracker_id = crate::navixy::messages::key_parts(p.tracker_id).1;
-    }
+    let pending = engine.handle().pending_blocking();
     (engine.shutdown(), pending)
 }
 

@@ -601,12 +601,17 @@ impl EngineHandle {
         self.ask_all(ShardMsg::Sync)
     }
 
-    /// Every shard's alerts inside their `for`, after what was sent before (blocking).
+    /// Every shard's alerts inside their `for`, after what was sent before (blocking),
+    /// with Navixy's tracker ids (the fingerprint tells two accounts' trackers apart).
     pub fn pending_blocking(&self) -> Vec<PendingAlert> {
         self.ask_all(ShardMsg::Pending)
             .into_iter()
             .filter_map(|rx| rx.blocking_recv().ok())
             .flatten()
+            .map(|mut p| {
+                p.tracker_id = crate::navixy::messages::key_parts(p.tracker_id).1;
+                p
+            })
             .collect()
     }
 

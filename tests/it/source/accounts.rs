@@ -135,7 +135,7 @@ routes:
   - channels: [all]
 notify: {{ group_wait: 0s, group_by: [source, tracker_id] }}
 storage: {{ path: ":memory:" }}
-server: {{ listen: "" }}
+server: {{ listen: "127.0.0.1:0" }}
 "#,
             source("north", &north),
             source("south", &south)
@@ -205,6 +205,28 @@ server: {{ listen: "" }}
             Fingerprint::new("seen", Some(21_004), None).0
         );
 
+        // The API finds each account's 21004 by its source; the first source's without one.
+        let addr = running.admin_addr.expect("the admin API listens");
+        let get = |path: String| async move {
+            let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        };
+        for (query, source) in [("", "north"), ("?source=north", "north"), ("?source=south", "south")] {
+            let (status, body) = get(format!("/api/v1/trackers/21004{query}")).await;
+            assert_eq!(status, 200, "{query}: {body}");
+            assert_eq!(body["tracker"]["id"], 21_004);
+            assert_eq!(body["tracker"]["source"], source);
+        }
+        let (status, _) = get("/api/v1/trackers/21009".into()).await;
+        assert_eq!(status, 404, "21009 is south's only");
+        let (status, body) = get("/api/v1/trackers/21004?source=east".into()).await;
+        assert_eq!(status, 404);
+        assert!(body.to_string().contains("no source is named `east`"), "{body}");
+        // /readyz answers for both: ready while both are.
+        let (status, body) = get("/readyz".into()).await;
+        assert_eq!((status, &body["ready"]), (200, &Value::Bool(true)), "{body}");
+
         // The route on `source: south` got south's alerts and no other.
         let south_hook = until(&got, "south", |a| trackers(a).len() >= 6).await;
         assert!(
@@ -234,6 +256,10 @@ server: {{ listen: "" }}
             Fingerprint::of_source("navixy_source_down", "south", None, None).0
         );
         assert!(!running.health.is_connected());
+        let (status, body) = get("/readyz".into()).await;
+        assert_eq!(status, 503, "{body}");
+        let why = body["source"]["error"].as_str().unwrap_or_default();
+        assert!(why.contains("source south: "), "{body}");
         let health = running.health.snapshot();
         assert!(health.sources["north"].connected);
         assert!(!health.sources["south"].connected);
