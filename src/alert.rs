@@ -234,3 +234,26 @@ mod ack_time {
         DateTime::<Utc>::deserialize(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_source_keeps_the_fingerprint_and_others_have_their_own() {
+        let legacy = Fingerprint::new("speeding", Some(21080), None);
+        assert_eq!(legacy.0, "61180e867bd606c9");
+        assert_eq!(
+            Fingerprint::of_source("speeding", DEFAULT_SOURCE, Some(21080), None),
+            legacy
+        );
+        let north = Fingerprint::of_source("speeding", "north", Some(21080), None);
+        let south = Fingerprint::of_source("speeding", "south", Some(21080), None);
+        assert_ne!(north, legacy);
+        assert_ne!(north, south);
+        assert_ne!(
+            Fingerprint::of_source("navixy_source_down", "south", None, None),
+            Fingerprint::new("navixy_source_down", None, None)
+        );
+    }
+}

@@ -795,3 +795,71 @@ fn map_item(
         BatchItem::Invalid(e) => counts.invalid.push(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoRules;
+    use crate::navixy::messages::key_parts;
+
+    fn listed(id: TrackerId, source_id: i64, label: &str) -> TrackerInfo {
+        TrackerInfo {
+            id,
+            source_id: Some(source_id),
+            label: Some(label.into()),
+            ..TrackerInfo::default()
+        }
+    }
+
+    /// Two accounts' tracker 42, both with device 100: two trackers, each mapped by its
+    /// own account's list, and source 0's keyed by its bare id as before.
+    #[test]
+    fn two_sources_keep_the_same_ids_apart() {
+        let factory = |_: usize| -> Box<dyn ShardEvaluator> { Box::new(NoRules) };
+        let (mut engine, _transitions) =
+            Engine::start(EngineOptions::new(EngineClock::EventTime), &factory).unwrap();
+        engine.set_source_names(&["north".into(), "south".into()]);
+        engine.set_trackers_of(0, vec![listed(42, 100, "North 42")]);
+        engine.set_trackers_of(1, vec![listed(42, 100, "South 42")]);
+        let frame = |speed: u32| {
+            format!(
+                r#"{{"type":"event","event":"state_batch","data":[{{"type":"source_state_event","state":{{"source_id":100,"last_update":"2026-01-05T08:00:00Z","gps":{{"speed":{speed}}}}}}}]}}"#
+            )
+        };
+        engine.ingest_text_from(0, &frame(10), None).unwrap();
+        engine.ingest_text_from(1, &frame(90), None).unwrap();
+        engine.sync();
+        let mut seen: Vec<(TrackerId, u16, TrackerId, Option<String>, Option<f64>)> = engine
+            .handle()
+            .trackers_blocking()
+            .into_iter()
+            .map(|t| {
+                let speed = t.current.as_ref().and_then(|s| s.gps.as_ref()?.speed);
+                (
+                    t.info.key(),
+                    t.info.source,
+                    t.info.id,
+                    t.info.label.clone(),
+                    speed,
+                )
+            })
+            .collect();
+        seen.sort_by_key(|s| s.0);
+        assert_eq!(
+            seen,
+            [
+                (42, 0, 42, Some("North 42".into()), Some(10.0)),
+                (
+                    tracker_key(1, 42),
+                    1,
+                    42,
+                    Some("South 42".into()),
+                    Some(90.0)
+                ),
+            ]
+        );
+        assert_eq!(key_parts(seen[1].0), (1, 42));
+        assert_eq!(engine.stats().unmapped, 0);
+        engine.shutdown();
+    }
+}

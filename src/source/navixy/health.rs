@@ -352,4 +352,52 @@ mod tests {
         assert_eq!(json["subscriptions"]["readings_batch"]["3"], "weird");
         assert_eq!(json["connected"], false);
     }
+
+    #[test]
+    fn a_group_is_connected_while_every_source_is_and_names_the_one_down() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap();
+        let north = std::sync::Arc::new(SourceHealth::named("north", t0));
+        let south = std::sync::Arc::new(SourceHealth::named("south", t0));
+        let group = SourceHealth::group(vec![north.clone(), south.clone()], t0);
+        assert!(!group.is_connected());
+        north.set_connected(true, t0);
+        south.set_connected(true, t0 + chrono::Duration::seconds(5));
+        assert!(group.is_connected());
+        assert_eq!(group.since(), Some(t0 + chrono::Duration::seconds(5)));
+        south.set_error("connection reset".into());
+        south.set_connected(false, t0 + chrono::Duration::seconds(9));
+        north.bump_reconnects();
+        south.bump_reconnects();
+        assert!(!group.is_connected());
+        assert_eq!(group.since(), Some(t0 + chrono::Duration::seconds(9)));
+        assert_eq!(
+            group.last_error().as_deref(),
+            Some("source south: connection reset")
+        );
+        assert_eq!(group.reconnects(), 2);
+        let json = serde_json::to_value(group.snapshot()).unwrap();
+        assert_eq!(json["sources"]["north"]["connected"], true);
+        assert_eq!(json["sources"]["south"]["connected"], false);
+        // A source's own snapshot has no `sources`.
+        assert!(
+            serde_json::to_value(north.snapshot())
+                .unwrap()
+                .get("sources")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_on_a_group_wakes_on_a_source_change() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap();
+        let north = std::sync::Arc::new(SourceHealth::named("north", t0));
+        let south = std::sync::Arc::new(SourceHealth::named("south", t0));
+        let group = SourceHealth::group(vec![north.clone(), south.clone()], t0);
+        north.set_connected(true, t0);
+        let wait = group.wait_until(|h| h.is_connected());
+        tokio::pin!(wait);
+        assert!(futures_util::poll!(wait.as_mut()).is_pending());
+        south.set_connected(true, t0);
+        wait.await;
+    }
 }
