@@ -138,7 +138,7 @@ pub async fn run(
         .await
         .context("loading pending alerts")?;
     // The store keeps Navixy's tracker ids; the engine keys trackers by source too.
-    let records = rekey_records(records, &names);
+    let (records, of_no_source) = rekey_records(records, &names);
     let pending = rekey_pending(pending, &names);
 
     // The sources, and the clock everything runs on: the (first) simulator's own (so that
@@ -205,7 +205,7 @@ pub async fn run(
     let engine_names = names.clone();
     // A firing alert of a rule that is now an event rule has nothing left to resolve it:
     // it is resolved with the orphans.
-    let (resumable, orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
+    let (resumable, mut orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
         records.into_iter().partition(|r| {
             r.status == AlertStatus::Firing
                 && r.tracker_id.is_some()
@@ -213,6 +213,7 @@ pub async fn run(
                     .get(&r.rule)
                     .is_some_and(|rule| rule.mode == crate::rules::RuleMode::State)
         });
+    orphaned.extend(of_no_source);
     let firing: HashSet<Fingerprint> = resumable.iter().map(|r| r.fingerprint.clone()).collect();
     let gauges = Arc::new(AlertGauges::new(workers));
     let factory = {
@@ -648,62 +649,64 @@ async fn run_sources(
     first
 }
 
-/// Firing alerts as the store keeps them (Navixy's tracker ids) keyed as the engine keys
-/// trackers: each goes to the source whose name its fingerprint was made with. An alert
-/// of no configured source (renamed or removed) keeps its id and finds no rule slot of
-/// its own: it is resolved as an orphan only if its rule is gone; else it stays in the
-/// store until that tracker reports again under the same name.
-fn rekey_records(records: Vec<AlertRecord>, names: &[String]) -> Vec<AlertRecord> {
-    records
-        .into_iter()
-        .map(|mut r| {
-            if let Some(id) = r.tracker_id {
-                r.tracker_id = Some(source_key(
-                    names,
-                    &r.fingerprint,
-                    &r.rule,
-                    id,
-                    r.key.as_deref(),
-                ));
+/// Firing alerts as the store keeps them (Navixy's tracker ids), keyed as the engine keys
+/// trackers: each goes to the source whose name its fingerprint was made with. Returns
+/// them, and apart those of no configured source (renamed or removed), which nothing will
+/// evaluate again: they are resolved as orphans. Engine alerts (no tracker) pass as they
+/// are.
+fn rekey_records(
+    records: Vec<AlertRecord>,
+    names: &[String],
+) -> (Vec<AlertRecord>, Vec<AlertRecord>) {
+    let mut known = Vec::with_capacity(records.len());
+    let mut unknown = Vec::new();
+    for mut r in records {
+        let Some(id) = r.tracker_id else {
+            known.push(r);
+            continue;
+        };
+        match source_of(names, &r.fingerprint, &r.rule, id, r.key.as_deref()) {
+            Some(source) => {
+                r.tracker_id = Some(crate::navixy::messages::tracker_key(source, id));
+                known.push(r);
             }
-            r
-        })
-        .collect()
+            None => unknown.push(r),
+        }
+    }
+    (known, unknown)
 }
 
 /// [`rekey_records`] for alerts inside their `for`; one of no configured source is
-/// dropped (it waits its `for` anew if its tracker still matches).
+/// dropped.
 fn rekey_pending(pending: Vec<PendingAlert>, names: &[String]) -> Vec<PendingAlert> {
     pending
         .into_iter()
         .filter_map(|mut p| {
-            let source = names.iter().position(|name| {
-                Fingerprint::of_source(&p.rule, name, Some(p.tracker_id), p.key.as_deref())
-                    == p.fingerprint
-            })?;
-            let source = crate::navixy::messages::SourceIx::try_from(source).ok()?;
+            let source = source_of(
+                names,
+                &p.fingerprint,
+                &p.rule,
+                p.tracker_id,
+                p.key.as_deref(),
+            )?;
             p.tracker_id = crate::navixy::messages::tracker_key(source, p.tracker_id);
             Some(p)
         })
         .collect()
 }
 
-/// The engine key of tracker `id` of the source whose name made `fingerprint`; the bare
-/// id when no configured source's name does.
-fn source_key(
+/// The index of the source whose name made `fingerprint` for tracker `id`, if any.
+fn source_of(
     names: &[String],
     fingerprint: &Fingerprint,
     rule: &str,
     id: crate::navixy::messages::TrackerId,
     key: Option<&str>,
-) -> crate::navixy::messages::TrackerId {
+) -> Option<crate::navixy::messages::SourceIx> {
     names
         .iter()
         .position(|name| Fingerprint::of_source(rule, name, Some(id), key) == *fingerprint)
         .and_then(|i| crate::navixy::messages::SourceIx::try_from(i).ok())
-        .map_or(id, |source| {
-            crate::navixy::messages::tracker_key(source, id)
-        })
 }
 
 /// How a source keeps its Navixy context: refreshed with the tracker list, and at least
@@ -1053,7 +1056,7 @@ fn resolve_orphans(
         .filter(|r| r.status == AlertStatus::Firing)
         .partition(|r| r.tracker_id.is_none());
     for record in gone {
-        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone or now an event rule.");
+        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule or source is gone, or whose rule is now an event rule.");
         let _ = alerts.send(record.last.resolved_at(clock.now()));
     }
     if engine_alerts.is_empty() {
@@ -1085,6 +1088,59 @@ mod tests {
     use crate::engine::TRANSITION_CAPACITY;
     use crate::state::TrackerState;
     use chrono::{DateTime, Utc};
+
+    /// Restored alerts go back to the source whose name made their fingerprint; those
+    /// of a source no longer configured are set apart, to be resolved.
+    #[test]
+    fn restored_alerts_are_keyed_by_the_source_that_made_them() {
+        use crate::navixy::messages::tracker_key;
+        let record = |source: &str, id: i64| {
+            let mut last = firing("seen", id);
+            last.fingerprint = Fingerprint::of_source("seen", source, Some(id), None);
+            AlertRecord {
+                fingerprint: last.fingerprint.clone(),
+                rule: "seen".into(),
+                tracker_id: Some(id),
+                key: None,
+                status: AlertStatus::Firing,
+                starts_at: t0(),
+                last,
+            }
+        };
+        let names = ["navixy".to_string(), "south".to_string()];
+        let (known, unknown) = rekey_records(
+            vec![
+                record("navixy", 42),
+                record("south", 42),
+                record("east", 42),
+            ],
+            &names,
+        );
+        let keys: Vec<Option<i64>> = known.iter().map(|r| r.tracker_id).collect();
+        assert_eq!(keys, [Some(42), Some(tracker_key(1, 42))]);
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(
+            unknown[0].fingerprint,
+            Fingerprint::of_source("seen", "east", Some(42), None)
+        );
+        // The list's order may change between runs: south's alert follows its name.
+        let swapped = ["south".to_string(), "navixy".to_string()];
+        let (known, _) = rekey_records(vec![record("south", 42), record("navixy", 42)], &swapped);
+        let keys: Vec<Option<i64>> = known.iter().map(|r| r.tracker_id).collect();
+        assert_eq!(keys, [Some(42), Some(tracker_key(1, 42))]);
+        let pending = rekey_pending(
+            vec![PendingAlert {
+                fingerprint: Fingerprint::of_source("seen", "south", Some(42), None),
+                rule: "seen".into(),
+                tracker_id: 42,
+                key: None,
+                since: t0(),
+            }],
+            &names,
+        );
+        assert_eq!(pending[0].tracker_id, tracker_key(1, 42));
+        assert!(rekey_pending(pending, &["navixy".to_string()]).is_empty());
+    }
 
     /// Polls `check` until it holds (at most 60 s of real time).
     async fn eventually<F, Fut>(what: &str, mut check: F)
