@@ -829,7 +829,9 @@ mod tests {
         engine.ingest_text_from(0, &frame(10), None).unwrap();
         engine.ingest_text_from(1, &frame(90), None).unwrap();
         engine.sync();
-        let mut seen: Vec<(TrackerId, u16, TrackerId, Option<String>, Option<f64>)> = engine
+        /// Key, source, id, label and speed of a tracker.
+        type Seen = (TrackerId, u16, TrackerId, Option<String>, Option<f64>);
+        let mut seen: Vec<Seen> = engine
             .handle()
             .trackers_blocking()
             .into_iter()
