@@ -409,3 +409,48 @@ async fn an_upgrade_to_two_accounts_and_their_restarts_refire_nothing() {
     })
     .await;
 }
+
+/// The demo's way: two in-process simulators as two `simulator:` sources, on the first
+/// one's clock; 21002 is in both fleets and fires once per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_simulator_sources_serve_the_demo() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, got) = receiver().await;
+        let yaml = format!(
+            r#"sources:
+  - name: north
+    simulator: {{ trackers: 2, seed: 42, speed: 60 }}
+  - name: south
+    simulator: {{ trackers: 2, seed: 7, speed: 60, first_tracker: 21002 }}
+rules: [rules.yaml]
+channels:
+  all: {{ type: webhook, url: "{url}/all" }}
+routes:
+  - channels: [all]
+notify: {{ group_wait: 0s, group_by: [source, tracker_id] }}
+storage: {{ path: ":memory:" }}
+server: {{ listen: "" }}
+"#
+        );
+        run_until(
+            dir.path(),
+            &yaml,
+            "rules:\n  - name: seen\n    when: \"true\"\n",
+            &got,
+            |a| trackers(a).len() >= 4,
+        )
+        .await;
+        let expected: BTreeSet<(String, i64)> = [
+            ("north", 21_001),
+            ("north", 21_002),
+            ("south", 21_002),
+            ("south", 21_003),
+        ]
+        .into_iter()
+        .map(|(s, id)| (s.to_string(), id))
+        .collect();
+        assert_eq!(trackers(&alerts(&got, "all")), expected);
+    })
+    .await;
+}
