@@ -42,9 +42,9 @@ pub struct Config {
     pub source: Option<SourceConfig>,
     /// The Navixy accounts (or simulators) to watch, each with its own `name`: the
     /// `source` label of its alerts, and part of its trackers' identity. After loading,
-    /// the one list of sources, the shorthand's included.
+    /// the one list of sources, the shorthand's included ([`Config::sources`]).
     #[serde(default)]
-    pub sources: Vec<SourceEntry>,
+    pub sources: Option<Vec<SourceEntry>>,
     /// Rule files or globs; relative paths are relative to the config file's folder.
     #[serde(default)]
     pub rules: Vec<String>,
@@ -80,15 +80,6 @@ pub struct Config {
     /// The config file itself, for messages. Not a key.
     #[serde(skip)]
     pub path: PathBuf,
-    /// The text has a `sources:` key (an empty list is then an error of its own). Not a key.
-    #[serde(skip)]
-    pub sources_given: bool,
-}
-
-/// Whether a top-level `sources:` key is written (serde cannot tell an empty list from
-/// none).
-fn sources_given(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("sources:"))
 }
 
 // --- Sources: `source:` (one account) and `sources:` (several) ---
@@ -187,13 +178,7 @@ impl Config {
     /// The sources, in the order given: a source's position is its index in the engine's
     /// tracker keys (`state::tracker_key`).
     pub fn sources(&self) -> &[SourceEntry] {
-        &self.sources
-    }
-
-    /// The first source: the one whose zone, frame limit and refresh periods the engine
-    /// and the shared context default to.
-    pub fn first_source(&self) -> Option<&SourceEntry> {
-        self.sources.first()
+        self.sources.as_deref().unwrap_or_default()
     }
 
     /// `source:` and `sources:`: exactly one of them, names unique, each source valid;
@@ -207,21 +192,21 @@ impl Config {
                 "source".to_string()
             }
         };
-        match (&self.source, self.sources.is_empty()) {
-            (Some(_), false) => {
+        match (&self.source, self.sources.as_deref()) {
+            (Some(_), Some(_)) => {
                 return Err(
                     "sources: set `source` (one account) or `sources` (a list), not both".into(),
                 );
             }
-            (None, true) if self.sources_given => {
+            (None, Some([])) => {
                 return Err(
                     "sources: an empty list watches nothing; name at least one source".into(),
                 );
             }
-            (None, true) => {
+            (None, None) => {
                 return Err("source: set `source` (one account) or `sources` (a list)".into());
             }
-            (Some(shorthand), true) => {
+            (Some(shorthand), None) => {
                 let entry = SourceEntry::from_shorthand(shorthand.clone());
                 let at = match entry.name.referenced.line() {
                     0 => "source".to_string(),
@@ -229,32 +214,31 @@ impl Config {
                 };
                 return entry.validate(&at);
             }
-            (None, false) => {}
+            (None, Some(_)) => {}
         }
-        for (i, entry) in self.sources.iter().enumerate() {
+        let sources = self.sources();
+        for (i, entry) in sources.iter().enumerate() {
             let here = at(entry);
             entry.validate(&here)?;
-            if self.sources[..i].iter().any(|e| e.name() == entry.name()) {
+            if sources[..i].iter().any(|e| e.name() == entry.name()) {
                 return Err(format!(
                     "{here}.name: `{}` names another source too (names are unique)",
                     entry.name()
                 ));
             }
         }
-        let speeds: Vec<f64> = self
-            .sources
+        let speeds: Vec<f64> = sources
             .iter()
             .filter_map(|e| e.simulator.as_ref().map(|s| s.speed))
             .collect();
         if !speeds.is_empty() {
-            if let Some(live) = self.sources.iter().find(|e| e.navixy.is_some()) {
+            if let Some(live) = sources.iter().find(|e| e.navixy.is_some()) {
                 return Err(format!(
                     "{}: a live Navixy account cannot run beside a `simulator` source (the simulator runs on its own clock)",
                     at(live)
                 ));
             }
-            if let Some(other) = self
-                .sources
+            if let Some(other) = sources
                 .iter()
                 .find(|e| e.simulator.as_ref().is_some_and(|s| s.speed != speeds[0]))
             {
@@ -1809,10 +1793,9 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        config.sources_given = sources_given(&text);
         config.validate().map_err(invalid)?;
         if let Some(shorthand) = config.source.take() {
-            config.sources = vec![SourceEntry::from_shorthand(shorthand)];
+            config.sources = Some(vec![SourceEntry::from_shorthand(shorthand)]);
         }
         Ok(config)
     }
@@ -2206,7 +2189,7 @@ mod tests {
             ("PORT", "2525"),
         ]);
         let config = Config::from_yaml(yaml, Path::new("c.yaml"), vars).unwrap();
-        let sim = config.sources[0].simulator.as_ref().unwrap();
+        let sim = config.sources()[0].simulator.as_ref().unwrap();
         assert_eq!((sim.trackers, sim.speed), (7, 2.5));
         assert_eq!(config.engine.workers, Some(3));
         assert_eq!(config.engine.eval_interval, Duration::from_secs(5));

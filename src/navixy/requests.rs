@@ -216,7 +216,7 @@ mod tests {
         let text = format!("source:\n  navixy:\n{yaml}");
         let config = Config::from_yaml(&text, std::path::Path::new("t.yaml"), |_| None);
         match config {
-            Ok(c) => c.sources[0]
+            Ok(c) => c.sources()[0]
                 .navixy
                 .clone()
                 .unwrap_or_else(|| panic!("no navixy")),

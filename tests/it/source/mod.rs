@@ -63,7 +63,7 @@ pub fn config(sim: &SimulatorHandle, extra: &str) -> NavixyConfig {
         sim.api_url()
     );
     match Config::from_yaml(&yaml, Path::new("test.yaml"), |_| None) {
-        Ok(config) => config.sources[0].navixy.clone().expect("a navixy source"),
+        Ok(config) => config.sources()[0].navixy.clone().expect("a navixy source"),
         Err(e) => panic!("{e}\n{yaml}"),
     }
 }
