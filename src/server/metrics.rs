@@ -110,6 +110,10 @@ pub fn register(config: &Config, rules: &RuleSet, source: &'static str) {
         }
         metrics::counter!(WS_RECONNECTS, "source" => source.clone()).increment(0);
         metrics::gauge!(SOURCE_UP, "source" => source.clone()).increment(0.0);
+        for result in ["ok", "error"] {
+            metrics::counter!(CONTEXT_REFRESHES, "result" => result, "source" => source.clone())
+                .increment(0);
+        }
     }
     for kind in DecodeErrorKind::ALL {
         metrics::counter!(DECODE_ERRORS, "kind" => kind.as_str()).increment(0);
@@ -126,9 +130,6 @@ pub fn register(config: &Config, rules: &RuleSet, source: &'static str) {
         }
     }
     metrics::gauge!(OUTBOX_DEPTH).increment(0.0);
-    for result in ["ok", "error"] {
-        metrics::counter!(CONTEXT_REFRESHES, "result" => result).increment(0);
-    }
     let _ = metrics::histogram!(EVAL_LATENCY);
     for state in ["pending", "firing"] {
         metrics::gauge!(ALERTS, "state" => state).increment(0.0);

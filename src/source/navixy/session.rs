@@ -182,6 +182,7 @@ impl NavixySource {
         let seed = self.clock.now().timestamp_nanos_opt().unwrap_or_default() as u64;
         let runner = Runner {
             index: self.index,
+            name: self.name.clone(),
             backoff: Backoff::new(self.options.initial_backoff, self.config.max_backoff, seed),
             config: self.config,
             clock: self.clock,
@@ -263,6 +264,7 @@ enum AttemptOutcome {
 /// The reconnect loop's state.
 struct Runner {
     index: SourceIx,
+    name: Arc<str>,
     config: NavixyConfig,
     clock: Arc<dyn Clock>,
     health: Arc<SourceHealth>,
@@ -384,9 +386,15 @@ impl Runner {
         if let Some(context) = &self.context {
             context_in = Some(context.every);
             if !context.shared.is_loaded()
-                && fetch_once(&self.rest, &hash, &context.shared, self.clock.as_ref())
-                    .await
-                    .is_err()
+                && fetch_once(
+                    &self.name,
+                    &self.rest,
+                    &hash,
+                    &context.shared,
+                    self.clock.as_ref(),
+                )
+                .await
+                .is_err()
             {
                 context_in = Some(self.options.initial_backoff);
             }
@@ -412,6 +420,7 @@ impl Runner {
         debug!(heartbeat = ?conn.heartbeat(), "Subscribe sent.");
         let context = match (&self.context, context_in) {
             (Some(context), Some(first)) => Some(refresh_context(
+                self.name.clone(),
                 self.rest.clone(),
                 hash.clone(),
                 context.clone(),
