@@ -377,12 +377,15 @@ impl Engine {
         out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
     ) {
         let mut counts = FrameCounts::default();
-        let ids = self.ids.get(usize::from(source));
-        let empty = IdMap::default();
+        let ix = usize::from(source);
+        if self.ids.len() <= ix {
+            // A source whose list has not come yet: its source ids stand for themselves.
+            self.ids.resize_with(ix + 1, IdMap::default);
+        }
         frame_updates_from(
             source,
             frame,
-            ids.unwrap_or(&empty),
+            &self.ids[ix],
             self.options.timezone,
             out,
             &mut counts,
