@@ -102,6 +102,7 @@ fn fleet(rules: &RuleSet) -> ShardCache {
             label: Some(format!("Truck {i}")),
             group_id: Some(i % 10),
             blocked: None,
+            source: 0,
         });
         for m in 0..10 {
             cache.apply(Update::State {

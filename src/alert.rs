@@ -18,26 +18,56 @@ use crate::navixy::messages::{Location, SourceId, TrackerId};
 #[serde(transparent)]
 pub struct Fingerprint(pub String);
 
+/// The name of the source of a single-account config (`source:` without `name:`). Its
+/// alerts' fingerprints leave the source out, so they are those of the versions before
+/// sources had names: an upgrade neither re-fires nor orphans what is firing.
+pub use crate::config::DEFAULT_SOURCE;
+
 impl Fingerprint {
+    /// The fingerprint of an alert of source `source` (its name): [`Fingerprint::new`]
+    /// for [`DEFAULT_SOURCE`], else with the name fed after the other parts, so that the
+    /// same rule on two accounts' tracker 42 makes two alerts.
+    pub fn of_source(
+        rule: &str,
+        source: &str,
+        tracker_id: Option<TrackerId>,
+        key: Option<&str>,
+    ) -> Fingerprint {
+        if source == DEFAULT_SOURCE {
+            return Fingerprint::new(rule, tracker_id, key);
+        }
+        let tracker = tracker_id.map(|id| id.to_string());
+        let mut parts: Vec<&[u8]> = vec![rule.as_bytes()];
+        parts.push(tracker.as_deref().map_or(b"-", str::as_bytes));
+        if let Some(k) = key {
+            parts.push(k.as_bytes());
+        }
+        parts.push(b"\x00source");
+        parts.push(source.as_bytes());
+        Fingerprint::hash(&parts)
+    }
+
     /// FNV-1a 64 over the parts, separated so that ("ab", 1) and ("a", "b1") differ.
     /// Stable across versions and machines: receivers and the store key on it.
     pub fn new(rule: &str, tracker_id: Option<TrackerId>, key: Option<&str>) -> Fingerprint {
+        let tracker = tracker_id.map(|id| id.to_string());
+        let mut parts: Vec<&[u8]> = vec![rule.as_bytes()];
+        parts.push(tracker.as_deref().map_or(b"-", str::as_bytes));
+        if let Some(k) = key {
+            parts.push(k.as_bytes());
+        }
+        Fingerprint::hash(&parts)
+    }
+
+    fn hash(parts: &[&[u8]]) -> Fingerprint {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
+        for bytes in parts {
+            for b in *bytes {
                 h ^= u64::from(*b);
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
             h ^= 0xff;
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        };
-        feed(rule.as_bytes());
-        match tracker_id {
-            Some(id) => feed(id.to_string().as_bytes()),
-            None => feed(b"-"),
-        }
-        if let Some(k) = key {
-            feed(k.as_bytes());
         }
         Fingerprint(format!("{h:016x}"))
     }
@@ -222,5 +252,28 @@ mod ack_time {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         DateTime::<Utc>::deserialize(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_source_keeps_the_fingerprint_and_others_have_their_own() {
+        let legacy = Fingerprint::new("speeding", Some(21080), None);
+        assert_eq!(legacy.0, "61180e867bd606c9");
+        assert_eq!(
+            Fingerprint::of_source("speeding", DEFAULT_SOURCE, Some(21080), None),
+            legacy
+        );
+        let north = Fingerprint::of_source("speeding", "north", Some(21080), None);
+        let south = Fingerprint::of_source("speeding", "south", Some(21080), None);
+        assert_ne!(north, legacy);
+        assert_ne!(north, south);
+        assert_ne!(
+            Fingerprint::of_source("navixy_source_down", "south", None, None),
+            Fingerprint::new("navixy_source_down", None, None)
+        );
     }
 }

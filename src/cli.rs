@@ -101,6 +101,16 @@ pub struct SimulateArgs {
     /// Send the documented instead of the wire shapes.
     #[arg(long)]
     pub documented_shapes: bool,
+    /// The first tracker id: a second account (another `simulate` beside the first,
+    /// another seed) may overlap the first one's ids.
+    #[arg(long, default_value_t = 21_001)]
+    pub first_tracker: i64,
+    /// The login `user/auth` accepts.
+    #[arg(long, default_value = "demo")]
+    pub login: String,
+    /// The password `user/auth` accepts.
+    #[arg(long, default_value = "demo")]
+    pub password: String,
 }
 
 #[derive(Debug, clap::Args)]

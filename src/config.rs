@@ -36,8 +36,15 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where frames come from: exactly one of `navixy` or `simulator`.
-    pub source: SourceConfig,
+    /// One Navixy account (or the simulator): shorthand for a `sources:` list of one,
+    /// named [`DEFAULT_SOURCE`] unless it says `name:`. Moved into `sources` on load.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+    /// The Navixy accounts (or simulators) to watch, each with its own `name`: the
+    /// `source` label of its alerts, and part of its trackers' identity. After loading,
+    /// the one list of sources, the shorthand's included ([`Config::sources`]).
+    #[serde(default)]
+    pub sources: Option<Vec<SourceEntry>>,
     /// Rule files or globs; relative paths are relative to the config file's folder.
     #[serde(default)]
     pub rules: Vec<String>,
@@ -75,11 +82,175 @@ pub struct Config {
     pub path: PathBuf,
 }
 
+// --- Sources: `source:` (one account) and `sources:` (several) ---
+
+/// The name of the `source:` shorthand's source when it does not set `name:`. Alerts of a
+/// source of this name keep the fingerprints they had before sources had names.
+pub const DEFAULT_SOURCE: &str = "navixy";
+
+/// `source:`: exactly one of `navixy` or `simulator`, and optionally a name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// Default [`DEFAULT_SOURCE`].
+    #[serde(default)]
+    pub name: Option<serde_saphyr::Spanned<String>>,
     pub navixy: Option<NavixyConfig>,
     pub simulator: Option<SimulatorConfig>,
+}
+
+/// One entry of `sources:`: a named Navixy account (or simulator).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    /// `[a-z0-9_-]+`, unique: the `source` label of the source's alerts and metrics.
+    pub name: serde_saphyr::Spanned<String>,
+    pub navixy: Option<NavixyConfig>,
+    pub simulator: Option<SimulatorConfig>,
+}
+
+impl SourceEntry {
+    pub fn name(&self) -> &str {
+        &self.name.value
+    }
+
+    /// The shorthand as a list entry.
+    fn from_shorthand(source: SourceConfig) -> SourceEntry {
+        let unknown = serde_saphyr::Location::UNKNOWN;
+        SourceEntry {
+            name: source.name.unwrap_or_else(|| {
+                serde_saphyr::Spanned::new(DEFAULT_SOURCE.to_string(), unknown, unknown)
+            }),
+            navixy: source.navixy,
+            simulator: source.simulator,
+        }
+    }
+
+    /// Checks one source. `at` is how messages name it: `source` for the shorthand,
+    /// `line N: sources[north]` for a list entry (`check` turns the line into file:line).
+    fn validate(&self, at: &str) -> Result<(), String> {
+        let name = self.name();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "{at}.name: `{name}` is not a source name (lowercase letters, digits, `_` and `-`: it goes into labels and metrics)"
+            ));
+        }
+        match (&self.navixy, &self.simulator) {
+            (Some(_), Some(_)) => Err(format!(
+                "{at}: set exactly one of `navixy` or `simulator`, not both"
+            )),
+            (None, None) => Err(format!("{at}: set one of `navixy` or `simulator`")),
+            (Some(n), None) => {
+                let has_hash = n.hash.as_ref().is_some_and(|h| !h.is_empty());
+                let has_login = n.login.is_some() && n.password.is_some();
+                if !has_hash && !has_login {
+                    return Err(format!(
+                        "{at}.navixy: set `hash`, or `login` and `password`"
+                    ));
+                }
+                if n.subscribe.is_empty() {
+                    return Err(format!("{at}.navixy.subscribe: needs at least one event"));
+                }
+                if let TrackerSelection::Selected(ids) = &n.trackers {
+                    if ids.is_empty() {
+                        return Err(format!(
+                            "{at}.navixy.trackers: an empty list selects nothing (write `all`)"
+                        ));
+                    }
+                    if let Some(id) = ids.iter().find(|id| **id <= 0) {
+                        return Err(format!(
+                            "{at}.navixy.trackers: `{id}` is not a tracker id (ids are positive)"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            (None, Some(_)) => Ok(()),
+        }
+    }
+}
+
+impl Config {
+    /// The sources, in the order given: a source's position is its index in the engine's
+    /// tracker keys (`state::tracker_key`).
+    pub fn sources(&self) -> &[SourceEntry] {
+        self.sources.as_deref().unwrap_or_default()
+    }
+
+    /// `source:` and `sources:`: exactly one of them, names unique, each source valid;
+    /// simulators all at one speed and not beside live accounts (they share one clock).
+    fn validate_sources(&self) -> Result<(), String> {
+        let at = |entry: &SourceEntry| {
+            let line = entry.name.referenced.line();
+            if line > 0 {
+                format!("line {line}: sources[{}]", entry.name())
+            } else {
+                "source".to_string()
+            }
+        };
+        match (&self.source, self.sources.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "sources: set `source` (one account) or `sources` (a list), not both".into(),
+                );
+            }
+            (None, Some([])) => {
+                return Err(
+                    "sources: an empty list watches nothing; name at least one source".into(),
+                );
+            }
+            (None, None) => {
+                return Err("source: set `source` (one account) or `sources` (a list)".into());
+            }
+            (Some(shorthand), None) => {
+                let entry = SourceEntry::from_shorthand(shorthand.clone());
+                let at = match entry.name.referenced.line() {
+                    0 => "source".to_string(),
+                    line => format!("line {line}: source"),
+                };
+                return entry.validate(&at);
+            }
+            (None, Some(_)) => {}
+        }
+        let sources = self.sources();
+        for (i, entry) in sources.iter().enumerate() {
+            let here = at(entry);
+            entry.validate(&here)?;
+            if sources[..i].iter().any(|e| e.name() == entry.name()) {
+                return Err(format!(
+                    "{here}.name: `{}` names another source too (names are unique)",
+                    entry.name()
+                ));
+            }
+        }
+        let speeds: Vec<f64> = sources
+            .iter()
+            .filter_map(|e| e.simulator.as_ref().map(|s| s.speed))
+            .collect();
+        if !speeds.is_empty() {
+            if let Some(live) = sources.iter().find(|e| e.navixy.is_some()) {
+                return Err(format!(
+                    "{}: a live Navixy account cannot run beside a `simulator` source (the simulator runs on its own clock)",
+                    at(live)
+                ));
+            }
+            if let Some(other) = sources
+                .iter()
+                .find(|e| e.simulator.as_ref().is_some_and(|s| s.speed != speeds[0]))
+            {
+                return Err(format!(
+                    "{}.simulator.speed: every simulator source runs at the first one's speed ({})",
+                    at(other),
+                    speeds[0]
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A live Navixy account.
@@ -166,6 +337,17 @@ pub struct SimulatorConfig {
     /// Malformed frames and connection drops.
     #[serde(default)]
     pub chaos: bool,
+    /// The first tracker id (default 21001): a second simulated account may overlap the
+    /// first one's ids.
+    #[serde(
+        default = "default_sim_first_tracker",
+        deserialize_with = "de_uint_in::<_, i64, 1, 1_000_000_000_000>"
+    )]
+    pub first_tracker: i64,
+}
+
+fn default_sim_first_tracker() -> i64 {
+    21_001
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1612,6 +1794,9 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         config.validate().map_err(invalid)?;
+        if let Some(shorthand) = config.source.take() {
+            config.sources = Some(vec![SourceEntry::from_shorthand(shorthand)]);
+        }
         Ok(config)
     }
 
@@ -1619,36 +1804,7 @@ impl Config {
     /// the keys whose validity depends on other keys or on a list. Messages start with the
     /// dotted key (`channels.ops.secret: ...`), which `check` turns back into a line.
     pub fn validate(&self) -> Result<(), String> {
-        match (&self.source.navixy, &self.source.simulator) {
-            (Some(_), Some(_)) => {
-                return Err("source: set exactly one of `navixy` or `simulator`, not both".into());
-            }
-            (None, None) => return Err("source: set one of `navixy` or `simulator`".into()),
-            (Some(n), None) => {
-                let has_hash = n.hash.as_ref().is_some_and(|h| !h.is_empty());
-                let has_login = n.login.is_some() && n.password.is_some();
-                if !has_hash && !has_login {
-                    return Err("source.navixy: set `hash`, or `login` and `password`".into());
-                }
-                if n.subscribe.is_empty() {
-                    return Err("source.navixy.subscribe: needs at least one event".into());
-                }
-                if let TrackerSelection::Selected(ids) = &n.trackers {
-                    if ids.is_empty() {
-                        return Err(
-                            "source.navixy.trackers: an empty list selects nothing (write `all`)"
-                                .into(),
-                        );
-                    }
-                    if let Some(id) = ids.iter().find(|id| **id <= 0) {
-                        return Err(format!(
-                            "source.navixy.trackers: `{id}` is not a tracker id (ids are positive)"
-                        ));
-                    }
-                }
-            }
-            (None, Some(_)) => {}
-        }
+        self.validate_sources()?;
         for (i, route) in self.routes.iter().enumerate() {
             for ch in &route.channels {
                 if !self.channels.contains_key(ch) {
@@ -2033,7 +2189,7 @@ mod tests {
             ("PORT", "2525"),
         ]);
         let config = Config::from_yaml(yaml, Path::new("c.yaml"), vars).unwrap();
-        let sim = config.source.simulator.as_ref().unwrap();
+        let sim = config.sources()[0].simulator.as_ref().unwrap();
         assert_eq!((sim.trackers, sim.speed), (7, 2.5));
         assert_eq!(config.engine.workers, Some(3));
         assert_eq!(config.engine.eval_interval, Duration::from_secs(5));
@@ -2112,6 +2268,87 @@ mod tests {
             ))
             .starts_with("c.yaml:4:")
         );
+    }
+
+    #[test]
+    fn sources_name_each_account_and_the_shorthand_is_one_named_navixy() {
+        let one =
+            Config::from_yaml("source:\n  simulator: {}\n", Path::new("c.yaml"), env(&[])).unwrap();
+        let names: Vec<&str> = one.sources().iter().map(SourceEntry::name).collect();
+        assert_eq!(names, [DEFAULT_SOURCE]);
+        assert!(one.source.is_none());
+        let named = Config::from_yaml(
+            "source:\n  name: depot\n  simulator: {}\n",
+            Path::new("c.yaml"),
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(named.sources()[0].name(), "depot");
+        let nav = "navixy: { api_url: 'https://x.example/v2', hash: h }";
+        let two = Config::from_yaml(
+            &format!("sources:\n  - name: north\n    {nav}\n  - name: south-2\n    {nav}\n"),
+            Path::new("c.yaml"),
+            env(&[]),
+        )
+        .unwrap();
+        let names: Vec<&str> = two.sources().iter().map(SourceEntry::name).collect();
+        assert_eq!(names, ["north", "south-2"]);
+
+        let sim = "source:\n  simulator: {}\n";
+        for (yaml, message) in [
+            (
+                format!("{sim}sources:\n  - name: north\n    {nav}\n"),
+                "c.yaml: sources: set `source` (one account) or `sources` (a list), not both".to_string(),
+            ),
+            (
+                "sources: []\n".to_string(),
+                "c.yaml: sources: an empty list watches nothing; name at least one source".to_string(),
+            ),
+            (
+                format!("sources:\n  - name: north\n    {nav}\n  - name: north\n    {nav}\n"),
+                "c.yaml:4:1: sources[north].name: `north` names another source too (names are unique)".to_string(),
+            ),
+            (
+                format!("sources:\n  - name: North\n    {nav}\n"),
+                "c.yaml:2:1: sources[North].name: `North` is not a source name (lowercase letters, digits, `_` and `-`: it goes into labels and metrics)".to_string(),
+            ),
+            (
+                format!("sources:\n  - name: ''\n    {nav}\n"),
+                "c.yaml:2:1: sources[].name: `` is not a source name (lowercase letters, digits, `_` and `-`: it goes into labels and metrics)".to_string(),
+            ),
+            (
+                "sources:\n  - name: south\n    navixy: { api_url: 'https://x.example/v2' }\n".to_string(),
+                "c.yaml:2:1: sources[south].navixy: set `hash`, or `login` and `password`".to_string(),
+            ),
+            (
+                "sources:\n  - name: south\n    navixy: { api_url: 'https://x.example/v2', hash: h, trackers: [] }\n".to_string(),
+                "c.yaml:2:1: sources[south].navixy.trackers: an empty list selects nothing (write `all`)".to_string(),
+            ),
+            (
+                "sources:\n  - name: south\n".to_string(),
+                "c.yaml:2:1: sources[south]: set one of `navixy` or `simulator`".to_string(),
+            ),
+            (
+                format!("sources:\n  - name: a\n    {nav}\n  - name: b\n    simulator: {{}}\n"),
+                "c.yaml:2:1: sources[a]: a live Navixy account cannot run beside a `simulator` source (the simulator runs on its own clock)".to_string(),
+            ),
+            (
+                "sources:\n  - name: a\n    simulator: {}\n  - name: b\n    simulator: { speed: 2 }\n".to_string(),
+                "c.yaml:4:1: sources[b].simulator.speed: every simulator source runs at the first one's speed (60)".to_string(),
+            ),
+            (
+                "source:\n  name: Bad\n  simulator: {}\n".to_string(),
+                "c.yaml:2:1: source.name: `Bad` is not a source name (lowercase letters, digits, `_` and `-`: it goes into labels and metrics)".to_string(),
+            ),
+            (
+                "rules: []\n".to_string(),
+                "c.yaml: source: set `source` (one account) or `sources` (a list)".to_string(),
+            ),
+        ] {
+            assert_eq!(load_err(&yaml), message, "{yaml}");
+        }
+        // A missing name is the parser's error, with its line.
+        assert!(load_err(&format!("sources:\n  - {nav}\n")).starts_with("c.yaml:2:"));
     }
 
     /// Every number and duration is checked against its range where it is read, so the

@@ -122,9 +122,15 @@ pub async fn run(
     let admin = bind_admin(&config).await?;
     let metrics = admin.as_ref().and_then(|_| server::metrics::install());
 
-    // Navixy's context (zones, groups, tags, drivers): the source fills it, rules read it.
-    let navixy_context = SharedContext::new();
-    let rules = Arc::new(rules.with_navixy_context(navixy_context.clone()));
+    // Each source's Navixy context (zones, groups, tags, drivers): the source fills it,
+    // rules read it for that source's trackers.
+    let contexts: Vec<(String, Arc<SharedContext>)> = config
+        .sources()
+        .iter()
+        .map(|entry| (entry.name().to_string(), SharedContext::new()))
+        .collect();
+    let names: Vec<String> = contexts.iter().map(|(name, _)| name.clone()).collect();
+    let rules = Arc::new(rules.with_sources(contexts.clone()));
     let store = Store::open(&config).context("opening the store")?;
     let records = store
         .load_live_alerts()
@@ -134,38 +140,67 @@ pub async fn run(
         .take_pending_alerts()
         .await
         .context("loading pending alerts")?;
+    // The store keeps Navixy's tracker ids; the engine keys trackers by source too.
+    let (records, of_no_source) = rekey_records(records, &names);
+    let pending = rekey_pending(pending, &names);
 
-    // The source, and the clock everything runs on: the simulator's own (so that `for: 5m`
-    // takes five simulated minutes in the demo), else the wall clock.
-    let (mut source, simulator, clock): (NavixySource, Option<SimulatorHandle>, Arc<dyn Clock>) =
-        match (&config.source.navixy, &config.source.simulator) {
-            (Some(navixy), _) => {
-                let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-                let source = NavixySource::new(navixy.clone(), clock.clone())?;
-                (source, None, clock)
-            }
+    // The sources, and the clock everything runs on: the (first) simulator's own (so that
+    // `for: 5m` takes five simulated minutes in the demo), else the wall clock.
+    if options.record.is_some() && config.sources().len() > 1 {
+        anyhow::bail!(
+            "{}: --record takes the frames of one source; this config has {} (`sources:`)",
+            config.path.display(),
+            config.sources().len()
+        );
+    }
+    let mut sources = Vec::new();
+    let mut simulators: Vec<SimulatorHandle> = Vec::new();
+    let mut sim_clock: Option<Arc<dyn Clock>> = None;
+    let system: Arc<dyn Clock> = Arc::new(SystemClock);
+    for (index, entry) in config.sources().iter().enumerate() {
+        let name = entry.name();
+        let source = match (&entry.navixy, &entry.simulator) {
+            (Some(navixy), _) => NavixySource::new(navixy.clone(), system.clone())?,
             (None, Some(sim)) => {
-                let (source, handle) = simulated(sim).await.context("starting the simulator")?;
-                info!(api = %handle.api_url(), trackers = sim.trackers, seed = sim.seed, speed = sim.speed, "Simulator started.");
-                let clock: Arc<dyn Clock> = Arc::new(handle.clock());
-                (source, Some(handle), clock)
+                let (source, handle) = simulated(sim)
+                    .await
+                    .with_context(|| format!("source {name}: starting the simulator"))?;
+                info!(source = name, api = %handle.api_url(), trackers = sim.trackers, seed = sim.seed, speed = sim.speed, "Simulator started.");
+                sim_clock.get_or_insert_with(|| Arc::new(handle.clock()));
+                simulators.push(handle);
+                source
             }
             (None, None) => anyhow::bail!(
-                "{}: source: set one of `navixy` or `simulator`",
+                "{}: source {name}: set one of `navixy` or `simulator`",
                 config.path.display()
             ),
         };
+        let index =
+            crate::navixy::messages::SourceIx::try_from(index).context("too many sources")?;
+        let mut source = source
+            .with_source(index, name)
+            .with_context(context_refresh(
+                &config,
+                entry,
+                contexts[usize::from(index)].1.clone(),
+            ));
+        if let Some(path) = &options.record {
+            let recorder = Recorder::create(path)
+                .with_context(|| format!("{}: cannot record", path.display()))?;
+            source = source.with_recorder(recorder);
+        }
+        sources.push(source);
+    }
+    let clock = sim_clock.unwrap_or(system);
     let clock: Arc<dyn Clock> = match &options.clock {
         Some(manual) => Arc::new(manual.clone()),
         None => clock,
     };
-    source = source.with_context(context_refresh(&config, navixy_context));
-    if let Some(path) = &options.record {
-        let recorder =
-            Recorder::create(path).with_context(|| format!("{}: cannot record", path.display()))?;
-        source = source.with_recorder(recorder);
-    }
-    let health = source.health();
+    let healths: Vec<Arc<SourceHealth>> = sources.iter().map(NavixySource::health).collect();
+    let health = match healths.as_slice() {
+        [one] => one.clone(),
+        _ => Arc::new(SourceHealth::group(healths.clone(), clock.now())),
+    };
 
     // The engine, with every shard resuming the alerts of its own trackers.
     let mut engine_options = EngineOptions::from_config(&config, EngineClock::Wall(clock.clone()));
@@ -174,9 +209,10 @@ pub async fn run(
     if metrics.is_some() {
         server::metrics::register(&config, &rules, engine_options.source);
     }
+    let engine_names = names.clone();
     // A firing alert of a rule that is now an event rule has nothing left to resolve it:
     // it is resolved with the orphans.
-    let (resumable, orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
+    let (resumable, mut orphaned): (Vec<AlertRecord>, Vec<AlertRecord>) =
         records.into_iter().partition(|r| {
             r.status == AlertStatus::Firing
                 && r.tracker_id.is_some()
@@ -184,6 +220,7 @@ pub async fn run(
                     .get(&r.rule)
                     .is_some_and(|rule| rule.mode == crate::rules::RuleMode::State)
         });
+    orphaned.extend(of_no_source);
     let firing: HashSet<Fingerprint> = resumable.iter().map(|r| r.fingerprint.clone()).collect();
     let gauges = Arc::new(AlertGauges::new(workers));
     let factory = {
@@ -214,7 +251,8 @@ pub async fn run(
             ))
         }
     };
-    let (engine, transitions) = Engine::start(engine_options, &factory)?;
+    let (mut engine, transitions) = Engine::start(engine_options, &factory)?;
+    engine.set_source_names(&engine_names);
     let engine_handle = engine.handle();
     let reloader = Arc::new(Reloader::new(
         config.clone(),
@@ -236,10 +274,8 @@ pub async fn run(
     resolve_orphans(orphaned, &alerts_tx, &health, &clock);
 
     let (events_tx, events_rx) = mpsc::channel::<SourceEvent>(1024);
-    let (source_stop, source_stopped) = oneshot::channel::<()>();
-    let source_run = source.run(events_tx, async move {
-        let _ = source_stopped.await;
-    });
+    let (source_stop, source_stopped) = tokio::sync::watch::channel(false);
+    let source_run = run_sources(sources, events_tx, source_stopped);
     #[cfg(debug_assertions)]
     let source_run = injected::source_fault(source_run, health.clone());
     let source_task = tokio::spawn(supervisor.watch("source", source_run));
@@ -330,7 +366,7 @@ pub async fn run(
             health: health.clone(),
             rules: rules.clone(),
             clock: clock.clone(),
-            simulator_api: simulator.as_ref().map(SimulatorHandle::api_url),
+            simulator_api: simulators.first().map(SimulatorHandle::api_url),
             reloader: reloader.clone(),
             admin_addr,
         });
@@ -359,7 +395,7 @@ pub async fn run(
     if let Some(task) = watcher_task {
         let _ = task.await;
     }
-    let _ = source_stop.send(());
+    let _ = source_stop.send(true);
     match source_task.await {
         Ok(Some(Err(e))) => warn!(error = %e, "The source stopped with an error."),
         Err(e) => warn!(error = %e, "The source task failed."),
@@ -398,7 +434,7 @@ pub async fn run(
     dispatcher.stopped().await;
     let _ = dispatcher_task.await;
     let checkpointed = checkpoint(&store).await;
-    if let Some(sim) = simulator {
+    for sim in simulators {
         sim.shutdown().await;
     }
     if let Some(fault) = fault {
@@ -589,11 +625,105 @@ async fn checkpoint(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// How the source keeps Navixy's context: refreshed with the tracker list, and at least
+/// Runs every source at once, each under a span with its name (so that its logs say
+/// which account they are about), until `stop` turns true. Each sends its events with
+/// its index straight into the engine's channel: several accounts add no hop. A source
+/// that ends while the others run ends the whole (the supervisor makes it a fault).
+async fn run_sources(
+    sources: Vec<NavixySource>,
+    events: mpsc::Sender<SourceEvent>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), crate::source::navixy::SourceError> {
+    use futures_util::StreamExt as _;
+    use tracing::Instrument as _;
+    let mut runs: futures_util::stream::FuturesUnordered<_> = sources
+        .into_iter()
+        .map(|source| {
+            let span = tracing::info_span!("source", name = %source.name());
+            let mut stop = stop.clone();
+            source
+                .run(events.clone(), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .instrument(span)
+        })
+        .collect();
+    drop(events);
+    let first = runs.next().await.unwrap_or(Ok(()));
+    if *stop.borrow() {
+        while runs.next().await.is_some() {}
+    }
+    first
+}
+
+/// Firing alerts as the store keeps them (Navixy's tracker ids), keyed as the engine keys
+/// trackers: each goes to the source whose name its fingerprint was made with. Returns
+/// them, and apart those of no configured source (renamed or removed), which nothing will
+/// evaluate again: they are resolved as orphans. Engine alerts (no tracker) pass as they
+/// are.
+fn rekey_records(
+    records: Vec<AlertRecord>,
+    names: &[String],
+) -> (Vec<AlertRecord>, Vec<AlertRecord>) {
+    let mut known = Vec::with_capacity(records.len());
+    let mut unknown = Vec::new();
+    for mut r in records {
+        let Some(id) = r.tracker_id else {
+            known.push(r);
+            continue;
+        };
+        match source_of(names, &r.fingerprint, &r.rule, id, r.key.as_deref()) {
+            Some(source) => {
+                r.tracker_id = Some(crate::navixy::messages::tracker_key(source, id));
+                known.push(r);
+            }
+            None => unknown.push(r),
+        }
+    }
+    (known, unknown)
+}
+
+/// [`rekey_records`] for alerts inside their `for`; one of no configured source is
+/// dropped.
+fn rekey_pending(pending: Vec<PendingAlert>, names: &[String]) -> Vec<PendingAlert> {
+    pending
+        .into_iter()
+        .filter_map(|mut p| {
+            let source = source_of(
+                names,
+                &p.fingerprint,
+                &p.rule,
+                p.tracker_id,
+                p.key.as_deref(),
+            )?;
+            p.tracker_id = crate::navixy::messages::tracker_key(source, p.tracker_id);
+            Some(p)
+        })
+        .collect()
+}
+
+/// The index of the source whose name made `fingerprint` for tracker `id`, if any.
+fn source_of(
+    names: &[String],
+    fingerprint: &Fingerprint,
+    rule: &str,
+    id: crate::navixy::messages::TrackerId,
+    key: Option<&str>,
+) -> Option<crate::navixy::messages::SourceIx> {
+    names
+        .iter()
+        .position(|name| Fingerprint::of_source(rule, name, Some(id), key) == *fingerprint)
+        .and_then(|i| crate::navixy::messages::SourceIx::try_from(i).ok())
+}
+
+/// How a source keeps its Navixy context: refreshed with the tracker list, and at least
 /// every `zones.navixy.refresh` when Navixy's zones are imported.
-fn context_refresh(config: &Config, shared: Arc<SharedContext>) -> ContextRefresh {
-    let trackers = config
-        .source
+fn context_refresh(
+    config: &Config,
+    entry: &crate::config::SourceEntry,
+    shared: Arc<SharedContext>,
+) -> ContextRefresh {
+    let trackers = entry
         .navixy
         .as_ref()
         .map_or(Duration::from_secs(600), |n| n.tracker_refresh);
@@ -700,6 +830,8 @@ impl ShardProbes {
 
 /// Stops the engine once it applied everything, with the alerts still inside their `for`
 /// (for the next start).
+/// They carry Navixy's tracker ids: the next start keys them again by the source their
+/// fingerprint names ([`rekey_pending`]).
 fn stop_engine(mut engine: Engine) -> (crate::engine::EngineStats, Vec<PendingAlert>) {
     engine.flush();
     let pending = engine.handle().pending_blocking();
@@ -756,11 +888,15 @@ fn handle_event(
     alerts: &mpsc::UnboundedSender<AlertTransition>,
 ) {
     match event {
-        SourceEvent::RawFrame { received_at, text } => {
+        SourceEvent::RawFrame {
+            source,
+            received_at,
+            text,
+        } => {
             // Decode errors are counted and logged by the engine; the stream goes on.
-            let _ = engine.ingest_text(&text, Some(received_at));
+            let _ = engine.ingest_text_from(source, &text, Some(received_at));
         }
-        SourceEvent::Trackers(infos) => engine.set_trackers(infos),
+        SourceEvent::Trackers(source, infos) => engine.set_trackers_of(source, infos),
         SourceEvent::Alert(t) => {
             let _ = alerts.send(*t);
         }
@@ -924,21 +1060,28 @@ fn resolve_orphans(
         .filter(|r| r.status == AlertStatus::Firing)
         .partition(|r| r.tracker_id.is_none());
     for record in gone {
-        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule is gone or now an event rule.");
+        info!(rule = %record.rule, fingerprint = %record.fingerprint, "Resolving an alert whose rule or source is gone, or whose rule is now an event rule.");
         let _ = alerts.send(record.last.resolved_at(clock.now()));
     }
     if engine_alerts.is_empty() {
         return;
     }
-    let alerts = alerts.clone();
-    let health = health.clone();
-    let clock = clock.clone();
-    tokio::spawn(async move {
-        health.wait_until(|h| h.is_connected()).await;
-        for record in engine_alerts {
+    // Each waits for its own source (by its `source` label; all of them if none says).
+    for record in engine_alerts {
+        let name = record.last.labels.get("source");
+        let health = health
+            .members()
+            .iter()
+            .find(|m| Some(m.name()) == name.map(String::as_str))
+            .unwrap_or(health)
+            .clone();
+        let alerts = alerts.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            health.wait_until(|h| h.is_connected()).await;
             let _ = alerts.send(record.last.resolved_at(clock.now()));
-        }
-    });
+        });
+    }
 }
 
 #[cfg(test)]
@@ -948,6 +1091,59 @@ mod tests {
     use crate::engine::TRANSITION_CAPACITY;
     use crate::state::TrackerState;
     use chrono::{DateTime, Utc};
+
+    /// Restored alerts go back to the source whose name made their fingerprint; those
+    /// of a source no longer configured are set apart, to be resolved.
+    #[test]
+    fn restored_alerts_are_keyed_by_the_source_that_made_them() {
+        use crate::navixy::messages::tracker_key;
+        let record = |source: &str, id: i64| {
+            let mut last = firing("seen", id);
+            last.fingerprint = Fingerprint::of_source("seen", source, Some(id), None);
+            AlertRecord {
+                fingerprint: last.fingerprint.clone(),
+                rule: "seen".into(),
+                tracker_id: Some(id),
+                key: None,
+                status: AlertStatus::Firing,
+                starts_at: t0(),
+                last,
+            }
+        };
+        let names = ["navixy".to_string(), "south".to_string()];
+        let (known, unknown) = rekey_records(
+            vec![
+                record("navixy", 42),
+                record("south", 42),
+                record("east", 42),
+            ],
+            &names,
+        );
+        let keys: Vec<Option<i64>> = known.iter().map(|r| r.tracker_id).collect();
+        assert_eq!(keys, [Some(42), Some(tracker_key(1, 42))]);
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(
+            unknown[0].fingerprint,
+            Fingerprint::of_source("seen", "east", Some(42), None)
+        );
+        // The list's order may change between runs: south's alert follows its name.
+        let swapped = ["south".to_string(), "navixy".to_string()];
+        let (known, _) = rekey_records(vec![record("south", 42), record("navixy", 42)], &swapped);
+        let keys: Vec<Option<i64>> = known.iter().map(|r| r.tracker_id).collect();
+        assert_eq!(keys, [Some(42), Some(tracker_key(1, 42))]);
+        let pending = rekey_pending(
+            vec![PendingAlert {
+                fingerprint: Fingerprint::of_source("seen", "south", Some(42), None),
+                rule: "seen".into(),
+                tracker_id: 42,
+                key: None,
+                since: t0(),
+            }],
+            &names,
+        );
+        assert_eq!(pending[0].tracker_id, tracker_key(1, 42));
+        assert!(rekey_pending(pending, &["navixy".to_string()]).is_empty());
+    }
 
     /// Polls `check` until it holds (at most 60 s of real time).
     async fn eventually<F, Fut>(what: &str, mut check: F)

@@ -172,43 +172,54 @@ fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
 fn summary(config: &Config, rule_files: &[(String, Vec<PathBuf>)], rules: Option<&str>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}: ok", config.path.display());
-    match (&config.source.navixy, &config.source.simulator) {
-        (Some(n), _) => {
-            let subscribe: Vec<String> = n
-                .subscribe
-                .iter()
-                .map(|e| {
-                    serde_json::to_value(e)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
-                .collect();
-            let trackers = match &n.trackers {
-                crate::config::TrackerSelection::All => "all".to_string(),
-                crate::config::TrackerSelection::Selected(ids) => format!("{} selected", ids.len()),
-            };
-            let auth = if n.hash.as_ref().is_some_and(|h| !h.is_empty()) {
-                "hash"
-            } else {
-                "login + password"
-            };
-            let _ = writeln!(
-                s,
-                "source: navixy {} (auth: {auth}, trackers: {trackers}, subscribe: {}, timezone: {})",
-                n.api_url,
-                subscribe.join(", "),
-                n.timezone
-            );
+    for entry in config.sources() {
+        // The shorthand's source reads as before; each of several says its name.
+        let source = if config.sources().len() == 1 && entry.name() == crate::config::DEFAULT_SOURCE
+        {
+            "source".to_string()
+        } else {
+            format!("source {}", entry.name())
+        };
+        match (&entry.navixy, &entry.simulator) {
+            (Some(n), _) => {
+                let subscribe: Vec<String> = n
+                    .subscribe
+                    .iter()
+                    .map(|e| {
+                        serde_json::to_value(e)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                let trackers = match &n.trackers {
+                    crate::config::TrackerSelection::All => "all".to_string(),
+                    crate::config::TrackerSelection::Selected(ids) => {
+                        format!("{} selected", ids.len())
+                    }
+                };
+                let auth = if n.hash.as_ref().is_some_and(|h| !h.is_empty()) {
+                    "hash"
+                } else {
+                    "login + password"
+                };
+                let _ = writeln!(
+                    s,
+                    "{source}: navixy {} (auth: {auth}, trackers: {trackers}, subscribe: {}, timezone: {})",
+                    n.api_url,
+                    subscribe.join(", "),
+                    n.timezone
+                );
+            }
+            (None, Some(sim)) => {
+                let _ = writeln!(
+                    s,
+                    "{source}: simulator ({} trackers, seed {}, speed {}x)",
+                    sim.trackers, sim.seed, sim.speed
+                );
+            }
+            (None, None) => {}
         }
-        (None, Some(sim)) => {
-            let _ = writeln!(
-                s,
-                "source: simulator ({} trackers, seed {}, speed {}x)",
-                sim.trackers, sim.seed, sim.speed
-            );
-        }
-        (None, None) => {}
     }
     let total: usize = rule_files.iter().map(|(_, f)| f.len()).sum();
     let _ = writeln!(s, "rules: {total} file(s)");

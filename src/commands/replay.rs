@@ -127,9 +127,9 @@ pub fn replay(
     factory: EvaluatorFactory<'_>,
 ) -> anyhow::Result<ReplayStats> {
     let tz = config
-        .source
-        .navixy
-        .as_ref()
+        .sources()
+        .iter()
+        .find_map(|s| s.navixy.as_ref())
         .map_or(chrono_tz::UTC, |n| n.timezone);
     let mut engine_options = EngineOptions::from_config(config, EngineClock::EventTime);
     engine_options.source = "replay";

@@ -15,6 +15,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         speed: args.speed,
         chaos: args.chaos,
         documented_shapes: args.documented_shapes,
+        first_tracker: args.first_tracker,
+        login: args.login,
+        password: args.password,
         ..SimulatorOptions::default()
     };
     options

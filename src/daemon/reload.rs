@@ -200,7 +200,11 @@ impl Reloader {
         };
         let rules = match load.await {
             // The source's Navixy context goes on serving the new set.
-            Ok(Ok(rules)) => Arc::new(rules.with_navixy_context(self.rules().navixy_context())),
+            Ok(Ok(rules)) => Arc::new(
+                rules
+                    .with_navixy_context(self.rules().navixy_context())
+                    .with_sources(self.rules().sources()),
+            ),
             Ok(Err(errors)) => {
                 return Err(ReloadError::Rules(
                     errors.iter().map(ToString::to_string).collect(),

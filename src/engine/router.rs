@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::navixy::decode::{DecodeError, DecodeOptions, decode_frame_with};
 use crate::navixy::messages::TrackerInfo;
-use crate::navixy::messages::{BatchItem, Frame, TrackerId};
+use crate::navixy::messages::{BatchItem, Frame, SourceIx, TrackerId, tracker_key};
 use crate::state::cache::ShardCache;
 use crate::state::history::HistoryPolicy;
 use crate::state::{TrackerState, Update};
@@ -66,7 +66,9 @@ pub struct EngineOptions {
     pub decode: DecodeOptions,
     /// Updates per shard message.
     pub batch_size: usize,
-    /// The `source` label of the frame counter: `navixy`, `simulator`, `replay`.
+    /// The `source` label of source 0's frame and update counters: its name live
+    /// ([`crate::config::DEFAULT_SOURCE`] for the shorthand), `replay` in replay. The
+    /// other sources' names come with [`Engine::set_source_names`].
     pub source: &'static str,
     /// Trackers a shard re-evaluates between two batches of updates during a tick, so
     /// that no update waits for a whole tick; 0 evaluates a tick at once, in order with
@@ -105,13 +107,16 @@ impl EngineOptions {
         if matches!(o.clock, EngineClock::Wall(_)) {
             o.tick_slice = TICK_SLICE;
         }
-        if let Some(n) = &config.source.navixy {
+        // One zone for offset-less times (the first account's: the source asks for
+        // offsets, so they are rare) and the largest frame any source accepts.
+        let navixy = config.sources().iter().filter_map(|s| s.navixy.as_ref());
+        if let Some(n) = navixy.clone().next() {
             o.timezone = n.timezone;
-            o.decode.max_frame_bytes = n.max_frame_bytes;
-            o.source = "navixy";
-        } else {
-            o.source = "simulator";
         }
+        if let Some(max) = navixy.map(|n| n.max_frame_bytes).max() {
+            o.decode.max_frame_bytes = max;
+        }
+        o.source = crate::config::DEFAULT_SOURCE;
         o
     }
 }
@@ -140,7 +145,10 @@ pub struct Engine {
     shards: Vec<Sender<ShardMsg>>,
     workers: Vec<JoinHandle<()>>,
     pending: Vec<Vec<RoutedUpdate>>,
-    ids: IdMap,
+    /// Each source's source id -> tracker id map, by source index.
+    ids: Vec<IdMap>,
+    /// Each source's `source` label, by source index (the first is `options.source`).
+    labels: Vec<&'static str>,
     options: EngineOptions,
     now: Option<DateTime<Utc>>,
     next_tick: Option<DateTime<Utc>>,
@@ -193,7 +201,8 @@ impl Engine {
                 .collect(),
             shards,
             workers,
-            ids: IdMap::default(),
+            ids: vec![IdMap::default()],
+            labels: vec![options.source],
             options: EngineOptions {
                 workers: workers_n,
                 batch_size: options.batch_size.max(1),
@@ -232,13 +241,38 @@ impl Engine {
         shard_index(tracker_id, self.shards.len())
     }
 
-    /// Loads a tracker list: the source -> tracker map and each tracker's label.
+    /// The `source` label of each source's counters, by source index (live, several
+    /// accounts). Each name is leaked once: a few bytes per configured source, so that
+    /// counting a frame costs no string.
+    pub fn set_source_names(&mut self, names: &[String]) {
+        self.labels = names
+            .iter()
+            .map(|n| &*Box::leak(n.clone().into_boxed_str()))
+            .collect();
+        if self.labels.is_empty() {
+            self.labels.push(self.options.source);
+        }
+    }
+
+    /// Loads a tracker list of source 0: the source -> tracker map and each tracker's label.
     pub fn set_trackers(&mut self, infos: Vec<TrackerInfo>) {
-        self.ids = IdMap::from_infos(&infos);
+        self.set_trackers_of(0, infos);
+    }
+
+    /// Loads the tracker list of one source (by its index among the configured ones).
+    pub fn set_trackers_of(&mut self, source: SourceIx, mut infos: Vec<TrackerInfo>) {
+        let ix = usize::from(source);
+        if self.ids.len() <= ix {
+            self.ids.resize_with(ix + 1, IdMap::default);
+        }
+        for info in &mut infos {
+            info.source = source;
+        }
+        self.ids[ix] = IdMap::from_infos(&infos);
         self.flush();
         let mut per_shard: Vec<Vec<TrackerInfo>> = vec![Vec::new(); self.shards.len()];
         for info in infos {
-            per_shard[shard_index(info.id, self.shards.len())].push(info);
+            per_shard[shard_index(info.key(), self.shards.len())].push(info);
         }
         for (shard, infos) in self.shards.iter().zip(per_shard) {
             if !infos.is_empty() {
@@ -256,12 +290,23 @@ impl Engine {
         text: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<u64, DecodeError> {
+        self.ingest_text_from(0, text, at)
+    }
+
+    /// [`Engine::ingest_text`] for a frame of source `source`: its ids are read with that
+    /// source's tracker list, and its trackers are that source's.
+    pub fn ingest_text_from(
+        &mut self,
+        source: SourceIx,
+        text: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<u64, DecodeError> {
         self.stats.frames += 1;
-        metrics::counter!(telemetry::FRAMES, "source" => self.options.source).increment(1);
+        metrics::counter!(telemetry::FRAMES, "source" => self.label(source)).increment(1);
         match decode_frame_with(text, &self.options.decode) {
             Ok(frame) => {
                 let before = self.stats.decode_errors_total();
-                self.apply_frame(frame, at, text);
+                self.apply_frame(source, frame, at, text);
                 Ok(self.stats.decode_errors_total() - before)
             }
             Err(e) => {
@@ -275,12 +320,25 @@ impl Engine {
     pub fn ingest_frame(&mut self, frame: Frame, at: Option<DateTime<Utc>>) {
         self.stats.frames += 1;
         metrics::counter!(telemetry::FRAMES, "source" => self.options.source).increment(1);
-        self.apply_frame(frame, at, "");
+        self.apply_frame(0, frame, at, "");
     }
 
-    fn apply_frame(&mut self, frame: Frame, at: Option<DateTime<Utc>>, text: &str) {
+    fn label(&self, source: SourceIx) -> &'static str {
+        self.labels
+            .get(usize::from(source))
+            .copied()
+            .unwrap_or(self.options.source)
+    }
+
+    fn apply_frame(
+        &mut self,
+        source: SourceIx,
+        frame: Frame,
+        at: Option<DateTime<Utc>>,
+        text: &str,
+    ) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.collect_updates(frame, text, &mut scratch);
+        self.collect_updates(source, frame, text, &mut scratch);
         self.advance_clock(at, &scratch);
         if let Some(now) = self.now {
             let max_age = chrono::Duration::from_std(self.options.max_event_age)
@@ -313,12 +371,25 @@ impl Engine {
     /// Maps a frame to updates, counting what it holds.
     fn collect_updates(
         &mut self,
+        source: SourceIx,
         frame: Frame,
         text: &str,
         out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
     ) {
         let mut counts = FrameCounts::default();
-        frame_updates(frame, &self.ids, self.options.timezone, out, &mut counts);
+        let ix = usize::from(source);
+        if self.ids.len() <= ix {
+            // A source whose list has not come yet: its source ids stand for themselves.
+            self.ids.resize_with(ix + 1, IdMap::default);
+        }
+        frame_updates_from(
+            source,
+            frame,
+            &self.ids[ix],
+            self.options.timezone,
+            out,
+            &mut counts,
+        );
         for e in counts.invalid.drain(..) {
             self.errors.record(&mut self.stats, &e, text);
         }
@@ -331,7 +402,7 @@ impl Engine {
         stats.unknown_events += counts.unknown_events;
         stats.unknown_items += counts.unknown_items;
         stats.control += counts.control;
-        let source = self.options.source;
+        let source = self.label(source);
         for (kind, n) in [
             ("state", counts.states),
             ("readings", counts.readings),
@@ -475,7 +546,8 @@ impl Drop for Engine {
 }
 
 impl EngineHandle {
-    /// A copy of one tracker's state (`None`: unknown tracker, or the engine stopped).
+    /// A copy of one tracker's state by its key (`navixy::messages::tracker_key`; the id
+    /// for source 0). `None`: unknown tracker, or the engine stopped.
     pub fn tracker(&self, id: TrackerId) -> oneshot::Receiver<Option<TrackerState>> {
         let (tx, rx) = oneshot::channel();
         let _ = self.shards[shard_index(id, self.shards.len())].send(ShardMsg::Tracker(id, tx));
@@ -532,12 +604,17 @@ impl EngineHandle {
         self.ask_all(ShardMsg::Sync)
     }
 
-    /// Every shard's alerts inside their `for`, after what was sent before (blocking).
+    /// Every shard's alerts inside their `for`, after what was sent before (blocking),
+    /// with Navixy's tracker ids (the fingerprint tells two accounts' trackers apart).
     pub fn pending_blocking(&self) -> Vec<PendingAlert> {
         self.ask_all(ShardMsg::Pending)
             .into_iter()
             .filter_map(|rx| rx.blocking_recv().ok())
             .flatten()
+            .map(|mut p| {
+                p.tracker_id = crate::navixy::messages::key_parts(p.tracker_id).1;
+                p
+            })
             .collect()
     }
 
@@ -606,13 +683,26 @@ pub fn frame_updates(
     out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
     counts: &mut FrameCounts,
 ) {
+    frame_updates_from(0, frame, ids, tz, out, counts);
+}
+
+/// [`frame_updates`] for a frame of source `source`: every update's tracker is keyed
+/// with it ([`tracker_key`], which leaves source 0's ids as they are).
+pub fn frame_updates_from(
+    source: SourceIx,
+    frame: Frame,
+    ids: &IdMap,
+    tz: Tz,
+    out: &mut Vec<(Update, Option<DateTime<Utc>>)>,
+    counts: &mut FrameCounts,
+) {
     let mut push = |update: Update| {
         let t = update.event_time(tz);
         out.push((update, t));
     };
     let items = match frame {
         Frame::State { state, .. } => {
-            map_item(BatchItem::State(state), ids, tz, &mut push, counts);
+            map_item(source, BatchItem::State(state), ids, tz, &mut push, counts);
             return;
         }
         Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. } => items,
@@ -622,7 +712,7 @@ pub fn frame_updates(
                     Some(tracker_id) => {
                         counts.iot += 1;
                         push(Update::Iot {
-                            tracker_id,
+                            tracker_id: tracker_key(source, tracker_id),
                             values: Box::new(v),
                         });
                     }
@@ -632,7 +722,14 @@ pub fn frame_updates(
             return;
         }
         Frame::Lifecycle(item) => {
-            map_item(BatchItem::Lifecycle(item), ids, tz, &mut push, counts);
+            map_item(
+                source,
+                BatchItem::Lifecycle(item),
+                ids,
+                tz,
+                &mut push,
+                counts,
+            );
             return;
         }
         Frame::UnknownEvent { event } => {
@@ -650,11 +747,12 @@ pub fn frame_updates(
         }
     };
     for item in items {
-        map_item(item, ids, tz, &mut push, counts);
+        map_item(source, item, ids, tz, &mut push, counts);
     }
 }
 
 fn map_item(
+    source: SourceIx,
     item: BatchItem,
     ids: &IdMap,
     tz: Tz,
@@ -665,7 +763,10 @@ fn map_item(
         BatchItem::State(state) => match state.source_id.and_then(|s| ids.tracker_of(s)) {
             Some(tracker_id) => {
                 counts.states += 1;
-                push(Update::State { tracker_id, state });
+                push(Update::State {
+                    tracker_id: tracker_key(source, tracker_id),
+                    state,
+                });
             }
             None => counts.unmapped += 1,
         },
@@ -673,7 +774,7 @@ fn map_item(
             Some(tracker_id) => {
                 counts.readings += 1;
                 push(Update::Readings {
-                    tracker_id,
+                    tracker_id: tracker_key(source, tracker_id),
                     readings,
                 });
             }
@@ -683,7 +784,7 @@ fn map_item(
             Some(tracker_id) => {
                 counts.lifecycle += 1;
                 push(Update::Lifecycle {
-                    tracker_id,
+                    tracker_id: tracker_key(source, tracker_id),
                     kind: item.lifecycle_event,
                     at: item.timestamp.map(|t| t.to_utc(tz)),
                 });
@@ -695,5 +796,75 @@ fn map_item(
             metrics::counter!(telemetry::UNKNOWN_EVENTS, "type" => item_type).increment(1);
         }
         BatchItem::Invalid(e) => counts.invalid.push(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoRules;
+    use crate::navixy::messages::key_parts;
+
+    fn listed(id: TrackerId, source_id: i64, label: &str) -> TrackerInfo {
+        TrackerInfo {
+            id,
+            source_id: Some(source_id),
+            label: Some(label.into()),
+            ..TrackerInfo::default()
+        }
+    }
+
+    /// Two accounts' tracker 42, both with device 100: two trackers, each mapped by its
+    /// own account's list, and source 0's keyed by its bare id as before.
+    #[test]
+    fn two_sources_keep_the_same_ids_apart() {
+        let factory = |_: usize| -> Box<dyn ShardEvaluator> { Box::new(NoRules) };
+        let (mut engine, _transitions) =
+            Engine::start(EngineOptions::new(EngineClock::EventTime), &factory).unwrap();
+        engine.set_source_names(&["north".into(), "south".into()]);
+        engine.set_trackers_of(0, vec![listed(42, 100, "North 42")]);
+        engine.set_trackers_of(1, vec![listed(42, 100, "South 42")]);
+        let frame = |speed: u32| {
+            format!(
+                r#"{{"type":"event","event":"state_batch","data":[{{"type":"source_state_event","state":{{"source_id":100,"last_update":"2026-01-05T08:00:00Z","gps":{{"speed":{speed}}}}}}}]}}"#
+            )
+        };
+        engine.ingest_text_from(0, &frame(10), None).unwrap();
+        engine.ingest_text_from(1, &frame(90), None).unwrap();
+        engine.sync();
+        /// Key, source, id, label and speed of a tracker.
+        type Seen = (TrackerId, u16, TrackerId, Option<String>, Option<f64>);
+        let mut seen: Vec<Seen> = engine
+            .handle()
+            .trackers_blocking()
+            .into_iter()
+            .map(|t| {
+                let speed = t.current.as_ref().and_then(|s| s.gps.as_ref()?.speed);
+                (
+                    t.info.key(),
+                    t.info.source,
+                    t.info.id,
+                    t.info.label.clone(),
+                    speed,
+                )
+            })
+            .collect();
+        seen.sort_by_key(|s| s.0);
+        assert_eq!(
+            seen,
+            [
+                (42, 0, 42, Some("North 42".into()), Some(10.0)),
+                (
+                    tracker_key(1, 42),
+                    1,
+                    42,
+                    Some("South 42".into()),
+                    Some(90.0)
+                ),
+            ]
+        );
+        assert_eq!(key_parts(seen[1].0), (1, 42));
+        assert_eq!(engine.stats().unmapped, 0);
+        engine.shutdown();
     }
 }

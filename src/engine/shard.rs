@@ -165,7 +165,7 @@ impl Worker {
             ShardMsg::Tick(now) => {
                 self.tick = Some(Tick {
                     now,
-                    ids: self.cache.iter().map(|t| t.info.id).collect(),
+                    ids: self.cache.iter().map(|t| t.info.key()).collect(),
                     next: 0,
                 });
             }

@@ -16,6 +16,38 @@ pub type TrackerId = i64;
 /// Navixy's id of a device (`list[].source.id`); state and lifecycle events carry it.
 pub type SourceId = i64;
 
+/// Which configured account (`sources:`) a tracker belongs to: its position in the list.
+/// Not Navixy's; 0 for the `source:` shorthand, replay and rule tests.
+pub type SourceIx = u16;
+
+/// The bit where a tracker key's source index starts: Navixy's tracker ids stay far below
+/// 2^48.
+const SOURCE_SHIFT: u32 = 48;
+
+/// A tracker's identity inside the engine: its source and its Navixy id in one `i64`, so
+/// that two accounts' tracker 42 are two trackers while the hot path keys maps, picks
+/// shards and compares with one integer, as it did with the bare id. Source 0's keys
+/// *are* the tracker ids, so a single account keys everything exactly as before.
+pub fn tracker_key(source: SourceIx, id: TrackerId) -> TrackerId {
+    if source == 0 {
+        id
+    } else {
+        (i64::from(source) << SOURCE_SHIFT) | (id & ((1 << SOURCE_SHIFT) - 1))
+    }
+}
+
+/// The source and Navixy tracker id of a [`tracker_key`].
+pub fn key_parts(key: TrackerId) -> (SourceIx, TrackerId) {
+    if key >> SOURCE_SHIFT <= 0 {
+        (0, key)
+    } else {
+        (
+            (key >> SOURCE_SHIFT) as SourceIx,
+            key & ((1 << SOURCE_SHIFT) - 1),
+        )
+    }
+}
+
 /// One decoded server frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -436,6 +468,8 @@ pub struct TrackerListEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrackerInfo {
     pub id: TrackerId,
+    /// The account it belongs to (see [`tracker_key`]).
+    pub source: SourceIx,
     pub source_id: Option<SourceId>,
     pub label: Option<String>,
     pub group_id: Option<i64>,
@@ -444,11 +478,19 @@ pub struct TrackerInfo {
     pub blocked: Option<bool>,
 }
 
+impl TrackerInfo {
+    /// The engine's key of this tracker ([`tracker_key`]).
+    pub fn key(&self) -> TrackerId {
+        tracker_key(self.source, self.id)
+    }
+}
+
 impl From<&TrackerListEntry> for TrackerInfo {
     /// `list[].id` is the tracker id, `list[].source.id` the source id states carry.
     fn from(t: &TrackerListEntry) -> TrackerInfo {
         TrackerInfo {
             id: t.id,
+            source: 0,
             source_id: t.source.as_ref().and_then(|s| s.id),
             label: t.label.clone(),
             group_id: t.group_id,
@@ -496,4 +538,26 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
         Some(Raw::Number(n)) => Some(n.to_string()),
         None => None,
     })
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_tracker_key_keeps_source_and_id_apart_and_is_the_id_for_source_0() {
+        assert_eq!(tracker_key(0, 42), 42);
+        assert_eq!(tracker_key(0, -3), -3);
+        assert_eq!(key_parts(-3), (0, -3));
+        assert_ne!(tracker_key(1, 42), tracker_key(0, 42));
+        assert_ne!(tracker_key(1, 42), tracker_key(2, 42));
+        for (source, id) in [
+            (0, 21001),
+            (1, 42),
+            (2, 42),
+            (SourceIx::MAX >> 1, 4_000_000_000),
+        ] {
+            assert_eq!(key_parts(tracker_key(source, id)), (source, id));
+        }
+    }
 }

@@ -216,7 +216,10 @@ mod tests {
         let text = format!("source:\n  navixy:\n{yaml}");
         let config = Config::from_yaml(&text, std::path::Path::new("t.yaml"), |_| None);
         match config {
-            Ok(c) => c.source.navixy.unwrap_or_else(|| panic!("no navixy")),
+            Ok(c) => c.sources()[0]
+                .navixy
+                .clone()
+                .unwrap_or_else(|| panic!("no navixy")),
             Err(e) => panic!("{e}"),
         }
     }

@@ -370,6 +370,7 @@ mod tests {
         assert_eq!(
             list.list.iter().map(TrackerInfo::from).collect::<Vec<_>>(),
             vec![TrackerInfo {
+                source: 0,
                 id: 21080,
                 source_id: Some(10284),
                 label: Some("Truck 7".into()),

@@ -17,14 +17,17 @@ use rstar::{AABB, RTree};
 
 use crate::geofence::distance_m;
 use crate::navixy::context::SharedContext;
-use crate::navixy::messages::TrackerId;
+use crate::navixy::messages::{SourceIx, TrackerId};
 
 /// The Navixy context and positions one rule set reads.
 #[derive(Debug, Clone)]
 pub struct Around {
-    /// The source's context, swapped by its refresher; an empty one without a source
-    /// (rule tests, replay).
+    /// The first source's context, swapped by its refresher; an empty one without a
+    /// source (rule tests, replay).
     pub(crate) navixy: Arc<SharedContext>,
+    /// Every source's name and context by source index (the first is `navixy`'s); empty
+    /// without sources: then every tracker is the default source's.
+    pub(crate) sources: Arc<[(Arc<str>, Arc<SharedContext>)]>,
     /// `zones: { navixy: ... }` is set: Navixy's zones count, and `in_zone` of a label
     /// not (yet) known is false with a warning rather than an error.
     pub(crate) import_zones: bool,
@@ -37,10 +40,29 @@ impl Default for Around {
     fn default() -> Self {
         Around {
             navixy: SharedContext::new(),
+            sources: Arc::from(Vec::new()),
             import_zones: false,
             publish_positions: false,
             positions: Arc::new(Positions::default()),
         }
+    }
+}
+
+impl Around {
+    /// The Navixy context of a tracker's source (its account's zones, groups, tags and
+    /// drivers).
+    pub(crate) fn context(&self, source: SourceIx) -> &Arc<SharedContext> {
+        match self.sources.get(usize::from(source)) {
+            Some((_, context)) if source > 0 => context,
+            _ => &self.navixy,
+        }
+    }
+
+    /// The name of a tracker's source: its alerts' `source` label.
+    pub(crate) fn source_name(&self, source: SourceIx) -> &str {
+        self.sources
+            .get(usize::from(source))
+            .map_or(crate::alert::DEFAULT_SOURCE, |(name, _)| name)
     }
 }
 

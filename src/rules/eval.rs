@@ -466,7 +466,7 @@ impl Evaluator {
         let now_ms = now.timestamp_millis();
         let set: &RuleSet = &self.rules;
         script::set_now(&mut self.scope, now_ms.div_euclid(1000));
-        let navixy = set.around.navixy.load();
+        let navixy = set.around.context(tracker.info.source).load();
         let frame = context::ScriptFrame {
             tracker,
             now_ms,
@@ -518,10 +518,10 @@ impl Evaluator {
             ..
         } = self;
         let set: &RuleSet = rules;
-        let slot = slots.entry(tracker.info.id).or_default();
+        let slot = slots.entry(tracker.info.key()).or_default();
         let (changes, fields) = slot.observe(tracker, *state_fields);
         script::set_now(scope, now_ms.div_euclid(1000));
-        let navixy = set.around.navixy.load();
+        let navixy = set.around.context(tracker.info.source).load();
         let frame = context::ScriptFrame {
             tracker,
             now_ms,
@@ -531,7 +531,7 @@ impl Evaluator {
             around: &set.around,
         };
         if let Some(positions) = positions {
-            positions.note(tracker.info.id, frame.location());
+            positions.note(tracker.info.key(), frame.location());
         }
         let mut run = Run {
             set,
@@ -672,8 +672,9 @@ impl Run<'_, '_> {
         if holds && !slot.live.iter().any(|a| a.rule == index && a.key == key) {
             slot.live.push(LiveAlert {
                 rule: index,
-                fingerprint: Fingerprint::new(
+                fingerprint: Fingerprint::of_source(
                     &rule.name,
+                    self.set.around.source_name(self.tracker.info.source),
                     Some(self.tracker.info.id),
                     key.as_deref(),
                 ),
@@ -853,12 +854,18 @@ impl Run<'_, '_> {
         }
     }
 
-    /// The rule's labels, with Navixy's `group` (title) and `driver` (name) of the
-    /// tracker when it has them, for routes, silences and inhibitions; a label the rule
-    /// sets itself is kept.
+    /// The rule's labels, with the tracker's `source` (its account's name), and Navixy's
+    /// `group` (title) and `driver` (name) of the tracker when it has them, for routes,
+    /// silences and inhibitions; a `group` or `driver` the rule sets itself is kept, a
+    /// `source` is not (it is part of the alert's identity).
     fn labels(&self, rule: &Rule) -> std::collections::BTreeMap<String, String> {
         let mut labels = rule.labels.clone();
-        let navixy = self.set.around.navixy.load();
+        let source = self.tracker.info.source;
+        labels.insert(
+            "source".into(),
+            self.set.around.source_name(source).to_string(),
+        );
+        let navixy = self.set.around.context(source).load();
         let info = &self.tracker.info;
         if let Some(group) = navixy.context.group_title(info.group_id) {
             labels

@@ -78,9 +78,9 @@ impl LoadOptions {
             import_zones: config.zones.navixy.is_some(),
             channels: Some(config.channels.keys().cloned().collect()),
             time_zone: config
-                .source
-                .navixy
-                .as_ref()
+                .sources()
+                .iter()
+                .find_map(|s| s.navixy.as_ref())
                 .map_or(chrono_tz::UTC, |n| n.timezone),
             params: BTreeMap::new(),
             time_intervals: config

@@ -48,10 +48,10 @@ impl RuleSet {
             .map_err(|e| e.to_string())?;
         let now_ms = now.timestamp_millis();
         let mut scope = script_engine::eval_scope();
-        let navixy = self.around.navixy.load();
         Ok(trackers
             .iter()
             .map(|tracker| {
+                let navixy = self.around.context(tracker.info.source).load();
                 script::set_now(&mut scope, now_ms.div_euclid(1000));
                 let frame = context::ScriptFrame {
                     tracker,

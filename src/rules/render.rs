@@ -151,8 +151,9 @@ pub(crate) const TEMPLATE_ROOTS: [&str; 10] = [
     "starts_at",
     "rule",
 ];
-pub(crate) const TEMPLATE_TRACKER_FIELDS: [&str; 9] = [
+pub(crate) const TEMPLATE_TRACKER_FIELDS: [&str; 10] = [
     "id",
+    "source",
     "label",
     "source_id",
     "group_id",
@@ -182,6 +183,8 @@ struct Context<'a> {
 #[derive(Serialize)]
 struct TrackerContext<'a> {
     id: i64,
+    /// The tracker's source (`sources:` name).
+    source: &'a str,
     label: Option<&'a str>,
     source_id: Option<i64>,
     group_id: Option<i64>,
@@ -220,11 +223,12 @@ pub(crate) fn annotations(
         return (out, errors);
     }
     let t = input.tracker;
-    let navixy = set.around.navixy.load();
+    let navixy = set.around.context(t.info.source).load();
     let navixy = &navixy.context;
     let ctx = minijinja::Value::from_serialize(Context {
         tracker: TrackerContext {
             id: t.info.id,
+            source: set.around.source_name(t.info.source),
             label: t.info.label.as_deref(),
             source_id: t.info.source_id,
             group_id: t.info.group_id,
@@ -297,6 +301,7 @@ mod tests {
         let labels = BTreeMap::new();
         let ctx = serde_json::to_value(Context {
             tracker: TrackerContext {
+                source: "navixy",
                 id: 1,
                 label: None,
                 source_id: None,

@@ -235,6 +235,33 @@ impl RuleSet {
         self.around.navixy.clone()
     }
 
+    /// Reads each source's own Navixy context: `sources` are the names and contexts by
+    /// source index (the config's order). Trackers of source `i` see `sources[i]`'s
+    /// zones, groups, tags and drivers, and their alerts carry its name as label `source`.
+    pub fn with_sources(mut self, sources: Vec<(String, Arc<SharedContext>)>) -> RuleSet {
+        let sources: Vec<(Arc<str>, Arc<SharedContext>)> = sources
+            .into_iter()
+            .map(|(name, shared)| {
+                shared.set_local_labels(self.zones.iter_names());
+                (Arc::from(name), shared)
+            })
+            .collect();
+        if let Some((_, first)) = sources.first() {
+            self.around.navixy = first.clone();
+        }
+        self.around.sources = Arc::from(sources);
+        self
+    }
+
+    /// The sources this set reads ([`RuleSet::with_sources`]): a reload passes them on.
+    pub fn sources(&self) -> Vec<(String, Arc<SharedContext>)> {
+        self.around
+            .sources
+            .iter()
+            .map(|(name, shared)| (name.to_string(), shared.clone()))
+            .collect()
+    }
+
     /// The zone offset-less Navixy times are read in.
     pub fn time_zone(&self) -> chrono_tz::Tz {
         self.time_zone

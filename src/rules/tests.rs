@@ -570,6 +570,7 @@ rules:
         (4, "Reefer 4", None),
     ] {
         h.cache.set_info(crate::navixy::messages::TrackerInfo {
+            source: 0,
             id,
             source_id: None,
             label: Some(label.into()),
@@ -749,6 +750,7 @@ fn navixy_groups_tags_and_drivers_in_conditions_templates_and_labels() {
         [
             ("driver", "Ida Richter"),
             ("group", "Dispatch North"),
+            ("source", "navixy"),
             ("team", "cold-chain")
         ]
     );
@@ -757,7 +759,8 @@ fn navixy_groups_tags_and_drivers_in_conditions_templates_and_labels() {
         (&*default.rule, default.tracker.as_ref().map(|t| t.id)),
         ("default_group", Some(8))
     );
-    assert!(default.labels.is_empty(), "{:?}", default.labels);
+    let labels: Vec<&str> = default.labels.keys().map(String::as_str).collect();
+    assert_eq!(labels, ["source"], "{:?}", default.labels);
 }
 
 /// Navixy's zones count when imported; the config's `depot` wins a clash; a label no

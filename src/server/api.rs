@@ -648,15 +648,18 @@ struct TrackerView<'a> {
 #[schema(as = TrackerInfo)]
 struct InfoView<'a> {
     id: TrackerId,
+    /// The account it belongs to (`sources:` name).
+    source: &'a str,
     source_id: Option<i64>,
     label: Option<&'a str>,
     group_id: Option<i64>,
 }
 
 impl<'a> InfoView<'a> {
-    fn new(info: &'a TrackerInfo) -> InfoView<'a> {
+    fn new(info: &'a TrackerInfo, source: &'a str) -> InfoView<'a> {
         InfoView {
             id: info.id,
+            source,
             source_id: info.source_id,
             label: info.label.as_deref(),
             group_id: info.group_id,
@@ -694,12 +697,21 @@ impl<'a> ReadingsView<'a> {
     }
 }
 
-/// `GET /api/v1/trackers/{id}`: the tracker's cached state, or 404.
+/// Which account's tracker `GET /api/v1/trackers/{id}` means.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrackerQuery {
+    /// The source's name (`sources:`); default: the first source.
+    pub source: Option<String>,
+}
+
+/// `GET /api/v1/trackers/{id}`: the tracker's cached state, or 404. With several
+/// accounts, `?source=NAME` says whose tracker `id` is (two accounts may both have it).
 #[utoipa::path(
     get,
     path = "/api/v1/trackers/{id}",
     tag = "trackers",
-    params(("id" = i64, Path, description = "The tracker id (Navixy's `tracker_id`).")),
+    params(("id" = i64, Path, description = "The tracker id (Navixy's `tracker_id`)."), TrackerQuery),
     responses(
         (status = 200, description = "The tracker's cached state.", body = TrackerView),
         (status = 400, description = "The id is not an integer.", body = ErrorBody),
@@ -709,14 +721,31 @@ impl<'a> ReadingsView<'a> {
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
-pub async fn tracker(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn tracker(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<TrackerQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id: TrackerId = id
         .trim()
         .parse()
         .map_err(|_| ApiError::bad_request(format!("tracker id must be an integer, not `{id}`")))?;
+    // The sources in config order are the health group's members (none: one source).
+    let names: Vec<&str> = state.health.members().iter().map(|m| m.name()).collect();
+    let source = match &query.source {
+        None => 0,
+        Some(name) => names
+            .iter()
+            .position(|n| n == name)
+            .or_else(|| (names.is_empty() && name == state.health.name()).then_some(0))
+            .and_then(|i| crate::navixy::messages::SourceIx::try_from(i).ok())
+            .ok_or_else(|| ApiError::not_found(format!("no source is named `{name}`")))?,
+    };
+    let key = crate::navixy::messages::tracker_key(source, id);
     let engine = state.engine.clone();
     // Asking a shard may block while its queue is full: not on an async worker.
-    let reply = tokio::task::spawn_blocking(move || engine.tracker(id))
+    let reply = tokio::task::spawn_blocking(move || engine.tracker(key))
         .await
         .map_err(|_| ApiError::unavailable("the engine did not answer"))?;
     let tracker: TrackerState = match tokio::time::timeout(TRACKER_TIMEOUT, reply).await {
@@ -735,7 +764,13 @@ pub async fn tracker(State(state): State<AppState>, Path(id): Path<String>) -> A
     let mut history: Vec<&str> = tracker.history.names().collect();
     history.sort_unstable();
     let view = TrackerView {
-        tracker: InfoView::new(&tracker.info),
+        tracker: InfoView::new(
+            &tracker.info,
+            names
+                .get(usize::from(tracker.info.source))
+                .copied()
+                .unwrap_or(state.health.name()),
+        ),
         lifecycle: tracker.lifecycle.as_str(),
         online: tracker.online,
         last_data_at: tracker.last_data_at.map(fmt_time),

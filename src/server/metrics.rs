@@ -95,14 +95,30 @@ fn describe() {
 /// kinds, update kinds, channels, rules), at zero. A label whose values are open (the
 /// `type` of unknown events) is registered without it.
 pub fn register(config: &Config, rules: &RuleSet, source: &'static str) {
-    metrics::counter!(FRAMES, "source" => source).increment(0);
+    let mut sources: Vec<String> = config
+        .sources()
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    if sources.is_empty() {
+        sources.push(source.to_string());
+    }
+    for source in &sources {
+        metrics::counter!(FRAMES, "source" => source.clone()).increment(0);
+        for kind in ["state", "readings", "lifecycle", "iot"] {
+            metrics::counter!(UPDATES, "kind" => kind, "source" => source.clone()).increment(0);
+        }
+        metrics::counter!(WS_RECONNECTS, "source" => source.clone()).increment(0);
+        metrics::gauge!(SOURCE_UP, "source" => source.clone()).increment(0.0);
+        for result in ["ok", "error"] {
+            metrics::counter!(CONTEXT_REFRESHES, "result" => result, "source" => source.clone())
+                .increment(0);
+        }
+    }
     for kind in DecodeErrorKind::ALL {
         metrics::counter!(DECODE_ERRORS, "kind" => kind.as_str()).increment(0);
     }
     metrics::counter!(UNKNOWN_EVENTS).increment(0);
-    for kind in ["state", "readings", "lifecycle", "iot"] {
-        metrics::counter!(UPDATES, "kind" => kind, "source" => source).increment(0);
-    }
     for channel in config.channels.keys() {
         for name in [
             NOTIFICATIONS_SENT,
@@ -114,11 +130,6 @@ pub fn register(config: &Config, rules: &RuleSet, source: &'static str) {
         }
     }
     metrics::gauge!(OUTBOX_DEPTH).increment(0.0);
-    metrics::counter!(WS_RECONNECTS).increment(0);
-    metrics::gauge!(SOURCE_UP).increment(0.0);
-    for result in ["ok", "error"] {
-        metrics::counter!(CONTEXT_REFRESHES, "result" => result).increment(0);
-    }
     let _ = metrics::histogram!(EVAL_LATENCY);
     for state in ["pending", "firing"] {
         metrics::gauge!(ALERTS, "state" => state).increment(0.0);

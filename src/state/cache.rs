@@ -38,8 +38,9 @@ impl ShardCache {
         }
     }
 
-    pub fn get(&self, id: TrackerId) -> Option<&TrackerState> {
-        self.trackers.get(&id)
+    /// A tracker by its key (`navixy::messages::tracker_key`: the id, for source 0).
+    pub fn get(&self, key: TrackerId) -> Option<&TrackerState> {
+        self.trackers.get(&key)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &TrackerState> {
@@ -68,7 +69,7 @@ impl ShardCache {
     /// a blocked tracker sends no state, so after a restart the list is the only witness
     /// of a block that happened while the engine was down.
     pub fn set_info(&mut self, info: TrackerInfo) {
-        let entry = self.entry(info.id);
+        let entry = self.entry(info.key());
         if *entry.info != info {
             if info.blocked != entry.info.blocked {
                 match (info.blocked, entry.lifecycle) {
@@ -114,14 +115,19 @@ impl ShardCache {
     }
 }
 
-fn new_entry(trackers: &mut HashMap<TrackerId, TrackerState>, id: TrackerId) -> &mut TrackerState {
-    trackers.entry(id).or_insert_with(|| TrackerState {
-        info: Arc::new(TrackerInfo {
-            id,
-            ..TrackerInfo::default()
-        }),
-        online: true,
-        ..TrackerState::default()
+/// `key` is the tracker's [`crate::navixy::messages::tracker_key`].
+fn new_entry(trackers: &mut HashMap<TrackerId, TrackerState>, key: TrackerId) -> &mut TrackerState {
+    trackers.entry(key).or_insert_with(|| {
+        let (source, id) = crate::navixy::messages::key_parts(key);
+        TrackerState {
+            info: Arc::new(TrackerInfo {
+                id,
+                source,
+                ..TrackerInfo::default()
+            }),
+            online: true,
+            ..TrackerState::default()
+        }
     })
 }
 
@@ -647,6 +653,7 @@ mod tests {
         let mut c = cache();
         c.apply(state(21080, full_state()));
         c.set_info(TrackerInfo {
+            source: 0,
             id: 21080,
             source_id: Some(10284),
             label: Some("Truck 7".into()),

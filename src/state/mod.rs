@@ -34,7 +34,8 @@ impl Lifecycle {
     }
 }
 
-/// One normalized unit of work for a shard: already mapped to a tracker id.
+/// One normalized unit of work for a shard: already mapped to a tracker. `tracker_id` is
+/// the tracker's key (`navixy::messages::tracker_key`), which is its id for source 0.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     State {

@@ -199,6 +199,14 @@ fn range(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
 const KINDS: [&str; 4] = ["Truck", "Van", "Reefer", "Car"];
 
 impl Fleet {
+    /// Gives the vehicles the tracker ids `first`, `first + 1`, ... (the default fleet's
+    /// are 21001, 21002, ...), before anything is served.
+    pub fn number_from(&mut self, first: i64) {
+        for v in &mut self.vehicles {
+            v.tracker_id = first + v.index as i64;
+        }
+    }
+
     /// A fleet of `trackers` vehicles for `seed`, starting at `start` (whole seconds).
     pub fn new(trackers: u32, seed: u64, start: DateTime<Utc>) -> Fleet {
         let vehicles = (0..trackers as usize)

@@ -60,6 +60,9 @@ pub struct SimulatorOptions {
     pub password: String,
     /// The API key that always works (until revoked); default: derived from the seed.
     pub api_key: Option<String>,
+    /// The first vehicle's tracker id (the others follow): a second simulated account
+    /// may start where the first one's ids are, so that both have a tracker 21004.
+    pub first_tracker: i64,
 }
 
 impl Default for SimulatorOptions {
@@ -76,9 +79,13 @@ impl Default for SimulatorOptions {
             login: DEMO_LOGIN.into(),
             password: DEMO_PASSWORD.into(),
             api_key: None,
+            first_tracker: FIRST_TRACKER,
         }
     }
 }
+
+/// The first simulated tracker id by default.
+pub const FIRST_TRACKER: i64 = 21_001;
 
 impl From<&SimulatorConfig> for SimulatorOptions {
     fn from(c: &SimulatorConfig) -> Self {
@@ -88,6 +95,7 @@ impl From<&SimulatorConfig> for SimulatorOptions {
             speed: c.speed,
             chaos: c.chaos,
             documented_shapes: c.documented_shapes,
+            first_tracker: c.first_tracker,
             ..SimulatorOptions::default()
         }
     }
@@ -236,6 +244,7 @@ impl Shared {
             .iter()
             .map(|v| TrackerInfo {
                 id: v.tracker_id,
+                source: 0,
                 source_id: Some(v.source_id),
                 label: Some(v.label.clone()),
                 group_id: Some(v.group_id),
@@ -258,7 +267,8 @@ impl Simulator {
             .api_key
             .clone()
             .unwrap_or_else(|| fleet::hash_from(options.seed, 0xA11));
-        let fleet = fleet::Fleet::new(options.trackers, options.seed, start);
+        let mut fleet = fleet::Fleet::new(options.trackers, options.seed, start);
+        fleet.number_from(options.first_tracker);
         let context = context::SimContext::new(options.seed, &fleet);
         let (hooks, _) = broadcast::channel(64);
         let (shutdown, _) = watch::channel(false);

@@ -472,10 +472,12 @@ pub(crate) enum TrackerLeaf {
     Tags,
     /// The employee Navixy assigns to the tracker: `{id, name, phone}`.
     Driver,
+    /// The name of the tracker's source (`sources:`), its alerts' `source` label.
+    Source,
 }
 
 impl TrackerLeaf {
-    pub const ALL: [(&'static str, TrackerLeaf); 10] = [
+    pub const ALL: [(&'static str, TrackerLeaf); 11] = [
         ("id", TrackerLeaf::Id),
         ("source_id", TrackerLeaf::SourceId),
         ("label", TrackerLeaf::Label),
@@ -486,6 +488,7 @@ impl TrackerLeaf {
         ("group", TrackerLeaf::Group),
         ("tags", TrackerLeaf::Tags),
         ("driver", TrackerLeaf::Driver),
+        ("source", TrackerLeaf::Source),
     ];
 
     pub fn named(name: &str) -> Option<TrackerLeaf> {
@@ -498,6 +501,9 @@ pub(crate) fn tracker_leaf(fr: &ScriptFrame<'_>, leaf: TrackerLeaf) -> Dynamic {
     let navixy = &fr.navixy.context;
     match leaf {
         TrackerLeaf::Id => Dynamic::from_int(t.info.id),
+        TrackerLeaf::Source => {
+            Dynamic::from(ImmutableString::from(fr.around.source_name(t.info.source)))
+        }
         TrackerLeaf::SourceId => opt_int(t.info.source_id),
         TrackerLeaf::Label => opt_str(t.info.label.as_deref()),
         TrackerLeaf::GroupId => opt_int(t.info.group_id),

@@ -418,12 +418,17 @@ pub(crate) mod helpers {
         if radius.is_nan() || radius < 0.0 {
             return Err(format!("nearby: the radius must be positive, not {radius}"));
         }
+        // Positions are keyed by tracker key: only trackers of this tracker's own source
+        // are its neighbours (another account's tracker 42 is not this one's 42).
+        let source = fr.tracker.info.source;
         let ids: rhai::Array = fr.location().map_or_else(Vec::new, |(lat, lng)| {
             fr.around
                 .positions
-                .within(lat, lng, radius, fr.tracker.info.id)
+                .within(lat, lng, radius, fr.tracker.info.key())
                 .into_iter()
-                .map(|(id, _)| Dynamic::from_int(id))
+                .map(|(key, _)| crate::navixy::messages::key_parts(key))
+                .filter(|(s, _)| *s == source)
+                .map(|(_, id)| Dynamic::from_int(id))
                 .collect()
         });
         Ok(Dynamic::from_array(ids))
@@ -444,7 +449,8 @@ pub(crate) mod helpers {
         if id == fr.tracker.info.id {
             return Ok(Dynamic::from_float(0.0));
         }
-        let Some(p) = fr.around.positions.find(id) else {
+        let key = crate::navixy::messages::tracker_key(fr.tracker.info.source, id);
+        let Some(p) = fr.around.positions.find(key) else {
             return Ok(Dynamic::UNIT);
         };
         Ok(Dynamic::from_float(crate::geofence::distance_m(

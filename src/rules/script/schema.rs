@@ -42,6 +42,7 @@ pub(crate) const STATE: Node = crate::source_state_fields!(schema);
 pub(crate) const TRACKER: Node = Node::Object(&[
     ("id", Node::Leaf),
     ("source_id", Node::Leaf),
+    ("source", Node::Leaf),
     ("label", Node::Leaf),
     ("group_id", Node::Leaf),
     ("lifecycle", Node::Leaf),

@@ -134,7 +134,7 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
         deps: Deps::STATE.union(Deps::TIME),
         state: StateReads::Location,
         history: false,
-        doc: "The ids of the other trackers within `radius_m` metres of the position, nearest first (`nearby(50).len() > 0`), at their positions of the last tick (`eval_interval`); empty without a position.",
+        doc: "The ids of the other trackers of the same source (account) within `radius_m` metres of the position, nearest first (`nearby(50).len() > 0`), at their positions of the last tick (`eval_interval`); empty without a position.",
     },
     HelperSpec {
         name: "distance_to",
@@ -143,7 +143,7 @@ pub(crate) const HELPERS: &[HelperSpec] = &[
         deps: Deps::STATE.union(Deps::TIME),
         state: StateReads::Location,
         history: false,
-        doc: "Metres from the position to that tracker's position of the last tick (`eval_interval`); `()` when either is unknown.",
+        doc: "Metres from the position to the position of the last tick (`eval_interval`) of that tracker of the same source; `()` when either is unknown.",
     },
     HelperSpec {
         name: "distance_m",

@@ -356,6 +356,7 @@ impl Suite {
                     label: series.label.clone(),
                     group_id: series.group_id,
                     blocked: None,
+                    source: 0,
                 });
             }
         }

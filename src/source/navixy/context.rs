@@ -1,7 +1,8 @@
 //! Navixy's context (zones, groups, tags, drivers) while a session lives: fetched once
 //! before the subscription starts, so that the first evaluation already sees Navixy's
 //! zones, then again every `refresh`. A failed fetch keeps the last good snapshot, logs a
-//! warning and counts `navixy_alerts_context_refreshes_total{result="error"}`; the next
+//! warning and counts `navixy_alerts_context_refreshes_total{result="error"}` (labelled
+//! with the source's name as well); the next
 //! try comes after a backoff (never later than `refresh`).
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub struct ContextRefresh {
 
 /// Fetches the whole context once and swaps it in; on failure keeps the previous one.
 pub(super) async fn fetch_once(
+    source: &str,
     rest: &RestClient,
     hash: &Secret,
     shared: &SharedContext,
@@ -39,7 +41,8 @@ pub(super) async fn fetch_once(
             );
             let first = !shared.is_loaded();
             shared.store(context, clock.now());
-            metrics::counter!(telemetry::CONTEXT_REFRESHES, "result" => "ok").increment(1);
+            metrics::counter!(telemetry::CONTEXT_REFRESHES, "result" => "ok", "source" => source.to_string())
+                .increment(1);
             if first {
                 info!(zones, groups, drivers, "Navixy context loaded.");
             } else {
@@ -48,7 +51,8 @@ pub(super) async fn fetch_once(
             Ok(())
         }
         Err(e) => {
-            metrics::counter!(telemetry::CONTEXT_REFRESHES, "result" => "error").increment(1);
+            metrics::counter!(telemetry::CONTEXT_REFRESHES, "result" => "error", "source" => source.to_string())
+                .increment(1);
             shared.note_failure();
             let kept = if shared.is_loaded() {
                 "keeping the last good one"
@@ -64,6 +68,7 @@ pub(super) async fn fetch_once(
 /// Fetches the context after `first`, then every `every` (sooner after a failure, with a
 /// backoff that honours `Retry-After`). Never returns: the session drops it.
 pub(super) async fn refresh_context(
+    source: Arc<str>,
     rest: RestClient,
     hash: Secret,
     refresh: ContextRefresh,
@@ -75,7 +80,7 @@ pub(super) async fn refresh_context(
     let mut delay = first;
     loop {
         tokio::time::sleep(delay).await;
-        match fetch_once(&rest, &hash, &refresh.shared, clock.as_ref()).await {
+        match fetch_once(&source, &rest, &hash, &refresh.shared, clock.as_ref()).await {
             Ok(()) => {
                 backoff.reset();
                 delay = every;

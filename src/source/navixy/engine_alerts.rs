@@ -35,6 +35,8 @@ pub(super) enum Link {
 
 /// Raises and resolves the source's engine alerts from the link state.
 pub(super) struct EngineAlerts {
+    /// The source's name: the alerts' `source` label and part of their fingerprints.
+    source: Arc<str>,
     clock: Arc<dyn Clock>,
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<SourceHealth>,
@@ -47,12 +49,14 @@ pub(super) struct EngineAlerts {
 impl EngineAlerts {
     /// A watchdog with no alert firing.
     pub(super) fn new(
+        source: Arc<str>,
         clock: Arc<dyn Clock>,
         tx: mpsc::Sender<SourceEvent>,
         health: Arc<SourceHealth>,
         down_after: Duration,
     ) -> EngineAlerts {
         EngineAlerts {
+            source,
             clock,
             tx,
             health,
@@ -108,7 +112,7 @@ impl EngineAlerts {
             SESSION_CLOSED_ALERT => self.session_closed_since = Some(now),
             _ => self.down_since = Some(now),
         }
-        error!(alert = rule, "Engine alert firing.");
+        error!(alert = rule, source = %self.source, "Engine alert firing.");
         let transition = self.transition(rule, AlertStatus::Firing, now, now);
         self.tx
             .send(SourceEvent::Alert(Box::new(transition)))
@@ -123,7 +127,7 @@ impl EngineAlerts {
             (SOURCE_DOWN_ALERT, self.down_since.take()),
         ] {
             if let Some(starts_at) = since {
-                info!(alert = rule, "Engine alert resolved.");
+                info!(alert = rule, source = %self.source, "Engine alert resolved.");
                 let transition = self.transition(rule, AlertStatus::Resolved, starts_at, now);
                 if self
                     .tx
@@ -164,13 +168,13 @@ impl EngineAlerts {
             ),
         };
         AlertTransition {
-            fingerprint: Fingerprint::new(rule, None, None),
+            fingerprint: Fingerprint::of_source(rule, &self.source, None, None),
             rule: Arc::from(rule),
             status,
             severity: Severity::Critical,
             tracker: None,
             key: None,
-            labels: BTreeMap::from([("source".to_string(), "navixy".to_string())]),
+            labels: BTreeMap::from([("source".to_string(), self.source.to_string())]),
             annotations: BTreeMap::from([
                 ("summary".to_string(), summary),
                 ("description".to_string(), description),
@@ -221,6 +225,7 @@ mod tests {
     ) -> (EngineAlerts, mpsc::Receiver<SourceEvent>) {
         let (tx, rx) = mpsc::channel(16);
         let alerts = EngineAlerts {
+            source: Arc::from("navixy"),
             clock: Arc::new(clock.clone()),
             tx,
             health: Arc::new(SourceHealth::new(clock.now())),

@@ -33,7 +33,7 @@ use crate::config::{NavixyConfig, Secret, SimulatorConfig};
 use crate::navixy::client::{
     self, ClientError, Connection, ConnectionOptions, Incoming, LiveStream,
 };
-use crate::navixy::messages::{Frame, SubscribeResponse, TrackerId, TrackerInfo};
+use crate::navixy::messages::{Frame, SourceIx, SubscribeResponse, TrackerId, TrackerInfo};
 use crate::navixy::requests::subscribe_message;
 use crate::navixy::rest::{RestClient, RestError};
 use crate::navixy::simulator::{Simulator, SimulatorHandle, SimulatorOptions};
@@ -80,6 +80,10 @@ impl SourceOptions {
 /// The live Navixy source. Build it, keep [`NavixySource::health`], then
 /// [`NavixySource::run`] it.
 pub struct NavixySource {
+    /// Its index among the configured sources: every event it sends carries it.
+    index: SourceIx,
+    /// Its name: the `source` label of its engine alerts and metrics.
+    name: Arc<str>,
     config: NavixyConfig,
     clock: Arc<dyn Clock>,
     health: Arc<SourceHealth>,
@@ -97,6 +101,8 @@ impl NavixySource {
         let options = SourceOptions::for_config(&config);
         let health = Arc::new(SourceHealth::new(clock.now()));
         Ok(NavixySource {
+            index: 0,
+            name: Arc::from(crate::alert::DEFAULT_SOURCE),
             config,
             clock,
             health,
@@ -114,6 +120,16 @@ impl NavixySource {
         self
     }
 
+    /// Names the source and gives its index among the configured ones (`sources:`); the
+    /// default is the shorthand's: index 0, named `navixy`. Call before
+    /// [`NavixySource::health`]: the health is renewed under the name.
+    pub fn with_source(mut self, index: SourceIx, name: &str) -> NavixySource {
+        self.index = index;
+        self.name = Arc::from(name);
+        self.health = Arc::new(SourceHealth::named(name, self.clock.now()));
+        self
+    }
+
     /// Replaces the timings (tests use short ones).
     pub fn with_options(mut self, options: SourceOptions) -> NavixySource {
         self.options = options;
@@ -124,6 +140,11 @@ impl NavixySource {
     pub fn with_recorder(mut self, recorder: Recorder) -> NavixySource {
         self.recorder = Some(recorder);
         self
+    }
+
+    /// The source's name (`sources:`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The health handle; clone it before `run` consumes the source.
@@ -144,7 +165,7 @@ impl NavixySource {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), SourceError> {
         let rest = RestClient::new(&self.config.api_url, self.options.request_timeout)?;
-        metrics::gauge!(telemetry::SOURCE_UP).set(0.0);
+        metrics::gauge!(telemetry::SOURCE_UP, "source" => self.name.to_string()).set(0.0);
         let started = Instant::now();
         let (link_tx, link_rx) = watch::channel(Link::Down {
             since: started,
@@ -152,6 +173,7 @@ impl NavixySource {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let alerts = EngineAlerts::new(
+            self.name.clone(),
             self.clock.clone(),
             tx.clone(),
             self.health.clone(),
@@ -159,6 +181,8 @@ impl NavixySource {
         );
         let seed = self.clock.now().timestamp_nanos_opt().unwrap_or_default() as u64;
         let runner = Runner {
+            index: self.index,
+            name: self.name.clone(),
             backoff: Backoff::new(self.options.initial_backoff, self.config.max_backoff, seed),
             config: self.config,
             clock: self.clock,
@@ -239,6 +263,8 @@ enum AttemptOutcome {
 
 /// The reconnect loop's state.
 struct Runner {
+    index: SourceIx,
+    name: Arc<str>,
     config: NavixyConfig,
     clock: Arc<dyn Clock>,
     health: Arc<SourceHealth>,
@@ -330,7 +356,12 @@ impl Runner {
             Ok(list) => {
                 info!(trackers = list.len(), "Tracker list loaded.");
                 self.listed = list.clone();
-                if self.tx.send(SourceEvent::Trackers(list)).await.is_err() {
+                if self
+                    .tx
+                    .send(SourceEvent::Trackers(self.index, list))
+                    .await
+                    .is_err()
+                {
                     return AttemptOutcome::Stopped;
                 }
             }
@@ -355,9 +386,15 @@ impl Runner {
         if let Some(context) = &self.context {
             context_in = Some(context.every);
             if !context.shared.is_loaded()
-                && fetch_once(&self.rest, &hash, &context.shared, self.clock.as_ref())
-                    .await
-                    .is_err()
+                && fetch_once(
+                    &self.name,
+                    &self.rest,
+                    &hash,
+                    &context.shared,
+                    self.clock.as_ref(),
+                )
+                .await
+                .is_err()
             {
                 context_in = Some(self.options.initial_backoff);
             }
@@ -383,6 +420,7 @@ impl Runner {
         debug!(heartbeat = ?conn.heartbeat(), "Subscribe sent.");
         let context = match (&self.context, context_in) {
             (Some(context), Some(first)) => Some(refresh_context(
+                self.name.clone(),
                 self.rest.clone(),
                 hash.clone(),
                 context.clone(),
@@ -393,6 +431,7 @@ impl Runner {
             _ => None,
         };
         let refresh = refresh_trackers(
+            self.index,
             self.rest.clone(),
             hash,
             refresh_in,
@@ -465,6 +504,7 @@ impl Runner {
                         self.working();
                     }
                     let event = SourceEvent::RawFrame {
+                        source: self.index,
                         received_at: at,
                         text,
                     };
@@ -481,7 +521,7 @@ impl Runner {
                             if self.apply_response(&response)
                                 && self
                                     .tx
-                                    .send(SourceEvent::Trackers(self.listed.clone()))
+                                    .send(SourceEvent::Trackers(self.index, self.listed.clone()))
                                     .await
                                     .is_err()
                             {

@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 use super::health::{SubscriptionStatuses, TrackerStatus};
 use crate::backoff::Backoff;
 use crate::config::Secret;
-use crate::navixy::messages::TrackerInfo;
+use crate::navixy::messages::{SourceIx, TrackerInfo};
 use crate::navixy::rest::RestClient;
 use crate::source::SourceEvent;
 
@@ -17,6 +17,7 @@ use crate::source::SourceEvent;
 /// lives; returns only when the engine is gone. Failures are retried with a backoff that
 /// honours `Retry-After`.
 pub(super) async fn refresh_trackers(
+    source: SourceIx,
     rest: RestClient,
     hash: Secret,
     first: Duration,
@@ -31,7 +32,7 @@ pub(super) async fn refresh_trackers(
         match rest.tracker_list(&hash).await {
             Ok(list) => {
                 debug!(trackers = list.len(), "Tracker list refreshed.");
-                if tx.send(SourceEvent::Trackers(list)).await.is_err() {
+                if tx.send(SourceEvent::Trackers(source, list)).await.is_err() {
                     return;
                 }
                 backoff.reset();

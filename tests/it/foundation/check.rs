@@ -228,6 +228,7 @@ fn the_production_example_is_valid() {
         .arg(&example)
         .env_remove("RUST_LOG")
         .env("NAVIXY_HASH", "f4bf1b754034213653dad99c78c4b237")
+        .env("NAVIXY_SOUTH_HASH", "0b1d0c5e2f6a4b7c8d9e0f1a2b3c4d5e")
         .env("WEBHOOK_SECRET", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
         .env(
             "SLACK_WEBHOOK_URL",

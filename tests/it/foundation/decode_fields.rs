@@ -72,6 +72,7 @@ fn a_rule_reads_satellites_and_hdop() {
     );
     let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
     cache.set_info(TrackerInfo {
+        source: 0,
         id: 21080,
         source_id: Some(10284),
         label: Some("Truck 7".into()),

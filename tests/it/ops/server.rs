@@ -438,10 +438,14 @@ async fn live_alerts_and_a_tracker_lookup() {
     assert_eq!(alert["status"], "firing");
     assert_eq!(alert["severity"], "warning");
     assert_eq!(alert["silenced_by"], Value::Null);
-    // The rule sets no labels; Navixy's context adds the tracker's group and driver.
+    // The rule sets no labels; the engine adds the tracker's source, and Navixy's
+    // context its group and driver.
     let labels = alert["labels"].as_object().unwrap();
+    assert_eq!(labels["source"], "navixy");
     assert!(
-        labels.keys().all(|k| k == "group" || k == "driver"),
+        labels
+            .keys()
+            .all(|k| k == "group" || k == "driver" || k == "source"),
         "{labels:?}"
     );
     let id = alert["tracker"]["id"].as_i64().unwrap();
@@ -653,8 +657,8 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
         let value = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         assert!(value > 0.0, "{series} = {value}");
     };
-    positive("navixy_alerts_frames_total{source=\"simulator\"}");
-    positive("navixy_alerts_updates_total{kind=\"state\",source=\"simulator\"}");
+    positive("navixy_alerts_frames_total{source=\"navixy\"}");
+    positive("navixy_alerts_updates_total{kind=\"state\",source=\"navixy\"}");
     positive("navixy_alerts_rule_evaluations_total{rule=\"metrics_watch\"}");
     // `now > 0` is in the direct evaluator's subset: Rhai never runs it.
     positive("navixy_alerts_rule_fast_path_total{rule=\"metrics_watch\",outcome=\"fast\"}");
@@ -680,7 +684,7 @@ async fn metrics_show_every_metric_and_the_engine_counters() {
         Some(0.0)
     );
     // A gauge of the process: other daemons of this test binary set it too.
-    assert!(sample(&text, "navixy_alerts_source_up").is_some());
+    assert!(sample(&text, "navixy_alerts_source_up{source=\"navixy\"}").is_some());
     assert!(text.contains("navixy_alerts_evaluation_latency_seconds_bucket{le=\"0.005\"}"));
     daemon.stop().await;
 }

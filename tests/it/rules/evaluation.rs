@@ -43,6 +43,7 @@ impl Shard {
     fn new(set: &Arc<RuleSet>, eval: Box<dyn ShardEvaluator>) -> Shard {
         let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
         cache.set_info(TrackerInfo {
+            source: 0,
             id: 21080,
             source_id: Some(10284),
             label: Some("Truck 7".into()),
@@ -206,7 +207,7 @@ fn a_transition_carries_what_receivers_show() {
             "severity": "critical",
             "tracker": {"id": 21080, "label": "Truck 7", "source_id": 10284},
             "key": null,
-            "labels": {"team": "logistics"},
+            "labels": {"source": "navixy", "team": "logistics"},
             "annotations": {"summary": "Truck 7: 104 km/h over 90"},
             "value": 104,
             "starts_at": "2026-01-05T08:00:00Z",
@@ -307,6 +308,7 @@ fn after_a_restart_a_tracker_that_sent_nothing_keeps_its_alerts_until_it_does() 
         "nothing known yet: nothing resolves"
     );
     shard.cache.set_info(TrackerInfo {
+        source: 0,
         id: 21080,
         source_id: Some(10284),
         label: Some("Truck 7".into()),

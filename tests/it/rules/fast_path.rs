@@ -138,6 +138,7 @@ fn the_stock_rules_run_on_the_direct_evaluator() {
     let truck = metrics::with_local_recorder(&recorder, || {
         let mut cache = ShardCache::new(set.history_policy(), chrono_tz::UTC);
         cache.set_info(TrackerInfo {
+            source: 0,
             id: TRACKER,
             source_id: Some(10284),
             label: Some("Truck 7".into()),

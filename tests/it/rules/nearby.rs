@@ -123,3 +123,72 @@ fn trackers_on_different_shards_see_each_other_after_a_tick() {
     );
     engine.shutdown();
 }
+
+/// With two accounts, `nearby` and `distance_to` see only the tracker's own account:
+/// north's tracker 1 is not south's tracker 1, even at the same place.
+#[test]
+fn neighbours_are_of_the_same_source() {
+    use navixy_alerts::navixy::context::SharedContext;
+    let set = Arc::new(
+        RuleSet::from_sources(
+            &[(PathBuf::from("rules.yaml"), RULES.to_string())],
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .with_sources(vec![
+            ("north".into(), SharedContext::new()),
+            ("south".into(), SharedContext::new()),
+        ]),
+    );
+    let factory = evaluator_factory(Arc::clone(&set));
+    let mut options = EngineOptions::new(EngineClock::EventTime);
+    options.workers = 2;
+    options.eval_interval = std::time::Duration::from_secs(10);
+    let (mut engine, mut rx) = Engine::start(options, &|_| factory()).unwrap();
+    // North: 1 at the depot, 3 two km north. South: 1 where north's 3 is, 2 thirty
+    // metres from north's 1.
+    let feed = |engine: &mut Engine, s: u32| {
+        engine
+            .ingest_text_from(0, &state(1, s, 52.52000), None)
+            .unwrap();
+        engine
+            .ingest_text_from(0, &state(3, s, 52.53800), None)
+            .unwrap();
+        engine
+            .ingest_text_from(1, &state(1, s, 52.53800), None)
+            .unwrap();
+        engine
+            .ingest_text_from(1, &state(2, s, 52.52027), None)
+            .unwrap();
+        engine.sync();
+    };
+    for s in [1, 12, 22] {
+        feed(&mut engine, s);
+    }
+    let mut got = Vec::new();
+    while let Ok(t) = rx.try_recv() {
+        got.push((
+            t.rule.to_string(),
+            t.labels["source"].clone(),
+            t.tracker.map_or(0, |x| x.id),
+            t.value.and_then(|v| v.as_i64()).unwrap_or(-1),
+        ));
+    }
+    got.sort();
+    let far: Vec<(String, i64)> = got
+        .iter()
+        .filter(|g| g.0 == "far_from_lead")
+        .map(|g| (g.1.clone(), g.2))
+        .collect();
+    // Nobody is within 50 m of a tracker of its own account.
+    assert!(got.iter().all(|g| g.0 != "close"), "{got:?}");
+    // Each account's tracker far from its own tracker 1 (about 2 km), measured to it.
+    assert_eq!(far, [("north".into(), 3), ("south".into(), 2)], "{got:?}");
+    assert!(
+        got.iter()
+            .filter(|g| g.0 == "far_from_lead")
+            .all(|g| (1900..2100).contains(&g.3)),
+        "{got:?}"
+    );
+    engine.shutdown();
+}

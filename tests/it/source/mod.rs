@@ -1,6 +1,7 @@
 //! Integration tests: source. The real WebSocket and REST clients against the simulator on
 //! loopback, driven through the simulator's hooks.
 
+mod accounts;
 mod context;
 mod daemon_context;
 mod limits;
@@ -62,7 +63,7 @@ pub fn config(sim: &SimulatorHandle, extra: &str) -> NavixyConfig {
         sim.api_url()
     );
     match Config::from_yaml(&yaml, Path::new("test.yaml"), |_| None) {
-        Ok(config) => config.source.navixy.expect("a navixy source"),
+        Ok(config) => config.sources()[0].navixy.clone().expect("a navixy source"),
         Err(e) => panic!("{e}\n{yaml}"),
     }
 }

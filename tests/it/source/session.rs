@@ -23,7 +23,7 @@ async fn reconnects_after_an_abrupt_drop_and_resubscribes() {
             .await;
         // After the drop: the tracker list again, then a full snapshot again.
         loop {
-            if let SourceEvent::Trackers(list) = run.next().await
+            if let SourceEvent::Trackers(_, list) = run.next().await
                 && sim.stats().tracker_lists == 2
             {
                 assert_eq!(list.len(), 20);

@@ -17,7 +17,7 @@ async fn subscribes_and_decodes_the_wire_shapes() {
         let mut run = start(sim.clone(), config).await;
 
         // The tracker list comes first, mapped from tracker/list.
-        let SourceEvent::Trackers(trackers) = run.next().await else {
+        let SourceEvent::Trackers(_, trackers) = run.next().await else {
             panic!("expected the tracker list first")
         };
         assert_eq!(trackers, sim.trackers());
@@ -166,7 +166,7 @@ async fn the_demo_source_is_one_call() {
             .expect("start the demo");
         let clock = sim.clock();
         let mut run = start_source(sim.clone(), source);
-        let SourceEvent::Trackers(trackers) = run.next().await else {
+        let SourceEvent::Trackers(_, trackers) = run.next().await else {
             panic!("expected the tracker list")
         };
         assert_eq!(trackers.len(), 5);
@@ -196,7 +196,7 @@ async fn the_tracker_list_is_refreshed_on_its_interval() {
         let mut run = start(sim.clone(), config(&sim, &extra)).await;
         let mut lists = 0;
         while lists < 3 {
-            if let SourceEvent::Trackers(list) = run.next().await {
+            if let SourceEvent::Trackers(_, list) = run.next().await {
                 assert_eq!(list, sim.trackers());
                 lists += 1;
             }

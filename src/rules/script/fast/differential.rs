@@ -817,6 +817,7 @@ fn tracker() -> impl Strategy<Value = TrackerState> {
             }
             TrackerState {
                 info: Arc::new(TrackerInfo {
+                    source: 0,
                     id: 21080,
                     source_id: Some(10284),
                     label: label.map(|l| text(long_label && !l.is_empty(), l)),
