@@ -21,6 +21,7 @@ pub mod pages;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::clock::Clock;
@@ -56,6 +57,30 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/rules", get(pages::rules))
         .route("/rules/playground", post(pages::playground))
         .with_state(state)
+}
+
+/// Middleware around the pages, outside the token check: a browser that opens a page
+/// without a session (401) is sent to the login form, which brings it back after.
+pub async fn login_first(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let wanted = (request.method() == axum::http::Method::GET).then(|| {
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into())
+    });
+    let response = next.run(request).await;
+    match wanted {
+        Some(path) if response.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+            let to = format!("/login?next={next}");
+            axum::response::Redirect::to(&to).into_response()
+        }
+        _ => response,
+    }
 }
 
 /// What needs no token: the login page and the static files.

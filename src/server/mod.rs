@@ -9,7 +9,8 @@
 //! - [`api`]: the routes and their error answers. [`ack`]: acknowledging alerts, by
 //!   the API and by the signed links notifications carry (open: the link is the proof).
 //!   [`auth`]: the tokens, their roles and the console's login sessions.
-//!   [`guard`]: the `Host` and `Origin` checks. [`history`]: the alert history.
+//!   [`guard`]: the `Host` and `Origin` checks. [`deliveries`]: "retry now" of the
+//!   outbox. [`history`]: the alert history.
 //!   [`events`]: the live stream of transitions and history entries. [`listener`]: the
 //!   accept loop, its connection cap and header timeout. [`openapi`]: the document.
 //!   [`metrics`]: the Prometheus recorder.
@@ -23,6 +24,7 @@
 pub mod ack;
 pub mod api;
 pub mod auth;
+pub mod deliveries;
 pub mod events;
 pub mod guard;
 pub mod history;
@@ -62,6 +64,8 @@ pub struct AppState {
     /// The daemon's clock (the simulator's in the demo): silences start and end on it.
     pub clock: Arc<dyn Clock>,
     pub reloader: Arc<dyn ReloadRules>,
+    /// "Retry now" of the outbox's notifications.
+    pub dispatcher: crate::dispatch::DispatcherHandle,
     /// `None` when this process has no Prometheus recorder.
     pub metrics: Option<PrometheusHandle>,
     /// The tokens and the console's sessions; no token: the API is open.
@@ -115,6 +119,8 @@ fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(api::list_silences, api::add_silence))
         .routes(routes!(api::delete_silence))
         .routes(routes!(api::notifications))
+        .routes(routes!(deliveries::retry_notification))
+        .routes(routes!(deliveries::retry_channel))
         .routes(routes!(api::reload))
         .routes(routes!(ack::acknowledge, ack::unacknowledge))
         .routes(routes!(api::openapi));
@@ -140,10 +146,12 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
     let console_state = console_state(&state);
     let open_console = crate::console::open_router(console_state.clone());
     let console = crate::console::router(console_state);
-    let console = console.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let console = console
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route_layer(axum::middleware::from_fn(crate::console::login_first));
     let routes = router
         .with_state(state.clone())
         .merge(console)

@@ -1,5 +1,5 @@
 // The console's script: live updates from the server's event stream, relative times,
-// the Ack and Expire buttons, the silence form's live preview, the playground, and the
+// the Ack, Retry and Expire buttons, the silence form's live preview, the playground, and the
 // maps. No framework: each page finds the elements it knows by id.
 "use strict";
 (function () {
@@ -68,6 +68,31 @@
       } catch (err) {
         toast("Ack failed: " + err.message);
         ack.disabled = false;
+      }
+      return;
+    }
+    const retry = e.target.closest("button.retry, button.retry-channel");
+    if (retry) {
+      const url = retry.dataset.notification
+        ? "/api/v1/notifications/" + encodeURIComponent(retry.dataset.notification) + "/retry"
+        : "/api/v1/channels/" + encodeURIComponent(retry.dataset.channel) + "/retry";
+      retry.disabled = true;
+      const out = $("#retry-result");
+      try {
+        const r = await send("POST", url);
+        const parts = [];
+        if (r.due.length) parts.push(r.due.length + " due now");
+        if (r.requeued.length) parts.push(r.requeued.length + " queued again");
+        if (r.in_flight.length) parts.push(r.in_flight.length + " already being sent");
+        if (r.sent.length) parts.push(r.sent.length + " sent already");
+        const text = "Retry on " + r.channel + ": " + (parts.join(", ") || "nothing to retry") + ".";
+        if (out) out.textContent = text;
+        toast(text);
+        setTimeout(() => location.reload(), 1500);
+      } catch (err) {
+        if (out) out.textContent = "Retry failed: " + err.message;
+        toast("Retry failed: " + err.message);
+        retry.disabled = false;
       }
       return;
     }
