@@ -916,6 +916,31 @@ pub async fn deliveries(
     Ok(out)
 }
 
+/// The outcome of the last reload, as the daemon's reloader records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastReload {
+    pub at: DateTime<Utc>,
+    /// `api`, `sighup` or `file_change`.
+    pub trigger: &'static str,
+    /// The token's name, for `api`.
+    pub by: Option<String>,
+    /// What is in force now, or why the reload was rejected.
+    pub outcome: String,
+    /// Each error of a rejected reload, naming its file:line, rule and field.
+    pub errors: Vec<String>,
+}
+
+/// The last reload as the Rules page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadView {
+    pub at: When,
+    pub trigger: &'static str,
+    pub by: Option<String>,
+    pub ok: bool,
+    pub outcome: String,
+    pub errors: Vec<String>,
+}
+
 /// One rule on the Rules page.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleRow {
@@ -925,12 +950,36 @@ pub struct RuleRow {
     pub description: Option<String>,
     pub firing: usize,
     pub pending: usize,
+    /// Evaluation faults since the rule set was loaded.
+    pub faults: u64,
+    /// The last one: `field` for tracker `#id`: message.
+    pub last_fault: Option<String>,
+    pub last_fault_at: Option<When>,
 }
 
-/// The rules in force with their live counts.
-pub async fn rules(state: &ConsoleState) -> Result<Vec<RuleRow>, DataError> {
+/// The Rules page: the rules in force and the last reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesView {
+    pub rules: Vec<RuleRow>,
+    pub last_reload: Option<ReloadView>,
+}
+
+/// The rules in force with their live counts and faults, and the last reload.
+pub async fn rules(state: &ConsoleState) -> Result<RulesView, DataError> {
+    let now = state.clock.now();
+    let last_reload = (state.last_reload)().map(|r| ReloadView {
+        at: When::new(r.at, now),
+        trigger: r.trigger,
+        by: r.by,
+        ok: r.errors.is_empty(),
+        outcome: r.outcome,
+        errors: r.errors,
+    });
     let Some(set) = (state.rules)() else {
-        return Ok(Vec::new());
+        return Ok(RulesView {
+            rules: Vec::new(),
+            last_reload,
+        });
     };
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (t, status) in live(state).await? {
@@ -941,11 +990,13 @@ pub async fn rules(state: &ConsoleState) -> Result<Vec<RuleRow>, DataError> {
             c.0 += 1;
         }
     }
-    Ok(set
+    let rules = set
         .rules()
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(index, r)| {
             let (firing, pending) = counts.get(&*r.name).copied().unwrap_or_default();
+            let faults = set.faults_of(index);
             RuleRow {
                 name: r.name.to_string(),
                 place: r.place.to_string(),
@@ -953,9 +1004,21 @@ pub async fn rules(state: &ConsoleState) -> Result<Vec<RuleRow>, DataError> {
                 description: r.description.clone(),
                 firing,
                 pending,
+                faults: faults.count,
+                last_fault: faults.last.as_ref().map(|f| {
+                    format!(
+                        "{} ({}) for tracker #{}: {}",
+                        f.field,
+                        f.kind.as_str(),
+                        f.tracker_id,
+                        f.message
+                    )
+                }),
+                last_fault_at: faults.last.as_ref().map(|f| When::new(f.at, now)),
             }
         })
-        .collect())
+        .collect();
+    Ok(RulesView { rules, last_reload })
 }
 
 /// The playground's answer: which trackers a condition holds for now.

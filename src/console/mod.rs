@@ -40,6 +40,8 @@ pub struct ConsoleState {
     pub clock: Arc<dyn Clock>,
     /// The rule set in force (it changes on reload), `None` when there is none.
     pub rules: Arc<dyn Fn() -> Option<Arc<RuleSet>> + Send + Sync>,
+    /// The outcome of the last reload, `None` before the first.
+    pub last_reload: Arc<dyn Fn() -> Option<data::LastReload> + Send + Sync>,
     /// `server.map_tiles`.
     pub map_tiles: Option<String>,
 }

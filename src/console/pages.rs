@@ -282,12 +282,12 @@ pub async fn deliveries(State(state): State<ConsoleState>, role: CallerRole) -> 
 
 /// `GET /rules`: the rules in force, the reload button and the playground.
 pub async fn rules(State(state): State<ConsoleState>, role: CallerRole) -> PageResult {
-    let rules = data::rules(&state).await?;
+    let view = data::rules(&state).await?;
     Ok(render(
         &state,
         &role,
         "rules.html",
-        context! { page => "rules", rules },
+        context! { page => "rules", rules => view.rules, last_reload => view.last_reload },
     ))
 }
 

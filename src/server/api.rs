@@ -938,8 +938,12 @@ struct ReloadRejected {
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
-pub async fn reload(State(state): State<AppState>) -> Response {
-    match state.reloader.reload_rules().await {
+pub async fn reload(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
+) -> Response {
+    let by = caller.map_or_else(|| "anonymous".into(), |c| c.name.to_string());
+    match state.reloader.reload_rules(&by).await {
         Ok(report) => Json(Reloaded {
             status: "ok",
             reload: report,

@@ -79,11 +79,17 @@ pub struct AppState {
 /// implements it.
 pub trait ReloadRules: Send + Sync {
     /// What changed (as the response reports it), or why nothing did.
-    fn reload_rules(&self) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>>;
+    /// `by`: the name of the token that asked.
+    fn reload_rules(&self, by: &str) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>>;
 
     /// The rule set in force (the console lists it and compiles playground conditions
     /// with its engine); `None` where there is none.
     fn rules_in_force(&self) -> Option<Arc<crate::rules::RuleSet>> {
+        None
+    }
+
+    /// The outcome of the last reload since the start, whatever asked for it.
+    fn last_reload(&self) -> Option<crate::console::data::LastReload> {
         None
     }
 }
@@ -172,7 +178,9 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
 /// What the console reads, from what the routes read.
 fn console_state(state: &AppState) -> crate::console::ConsoleState {
     let reloader = state.reloader.clone();
+    let reloads = state.reloader.clone();
     crate::console::ConsoleState {
+        last_reload: Arc::new(move || reloads.last_reload()),
         engine: state.engine.clone(),
         store: state.store.clone(),
         clock: state.clock.clone(),

@@ -1,6 +1,6 @@
 // The console's script: live updates from the server's event stream, relative times,
-// the Ack, Retry and Expire buttons, the silence form's live preview, the playground, and the
-// maps. No framework: each page finds the elements it knows by id.
+// the Ack, Retry and Expire buttons, the silence form's live preview, the playground,
+// and the maps. No framework: each page finds the elements it knows by id.
 "use strict";
 (function () {
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -198,6 +198,13 @@
         const r = await send("POST", "/api/v1/reload");
         out.textContent = "Reloaded: " + r.reload.rules + " rules in force.";
       } catch (err) { out.textContent = "Rejected: " + err.message; }
+      // The last reload's block, as the server now tells it.
+      try {
+        const html = await (await fetch("/rules", { credentials: "same-origin" })).text();
+        const fresh = new DOMParser().parseFromString(html, "text/html").querySelector("#last-reload");
+        if (fresh) $("#last-reload").replaceWith(fresh);
+        tickTimes();
+      } catch (_) { /* the answer above says enough */ }
     });
     const area = $("#condition");
     if (!area) return;
