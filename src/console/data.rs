@@ -1085,6 +1085,88 @@ pub async fn playground(
     Ok(view)
 }
 
+/// The most recordings the playground offers.
+const MAX_RECORDINGS: usize = 200;
+
+/// The recordings the playground offers: the `.jsonl` files directly in
+/// `server.recordings`, by name. Nothing else can be chosen.
+pub fn recordings(state: &ConsoleState) -> Vec<String> {
+    let Some(dir) = &state.recordings else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    names.truncate(MAX_RECORDINGS);
+    names
+}
+
+/// The playground's run over a recording, with tracker labels from the cache.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingView {
+    pub recording: String,
+    #[serde(flatten)]
+    pub run: crate::rules::playground::RecordingRun,
+    /// Each listed firing's tracker as the cache names it (`#id` when unknown).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Runs `condition` over the recording named `name`: one of [`recordings`], never a path
+/// from the request.
+pub async fn playground_recording(
+    state: &ConsoleState,
+    condition: &str,
+    hold_for: Option<&str>,
+    name: &str,
+) -> Result<RecordingView, DataError> {
+    let rules =
+        (state.rules)().ok_or_else(|| DataError::Invalid("no rule set is loaded".into()))?;
+    let Some(dir) = state.recordings.clone() else {
+        return Err(DataError::Invalid(
+            "no recordings folder is configured (server.recordings)".into(),
+        ));
+    };
+    if !recordings(state).iter().any(|n| n == name) {
+        return Err(DataError::Invalid(format!(
+            "`{name}` is not one of the recordings in server.recordings"
+        )));
+    }
+    let path = dir.join(name);
+    let (text, hold_for) = (condition.to_owned(), hold_for.map(str::to_owned));
+    let run = tokio::task::spawn_blocking(move || {
+        rules.try_over_recording(&text, hold_for.as_deref(), &path)
+    })
+    .await
+    .map_err(|_| DataError::Engine)?
+    .map_err(DataError::Invalid)?;
+    let trackers = trackers_raw(state).await.unwrap_or_default();
+    let labels = run
+        .first
+        .iter()
+        .filter_map(|f| f.tracker_id)
+        .map(|id| {
+            let label = trackers
+                .iter()
+                .find(|t| t.info.id == id)
+                .and_then(|t| t.info.label.clone())
+                .map_or_else(|| format!("#{id}"), |l| format!("{l} (#{id})"));
+            (id.to_string(), label)
+        })
+        .collect();
+    Ok(RecordingView {
+        recording: name.to_owned(),
+        run,
+        labels,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,8 @@ pub struct ConsoleState {
     pub last_reload: Arc<dyn Fn() -> Option<data::LastReload> + Send + Sync>,
     /// `server.map_tiles`.
     pub map_tiles: Option<String>,
+    /// `server.recordings`, resolved: the folder the playground's recordings are in.
+    pub recordings: Option<std::path::PathBuf>,
 }
 
 /// The pages, behind the admin server's access checks.
@@ -58,6 +60,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/deliveries", get(pages::deliveries))
         .route("/rules", get(pages::rules))
         .route("/rules/playground", post(pages::playground))
+        .route(
+            "/rules/playground/recording",
+            post(pages::playground_recording),
+        )
         .with_state(state)
 }
 

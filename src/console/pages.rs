@@ -283,11 +283,17 @@ pub async fn deliveries(State(state): State<ConsoleState>, role: CallerRole) -> 
 /// `GET /rules`: the rules in force, the reload button and the playground.
 pub async fn rules(State(state): State<ConsoleState>, role: CallerRole) -> PageResult {
     let view = data::rules(&state).await?;
+    let recordings = data::recordings(&state);
     Ok(render(
         &state,
         &role,
         "rules.html",
-        context! { page => "rules", rules => view.rules, last_reload => view.last_reload },
+        context! {
+            page => "rules",
+            rules => view.rules,
+            last_reload => view.last_reload,
+            recordings,
+        },
     ))
 }
 
@@ -311,6 +317,35 @@ pub async fn playground(
 pub struct LoginQuery {
     /// The page to land on after signing in (a path here).
     next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RecordingRequest {
+    condition: String,
+    /// How long it must hold before it fires (`5m`), like a rule's `for`.
+    #[serde(default, rename = "for")]
+    hold_for: Option<String>,
+    /// A file name among those the page lists.
+    recording: String,
+}
+
+/// `POST /rules/playground/recording` `{"condition", "for", "recording"}`: what the
+/// condition would have done over one of `server.recordings`' files.
+pub async fn playground_recording(
+    State(state): State<ConsoleState>,
+    Json(req): Json<RecordingRequest>,
+) -> Response {
+    match data::playground_recording(
+        &state,
+        &req.condition,
+        req.hold_for.as_deref(),
+        &req.recording,
+    )
+    .await
+    {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => Json(serde_json::json!({ "error": e.to_string() })).into_response(),
+    }
 }
 
 /// `GET /login`: the token form (`POST /login` sets the session cookie).

@@ -186,6 +186,7 @@ fn console_state(state: &AppState) -> crate::console::ConsoleState {
         clock: state.clock.clone(),
         rules: Arc::new(move || reloader.rules_in_force()),
         map_tiles: state.server.map_tiles.clone(),
+        recordings: state.server.recordings.clone(),
     }
 }
 

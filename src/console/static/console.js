@@ -131,6 +131,8 @@
 
   function live() {
     const badge = $("#live");
+    // The login page has no session to follow the stream with.
+    if (document.body.dataset.page === "login") { if (badge) badge.hidden = true; return; }
     if (!window.EventSource) { if (badge) badge.textContent = "no live updates"; return; }
     const source = new EventSource("/api/v1/events");
     // Connected again: whatever happened meanwhile is fetched anew.
@@ -238,6 +240,37 @@
       out.append(ul);
     }
     area.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => run().catch((e) => toast(e.message)), 250); });
+
+    // What the condition would have done over a recording (on demand: it reads a file).
+    const over = $("#over-recording");
+    if (over) over.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const box = $("#recording-result");
+      box.replaceChildren();
+      const note = (cls, text) => { const p = document.createElement("p"); p.className = cls; p.textContent = text; box.append(p); };
+      note("recording-running", "Running…");
+      let data;
+      try {
+        data = await send("POST", "/rules/playground/recording", {
+          condition: area.value, for: $("#hold-for").value, recording: $("#recording").value,
+        });
+      } catch (err) { data = { error: err.message }; }
+      box.replaceChildren();
+      if (data.error) { note("error", data.error); return; }
+      note("recording-summary", "Over " + data.recording + " (" + data.lines + " lines"
+        + (data.from ? ", " + data.from + " to " + data.to : "") + "): would have fired "
+        + data.firings + " times for " + data.trackers + " trackers, and resolved " + data.resolves + "."
+        + (data.stopped ? " Stopped early: " + data.stopped + "." : ""));
+      const ol = document.createElement("ol");
+      ol.className = "recording-firings";
+      data.first.forEach((f) => {
+        const li = document.createElement("li");
+        const who = f.tracker_id == null ? "(no tracker)" : (data.labels[String(f.tracker_id)] || "#" + f.tracker_id);
+        li.textContent = f.at + ": " + who;
+        ol.append(li);
+      });
+      box.append(ol);
+    });
   }
 
   // Maps: zones and positions from the element's `data-map`, tiles only when configured.

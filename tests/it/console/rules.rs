@@ -118,3 +118,110 @@ async fn the_rules_page_shows_faults_and_the_last_reload() {
     );
     daemon.stop().await;
 }
+
+/// A recording: tracker 7 does 95 km/h from 08:00:10 to 08:00:40, 20 before and after.
+fn recording() -> String {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-05T08:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut text = String::new();
+    for step in 0..7 {
+        let at = start + chrono::Duration::seconds(step * 10);
+        let speed = if (1..=4).contains(&step) { 95 } else { 20 };
+        let frame = serde_json::json!({
+            "type": "event", "event": "state_batch",
+            "data": [{ "source_id": 7, "gps": { "location": { "lat": 52.6, "lng": 13.4 },
+                "speed": speed, "updated": at.format("%Y-%m-%d %H:%M:%S").to_string() } }]
+        });
+        navixy_alerts::source::recording::write_line(at, &frame.to_string(), &mut text);
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_runs_a_condition_over_a_listed_recording_only() {
+    let hook = crate::ops::server::Hook::start().await;
+    let config = format!(
+        r#"source:
+  simulator: {{ trackers: 4, seed: 7, speed: 60 }}
+rules: [rules/*.yaml]
+engine: {{ eval_interval: 10s, workers: 2 }}
+channels:
+  hook: {{ type: webhook, url: "{}" }}
+routes:
+  - channels: [hook]
+storage: {{ path: ":memory:" }}
+server: {{ listen: "127.0.0.1:0", recordings: recordings }}
+"#,
+        hook.url
+    );
+    let daemon = crate::ops::server::Daemon::start_with(
+        &config,
+        &[("watch.yaml", always("watched", "info"))],
+        hook,
+    )
+    .await;
+    let folder = daemon.dir.path().join("recordings");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("fleet.jsonl"), recording()).unwrap();
+    std::fs::write(folder.join("notes.txt"), "not a recording").unwrap();
+
+    // The page offers the recordings, and only them.
+    let html = page(&daemon).await;
+    assert!(
+        html.contains(r#"<option value="fleet.jsonl">fleet.jsonl</option>"#),
+        "{html}"
+    );
+    assert!(!html.contains("notes.txt"), "{html}");
+
+    let ask = |condition: &str, hold_for: &str, recording: &str| {
+        serde_json::json!({ "condition": condition, "for": hold_for, "recording": recording })
+            .to_string()
+    };
+    let (status, run) = daemon
+        .post(
+            "/rules/playground/recording",
+            &ask("state.gps.speed > 80", "", "fleet.jsonl"),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["recording"], "fleet.jsonl");
+    assert_eq!(run["lines"], 7);
+    assert_eq!(run["stopped"], Value::Null);
+    assert_eq!(run["trackers"], 1, "{run}");
+    assert_eq!(run["firings"], 1, "{run}");
+    assert_eq!(run["resolves"], 1, "{run}");
+    assert_eq!(
+        run["first"],
+        serde_json::json!([{ "tracker_id": 7, "at": "2026-01-05T08:00:10Z" }])
+    );
+    assert_eq!(run["labels"]["7"], "#7");
+    let (_, run) = daemon
+        .post(
+            "/rules/playground/recording",
+            &ask("state.gps.speed > 80", "25s", "fleet.jsonl"),
+        )
+        .await;
+    assert_eq!(
+        run["first"],
+        serde_json::json!([{ "tracker_id": 7, "at": "2026-01-05T08:00:40Z" }])
+    );
+
+    // Nothing but a listed name is opened.
+    for name in [
+        "../config.yaml",
+        "/etc/passwd",
+        "notes.txt",
+        "recordings/fleet.jsonl",
+    ] {
+        let (status, answer) = daemon
+            .post("/rules/playground/recording", &ask("true", "", name))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["error"],
+            format!("`{name}` is not one of the recordings in server.recordings")
+        );
+    }
+    daemon.stop().await;
+}
