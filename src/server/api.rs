@@ -986,7 +986,8 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such endpoint (see /healthz, /readyz, /metrics, /api/v1/alerts, \
          /api/v1/alerts/{fingerprint}/history, /api/v1/history, /api/v1/events, \
-         /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, /api/v1/reload, \
+         /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, \
+         /api/v1/notifications/{id}/retry, /api/v1/channels/{name}/retry, /api/v1/reload, \
          /api/v1/openapi.json)",
     )
 }
