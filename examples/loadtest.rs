@@ -10,7 +10,10 @@
 //! again the next round), which the stock rule `ignition_on` alerts on. The send time of
 //! each such frame is kept per tracker; the receiver looks it up when the tracker's
 //! `ignition_on` firing arrives. Prints p50, p90, p99, p99.9 and max, and the daemon's
-//! CPU use.
+//! CPU use. `--sse-clients N` also keeps N consoles open on the daemon during the run
+//! (each fetches `/` once, then reads `GET /api/v1/events` as a browser's `EventSource`
+//! does) and one client that opens the stream and never reads (the daemon must drop it,
+//! not wait for it).
 //!
 //! `decode`: decodes a recording's frames on one thread, nothing else: the baseline that
 //! the end-to-end `replay` is compared with.
@@ -55,6 +58,8 @@ use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::Frame;
 use navixy_alerts::source::replay::Recording;
 
+#[path = "loadtest/consoles.rs"]
+mod consoles;
 #[path = "loadtest/throughput.rs"]
 mod throughput;
 
@@ -116,6 +121,10 @@ struct LatencyArgs {
     /// Write every sample (`seconds since the start,latency ms`) to this CSV file.
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// Consoles following the daemon's event stream during the run, plus one that never
+    /// reads (0: none, and no slow reader).
+    #[arg(long, default_value_t = 0)]
+    sse_clients: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -268,6 +277,8 @@ async fn latency(args: LatencyArgs) -> anyhow::Result<()> {
     let rest = start_rest(generated_tracker_list(args.trackers)).await?;
     let ws_listener = TcpListener::bind("127.0.0.1:0").await?;
     let ws = ws_listener.local_addr()?;
+    // The admin server's port, chosen here so that the consoles know where it is.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
 
     let rules = args
         .rules
@@ -292,7 +303,7 @@ routes:
   - channels: [hook]
 notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 1s, repeat_interval: 4h }}
 storage: {{ path: "{db}" }}
-server: {{ listen: "127.0.0.1:0" }}
+server: {{ listen: "{admin}" }}
 "#,
         eval_interval = args.eval_interval,
         db = args
@@ -344,6 +355,12 @@ server: {{ listen: "127.0.0.1:0" }}
         );
     }
 
+    let consoles = (args.sse_clients > 0)
+        .then(|| consoles::Consoles::open(admin, args.sse_clients))
+        .transpose()?;
+    if let Some(consoles) = &consoles {
+        consoles.wait_connected(Duration::from_secs(30))?;
+    }
     let stream = stream(&args, conn_rx, ledger.clone(), daemon.0.id()).await?;
     // Whatever is still on its way.
     let expected = stream.alerts;
@@ -352,6 +369,8 @@ server: {{ listen: "127.0.0.1:0" }}
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu = process_cpu(daemon.0.id());
+    // Before the daemon stops: the slow reader drains what was kept for it.
+    let consoles = consoles.map(consoles::Consoles::finish);
     daemon.stop();
 
     let mut samples = std::mem::take(&mut *ledger.samples.lock());
@@ -431,6 +450,9 @@ server: {{ listen: "127.0.0.1:0" }}
         "frame -> webhook",
         samples.iter().map(|s| s.total).collect(),
     );
+    if let Some(report) = consoles {
+        println!("{report}");
+    }
     if let Some(keep) = &args.dir {
         eprintln!("kept: {}", keep.display());
     }

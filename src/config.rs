@@ -904,6 +904,11 @@ pub struct ServerConfig {
     /// blank background, and nothing is fetched from elsewhere.
     #[serde(default)]
     pub map_tiles: Option<String>,
+    /// A folder of recordings (`run --record` writes them): the Rules page's playground
+    /// offers the `.jsonl` files directly in it to run a condition over. Relative to the
+    /// config file's folder. The console only ever opens a file listed here.
+    #[serde(default)]
+    pub recordings: Option<PathBuf>,
 }
 
 /// One named token of the admin API (`server.tokens[]`).
@@ -949,6 +954,7 @@ impl Default for ServerConfig {
             header_timeout: default_header_timeout(),
             max_connections: default_max_connections(),
             map_tiles: None,
+            recordings: None,
         }
     }
 }
@@ -1793,6 +1799,12 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        // `server.recordings` is relative to the config file, as every path in it.
+        config.server.recordings = config
+            .server
+            .recordings
+            .take()
+            .map(|r| config.base_dir.join(r));
         config.validate().map_err(invalid)?;
         if let Some(shorthand) = config.source.take() {
             config.sources = Some(vec![SourceEntry::from_shorthand(shorthand)]);

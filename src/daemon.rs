@@ -336,6 +336,7 @@ pub async fn run(
                 health: health.clone(),
                 clock: clock.clone(),
                 reloader: reloader.clone(),
+                dispatcher: dispatcher.clone(),
                 metrics,
                 auth: Auth::from_config(&config.server),
                 server: config.server.clone(),

@@ -917,6 +917,31 @@ pub async fn deliveries(
     Ok(out)
 }
 
+/// The outcome of the last reload, as the daemon's reloader records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastReload {
+    pub at: DateTime<Utc>,
+    /// `api`, `sighup` or `file_change`.
+    pub trigger: &'static str,
+    /// The token's name, for `api`.
+    pub by: Option<String>,
+    /// What is in force now, or why the reload was rejected.
+    pub outcome: String,
+    /// Each error of a rejected reload, naming its file:line, rule and field.
+    pub errors: Vec<String>,
+}
+
+/// The last reload as the Rules page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadView {
+    pub at: When,
+    pub trigger: &'static str,
+    pub by: Option<String>,
+    pub ok: bool,
+    pub outcome: String,
+    pub errors: Vec<String>,
+}
+
 /// One rule on the Rules page.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleRow {
@@ -926,12 +951,36 @@ pub struct RuleRow {
     pub description: Option<String>,
     pub firing: usize,
     pub pending: usize,
+    /// Evaluation faults since the rule set was loaded.
+    pub faults: u64,
+    /// The last one: `field` for tracker `#id`: message.
+    pub last_fault: Option<String>,
+    pub last_fault_at: Option<When>,
 }
 
-/// The rules in force with their live counts.
-pub async fn rules(state: &ConsoleState) -> Result<Vec<RuleRow>, DataError> {
+/// The Rules page: the rules in force and the last reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesView {
+    pub rules: Vec<RuleRow>,
+    pub last_reload: Option<ReloadView>,
+}
+
+/// The rules in force with their live counts and faults, and the last reload.
+pub async fn rules(state: &ConsoleState) -> Result<RulesView, DataError> {
+    let now = state.clock.now();
+    let last_reload = (state.last_reload)().map(|r| ReloadView {
+        at: When::new(r.at, now),
+        trigger: r.trigger,
+        by: r.by,
+        ok: r.errors.is_empty(),
+        outcome: r.outcome,
+        errors: r.errors,
+    });
     let Some(set) = (state.rules)() else {
-        return Ok(Vec::new());
+        return Ok(RulesView {
+            rules: Vec::new(),
+            last_reload,
+        });
     };
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (t, status) in live(state).await? {
@@ -942,11 +991,13 @@ pub async fn rules(state: &ConsoleState) -> Result<Vec<RuleRow>, DataError> {
             c.0 += 1;
         }
     }
-    Ok(set
+    let rules = set
         .rules()
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(index, r)| {
             let (firing, pending) = counts.get(&*r.name).copied().unwrap_or_default();
+            let faults = set.faults_of(index);
             RuleRow {
                 name: r.name.to_string(),
                 place: r.place.to_string(),
@@ -954,9 +1005,21 @@ pub async fn rules(state: &ConsoleState) -> Result<Vec<RuleRow>, DataError> {
                 description: r.description.clone(),
                 firing,
                 pending,
+                faults: faults.count,
+                last_fault: faults.last.as_ref().map(|f| {
+                    format!(
+                        "{} ({}) for tracker #{}: {}",
+                        f.field,
+                        f.kind.as_str(),
+                        f.tracker_id,
+                        f.message
+                    )
+                }),
+                last_fault_at: faults.last.as_ref().map(|f| When::new(f.at, now)),
             }
         })
-        .collect())
+        .collect();
+    Ok(RulesView { rules, last_reload })
 }
 
 /// The playground's answer: which trackers a condition holds for now.
@@ -1021,6 +1084,88 @@ pub async fn playground(
     }
     view.holds.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(view)
+}
+
+/// The most recordings the playground offers.
+const MAX_RECORDINGS: usize = 200;
+
+/// The recordings the playground offers: the `.jsonl` files directly in
+/// `server.recordings`, by name. Nothing else can be chosen.
+pub fn recordings(state: &ConsoleState) -> Vec<String> {
+    let Some(dir) = &state.recordings else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    names.truncate(MAX_RECORDINGS);
+    names
+}
+
+/// The playground's run over a recording, with tracker labels from the cache.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingView {
+    pub recording: String,
+    #[serde(flatten)]
+    pub run: crate::rules::playground::RecordingRun,
+    /// Each listed firing's tracker as the cache names it (`#id` when unknown).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Runs `condition` over the recording named `name`: one of [`recordings`], never a path
+/// from the request.
+pub async fn playground_recording(
+    state: &ConsoleState,
+    condition: &str,
+    hold_for: Option<&str>,
+    name: &str,
+) -> Result<RecordingView, DataError> {
+    let rules =
+        (state.rules)().ok_or_else(|| DataError::Invalid("no rule set is loaded".into()))?;
+    let Some(dir) = state.recordings.clone() else {
+        return Err(DataError::Invalid(
+            "no recordings folder is configured (server.recordings)".into(),
+        ));
+    };
+    if !recordings(state).iter().any(|n| n == name) {
+        return Err(DataError::Invalid(format!(
+            "`{name}` is not one of the recordings in server.recordings"
+        )));
+    }
+    let path = dir.join(name);
+    let (text, hold_for) = (condition.to_owned(), hold_for.map(str::to_owned));
+    let run = tokio::task::spawn_blocking(move || {
+        rules.try_over_recording(&text, hold_for.as_deref(), &path)
+    })
+    .await
+    .map_err(|_| DataError::Engine)?
+    .map_err(DataError::Invalid)?;
+    let trackers = trackers_raw(state).await.unwrap_or_default();
+    let labels = run
+        .first
+        .iter()
+        .filter_map(|f| f.tracker_id)
+        .map(|id| {
+            let label = trackers
+                .iter()
+                .find(|t| t.info.id == id)
+                .and_then(|t| t.info.label.clone())
+                .map_or_else(|| format!("#{id}"), |l| format!("{l} (#{id})"));
+            (id.to_string(), label)
+        })
+        .collect();
+    Ok(RecordingView {
+        recording: name.to_owned(),
+        run,
+        labels,
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod pages;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::clock::Clock;
@@ -39,8 +40,12 @@ pub struct ConsoleState {
     pub clock: Arc<dyn Clock>,
     /// The rule set in force (it changes on reload), `None` when there is none.
     pub rules: Arc<dyn Fn() -> Option<Arc<RuleSet>> + Send + Sync>,
+    /// The outcome of the last reload, `None` before the first.
+    pub last_reload: Arc<dyn Fn() -> Option<data::LastReload> + Send + Sync>,
     /// `server.map_tiles`.
     pub map_tiles: Option<String>,
+    /// `server.recordings`, resolved: the folder the playground's recordings are in.
+    pub recordings: Option<std::path::PathBuf>,
 }
 
 /// The pages, behind the admin server's access checks.
@@ -55,7 +60,35 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/deliveries", get(pages::deliveries))
         .route("/rules", get(pages::rules))
         .route("/rules/playground", post(pages::playground))
+        .route(
+            "/rules/playground/recording",
+            post(pages::playground_recording),
+        )
         .with_state(state)
+}
+
+/// Middleware around the pages, outside the token check: a browser that opens a page
+/// without a session (401) is sent to the login form, which brings it back after.
+pub async fn login_first(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let wanted = (request.method() == axum::http::Method::GET).then(|| {
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into())
+    });
+    let response = next.run(request).await;
+    match wanted {
+        Some(path) if response.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+            let to = format!("/login?next={next}");
+            axum::response::Redirect::to(&to).into_response()
+        }
+        _ => response,
+    }
 }
 
 /// What needs no token: the login page and the static files.

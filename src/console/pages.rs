@@ -4,15 +4,16 @@
 
 use std::sync::OnceLock;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
 use minijinja::{Environment, context};
 use serde::Deserialize;
 
 use super::ConsoleState;
 use super::data::{self, DataError};
+use crate::config::Role;
 use crate::navixy::messages::TrackerId;
 
 /// The templates, by name; `.html` ones are autoescaped.
@@ -49,12 +50,29 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
+/// The caller's role, as the admin server's token check found it (no token configured:
+/// anyone on loopback may do anything). Pages show only the buttons it may use; the API
+/// checks again whatever a page sends.
+pub type CallerRole = Option<Extension<Role>>;
+
+fn role_of(role: &CallerRole) -> Role {
+    role.as_ref().map(|Extension(r)| *r).unwrap_or(Role::Admin)
+}
+
 /// A page or a fragment, or the error that stopped it. Every page gets the daemon's
 /// clock as `server_now`: relative times count from it, not from the browser's clock
-/// (the demo's simulated clock runs ahead).
-fn render(state: &ConsoleState, name: &str, ctx: minijinja::Value) -> Response {
+/// (the demo's simulated clock runs ahead), and what the caller's role may do:
+/// `can_ack` (acks, silences) and `can_admin` (reload, retry).
+fn render(state: &ConsoleState, role: &CallerRole, name: &str, ctx: minijinja::Value) -> Response {
     let now = crate::dispatch::notification::fmt_time(state.clock.now());
-    let ctx = context! { server_now => now, ..ctx };
+    let role = role_of(role);
+    let ctx = context! {
+        server_now => now,
+        role => role.as_str(),
+        can_ack => role >= Role::Operator,
+        can_admin => role >= Role::Admin,
+        ..ctx
+    };
     match environment().get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => Html(html).into_response(),
         Err(e) => (
@@ -86,19 +104,29 @@ pub struct AlertsQuery {
 }
 
 /// `GET /`: the live alerts.
-pub async fn alerts(State(state): State<ConsoleState>, Query(q): Query<AlertsQuery>) -> PageResult {
+pub async fn alerts(
+    State(state): State<ConsoleState>,
+    role: CallerRole,
+    Query(q): Query<AlertsQuery>,
+) -> PageResult {
     let view = data::alerts(&state, &q.filter).await?;
     let name = if q.fragment.is_some() {
         "alerts_list.html"
     } else {
         "alerts.html"
     };
-    Ok(render(&state, name, context! { page => "alerts", view }))
+    Ok(render(
+        &state,
+        &role,
+        name,
+        context! { page => "alerts", view },
+    ))
 }
 
 /// `GET /alerts/{fingerprint}`: one alert, live or past.
 pub async fn alert(
     State(state): State<ConsoleState>,
+    role: CallerRole,
     Path(fingerprint): Path<String>,
 ) -> PageResult {
     let view = data::alert(&state, &fingerprint).await?;
@@ -111,6 +139,7 @@ pub async fn alert(
     }
     Ok(render(
         &state,
+        &role,
         "alert.html",
         context! { page => "alerts", view },
     ))
@@ -125,6 +154,7 @@ pub struct TrackersQuery {
 /// `GET /trackers?q=`: the trackers in the cache.
 pub async fn trackers(
     State(state): State<ConsoleState>,
+    role: CallerRole,
     Query(q): Query<TrackersQuery>,
 ) -> PageResult {
     let rows = data::trackers(&state, &q.q).await?;
@@ -142,6 +172,7 @@ pub async fn trackers(
     let map = data::map(&state, positions);
     Ok(render(
         &state,
+        &role,
         "trackers.html",
         context! { page => "trackers", rows, q => q.q, map },
     ))
@@ -155,6 +186,7 @@ pub struct TrackerQuery {
 /// `GET /trackers/{id}`: one tracker.
 pub async fn tracker(
     State(state): State<ConsoleState>,
+    role: CallerRole,
     Path(id): Path<String>,
     Query(q): Query<TrackerQuery>,
 ) -> PageResult {
@@ -167,6 +199,7 @@ pub async fn tracker(
     };
     Ok(render(
         &state,
+        &role,
         "tracker.html",
         context! {
             page => "trackers",
@@ -187,6 +220,7 @@ pub struct SilencesQuery {
 /// `GET /silences`: the list and the form (prefilled from the query).
 pub async fn silences(
     State(state): State<ConsoleState>,
+    role: CallerRole,
     Query(q): Query<SilencesQuery>,
 ) -> PageResult {
     let rows = data::silences(&state).await?;
@@ -197,6 +231,7 @@ pub async fn silences(
     let defaults = data::default_silence(&state);
     Ok(render(
         &state,
+        &role,
         "silences.html",
         context! {
             page => "silences",
@@ -235,22 +270,30 @@ pub async fn silence_preview(
 }
 
 /// `GET /deliveries`: pending and failed notifications by channel.
-pub async fn deliveries(State(state): State<ConsoleState>) -> PageResult {
+pub async fn deliveries(State(state): State<ConsoleState>, role: CallerRole) -> PageResult {
     let channels = data::deliveries(&state).await?;
     Ok(render(
         &state,
+        &role,
         "deliveries.html",
         context! { page => "deliveries", channels },
     ))
 }
 
 /// `GET /rules`: the rules in force, the reload button and the playground.
-pub async fn rules(State(state): State<ConsoleState>) -> PageResult {
-    let rules = data::rules(&state).await?;
+pub async fn rules(State(state): State<ConsoleState>, role: CallerRole) -> PageResult {
+    let view = data::rules(&state).await?;
+    let recordings = data::recordings(&state);
     Ok(render(
         &state,
+        &role,
         "rules.html",
-        context! { page => "rules", rules },
+        context! {
+            page => "rules",
+            rules => view.rules,
+            last_reload => view.last_reload,
+            recordings,
+        },
     ))
 }
 
@@ -270,7 +313,50 @@ pub async fn playground(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    /// The page to land on after signing in (a path here).
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RecordingRequest {
+    condition: String,
+    /// How long it must hold before it fires (`5m`), like a rule's `for`.
+    #[serde(default, rename = "for")]
+    hold_for: Option<String>,
+    /// A file name among those the page lists.
+    recording: String,
+}
+
+/// `POST /rules/playground/recording` `{"condition", "for", "recording"}`: what the
+/// condition would have done over one of `server.recordings`' files.
+pub async fn playground_recording(
+    State(state): State<ConsoleState>,
+    Json(req): Json<RecordingRequest>,
+) -> Response {
+    match data::playground_recording(
+        &state,
+        &req.condition,
+        req.hold_for.as_deref(),
+        &req.recording,
+    )
+    .await
+    {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => Json(serde_json::json!({ "error": e.to_string() })).into_response(),
+    }
+}
+
 /// `GET /login`: the token form (`POST /login` sets the session cookie).
-pub async fn login(State(state): State<ConsoleState>) -> Response {
-    render(&state, "login.html", context! { page => "login" })
+pub async fn login(State(state): State<ConsoleState>, Query(q): Query<LoginQuery>) -> Response {
+    let next = q
+        .next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"));
+    render(
+        &state,
+        &None,
+        "login.html",
+        context! { page => "login", next },
+    )
 }

@@ -27,6 +27,7 @@ use tracing::{error, info};
 use crate::alert::{AlertRecord, AlertTransition, PendingAlert};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::console::data::LastReload;
 use crate::engine::{EngineHandle, ShardEvaluator};
 use crate::rules::{Evaluator, RuleSet};
 use crate::server::{ReloadRefused, ReloadRules};
@@ -103,6 +104,8 @@ pub struct Reloader {
     /// Held for the whole of a reload: two at once would race on which set ends up
     /// installed.
     busy: Mutex<()>,
+    /// The outcome of the last reload, for the console's Rules page.
+    last: RwLock<Option<LastReload>>,
 }
 
 impl Reloader {
@@ -122,6 +125,7 @@ impl Reloader {
             current: RwLock::new(rules),
             in_force,
             busy: Mutex::new(()),
+            last: RwLock::new(None),
         }
     }
 
@@ -163,8 +167,36 @@ impl Reloader {
     /// Loads the rule files again and, if the whole set is good, puts it in force.
     /// Logs and counts the outcome either way.
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
+        self.reload_by(trigger, None).await
+    }
+
+    /// [`Reloader::reload`], recording who asked (an API token's name).
+    pub async fn reload_by(
+        &self,
+        trigger: Trigger,
+        by: Option<String>,
+    ) -> Result<ReloadReport, ReloadError> {
         let _busy = self.busy.lock().await;
         let result = self.try_reload().await;
+        *self.last.write() = Some(LastReload {
+            at: self.clock.now(),
+            trigger: trigger.as_str(),
+            by,
+            outcome: match &result {
+                Ok(report) => format!(
+                    "{} rules in force ({} added, {} removed)",
+                    report.rules,
+                    report.added.len(),
+                    report.removed.len()
+                ),
+                Err(e) => e.to_string(),
+            },
+            errors: result
+                .as_ref()
+                .err()
+                .map(ReloadError::messages)
+                .unwrap_or_default(),
+        });
         let trigger = trigger.as_str();
         match &result {
             Ok(report) => {
@@ -364,9 +396,10 @@ impl ShardEvaluator for ShardRules {
 
 /// `POST /api/v1/reload` of the admin API.
 impl ReloadRules for Reloader {
-    fn reload_rules(&self) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>> {
+    fn reload_rules(&self, by: &str) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>> {
+        let by = by.to_owned();
         Box::pin(async move {
-            match self.reload(Trigger::Api).await {
+            match self.reload_by(Trigger::Api, Some(by)).await {
                 // Counts, names and paths: it serializes (a non-UTF-8 path reports null).
                 Ok(report) => Ok(serde_json::to_value(report).unwrap_or_default()),
                 Err(ReloadError::Stopped) => {
@@ -382,5 +415,9 @@ impl ReloadRules for Reloader {
 
     fn rules_in_force(&self) -> Option<Arc<RuleSet>> {
         Some(self.rules())
+    }
+
+    fn last_reload(&self) -> Option<LastReload> {
+        self.last.read().clone()
     }
 }

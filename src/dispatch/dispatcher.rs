@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::ack::AckLinks;
 use super::channels::{self, Channel, ChannelError};
 use super::group::{AckSetup, Groups, Queued, Undelivered};
-use super::outbox::{Delivery, Depth, RetryPolicy, Sender};
+use super::outbox::{Delivery, Depth, Retried, RetryNow, RetryPolicy, RetryTarget, Sender};
 use super::routes::{RouteError, Router};
 use super::stages::StoreHistory;
 use super::stages::history::Unpublished;
@@ -53,6 +53,19 @@ pub enum DispatchError {
     Store(String),
     #[error("the dispatcher has stopped")]
     Stopped,
+}
+
+/// Why a "retry now" did nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RetryError {
+    #[error("no notification with id `{0}` is in the outbox")]
+    UnknownNotification(String),
+    #[error("no channel is named `{0}`")]
+    UnknownChannel(String),
+    #[error("the dispatcher has stopped")]
+    Stopped,
+    #[error("cannot read or write the outbox: {0}")]
+    Store(String),
 }
 
 /// Tunables that are not in the config file (tests shorten them).
@@ -96,6 +109,8 @@ struct Submit {
 #[derive(Clone)]
 pub struct DispatcherHandle {
     submits: mpsc::Sender<Submit>,
+    /// Each channel's sender, for "retry now".
+    retries: Arc<BTreeMap<Arc<str>, mpsc::UnboundedSender<RetryNow>>>,
     store: Store,
     depth: Depth,
     stopped: watch::Receiver<bool>,
@@ -204,9 +219,11 @@ impl Dispatcher {
             ..RetryPolicy::default()
         };
         let mut senders = BTreeMap::new();
+        let mut retries = BTreeMap::new();
         let mut tasks = Vec::new();
         for (name, channel) in &built {
             let (tx, rx) = mpsc::unbounded_channel();
+            let (retry_tx, retry_rx) = mpsc::unbounded_channel();
             let sender = Sender {
                 name: name.clone(),
                 channel: channel.clone(),
@@ -217,8 +234,9 @@ impl Dispatcher {
                 drain_timeout: options.drain_timeout,
                 undelivered: undelivered.clone(),
             };
-            tasks.push(tokio::spawn(sender.run(rx, stop_rx.clone())));
+            tasks.push(tokio::spawn(sender.run(rx, retry_rx, stop_rx.clone())));
             senders.insert(name.clone(), tx);
+            retries.insert(name.clone(), retry_tx);
         }
 
         // Resume what a previous run left pending, in order.
@@ -303,6 +321,7 @@ impl Dispatcher {
 
         Ok(DispatcherHandle {
             submits: submit_tx,
+            retries: Arc::new(retries),
             store,
             depth,
             stopped: done_rx,
@@ -331,6 +350,41 @@ impl DispatcherHandle {
             .await
             .map_err(|_| DispatchError::Stopped)?;
         done.await.map_err(|_| DispatchError::Stopped)?
+    }
+
+    /// Tries notification `id` at once (an admin's "retry now"): due now if it waits
+    /// for a later attempt, pending again (same id) if it failed, left alone if an
+    /// attempt is under way. See [`Retried`].
+    pub async fn retry_notification(&self, id: &str) -> Result<Retried, RetryError> {
+        let wanted = id.to_owned();
+        let row = self
+            .store
+            .call(move |db| store::outbox_entry(db.conn(), &wanted))
+            .await
+            .map_err(|e| RetryError::Store(e.to_string()))?
+            .ok_or_else(|| RetryError::UnknownNotification(id.to_owned()))?;
+        self.retry(&row.channel, RetryTarget::Notification(id.to_owned()))
+            .await
+    }
+
+    /// Tries every waiting and failed notification of `channel` at once.
+    pub async fn retry_channel(&self, channel: &str) -> Result<Retried, RetryError> {
+        self.retry(channel, RetryTarget::Channel).await
+    }
+
+    async fn retry(&self, channel: &str, target: RetryTarget) -> Result<Retried, RetryError> {
+        let sender = self
+            .retries
+            .get(channel)
+            .ok_or_else(|| RetryError::UnknownChannel(channel.to_owned()))?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(RetryNow { target, reply })
+            .map_err(|_| RetryError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| RetryError::Stopped)?
+            .map_err(RetryError::Store)
     }
 
     /// The store the dispatcher writes to (silences, failed notifications, the log).

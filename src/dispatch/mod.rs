@@ -30,9 +30,11 @@ pub mod silence;
 pub mod stages;
 
 pub use channels::{Channel, ChannelError, SendError};
-pub use dispatcher::{DispatchError, DispatchOptions, Dispatcher, DispatcherHandle, StartError};
+pub use dispatcher::{
+    DispatchError, DispatchOptions, Dispatcher, DispatcherHandle, RetryError, StartError,
+};
 pub use notification::Notification;
-pub use outbox::RetryPolicy;
+pub use outbox::{Retried, RetryPolicy};
 pub use routes::{RouteError, Router};
 
 #[doc(hidden)]

@@ -7,6 +7,11 @@
 //! back to the outbox row: sent, retried (attempts, next attempt, last error) or failed
 //! for good, which stays visible for the admin API (`Store::list_failed`). The outcomes
 //! of attempts that end together share one transaction ([`Outcomes`]).
+//!
+//! An admin's "retry now" ([`RetryNow`]) reaches the sender itself, the only owner of its
+//! queues: a waiting notification becomes due at once, a failed one goes back to pending
+//! with the same id, and one whose attempt is under way is left alone, so that retrying
+//! never sends a second copy.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -104,6 +109,37 @@ impl Depth {
     }
 }
 
+/// An admin's "retry now", for one channel's sender.
+#[derive(Debug)]
+pub struct RetryNow {
+    pub target: RetryTarget,
+    pub reply: oneshot::Sender<Result<Retried, String>>,
+}
+
+/// What to try at once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryTarget {
+    /// One notification, by id.
+    Notification(String),
+    /// Every waiting and failed notification of the channel.
+    Channel,
+}
+
+/// What a retry did, by notification id.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Retried {
+    /// The channel whose sender took the retry.
+    pub channel: String,
+    /// Waiting for a later attempt; due now (behind its group's earlier notifications).
+    pub due: Vec<String>,
+    /// Failed; pending again with the same id, and due now.
+    pub requeued: Vec<String>,
+    /// An attempt is under way: left alone, so that it is not sent twice.
+    pub in_flight: Vec<String>,
+    /// Sent already: nothing to do.
+    pub sent: Vec<String>,
+}
+
 /// One channel's sender.
 pub struct Sender {
     pub name: Arc<str>,
@@ -196,15 +232,25 @@ struct Lane {
     queue: VecDeque<Delivery>,
     /// When the head may be tried.
     due: Instant,
-    /// An attempt of the head is in flight.
-    busy: bool,
+    /// The id of the head while an attempt of it is in flight.
+    in_flight: Option<String>,
 }
 
 enum Wake {
     Done(Arc<str>, Delivery, Option<Duration>),
     New(Option<Delivery>),
+    Retry(Option<RetryNow>),
     Due,
     Shutdown,
+}
+
+impl RetryTarget {
+    fn covers(&self, id: &str) -> bool {
+        match self {
+            RetryTarget::Notification(wanted) => wanted == id,
+            RetryTarget::Channel => true,
+        }
+    }
 }
 
 impl Sender {
@@ -218,6 +264,7 @@ impl Sender {
     pub async fn run(
         self,
         mut rx: mpsc::UnboundedReceiver<Delivery>,
+        mut retries: mpsc::UnboundedReceiver<RetryNow>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
@@ -225,6 +272,7 @@ impl Sender {
         let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
         let mut in_flight = tokio::task::JoinSet::new();
         let mut rx_open = true;
+        let mut retries_open = true;
         let mut drain_until: Option<Instant> = None;
         loop {
             let now = Instant::now();
@@ -239,13 +287,13 @@ impl Sender {
                 if in_flight.len() >= MAX_IN_FLIGHT {
                     break;
                 }
-                if lane.busy || lane.due > now {
+                if lane.in_flight.is_some() || lane.due > now {
                     continue;
                 }
                 let Some(mut head) = lane.queue.pop_front() else {
                     continue;
                 };
-                lane.busy = true;
+                lane.in_flight = Some(head.notification.id.clone());
                 let (this, key, outcomes) = (this.clone(), key.clone(), outcomes.clone());
                 in_flight.spawn(async move {
                     let retry = this.attempt(&mut head, &outcomes).await;
@@ -254,7 +302,7 @@ impl Sender {
             }
             let next_due = lanes
                 .values()
-                .filter(|l| !l.busy && !l.queue.is_empty())
+                .filter(|l| l.in_flight.is_none() && !l.queue.is_empty())
                 .map(|l| l.due)
                 .min()
                 .filter(|_| in_flight.len() < MAX_IN_FLIGHT);
@@ -268,6 +316,7 @@ impl Sender {
                     }
                 },
                 d = rx.recv(), if rx_open => Wake::New(d),
+                r = retries.recv(), if retries_open => Wake::Retry(r),
                 _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => Wake::Due,
                 _ = super::dispatcher::stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
                 _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::Due,
@@ -275,7 +324,7 @@ impl Sender {
             match wake {
                 Wake::Done(key, d, retry) => {
                     let empty = lanes.get_mut(&key).is_some_and(|lane| {
-                        lane.busy = false;
+                        lane.in_flight = None;
                         if let Some(delay) = retry {
                             lane.due = Instant::now() + delay;
                             lane.queue.push_front(d);
@@ -288,6 +337,11 @@ impl Sender {
                 }
                 Wake::New(Some(d)) => this.enqueue(&mut lanes, d),
                 Wake::New(None) => rx_open = false,
+                Wake::Retry(Some(r)) => {
+                    let result = this.retry_now(&mut lanes, &r.target).await;
+                    let _ = r.reply.send(result);
+                }
+                Wake::Retry(None) => retries_open = false,
                 Wake::Due => {}
                 Wake::Shutdown => drain_until = Some(Instant::now() + this.drain_timeout),
             }
@@ -296,7 +350,7 @@ impl Sender {
         // pending and go out after the next start (the receiver may see the id twice).
         let left: usize = lanes
             .values()
-            .map(|l| l.queue.len() + usize::from(l.busy))
+            .map(|l| l.queue.len() + usize::from(l.in_flight.is_some()))
             .sum();
         if left > 0 {
             tracing::info!(
@@ -316,9 +370,103 @@ impl Sender {
         let lane = lanes.entry(key).or_insert_with(|| Lane {
             queue: VecDeque::new(),
             due: Instant::now() + wait,
-            busy: false,
+            in_flight: None,
         });
         lane.queue.push_back(d);
+    }
+
+    /// An admin's "retry now": what waits in a lane is due at once; what failed goes
+    /// back to pending (same id, attempts kept) and into its group's lane, due at once;
+    /// what is in flight is left alone. Runs in the sender's loop, the only place that
+    /// knows what is in flight, so a retry and an attempt never race.
+    ///
+    /// A requeued notification keeps its `created_at`: past `notify.retry_for` it gets
+    /// this one attempt, and fails again if the receiver still refuses it.
+    async fn retry_now(
+        &self,
+        lanes: &mut HashMap<Arc<str>, Lane>,
+        target: &RetryTarget,
+    ) -> Result<Retried, String> {
+        let mut retried = Retried {
+            channel: self.name.to_string(),
+            ..Retried::default()
+        };
+        let now = Instant::now();
+        for lane in lanes.values_mut() {
+            if let Some(id) = &lane.in_flight
+                && target.covers(id)
+            {
+                retried.in_flight.push(id.clone());
+            }
+            let waiting: Vec<String> = lane
+                .queue
+                .iter()
+                .map(|d| d.notification.id.clone())
+                .filter(|id| target.covers(id))
+                .collect();
+            if !waiting.is_empty() {
+                lane.due = lane.due.min(now);
+                retried.due.extend(waiting);
+            }
+        }
+        let found = !(retried.due.is_empty() && retried.in_flight.is_empty());
+        if found && matches!(target, RetryTarget::Notification(_)) {
+            return Ok(retried);
+        }
+        // Not in a lane: failed, sent, on its way here, or unknown.
+        let channel = self.name.clone();
+        let at = self.clock.now();
+        let ids: Vec<String> = match target {
+            RetryTarget::Notification(id) => vec![id.clone()],
+            RetryTarget::Channel => self
+                .store
+                .call(move |db| store::failed_ids(db.conn(), &channel))
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        for id in ids {
+            let found = {
+                let id = id.clone();
+                self.store
+                    .call(move |db| {
+                        let tx = db.write(Durability::Full)?;
+                        let requeued = store::requeue_failed(&tx, &id, at)?;
+                        let row = match requeued {
+                            Some(row) => Some((true, row)),
+                            None => store::outbox_entry(&tx, &id)?.map(|row| (false, row)),
+                        };
+                        tx.commit()?;
+                        Ok(row)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
+            match found {
+                Some((true, row)) => {
+                    let mut d = Delivery::from_entry(&row)?;
+                    d.next_attempt_at = at;
+                    self.depth.add(1);
+                    self.undelivered.add(&row.channel, &row.group_key);
+                    tracing::info!(channel = %self.name, id = %id, attempts = row.attempts, "A failed notification is queued again (retry now).");
+                    let key: Arc<str> = Arc::from(row.group_key.as_str());
+                    self.enqueue(lanes, d);
+                    if let Some(lane) = lanes.get_mut(&key) {
+                        lane.due = lane.due.min(now);
+                    }
+                    retried.requeued.push(id);
+                }
+                Some((false, row)) if row.status == store::OutboxStatus::Sent => {
+                    retried.sent.push(id)
+                }
+                // Pending but not in a lane yet: the dispatcher has just handed it over,
+                // and a new notification is due at once anyway.
+                Some((false, row)) if row.status == store::OutboxStatus::Pending => {
+                    retried.due.push(id)
+                }
+                _ => {}
+            }
+        }
+        Ok(retried)
     }
 
     /// One attempt; `Some(delay)` when the notification stays pending, to be tried

@@ -29,7 +29,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rhai::{Dynamic, Scope};
 
 use super::around::Publisher;
-use super::faults::{Fault, FaultKind};
+use super::faults::{Fault, FaultKind, LastFault};
 use super::file::RuleMode;
 use super::machine::{Machine, Phase, Step, Timing};
 use super::render::{self, RenderInput, TemplateReads};
@@ -938,6 +938,13 @@ impl Run<'_, '_> {
             )
         });
         counter.increment(1);
+        self.set.faults.record(index, || LastFault {
+            at: ms_to_time(self.now_ms),
+            kind,
+            field: field.to_string(),
+            tracker_id: self.tracker.info.id,
+            message: message.to_string(),
+        });
         if let Some(faults) = self.faults.as_deref_mut() {
             faults.push(Fault {
                 rule: Arc::clone(&rule.name),

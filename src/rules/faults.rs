@@ -1,9 +1,10 @@
 //! Rule faults: an expression that errors or runs out of operations is skipped for that
 //! tracker, counted per rule and kind (`navixy_alerts_rule_errors_total`), and logged at
 //! most once per (rule, kind) per minute, so a broken rule on a big fleet cannot flood the
-//! log. The other rules go on.
+//! log. The other rules go on. Each rule's count and last fault since the rule set was
+//! loaded are kept too ([`RuleFaults`]), for the console's Rules page.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rhai::EvalAltResult;
 
@@ -71,11 +72,35 @@ pub struct Fault {
     pub message: String,
 }
 
-/// When each (rule, kind) was last logged, shared by all shards of a rule set.
+/// When each (rule, kind) was last logged, shared by all shards of a rule set, and each
+/// rule's fault count and last fault.
 #[derive(Debug)]
 pub(crate) struct FaultLog {
     /// Epoch seconds of the last log line per `rule * KINDS + kind`; `i64::MIN` = never.
     last: Vec<AtomicI64>,
+    /// Faults per rule.
+    counts: Vec<AtomicU64>,
+    /// The last fault per rule. A shard that finds the slot taken by another leaves it:
+    /// the count stays exact, the message is one of the latest.
+    latest: Vec<parking_lot::Mutex<Option<LastFault>>>,
+}
+
+/// A rule's faults since its rule set was loaded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleFaults {
+    pub count: u64,
+    pub last: Option<LastFault>,
+}
+
+/// The last fault of a rule: when, where, for which tracker, and the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastFault {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: FaultKind,
+    /// `when`, `value`, `annotations.summary`...
+    pub field: String,
+    pub tracker_id: i64,
+    pub message: String,
 }
 
 /// One log line per (rule, kind) per this many seconds.
@@ -87,6 +112,30 @@ impl FaultLog {
             last: (0..rules * FaultKind::ALL.len())
                 .map(|_| AtomicI64::new(i64::MIN))
                 .collect(),
+            counts: (0..rules).map(|_| AtomicU64::new(0)).collect(),
+            latest: (0..rules).map(|_| parking_lot::Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Counts a fault of rule `rule` and keeps it as its last; `fault` is only called
+    /// when it is kept.
+    pub fn record(&self, rule: usize, fault: impl FnOnce() -> LastFault) {
+        if let Some(count) = self.counts.get(rule) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(mut slot) = self.latest.get(rule).and_then(|m| m.try_lock()) {
+            *slot = Some(fault());
+        }
+    }
+
+    /// Rule `rule`'s faults so far.
+    pub fn of(&self, rule: usize) -> RuleFaults {
+        RuleFaults {
+            count: self
+                .counts
+                .get(rule)
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+            last: self.latest.get(rule).and_then(|m| m.lock().clone()),
         }
     }
 
@@ -120,5 +169,31 @@ mod tests {
         assert!(log.should_log(0, FaultKind::Runtime, 1060));
         // Out of range rules never log (and never panic).
         assert!(!log.should_log(9, FaultKind::Runtime, 0));
+    }
+
+    #[test]
+    fn each_rule_keeps_its_count_and_last_fault() {
+        let log = FaultLog::new(2);
+        let fault = |tracker_id, message: &str| LastFault {
+            at: chrono::DateTime::from_timestamp(1000, 0).unwrap(),
+            kind: FaultKind::Runtime,
+            field: "when".into(),
+            tracker_id,
+            message: message.into(),
+        };
+        assert_eq!(log.of(0), RuleFaults::default());
+        log.record(0, || fault(1, "first"));
+        log.record(0, || fault(2, "second"));
+        assert_eq!(
+            log.of(0),
+            RuleFaults {
+                count: 2,
+                last: Some(fault(2, "second"))
+            }
+        );
+        assert_eq!(log.of(1).count, 0);
+        // Out of range rules are nothing (and never panic).
+        log.record(9, || fault(3, "none"));
+        assert_eq!(log.of(9), RuleFaults::default());
     }
 }

@@ -201,6 +201,12 @@ impl RuleSet {
         &self.rules
     }
 
+    /// The faults of the `index`-th rule (as [`RuleSet::rules`] lists them) since this
+    /// set was loaded.
+    pub fn faults_of(&self, index: usize) -> super::faults::RuleFaults {
+        self.faults.of(index)
+    }
+
     pub fn get(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| &*r.name == name)
     }

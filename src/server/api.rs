@@ -974,8 +974,12 @@ struct ReloadRejected {
         (status = 421, description = "`Host` is not this server.", body = ErrorBody),
     )
 )]
-pub async fn reload(State(state): State<AppState>) -> Response {
-    match state.reloader.reload_rules().await {
+pub async fn reload(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<super::Caller>>,
+) -> Response {
+    let by = caller.map_or_else(|| "anonymous".into(), |c| c.name.to_string());
+    match state.reloader.reload_rules(&by).await {
         Ok(report) => Json(Reloaded {
             status: "ok",
             reload: report,
@@ -1018,7 +1022,8 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such endpoint (see /healthz, /readyz, /metrics, /api/v1/alerts, \
          /api/v1/alerts/{fingerprint}/history, /api/v1/history, /api/v1/events, \
-         /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, /api/v1/reload, \
+         /api/v1/trackers/{id}, /api/v1/silences, /api/v1/notifications, \
+         /api/v1/notifications/{id}/retry, /api/v1/channels/{name}/retry, /api/v1/reload, \
          /api/v1/openapi.json)",
     )
 }

@@ -299,6 +299,8 @@ pub async fn require_token(
         )
         .into_response();
     }
+    // The console reads the role alone (it knows nothing of the server's types).
+    request.extensions_mut().insert(caller.role);
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

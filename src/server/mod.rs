@@ -9,7 +9,8 @@
 //! - [`api`]: the routes and their error answers. [`ack`]: acknowledging alerts, by
 //!   the API and by the signed links notifications carry (open: the link is the proof).
 //!   [`auth`]: the tokens, their roles and the console's login sessions.
-//!   [`guard`]: the `Host` and `Origin` checks. [`history`]: the alert history.
+//!   [`guard`]: the `Host` and `Origin` checks. [`deliveries`]: "retry now" of the
+//!   outbox. [`history`]: the alert history.
 //!   [`events`]: the live stream of transitions and history entries. [`listener`]: the
 //!   accept loop, its connection cap and header timeout. [`openapi`]: the document.
 //!   [`metrics`]: the Prometheus recorder.
@@ -23,6 +24,7 @@
 pub mod ack;
 pub mod api;
 pub mod auth;
+pub mod deliveries;
 pub mod events;
 pub mod guard;
 pub mod history;
@@ -62,6 +64,8 @@ pub struct AppState {
     /// The daemon's clock (the simulator's in the demo): silences start and end on it.
     pub clock: Arc<dyn Clock>,
     pub reloader: Arc<dyn ReloadRules>,
+    /// "Retry now" of the outbox's notifications.
+    pub dispatcher: crate::dispatch::DispatcherHandle,
     /// `None` when this process has no Prometheus recorder.
     pub metrics: Option<PrometheusHandle>,
     /// The tokens and the console's sessions; no token: the API is open.
@@ -75,11 +79,17 @@ pub struct AppState {
 /// implements it.
 pub trait ReloadRules: Send + Sync {
     /// What changed (as the response reports it), or why nothing did.
-    fn reload_rules(&self) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>>;
+    /// `by`: the name of the token that asked.
+    fn reload_rules(&self, by: &str) -> BoxFuture<'_, Result<serde_json::Value, ReloadRefused>>;
 
     /// The rule set in force (the console lists it and compiles playground conditions
     /// with its engine); `None` where there is none.
     fn rules_in_force(&self) -> Option<Arc<crate::rules::RuleSet>> {
+        None
+    }
+
+    /// The outcome of the last reload since the start, whatever asked for it.
+    fn last_reload(&self) -> Option<crate::console::data::LastReload> {
         None
     }
 }
@@ -115,6 +125,8 @@ fn parts() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(api::list_silences, api::add_silence))
         .routes(routes!(api::delete_silence))
         .routes(routes!(api::notifications))
+        .routes(routes!(deliveries::retry_notification))
+        .routes(routes!(deliveries::retry_channel))
         .routes(routes!(api::reload))
         .routes(routes!(ack::acknowledge, ack::unacknowledge))
         .routes(routes!(api::openapi));
@@ -140,10 +152,12 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
     let console_state = console_state(&state);
     let open_console = crate::console::open_router(console_state.clone());
     let console = crate::console::router(console_state);
-    let console = console.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let console = console
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route_layer(axum::middleware::from_fn(crate::console::login_first));
     let routes = router
         .with_state(state.clone())
         .merge(console)
@@ -164,12 +178,15 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
 /// What the console reads, from what the routes read.
 fn console_state(state: &AppState) -> crate::console::ConsoleState {
     let reloader = state.reloader.clone();
+    let reloads = state.reloader.clone();
     crate::console::ConsoleState {
+        last_reload: Arc::new(move || reloads.last_reload()),
         engine: state.engine.clone(),
         store: state.store.clone(),
         clock: state.clock.clone(),
         rules: Arc::new(move || reloader.rules_in_force()),
         map_tiles: state.server.map_tiles.clone(),
+        recordings: state.server.recordings.clone(),
     }
 }
 

@@ -59,8 +59,8 @@ pub use history::{
 };
 pub use log::{LogEntry, Outcome, insert_log, prune_log, recent_log};
 pub use outbox::{
-    OutboxEntry, OutboxStatus, count_pending, insert_outbox, list_outbox, load_pending,
-    mark_failed, mark_retry, mark_sent, prune_outbox,
+    OutboxEntry, OutboxStatus, count_pending, failed_ids, insert_outbox, list_outbox, load_pending,
+    mark_failed, mark_retry, mark_sent, outbox_entry, prune_outbox, requeue_failed,
 };
 pub use silences::{NewSilence, Silence, SilenceMatcher, load_silences};
 

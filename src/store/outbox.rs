@@ -152,6 +152,42 @@ pub fn mark_failed(
     Ok(())
 }
 
+/// One row by notification id, whatever its status.
+pub fn outbox_entry(conn: &Connection, id: &str) -> Result<Option<OutboxEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?;
+    let mut rows = stmt.query_map(params![id], entry)?;
+    Ok(rows.next().transpose()?)
+}
+
+/// Puts a failed row back to pending, due at `at` (an operator's "retry now"); its id,
+/// attempts and last error stay. Returns the row as it is now, or `None` when it was
+/// not failed (sent meanwhile, or retried already): only one caller gets it back.
+pub fn requeue_failed(
+    conn: &Connection,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<OutboxEntry>, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, finished_at = NULL
+             WHERE id = ?1 AND status = 'failed'",
+        )?
+        .execute(params![id, to_ms(at)])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    outbox_entry(conn, id)
+}
+
+/// The ids of a channel's failed rows, oldest first.
+pub fn failed_ids(conn: &Connection, channel: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM outbox WHERE status = 'failed' AND channel = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![channel], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Every pending notification, in delivery order.
 pub fn load_pending(conn: &Connection) -> Result<Vec<OutboxEntry>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(

@@ -1,6 +1,6 @@
 // The console's script: live updates from the server's event stream, relative times,
-// the Ack and Expire buttons, the silence form's live preview, the playground, and the
-// maps. No framework: each page finds the elements it knows by id.
+// the Ack, Retry and Expire buttons, the silence form's live preview, the playground,
+// and the maps. No framework: each page finds the elements it knows by id.
 "use strict";
 (function () {
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -71,6 +71,31 @@
       }
       return;
     }
+    const retry = e.target.closest("button.retry, button.retry-channel");
+    if (retry) {
+      const url = retry.dataset.notification
+        ? "/api/v1/notifications/" + encodeURIComponent(retry.dataset.notification) + "/retry"
+        : "/api/v1/channels/" + encodeURIComponent(retry.dataset.channel) + "/retry";
+      retry.disabled = true;
+      const out = $("#retry-result");
+      try {
+        const r = await send("POST", url);
+        const parts = [];
+        if (r.due.length) parts.push(r.due.length + " due now");
+        if (r.requeued.length) parts.push(r.requeued.length + " queued again");
+        if (r.in_flight.length) parts.push(r.in_flight.length + " already being sent");
+        if (r.sent.length) parts.push(r.sent.length + " sent already");
+        const text = "Retry on " + r.channel + ": " + (parts.join(", ") || "nothing to retry") + ".";
+        if (out) out.textContent = text;
+        toast(text);
+        setTimeout(() => location.reload(), 1500);
+      } catch (err) {
+        if (out) out.textContent = "Retry failed: " + err.message;
+        toast("Retry failed: " + err.message);
+        retry.disabled = false;
+      }
+      return;
+    }
     const expire = e.target.closest("button.expire");
     if (expire) {
       try {
@@ -106,6 +131,8 @@
 
   function live() {
     const badge = $("#live");
+    // The login page has no session to follow the stream with.
+    if (document.body.dataset.page === "login") { if (badge) badge.hidden = true; return; }
     if (!window.EventSource) { if (badge) badge.textContent = "no live updates"; return; }
     const source = new EventSource("/api/v1/events");
     // Connected again: whatever happened meanwhile is fetched anew.
@@ -173,6 +200,13 @@
         const r = await send("POST", "/api/v1/reload");
         out.textContent = "Reloaded: " + r.reload.rules + " rules in force.";
       } catch (err) { out.textContent = "Rejected: " + err.message; }
+      // The last reload's block, as the server now tells it.
+      try {
+        const html = await (await fetch("/rules", { credentials: "same-origin" })).text();
+        const fresh = new DOMParser().parseFromString(html, "text/html").querySelector("#last-reload");
+        if (fresh) $("#last-reload").replaceWith(fresh);
+        tickTimes();
+      } catch (_) { /* the answer above says enough */ }
     });
     const area = $("#condition");
     if (!area) return;
@@ -206,6 +240,37 @@
       out.append(ul);
     }
     area.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => run().catch((e) => toast(e.message)), 250); });
+
+    // What the condition would have done over a recording (on demand: it reads a file).
+    const over = $("#over-recording");
+    if (over) over.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const box = $("#recording-result");
+      box.replaceChildren();
+      const note = (cls, text) => { const p = document.createElement("p"); p.className = cls; p.textContent = text; box.append(p); };
+      note("recording-running", "Running…");
+      let data;
+      try {
+        data = await send("POST", "/rules/playground/recording", {
+          condition: area.value, for: $("#hold-for").value, recording: $("#recording").value,
+        });
+      } catch (err) { data = { error: err.message }; }
+      box.replaceChildren();
+      if (data.error) { note("error", data.error); return; }
+      note("recording-summary", "Over " + data.recording + " (" + data.lines + " lines"
+        + (data.from ? ", " + data.from + " to " + data.to : "") + "): would have fired "
+        + data.firings + " times for " + data.trackers + " trackers, and resolved " + data.resolves + "."
+        + (data.stopped ? " Stopped early: " + data.stopped + "." : ""));
+      const ol = document.createElement("ol");
+      ol.className = "recording-firings";
+      data.first.forEach((f) => {
+        const li = document.createElement("li");
+        const who = f.tracker_id == null ? "(no tracker)" : (data.labels[String(f.tracker_id)] || "#" + f.tracker_id);
+        li.textContent = f.at + ": " + who;
+        ol.append(li);
+      });
+      box.append(ol);
+    });
   }
 
   // Maps: zones and positions from the element's `data-map`, tiles only when configured.

@@ -171,6 +171,29 @@ server: {{ listen: "127.0.0.1:0" }}
     Daemon::start_with(&config, rules, hook).await
 }
 
+/// [`daemon`] with `server.token` (an admin) and `server.tokens` naming a viewer: the
+/// pages need a login.
+pub async fn daemon_with_tokens(rules: &[(&str, String)], viewer: &str) -> Daemon {
+    let hook = Hook::start().await;
+    let config = format!(
+        r#"source:
+  simulator: {{ trackers: 4, seed: 7, speed: 60 }}
+rules: [rules/*.yaml]
+engine: {{ eval_interval: 10s, workers: 2 }}
+channels:
+  hook: {{ type: webhook, url: "{}" }}
+routes:
+  - channels: [hook]
+notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 1s, repeat_interval: 4h }}
+storage: {{ path: ":memory:" }}
+server: {{ listen: "127.0.0.1:0", token: "{}", tokens: [{{ name: vera, token: "{viewer}", role: viewer }}] }}
+"#,
+        hook.url,
+        crate::ops::server::TOKEN,
+    );
+    Daemon::start_with(&config, rules, hook).await
+}
+
 /// A rule that holds for every tracker (`now > 0`), at `severity`.
 pub fn always(name: &str, severity: &str) -> String {
     format!(

@@ -6,3 +6,4 @@
 
 mod browser;
 mod pages;
+mod rules;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
-use super::browser::{Browser, always, daemon, never};
+use super::browser::{Browser, always, daemon, daemon_with_tokens, never};
 use crate::ops::server::eventually;
 
 /// Rows of the Alerts page for `rule`, by tracker id, as the page shows them now.
@@ -355,6 +355,100 @@ async fn the_playground_answers_a_condition() {
     area.send_keys("state.gps.speed >").await.unwrap();
     let error = browser.wait_for("#playground-result p.error").await;
     assert!(!error.text().await.unwrap().is_empty());
+
+    browser.stop().await;
+    daemon.stop().await;
+}
+
+/// Signs in on the login form the browser was sent to.
+async fn sign_in(browser: &Browser, token: &str) {
+    let field = browser.wait_for("form.login #token").await;
+    field.send_keys(token).await.unwrap();
+    browser
+        .wait_for("form.login button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_the_console_asks_for_one_and_a_viewer_cannot_ack() {
+    const VIEWER: &str = "viewer-token-console";
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let daemon =
+        daemon_with_tokens(&[("watch.yaml", always("idle_engine", "warning"))], VIEWER).await;
+    let firing = daemon.firing_for_all("idle_engine").await;
+    let fingerprint = firing[0]["fingerprint"].as_str().unwrap().to_owned();
+
+    // No cookie: the login form, which comes back to the page asked for.
+    browser.goto(&daemon.url("/")).await;
+    browser.wait_for("form.login #token").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/login");
+    assert_eq!(url.query(), Some("next=%2F"));
+    browser.screenshot("console-login").await;
+
+    // A viewer reads the alerts; its Ack buttons are there but disabled.
+    sign_in(&browser, VIEWER).await;
+    let button = browser
+        .wait_for(&format!(".ack-button[data-fingerprint='{fingerprint}']"))
+        .await;
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/");
+    assert_eq!(
+        browser.js("return document.title").await,
+        json!("Alerts · navixy-alerts")
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#alerts tr[data-fingerprint]').length")
+            .await,
+        json!(4)
+    );
+    assert!(!button.is_enabled().await.unwrap());
+    // Forced to work, the ack is refused by the server, and the page says why.
+    browser
+        .js(
+            "localStorage.setItem('navixy-alerts-name', 'vera');\
+             document.querySelectorAll('.ack-button').forEach(b => b.disabled = false); return null",
+        )
+        .await;
+    button.click().await.unwrap();
+    let toast = browser.wait_for("#toast:not([hidden])").await;
+    assert_eq!(
+        toast.text().await.unwrap(),
+        format!(
+            "Ack failed: `vera` is a viewer; POST /api/v1/alerts/{fingerprint}/ack needs an operator or more"
+        )
+    );
+    let (_, acks) = daemon.get("/api/v1/alerts").await;
+    assert!(
+        acks.as_array().unwrap().iter().all(|a| a["ack"].is_null()),
+        "{acks}"
+    );
+    // Nor does a viewer get the admins' buttons.
+    browser.goto(&daemon.url("/rules")).await;
+    browser.wait_for("#last-reload").await;
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#reload') === null")
+            .await,
+        json!(true)
+    );
+
+    // Signed out, a deep link goes through the login and lands where it pointed.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.goto(&daemon.url("/deliveries")).await;
+    sign_in(&browser, crate::ops::server::TOKEN).await;
+    browser
+        .until(
+            "the Deliveries page",
+            "return location.pathname === '/deliveries' && document.querySelector('h1') \
+               && document.querySelector('h1').textContent === 'Deliveries'",
+        )
+        .await;
 
     browser.stop().await;
     daemon.stop().await;

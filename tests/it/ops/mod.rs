@@ -13,6 +13,7 @@ mod server_access;
 mod server_ack;
 mod server_limits;
 mod server_openapi;
+mod server_retry;
 mod server_roles;
 mod server_silences;
 mod shutdown;
