@@ -19,7 +19,7 @@ use crate::dispatch::notification::fmt_time;
 use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
 use crate::geofence::Shape;
-use crate::navixy::messages::{Location, TrackerId};
+use crate::navixy::messages::{Location, TrackerId, key_parts};
 use crate::rules::RuleSet;
 use crate::state::TrackerState;
 use crate::store::{NewSilence, OutboxStatus, SilenceMatcher, StoreError};
@@ -82,7 +82,12 @@ pub struct AlertRow {
     /// `firing` or `pending`.
     pub status: &'static str,
     pub severity: &'static str,
+    /// Navixy's id of the tracker.
     pub tracker_id: Option<TrackerId>,
+    /// The engine's key of the tracker: its page is `/trackers/{key}`.
+    pub tracker_key: Option<TrackerId>,
+    /// Its source's name, when there are several (`sources:`).
+    pub source: Option<String>,
     pub tracker: String,
     pub value: Option<String>,
     pub summary: Option<String>,
@@ -170,6 +175,12 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
         let labels = pending_labels(state, &pending).await;
         for p in pending {
             let rule = rules.as_ref().and_then(|set| set.get(&p.rule));
+            // A pending alert records the engine's key: Navixy's id and the source.
+            let (source, id) = key_parts(p.tracker_id);
+            let mut alert_labels = rule.map(|r| r.labels.clone()).unwrap_or_default();
+            if let Some(name) = state.sources.get(usize::from(source)) {
+                alert_labels.insert("source".into(), name.clone());
+            }
             out.push((
                 AlertTransition {
                     fingerprint: p.fingerprint.clone(),
@@ -177,12 +188,12 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
                     status: AlertStatus::Firing,
                     severity: rule.map(|r| r.severity).unwrap_or(Severity::Warning),
                     tracker: Some(TrackerRef {
-                        id: p.tracker_id,
+                        id,
                         label: labels.get(&p.tracker_id).cloned().flatten(),
                         source_id: None,
                     }),
                     key: p.key.clone(),
-                    labels: rule.map(|r| r.labels.clone()).unwrap_or_default(),
+                    labels: alert_labels,
                     annotations: BTreeMap::new(),
                     value: None,
                     starts_at: p.since,
@@ -201,7 +212,7 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
     Ok(out)
 }
 
-/// Tracker labels of pending alerts (a pending alert records only the id).
+/// Tracker labels of pending alerts by engine key (a pending alert records only the key).
 async fn pending_labels(
     state: &ConsoleState,
     pending: &[PendingAlert],
@@ -211,8 +222,8 @@ async fn pending_labels(
         pending.iter().map(|p| p.tracker_id).collect();
     trackers
         .into_iter()
-        .filter(|t| wanted.contains(&t.info.id))
-        .map(|t| (t.info.id, t.info.label.clone()))
+        .filter(|t| wanted.contains(&t.info.key()))
+        .map(|t| (t.info.key(), t.info.label.clone()))
         .collect()
 }
 
@@ -239,12 +250,17 @@ async fn active_silences(state: &ConsoleState) -> Result<Marks, DataError> {
 }
 
 fn row(
+    state: &ConsoleState,
     t: &AlertTransition,
     status: &'static str,
     silences: &Marks,
     now: DateTime<Utc>,
 ) -> AlertRow {
     AlertRow {
+        tracker_key: state.tracker_key(t),
+        source: (state.sources.len() > 1)
+            .then(|| t.labels.get("source").cloned())
+            .flatten(),
         fingerprint: t.fingerprint.0.clone(),
         rule: t.rule.to_string(),
         status,
@@ -324,7 +340,7 @@ pub async fn alerts(state: &ConsoleState, filter: &str) -> Result<AlertsView, Da
         if !matchers.iter().all(|m| m.matches(&t)) {
             continue;
         }
-        let r = row(&t, status, &silences, now);
+        let r = row(state, &t, status, &silences, now);
         match status {
             "pending" => view.pending += 1,
             _ => view.firing += 1,
@@ -369,7 +385,7 @@ pub async fn silence_preview(
         .await?
         .iter()
         .filter(|(t, _)| compiled.iter().all(|m| m.matches(t)))
-        .map(|(t, status)| row(t, status, &silences, now))
+        .map(|(t, status)| row(state, t, status, &silences, now))
         .collect())
 }
 
@@ -426,19 +442,17 @@ pub async fn alert(state: &ConsoleState, fingerprint: &str) -> Result<AlertDetai
             .find(|e| e.fingerprint == fingerprint)
             .map(|e| e.rule.clone())
     });
-    let tracker_id = found
-        .and_then(|(t, _)| t.tracker.as_ref().map(|r| r.id))
-        .or_else(|| {
-            log.iter()
-                .find(|e| e.fingerprint == fingerprint)
-                .and_then(|e| e.tracker_id)
-        });
-    let tracker = match tracker_id {
-        Some(id) => tracker(state, id, None).await?,
+    let tracker_key = found.and_then(|(t, _)| state.tracker_key(t)).or_else(|| {
+        log.iter()
+            .find(|e| e.fingerprint == fingerprint)
+            .and_then(|e| e.tracker_id)
+    });
+    let tracker = match tracker_key {
+        Some(key) => tracker(state, key, None).await?,
         None => None,
     };
     Ok(AlertDetail {
-        alert: found.map(|(t, status)| row(t, status, &silences, now)),
+        alert: found.map(|(t, status)| row(state, t, status, &silences, now)),
         fingerprint: Fingerprint(fingerprint.to_owned()).0,
         rule,
         annotations: found
@@ -467,7 +481,12 @@ async fn trackers_raw(state: &ConsoleState) -> Result<Vec<TrackerState>, DataErr
 /// One tracker in the list.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrackerRow {
+    /// Navixy's id.
     pub id: TrackerId,
+    /// The engine's key: the page is `/trackers/{key}`.
+    pub key: TrackerId,
+    /// Its source's name, when there are several (`sources:`).
+    pub source: Option<String>,
     pub label: String,
     pub lifecycle: &'static str,
     pub online: bool,
@@ -480,6 +499,7 @@ pub struct TrackerRow {
 }
 
 fn tracker_row(
+    state: &ConsoleState,
     t: &TrackerState,
     rules: Option<&RuleSet>,
     alerts: usize,
@@ -489,6 +509,8 @@ fn tracker_row(
     let location = gps.and_then(|g| g.location);
     TrackerRow {
         id: t.info.id,
+        key: t.info.key(),
+        source: state.source_shown(t.info.source),
         label: t
             .info
             .label
@@ -532,9 +554,10 @@ pub async fn trackers(state: &ConsoleState, search: &str) -> Result<Vec<TrackerR
         })
         .map(|t| {
             tracker_row(
+                state,
                 t,
                 rules.as_deref(),
-                firing.get(&t.info.id).copied().unwrap_or(0),
+                firing.get(&t.info.key()).copied().unwrap_or(0),
                 now,
             )
         })
@@ -546,8 +569,8 @@ pub async fn trackers(state: &ConsoleState, search: &str) -> Result<Vec<TrackerR
 async fn firing_by_tracker(state: &ConsoleState) -> Result<BTreeMap<TrackerId, usize>, DataError> {
     let mut out = BTreeMap::new();
     for r in state.store.load_live_alerts().await? {
-        if let Some(id) = r.tracker_id {
-            *out.entry(id).or_insert(0) += 1;
+        if let Some(key) = state.tracker_key(&r.last) {
+            *out.entry(key).or_insert(0) += 1;
         }
     }
     Ok(out)
@@ -612,6 +635,7 @@ pub struct MapZone {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MapPosition {
+    /// The engine's key: a click opens `/trackers/{id}`.
     pub id: TrackerId,
     pub label: String,
     pub lat: f64,
@@ -679,12 +703,12 @@ pub async fn tracker(
     let alerts: Vec<AlertRow> = live(state)
         .await?
         .iter()
-        .filter(|(a, _)| a.tracker.as_ref().is_some_and(|r| r.id == id))
-        .map(|(a, status)| row(a, status, &silences, now))
+        .filter(|(a, _)| state.tracker_key(a) == Some(id))
+        .map(|(a, status)| row(state, a, status, &silences, now))
         .collect();
     let rules = (state.rules)();
     let firing = alerts.iter().filter(|a| a.status == "firing").count();
-    let row = tracker_row(&t, rules.as_deref(), firing, now);
+    let row = tracker_row(state, &t, rules.as_deref(), firing, now);
     let mut names: Vec<String> = t.history.names().map(str::to_owned).collect();
     names.sort();
     let chosen = series
@@ -1035,6 +1059,8 @@ pub struct PlaygroundView {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlaygroundRow {
     pub id: TrackerId,
+    /// The engine's key: the tracker's page is `/trackers/{key}`.
+    pub key: TrackerId,
     pub label: String,
     pub value: Option<String>,
     pub error: Option<String>,
@@ -1056,12 +1082,12 @@ pub async fn playground(
             .await
             .map_err(|_| DataError::Engine)?;
     let tried = tried.map_err(DataError::Invalid)?;
-    let label = |id: TrackerId| {
+    let label = |key: TrackerId| {
         trackers
             .iter()
-            .find(|t| t.info.id == id)
+            .find(|t| t.info.key() == key)
             .and_then(|t| t.info.label.clone())
-            .unwrap_or_else(|| format!("#{id}"))
+            .unwrap_or_else(|| format!("#{}", key_parts(key).1))
     };
     let mut view = PlaygroundView {
         condition: condition.to_owned(),
@@ -1072,7 +1098,8 @@ pub async fn playground(
     for t in tried {
         let row = PlaygroundRow {
             id: t.tracker_id,
-            label: label(t.tracker_id),
+            key: t.key,
+            label: label(t.key),
             value: t.value.as_ref().map(show_json),
             error: t.error.clone(),
         };

@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 
 use crate::clock::Clock;
 use crate::engine::EngineHandle;
+use crate::navixy::messages::{SourceIx, TrackerId, tracker_key};
 use crate::rules::RuleSet;
 use crate::store::Store;
 
@@ -46,6 +47,31 @@ pub struct ConsoleState {
     pub map_tiles: Option<String>,
     /// `server.recordings`, resolved: the folder the playground's recordings are in.
     pub recordings: Option<std::path::PathBuf>,
+    /// The sources' names in config order (`sources:`): a tracker's page is at its engine
+    /// key, which tells two accounts' tracker 42 apart.
+    pub sources: Arc<[String]>,
+}
+
+impl ConsoleState {
+    /// The engine's key of an alert's tracker: its Navixy id under the source its
+    /// `source` label names (the first source when the label names none it knows).
+    pub fn tracker_key(&self, t: &crate::alert::AlertTransition) -> Option<TrackerId> {
+        let id = t.tracker.as_ref()?.id;
+        let ix = t
+            .labels
+            .get("source")
+            .and_then(|name| self.sources.iter().position(|s| s == name))
+            .and_then(|i| SourceIx::try_from(i).ok())
+            .unwrap_or(0);
+        Some(tracker_key(ix, id))
+    }
+
+    /// The name of a tracker's source, shown only when there are several.
+    pub fn source_shown(&self, ix: SourceIx) -> Option<String> {
+        (self.sources.len() > 1)
+            .then(|| self.sources.get(usize::from(ix)).cloned())
+            .flatten()
+    }
 }
 
 /// The pages, behind the admin server's access checks.

@@ -162,7 +162,7 @@ pub async fn trackers(
         .iter()
         .filter_map(|r| {
             r.location.map(|l| data::MapPosition {
-                id: r.id,
+                id: r.key,
                 label: r.label.clone(),
                 lat: l.lat,
                 lng: l.lng,
@@ -212,9 +212,11 @@ pub async fn tracker(
 
 #[derive(Debug, Default, Deserialize)]
 pub struct SilencesQuery {
-    /// Prefill: `rule` and `tracker_id` matchers (the Silence button of an alert row).
+    /// Prefill: `rule`, `tracker_id` and (with several accounts) `source` matchers (the
+    /// Silence button of an alert row).
     rule: Option<String>,
     tracker_id: Option<String>,
+    source: Option<String>,
 }
 
 /// `GET /silences`: the list and the form (prefilled from the query).
@@ -224,10 +226,14 @@ pub async fn silences(
     Query(q): Query<SilencesQuery>,
 ) -> PageResult {
     let rows = data::silences(&state).await?;
-    let prefill: Vec<String> = [("rule", &q.rule), ("tracker_id", &q.tracker_id)]
-        .into_iter()
-        .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name}={v}")))
-        .collect();
+    let prefill: Vec<String> = [
+        ("rule", &q.rule),
+        ("tracker_id", &q.tracker_id),
+        ("source", &q.source),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name}={v}")))
+    .collect();
     let defaults = data::default_silence(&state);
     Ok(render(
         &state,

@@ -25,7 +25,10 @@ pub const MAX_CONDITION_BYTES: usize = 4096;
 /// What a condition gave for one tracker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tried {
+    /// Navixy's id.
     pub tracker_id: TrackerId,
+    /// The engine's key (the source and the id, see `navixy::messages::tracker_key`).
+    pub key: TrackerId,
     /// True when the value is the boolean `true`: the condition holds.
     pub holds: bool,
     /// The value as JSON (`None` for `()`).
@@ -241,12 +244,14 @@ impl RuleSet {
                 match result {
                     Ok(v) => Tried {
                         tracker_id: tracker.info.id,
+                        key: tracker.info.key(),
                         holds: v.as_bool() == Ok(true),
                         value: script::to_json(&v),
                         error: None,
                     },
                     Err(e) => Tried {
                         tracker_id: tracker.info.id,
+                        key: tracker.info.key(),
                         holds: false,
                         value: None,
                         error: Some(e.to_string()),

@@ -187,6 +187,11 @@ fn console_state(state: &AppState) -> crate::console::ConsoleState {
         rules: Arc::new(move || reloader.rules_in_force()),
         map_tiles: state.server.map_tiles.clone(),
         recordings: state.server.recordings.clone(),
+        sources: match state.health.members() {
+            [] => vec![state.health.name().to_owned()],
+            members => members.iter().map(|m| m.name().to_owned()).collect(),
+        }
+        .into(),
     }
 }
 

@@ -151,7 +151,7 @@
       } catch (_) { /* not ours to judge */ }
     });
     source.onerror = () => { if (badge) { badge.textContent = "reconnecting…"; badge.classList.remove("on"); } };
-    // Pending alerts change without a committed transition: look again now and then.
+    // A wait that ends before it fires is not streamed: look again now and then.
     if ($("[data-refresh]")) setInterval(refresh, 10000);
   }
 
@@ -226,7 +226,7 @@
       data.holds.forEach((t) => {
         const li = document.createElement("li");
         const a = document.createElement("a");
-        a.href = "/trackers/" + t.id;
+        a.href = "/trackers/" + t.key;
         a.textContent = t.label;
         li.append(a);
         ul.append(li);

@@ -223,6 +223,26 @@ server: {{ listen: "127.0.0.1:0" }}
         let (status, body) = get("/api/v1/trackers/21004?source=east".into()).await;
         assert_eq!(status, 404);
         assert!(body.to_string().contains("no source is named `east`"), "{body}");
+        // The console keeps them apart too: each 21004 has its own page, which names its
+        // account, and each alert's page links to its own account's tracker.
+        let page = |path: String| async move {
+            let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        };
+        let south_key = (1_i64 << 48) | 21_004;
+        let (status, list) = page("/trackers?q=21004".into()).await;
+        assert_eq!(status, 200, "{list}");
+        assert!(list.contains(r#"href="/trackers/21004""#), "{list}");
+        assert!(list.contains(&format!(r#"href="/trackers/{south_key}""#)), "{list}");
+        for (key, source) in [(21_004, "north"), (south_key, "south")] {
+            let (status, html) = page(format!("/trackers/{key}")).await;
+            assert_eq!(status, 200, "{html}");
+            assert!(html.contains(&format!("#21004 · {source}")), "{html}");
+            let fingerprint = of(source)["fingerprint"].as_str().unwrap().to_owned();
+            let (status, html) = page(format!("/alerts/{fingerprint}")).await;
+            assert_eq!(status, 200, "{html}");
+            assert!(html.contains(&format!(r#"href="/trackers/{key}""#)), "{html}");
+        }
         // /readyz answers for both: ready while both are.
         let (status, body) = get("/readyz".into()).await;
         assert_eq!((status, &body["ready"]), (200, &Value::Bool(true)), "{body}");
