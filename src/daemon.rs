@@ -102,6 +102,13 @@ const SHARD_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// shard, so not on every frame).
 const LATENCY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+/// Frames the source may read ahead of the engine. The socket (and the kernel's buffer
+/// behind it) holds the rest: a frame is up to a few hundred KB, and a thousand of them
+/// queued kept 100 MB in flight, cycling through memory the allocator had returned to
+/// the OS, so that every new frame buffer was a page fault. A few dozen absorb the jitter
+/// between the two sides and stay in the cache.
+const SOURCE_QUEUE_FRAMES: usize = 32;
+
 /// Runs the daemon until `shutdown` completes, then stops in data-flow order.
 /// `started` receives the running parts once everything is up.
 pub async fn run(
@@ -273,7 +280,7 @@ pub async fn run(
     let (alerts_tx, alerts_rx) = mpsc::unbounded_channel::<AlertTransition>();
     resolve_orphans(orphaned, &alerts_tx, &health, &clock);
 
-    let (events_tx, events_rx) = mpsc::channel::<SourceEvent>(1024);
+    let (events_tx, events_rx) = mpsc::channel::<SourceEvent>(SOURCE_QUEUE_FRAMES);
     let (source_stop, source_stopped) = tokio::sync::watch::channel(false);
     let source_run = run_sources(sources, events_tx, source_stopped);
     #[cfg(debug_assertions)]
