@@ -406,9 +406,27 @@ pub(crate) mod helpers {
     /// (an array of tracker ids, nearest first, without this one); empty without a
     /// position.
     pub fn nearby(fr: &ScriptFrame<'_>, radius_m: &Dynamic) -> Result<Dynamic, String> {
+        Ok(match neighbours(fr, radius_m)? {
+            Some(ids) => Dynamic::from_array(ids.map(Dynamic::from_int).collect()),
+            None => Dynamic::UNIT,
+        })
+    }
+
+    /// `nearby(radius_m).len()` without building the array (the fast path's answer);
+    /// `None` for a `()` radius, whose `nearby` has no `len`.
+    pub fn nearby_count(fr: &ScriptFrame<'_>, radius_m: &Dynamic) -> Result<Option<INT>, String> {
+        Ok(neighbours(fr, radius_m)?.map(|ids| ids.count() as INT))
+    }
+
+    /// The Navixy ids of the trackers within `radius_m`, nearest first; `None` for a
+    /// `()` radius.
+    fn neighbours<'f>(
+        fr: &'f ScriptFrame<'_>,
+        radius_m: &Dynamic,
+    ) -> Result<Option<impl Iterator<Item = INT> + 'f>, String> {
         let Some(radius) = number_of(radius_m) else {
             if radius_m.is_unit() {
-                return Ok(Dynamic::UNIT);
+                return Ok(None);
             }
             return Err(format!(
                 "nearby: the radius must be a number of metres, not {}",
@@ -421,17 +439,18 @@ pub(crate) mod helpers {
         // Positions are keyed by tracker key: only trackers of this tracker's own source
         // are its neighbours (another account's tracker 42 is not this one's 42).
         let source = fr.tracker.info.source;
-        let ids: rhai::Array = fr.location().map_or_else(Vec::new, |(lat, lng)| {
+        let found = fr.location().map_or_else(Vec::new, |(lat, lng)| {
             fr.around
                 .positions
                 .within(lat, lng, radius, fr.tracker.info.key())
+        });
+        Ok(Some(
+            found
                 .into_iter()
                 .map(|(key, _)| crate::navixy::messages::key_parts(key))
-                .filter(|(s, _)| *s == source)
-                .map(|(_, id)| Dynamic::from_int(id))
-                .collect()
-        });
-        Ok(Dynamic::from_array(ids))
+                .filter(move |(s, _)| *s == source)
+                .map(|(_, id)| id),
+        ))
     }
 
     /// Metres from this tracker's position to the last published one of `other`; `()`
