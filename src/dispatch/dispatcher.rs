@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::ack::AckLinks;
 use super::channels::{self, Channel, ChannelError};
 use super::group::{AckSetup, Groups, Queued, Undelivered};
-use super::outbox::{Delivery, Depth, Retried, RetryNow, RetryPolicy, RetryTarget, Sender};
+use super::outbox::{
+    Delivery, Depth, Retried, RetryNow, RetryPolicy, RetryTarget, Sender, stopped,
+};
 use super::routes::{RouteError, Router};
 use super::stages::StoreHistory;
 use super::stages::history::Unpublished;
@@ -597,12 +599,6 @@ impl Flow {
             });
         }
     }
-}
-
-/// Completes once shutdown is asked for (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live across other awaits.
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
 /// History entries deleted per transaction: a few milliseconds of the writer's time.

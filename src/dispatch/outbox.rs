@@ -154,6 +154,14 @@ pub struct Sender {
     pub undelivered: super::group::Undelivered,
 }
 
+/// Completes once shutdown is asked for (or its sender is gone). The dispatcher's tasks
+/// wait on it too; it lives here, below the dispatcher, so that the senders need nothing
+/// of the dispatcher.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across other awaits.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
 /// Attempts in flight per channel at most, across its groups.
 const MAX_IN_FLIGHT: usize = 16;
 
@@ -318,7 +326,7 @@ impl Sender {
                 d = rx.recv(), if rx_open => Wake::New(d),
                 r = retries.recv(), if retries_open => Wake::Retry(r),
                 _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => Wake::Due,
-                _ = super::dispatcher::stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
+                _ = stopped(&mut shutdown), if drain_until.is_none() => Wake::Shutdown,
                 _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::Due,
             };
             match wake {
