@@ -47,6 +47,21 @@ impl Fingerprint {
         Fingerprint::hash(&parts)
     }
 
+    /// Which of `names` (the sources in config order) made this fingerprint for `rule`
+    /// on tracker `id`: an alert that records only Navixy's id tells its account so.
+    pub fn source_among(
+        &self,
+        names: &[String],
+        rule: &str,
+        id: TrackerId,
+        key: Option<&str>,
+    ) -> Option<crate::navixy::messages::SourceIx> {
+        names
+            .iter()
+            .position(|name| Fingerprint::of_source(rule, name, Some(id), key) == *self)
+            .and_then(|i| crate::navixy::messages::SourceIx::try_from(i).ok())
+    }
+
     /// FNV-1a 64 over the parts, separated so that ("ab", 1) and ("a", "b1") differ.
     /// Stable across versions and machines: receivers and the store key on it.
     pub fn new(rule: &str, tracker_id: Option<TrackerId>, key: Option<&str>) -> Fingerprint {

@@ -680,7 +680,10 @@ fn rekey_records(
             known.push(r);
             continue;
         };
-        match source_of(names, &r.fingerprint, &r.rule, id, r.key.as_deref()) {
+        match r
+            .fingerprint
+            .source_among(names, &r.rule, id, r.key.as_deref())
+        {
             Some(source) => {
                 r.tracker_id = Some(crate::navixy::messages::tracker_key(source, id));
                 known.push(r);
@@ -697,31 +700,13 @@ fn rekey_pending(pending: Vec<PendingAlert>, names: &[String]) -> Vec<PendingAle
     pending
         .into_iter()
         .filter_map(|mut p| {
-            let source = source_of(
-                names,
-                &p.fingerprint,
-                &p.rule,
-                p.tracker_id,
-                p.key.as_deref(),
-            )?;
+            let source =
+                p.fingerprint
+                    .source_among(names, &p.rule, p.tracker_id, p.key.as_deref())?;
             p.tracker_id = crate::navixy::messages::tracker_key(source, p.tracker_id);
             Some(p)
         })
         .collect()
-}
-
-/// The index of the source whose name made `fingerprint` for tracker `id`, if any.
-fn source_of(
-    names: &[String],
-    fingerprint: &Fingerprint,
-    rule: &str,
-    id: crate::navixy::messages::TrackerId,
-    key: Option<&str>,
-) -> Option<crate::navixy::messages::SourceIx> {
-    names
-        .iter()
-        .position(|name| Fingerprint::of_source(rule, name, Some(id), key) == *fingerprint)
-        .and_then(|i| crate::navixy::messages::SourceIx::try_from(i).ok())
 }
 
 /// How a source keeps its Navixy context: refreshed with the tracker list, and at least

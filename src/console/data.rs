@@ -19,7 +19,7 @@ use crate::dispatch::notification::fmt_time;
 use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
 use crate::geofence::Shape;
-use crate::navixy::messages::{Location, TrackerId, key_parts};
+use crate::navixy::messages::{Location, TrackerId, key_parts, tracker_key};
 use crate::rules::RuleSet;
 use crate::state::TrackerState;
 use crate::store::{NewSilence, OutboxStatus, SilenceMatcher, StoreError};
@@ -175,8 +175,12 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
         let labels = pending_labels(state, &pending).await;
         for p in pending {
             let rule = rules.as_ref().and_then(|set| set.get(&p.rule));
-            // A pending alert records the engine's key: Navixy's id and the source.
-            let (source, id) = key_parts(p.tracker_id);
+            // A pending alert is listed with Navixy's id: its fingerprint names the source.
+            let id = p.tracker_id;
+            let source = p
+                .fingerprint
+                .source_among(&state.sources, &p.rule, id, p.key.as_deref())
+                .unwrap_or(0);
             let mut alert_labels = rule.map(|r| r.labels.clone()).unwrap_or_default();
             if let Some(name) = state.sources.get(usize::from(source)) {
                 alert_labels.insert("source".into(), name.clone());
@@ -189,7 +193,7 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
                     severity: rule.map(|r| r.severity).unwrap_or(Severity::Warning),
                     tracker: Some(TrackerRef {
                         id,
-                        label: labels.get(&p.tracker_id).cloned().flatten(),
+                        label: labels.get(&tracker_key(source, id)).cloned().flatten(),
                         source_id: None,
                     }),
                     key: p.key.clone(),
@@ -212,7 +216,7 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
     Ok(out)
 }
 
-/// Tracker labels of pending alerts by engine key (a pending alert records only the key).
+/// Tracker labels by engine key, of the trackers whose Navixy id a pending alert names.
 async fn pending_labels(
     state: &ConsoleState,
     pending: &[PendingAlert],
@@ -222,7 +226,7 @@ async fn pending_labels(
         pending.iter().map(|p| p.tracker_id).collect();
     trackers
         .into_iter()
-        .filter(|t| wanted.contains(&t.info.key()))
+        .filter(|t| wanted.contains(&t.info.id))
         .map(|t| (t.info.key(), t.info.label.clone()))
         .collect()
 }

@@ -113,6 +113,9 @@ async fn two_accounts_alert_apart_route_by_source_and_go_down_alone() {
     when: "true"
     annotations:
       summary: "{{ tracker.label }} of {{ tracker.source }}"
+  - name: waiting
+    when: "true"
+    for: 24h
 "#,
         )
         .unwrap();
@@ -242,6 +245,14 @@ server: {{ listen: "127.0.0.1:0" }}
             let (status, html) = page(format!("/alerts/{fingerprint}")).await;
             assert_eq!(status, 200, "{html}");
             assert!(html.contains(&format!(r#"href="/trackers/{key}""#)), "{html}");
+        }
+        // A pending alert is listed with Navixy's id; its row names its own account
+        // (the Silence button's matchers), found from the fingerprint.
+        let (status, html) = page("/".into()).await;
+        assert_eq!(status, 200, "{html}");
+        for source in ["north", "south"] {
+            let silence = format!("rule=waiting&amp;tracker_id=21004&amp;source={source}");
+            assert!(html.contains(&silence), "{silence} in {html}");
         }
         // /readyz answers for both: ready while both are.
         let (status, body) = get("/readyz".into()).await;
