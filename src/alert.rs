@@ -233,6 +233,42 @@ pub struct PendingAlert {
     pub since: DateTime<Utc>,
 }
 
+impl PendingAlert {
+    /// What is known of it, in the shape matchers and pages read: its rule, tracker
+    /// (`tracker_id` as listed, with `tracker_label`), key and since when, with the
+    /// `severity` and `labels` its rule gives it.
+    pub fn transition(
+        &self,
+        severity: Severity,
+        labels: BTreeMap<String, String>,
+        tracker_label: Option<String>,
+    ) -> AlertTransition {
+        AlertTransition {
+            fingerprint: self.fingerprint.clone(),
+            rule: Arc::from(self.rule.as_str()),
+            status: AlertStatus::Firing,
+            severity,
+            tracker: Some(TrackerRef {
+                id: self.tracker_id,
+                label: tracker_label,
+                source_id: None,
+            }),
+            key: self.key.clone(),
+            labels,
+            annotations: BTreeMap::new(),
+            value: None,
+            starts_at: self.since,
+            ends_at: None,
+            at: self.since,
+            location: None,
+            state: serde_json::Map::new(),
+            channels: None,
+            occurrence_id: None,
+            pending: false,
+        }
+    }
+}
+
 /// A firing alert as persisted, so that a restart resumes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {

@@ -12,9 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::ConsoleState;
-use crate::alert::{
-    AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert, Severity, TrackerRef,
-};
+use crate::alert::{AlertRecord, AlertTransition, Fingerprint, PendingAlert, Severity, TrackerRef};
 use crate::dispatch::notification::fmt_time;
 use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
@@ -186,29 +184,11 @@ async fn live(state: &ConsoleState) -> Result<Vec<(AlertTransition, &'static str
                 alert_labels.insert("source".into(), name.clone());
             }
             out.push((
-                AlertTransition {
-                    fingerprint: p.fingerprint.clone(),
-                    rule: p.rule.as_str().into(),
-                    status: AlertStatus::Firing,
-                    severity: rule.map(|r| r.severity).unwrap_or(Severity::Warning),
-                    tracker: Some(TrackerRef {
-                        id,
-                        label: labels.get(&tracker_key(source, id)).cloned().flatten(),
-                        source_id: None,
-                    }),
-                    key: p.key.clone(),
-                    labels: alert_labels,
-                    annotations: BTreeMap::new(),
-                    value: None,
-                    starts_at: p.since,
-                    ends_at: None,
-                    at: p.since,
-                    location: None,
-                    state: serde_json::Map::new(),
-                    channels: None,
-                    occurrence_id: None,
-                    pending: false,
-                },
+                p.transition(
+                    rule.map(|r| r.severity).unwrap_or(Severity::Warning),
+                    alert_labels,
+                    labels.get(&tracker_key(source, id)).cloned().flatten(),
+                ),
                 "pending",
             ));
         }

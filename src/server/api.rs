@@ -24,9 +24,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, ReloadRefused};
-use std::sync::Arc;
 
-use crate::alert::{AlertRecord, AlertStatus, AlertTransition, PendingAlert, Severity, TrackerRef};
+use crate::alert::{AlertRecord, AlertTransition, PendingAlert, Severity, TrackerRef};
 use crate::dispatch::notification::fmt_time;
 use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
@@ -526,10 +525,21 @@ pub async fn alerts(
         .await
         .map_err(|_| ApiError::unavailable("the engine did not list its pending alerts in time"))?
         .map_err(|_| ApiError::unavailable("the engine did not answer"))?;
+        // Its labels are the source's: matchers on `source` find it (the fingerprint
+        // names the account of a tracker listed by Navixy's id).
+        let names = super::source_names(&state);
         listed
             .into_iter()
             .map(|p| {
-                let t = pending_transition(&p);
+                let source = p
+                    .fingerprint
+                    .source_among(&names, &p.rule, p.tracker_id, p.key.as_deref())
+                    .map_or(0, usize::from);
+                let labels = names
+                    .get(source)
+                    .map(|name| BTreeMap::from([("source".to_owned(), name.clone())]))
+                    .unwrap_or_default();
+                let t = p.transition(Severity::Info, labels, None);
                 (p, t)
             })
             .collect()
@@ -592,33 +602,6 @@ pub async fn alerts(
         (a.starts_at.as_str(), a.fingerprint).cmp(&(b.starts_at.as_str(), b.fingerprint))
     });
     Ok(Json(views).into_response())
-}
-
-/// What is known of a pending alert, in the shape matchers read: its rule, tracker and key.
-fn pending_transition(p: &PendingAlert) -> AlertTransition {
-    AlertTransition {
-        fingerprint: p.fingerprint.clone(),
-        rule: Arc::from(p.rule.as_str()),
-        status: AlertStatus::Firing,
-        severity: Severity::Info,
-        tracker: Some(TrackerRef {
-            id: p.tracker_id,
-            label: None,
-            source_id: None,
-        }),
-        key: p.key.clone(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        value: None,
-        starts_at: p.since,
-        ends_at: None,
-        at: p.since,
-        location: None,
-        state: serde_json::Map::new(),
-        channels: None,
-        occurrence_id: None,
-        pending: false,
-    }
 }
 
 /// A tracker as the API shows it: named like what rule conditions read.

@@ -175,6 +175,14 @@ pub fn router(state: AppState, local: SocketAddr) -> Router {
         .layer(axum::middleware::from_fn(api::json_errors))
 }
 
+/// The sources' names in config order (`sources:`; the one source's name without it).
+fn source_names(state: &AppState) -> Vec<String> {
+    match state.health.members() {
+        [] => vec![state.health.name().to_owned()],
+        members => members.iter().map(|m| m.name().to_owned()).collect(),
+    }
+}
+
 /// What the console reads, from what the routes read.
 fn console_state(state: &AppState) -> crate::console::ConsoleState {
     let reloader = state.reloader.clone();
@@ -187,11 +195,7 @@ fn console_state(state: &AppState) -> crate::console::ConsoleState {
         rules: Arc::new(move || reloader.rules_in_force()),
         map_tiles: state.server.map_tiles.clone(),
         recordings: state.server.recordings.clone(),
-        sources: match state.health.members() {
-            [] => vec![state.health.name().to_owned()],
-            members => members.iter().map(|m| m.name().to_owned()).collect(),
-        }
-        .into(),
+        sources: source_names(state).into(),
     }
 }
 

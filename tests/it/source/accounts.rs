@@ -254,6 +254,23 @@ server: {{ listen: "127.0.0.1:0" }}
             let silence = format!("rule=waiting&amp;tracker_id=21004&amp;source={source}");
             assert!(html.contains(&silence), "{silence} in {html}");
         }
+        // The API's pending alerts carry their account's label: a matcher on it finds
+        // south's six and no other.
+        let (status, body) = get("/api/v1/alerts?state=pending&matchers=source%3Dsouth".into()).await;
+        assert_eq!(status, 200, "{body}");
+        let listed: BTreeSet<(String, i64)> = body
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|a| {
+                assert_eq!(a["status"], "pending", "{a}");
+                assert_eq!(a["labels"]["source"], "south", "{a}");
+                (a["rule"].as_str().unwrap().to_owned(), a["tracker_id"].as_i64().unwrap())
+            })
+            .collect();
+        let south_ids: BTreeSet<(String, i64)> =
+            (21_004..=21_009).map(|id| ("waiting".to_owned(), id)).collect();
+        assert_eq!(listed, south_ids);
         // /readyz answers for both: ready while both are.
         let (status, body) = get("/readyz".into()).await;
         assert_eq!((status, &body["ready"]), (200, &Value::Bool(true)), "{body}");
