@@ -397,10 +397,20 @@ async fn the_event_stream_carries_transitions_and_history() {
     );
     add_rules(&daemon, "second.yaml", &always("streamed_rule")).await;
 
-    // Until every notification queued so far has been sent (several trackers fire).
+    // Until every notification of the new rule queued so far has been sent (several
+    // trackers fire). Only its own entries count: a late `sent` of the rule before it
+    // may come first on the stream.
     let text = read_until(&mut stream, |t| {
-        let sent = t.matches("\"kind\":\"sent\"").count();
-        sent > 0 && sent >= t.matches("\"kind\":\"queued\"").count()
+        let kinds = |kind: &str| {
+            sse_events(t)
+                .iter()
+                .filter(|(name, e)| {
+                    *name == "history" && e["rule"] == "streamed_rule" && e["kind"] == kind
+                })
+                .count()
+        };
+        let sent = kinds("sent");
+        sent > 0 && sent >= kinds("queued")
     })
     .await;
     let events = sse_events(&text);
