@@ -53,6 +53,9 @@ pub struct ClaimOptions {
     pub lease: Duration,
     /// How often every instance looks at every channel.
     pub poll: Duration,
+    /// `cluster.instance`: the connections' `application_name` is
+    /// `navixy-alerts delivery INSTANCE`, so that `pg_stat_activity` tells who holds what.
+    pub instance: Option<String>,
 }
 
 impl ClaimOptions {
@@ -61,6 +64,7 @@ impl ClaimOptions {
             url: url.into(),
             lease,
             poll: Duration::from_millis(500),
+            instance: None,
         }
     }
 }
@@ -281,7 +285,12 @@ impl Claimed {
 
 /// Opens a delivery connection: its idle transactions end after the lease.
 async fn connect(options: &ClaimOptions) -> Result<Client, String> {
-    let connecting = tokio_postgres::connect(&options.url, NoTls);
+    let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| format!("{e}"))?;
+    config.application_name(match &options.instance {
+        Some(name) => format!("navixy-alerts delivery {name}"),
+        None => "navixy-alerts delivery".to_owned(),
+    });
+    let connecting = config.connect(NoTls);
     let (client, connection) = tokio::time::timeout(options.lease, connecting)
         .await
         .map_err(|_| format!("no connection within {:?}", options.lease))?
@@ -321,11 +330,46 @@ async fn count_pending(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
+        if let Some(c) = &client
+            && let Err(e) = forget_delivered(&inner.undelivered, c).await
+        {
+            tracing::debug!(error = %e, "Cannot look for groups delivered elsewhere.");
+            client = None;
+        }
         tokio::select! {
             _ = tokio::time::sleep(inner.options.poll) => {}
             _ = stopped(&mut shutdown) => break,
         }
     }
+}
+
+/// Forgets the groups counted as undelivered that have no pending row any more: another
+/// instance delivered them, and this one's dispatcher would otherwise hold their repeats
+/// back for good. Only groups counted before the query are forgotten, so that one queued
+/// meanwhile is not.
+async fn forget_delivered(
+    undelivered: &Undelivered,
+    c: &Client,
+) -> Result<(), tokio_postgres::Error> {
+    let counted = undelivered.groups();
+    if counted.is_empty() {
+        return Ok(());
+    }
+    let pending: HashSet<(String, String)> = c
+        .query(
+            "SELECT DISTINCT channel, group_key FROM outbox WHERE status = 'pending'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for id in counted {
+        if !pending.contains(&(id.channel.to_string(), id.key.to_string())) {
+            undelivered.forget(&id);
+        }
+    }
+    Ok(())
 }
 
 /// One channel's delivery loop.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use navixy_alerts::clock::{Clock, SystemClock};
 use navixy_alerts::config::Config;
+use navixy_alerts::dispatch::group::GroupId;
 use navixy_alerts::dispatch::outbox::RetryTarget;
 use navixy_alerts::dispatch::outbox::claimed::{ClaimOptions, Claimed, OUTBOX_CHANNELS};
 use navixy_alerts::store::Feed;
@@ -240,4 +241,31 @@ async fn retries_give_ups_and_retry_now_behave_as_the_in_process_sender() {
         rows(&db).await[1] == ("msg_b".to_owned(), "sent".to_owned(), 2)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_delivered_by_another_instance_no_longer_holds_back_its_repeats_here() {
+    let Some(url) = database("cluster::delivery::undelivered").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let cfg = webhook_config(dir.path(), &receiver, &["hook"]);
+    let db = connect(&url).await;
+    let (here, _stop) = instance(&url, Duration::from_secs(5), &cfg).await;
+    // This instance's dispatcher queued a notification of group `g`; another instance
+    // delivered it (the row is sent), so this one never hears of it from its own loop.
+    let n = notification("msg_x", "hook", "g", Utc::now());
+    queue(&db, &n).await;
+    db.execute("UPDATE outbox SET status = 'sent'", &[])
+        .await
+        .unwrap();
+    let undelivered = here.undelivered();
+    let group = GroupId::new("hook", "g");
+    undelivered.add("hook", "g");
+    eventually("the group forgotten", || async {
+        !undelivered.contains(&group)
+    })
+    .await;
+    assert!(receiver.received("/hook").is_empty());
 }
