@@ -2,9 +2,8 @@
 //!
 //! Each channel has a row in `outbox_channels`. An instance delivers a channel's
 //! notifications only while it holds that row, locked `FOR UPDATE SKIP LOCKED`, in one
-//! short transaction that reads the channel's pending rows in `seq` order, sends the due
-//! ones one at a time and writes their outcomes (with their history entries), then
-//! commits. Whoever holds the row is the channel's only sender, so order per channel holds
+//! short transaction that reads the channel's pending rows in `seq` order, sends the
+//! first due one and writes its outcome (with its history entries), then commits. Whoever holds the row is the channel's only sender, so order per channel holds
 //! across instances, and whoever is alive takes the row: an instance that dies releases it
 //! with its connection, one that freezes loses it when PostgreSQL ends its idle
 //! transaction after `idle_in_transaction_session_timeout` (the lease), which also makes
@@ -27,7 +26,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls, Transaction};
 
 use super::{Depth, Retried, RetryPolicy, RetryTarget, Verdict, stopped};
@@ -69,9 +67,6 @@ impl ClaimOptions {
     }
 }
 
-/// The most notifications sent under one claim; the claim is then committed and taken
-/// again, so outcomes reach the database (and the other instances) as they happen.
-const MAX_PER_CLAIM: usize = 32;
 /// The most pending rows read per claim (rows of groups that wait are skipped).
 const MAX_READ: i64 = 512;
 /// The longest wait between reconnection attempts.
@@ -393,8 +388,8 @@ enum Round {
     Idle(Option<DateTime<Utc>>),
 }
 
-/// Rows as the claim reads them.
-const PENDING: &str = "SELECT seq, id, group_key, attempts, next_attempt_at, payload
+/// Rows as the claim reads them (the payload only of the one it sends).
+const PENDING: &str = "SELECT seq, id, group_key, attempts, next_attempt_at
     FROM outbox WHERE channel = $1 AND status = 'pending' ORDER BY seq LIMIT $2";
 
 impl Lane {
@@ -468,7 +463,9 @@ impl Lane {
             .ok_or_else(|| "no delivery connection".to_owned())
     }
 
-    /// Claims the channel, sends what is due in order, records the outcomes, commits.
+    /// Claims the channel, sends the first notification that is due (in `seq` order,
+    /// skipping groups that wait for a later attempt), records its outcome, commits.
+    /// One send per transaction: a fault repeats at most the request in flight.
     async fn round(&self, client: &mut Client) -> Result<Round, tokio_postgres::Error> {
         let tx = client.transaction().await?;
         let claimed = tx
@@ -482,96 +479,97 @@ impl Lane {
             return Ok(Round::Busy);
         }
         let rows = tx.query(PENDING, &[&&*self.name, &MAX_READ]).await?;
-        let budget = Instant::now() + self.inner.options.lease / 2;
+        let now = self.inner.clock.now();
         let mut waiting: HashSet<String> = HashSet::new();
         let mut next_due: Option<DateTime<Utc>> = None;
-        let mut history: Vec<HistoryEntry> = Vec::new();
-        let mut finished: Vec<String> = Vec::new();
-        let mut attempted = 0;
+        let mut head = None;
         for row in rows {
-            if attempted >= MAX_PER_CLAIM || Instant::now() >= budget {
-                break;
-            }
             let group_key: String = row.get(2);
             if waiting.contains(&group_key) {
                 continue;
             }
             let next_attempt_at = crate::store::from_ms(row.get(4));
-            if next_attempt_at > self.inner.clock.now() {
+            if next_attempt_at > now {
                 next_due = Some(next_due.map_or(next_attempt_at, |d| d.min(next_attempt_at)));
                 waiting.insert(group_key);
                 continue;
             }
-            let id: String = row.get(1);
-            let attempts = u32::try_from(row.get::<_, i64>(3)).unwrap_or(u32::MAX);
-            let payload: String = row.get(5);
-            let n: Notification = match serde_json::from_str(&payload) {
-                Ok(n) => n,
-                Err(e) => {
-                    let why = format!("unreadable notification in the outbox: {e}");
-                    tracing::error!(channel = %self.name, id = %id, error = %why, "Pending notification cannot be delivered; marked failed.");
-                    mark_failed(&tx, &id, attempts, self.inner.clock.now(), &why).await?;
-                    continue;
-                }
-            };
-            // The claim is still ours: a connection PostgreSQL has ended (this instance
-            // froze past the lease) fails here, before anything is sent.
-            tx.execute("SELECT 1", &[]).await?;
-            attempted += 1;
-            let result = self.channel.send(&n, self.inner.clock.now()).await;
-            let now = self.inner.clock.now();
-            let attempts = attempts.saturating_add(1);
-            match self.policy.judge(&self.name, &n, attempts, result, now) {
-                Verdict::Sent => {
-                    tx.execute(
-                        "UPDATE outbox SET status = 'sent', attempts = $2, finished_at = $3,
-                             last_error = NULL
-                         WHERE id = $1",
-                        &[&id, &i64::from(attempts), &now.timestamp_millis()],
-                    )
-                    .await?;
-                    history.extend(n.history(HistoryKind::Sent, now, None));
-                    finished.push(group_key);
-                }
-                Verdict::Failed(message) => {
-                    mark_failed(&tx, &id, attempts, now, &message).await?;
-                    history.extend(n.history(HistoryKind::Failed, now, Some(&message)));
-                    finished.push(group_key);
-                }
-                Verdict::Retry {
-                    next_attempt_at,
-                    message,
-                    ..
-                } => {
-                    tx.execute(
-                        "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4
-                         WHERE id = $1",
-                        &[
-                            &id,
-                            &i64::from(attempts),
-                            &next_attempt_at.timestamp_millis(),
-                            &message,
-                        ],
-                    )
-                    .await?;
-                    waiting.insert(group_key);
-                }
-            }
+            head = Some((
+                row.get::<_, i64>(0),
+                row.get::<_, String>(1),
+                group_key,
+                row.get::<_, i64>(3),
+            ));
+            break;
         }
+        let Some((seq, id, group_key, attempts)) = head else {
+            tx.commit().await?;
+            return Ok(Round::Idle(next_due));
+        };
+        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        // Read last, just before the send: a connection PostgreSQL has ended (this
+        // instance froze past the lease) fails here, and nothing is sent.
+        let payload: String = tx
+            .query_one("SELECT payload FROM outbox WHERE seq = $1", &[&seq])
+            .await?
+            .get(0);
+        let n: Notification = match serde_json::from_str(&payload) {
+            Ok(n) => n,
+            Err(e) => {
+                let why = format!("unreadable notification in the outbox: {e}");
+                tracing::error!(channel = %self.name, id = %id, error = %why, "Pending notification cannot be delivered; marked failed.");
+                mark_failed(&tx, &id, attempts, now, &why).await?;
+                tx.commit().await?;
+                return Ok(Round::Worked);
+            }
+        };
+        let result = self.channel.send(&n, self.inner.clock.now()).await;
+        let now = self.inner.clock.now();
+        let attempts = attempts.saturating_add(1);
+        let (history, finished) = match self.policy.judge(&self.name, &n, attempts, result, now) {
+            Verdict::Sent => {
+                tx.execute(
+                    "UPDATE outbox SET status = 'sent', attempts = $2, finished_at = $3,
+                         last_error = NULL
+                     WHERE id = $1",
+                    &[&id, &i64::from(attempts), &now.timestamp_millis()],
+                )
+                .await?;
+                (n.history(HistoryKind::Sent, now, None), true)
+            }
+            Verdict::Failed(message) => {
+                mark_failed(&tx, &id, attempts, now, &message).await?;
+                (n.history(HistoryKind::Failed, now, Some(&message)), true)
+            }
+            Verdict::Retry {
+                next_attempt_at,
+                message,
+                ..
+            } => {
+                tx.execute(
+                    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4
+                     WHERE id = $1",
+                    &[
+                        &id,
+                        &i64::from(attempts),
+                        &next_attempt_at.timestamp_millis(),
+                        &message,
+                    ],
+                )
+                .await?;
+                (Vec::new(), false)
+            }
+        };
         for e in &history {
             append_history(&tx, e).await?;
         }
         tx.commit().await?;
-        for key in &finished {
-            self.inner.undelivered.done(&self.name, key);
+        if finished {
+            self.inner.undelivered.done(&self.name, &group_key);
         }
         self.feed
             .publish_all(history.into_iter().map(FeedEvent::History));
-        Ok(if attempted > 0 {
-            Round::Worked
-        } else {
-            Round::Idle(next_due)
-        })
+        Ok(Round::Worked)
     }
 }
 

@@ -252,7 +252,6 @@ async fn a_group_delivered_by_another_instance_no_longer_holds_back_its_repeats_
     let receiver = Receiver::start().await;
     let cfg = webhook_config(dir.path(), &receiver, &["hook"]);
     let db = connect(&url).await;
-    let (here, _stop) = instance(&url, Duration::from_secs(5), &cfg).await;
     // This instance's dispatcher queued a notification of group `g`; another instance
     // delivered it (the row is sent), so this one never hears of it from its own loop.
     let n = notification("msg_x", "hook", "g", Utc::now());
@@ -260,6 +259,7 @@ async fn a_group_delivered_by_another_instance_no_longer_holds_back_its_repeats_
     db.execute("UPDATE outbox SET status = 'sent'", &[])
         .await
         .unwrap();
+    let (here, _stop) = instance(&url, Duration::from_secs(5), &cfg).await;
     let undelivered = here.undelivered();
     let group = GroupId::new("hook", "g");
     undelivered.add("hook", "g");
