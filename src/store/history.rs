@@ -11,12 +11,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::Value;
-use rusqlite::{Connection, params, params_from_iter};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{StoreError, from_json, from_ms, to_json, to_ms};
+use super::{Conn, StoreError, Value, from_json, from_ms, params, to_json, to_ms};
 use crate::alert::{AlertStatus, AlertTransition};
 
 /// What a history entry records.
@@ -143,31 +141,31 @@ impl HistoryEntry {
 
 /// Appends an entry. Call it inside the transaction that commits what it records, then
 /// hand the entry to [`Feed::publish`] once that transaction has committed.
-pub fn append(conn: &Connection, e: &HistoryEntry) -> Result<(), StoreError> {
+pub fn append(conn: &Conn, e: &HistoryEntry) -> Result<(), StoreError> {
     let value = e
         .value
         .as_ref()
         .map(|v| to_json("a history value", v))
         .transpose()?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO history
              (at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
               comment, value, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        to_ms(e.at),
-        e.fingerprint,
-        e.rule,
-        e.tracker_id,
-        e.kind.as_str(),
-        e.channel,
-        e.notification_id,
-        e.by,
-        e.comment,
-        value,
-        e.detail,
-    ])?;
+        params![
+            to_ms(e.at),
+            e.fingerprint,
+            e.rule,
+            e.tracker_id,
+            e.kind.as_str(),
+            e.channel,
+            e.notification_id,
+            e.by,
+            e.comment,
+            value,
+            e.detail,
+        ],
+    )?;
     Ok(())
 }
 
@@ -217,22 +215,22 @@ pub struct HistoryPage {
 }
 
 /// A page of the history, newest first.
-pub fn page(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+pub fn page(conn: &Conn, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
     let mut sql = String::from(
         "SELECT seq, at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
                 comment, value, detail
          FROM history WHERE 1 = 1",
     );
-    let mut args: Vec<Value> = Vec::new();
-    let mut and = |clause: &str, value: Value| {
+    let mut args: Vec<Value<'_>> = Vec::new();
+    let mut and = |clause: &str, value| {
         args.push(value);
         sql.push_str(&format!(" AND {clause} ?{}", args.len()));
     };
     if let Some(fp) = &q.fingerprint {
-        and("fingerprint =", Value::Text(fp.clone()));
+        and("fingerprint =", Value::Text(fp));
     }
     if let Some(rule) = &q.rule {
-        and("rule =", Value::Text(rule.clone()));
+        and("rule =", Value::Text(rule));
     }
     if let Some(id) = q.tracker_id {
         and("tracker_id =", Value::Integer(id));
@@ -248,13 +246,14 @@ pub fn page(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, StoreErr
     }
     let limit = q.limit.max(1);
     // One more than asked: whether there is a next page.
-    args.push(Value::Integer(limit as i64 + 1));
+    args.push(Value::Integer(
+        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1,
+    ));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
 
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |row| {
+    let rows = conn.query_map(&sql, &args, |row| {
         Ok((
-            row.get::<_, i64>(0)?,
+            row.get::<i64>(0)?,
             Row {
                 at: row.get(1)?,
                 fingerprint: row.get(2)?,
@@ -273,8 +272,7 @@ pub fn page(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, StoreErr
     let mut entries = Vec::with_capacity(limit);
     let mut last = None;
     let mut more = false;
-    for (read, row) in rows.enumerate() {
-        let (seq, row) = row?;
+    for (read, (seq, row)) in rows.into_iter().enumerate() {
         if read == limit {
             // A row past the page: there is a next one, starting after the last row read.
             more = true;
@@ -328,16 +326,15 @@ struct Row {
 /// Called repeatedly, each in a transaction of its own, so that no prune holds the
 /// writer for long.
 pub fn prune_history(
-    conn: &Connection,
+    conn: &Conn,
     before: DateTime<Utc>,
     batch: usize,
 ) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM history WHERE seq IN
-                 (SELECT seq FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
-        )?
-        .execute(params![to_ms(before), batch as i64])?)
+    conn.execute(
+        "DELETE FROM history WHERE seq IN
+             (SELECT seq FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+        params![to_ms(before), i64::try_from(batch).unwrap_or(i64::MAX)],
+    )
 }
 
 /// A transition as live listeners see it.

@@ -261,7 +261,9 @@ fn commits_leave_the_log_to_the_checkpointer() {
         .call_blocking(|db| {
             Ok(db
                 .conn()
-                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
+                .query_one("PRAGMA wal_autocheckpoint", crate::store::params![], |r| {
+                    r.get(0)
+                })?)
         })
         .unwrap();
     assert_eq!(auto, 0, "commits never checkpoint");
@@ -376,4 +378,55 @@ async fn failing_commits_make_the_store_not_ready_until_one_succeeds() {
     );
     assert!(store.note_commit(Ok(())), "the recovery is news");
     store.check_writable().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_commit_guard_that_refuses_rolls_the_whole_batch_back() {
+    let store = Store::open_in_memory().unwrap();
+    let seen = Arc::new(AtomicU64::new(u64::MAX));
+    let inside = seen.clone();
+    store.set_commit_guard(Arc::new(move |tx: &Tx<'_>| {
+        // The guard runs inside the transaction: it sees the batch, uncommitted.
+        let live: i64 =
+            tx.query_one("SELECT count(*) FROM live_alerts", params![], |r| r.get(0))?;
+        inside.store(live as u64, Ordering::Release);
+        Err(StoreError::Fenced(
+            "this instance no longer holds `navixy`".into(),
+        ))
+    }));
+    let fuel = firing("fuel_drain", 21080);
+    let err = store
+        .call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            upsert_live_alert(&tx, &fuel, t0())?;
+            insert_outbox(&tx, "msg_1", "ops", "g", t0(), "{}")?;
+            history::append(&tx, &HistoryEntry::transition(&fuel))?;
+            tx.commit()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "this instance no longer holds `navixy`");
+    assert!(matches!(err, StoreError::Fenced(_)));
+    assert_eq!(seen.load(Ordering::Acquire), 1);
+    assert!(store.load_live_alerts().await.unwrap().is_empty());
+    assert!(store.list_outbox(None, 10).await.unwrap().is_empty());
+    let history = store
+        .history(HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(history.entries.is_empty());
+
+    // Writes that do not commit alert state are not guarded.
+    store
+        .call(|db| {
+            let tx = db.write(Durability::Full)?;
+            insert_outbox(&tx, "msg_2", "ops", "g", t0(), "{}")?;
+            tx.commit()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.list_outbox(None, 10).await.unwrap().len(), 1);
 }

@@ -1,0 +1,244 @@
+//! The PostgreSQL side of [`super::Conn`]: the synchronous `postgres` client on the
+//! database thread, statements prepared once per SQL text, and a new connection on the
+//! next job after the old one was lost (the failed statement returned its error).
+//!
+//! Plain TCP only (`NoTls`): put the database on loopback or a private network, or
+//! tunnel it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::error::Error;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls, Statement};
+
+use super::{Row, StoreError, Value, dollar_placeholders};
+
+/// How long a connection attempt may take when the URL sets no `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Integer(i) => match *ty {
+                Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+                Type::BOOL => (i != 0).to_sql(ty, out),
+                Type::FLOAT8 => (i as f64).to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT4 => (f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    /// Any type: the value converts itself to the parameter's type (above), and a null
+    /// fits every column.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A PostgreSQL connection with its prepared statements.
+pub struct PgConn {
+    client: RefCell<Client>,
+    statements: RefCell<HashMap<String, Statement>>,
+    config: postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
+    /// A statement failed for another reason than the SQL (the connection went away).
+    lost: Cell<bool>,
+}
+
+impl PgConn {
+    /// Connects to `url`; the error names it without its password.
+    pub fn connect(url: &str) -> Result<PgConn, StoreError> {
+        let shown = redact(url);
+        let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Postgres {
+            location: shown.clone(),
+            source,
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let client = config
+            .connect(NoTls)
+            .map_err(|source| StoreError::Postgres {
+                location: shown.clone(),
+                source,
+            })?;
+        Ok(PgConn {
+            client: RefCell::new(client),
+            statements: RefCell::default(),
+            config,
+            shown,
+            lost: Cell::new(false),
+        })
+    }
+
+    /// The URL without its password.
+    pub fn location(&self) -> &str {
+        &self.shown
+    }
+
+    fn error(&self, source: postgres::Error) -> StoreError {
+        if source.as_db_error().is_none() {
+            self.lost.set(true);
+        }
+        StoreError::Postgres {
+            location: self.shown.clone(),
+            source,
+        }
+    }
+
+    /// Connects again if the connection was lost; when that fails too, the job's own
+    /// statements fail with the connection's error.
+    pub(super) fn reconnect_if_lost(&self) {
+        let mut client = self.client.borrow_mut();
+        if !self.lost.get() && !client.is_closed() {
+            return;
+        }
+        match self.config.connect(NoTls) {
+            Ok(fresh) => {
+                *client = fresh;
+                self.statements.borrow_mut().clear();
+                self.lost.set(false);
+                tracing::info!(database = %self.shown, "Connected to PostgreSQL again.");
+            }
+            Err(e) => {
+                tracing::debug!(database = %self.shown, error = %e, "PostgreSQL still unreachable.");
+            }
+        }
+    }
+
+    fn statement(&self, client: &mut Client, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(stmt) = self.statements.borrow().get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = client
+            .prepare(&dollar_placeholders(sql))
+            .map_err(|e| self.error(e))?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+
+    fn rows(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<postgres::Row>, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let stmt = self.statement(&mut client, sql)?;
+        let args: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        client.query(&stmt, &args).map_err(|e| self.error(e))
+    }
+
+    pub(super) fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<usize, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let stmt = self.statement(&mut client, sql)?;
+        let args: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let n = client.execute(&stmt, &args).map_err(|e| self.error(e))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    pub(super) fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match self.rows(sql, params)?.first() {
+            Some(row) => Ok(Some(f(&Row::Postgres(row))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn query_map<T>(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.rows(sql, params)?
+            .iter()
+            .map(|row| f(&Row::Postgres(row)))
+            .collect()
+    }
+
+    pub(super) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.client
+            .borrow_mut()
+            .batch_execute(sql)
+            .map_err(|e| self.error(e))
+    }
+
+    pub(super) fn rollback(&self) {
+        if self.lost.get() {
+            return;
+        }
+        let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
+    }
+}
+
+/// The error of reading column `i` as the wrong type, naming the column.
+pub(super) fn column_error(row: &postgres::Row, i: usize, e: postgres::Error) -> StoreError {
+    let name = row.columns().get(i).map_or("?", |c| c.name());
+    StoreError::Invalid(format!("storage: column `{name}`: {e}"))
+}
+
+/// A connection URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL (a `key=value` string): drop a `password=...` pair.
+        Err(_) => url
+            .split_whitespace()
+            .map(|pair| {
+                if pair.starts_with("password=") {
+                    "password=***"
+                } else {
+                    pair
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("postgres://alerts:s3cret@db.internal:5432/alerts"),
+            "postgres://alerts:***@db.internal:5432/alerts"
+        );
+        assert_eq!(
+            redact("postgres://alerts@db.internal/alerts"),
+            "postgres://alerts@db.internal/alerts"
+        );
+        assert_eq!(
+            redact("host=db user=alerts password=s3cret"),
+            "host=db user=alerts password=***"
+        );
+    }
+}
