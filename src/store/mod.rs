@@ -373,8 +373,10 @@ impl Store {
                 })?;
             Some(stop)
         };
+        let conn = Conn::sqlite(conn);
         Store::spawn(
-            Conn::sqlite(conn),
+            move || Ok(conn),
+            false,
             path.display().to_string(),
             faults,
             checkpointer,
@@ -384,41 +386,60 @@ impl Store {
     /// Connects to a PostgreSQL database (`storage.postgres.url`) and brings its schema
     /// to this build's version. Errors name the URL without its password.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
-        let conn = sql::PgConn::connect(url)?;
-        let location = conn.location().to_owned();
-        let conn = Conn::postgres(conn);
-        schema::migrate_postgres(&conn, &location)?;
-        Store::spawn(conn, location, Arc::new(Faults::default()), None)
+        let url = url.to_owned();
+        let location = redact_url(&url);
+        let shown = location.clone();
+        // The synchronous client runs a runtime of its own: it must not be made (nor
+        // used) on an async worker, so it is made on the database thread.
+        let open = move || {
+            let conn = Conn::postgres(sql::PgConn::connect(&url)?);
+            schema::migrate_postgres(&conn, &shown)?;
+            Ok(conn)
+        };
+        Store::spawn(open, true, location, Arc::new(Faults::default()), None)
     }
 
-    /// Starts the database thread on `conn`.
+    /// Starts the database thread on the connection `open` makes there, and waits until
+    /// it is made.
     fn spawn(
-        conn: Conn,
+        open: impl FnOnce() -> Result<Conn, StoreError> + Send + 'static,
+        postgres: bool,
         location: String,
         faults: Arc<Faults>,
         checkpointer: Option<mpsc::Sender<()>>,
     ) -> Result<Store, StoreError> {
-        let postgres = conn.is_postgres();
         let silence_generation = Arc::new(AtomicU64::new(0));
         let guard: Arc<RwLock<Option<CommitGuard>>> = Arc::default();
-        let mut db = Db {
-            conn,
-            synchronous: Durability::Full,
-            silence_generation: silence_generation.clone(),
-            guard: guard.clone(),
-        };
         let (jobs, rx) = mpsc::channel::<Job>();
+        let (opened, ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
+        let thread_generation = silence_generation.clone();
+        let thread_guard = guard.clone();
         std::thread::Builder::new()
             .name("navixy-alerts-store".into())
             .spawn(move || {
                 // Ends when every Store handle is gone, and the checkpointer with it.
                 let _checkpointer = checkpointer;
+                let conn = match open() {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(()));
+                let mut db = Db {
+                    conn,
+                    synchronous: Durability::Full,
+                    silence_generation: thread_generation,
+                    guard: thread_guard,
+                };
                 while let Ok(job) = rx.recv() {
                     db.conn.heal();
                     job(&mut db);
                 }
             })
             .map_err(|e| StoreError::Panicked(format!("cannot start the database thread: {e}")))?;
+        ready.recv().map_err(|_| StoreError::Closed)??;
         Ok(Store {
             jobs,
             location: Arc::from(location),

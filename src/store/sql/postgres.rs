@@ -89,11 +89,6 @@ impl PgConn {
         })
     }
 
-    /// The URL without its password.
-    pub fn location(&self) -> &str {
-        &self.shown
-    }
-
     fn error(&self, source: postgres::Error) -> StoreError {
         if source.as_db_error().is_none() {
             self.lost.set(true);
