@@ -27,6 +27,8 @@ mod outbox;
 mod schema;
 mod silences;
 mod sql;
+#[doc(hidden)]
+pub mod testing;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
