@@ -342,16 +342,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_connection;
+    use crate::store::{Conn, conn_tests};
+
+    conn_tests!(
+        an_ack_is_in_force_until_it_expires_and_announced_once,
+        the_link_key_is_made_once_and_kept
+    );
     use chrono::TimeZone;
 
     fn at(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_767_261_600 + s, 0).unwrap()
     }
 
-    #[test]
-    fn an_ack_is_in_force_until_it_expires_and_announced_once() {
-        let conn = test_connection();
+    fn an_ack_is_in_force_until_it_expires_and_announced_once(conn: &Conn) {
         let fp = Fingerprint("00aa".into());
         let stored = StoredAck {
             fingerprint: fp.clone(),
@@ -379,9 +382,7 @@ mod tests {
         assert!(!delete_ack(&conn, &fp).unwrap());
     }
 
-    #[test]
-    fn the_link_key_is_made_once_and_kept() {
-        let conn = test_connection();
+    fn the_link_key_is_made_once_and_kept(conn: &Conn) {
         let key = ack_key(&conn).unwrap();
         assert_eq!(key.len(), KEY_BYTES);
         assert_eq!(ack_key(&conn).unwrap(), key);

@@ -74,11 +74,11 @@ pub fn delete_escalations(conn: &Conn, fingerprint: &Fingerprint) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_connection;
+    use crate::store::{Conn, conn_tests};
 
-    #[test]
-    fn a_step_is_scheduled_once_per_firing_and_runs_once() {
-        let conn = test_connection();
+    conn_tests!(a_step_is_scheduled_once_per_firing_and_runs_once);
+
+    fn a_step_is_scheduled_once_per_firing_and_runs_once(conn: &Conn) {
         let fp = Fingerprint("00aa".into());
         let step = StoredStep {
             fingerprint: fp.clone(),

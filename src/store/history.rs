@@ -453,7 +453,14 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_connection;
+    use crate::store::{Conn, conn_tests};
+
+    conn_tests!(
+        every_kind_round_trips_with_every_field,
+        pages_go_newest_first_and_filter,
+        a_cursor_resumes_where_the_page_ended_even_after_inserts,
+        pruning_deletes_only_older_entries_in_batches
+    );
 
     fn at(s: i64) -> DateTime<Utc> {
         from_ms(1_767_225_600_000 + s * 1000)
@@ -482,9 +489,7 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn every_kind_round_trips_with_every_field() {
-        let conn = test_connection();
+    fn every_kind_round_trips_with_every_field(conn: &Conn) {
         for (i, kind) in HistoryKind::ALL.into_iter().enumerate() {
             assert_eq!(HistoryKind::parse(kind.as_str()), Some(kind));
             let e = HistoryEntry {
@@ -561,9 +566,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn pages_go_newest_first_and_filter() {
-        let conn = test_connection();
+    fn pages_go_newest_first_and_filter(conn: &Conn) {
         for s in 0..10 {
             let (fp, rule, tracker) = if s % 2 == 0 {
                 ("a", "speeding", 1)
@@ -606,9 +609,7 @@ mod tests {
         assert!(q(&|q| q.rule = Some("nope".into())).entries.is_empty());
     }
 
-    #[test]
-    fn a_cursor_resumes_where_the_page_ended_even_after_inserts() {
-        let conn = test_connection();
+    fn a_cursor_resumes_where_the_page_ended_even_after_inserts(conn: &Conn) {
         for s in 0..5 {
             append(&conn, &entry(s, "a", "r", 1, HistoryKind::Queued)).unwrap();
         }
@@ -665,9 +666,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pruning_deletes_only_older_entries_in_batches() {
-        let conn = test_connection();
+    fn pruning_deletes_only_older_entries_in_batches(conn: &Conn) {
         for s in 0..10 {
             append(&conn, &entry(s, "a", "r", 1, HistoryKind::Firing)).unwrap();
         }

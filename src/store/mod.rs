@@ -807,3 +807,71 @@ pub(crate) fn test_connection() -> Conn {
     schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
     Conn::sqlite(conn)
 }
+
+/// A migrated connection to a new database of the test process's PostgreSQL server;
+/// `None` (the test is skipped, and says so) when PostgreSQL is not installed.
+#[cfg(test)]
+pub(crate) fn pg_test_connection(test: &str) -> Option<Conn> {
+    let url = testing::shared_or_skip(test)?.create_database();
+    let conn = Conn::postgres(sql::PgConn::connect(&url).unwrap());
+    schema::migrate_postgres(&conn, &url).unwrap();
+    Some(conn)
+}
+
+/// A store on a new database of the test process's PostgreSQL server (see
+/// [`pg_test_connection`]).
+#[cfg(test)]
+pub(crate) fn pg_test_store(test: &str) -> Option<Store> {
+    let url = testing::shared_or_skip(test)?.create_database();
+    Some(Store::open_postgres(&url).unwrap())
+}
+
+/// One test body, run on both backends: each `fn name(conn: &Conn)` of the calling module
+/// becomes the tests `sqlite::name` (an in-memory database) and `postgres::name` (a new
+/// database on the test server, skipped without PostgreSQL).
+#[cfg(test)]
+macro_rules! conn_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&$crate::store::test_connection());
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let test = concat!(module_path!(), "::", stringify!($name));
+                if let Some(conn) = $crate::store::pg_test_connection(test) {
+                    super::$name(&conn);
+                }
+            })*
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use conn_tests;
+
+/// [`conn_tests!`] for `async fn name(store: Store)`.
+#[cfg(test)]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::store::Store::open_in_memory().unwrap()).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let test = concat!(module_path!(), "::", stringify!($name));
+                if let Some(store) = $crate::store::pg_test_store(test) {
+                    super::$name(store).await;
+                }
+            })*
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use store_tests;

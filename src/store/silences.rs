@@ -260,6 +260,9 @@ pub fn load_silences(conn: &Conn) -> Result<Vec<Silence>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Conn, conn_tests};
+
+    conn_tests!(unexpired_silences_are_capped_and_expired_ones_do_not_count);
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
@@ -382,9 +385,7 @@ mod tests {
         assert!(new_silence(&body).is_ok());
     }
 
-    #[test]
-    fn unexpired_silences_are_capped_and_expired_ones_do_not_count() {
-        let conn = super::super::test_connection();
+    fn unexpired_silences_are_capped_and_expired_ones_do_not_count(conn: &Conn) {
         let now = at("2030-01-01T00:00:00Z");
         let silence = |n: usize, ends_at: &str| Silence {
             id: format!("sil_{n}"),

@@ -1,6 +1,19 @@
 use super::*;
 use crate::alert::{AlertStatus, Fingerprint, PendingAlert};
 use crate::dispatch::testing::{firing, t0};
+use crate::store::store_tests;
+
+// The store's behaviour, the same on SQLite and PostgreSQL.
+store_tests!(
+    live_alerts_round_trip_and_resolve_forgets,
+    a_panicking_job_is_an_error_and_the_thread_goes_on,
+    silences_add_list_delete,
+    bad_silences_are_refused_with_the_reason,
+    outbox_rows_move_from_pending_to_sent_or_failed,
+    failing_commits_make_the_store_not_ready_until_one_succeeds,
+    a_commit_guard_that_refuses_rolls_the_whole_batch_back,
+    pending_alerts_are_kept_for_one_start,
+);
 
 #[test]
 fn migrations_set_the_version_and_are_idempotent() {
@@ -48,9 +61,7 @@ fn storage_path_resolves_against_the_config_folder() {
     assert!(dir.path().join("conf/data/x.db").exists());
 }
 
-#[tokio::test]
-async fn live_alerts_round_trip_and_resolve_forgets() {
-    let store = Store::open_in_memory().unwrap();
+async fn live_alerts_round_trip_and_resolve_forgets(store: Store) {
     let fuel = firing("fuel_drain", 21080);
     let other = firing("speeding", 21081);
     let (f, o) = (fuel.clone(), other.clone());
@@ -98,9 +109,7 @@ fn blocking_calls_work_from_a_plain_thread() {
     assert!(live.is_empty());
 }
 
-#[tokio::test]
-async fn a_panicking_job_is_an_error_and_the_thread_goes_on() {
-    let store = Store::open_in_memory().unwrap();
+async fn a_panicking_job_is_an_error_and_the_thread_goes_on(store: Store) {
     let err = store
         .call(|_db| -> Result<(), StoreError> { panic!("boom") })
         .await
@@ -121,9 +130,7 @@ fn matcher(name: &str, value: &str, is_regex: bool) -> SilenceMatcher {
     }
 }
 
-#[tokio::test]
-async fn silences_add_list_delete() {
-    let store = Store::open_in_memory().unwrap();
+async fn silences_add_list_delete(store: Store) {
     let generation = store.silence_generation();
     let added = store
         .add_silence(
@@ -151,9 +158,7 @@ async fn silences_add_list_delete() {
     assert!(store.list_silences().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn bad_silences_are_refused_with_the_reason() {
-    let store = Store::open_in_memory().unwrap();
+async fn bad_silences_are_refused_with_the_reason(store: Store) {
     let new = |matchers, ends_at| NewSilence {
         matchers,
         starts_at: None,
@@ -187,9 +192,7 @@ async fn bad_silences_are_refused_with_the_reason() {
     }
 }
 
-#[tokio::test]
-async fn outbox_rows_move_from_pending_to_sent_or_failed() {
-    let store = Store::open_in_memory().unwrap();
+async fn outbox_rows_move_from_pending_to_sent_or_failed(store: Store) {
     store
         .call(|db| {
             let tx = db.write(Durability::Full)?;
@@ -284,10 +287,7 @@ fn commits_leave_the_log_to_the_checkpointer() {
     );
 }
 
-#[test]
-fn pending_alerts_are_kept_for_one_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+async fn pending_alerts_are_kept_for_one_start(store: Store) {
     let pending = |rule: &str, tracker: i64, key: Option<&str>| PendingAlert {
         fingerprint: Fingerprint::new(rule, Some(tracker), key),
         rule: rule.into(),
@@ -295,23 +295,18 @@ fn pending_alerts_are_kept_for_one_start() {
         key: key.map(str::to_string),
         since: t0(),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let first = vec![pending("idling", 7, None), pending("door", 8, Some("2"))];
-        store.save_pending_alerts(first).await.unwrap();
-        // A second stop replaces what the first kept.
-        let second = vec![pending("idling", 9, None), pending("door", 8, Some("3"))];
-        store.save_pending_alerts(second.clone()).await.unwrap();
-        let mut taken = store.take_pending_alerts().await.unwrap();
-        taken.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-        let mut want = second;
-        want.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-        assert_eq!(taken, want);
-        // Taken once: a start that ends without saving leaves nothing to the next.
-        assert!(store.take_pending_alerts().await.unwrap().is_empty());
-    });
+    let first = vec![pending("idling", 7, None), pending("door", 8, Some("2"))];
+    store.save_pending_alerts(first).await.unwrap();
+    // A second stop replaces what the first kept.
+    let second = vec![pending("idling", 9, None), pending("door", 8, Some("3"))];
+    store.save_pending_alerts(second.clone()).await.unwrap();
+    let mut taken = store.take_pending_alerts().await.unwrap();
+    taken.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    let mut want = second;
+    want.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    assert_eq!(taken, want);
+    // Taken once: a start that ends without saving leaves nothing to the next.
+    assert!(store.take_pending_alerts().await.unwrap().is_empty());
 }
 
 /// Removes the database and its `-wal` and `-shm` files, as `rm alerts.db*` does.
@@ -362,9 +357,7 @@ async fn a_replaced_database_file_is_noticed() {
     assert!(matches!(store.check_file(), Err(StoreError::Lost { .. })));
 }
 
-#[tokio::test]
-async fn failing_commits_make_the_store_not_ready_until_one_succeeds() {
-    let store = Store::open_in_memory().unwrap();
+async fn failing_commits_make_the_store_not_ready_until_one_succeeds(store: Store) {
     let full = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
         Some("database or disk is full".into()),
@@ -380,9 +373,7 @@ async fn failing_commits_make_the_store_not_ready_until_one_succeeds() {
     store.check_writable().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_commit_guard_that_refuses_rolls_the_whole_batch_back() {
-    let store = Store::open_in_memory().unwrap();
+async fn a_commit_guard_that_refuses_rolls_the_whole_batch_back(store: Store) {
     let seen = Arc::new(AtomicU64::new(u64::MAX));
     let inside = seen.clone();
     store.set_commit_guard(Arc::new(move |tx: &Tx<'_>| {
