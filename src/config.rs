@@ -2535,6 +2535,16 @@ mod tests {
                 "c.yaml:4:3: storage.path: empty (use `:memory:` for no file)",
             ),
             (
+                format!(
+                    "{sim}storage:\n  postgres: {{ url: 'postgres://u:s3cret@db:notaport/x' }}\n"
+                ),
+                "c.yaml:4:15: storage.postgres.url: `postgres://u:***@db:notaport/x` is not a PostgreSQL URL: invalid connection string (postgres://user:password@host:port/database)",
+            ),
+            (
+                format!("{sim}storage:\n  path: a.db\n  postgres: {{ url: 'postgres://db/x' }}\n"),
+                "c.yaml:5:3: storage.postgres: set either storage.path (SQLite) or storage.postgres, not both",
+            ),
+            (
                 "source:\n  navixy: { api_url: 'https://x.example', hash: h, trackers: [1, -2] }\n"
                     .into(),
                 "c.yaml:2:52: source.navixy.trackers: `-2` is not a tracker id (ids are positive)",

@@ -421,3 +421,113 @@ async fn a_commit_guard_that_refuses_rolls_the_whole_batch_back(store: Store) {
         .unwrap();
     assert_eq!(store.list_outbox(None, 10).await.unwrap().len(), 1);
 }
+
+// What only PostgreSQL has: a server shared by instances, and a connection to lose.
+
+#[test]
+fn postgres_two_stores_opening_one_empty_database_at_once_both_succeed() {
+    let test = "store::tests::postgres_two_stores_opening_one_empty_database_at_once_both_succeed";
+    let Some(server) = testing::shared_or_skip(test) else {
+        return;
+    };
+    let url = server.create_database();
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let opening: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open_postgres(&url)
+            })
+        })
+        .collect();
+    for handle in opening {
+        let store = handle.join().unwrap().unwrap();
+        assert!(store.is_postgres());
+    }
+    let database = url.rsplit('/').next().unwrap();
+    let version = server
+        .psql(database, "SELECT version FROM schema_version")
+        .unwrap();
+    assert_eq!(version.trim(), schema::VERSION.to_string());
+}
+
+#[test]
+fn postgres_a_database_from_a_newer_build_is_refused_by_name() {
+    let test = "store::tests::postgres_a_database_from_a_newer_build_is_refused_by_name";
+    let Some(server) = testing::shared_or_skip(test) else {
+        return;
+    };
+    let url = server.create_database();
+    drop(Store::open_postgres(&url).unwrap());
+    let database = url.rsplit('/').next().unwrap();
+    server
+        .psql(database, "UPDATE schema_version SET version = 99")
+        .unwrap();
+    let err = Store::open_postgres(&url).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "storage {url}: schema version 99 is newer than this build knows ({}); \
+             use a newer navixy-alerts or another database",
+            schema::VERSION
+        )
+    );
+}
+
+#[test]
+fn postgres_errors_name_the_database_without_its_password() {
+    // Nothing listens on port 1: the connection is refused at once.
+    let err = Store::open_postgres("postgres://alerts:s3cret@127.0.0.1:1/alerts")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("storage postgres://alerts:***@127.0.0.1:1/alerts: "),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_a_lost_connection_fails_one_call_and_the_next_reconnects() {
+    let test = "store::tests::postgres_a_lost_connection_fails_one_call_and_the_next_reconnects";
+    // A server of its own: stopping the shared one would fail the other tests.
+    let server = match testing::PgServer::start() {
+        Ok(server) => server,
+        Err(why) => {
+            // Skips (or fails under NAVIXY_ALERTS_REQUIRE_ALL) as the shared one does.
+            if testing::shared_or_skip(test).is_none() {
+                return;
+            }
+            panic!("{why}");
+        }
+    };
+    let url = server.create_database();
+    let store = Store::open_postgres(&url).unwrap();
+    store.check_writable().await.unwrap();
+
+    server.stop();
+    let err = store.check_writable().await.unwrap_err();
+    assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!("storage {url}: ")),
+        "{err}"
+    );
+
+    server.start_again();
+    store.check_writable().await.unwrap();
+    let fuel = firing("fuel_drain", 21080);
+    store
+        .call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            upsert_live_alert(&tx, &fuel, t0())?;
+            tx.commit()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load_live_alerts().await.unwrap().len(), 1);
+}

@@ -196,25 +196,28 @@ pub(super) fn column_error(row: &postgres::Row, i: usize, e: postgres::Error) ->
 
 /// A connection URL with its password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    // Read by hand, not with a URL parser: a URL too broken to parse still hides it.
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        if let Some((userinfo, host)) = authority.rsplit_once('@')
+            && let Some((user, _password)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}{path}");
         }
-        Ok(_) => url.to_owned(),
-        // Not a URL (a `key=value` string): drop a `password=...` pair.
-        Err(_) => url
-            .split_whitespace()
-            .map(|pair| {
-                if pair.starts_with("password=") {
-                    "password=***"
-                } else {
-                    pair
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        return url.to_owned();
     }
+    // libpq's `key=value` form: hide a `password=...` pair.
+    url.split_whitespace()
+        .map(|pair| {
+            if pair.starts_with("password=") {
+                "password=***"
+            } else {
+                pair
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -230,6 +233,10 @@ mod tests {
         assert_eq!(
             redact("postgres://alerts@db.internal/alerts"),
             "postgres://alerts@db.internal/alerts"
+        );
+        assert_eq!(
+            redact("postgres://u:s3cret@db:notaport/x?sslmode=disable"),
+            "postgres://u:***@db:notaport/x?sslmode=disable"
         );
         assert_eq!(
             redact("host=db user=alerts password=s3cret"),
