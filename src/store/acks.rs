@@ -366,25 +366,25 @@ mod tests {
             },
             expires_at: Some(at(100)),
         };
-        put_ack(&conn, &stored).unwrap();
+        put_ack(conn, &stored).unwrap();
         assert_eq!(
-            active_ack(&conn, &fp, at(99)).unwrap(),
+            active_ack(conn, &fp, at(99)).unwrap(),
             Some(stored.ack.clone())
         );
-        assert_eq!(active_ack(&conn, &fp, at(100)).unwrap(), None);
+        assert_eq!(active_ack(conn, &fp, at(100)).unwrap(), None);
         assert_eq!(
-            unannounced_acks(&conn).unwrap(),
+            unannounced_acks(conn).unwrap(),
             std::slice::from_ref(&stored)
         );
-        mark_announced(&conn, &fp).unwrap();
-        assert!(unannounced_acks(&conn).unwrap().is_empty());
-        assert!(delete_ack(&conn, &fp).unwrap());
-        assert!(!delete_ack(&conn, &fp).unwrap());
+        mark_announced(conn, &fp).unwrap();
+        assert!(unannounced_acks(conn).unwrap().is_empty());
+        assert!(delete_ack(conn, &fp).unwrap());
+        assert!(!delete_ack(conn, &fp).unwrap());
     }
 
     fn the_link_key_is_made_once_and_kept(conn: &Conn) {
-        let key = ack_key(&conn).unwrap();
+        let key = ack_key(conn).unwrap();
         assert_eq!(key.len(), KEY_BYTES);
-        assert_eq!(ack_key(&conn).unwrap(), key);
+        assert_eq!(ack_key(conn).unwrap(), key);
     }
 }

@@ -87,17 +87,14 @@ mod tests {
             due_at: DateTime::UNIX_EPOCH,
             state: "{}".into(),
         };
-        assert!(schedule_escalation(&conn, &step).unwrap());
-        assert!(!schedule_escalation(&conn, &step).unwrap());
-        assert_eq!(
-            load_escalations(&conn).unwrap(),
-            std::slice::from_ref(&step)
-        );
-        finish_escalation(&conn, &fp, "routes[0]", 0).unwrap();
-        assert!(load_escalations(&conn).unwrap().is_empty());
+        assert!(schedule_escalation(conn, &step).unwrap());
+        assert!(!schedule_escalation(conn, &step).unwrap());
+        assert_eq!(load_escalations(conn).unwrap(), std::slice::from_ref(&step));
+        finish_escalation(conn, &fp, "routes[0]", 0).unwrap();
+        assert!(load_escalations(conn).unwrap().is_empty());
         // Done, it is not scheduled again by the same firing.
-        assert!(!schedule_escalation(&conn, &step).unwrap());
-        delete_escalations(&conn, &fp).unwrap();
-        assert!(schedule_escalation(&conn, &step).unwrap());
+        assert!(!schedule_escalation(conn, &step).unwrap());
+        delete_escalations(conn, &fp).unwrap();
+        assert!(schedule_escalation(conn, &step).unwrap());
     }
 }

@@ -501,10 +501,10 @@ mod tests {
                 detail: Some("why".into()),
                 ..entry(i as i64, "fp1", "speeding", 7, kind)
             };
-            append(&conn, &e).unwrap();
+            append(conn, &e).unwrap();
         }
         let page = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 100,
                 ..HistoryQuery::default()
@@ -573,7 +573,7 @@ mod tests {
             } else {
                 ("b", "offline", 2)
             };
-            append(&conn, &entry(s, fp, rule, tracker, HistoryKind::Firing)).unwrap();
+            append(conn, &entry(s, fp, rule, tracker, HistoryKind::Firing)).unwrap();
         }
         let q = |f: &dyn Fn(&mut HistoryQuery)| {
             let mut q = HistoryQuery {
@@ -581,7 +581,7 @@ mod tests {
                 ..HistoryQuery::default()
             };
             f(&mut q);
-            page(&conn, &q).unwrap()
+            page(conn, &q).unwrap()
         };
         let times = |p: HistoryPage| {
             kinds_and_times(&p)
@@ -611,10 +611,10 @@ mod tests {
 
     fn a_cursor_resumes_where_the_page_ended_even_after_inserts(conn: &Conn) {
         for s in 0..5 {
-            append(&conn, &entry(s, "a", "r", 1, HistoryKind::Queued)).unwrap();
+            append(conn, &entry(s, "a", "r", 1, HistoryKind::Queued)).unwrap();
         }
         let first = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 2,
                 ..HistoryQuery::default()
@@ -627,11 +627,11 @@ mod tests {
 
         // Newer entries arrive between the pages: they do not shift the next page.
         for s in 5..8 {
-            append(&conn, &entry(s, "a", "r", 1, HistoryKind::Sent)).unwrap();
+            append(conn, &entry(s, "a", "r", 1, HistoryKind::Sent)).unwrap();
         }
         let next = |cursor| {
             page(
-                &conn,
+                conn,
                 &HistoryQuery {
                     limit: 2,
                     cursor: Some(cursor),
@@ -648,7 +648,7 @@ mod tests {
 
         // A page that ends exactly at the last entry says so too.
         let exact = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 8,
                 ..HistoryQuery::default()
@@ -668,14 +668,14 @@ mod tests {
 
     fn pruning_deletes_only_older_entries_in_batches(conn: &Conn) {
         for s in 0..10 {
-            append(&conn, &entry(s, "a", "r", 1, HistoryKind::Firing)).unwrap();
+            append(conn, &entry(s, "a", "r", 1, HistoryKind::Firing)).unwrap();
         }
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 3);
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 3);
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 1);
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 0);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 3);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 3);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 1);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 0);
         let left = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 100,
                 ..HistoryQuery::default()

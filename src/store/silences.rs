@@ -403,12 +403,12 @@ mod tests {
         };
         conn.execute_batch("BEGIN").unwrap();
         for n in 0..MAX_UNEXPIRED_SILENCES - 1 {
-            insert_silence(&conn, &silence(n, "2030-01-02T00:00:00Z")).unwrap();
+            insert_silence(conn, &silence(n, "2030-01-02T00:00:00Z")).unwrap();
         }
         // Ended: not counted.
-        insert_silence(&conn, &silence(100_000, "2030-01-01T00:00:00Z")).unwrap();
-        insert_silence(&conn, &silence(100_001, "2030-01-02T00:00:00Z")).unwrap();
-        match insert_silence(&conn, &silence(100_002, "2030-01-02T00:00:00Z")) {
+        insert_silence(conn, &silence(100_000, "2030-01-01T00:00:00Z")).unwrap();
+        insert_silence(conn, &silence(100_001, "2030-01-02T00:00:00Z")).unwrap();
+        match insert_silence(conn, &silence(100_002, "2030-01-02T00:00:00Z")) {
             Err(StoreError::Invalid(message)) => assert_eq!(
                 message,
                 "there are already 10000 silences in force or pending, the most allowed is \
@@ -418,7 +418,7 @@ mod tests {
         }
         conn.execute_batch("COMMIT").unwrap();
         assert_eq!(
-            load_silences(&conn).unwrap().len(),
+            load_silences(conn).unwrap().len(),
             MAX_UNEXPIRED_SILENCES + 1
         );
     }

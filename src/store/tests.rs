@@ -262,11 +262,10 @@ fn commits_leave_the_log_to_the_checkpointer() {
     }
     let auto: i64 = store
         .call_blocking(|db| {
-            Ok(db
-                .conn()
+            db.conn()
                 .query_one("PRAGMA wal_autocheckpoint", crate::store::params![], |r| {
                     r.get(0)
-                })?)
+                })
         })
         .unwrap();
     assert_eq!(auto, 0, "commits never checkpoint");

@@ -154,7 +154,7 @@ pub struct Conn {
 
 enum Backend {
     Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 impl Conn {
@@ -166,7 +166,7 @@ impl Conn {
 
     pub(crate) fn postgres(conn: PgConn) -> Conn {
         Conn {
-            backend: Backend::Postgres(conn),
+            backend: Backend::Postgres(Box::new(conn)),
         }
     }
 
