@@ -199,7 +199,7 @@ impl Outcomes {
                         // One outcome that cannot be written does not undo the others.
                         let each: Vec<Result<(), String>> = fs
                             .into_iter()
-                            .map(|f| f(&tx).map_err(|e| e.to_string()))
+                            .map(|f| tx.isolated(f).map_err(|e| e.to_string()))
                             .collect();
                         tx.commit()?;
                         Ok(each)

@@ -13,6 +13,7 @@ store_tests!(
     failing_commits_make_the_store_not_ready_until_one_succeeds,
     a_commit_guard_that_refuses_rolls_the_whole_batch_back,
     pending_alerts_are_kept_for_one_start,
+    a_write_that_fails_in_isolation_leaves_the_rest_of_its_transaction,
 );
 
 #[test]
@@ -529,4 +530,24 @@ async fn postgres_a_lost_connection_fails_one_call_and_the_next_reconnects() {
         .await
         .unwrap();
     assert_eq!(store.load_live_alerts().await.unwrap().len(), 1);
+}
+
+async fn a_write_that_fails_in_isolation_leaves_the_rest_of_its_transaction(store: Store) {
+    let ids = store
+        .call(|db| {
+            let tx = db.write(Durability::Relaxed)?;
+            insert_outbox(&tx, "msg_1", "ops", "g", t0(), "{}")?;
+            // The same id again: refused, and only this write is undone.
+            let again = tx.isolated(|c| insert_outbox(c, "msg_1", "ops", "g", t0(), "{}"));
+            assert!(again.is_err());
+            insert_outbox(&tx, "msg_2", "ops", "g", t0(), "{}")?;
+            tx.commit()?;
+            Ok(load_pending(db.conn())?
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids, ["msg_1", "msg_2"]);
 }

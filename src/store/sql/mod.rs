@@ -249,9 +249,29 @@ impl Conn {
         match &self.backend {
             Backend::Sqlite(conn) => Ok(conn.execute_batch("BEGIN IMMEDIATE")?),
             Backend::Postgres(conn) if relaxed => {
-                conn.batch("BEGIN; SET LOCAL synchronous_commit = off")
+                conn.begin("BEGIN; SET LOCAL synchronous_commit = off")
             }
-            Backend::Postgres(conn) => conn.batch("BEGIN"),
+            Backend::Postgres(conn) => conn.begin("BEGIN"),
+        }
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Ok(conn.execute_batch("COMMIT")?),
+            Backend::Postgres(conn) => conn.commit(),
+        }
+    }
+
+    /// Runs `f` so that its failure undoes only what it wrote, and the transaction goes
+    /// on: as any failed statement does on SQLite, inside a savepoint on PostgreSQL
+    /// (where a failed statement aborts the whole transaction).
+    pub fn isolated<T>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => f(self),
+            Backend::Postgres(conn) => conn.isolated(|| f(self)),
         }
     }
 
@@ -305,7 +325,7 @@ impl<'a> Tx<'a> {
         if let Some(guard) = self.guard.take() {
             guard(&self)?;
         }
-        self.conn.execute_batch("COMMIT")?;
+        self.conn.commit()?;
         self.done = true;
         Ok(())
     }

@@ -61,6 +61,9 @@ pub struct PgConn {
     shown: String,
     /// A statement failed for another reason than the SQL (the connection went away).
     lost: Cell<bool>,
+    /// A statement failed inside the open transaction: PostgreSQL has aborted it, and
+    /// its COMMIT would quietly roll back.
+    aborted: Cell<bool>,
 }
 
 impl PgConn {
@@ -86,6 +89,7 @@ impl PgConn {
             config,
             shown,
             lost: Cell::new(false),
+            aborted: Cell::new(false),
         })
     }
 
@@ -93,6 +97,7 @@ impl PgConn {
         if source.as_db_error().is_none() {
             self.lost.set(true);
         }
+        self.aborted.set(true);
         StoreError::Postgres {
             location: self.shown.clone(),
             source,
@@ -178,6 +183,44 @@ impl PgConn {
             .borrow_mut()
             .batch_execute(sql)
             .map_err(|e| self.error(e))
+    }
+
+    pub(super) fn begin(&self, sql: &str) -> Result<(), StoreError> {
+        self.batch(sql)?;
+        self.aborted.set(false);
+        Ok(())
+    }
+
+    /// COMMIT, unless a statement of the transaction failed: PostgreSQL would answer a
+    /// COMMIT of an aborted transaction with a rollback, and no error.
+    pub(super) fn commit(&self) -> Result<(), StoreError> {
+        if self.aborted.get() {
+            return Err(StoreError::Invalid(format!(
+                "storage {}: not committed: a statement of the transaction failed",
+                self.shown
+            )));
+        }
+        self.batch("COMMIT")
+    }
+
+    /// Runs `f` inside a savepoint: when it fails, only what it did is undone and the
+    /// transaction goes on (as a failed statement leaves a SQLite transaction).
+    pub(super) fn isolated<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.batch("SAVEPOINT isolated")?;
+        match f() {
+            Ok(v) => {
+                self.batch("RELEASE SAVEPOINT isolated")?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.batch("ROLLBACK TO SAVEPOINT isolated")?;
+                self.aborted.set(false);
+                Err(e)
+            }
+        }
     }
 
     pub(super) fn rollback(&self) {
