@@ -152,6 +152,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (fingerprint, route, step)
     );
     "#,
+    // 4 -> 5: the claims of a cluster's delivery (`dispatch::outbox::claimed`). Used on
+    // PostgreSQL only; here so that both backends have every step.
+    r#"
+    CREATE TABLE IF NOT EXISTS outbox_channels (
+        channel TEXT PRIMARY KEY
+    );
+    "#,
 ];
 
 /// [`MIGRATIONS`] in PostgreSQL's words: integers are `BIGINT`, `seq` columns identities,
@@ -274,6 +281,13 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
         done        BIGINT NOT NULL DEFAULT 0,
         state       TEXT NOT NULL,
         PRIMARY KEY (fingerprint, route, step)
+    );
+    "#,
+    // 4 -> 5: the claims of a cluster's delivery (`dispatch::outbox::claimed`): one row
+    // per channel, locked FOR UPDATE SKIP LOCKED by the instance sending its notifications.
+    r#"
+    CREATE TABLE IF NOT EXISTS outbox_channels (
+        channel TEXT PRIMARY KEY
     );
     "#,
 ];

@@ -36,12 +36,6 @@ use crate::dispatch::group::Undelivered;
 use crate::dispatch::notification::Notification;
 use crate::store::{Feed, FeedEvent, HistoryEntry, HistoryKind};
 
-/// The table of claims, created by the first instance that starts (the PostgreSQL
-/// migrations create it too; both are idempotent).
-pub const OUTBOX_CHANNELS: &str = "CREATE TABLE IF NOT EXISTS outbox_channels (
-    channel TEXT PRIMARY KEY
-)";
-
 /// Where the shared outbox is and how long a claim may outlive its holder.
 #[derive(Debug, Clone)]
 pub struct ClaimOptions {
@@ -101,7 +95,8 @@ struct Inner {
 pub struct ClaimError(String);
 
 impl Claimed {
-    /// Creates the claim rows of `channels` and starts one delivery loop per channel; they
+    /// Adds the claim rows of `channels` (to `outbox_channels`, which the store's
+    /// migrations create) and starts one delivery loop per channel; they
     /// run until `shutdown` is set (a send under way is finished and recorded first).
     pub async fn start(
         options: ClaimOptions,
@@ -114,10 +109,6 @@ impl Claimed {
         let client = connect(&options)
             .await
             .map_err(|e| ClaimError(format!("storage.postgres.url: {e}")))?;
-        client
-            .batch_execute(OUTBOX_CHANNELS)
-            .await
-            .map_err(|e| ClaimError(e.to_string()))?;
         for name in channels.keys() {
             client
                 .execute(

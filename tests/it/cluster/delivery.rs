@@ -14,7 +14,7 @@ use navixy_alerts::clock::{Clock, SystemClock};
 use navixy_alerts::config::Config;
 use navixy_alerts::dispatch::group::GroupId;
 use navixy_alerts::dispatch::outbox::RetryTarget;
-use navixy_alerts::dispatch::outbox::claimed::{ClaimOptions, Claimed, OUTBOX_CHANNELS};
+use navixy_alerts::dispatch::outbox::claimed::{ClaimOptions, Claimed};
 use navixy_alerts::store::Feed;
 
 use super::support::{connect, database, history, notification, queue, rows};
@@ -121,7 +121,6 @@ async fn a_claim_held_by_a_frozen_connection_is_skipped_and_released_after_the_l
         queue(&db, &notification(&format!("msg_h{i}"), "hook", "g", now)).await;
         queue(&db, &notification(&format!("msg_o{i}"), "other", "g", now)).await;
     }
-    db.batch_execute(OUTBOX_CHANNELS).await.unwrap();
     db.execute(
         "INSERT INTO outbox_channels (channel) VALUES ('hook'), ('other')",
         &[],
