@@ -87,6 +87,9 @@ struct Inner {
     depth: Depth,
     undelivered: Undelivered,
     stopped: watch::Receiver<bool>,
+    /// Where the `sent`/`failed` history entries are told once committed: the running
+    /// store's feed (it changes when an owner's run opens its store).
+    feed: parking_lot::Mutex<Feed>,
 }
 
 /// Why delivery cannot start.
@@ -132,6 +135,7 @@ impl Claimed {
             depth: Depth::default(),
             undelivered: Undelivered::default(),
             stopped: done_rx,
+            feed: parking_lot::Mutex::new(feed),
         });
         let mut tasks = Vec::new();
         for (name, channel) in channels {
@@ -141,7 +145,6 @@ impl Claimed {
                 channel,
                 policy: policy.clone(),
                 inner: inner.clone(),
-                feed: feed.clone(),
                 nudge,
             };
             tasks.push(tokio::spawn(lane.run(shutdown.clone())));
@@ -185,6 +188,12 @@ impl Claimed {
         if let Some(n) = self.inner.nudges.get(channel) {
             n.notify_one();
         }
+    }
+
+    /// Tells the history entries of deliveries to `feed` from now on (the store of the
+    /// run that has started).
+    pub fn set_feed(&self, feed: Feed) {
+        *self.inner.feed.lock() = feed;
     }
 
     /// Pending notifications in the shared outbox, as last counted.
@@ -364,7 +373,6 @@ struct Lane {
     channel: Arc<Channel>,
     policy: RetryPolicy,
     inner: Arc<Inner>,
-    feed: Feed,
     nudge: Arc<Notify>,
 }
 
@@ -387,10 +395,23 @@ impl Lane {
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut client: Option<Client> = None;
         let mut failures = 0u32;
+        let mut last = std::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            // More than a lease since the last turn: this process was frozen (or a send
+            // outlasted the lease), and its claims are gone. It sends nothing for one more
+            // lease: an owner deposed meanwhile learns it from its lease and exits first.
+            if last.elapsed() > self.inner.options.lease {
+                tracing::warn!(channel = %self.name, gap_ms = last.elapsed().as_millis(), "Delivery paused for one lease after a gap longer than the lease.");
+                client = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.inner.options.lease) => {}
+                    _ = stopped(&mut shutdown) => break,
+                }
+            }
+            last = std::time::Instant::now();
             let wait = match self.connected(&mut client).await {
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -558,8 +579,8 @@ impl Lane {
         if finished {
             self.inner.undelivered.done(&self.name, &group_key);
         }
-        self.feed
-            .publish_all(history.into_iter().map(FeedEvent::History));
+        let feed = self.inner.feed.lock().clone();
+        feed.publish_all(history.into_iter().map(FeedEvent::History));
         Ok(Round::Worked)
     }
 }
