@@ -26,6 +26,8 @@ mod log;
 mod outbox;
 mod schema;
 mod silences;
+#[doc(hidden)]
+pub mod testing;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
