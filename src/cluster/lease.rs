@@ -469,3 +469,163 @@ impl Drop for Leases {
         self.disconnect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::shared_or_skip;
+
+    fn cluster(instance: &str) -> ClusterConfig {
+        ClusterConfig {
+            instance: instance.into(),
+            lease: Duration::from_secs(15),
+            renew: None,
+        }
+    }
+
+    fn leases(url: &str, instance: &str) -> (Leases, watch::Receiver<ClusterView>) {
+        Leases::new(url, &cluster(instance), vec!["navixy".into()])
+    }
+
+    /// Runs `sql` on the database at `url`, as an operator (or the passing of time) would.
+    async fn by_hand(url: &str, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+        let task = tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+        drop(client);
+        let _ = task.await;
+    }
+
+    /// The lease runs out on the database's clock, as if `lease` had passed unrenewed.
+    async fn expire(url: &str) {
+        by_hand(
+            url,
+            &format!("UPDATE leases SET expires_at = {DB_NOW_MS} - 1 WHERE source = 'navixy'"),
+        )
+        .await;
+    }
+
+    fn acquired(epoch: i64, from: Option<&str>) -> LeaseEvent {
+        LeaseEvent::Acquired {
+            source: "navixy".into(),
+            epoch,
+            from: from.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_holds_the_other_waits_then_takes_over_an_expired_lease_and_the_first_notices() {
+        let Some(pg) = shared_or_skip("cluster::lease") else {
+            return;
+        };
+        let url = pg.create_database();
+        let (mut a, seen_a) = leases(&url, "a");
+        let (mut b, seen_b) = leases(&url, "b");
+
+        assert_eq!(a.round().await, vec![acquired(1, None)]);
+        assert_eq!(b.round().await, vec![], "b waits while a holds it");
+        let view = seen_b.borrow().clone();
+        assert_eq!((view.role, view.owns.len()), ("standby", 0));
+        let lease = view.source("navixy").unwrap();
+        assert_eq!(
+            (lease.owner.as_deref(), lease.epoch, lease.live, lease.held),
+            (Some("a"), 1, true, false)
+        );
+        let view = seen_a.borrow().clone();
+        assert_eq!(
+            (view.role, view.owns.clone()),
+            ("owner", vec!["navixy".to_string()])
+        );
+        assert!(view.source("navixy").unwrap().held);
+
+        // A renewal keeps it, and the epoch.
+        assert_eq!(a.round().await, vec![]);
+        assert_eq!(a.held(), vec![("navixy".to_string(), 1)]);
+        assert_eq!(b.round().await, vec![]);
+
+        // a stops renewing; once the lease has run out b takes it, one epoch up.
+        expire(&url).await;
+        assert_eq!(b.round().await, vec![acquired(2, Some("a"))]);
+        assert_eq!(b.held(), vec![("navixy".to_string(), 2)]);
+
+        // a's next renewal finds b there: lost, and never taken back by a.
+        let events = a.round().await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let LeaseEvent::Lost {
+            source,
+            epoch,
+            owner,
+            why,
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (source.as_str(), *epoch, owner.as_deref()),
+            ("navixy", 1, Some("b"))
+        );
+        assert!(why.contains("taken or expired"), "{why}");
+        assert!(a.held().is_empty());
+        assert_eq!(seen_a.borrow().role, "standby");
+        expire(&url).await;
+        assert_eq!(a.round().await, vec![], "a deposed instance takes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_taken_at_once() {
+        let Some(pg) = shared_or_skip("cluster::lease") else {
+            return;
+        };
+        let url = pg.create_database();
+        let (mut a, _) = leases(&url, "a");
+        let (mut b, seen_b) = leases(&url, "b");
+        assert_eq!(a.round().await, vec![acquired(1, None)]);
+        a.release().await;
+        assert!(a.held().is_empty());
+        assert_eq!(b.round().await, vec![acquired(2, Some("a"))]);
+        let view = seen_b.borrow().clone();
+        let lease = view.source("navixy").unwrap();
+        assert_eq!((lease.owner.as_deref(), lease.live), (Some("b"), true));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_loses_the_lease_only_after_a_whole_lease() {
+        let Some(pg) = shared_or_skip("cluster::lease") else {
+            return;
+        };
+        let url = pg.create_database();
+        let (mut a, seen) = leases(&url, "a");
+        assert_eq!(a.round().await, vec![acquired(1, None)]);
+        // The database goes away (a port nothing listens on).
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = dead.local_addr().unwrap().port();
+        drop(dead);
+        a.url = format!("postgres://navixy@127.0.0.1:{port}/x");
+        a.disconnect();
+        assert_eq!(a.round().await, vec![], "within the lease: still held");
+        assert_eq!(a.held().len(), 1);
+        assert!(
+            seen.borrow()
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("cannot connect")
+        );
+        // A whole lease after the last renewal was sent (instead of waiting it out).
+        a.held.get_mut("navixy").unwrap().deadline = Instant::now();
+        let events = a.round().await;
+        let [
+            LeaseEvent::Lost {
+                owner: None, why, ..
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert!(
+            why.starts_with("no renewal for a whole lease (15s): cluster: cannot connect"),
+            "{why}"
+        );
+        assert!(a.held().is_empty());
+    }
+}
