@@ -30,6 +30,7 @@
 //!
 //! - [`reload`]: hot reload of the rule set. [`watch`]: reload on rule file change.
 
+mod cluster;
 pub mod reload;
 pub mod watch;
 
@@ -119,15 +120,62 @@ pub async fn run(
     started: Option<oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     crate::navixy::rest::install_crypto_provider();
+    // Before anything creates a counter: a counter made before the recorder stays a no-op.
+    let admin = bind_admin(&config).await?;
+    let metrics = admin.as_ref().and_then(|_| server::metrics::install());
+    if config.cluster.is_some() {
+        return cluster::run(config, rules, options, shutdown, started, admin, metrics).await;
+    }
+    let owner = Owner {
+        admin,
+        metrics,
+        cluster: None,
+    };
+    run_owner(config, rules, options, shutdown, started, owner).await
+}
+
+/// What a run of the sources gets from the start-up path: the bound admin listener, the
+/// metrics recorder, and in a cluster the leases it runs by.
+pub(crate) struct Owner {
+    admin: Option<TcpListener>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    cluster: Option<Clustered>,
+}
+
+/// A run in a cluster: `config.sources()` are the sources whose leases this instance
+/// holds.
+pub(crate) struct Clustered {
+    /// Who holds what, for `/readyz` and the console.
+    view: tokio::sync::watch::Receiver<crate::cluster::ClusterView>,
+    /// Completes, saying which source went to whom, when a lease held is lost: the run
+    /// then stops as after a fault.
+    lost: futures_util::future::BoxFuture<'static, String>,
+}
+
+/// Runs `config`'s sources until `shutdown` completes, then stops in data-flow order.
+async fn run_owner(
+    config: Config,
+    rules: RuleSet,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send,
+    started: Option<oneshot::Sender<Running>>,
+    owner: Owner,
+) -> anyhow::Result<()> {
+    let Owner {
+        admin,
+        metrics,
+        cluster,
+    } = owner;
+    let (cluster_view, lost) = match cluster {
+        Some(c) => (Some(c.view), Some(c.lost)),
+        None => (None, None),
+    };
     let (faults, mut faulted) = mpsc::unbounded_channel::<Fault>();
     let ending = Arc::new(AtomicBool::new(false));
     let supervisor = Supervisor {
         faults,
         stopping: ending.clone(),
     };
-    // Before anything creates a counter: a counter made before the recorder stays a no-op.
-    let admin = bind_admin(&config).await?;
-    let metrics = admin.as_ref().and_then(|_| server::metrics::install());
 
     // Each source's Navixy context (zones, groups, tags, drivers): the source fills it,
     // rules read it for that source's trackers.
@@ -347,6 +395,7 @@ pub async fn run(
                 metrics,
                 auth: Auth::from_config(&config.server),
                 server: config.server.clone(),
+                cluster: cluster_view.clone(),
             };
             let open = !state.auth.required();
             if let Some(addr) = addr {
@@ -381,9 +430,16 @@ pub async fn run(
     }
     info!(rules = rules.len(), workers, "Engine running.");
 
+    let lost = async move {
+        match lost {
+            Some(lost) => lost.await,
+            None => std::future::pending().await,
+        }
+    };
     let fault = tokio::select! {
         () = shutdown => None,
         fault = faulted.recv() => fault,
+        why = lost => Some(Fault { part: "cluster lease".into(), message: why }),
     };
     ending.store(true, Ordering::Release);
     match &fault {

@@ -87,8 +87,8 @@ pub struct Leases {
     /// The task driving the connection, aborted with it.
     connection: Option<tokio::task::JoinHandle<()>>,
     held: BTreeMap<String, Held>,
-    /// Set by the first loss: a deposed instance takes nothing more.
-    deposed: bool,
+    /// Set by the first loss, saying which and how: a deposed instance takes nothing more.
+    deposed: Option<String>,
     view: watch::Sender<ClusterView>,
 }
 
@@ -110,7 +110,7 @@ impl Leases {
             client: None,
             connection: None,
             held: BTreeMap::new(),
-            deposed: false,
+            deposed: None,
             view,
         };
         (leases, seen)
@@ -166,7 +166,7 @@ impl Leases {
                 events.push(self.lose(&source, lease.epoch, None, why));
             }
         }
-        if failure.is_none() && !self.deposed {
+        if failure.is_none() && self.deposed.is_none() {
             for source in self.sources.clone() {
                 if self.held.contains_key(&source) {
                     continue;
@@ -376,7 +376,12 @@ impl Leases {
 
     fn lose(&mut self, source: &str, epoch: i64, owner: Option<String>, why: String) -> LeaseEvent {
         self.held.remove(source);
-        self.deposed = true;
+        let to = owner
+            .as_deref()
+            .map_or_else(|| "nobody yet".to_string(), |o| format!("`{o}`"));
+        self.deposed.get_or_insert_with(|| {
+            format!("source {source}: lease (epoch {epoch}) lost, now held by {to}: {why}")
+        });
         error!(source, epoch, owner = owner.as_deref().unwrap_or("(unknown)"), why, instance = %self.instance, "Lease lost: this instance no longer runs the source.");
         LeaseEvent::Lost {
             source: source.to_owned(),
@@ -456,9 +461,10 @@ impl Leases {
             .collect();
         self.view.send_replace(ClusterView {
             instance: self.instance.clone(),
-            role: if owns.is_empty() { "standby" } else { "owner" },
+            role: if owns.is_empty() { "standby" } else { "owner" }.into(),
             owns,
             sources,
+            lost: self.deposed.clone(),
             error,
         });
     }
@@ -525,7 +531,7 @@ mod tests {
         assert_eq!(a.round().await, vec![acquired(1, None)]);
         assert_eq!(b.round().await, vec![], "b waits while a holds it");
         let view = seen_b.borrow().clone();
-        assert_eq!((view.role, view.owns.len()), ("standby", 0));
+        assert_eq!((view.role.as_str(), view.owns.len()), ("standby", 0));
         let lease = view.source("navixy").unwrap();
         assert_eq!(
             (lease.owner.as_deref(), lease.epoch, lease.live, lease.held),

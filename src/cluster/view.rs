@@ -4,25 +4,30 @@
 
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The cluster as seen from this instance.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct ClusterView {
     /// This instance's `cluster.instance`.
     pub instance: String,
     /// `owner` while it holds at least one source, else `standby`.
-    pub role: &'static str,
+    pub role: String,
     /// The sources this instance holds, in config order.
     pub owns: Vec<String>,
     /// Every configured source's lease.
     pub sources: Vec<SourceLease>,
+    /// The first lease this instance lost, and how: it exits then, to start again as a
+    /// standby.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
     /// Why the last look at the database failed, if it did (the view is then older).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// One source's lease.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SourceLease {
     pub source: String,
     /// The instance holding (or last holding) the lease; `None` when nobody ever has.
@@ -42,7 +47,7 @@ impl ClusterView {
     pub fn starting(instance: &str, sources: &[String]) -> ClusterView {
         ClusterView {
             instance: instance.to_owned(),
-            role: "standby",
+            role: "standby".into(),
             owns: Vec::new(),
             sources: sources
                 .iter()
@@ -55,6 +60,7 @@ impl ClusterView {
                     held: false,
                 })
                 .collect(),
+            lost: None,
             error: None,
         }
     }

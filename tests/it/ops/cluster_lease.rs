@@ -1,0 +1,235 @@
+//! Two instances of the real binary on one PostgreSQL database (`cluster:`): one runs the
+//! source, the other stands by and says who does; a clean stop hands the source over at
+//! once; an owner whose lease was taken exits non-zero naming the new owner.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use navixy_alerts::store::testing::{PgServer, shared_or_skip};
+use serde_json::Value;
+
+/// One instance: `navixy-alerts run`, its output in a log file; killed when dropped.
+struct Instance {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Instance {
+    /// Instance `name` with the in-process simulator as its source, a lease of 3 s, the
+    /// admin API on a port of its own.
+    fn start(dir: &Path, name: &str, url: &str) -> Instance {
+        let port = free_port();
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "source:\n  simulator: {{ trackers: 3, seed: 7 }}\n\
+                 storage: {{ path: \"{name}.db\" }}\n\
+                 server: {{ listen: \"127.0.0.1:{port}\" }}\n\
+                 cluster: {{ instance: {name}, lease: 3s }}\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_navixy-alerts"))
+            .arg("run")
+            .arg("-c")
+            .arg(&config)
+            .env("NAVIXY_ALERTS_CLUSTER_DATABASE", url)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start navixy-alerts");
+        Instance { child, log, port }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        navixy_alerts::navixy::rest::install_crypto_provider();
+        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// `/readyz` once its `cluster` part satisfies `until` (bounded).
+    async fn readyz_until(&self, what: &str, until: impl Fn(&Value) -> bool) -> (u16, Value) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((status, body)) = self.get("/readyz").await
+                && let Ok(json) = serde_json::from_str::<Value>(&body)
+                && until(&json["cluster"])
+            {
+                return (status, json);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within 30 s\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        self.get("/metrics").await.expect("/metrics answers").1
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, not yet reaped (we hold `child`).
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits (bounded) for the process to exit on its own.
+    async fn exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {within:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn owner_of(cluster: &Value) -> &str {
+    cluster["sources"][0]["owner"].as_str().unwrap_or("")
+}
+
+/// The value of a metric line `name{source="navixy"} VALUE`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let rest = rest.strip_prefix("{source=\"navixy\"}").unwrap_or(rest);
+        rest.trim().parse().ok()
+    })
+}
+
+fn database() -> Option<(&'static PgServer, String)> {
+    let pg = shared_or_skip("ops::cluster_lease")?;
+    let url = pg.create_database();
+    Some((pg, url))
+}
+
+#[tokio::test]
+async fn one_instance_runs_the_source_the_other_stands_by_and_takes_over_at_a_clean_stop() {
+    let Some((_, url)) = database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Instance::start(dir.path(), "a", &url);
+    let (_, ready) = a
+        .readyz_until("a owns the source", |c| c["role"] == "owner")
+        .await;
+    assert_eq!(ready["cluster"]["instance"], "a");
+    assert_eq!(ready["cluster"]["owns"], serde_json::json!(["navixy"]));
+    assert_eq!(ready["cluster"]["sources"][0]["epoch"], 1);
+    assert_eq!(ready["cluster"]["sources"][0]["held"], true);
+
+    let b = Instance::start(dir.path(), "b", &url);
+    let (status, ready) = b.readyz_until("b stands by", |c| owner_of(c) == "a").await;
+    assert_eq!(status, 200, "a standby is ready: {ready}");
+    assert_eq!(ready["cluster"]["instance"], "b");
+    assert_eq!(ready["cluster"]["role"], "standby");
+    assert_eq!(ready["cluster"]["sources"][0]["held"], false);
+    assert_eq!(ready["cluster"]["sources"][0]["live"], true);
+    let standby = b.metrics().await;
+    assert_eq!(
+        metric(&standby, "navixy_alerts_cluster_lease_held"),
+        Some(0.0),
+        "{standby}"
+    );
+    let owner = a.metrics().await;
+    assert_eq!(
+        metric(&owner, "navixy_alerts_cluster_lease_held"),
+        Some(1.0),
+        "{owner}"
+    );
+    assert_eq!(
+        metric(&owner, "navixy_alerts_cluster_lease_epoch"),
+        Some(1.0),
+        "{owner}"
+    );
+
+    // A clean stop releases the lease: b takes it at its next round, one epoch up.
+    a.signal(libc::SIGTERM);
+    assert!(
+        a.exit(Duration::from_secs(30)).await.success(),
+        "{}",
+        a.log()
+    );
+    let (_, ready) = b
+        .readyz_until("b takes over", |c| c["role"] == "owner")
+        .await;
+    assert_eq!(owner_of(&ready["cluster"]), "b");
+    assert_eq!(ready["cluster"]["sources"][0]["epoch"], 2);
+    let taken = b.metrics().await;
+    assert_eq!(
+        metric(&taken, "navixy_alerts_cluster_lease_held"),
+        Some(1.0),
+        "{taken}"
+    );
+    assert_eq!(
+        metric(&taken, "navixy_alerts_cluster_lease_epoch"),
+        Some(2.0),
+        "{taken}"
+    );
+    assert_eq!(
+        metric(&taken, "navixy_alerts_cluster_lease_takeovers_total"),
+        Some(1.0),
+        "{taken}"
+    );
+    assert!(b.log().contains("Lease acquired"), "{}", b.log());
+}
+
+#[tokio::test]
+async fn an_owner_whose_lease_was_taken_exits_non_zero_naming_the_new_owner() {
+    let Some((pg, url)) = database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Instance::start(dir.path(), "a", &url);
+    a.readyz_until("a owns the source", |c| c["role"] == "owner")
+        .await;
+    // Another instance took it (as after a freeze past the lease).
+    let database = url.rsplit('/').next().unwrap();
+    pg.psql(
+        database,
+        "UPDATE leases SET owner = 'b', epoch = epoch + 1, \
+         expires_at = (extract(epoch from clock_timestamp()) * 1000)::bigint + 60000",
+    )
+    .unwrap();
+    let status = a.exit(Duration::from_secs(30)).await;
+    assert!(!status.success(), "{status:?}\n{}", a.log());
+    let log = a.log();
+    assert!(
+        log.contains("source navixy: lease (epoch 1) lost, now held by `b`"),
+        "{log}"
+    );
+}
