@@ -21,12 +21,22 @@ impl Instance {
     /// Instance `name` with the in-process simulator as its source, a lease of 3 s, the
     /// admin API on a port of its own.
     fn start(dir: &Path, name: &str, url: &str) -> Instance {
+        Instance::start_with(
+            dir,
+            name,
+            url,
+            "source:\n  simulator: { trackers: 3, seed: 7 }\n",
+        )
+    }
+
+    /// [`Instance::start`] with these sources (YAML).
+    fn start_with(dir: &Path, name: &str, url: &str, sources: &str) -> Instance {
         let port = free_port();
         let config = dir.join(format!("{name}.yaml"));
         std::fs::write(
             &config,
             format!(
-                "source:\n  simulator: {{ trackers: 3, seed: 7 }}\n\
+                "{sources}\
                  storage: {{ path: \"{name}.db\" }}\n\
                  server: {{ listen: \"127.0.0.1:{port}\" }}\n\
                  cluster: {{ instance: {name}, lease: 3s }}\n"
@@ -231,5 +241,55 @@ async fn an_owner_whose_lease_was_taken_exits_non_zero_naming_the_new_owner() {
     assert!(
         log.contains("source navixy: lease (epoch 1) lost, now held by `b`"),
         "{log}"
+    );
+}
+
+#[tokio::test]
+async fn an_owner_takes_another_sources_lease_when_it_expires_and_runs_both() {
+    let Some((pg, url)) = database() else { return };
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+    // `south` is held by an instance that is about to stop renewing.
+    pg.psql(
+        &database,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS leases (source TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL); \
+             INSERT INTO leases VALUES ('south', 'x', 4, {now} + 60000)"
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sources = "sources:\n  - { name: north, simulator: { trackers: 2, seed: 1 } }\n  - { name: south, simulator: { trackers: 2, seed: 2 } }\n";
+    let a = Instance::start_with(dir.path(), "a", &url, sources);
+    let (_, ready) = a
+        .readyz_until("a runs north", |c| c["role"] == "owner")
+        .await;
+    assert_eq!(ready["cluster"]["owns"], serde_json::json!(["north"]));
+    assert_eq!(ready["cluster"]["sources"][1]["owner"], "x");
+    // x's lease runs out: a takes south too and runs both, as a restart would.
+    pg.psql(
+        &database,
+        &format!("UPDATE leases SET expires_at = {now} - 1 WHERE source = 'south'"),
+    )
+    .unwrap();
+    let (_, ready) = a
+        .readyz_until("a runs both", |c| {
+            c["owns"].as_array().is_some_and(|o| o.len() == 2)
+        })
+        .await;
+    assert_eq!(
+        ready["cluster"]["owns"],
+        serde_json::json!(["north", "south"])
+    );
+    assert_eq!(ready["cluster"]["sources"][1]["epoch"], 5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.log().contains("Engine running") || a.log().matches("Engine running").count() < 2 {
+        assert!(Instant::now() < deadline, "no second run\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        a.log().contains("restarting the engine with it"),
+        "{}",
+        a.log()
     );
 }
