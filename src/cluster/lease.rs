@@ -539,7 +539,7 @@ mod tests {
         );
         let view = seen_a.borrow().clone();
         assert_eq!(
-            (view.role, view.owns.clone()),
+            (view.role.as_str(), view.owns.clone()),
             ("owner", vec!["navixy".to_string()])
         );
         assert!(view.source("navixy").unwrap().held);
