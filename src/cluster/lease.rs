@@ -413,6 +413,13 @@ impl Leases {
             Vec::new()
         };
         let before = self.view.borrow().clone();
+        match (&before.error, &error) {
+            (None, Some(e)) => {
+                warn!(error = %e, "The leases cannot be read or renewed; retrying every renew.")
+            }
+            (Some(_), None) => info!("The leases can be read and renewed again."),
+            _ => {}
+        }
         let mut sources = Vec::with_capacity(self.sources.len());
         for source in &self.sources {
             let held = self.held.get(source);
