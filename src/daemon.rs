@@ -150,6 +150,8 @@ pub(crate) struct Clustered {
     /// Completes, saying which source went to whom, when a lease held is lost: the run
     /// then stops as after a fault.
     lost: futures_util::future::BoxFuture<'static, String>,
+    /// The configured sources this instance does not hold: their alerts are left alone.
+    others: Vec<String>,
 }
 
 /// Runs `config`'s sources until `shutdown` completes, then stops in data-flow order.
@@ -166,9 +168,9 @@ async fn run_owner(
         metrics,
         cluster,
     } = owner;
-    let (cluster_view, lost) = match cluster {
-        Some(c) => (Some(c.view), Some(c.lost)),
-        None => (None, None),
+    let (cluster_view, lost, others) = match cluster {
+        Some(c) => (Some(c.view), Some(c.lost), c.others),
+        None => (None, None, Vec::new()),
     };
     let (faults, mut faulted) = mpsc::unbounded_channel::<Fault>();
     let ending = Arc::new(AtomicBool::new(false));
@@ -195,6 +197,8 @@ async fn run_owner(
         .take_pending_alerts()
         .await
         .context("loading pending alerts")?;
+    // Another instance's sources' alerts are that instance's to resume or resolve.
+    let records = without_sources(records, &others);
     // The store keeps Navixy's tracker ids; the engine keys trackers by source too.
     let (records, of_no_source) = rekey_records(records, &names);
     let pending = rekey_pending(pending, &names);
@@ -720,6 +724,28 @@ async fn run_sources(
     first
 }
 
+/// The alerts (as the store keeps them) of none of the sources `others`: a tracker's by
+/// the source its fingerprint was made with, an engine alert by its `source` label.
+fn without_sources(records: Vec<AlertRecord>, others: &[String]) -> Vec<AlertRecord> {
+    if others.is_empty() {
+        return records;
+    }
+    records
+        .into_iter()
+        .filter(|r| match r.tracker_id {
+            Some(id) => r
+                .fingerprint
+                .source_among(others, &r.rule, id, r.key.as_deref())
+                .is_none(),
+            None => !r
+                .last
+                .labels
+                .get("source")
+                .is_some_and(|s| others.contains(s)),
+        })
+        .collect()
+}
+
 /// Firing alerts as the store keeps them (Navixy's tracker ids), keyed as the engine keys
 /// trackers: each goes to the source whose name its fingerprint was made with. Returns
 /// them, and apart those of no configured source (renamed or removed), which nothing will
@@ -1192,6 +1218,44 @@ mod tests {
         );
         assert_eq!(pending[0].tracker_id, tracker_key(1, 42));
         assert!(rekey_pending(pending, &["navixy".to_string()]).is_empty());
+    }
+
+    /// In a cluster, the alerts of a source another instance holds are neither resumed
+    /// nor resolved here: by tracker fingerprint, and engine alerts by their label.
+    #[test]
+    fn another_instances_sources_alerts_are_left_alone() {
+        let record = |source: &str, id: Option<i64>| {
+            let mut last = firing("seen", id.unwrap_or(0));
+            last.fingerprint = Fingerprint::of_source("seen", source, id, None);
+            last.labels.insert("source".into(), source.into());
+            AlertRecord {
+                fingerprint: last.fingerprint.clone(),
+                rule: "seen".into(),
+                tracker_id: id,
+                key: None,
+                status: AlertStatus::Firing,
+                starts_at: t0(),
+                last,
+            }
+        };
+        let all = vec![
+            record("north", Some(1)),
+            record("south", Some(1)),
+            record("south", None),
+            record("north", None),
+            record("gone", Some(2)),
+        ];
+        let kept = without_sources(all.clone(), &["south".to_string()]);
+        let kept: Vec<&Fingerprint> = kept.iter().map(|r| &r.fingerprint).collect();
+        assert_eq!(
+            kept,
+            [
+                &all[0].fingerprint,
+                &all[3].fingerprint,
+                &all[4].fingerprint
+            ]
+        );
+        assert_eq!(without_sources(all.clone(), &[]).len(), 5);
     }
 
     /// Polls `check` until it holds (at most 60 s of real time).

@@ -136,6 +136,12 @@ pub(super) async fn run(
             cluster: Some(Clustered {
                 view: view.clone(),
                 lost: lost(view.clone(), held.clone()).boxed(),
+                others: config
+                    .sources()
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .filter(|name| !held.contains(name))
+                    .collect(),
             }),
         };
         let outcome = run_owner(
