@@ -171,3 +171,74 @@ pub async fn run_standby(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::SourceLease;
+    use crate::config::Secret;
+
+    #[tokio::test]
+    async fn a_standby_says_who_runs_what_behind_the_token() {
+        crate::navixy::rest::install_crypto_provider();
+        let mut view = ClusterView::starting("b", &["navixy".to_string()]);
+        view.sources[0] = SourceLease {
+            source: "navixy".into(),
+            owner: Some("a".into()),
+            epoch: 3,
+            expires_at: Some("2026-12-06T18:00:00.000Z".into()),
+            live: true,
+            held: false,
+        };
+        let (_keep, cluster) = watch::channel(view);
+        let server = ServerConfig {
+            token: Some(Secret::new("root")),
+            ..ServerConfig::default()
+        };
+        let state = StandbyState {
+            cluster,
+            metrics: None,
+            auth: Auth::from_config(&server),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_standby(listener, state, server, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let get = |path: &str, token: Option<&str>| {
+            let mut request = client.get(format!("http://{addr}{path}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        assert_eq!(get("/healthz", None).await, (200, "ok".into()));
+        assert_eq!(get("/readyz", None).await.0, 401);
+        let (status, body) = get("/readyz", Some("root")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({
+                "ready": true,
+                "cluster": {
+                    "instance": "b", "role": "standby", "owns": [],
+                    "sources": [{
+                        "source": "navixy", "owner": "a", "epoch": 3,
+                        "expires_at": "2026-12-06T18:00:00.000Z", "live": true, "held": false
+                    }]
+                }
+            })
+        );
+        let (status, body) = get("/api/v1/alerts", Some("root")).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("this instance is a standby"), "{body}");
+        assert_eq!(get("/metrics", Some("root")).await.0, 503);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+}

@@ -236,7 +236,7 @@ async fn an_owner_whose_lease_was_taken_exits_non_zero_naming_the_new_owner() {
     )
     .unwrap();
     let status = a.exit(Duration::from_secs(30)).await;
-    assert!(!status.success(), "{status:?}\n{}", a.log());
+    assert_eq!(status.code(), Some(2), "{status:?}\n{}", a.log());
     let log = a.log();
     assert!(
         log.contains("source navixy: lease (epoch 1) lost, now held by `b`"),
