@@ -286,7 +286,7 @@ impl Leases {
         let create = async {
             client
                 .batch_execute(&format!(
-                    "BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK}); {CREATE}; COMMIT;"
+                    "SET client_min_messages TO warning; BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK}); {CREATE}; COMMIT;"
                 ))
                 .await
         };

@@ -293,3 +293,27 @@ async fn an_owner_takes_another_sources_lease_when_it_expires_and_runs_both() {
         a.log()
     );
 }
+
+#[tokio::test]
+async fn a_killed_owners_lease_expires_and_the_standby_takes_over() {
+    let Some((_, url)) = database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Instance::start(dir.path(), "a", &url);
+    a.readyz_until("a owns the source", |c| c["role"] == "owner")
+        .await;
+    let b = Instance::start(dir.path(), "b", &url);
+    b.readyz_until("b stands by", |c| owner_of(c) == "a").await;
+    // kill -9: nothing released; the lease runs out on the database's clock.
+    a.signal(libc::SIGKILL);
+    let (_, ready) = b
+        .readyz_until("b takes over", |c| c["role"] == "owner")
+        .await;
+    assert_eq!(ready["cluster"]["sources"][0]["epoch"], 2);
+    assert!(
+        b.log()
+            .contains("Lease acquired: this instance runs the source.")
+            && b.log().contains("from=\"a\""),
+        "{}",
+        b.log()
+    );
+}
