@@ -922,6 +922,9 @@ pub struct StorageConfig {
         deserialize_with = "de_duration_in::<_, HOUR_MS, YEAR_MS>"
     )]
     pub history_retention: Duration,
+    /// A PostgreSQL database instead of the SQLite file (`storage.path` then unset).
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
 }
 
 impl Default for StorageConfig {
@@ -929,6 +932,34 @@ impl Default for StorageConfig {
         StorageConfig {
             path: default_storage_path(),
             history_retention: default_history_retention(),
+            postgres: None,
+        }
+    }
+}
+
+/// `storage.postgres`: where the PostgreSQL database is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database` (or libpq's `key=value` form),
+    /// usually `${DATABASE_URL}`. Plain TCP: no TLS.
+    pub url: String,
+}
+
+impl PostgresConfig {
+    /// Checks that the URL reads as a PostgreSQL connection string; the message never
+    /// repeats its password.
+    fn validate(&self) -> Result<(), String> {
+        let shown = crate::store::redact_url(&self.url);
+        match self.url.parse::<postgres::Config>() {
+            Ok(_) if self.url.trim().is_empty() => {
+                Err("storage.postgres.url: empty (postgres://user:password@host/database)".into())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!(
+                "storage.postgres.url: `{shown}` is not a PostgreSQL URL: {e} \
+                 (postgres://user:password@host:port/database)"
+            )),
         }
     }
 }
@@ -1919,6 +1950,15 @@ impl Config {
         if self.storage.path.trim().is_empty() {
             return Err("storage.path: empty (use `:memory:` for no file)".into());
         }
+        if let Some(pg) = &self.storage.postgres {
+            if self.storage.path != default_storage_path() {
+                return Err(
+                    "storage.postgres: set either storage.path (SQLite) or storage.postgres, not both"
+                        .into(),
+                );
+            }
+            pg.validate()?;
+        }
         let listen = self.server.listen.trim();
         if !listen.is_empty() {
             let port = listen.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
@@ -2622,6 +2662,16 @@ mod tests {
             (
                 format!("{sim}storage:\n  path: ''\n"),
                 "c.yaml:4:3: storage.path: empty (use `:memory:` for no file)",
+            ),
+            (
+                format!(
+                    "{sim}storage:\n  postgres: {{ url: 'postgres://u:s3cret@db:notaport/x' }}\n"
+                ),
+                "c.yaml:4:15: storage.postgres.url: `postgres://u:***@db:notaport/x` is not a PostgreSQL URL: invalid connection string (postgres://user:password@host:port/database)",
+            ),
+            (
+                format!("{sim}storage:\n  path: a.db\n  postgres: {{ url: 'postgres://db/x' }}\n"),
+                "c.yaml:5:3: storage.postgres: set either storage.path (SQLite) or storage.postgres, not both",
             ),
             (
                 "source:\n  navixy: { api_url: 'https://x.example', hash: h, trackers: [1, -2] }\n"

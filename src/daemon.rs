@@ -672,15 +672,11 @@ async fn checkpoint(store: &Store) -> Result<(), StoreError> {
         tracing::error!(path = %store.location(), "Database lost: the file was removed or replaced while in use; not checkpointed.");
         return Err(e);
     }
-    let result = store
-        .call(|db| {
-            db.conn()
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                    row.get::<_, i64>(0)
-                })
-                .map_err(StoreError::from)
-        })
-        .await;
+    let result = match store.checkpoint_truncate().await {
+        Ok(None) => return Ok(()),
+        Ok(Some(busy)) => Ok(busy),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(0) => info!(path = %store.location(), "Database checkpointed."),
         Ok(_) => {
@@ -1276,8 +1272,11 @@ mod tests {
     async fn max_pages(store: &Store, pages: i64) {
         store
             .call(move |db| {
-                db.conn()
-                    .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+                db.conn().query_one(
+                    &format!("PRAGMA max_page_count = {pages}"),
+                    crate::store::params![],
+                    |_| Ok(()),
+                )?;
                 Ok(())
             })
             .await

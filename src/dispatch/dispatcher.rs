@@ -512,7 +512,7 @@ impl Flow {
             .call(move |db| {
                 let generation = db.silence_generation();
                 let mut groups = groups.lock();
-                let tx = db.write(Durability::Full)?;
+                let tx = db.write_guarded(Durability::Full)?;
                 for t in transitions {
                     let entry = HistoryEntry::transition(&t);
                     store::history::append(&tx, &entry)?;

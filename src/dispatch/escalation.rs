@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Conn;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::group::after;
@@ -63,7 +63,7 @@ pub(crate) struct Schedule {
 
 impl Schedule {
     /// The steps a previous run left.
-    pub fn load(conn: &Connection) -> Result<Schedule, StoreError> {
+    pub fn load(conn: &Conn) -> Result<Schedule, StoreError> {
         let mut schedule = Schedule::default();
         for s in store::load_escalations(conn)? {
             let step: Step = store::from_json("an escalation step", &s.state)?;
@@ -82,7 +82,7 @@ impl Schedule {
     /// has (planned, or run) is left as it is.
     pub fn plan(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         t: &AlertTransition,
         escalations: &[Escalation],
     ) -> Result<(), StoreError> {
@@ -112,7 +112,7 @@ impl Schedule {
     }
 
     /// Forgets every step of an alert that resolved.
-    pub fn cancel(&mut self, conn: &Connection, fp: &Fingerprint) -> Result<(), StoreError> {
+    pub fn cancel(&mut self, conn: &Conn, fp: &Fingerprint) -> Result<(), StoreError> {
         if self.due.keys().any(|(_, f, ..)| f == fp) {
             self.due.retain(|(_, f, ..), _| f != fp);
         }

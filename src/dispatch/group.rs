@@ -47,8 +47,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Conn;
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::ack::AckLinks;
@@ -218,7 +218,7 @@ impl Groups {
     /// The groups as a previous run left them. Groups of channels the config no longer
     /// has are dropped with a warning (their rows are deleted).
     pub fn load(
-        conn: &Connection,
+        conn: &Conn,
         router: Arc<Router>,
         channels: &[Arc<str>],
     ) -> Result<Groups, StoreError> {
@@ -285,7 +285,7 @@ impl Groups {
     /// belongs to. Call inside the transaction that acknowledges it.
     pub fn apply(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         mut t: AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -315,7 +315,7 @@ impl Groups {
 
     fn apply_firing(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         t: &mut AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -330,7 +330,7 @@ impl Groups {
     /// group), or updates its membership.
     fn join(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         t: &mut AlertTransition,
         target: &Target,
         now: DateTime<Utc>,
@@ -420,7 +420,7 @@ impl Groups {
 
     fn apply_resolved(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         t: &AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -485,7 +485,7 @@ impl Groups {
     /// Persists a member, or removes it (and its group, when empty) if it is dead.
     fn save_or_remove_member(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         id: &GroupId,
         fp: &Fingerprint,
     ) -> Result<(), StoreError> {
@@ -510,7 +510,7 @@ impl Groups {
     /// Removes a member, and its group when that was the last.
     fn remove_member(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         id: &GroupId,
         fp: &Fingerprint,
     ) -> Result<(), StoreError> {
@@ -535,7 +535,7 @@ impl Groups {
     /// appended to `out`. `silence_generation` says whether the silences must be reloaded.
     pub fn flush_due(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         now: DateTime<Utc>,
         silence_generation: u64,
         out: &mut Vec<Queued>,
@@ -556,7 +556,7 @@ impl Groups {
 
     /// Runs the escalation steps due at `now`: an alert still firing and not acknowledged
     /// joins the groups of the step's channels; every step due is marked done.
-    fn run_escalations(&mut self, conn: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn run_escalations(&mut self, conn: &Conn, now: DateTime<Utc>) -> Result<(), StoreError> {
         for due in self.escalation.take_due(now) {
             store::finish_escalation(conn, &due.fingerprint, &due.route, due.index)?;
             let Some(mut t) = store::load_live_alert(conn, &due.fingerprint)? else {
@@ -621,7 +621,7 @@ impl Groups {
     /// Every ack looked at is marked announced.
     pub fn announce_acks(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         now: DateTime<Utc>,
         out: &mut Vec<Queued>,
     ) -> Result<(), StoreError> {
@@ -680,7 +680,7 @@ impl Groups {
 
     fn flush(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         id: GroupId,
         now: DateTime<Utc>,
         out: &mut Vec<Queued>,

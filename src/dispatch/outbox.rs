@@ -167,7 +167,7 @@ const MAX_IN_FLIGHT: usize = 16;
 
 /// One outcome to write to an outbox row.
 type OutcomeWrite =
-    Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static>;
+    Box<dyn FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static>;
 
 /// A channel's delivery outcomes on their way to the outbox rows: one writer task takes
 /// every outcome waiting and writes them in one (relaxed) transaction, so a channel
@@ -199,7 +199,7 @@ impl Outcomes {
                         // One outcome that cannot be written does not undo the others.
                         let each: Vec<Result<(), String>> = fs
                             .into_iter()
-                            .map(|f| f(&tx).map_err(|e| e.to_string()))
+                            .map(|f| tx.isolated(f).map_err(|e| e.to_string()))
                             .collect();
                         tx.commit()?;
                         Ok(each)
@@ -571,7 +571,7 @@ impl Sender {
     /// fatal.
     async fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, f: F)
     where
-        F: FnOnce(&rusqlite::Connection) -> Result<(), store::StoreError> + Send + 'static,
+        F: FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static,
     {
         let feed = self.store.feed().clone();
         // The feed's copy is made only for a listener.

@@ -8,10 +8,11 @@
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::history::{self, FeedEvent, HistoryEntry, HistoryKind};
-use super::{Durability, LogEntry, Outcome, Store, StoreError, from_ms, insert_log, to_ms};
+use super::{
+    Conn, Durability, LogEntry, Outcome, Row, Store, StoreError, from_ms, insert_log, params, to_ms,
+};
 use crate::alert::{Ack, AlertTransition, Fingerprint};
 
 /// The length of the ack link key, in bytes.
@@ -48,32 +49,36 @@ pub enum AckError {
 }
 
 /// Records (or replaces) the ack of a firing alert, not yet announced.
-pub fn put_ack(conn: &Connection, a: &StoredAck) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO acks
-             (fingerprint, starts_at, by, comment, at, expires_at, announced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-    )?
-    .execute(params![
-        a.fingerprint.0,
-        to_ms(a.starts_at),
-        a.ack.by,
-        a.ack.comment,
-        to_ms(a.ack.at),
-        a.expires_at.map(to_ms),
-    ])?;
+pub fn put_ack(conn: &Conn, a: &StoredAck) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO acks
+             (fingerprint, starts_at, \"by\", comment, at, expires_at, announced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+         ON CONFLICT (fingerprint) DO UPDATE SET
+             starts_at = excluded.starts_at, \"by\" = excluded.\"by\",
+             comment = excluded.comment, at = excluded.at, expires_at = excluded.expires_at,
+             announced = 0",
+        params![
+            a.fingerprint.0,
+            to_ms(a.starts_at),
+            a.ack.by,
+            a.ack.comment,
+            to_ms(a.ack.at),
+            a.expires_at.map(to_ms),
+        ],
+    )?;
     Ok(())
 }
 
 /// Forgets the ack of an alert (undone, or the alert resolved); false if there was none.
-pub fn delete_ack(conn: &Connection, fingerprint: &Fingerprint) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("DELETE FROM acks WHERE fingerprint = ?1")?
-        .execute(params![fingerprint.0])?
-        > 0)
+pub fn delete_ack(conn: &Conn, fingerprint: &Fingerprint) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM acks WHERE fingerprint = ?1",
+        params![fingerprint.0],
+    )? > 0)
 }
 
-fn row_to_ack(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAck> {
+fn row_to_ack(row: &Row<'_>) -> Result<StoredAck, StoreError> {
     Ok(StoredAck {
         fingerprint: Fingerprint(row.get(0)?),
         starts_at: from_ms(row.get(1)?),
@@ -82,28 +87,24 @@ fn row_to_ack(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAck> {
             comment: row.get(3)?,
             at: from_ms(row.get(4)?),
         },
-        expires_at: row.get::<_, Option<i64>>(5)?.map(from_ms),
+        expires_at: row.get::<Option<i64>>(5)?.map(from_ms),
     })
 }
 
-const COLUMNS: &str = "fingerprint, starts_at, by, comment, at, expires_at";
+const COLUMNS: &str = "fingerprint, starts_at, \"by\", comment, at, expires_at";
 
 /// The ack of an alert, in force or expired.
-pub fn load_ack(
-    conn: &Connection,
-    fingerprint: &Fingerprint,
-) -> Result<Option<StoredAck>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM acks WHERE fingerprint = ?1"
-        ))?
-        .query_row(params![fingerprint.0], row_to_ack)
-        .optional()?)
+pub fn load_ack(conn: &Conn, fingerprint: &Fingerprint) -> Result<Option<StoredAck>, StoreError> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM acks WHERE fingerprint = ?1"),
+        params![fingerprint.0],
+        row_to_ack,
+    )
 }
 
 /// The ack of an alert in force at `now`.
 pub fn active_ack(
-    conn: &Connection,
+    conn: &Conn,
     fingerprint: &Fingerprint,
     now: DateTime<Utc>,
 ) -> Result<Option<Ack>, StoreError> {
@@ -114,46 +115,49 @@ pub fn active_ack(
 
 /// Every ack in force at `now`, by fingerprint.
 pub fn active_acks(
-    conn: &Connection,
+    conn: &Conn,
     now: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<String, Ack>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM acks"))?;
-    let rows = stmt.query_map([], row_to_ack)?;
-    let mut out = std::collections::HashMap::new();
-    for a in rows {
-        let a = a?;
-        if a.is_active(now) {
-            out.insert(a.fingerprint.0, a.ack);
-        }
-    }
-    Ok(out)
+    let all = conn.query_map(
+        &format!("SELECT {COLUMNS} FROM acks"),
+        params![],
+        row_to_ack,
+    )?;
+    Ok(all
+        .into_iter()
+        .filter(|a| a.is_active(now))
+        .map(|a| (a.fingerprint.0, a.ack))
+        .collect())
 }
 
 /// Acks whose `send_acks` channels have not been told yet, oldest first.
-pub fn unannounced_acks(conn: &Connection) -> Result<Vec<StoredAck>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM acks WHERE announced = 0 ORDER BY at, fingerprint"
-    ))?;
-    let rows = stmt.query_map([], row_to_ack)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn unannounced_acks(conn: &Conn) -> Result<Vec<StoredAck>, StoreError> {
+    conn.query_map(
+        &format!("SELECT {COLUMNS} FROM acks WHERE announced = 0 ORDER BY at, fingerprint"),
+        params![],
+        row_to_ack,
+    )
 }
 
 /// Notes that the `send_acks` channels were told of this ack.
-pub fn mark_announced(conn: &Connection, fingerprint: &Fingerprint) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE acks SET announced = 1 WHERE fingerprint = ?1")?
-        .execute(params![fingerprint.0])?;
+pub fn mark_announced(conn: &Conn, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE acks SET announced = 1 WHERE fingerprint = ?1",
+        params![fingerprint.0],
+    )?;
     Ok(())
 }
 
 /// The key that signs ack links, made (from the OS's random source) and kept in `meta`
 /// the first time it is asked for, so links stay valid across restarts.
-pub fn ack_key(conn: &Connection) -> Result<Vec<u8>, StoreError> {
+pub fn ack_key(conn: &Conn) -> Result<Vec<u8>, StoreError> {
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::STANDARD;
-    let stored: Option<String> = conn
-        .prepare_cached("SELECT value FROM meta WHERE key = 'ack_link_key'")?
-        .query_row([], |row| row.get(0))
-        .optional()?;
+    let stored: Option<String> = conn.query_opt(
+        "SELECT value FROM meta WHERE key = 'ack_link_key'",
+        params![],
+        |row| row.get(0),
+    )?;
     if let Some(key) = stored.and_then(|k| engine.decode(k).ok())
         && key.len() == KEY_BYTES
     {
@@ -164,11 +168,11 @@ pub fn ack_key(conn: &Connection) -> Result<Vec<u8>, StoreError> {
         key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     }
     key.truncate(KEY_BYTES);
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES ('ack_link_key', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![engine.encode(&key)])?;
+        params![engine.encode(&key)],
+    )?;
     Ok(key)
 }
 
@@ -338,16 +342,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_connection;
+    use crate::store::{Conn, conn_tests};
+
+    conn_tests!(
+        an_ack_is_in_force_until_it_expires_and_announced_once,
+        the_link_key_is_made_once_and_kept
+    );
     use chrono::TimeZone;
 
     fn at(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_767_261_600 + s, 0).unwrap()
     }
 
-    #[test]
-    fn an_ack_is_in_force_until_it_expires_and_announced_once() {
-        let conn = test_connection();
+    fn an_ack_is_in_force_until_it_expires_and_announced_once(conn: &Conn) {
         let fp = Fingerprint("00aa".into());
         let stored = StoredAck {
             fingerprint: fp.clone(),
@@ -359,27 +366,25 @@ mod tests {
             },
             expires_at: Some(at(100)),
         };
-        put_ack(&conn, &stored).unwrap();
+        put_ack(conn, &stored).unwrap();
         assert_eq!(
-            active_ack(&conn, &fp, at(99)).unwrap(),
+            active_ack(conn, &fp, at(99)).unwrap(),
             Some(stored.ack.clone())
         );
-        assert_eq!(active_ack(&conn, &fp, at(100)).unwrap(), None);
+        assert_eq!(active_ack(conn, &fp, at(100)).unwrap(), None);
         assert_eq!(
-            unannounced_acks(&conn).unwrap(),
+            unannounced_acks(conn).unwrap(),
             std::slice::from_ref(&stored)
         );
-        mark_announced(&conn, &fp).unwrap();
-        assert!(unannounced_acks(&conn).unwrap().is_empty());
-        assert!(delete_ack(&conn, &fp).unwrap());
-        assert!(!delete_ack(&conn, &fp).unwrap());
+        mark_announced(conn, &fp).unwrap();
+        assert!(unannounced_acks(conn).unwrap().is_empty());
+        assert!(delete_ack(conn, &fp).unwrap());
+        assert!(!delete_ack(conn, &fp).unwrap());
     }
 
-    #[test]
-    fn the_link_key_is_made_once_and_kept() {
-        let conn = test_connection();
-        let key = ack_key(&conn).unwrap();
+    fn the_link_key_is_made_once_and_kept(conn: &Conn) {
+        let key = ack_key(conn).unwrap();
         assert_eq!(key.len(), KEY_BYTES);
-        assert_eq!(ack_key(&conn).unwrap(), key);
+        assert_eq!(ack_key(conn).unwrap(), key);
     }
 }

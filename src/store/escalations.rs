@@ -3,9 +3,8 @@
 //! firing never runs it twice. What a step does is [`crate::dispatch::escalation`]'s.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 
-use super::{StoreError, from_ms, to_ms};
+use super::{Conn, StoreError, from_ms, params, to_ms};
 use crate::alert::Fingerprint;
 
 /// A step not yet run.
@@ -22,69 +21,64 @@ pub struct StoredStep {
 }
 
 /// Schedules a step; false (and nothing written) if this firing already has it.
-pub fn schedule_escalation(conn: &Connection, s: &StoredStep) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO escalations (fingerprint, route, step, due_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            s.fingerprint.0,
-            s.route,
-            s.step,
-            to_ms(s.due_at),
-            s.state
-        ])?
-        > 0)
+pub fn schedule_escalation(conn: &Conn, s: &StoredStep) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "INSERT INTO escalations (fingerprint, route, step, due_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (fingerprint, route, step) DO NOTHING",
+        params![s.fingerprint.0, s.route, s.step, to_ms(s.due_at), s.state],
+    )? > 0)
 }
 
 /// Every step not yet run, earliest first.
-pub fn load_escalations(conn: &Connection) -> Result<Vec<StoredStep>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn load_escalations(conn: &Conn) -> Result<Vec<StoredStep>, StoreError> {
+    conn.query_map(
         "SELECT fingerprint, route, step, due_at, state FROM escalations
          WHERE done = 0 ORDER BY due_at, fingerprint, route, step",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        Ok(StoredStep {
-            fingerprint: Fingerprint(row.get(0)?),
-            route: row.get(1)?,
-            step: row.get(2)?,
-            due_at: from_ms(row.get(3)?),
-            state: row.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![],
+        |row| {
+            Ok(StoredStep {
+                fingerprint: Fingerprint(row.get(0)?),
+                route: row.get(1)?,
+                step: row.get(2)?,
+                due_at: from_ms(row.get(3)?),
+                state: row.get(4)?,
+            })
+        },
+    )
 }
 
 /// Marks a step as run (or cancelled): it never runs again for this firing.
 pub fn finish_escalation(
-    conn: &Connection,
+    conn: &Conn,
     fingerprint: &Fingerprint,
     route: &str,
     step: u32,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE escalations SET done = 1 WHERE fingerprint = ?1 AND route = ?2 AND step = ?3",
-    )?
-    .execute(params![fingerprint.0, route, step])?;
+        params![fingerprint.0, route, step],
+    )?;
     Ok(())
 }
 
 /// Forgets every step of an alert (it resolved).
-pub fn delete_escalations(conn: &Connection, fingerprint: &Fingerprint) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM escalations WHERE fingerprint = ?1")?
-        .execute(params![fingerprint.0])?;
+pub fn delete_escalations(conn: &Conn, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM escalations WHERE fingerprint = ?1",
+        params![fingerprint.0],
+    )?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_connection;
+    use crate::store::{Conn, conn_tests};
 
-    #[test]
-    fn a_step_is_scheduled_once_per_firing_and_runs_once() {
-        let conn = test_connection();
+    conn_tests!(a_step_is_scheduled_once_per_firing_and_runs_once);
+
+    fn a_step_is_scheduled_once_per_firing_and_runs_once(conn: &Conn) {
         let fp = Fingerprint("00aa".into());
         let step = StoredStep {
             fingerprint: fp.clone(),
@@ -93,17 +87,14 @@ mod tests {
             due_at: DateTime::UNIX_EPOCH,
             state: "{}".into(),
         };
-        assert!(schedule_escalation(&conn, &step).unwrap());
-        assert!(!schedule_escalation(&conn, &step).unwrap());
-        assert_eq!(
-            load_escalations(&conn).unwrap(),
-            std::slice::from_ref(&step)
-        );
-        finish_escalation(&conn, &fp, "routes[0]", 0).unwrap();
-        assert!(load_escalations(&conn).unwrap().is_empty());
+        assert!(schedule_escalation(conn, &step).unwrap());
+        assert!(!schedule_escalation(conn, &step).unwrap());
+        assert_eq!(load_escalations(conn).unwrap(), std::slice::from_ref(&step));
+        finish_escalation(conn, &fp, "routes[0]", 0).unwrap();
+        assert!(load_escalations(conn).unwrap().is_empty());
         // Done, it is not scheduled again by the same firing.
-        assert!(!schedule_escalation(&conn, &step).unwrap());
-        delete_escalations(&conn, &fp).unwrap();
-        assert!(schedule_escalation(&conn, &step).unwrap());
+        assert!(!schedule_escalation(conn, &step).unwrap());
+        delete_escalations(conn, &fp).unwrap();
+        assert!(schedule_escalation(conn, &step).unwrap());
     }
 }

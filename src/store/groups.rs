@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
-
-use super::StoreError;
+use super::{Conn, StoreError, params};
 
 /// One group as stored: its own state and its members' states, by fingerprint.
 #[derive(Debug, Clone, Default)]
@@ -19,82 +17,87 @@ pub struct StoredGroup {
 }
 
 pub fn put_group(
-    conn: &Connection,
+    conn: &Conn,
     channel: &str,
     group_key: &str,
     state: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO groups (channel, group_key, state) VALUES (?1, ?2, ?3)
          ON CONFLICT (channel, group_key) DO UPDATE SET state = excluded.state",
-    )?
-    .execute(params![channel, group_key, state])?;
+        params![channel, group_key, state],
+    )?;
     Ok(())
 }
 
 /// Deletes a group and (by cascade) its members.
-pub fn delete_group(conn: &Connection, channel: &str, group_key: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM groups WHERE channel = ?1 AND group_key = ?2")?
-        .execute(params![channel, group_key])?;
+pub fn delete_group(conn: &Conn, channel: &str, group_key: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM groups WHERE channel = ?1 AND group_key = ?2",
+        params![channel, group_key],
+    )?;
     Ok(())
 }
 
 pub fn put_group_member(
-    conn: &Connection,
+    conn: &Conn,
     channel: &str,
     group_key: &str,
     fingerprint: &str,
     state: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO group_members (channel, group_key, fingerprint, state) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (channel, group_key, fingerprint) DO UPDATE SET state = excluded.state",
-    )?
-    .execute(params![channel, group_key, fingerprint, state])?;
+        params![channel, group_key, fingerprint, state],
+    )?;
     Ok(())
 }
 
 pub fn delete_group_member(
-    conn: &Connection,
+    conn: &Conn,
     channel: &str,
     group_key: &str,
     fingerprint: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "DELETE FROM group_members WHERE channel = ?1 AND group_key = ?2 AND fingerprint = ?3",
-    )?
-    .execute(params![channel, group_key, fingerprint])?;
+        params![channel, group_key, fingerprint],
+    )?;
     Ok(())
 }
 
 /// Every group with its members.
-pub fn load_groups(conn: &Connection) -> Result<Vec<StoredGroup>, StoreError> {
+pub fn load_groups(conn: &Conn) -> Result<Vec<StoredGroup>, StoreError> {
     let mut groups: BTreeMap<(String, String), StoredGroup> = BTreeMap::new();
-    let mut stmt = conn.prepare("SELECT channel, group_key, state FROM groups")?;
-    let rows = stmt.query_map([], |row| {
-        Ok(StoredGroup {
-            channel: row.get(0)?,
-            group_key: row.get(1)?,
-            state: row.get(2)?,
-            members: BTreeMap::new(),
-        })
-    })?;
-    for row in rows {
-        let g = row?;
+    let rows = conn.query_map(
+        "SELECT channel, group_key, state FROM groups",
+        params![],
+        |row| {
+            Ok(StoredGroup {
+                channel: row.get(0)?,
+                group_key: row.get(1)?,
+                state: row.get(2)?,
+                members: BTreeMap::new(),
+            })
+        },
+    )?;
+    for g in rows {
         groups.insert((g.channel.clone(), g.group_key.clone()), g);
     }
-    let mut stmt =
-        conn.prepare("SELECT channel, group_key, fingerprint, state FROM group_members")?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (channel, group_key, fingerprint, state) = row?;
+    let members = conn.query_map(
+        "SELECT channel, group_key, fingerprint, state FROM group_members",
+        params![],
+        |row| {
+            Ok((
+                row.get::<String>(0)?,
+                row.get::<String>(1)?,
+                row.get::<String>(2)?,
+                row.get::<String>(3)?,
+            ))
+        },
+    )?;
+    for (channel, group_key, fingerprint, state) in members {
         if let Some(g) = groups.get_mut(&(channel, group_key)) {
             g.members.insert(fingerprint, state);
         }

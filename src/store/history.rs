@@ -11,12 +11,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::Value;
-use rusqlite::{Connection, params, params_from_iter};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{StoreError, from_json, from_ms, to_json, to_ms};
+use super::{Conn, StoreError, Value, from_json, from_ms, params, to_json, to_ms};
 use crate::alert::{AlertStatus, AlertTransition};
 
 /// What a history entry records.
@@ -143,31 +141,31 @@ impl HistoryEntry {
 
 /// Appends an entry. Call it inside the transaction that commits what it records, then
 /// hand the entry to [`Feed::publish`] once that transaction has committed.
-pub fn append(conn: &Connection, e: &HistoryEntry) -> Result<(), StoreError> {
+pub fn append(conn: &Conn, e: &HistoryEntry) -> Result<(), StoreError> {
     let value = e
         .value
         .as_ref()
         .map(|v| to_json("a history value", v))
         .transpose()?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO history
              (at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
               comment, value, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        to_ms(e.at),
-        e.fingerprint,
-        e.rule,
-        e.tracker_id,
-        e.kind.as_str(),
-        e.channel,
-        e.notification_id,
-        e.by,
-        e.comment,
-        value,
-        e.detail,
-    ])?;
+        params![
+            to_ms(e.at),
+            e.fingerprint,
+            e.rule,
+            e.tracker_id,
+            e.kind.as_str(),
+            e.channel,
+            e.notification_id,
+            e.by,
+            e.comment,
+            value,
+            e.detail,
+        ],
+    )?;
     Ok(())
 }
 
@@ -217,22 +215,22 @@ pub struct HistoryPage {
 }
 
 /// A page of the history, newest first.
-pub fn page(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+pub fn page(conn: &Conn, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
     let mut sql = String::from(
         "SELECT seq, at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
                 comment, value, detail
          FROM history WHERE 1 = 1",
     );
-    let mut args: Vec<Value> = Vec::new();
-    let mut and = |clause: &str, value: Value| {
+    let mut args: Vec<Value<'_>> = Vec::new();
+    let mut and = |clause: &str, value| {
         args.push(value);
         sql.push_str(&format!(" AND {clause} ?{}", args.len()));
     };
     if let Some(fp) = &q.fingerprint {
-        and("fingerprint =", Value::Text(fp.clone()));
+        and("fingerprint =", Value::Text(fp));
     }
     if let Some(rule) = &q.rule {
-        and("rule =", Value::Text(rule.clone()));
+        and("rule =", Value::Text(rule));
     }
     if let Some(id) = q.tracker_id {
         and("tracker_id =", Value::Integer(id));
@@ -248,13 +246,14 @@ pub fn page(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, StoreErr
     }
     let limit = q.limit.max(1);
     // One more than asked: whether there is a next page.
-    args.push(Value::Integer(limit as i64 + 1));
+    args.push(Value::Integer(
+        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1,
+    ));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
 
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |row| {
+    let rows = conn.query_map(&sql, &args, |row| {
         Ok((
-            row.get::<_, i64>(0)?,
+            row.get::<i64>(0)?,
             Row {
                 at: row.get(1)?,
                 fingerprint: row.get(2)?,
@@ -273,8 +272,7 @@ pub fn page(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, StoreErr
     let mut entries = Vec::with_capacity(limit);
     let mut last = None;
     let mut more = false;
-    for (read, row) in rows.enumerate() {
-        let (seq, row) = row?;
+    for (read, (seq, row)) in rows.into_iter().enumerate() {
         if read == limit {
             // A row past the page: there is a next one, starting after the last row read.
             more = true;
@@ -328,16 +326,15 @@ struct Row {
 /// Called repeatedly, each in a transaction of its own, so that no prune holds the
 /// writer for long.
 pub fn prune_history(
-    conn: &Connection,
+    conn: &Conn,
     before: DateTime<Utc>,
     batch: usize,
 ) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM history WHERE seq IN
-                 (SELECT seq FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
-        )?
-        .execute(params![to_ms(before), batch as i64])?)
+    conn.execute(
+        "DELETE FROM history WHERE seq IN
+             (SELECT seq FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+        params![to_ms(before), i64::try_from(batch).unwrap_or(i64::MAX)],
+    )
 }
 
 /// A transition as live listeners see it.
@@ -456,7 +453,14 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_connection;
+    use crate::store::{Conn, conn_tests};
+
+    conn_tests!(
+        every_kind_round_trips_with_every_field,
+        pages_go_newest_first_and_filter,
+        a_cursor_resumes_where_the_page_ended_even_after_inserts,
+        pruning_deletes_only_older_entries_in_batches
+    );
 
     fn at(s: i64) -> DateTime<Utc> {
         from_ms(1_767_225_600_000 + s * 1000)
@@ -485,9 +489,7 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn every_kind_round_trips_with_every_field() {
-        let conn = test_connection();
+    fn every_kind_round_trips_with_every_field(conn: &Conn) {
         for (i, kind) in HistoryKind::ALL.into_iter().enumerate() {
             assert_eq!(HistoryKind::parse(kind.as_str()), Some(kind));
             let e = HistoryEntry {
@@ -499,10 +501,10 @@ mod tests {
                 detail: Some("why".into()),
                 ..entry(i as i64, "fp1", "speeding", 7, kind)
             };
-            append(&conn, &e).unwrap();
+            append(conn, &e).unwrap();
         }
         let page = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 100,
                 ..HistoryQuery::default()
@@ -564,16 +566,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn pages_go_newest_first_and_filter() {
-        let conn = test_connection();
+    fn pages_go_newest_first_and_filter(conn: &Conn) {
         for s in 0..10 {
             let (fp, rule, tracker) = if s % 2 == 0 {
                 ("a", "speeding", 1)
             } else {
                 ("b", "offline", 2)
             };
-            append(&conn, &entry(s, fp, rule, tracker, HistoryKind::Firing)).unwrap();
+            append(conn, &entry(s, fp, rule, tracker, HistoryKind::Firing)).unwrap();
         }
         let q = |f: &dyn Fn(&mut HistoryQuery)| {
             let mut q = HistoryQuery {
@@ -581,7 +581,7 @@ mod tests {
                 ..HistoryQuery::default()
             };
             f(&mut q);
-            page(&conn, &q).unwrap()
+            page(conn, &q).unwrap()
         };
         let times = |p: HistoryPage| {
             kinds_and_times(&p)
@@ -609,14 +609,12 @@ mod tests {
         assert!(q(&|q| q.rule = Some("nope".into())).entries.is_empty());
     }
 
-    #[test]
-    fn a_cursor_resumes_where_the_page_ended_even_after_inserts() {
-        let conn = test_connection();
+    fn a_cursor_resumes_where_the_page_ended_even_after_inserts(conn: &Conn) {
         for s in 0..5 {
-            append(&conn, &entry(s, "a", "r", 1, HistoryKind::Queued)).unwrap();
+            append(conn, &entry(s, "a", "r", 1, HistoryKind::Queued)).unwrap();
         }
         let first = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 2,
                 ..HistoryQuery::default()
@@ -629,11 +627,11 @@ mod tests {
 
         // Newer entries arrive between the pages: they do not shift the next page.
         for s in 5..8 {
-            append(&conn, &entry(s, "a", "r", 1, HistoryKind::Sent)).unwrap();
+            append(conn, &entry(s, "a", "r", 1, HistoryKind::Sent)).unwrap();
         }
         let next = |cursor| {
             page(
-                &conn,
+                conn,
                 &HistoryQuery {
                     limit: 2,
                     cursor: Some(cursor),
@@ -650,7 +648,7 @@ mod tests {
 
         // A page that ends exactly at the last entry says so too.
         let exact = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 8,
                 ..HistoryQuery::default()
@@ -668,18 +666,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pruning_deletes_only_older_entries_in_batches() {
-        let conn = test_connection();
+    fn pruning_deletes_only_older_entries_in_batches(conn: &Conn) {
         for s in 0..10 {
-            append(&conn, &entry(s, "a", "r", 1, HistoryKind::Firing)).unwrap();
+            append(conn, &entry(s, "a", "r", 1, HistoryKind::Firing)).unwrap();
         }
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 3);
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 3);
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 1);
-        assert_eq!(prune_history(&conn, at(7), 3).unwrap(), 0);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 3);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 3);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 1);
+        assert_eq!(prune_history(conn, at(7), 3).unwrap(), 0);
         let left = page(
-            &conn,
+            conn,
             &HistoryQuery {
                 limit: 100,
                 ..HistoryQuery::default()

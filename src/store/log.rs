@@ -3,10 +3,9 @@
 //! queued in notification `msg_...`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{StoreError, from_ms, to_ms};
+use super::{Conn, StoreError, from_ms, params, to_ms};
 
 /// What the dispatcher did with an alert on one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,51 +89,52 @@ pub struct LogEntry {
     pub detail: Option<String>,
 }
 
-pub fn insert_log(conn: &Connection, e: &LogEntry) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub fn insert_log(conn: &Conn, e: &LogEntry) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO notification_log
              (at, fingerprint, rule, tracker_id, status, channel, outcome, notification_id, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        to_ms(e.at),
-        e.fingerprint,
-        e.rule,
-        e.tracker_id,
-        e.status,
-        e.channel,
-        e.outcome.as_str(),
-        e.notification_id,
-        e.detail,
-    ])?;
+        params![
+            to_ms(e.at),
+            e.fingerprint,
+            e.rule,
+            e.tracker_id,
+            e.status,
+            e.channel,
+            e.outcome.as_str(),
+            e.notification_id,
+            e.detail,
+        ],
+    )?;
     Ok(())
 }
 
 /// The newest `limit` entries, newest first.
-pub fn recent_log(conn: &Connection, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn recent_log(conn: &Conn, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+    conn.query_map(
         "SELECT at, fingerprint, rule, tracker_id, status, channel, outcome, notification_id, detail
          FROM notification_log ORDER BY seq DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map(params![limit as i64], |row| {
-        Ok(LogEntry {
-            at: from_ms(row.get(0)?),
-            fingerprint: row.get(1)?,
-            rule: row.get(2)?,
-            tracker_id: row.get(3)?,
-            status: row.get(4)?,
-            channel: row.get(5)?,
-            outcome: Outcome::parse(&row.get::<_, String>(6)?),
-            notification_id: row.get(7)?,
-            detail: row.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![i64::try_from(limit).unwrap_or(i64::MAX)],
+        |row| {
+            Ok(LogEntry {
+                at: from_ms(row.get(0)?),
+                fingerprint: row.get(1)?,
+                rule: row.get(2)?,
+                tracker_id: row.get(3)?,
+                status: row.get(4)?,
+                channel: row.get(5)?,
+                outcome: Outcome::parse(&row.get::<String>(6)?),
+                notification_id: row.get(7)?,
+                detail: row.get(8)?,
+            })
+        },
+    )
 }
 
 /// Deletes entries older than `before`; returns how many.
-pub fn prune_log(conn: &Connection, before: DateTime<Utc>) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached("DELETE FROM notification_log WHERE at < ?1")?
-        .execute(params![to_ms(before)])?)
+pub fn prune_log(conn: &Conn, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    conn.execute(
+        "DELETE FROM notification_log WHERE at < ?1",
+        params![to_ms(before)],
+    )
 }

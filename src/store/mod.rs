@@ -26,6 +26,7 @@ mod log;
 mod outbox;
 mod schema;
 mod silences;
+mod sql;
 #[doc(hidden)]
 pub mod testing;
 
@@ -38,7 +39,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use parking_lot::RwLock;
+use rusqlite::Connection;
 
 use crate::config::Config;
 
@@ -65,6 +67,9 @@ pub use outbox::{
     mark_failed, mark_retry, mark_sent, outbox_entry, prune_outbox, requeue_failed,
 };
 pub use silences::{NewSilence, Silence, SilenceMatcher, load_silences};
+pub(crate) use sql::params;
+pub use sql::redact as redact_url;
+pub use sql::{CommitGuard, Conn, FromColumn, Row, ToValue, Tx, Value};
 
 /// What went wrong with the database, naming the file when it matters.
 #[derive(Debug, thiserror::Error)]
@@ -80,16 +85,26 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error(
-        "storage {path}: schema version {found} is newer than this build knows ({known}); \
-         use a newer navixy-alerts or another storage.path"
+        "storage {location}: schema version {found} is newer than this build knows ({known}); \
+         use a newer navixy-alerts or another database"
     )]
     TooNew {
-        path: PathBuf,
+        location: String,
         found: i64,
         known: i64,
     },
     #[error("storage: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL error, naming the database's URL without its password.
+    #[error("storage {location}: {source}")]
+    Postgres {
+        location: String,
+        source: postgres::Error,
+    },
+    /// This instance no longer holds the lease its commit needs (see
+    /// [`Store::set_commit_guard`]): the commit was rolled back, and is not retried.
+    #[error("{0}")]
+    Fenced(String),
     #[error("storage: cannot encode or decode {what}: {source}")]
     Json {
         what: &'static str,
@@ -129,33 +144,51 @@ pub enum Durability {
 
 /// The connection, owned by the database thread, with what the thread remembers about it.
 pub struct Db {
-    conn: Connection,
-    /// The `synchronous` setting now in force, so it is switched only when it changes.
+    conn: Conn,
+    /// The `synchronous` setting now in force (SQLite), so it is switched only when it
+    /// changes.
     synchronous: Durability,
     /// Bumped after every silence change, so the dispatcher reloads its compiled silences.
     silence_generation: Arc<AtomicU64>,
+    /// Checks the commits of alert state (see [`Store::set_commit_guard`]).
+    guard: Arc<RwLock<Option<CommitGuard>>>,
 }
 
 impl Db {
-    /// Starts a write transaction with the given durability.
-    pub fn write(&mut self, durability: Durability) -> Result<Transaction<'_>, StoreError> {
-        if durability != self.synchronous {
+    /// Starts a write transaction with the given durability: on SQLite `FULL` or
+    /// `NORMAL` synchronous, on PostgreSQL `synchronous_commit` on or off.
+    pub fn write(&mut self, durability: Durability) -> Result<Tx<'_>, StoreError> {
+        self.begin(durability, None)
+    }
+
+    /// [`Db::write`] for a transaction that commits alert state (transitions, live or
+    /// pending alerts, escalation steps, new outbox rows): the commit guard, when one is
+    /// set, runs just before its COMMIT, and an error from it rolls everything back.
+    pub fn write_guarded(&mut self, durability: Durability) -> Result<Tx<'_>, StoreError> {
+        let guard = self.guard.read().clone();
+        self.begin(durability, guard)
+    }
+
+    fn begin(
+        &mut self,
+        durability: Durability,
+        guard: Option<CommitGuard>,
+    ) -> Result<Tx<'_>, StoreError> {
+        if let Some(conn) = self.conn.as_sqlite()
+            && durability != self.synchronous
+        {
             let value = match durability {
                 Durability::Full => "FULL",
                 Durability::Relaxed => "NORMAL",
             };
-            self.conn.pragma_update(None, "synchronous", value)?;
+            conn.pragma_update(None, "synchronous", value)?;
             self.synchronous = durability;
         }
-        // IMMEDIATE takes the write lock up front: a reader elsewhere (the sqlite3 shell)
-        // cannot make the commit fail half-way with SQLITE_BUSY.
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+        Tx::begin(&self.conn, durability == Durability::Relaxed, guard)
     }
 
     /// The connection, for reads.
-    pub fn conn(&self) -> &Connection {
+    pub fn conn(&self) -> &Conn {
         &self.conn
     }
 
@@ -181,6 +214,10 @@ pub struct Store {
     /// Bumped, and notified, after every ack made or undone (see `acks`).
     ack_generation: Arc<AtomicU64>,
     acks_changed: Arc<tokio::sync::Notify>,
+    /// The commit guard the database thread runs (see [`Store::set_commit_guard`]).
+    guard: Arc<RwLock<Option<CommitGuard>>>,
+    /// The database is PostgreSQL, not SQLite.
+    postgres: bool,
 }
 
 /// What is known to be wrong with the database, shared by every handle and the
@@ -263,6 +300,9 @@ impl Store {
     /// Opens the database named by `storage.path`, relative to the config file's folder,
     /// creating its folder and running migrations.
     pub fn open(config: &Config) -> Result<Store, StoreError> {
+        if let Some(pg) = &config.storage.postgres {
+            return Store::open_postgres(&pg.url);
+        }
         if config.storage.path == ":memory:" {
             return Store::open_in_memory();
         }
@@ -335,33 +375,97 @@ impl Store {
                 })?;
             Some(stop)
         };
+        let conn = Conn::sqlite(conn);
+        Store::spawn(
+            move || Ok(conn),
+            false,
+            path.display().to_string(),
+            faults,
+            checkpointer,
+        )
+    }
 
-        let silence_generation = Arc::new(AtomicU64::new(0));
-        let mut db = Db {
-            conn,
-            synchronous: Durability::Full,
-            silence_generation: silence_generation.clone(),
+    /// Connects to a PostgreSQL database (`storage.postgres.url`) and brings its schema
+    /// to this build's version. Errors name the URL without its password.
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let url = url.to_owned();
+        let location = redact_url(&url);
+        let shown = location.clone();
+        // The synchronous client runs a runtime of its own: it must not be made (nor
+        // used) on an async worker, so it is made on the database thread.
+        let open = move || {
+            let conn = Conn::postgres(sql::PgConn::connect(&url)?);
+            schema::migrate_postgres(&conn, &shown)?;
+            Ok(conn)
         };
+        Store::spawn(open, true, location, Arc::new(Faults::default()), None)
+    }
+
+    /// Starts the database thread on the connection `open` makes there, and waits until
+    /// it is made.
+    fn spawn(
+        open: impl FnOnce() -> Result<Conn, StoreError> + Send + 'static,
+        postgres: bool,
+        location: String,
+        faults: Arc<Faults>,
+        checkpointer: Option<mpsc::Sender<()>>,
+    ) -> Result<Store, StoreError> {
+        let silence_generation = Arc::new(AtomicU64::new(0));
+        let guard: Arc<RwLock<Option<CommitGuard>>> = Arc::default();
         let (jobs, rx) = mpsc::channel::<Job>();
+        let (opened, ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
+        let thread_generation = silence_generation.clone();
+        let thread_guard = guard.clone();
         std::thread::Builder::new()
             .name("navixy-alerts-store".into())
             .spawn(move || {
                 // Ends when every Store handle is gone, and the checkpointer with it.
                 let _checkpointer = checkpointer;
+                let conn = match open() {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(()));
+                let mut db = Db {
+                    conn,
+                    synchronous: Durability::Full,
+                    silence_generation: thread_generation,
+                    guard: thread_guard,
+                };
                 while let Ok(job) = rx.recv() {
+                    db.conn.heal();
                     job(&mut db);
                 }
             })
             .map_err(|e| StoreError::Panicked(format!("cannot start the database thread: {e}")))?;
+        ready.recv().map_err(|_| StoreError::Closed)??;
         Ok(Store {
             jobs,
-            location: Arc::from(path.display().to_string()),
+            location: Arc::from(location),
             silence_generation,
             faults,
             feed: Feed::default(),
             ack_generation: Arc::default(),
             acks_changed: Arc::default(),
+            guard,
+            postgres,
         })
+    }
+
+    /// Sets the check every commit of alert state runs just before its COMMIT
+    /// ([`Db::write_guarded`]): transitions, live and pending alerts, escalation steps and
+    /// new outbox rows. An `Err` (normally [`StoreError::Fenced`]) rolls the commit back.
+    /// The cluster sets it to "this instance still holds its leases".
+    pub fn set_commit_guard(&self, guard: CommitGuard) {
+        *self.guard.write() = Some(guard);
+    }
+
+    /// True when the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     /// Where the database lives, for messages.
@@ -419,7 +523,7 @@ impl Store {
         pending: Vec<crate::alert::PendingAlert>,
     ) -> Result<(), StoreError> {
         self.call(move |db| {
-            let tx = db.write(Durability::Full)?;
+            let tx = db.write_guarded(Durability::Full)?;
             save_pending_alerts(&tx, &pending)?;
             tx.commit()?;
             Ok(())
@@ -430,7 +534,7 @@ impl Store {
     /// The pending alerts the last stop kept, removed from the store as they are read.
     pub async fn take_pending_alerts(&self) -> Result<Vec<crate::alert::PendingAlert>, StoreError> {
         self.call(|db| {
-            let tx = db.write(Durability::Full)?;
+            let tx = db.write_guarded(Durability::Full)?;
             let pending = take_pending_alerts(&tx)?;
             tx.commit()?;
             Ok(pending)
@@ -585,10 +689,27 @@ impl Store {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('ready_check', '1')
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [],
+                params![],
             )?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// SQLite: moves the whole write-ahead log into the database file and empties it;
+    /// returns SQLite's "busy" flag (0 when complete). `None` on PostgreSQL, which has no
+    /// such file.
+    pub async fn checkpoint_truncate(&self) -> Result<Option<i64>, StoreError> {
+        self.call(|db| match db.conn().as_sqlite() {
+            Some(conn) => Ok(Some(conn.query_row(
+                "PRAGMA wal_checkpoint(TRUNCATE)",
+                [],
+                |row| row.get::<_, i64>(0),
+            )?)),
+            None => Ok(None),
         })
         .await
     }
@@ -680,9 +801,77 @@ mod tests;
 /// A migrated private in-memory connection, for unit tests that drive the dispatcher's
 /// synchronous parts directly.
 #[cfg(test)]
-pub(crate) fn test_connection() -> Connection {
+pub(crate) fn test_connection() -> Conn {
     let mut conn = Connection::open_in_memory().unwrap();
     conn.pragma_update(None, "foreign_keys", "ON").unwrap();
     schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
-    conn
+    Conn::sqlite(conn)
 }
+
+/// A migrated connection to a new database of the test process's PostgreSQL server;
+/// `None` (the test is skipped, and says so) when PostgreSQL is not installed.
+#[cfg(test)]
+pub(crate) fn pg_test_connection(test: &str) -> Option<Conn> {
+    let url = testing::shared_or_skip(test)?.create_database();
+    let conn = Conn::postgres(sql::PgConn::connect(&url).unwrap());
+    schema::migrate_postgres(&conn, &url).unwrap();
+    Some(conn)
+}
+
+/// A store on a new database of the test process's PostgreSQL server (see
+/// [`pg_test_connection`]).
+#[cfg(test)]
+pub(crate) fn pg_test_store(test: &str) -> Option<Store> {
+    let url = testing::shared_or_skip(test)?.create_database();
+    Some(Store::open_postgres(&url).unwrap())
+}
+
+/// One test body, run on both backends: each `fn name(conn: &Conn)` of the calling module
+/// becomes the tests `sqlite::name` (an in-memory database) and `postgres::name` (a new
+/// database on the test server, skipped without PostgreSQL).
+#[cfg(test)]
+macro_rules! conn_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&$crate::store::test_connection());
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let test = concat!(module_path!(), "::", stringify!($name));
+                if let Some(conn) = $crate::store::pg_test_connection(test) {
+                    super::$name(&conn);
+                }
+            })*
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use conn_tests;
+
+/// [`conn_tests!`] for `async fn name(store: Store)`.
+#[cfg(test)]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::store::Store::open_in_memory().unwrap()).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let test = concat!(module_path!(), "::", stringify!($name));
+                if let Some(store) = $crate::store::pg_test_store(test) {
+                    super::$name(store).await;
+                }
+            })*
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use store_tests;

@@ -4,10 +4,9 @@
 //! dedupe on, and it never changes across retries or restarts.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Row, params};
 use serde::Serialize;
 
-use super::{StoreError, from_ms, to_ms};
+use super::{Conn, Row, StoreError, from_ms, params, to_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,108 +70,105 @@ fn nested_json<S: serde::Serializer>(payload: &str, ser: S) -> Result<S::Ok, S::
 const COLUMNS: &str = "seq, id, channel, group_key, created_at, status, attempts, \
                        next_attempt_at, last_error, finished_at, payload";
 
-fn entry(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+fn entry(row: &Row<'_>) -> Result<OutboxEntry, StoreError> {
     Ok(OutboxEntry {
         seq: row.get(0)?,
         id: row.get(1)?,
         channel: row.get(2)?,
         group_key: row.get(3)?,
         created_at: from_ms(row.get(4)?),
-        status: OutboxStatus::parse(&row.get::<_, String>(5)?),
-        attempts: u32::try_from(row.get::<_, i64>(6)?).unwrap_or(u32::MAX),
+        status: OutboxStatus::parse(&row.get::<String>(5)?),
+        attempts: row.get(6)?,
         next_attempt_at: from_ms(row.get(7)?),
         last_error: row.get(8)?,
-        finished_at: row.get::<_, Option<i64>>(9)?.map(from_ms),
+        finished_at: row.get::<Option<i64>>(9)?.map(from_ms),
         payload: row.get(10)?,
     })
 }
 
 /// Adds a pending notification, due at `created_at`; returns its `seq`.
 pub fn insert_outbox(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     channel: &str,
     group_key: &str,
     created_at: DateTime<Utc>,
     payload: &str,
 ) -> Result<i64, StoreError> {
-    conn.prepare_cached(
+    conn.query_one(
         "INSERT INTO outbox (id, channel, group_key, created_at, payload, status, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?4)",
-    )?
-    .execute(params![id, channel, group_key, to_ms(created_at), payload])?;
-    Ok(conn.last_insert_rowid())
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?4)
+         RETURNING seq",
+        params![id, channel, group_key, to_ms(created_at), payload],
+        |row| row.get(0),
+    )
 }
 
 pub fn mark_sent(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     attempts: u32,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE outbox SET status = 'sent', attempts = ?2, finished_at = ?3, last_error = NULL
          WHERE id = ?1",
-    )?
-    .execute(params![id, i64::from(attempts), to_ms(at)])?;
+        params![id, attempts, to_ms(at)],
+    )?;
     Ok(())
 }
 
 pub fn mark_retry(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     attempts: u32,
     next_attempt_at: DateTime<Utc>,
     error: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        i64::from(attempts),
-        to_ms(next_attempt_at),
-        error
-    ])?;
+        params![id, attempts, to_ms(next_attempt_at), error],
+    )?;
     Ok(())
 }
 
 pub fn mark_failed(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     attempts: u32,
     at: DateTime<Utc>,
     error: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE outbox SET status = 'failed', attempts = ?2, finished_at = ?3, last_error = ?4
          WHERE id = ?1",
-    )?
-    .execute(params![id, i64::from(attempts), to_ms(at), error])?;
+        params![id, attempts, to_ms(at), error],
+    )?;
     Ok(())
 }
 
 /// One row by notification id, whatever its status.
-pub fn outbox_entry(conn: &Connection, id: &str) -> Result<Option<OutboxEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?;
-    let mut rows = stmt.query_map(params![id], entry)?;
-    Ok(rows.next().transpose()?)
+pub fn outbox_entry(conn: &Conn, id: &str) -> Result<Option<OutboxEntry>, StoreError> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+        params![id],
+        entry,
+    )
 }
 
 /// Puts a failed row back to pending, due at `at` (an operator's "retry now"); its id,
 /// attempts and last error stay. Returns the row as it is now, or `None` when it was
 /// not failed (sent meanwhile, or retried already): only one caller gets it back.
 pub fn requeue_failed(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<OutboxEntry>, StoreError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, finished_at = NULL
-             WHERE id = ?1 AND status = 'failed'",
-        )?
-        .execute(params![id, to_ms(at)])?;
+    let changed = conn.execute(
+        "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, finished_at = NULL
+         WHERE id = ?1 AND status = 'failed'",
+        params![id, to_ms(at)],
+    )?;
     if changed == 0 {
         return Ok(None);
     }
@@ -180,27 +176,27 @@ pub fn requeue_failed(
 }
 
 /// The ids of a channel's failed rows, oldest first.
-pub fn failed_ids(conn: &Connection, channel: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn failed_ids(conn: &Conn, channel: &str) -> Result<Vec<String>, StoreError> {
+    conn.query_map(
         "SELECT id FROM outbox WHERE status = 'failed' AND channel = ?1 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![channel], |row| row.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![channel],
+        |row| row.get(0),
+    )
 }
 
 /// Every pending notification, in delivery order.
-pub fn load_pending(conn: &Connection) -> Result<Vec<OutboxEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map([], entry)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn load_pending(conn: &Conn) -> Result<Vec<OutboxEntry>, StoreError> {
+    conn.query_map(
+        &format!("SELECT {COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY seq"),
+        params![],
+        entry,
+    )
 }
 
-pub fn count_pending(conn: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = conn.query_row(
+pub fn count_pending(conn: &Conn) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_one(
         "SELECT count(*) FROM outbox WHERE status = 'pending'",
-        [],
+        params![],
         |row| row.get(0),
     )?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -208,33 +204,29 @@ pub fn count_pending(conn: &Connection) -> Result<u64, StoreError> {
 
 /// The newest `limit` rows with the given status (any when `None`), newest first.
 pub fn list_outbox(
-    conn: &Connection,
+    conn: &Conn,
     status: Option<OutboxStatus>,
     limit: usize,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = match status {
-        Some(status) => {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM outbox WHERE status = ?1 ORDER BY seq DESC LIMIT ?2"
-            ))?;
-            stmt.query_map(params![status.as_str(), limit], entry)?
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        None => {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM outbox ORDER BY seq DESC LIMIT ?1"
-            ))?;
-            stmt.query_map(params![limit], entry)?
-                .collect::<Result<Vec<_>, _>>()?
-        }
-    };
-    Ok(rows)
+    match status {
+        Some(status) => conn.query_map(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE status = ?1 ORDER BY seq DESC LIMIT ?2"),
+            params![status.as_str(), limit],
+            entry,
+        ),
+        None => conn.query_map(
+            &format!("SELECT {COLUMNS} FROM outbox ORDER BY seq DESC LIMIT ?1"),
+            params![limit],
+            entry,
+        ),
+    }
 }
 
 /// Deletes sent rows finished before `before` (failed rows stay until an operator looks).
-pub fn prune_outbox(conn: &Connection, before: DateTime<Utc>) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached("DELETE FROM outbox WHERE status = 'sent' AND finished_at < ?1")?
-        .execute(params![to_ms(before)])?)
+pub fn prune_outbox(conn: &Conn, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    conn.execute(
+        "DELETE FROM outbox WHERE status = 'sent' AND finished_at < ?1",
+        params![to_ms(before)],
+    )
 }

@@ -10,10 +10,10 @@
 //! [`MAX_MATCHERS`] per silence and [`MAX_UNEXPIRED_SILENCES`] in force or pending.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, from_json, from_ms, to_json, to_ms};
+use super::{Conn, StoreError, from_json, from_ms, params, to_json, to_ms};
 
 /// The most matchers one silence may have: more is a mistake, and each one is asked for
 /// every notification.
@@ -205,8 +205,8 @@ impl Silence {
 
 /// Stores a new silence, unless [`MAX_UNEXPIRED_SILENCES`] are already in force or
 /// pending (counted in the same transaction as the insert).
-pub(super) fn insert_silence(conn: &Connection, s: &Silence) -> Result<(), StoreError> {
-    let unexpired: i64 = conn.query_row(
+pub(super) fn insert_silence(conn: &Conn, s: &Silence) -> Result<(), StoreError> {
+    let unexpired: i64 = conn.query_one(
         "SELECT COUNT(*) FROM silences WHERE ends_at > ?1",
         params![to_ms(s.created_at)],
         |row| row.get(0),
@@ -233,46 +233,36 @@ pub(super) fn insert_silence(conn: &Connection, s: &Silence) -> Result<(), Store
     Ok(())
 }
 
-pub(super) fn delete_silence(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(super) fn delete_silence(conn: &Conn, id: &str) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM silences WHERE id = ?1", params![id])? > 0)
 }
 
 /// Every silence, newest first.
-pub fn load_silences(conn: &Connection) -> Result<Vec<Silence>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn load_silences(conn: &Conn) -> Result<Vec<Silence>, StoreError> {
+    conn.query_map(
         "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at
          FROM silences ORDER BY created_at DESC, id DESC",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, i64>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, String>(5)?,
-            row.get::<_, i64>(6)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, matchers, starts_at, ends_at, created_by, comment, created_at) = row?;
-        out.push(Silence {
-            id,
-            matchers: from_json("silence matchers", &matchers)?,
-            starts_at: from_ms(starts_at),
-            ends_at: from_ms(ends_at),
-            created_by,
-            comment,
-            created_at: from_ms(created_at),
-        });
-    }
-    Ok(out)
+        params![],
+        |row| {
+            Ok(Silence {
+                id: row.get(0)?,
+                matchers: from_json("silence matchers", &row.get::<String>(1)?)?,
+                starts_at: from_ms(row.get(2)?),
+                ends_at: from_ms(row.get(3)?),
+                created_by: row.get(4)?,
+                comment: row.get(5)?,
+                created_at: from_ms(row.get(6)?),
+            })
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Conn, conn_tests};
+
+    conn_tests!(unexpired_silences_are_capped_and_expired_ones_do_not_count);
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
@@ -395,9 +385,7 @@ mod tests {
         assert!(new_silence(&body).is_ok());
     }
 
-    #[test]
-    fn unexpired_silences_are_capped_and_expired_ones_do_not_count() {
-        let conn = super::super::test_connection();
+    fn unexpired_silences_are_capped_and_expired_ones_do_not_count(conn: &Conn) {
         let now = at("2030-01-01T00:00:00Z");
         let silence = |n: usize, ends_at: &str| Silence {
             id: format!("sil_{n}"),
@@ -415,12 +403,12 @@ mod tests {
         };
         conn.execute_batch("BEGIN").unwrap();
         for n in 0..MAX_UNEXPIRED_SILENCES - 1 {
-            insert_silence(&conn, &silence(n, "2030-01-02T00:00:00Z")).unwrap();
+            insert_silence(conn, &silence(n, "2030-01-02T00:00:00Z")).unwrap();
         }
         // Ended: not counted.
-        insert_silence(&conn, &silence(100_000, "2030-01-01T00:00:00Z")).unwrap();
-        insert_silence(&conn, &silence(100_001, "2030-01-02T00:00:00Z")).unwrap();
-        match insert_silence(&conn, &silence(100_002, "2030-01-02T00:00:00Z")) {
+        insert_silence(conn, &silence(100_000, "2030-01-01T00:00:00Z")).unwrap();
+        insert_silence(conn, &silence(100_001, "2030-01-02T00:00:00Z")).unwrap();
+        match insert_silence(conn, &silence(100_002, "2030-01-02T00:00:00Z")) {
             Err(StoreError::Invalid(message)) => assert_eq!(
                 message,
                 "there are already 10000 silences in force or pending, the most allowed is \
@@ -430,7 +418,7 @@ mod tests {
         }
         conn.execute_batch("COMMIT").unwrap();
         assert_eq!(
-            load_silences(&conn).unwrap().len(),
+            load_silences(conn).unwrap().len(),
             MAX_UNEXPIRED_SILENCES + 1
         );
     }

@@ -1,6 +1,20 @@
 use super::*;
 use crate::alert::{AlertStatus, Fingerprint, PendingAlert};
 use crate::dispatch::testing::{firing, t0};
+use crate::store::store_tests;
+
+// The store's behaviour, the same on SQLite and PostgreSQL.
+store_tests!(
+    live_alerts_round_trip_and_resolve_forgets,
+    a_panicking_job_is_an_error_and_the_thread_goes_on,
+    silences_add_list_delete,
+    bad_silences_are_refused_with_the_reason,
+    outbox_rows_move_from_pending_to_sent_or_failed,
+    failing_commits_make_the_store_not_ready_until_one_succeeds,
+    a_commit_guard_that_refuses_rolls_the_whole_batch_back,
+    pending_alerts_are_kept_for_one_start,
+    a_write_that_fails_in_isolation_leaves_the_rest_of_its_transaction,
+);
 
 #[test]
 fn migrations_set_the_version_and_are_idempotent() {
@@ -48,9 +62,7 @@ fn storage_path_resolves_against_the_config_folder() {
     assert!(dir.path().join("conf/data/x.db").exists());
 }
 
-#[tokio::test]
-async fn live_alerts_round_trip_and_resolve_forgets() {
-    let store = Store::open_in_memory().unwrap();
+async fn live_alerts_round_trip_and_resolve_forgets(store: Store) {
     let fuel = firing("fuel_drain", 21080);
     let other = firing("speeding", 21081);
     let (f, o) = (fuel.clone(), other.clone());
@@ -98,9 +110,7 @@ fn blocking_calls_work_from_a_plain_thread() {
     assert!(live.is_empty());
 }
 
-#[tokio::test]
-async fn a_panicking_job_is_an_error_and_the_thread_goes_on() {
-    let store = Store::open_in_memory().unwrap();
+async fn a_panicking_job_is_an_error_and_the_thread_goes_on(store: Store) {
     let err = store
         .call(|_db| -> Result<(), StoreError> { panic!("boom") })
         .await
@@ -121,9 +131,7 @@ fn matcher(name: &str, value: &str, is_regex: bool) -> SilenceMatcher {
     }
 }
 
-#[tokio::test]
-async fn silences_add_list_delete() {
-    let store = Store::open_in_memory().unwrap();
+async fn silences_add_list_delete(store: Store) {
     let generation = store.silence_generation();
     let added = store
         .add_silence(
@@ -151,9 +159,7 @@ async fn silences_add_list_delete() {
     assert!(store.list_silences().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn bad_silences_are_refused_with_the_reason() {
-    let store = Store::open_in_memory().unwrap();
+async fn bad_silences_are_refused_with_the_reason(store: Store) {
     let new = |matchers, ends_at| NewSilence {
         matchers,
         starts_at: None,
@@ -187,9 +193,7 @@ async fn bad_silences_are_refused_with_the_reason() {
     }
 }
 
-#[tokio::test]
-async fn outbox_rows_move_from_pending_to_sent_or_failed() {
-    let store = Store::open_in_memory().unwrap();
+async fn outbox_rows_move_from_pending_to_sent_or_failed(store: Store) {
     store
         .call(|db| {
             let tx = db.write(Durability::Full)?;
@@ -259,9 +263,10 @@ fn commits_leave_the_log_to_the_checkpointer() {
     }
     let auto: i64 = store
         .call_blocking(|db| {
-            Ok(db
-                .conn()
-                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
+            db.conn()
+                .query_one("PRAGMA wal_autocheckpoint", crate::store::params![], |r| {
+                    r.get(0)
+                })
         })
         .unwrap();
     assert_eq!(auto, 0, "commits never checkpoint");
@@ -282,10 +287,7 @@ fn commits_leave_the_log_to_the_checkpointer() {
     );
 }
 
-#[test]
-fn pending_alerts_are_kept_for_one_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+async fn pending_alerts_are_kept_for_one_start(store: Store) {
     let pending = |rule: &str, tracker: i64, key: Option<&str>| PendingAlert {
         fingerprint: Fingerprint::new(rule, Some(tracker), key),
         rule: rule.into(),
@@ -293,23 +295,18 @@ fn pending_alerts_are_kept_for_one_start() {
         key: key.map(str::to_string),
         since: t0(),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let first = vec![pending("idling", 7, None), pending("door", 8, Some("2"))];
-        store.save_pending_alerts(first).await.unwrap();
-        // A second stop replaces what the first kept.
-        let second = vec![pending("idling", 9, None), pending("door", 8, Some("3"))];
-        store.save_pending_alerts(second.clone()).await.unwrap();
-        let mut taken = store.take_pending_alerts().await.unwrap();
-        taken.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-        let mut want = second;
-        want.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-        assert_eq!(taken, want);
-        // Taken once: a start that ends without saving leaves nothing to the next.
-        assert!(store.take_pending_alerts().await.unwrap().is_empty());
-    });
+    let first = vec![pending("idling", 7, None), pending("door", 8, Some("2"))];
+    store.save_pending_alerts(first).await.unwrap();
+    // A second stop replaces what the first kept.
+    let second = vec![pending("idling", 9, None), pending("door", 8, Some("3"))];
+    store.save_pending_alerts(second.clone()).await.unwrap();
+    let mut taken = store.take_pending_alerts().await.unwrap();
+    taken.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    let mut want = second;
+    want.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    assert_eq!(taken, want);
+    // Taken once: a start that ends without saving leaves nothing to the next.
+    assert!(store.take_pending_alerts().await.unwrap().is_empty());
 }
 
 /// Removes the database and its `-wal` and `-shm` files, as `rm alerts.db*` does.
@@ -360,9 +357,7 @@ async fn a_replaced_database_file_is_noticed() {
     assert!(matches!(store.check_file(), Err(StoreError::Lost { .. })));
 }
 
-#[tokio::test]
-async fn failing_commits_make_the_store_not_ready_until_one_succeeds() {
-    let store = Store::open_in_memory().unwrap();
+async fn failing_commits_make_the_store_not_ready_until_one_succeeds(store: Store) {
     let full = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
         Some("database or disk is full".into()),
@@ -376,4 +371,183 @@ async fn failing_commits_make_the_store_not_ready_until_one_succeeds() {
     );
     assert!(store.note_commit(Ok(())), "the recovery is news");
     store.check_writable().await.unwrap();
+}
+
+async fn a_commit_guard_that_refuses_rolls_the_whole_batch_back(store: Store) {
+    let seen = Arc::new(AtomicU64::new(u64::MAX));
+    let inside = seen.clone();
+    store.set_commit_guard(Arc::new(move |tx: &Tx<'_>| {
+        // The guard runs inside the transaction: it sees the batch, uncommitted.
+        let live: i64 =
+            tx.query_one("SELECT count(*) FROM live_alerts", params![], |r| r.get(0))?;
+        inside.store(live as u64, Ordering::Release);
+        Err(StoreError::Fenced(
+            "this instance no longer holds `navixy`".into(),
+        ))
+    }));
+    let fuel = firing("fuel_drain", 21080);
+    let err = store
+        .call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            upsert_live_alert(&tx, &fuel, t0())?;
+            insert_outbox(&tx, "msg_1", "ops", "g", t0(), "{}")?;
+            history::append(&tx, &HistoryEntry::transition(&fuel))?;
+            tx.commit()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "this instance no longer holds `navixy`");
+    assert!(matches!(err, StoreError::Fenced(_)));
+    assert_eq!(seen.load(Ordering::Acquire), 1);
+    assert!(store.load_live_alerts().await.unwrap().is_empty());
+    assert!(store.list_outbox(None, 10).await.unwrap().is_empty());
+    let history = store
+        .history(HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(history.entries.is_empty());
+
+    // Writes that do not commit alert state are not guarded.
+    store
+        .call(|db| {
+            let tx = db.write(Durability::Full)?;
+            insert_outbox(&tx, "msg_2", "ops", "g", t0(), "{}")?;
+            tx.commit()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.list_outbox(None, 10).await.unwrap().len(), 1);
+}
+
+// What only PostgreSQL has: a server shared by instances, and a connection to lose.
+
+#[test]
+fn postgres_two_stores_opening_one_empty_database_at_once_both_succeed() {
+    let test = "store::tests::postgres_two_stores_opening_one_empty_database_at_once_both_succeed";
+    let Some(server) = testing::shared_or_skip(test) else {
+        return;
+    };
+    let url = server.create_database();
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let opening: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open_postgres(&url)
+            })
+        })
+        .collect();
+    for handle in opening {
+        let store = handle.join().unwrap().unwrap();
+        assert!(store.is_postgres());
+    }
+    let database = url.rsplit('/').next().unwrap();
+    let version = server
+        .psql(database, "SELECT version FROM schema_version")
+        .unwrap();
+    assert_eq!(version.trim(), schema::VERSION.to_string());
+}
+
+#[test]
+fn postgres_a_database_from_a_newer_build_is_refused_by_name() {
+    let test = "store::tests::postgres_a_database_from_a_newer_build_is_refused_by_name";
+    let Some(server) = testing::shared_or_skip(test) else {
+        return;
+    };
+    let url = server.create_database();
+    drop(Store::open_postgres(&url).unwrap());
+    let database = url.rsplit('/').next().unwrap();
+    server
+        .psql(database, "UPDATE schema_version SET version = 99")
+        .unwrap();
+    let err = Store::open_postgres(&url).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "storage {url}: schema version 99 is newer than this build knows ({}); \
+             use a newer navixy-alerts or another database",
+            schema::VERSION
+        )
+    );
+}
+
+#[test]
+fn postgres_errors_name_the_database_without_its_password() {
+    // Nothing listens on port 1: the connection is refused at once.
+    let err = Store::open_postgres("postgres://alerts:s3cret@127.0.0.1:1/alerts")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("storage postgres://alerts:***@127.0.0.1:1/alerts: "),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_a_lost_connection_fails_one_call_and_the_next_reconnects() {
+    let test = "store::tests::postgres_a_lost_connection_fails_one_call_and_the_next_reconnects";
+    // A server of its own: stopping the shared one would fail the other tests.
+    let server = match testing::PgServer::start() {
+        Ok(server) => server,
+        Err(why) => {
+            // Skips (or fails under NAVIXY_ALERTS_REQUIRE_ALL) as the shared one does.
+            if testing::shared_or_skip(test).is_none() {
+                return;
+            }
+            panic!("{why}");
+        }
+    };
+    let url = server.create_database();
+    let store = Store::open_postgres(&url).unwrap();
+    store.check_writable().await.unwrap();
+
+    server.stop();
+    let err = store.check_writable().await.unwrap_err();
+    assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!("storage {url}: ")),
+        "{err}"
+    );
+
+    server.start_again();
+    store.check_writable().await.unwrap();
+    let fuel = firing("fuel_drain", 21080);
+    store
+        .call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            upsert_live_alert(&tx, &fuel, t0())?;
+            tx.commit()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load_live_alerts().await.unwrap().len(), 1);
+}
+
+async fn a_write_that_fails_in_isolation_leaves_the_rest_of_its_transaction(store: Store) {
+    let ids = store
+        .call(|db| {
+            let tx = db.write(Durability::Relaxed)?;
+            insert_outbox(&tx, "msg_1", "ops", "g", t0(), "{}")?;
+            // The same id again: refused, and only this write is undone.
+            let again = tx.isolated(|c| insert_outbox(c, "msg_1", "ops", "g", t0(), "{}"));
+            assert!(again.is_err());
+            insert_outbox(&tx, "msg_2", "ops", "g", t0(), "{}")?;
+            tx.commit()?;
+            Ok(load_pending(db.conn())?
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids, ["msg_1", "msg_2"]);
 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::store::Conn;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::Connection;
 
 use super::*;
 use crate::dispatch::testing::{config, firing, resolved, t0};
@@ -22,7 +22,7 @@ notify: { group_by: [rule], group_wait: 10s, group_interval: 1m, repeat_interval
 "#;
 
 pub(super) struct Harness {
-    pub(super) conn: Connection,
+    pub(super) conn: Conn,
     pub(super) groups: Groups,
     silence_generation: u64,
 }
@@ -98,7 +98,7 @@ impl Harness {
             .execute(
                 "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at)
                  VALUES (?1, ?2, ?3, ?4, '', '', 0)",
-                rusqlite::params![
+                crate::store::params![
                     s.id,
                     serde_json::to_string(&s.matchers).unwrap(),
                     s.starts_at.timestamp_millis(),
@@ -207,7 +207,11 @@ fn a_resolve_is_sent_once_and_the_live_alert_is_forgotten() {
     assert_eq!(h.groups.size(), (0, 0));
     let groups: i64 = h
         .conn
-        .query_row("SELECT count(*) FROM groups", [], |r| r.get(0))
+        .query_one(
+            "SELECT count(*) FROM groups",
+            crate::store::params![],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(groups, 0);
 }
@@ -408,7 +412,11 @@ fn groups_of_a_removed_channel_are_dropped_on_load() {
     assert_eq!(groups.size(), (0, 0));
     let rows: i64 = h
         .conn
-        .query_row("SELECT count(*) FROM group_members", [], |r| r.get(0))
+        .query_one(
+            "SELECT count(*) FROM group_members",
+            crate::store::params![],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(rows, 0);
 }

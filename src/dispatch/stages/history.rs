@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::store::Conn;
 use parking_lot::Mutex;
-use rusqlite::Connection;
 
 use super::{Decision, DeliveryRecord, History};
 use crate::store::{self, Feed, FeedEvent, HistoryEntry, HistoryKind, StoreError};
@@ -107,7 +107,7 @@ fn entry(r: &DeliveryRecord<'_>) -> Option<HistoryEntry> {
 }
 
 impl History for StoreHistory {
-    fn record(&mut self, conn: &Connection, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+    fn record(&mut self, conn: &Conn, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
         let e = entry(r);
         if !self.is_news(r, e.as_ref()) {
             return Ok(());
@@ -126,7 +126,7 @@ mod tests {
     use super::*;
     use crate::dispatch::testing::firing;
 
-    fn kinds(conn: &Connection) -> Vec<String> {
+    fn kinds(conn: &Conn) -> Vec<String> {
         let page = store::history::page(
             conn,
             &store::HistoryQuery {

@@ -354,7 +354,7 @@ mod tests {
         let router = Arc::new(Router::new(&cfg).unwrap());
         let mut conn = store::test_connection();
         let offline = alert("tracker_offline", 1, Critical);
-        let run = |groups: &mut Groups, conn: &mut rusqlite::Connection, t, at| {
+        let run = |groups: &mut Groups, conn: &mut crate::store::Conn, t, at| {
             let tx = conn.transaction().unwrap();
             groups.apply(&tx, t, secs(at)).unwrap();
             let mut out = Vec::new();

@@ -45,8 +45,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Conn;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::ack::AckLinks;
 use super::group::{GroupId, Member, Queued};
@@ -141,7 +141,7 @@ impl Decision<'_> {
 /// connection, so a history table written here commits or rolls back with the
 /// transitions; an error aborts that transaction.
 pub trait History: Send {
-    fn record(&mut self, conn: &Connection, record: &DeliveryRecord<'_>) -> Result<(), StoreError>;
+    fn record(&mut self, conn: &Conn, record: &DeliveryRecord<'_>) -> Result<(), StoreError>;
 }
 
 /// The default sink: keeps nothing.
@@ -149,14 +149,14 @@ pub trait History: Send {
 pub struct NoHistory;
 
 impl History for NoHistory {
-    fn record(&mut self, _: &Connection, _: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+    fn record(&mut self, _: &Conn, _: &DeliveryRecord<'_>) -> Result<(), StoreError> {
         Ok(())
     }
 }
 
 /// What every flush stage sees of the group being flushed.
 pub(crate) struct Flush<'a> {
-    pub conn: &'a Connection,
+    pub conn: &'a Conn,
     pub now: DateTime<Utc>,
     pub group: &'a GroupId,
     pub settings: &'a Settings,
@@ -257,11 +257,7 @@ impl Pipeline {
     }
 
     /// Reports a decision taken outside the stages here (group membership).
-    pub fn record(
-        &mut self,
-        conn: &Connection,
-        record: &DeliveryRecord<'_>,
-    ) -> Result<(), StoreError> {
+    pub fn record(&mut self, conn: &Conn, record: &DeliveryRecord<'_>) -> Result<(), StoreError> {
         self.history.record(conn, record)
     }
 
@@ -280,7 +276,7 @@ impl Pipeline {
     /// Ingest: the channels a transition goes to.
     pub fn route(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         t: &AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<Vec<Target>, StoreError> {
@@ -288,11 +284,7 @@ impl Pipeline {
     }
 
     /// Before a round of flushes: reloads the silences if the store's changed.
-    pub fn refresh(
-        &mut self,
-        conn: &Connection,
-        silence_generation: u64,
-    ) -> Result<(), StoreError> {
+    pub fn refresh(&mut self, conn: &Conn, silence_generation: u64) -> Result<(), StoreError> {
         self.silence.refresh(conn, silence_generation)
     }
 
@@ -351,7 +343,7 @@ pub(crate) fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
 
 /// A line in the notification log.
 pub(crate) fn log(
-    conn: &Connection,
+    conn: &Conn,
     now: DateTime<Utc>,
     t: &AlertTransition,
     channel: Option<&str>,

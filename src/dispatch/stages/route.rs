@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::store::Conn;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::{Decision, DeliveryRecord, History, log};
 use crate::alert::AlertTransition;
@@ -32,7 +32,7 @@ impl Route {
     /// The channels `t` goes to, each with its route's settings; empty when none.
     pub fn exec(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         t: &AlertTransition,
         now: DateTime<Utc>,
         history: &mut dyn History,
@@ -96,7 +96,7 @@ mod tests {
         Route::new(Arc::new(Router::new(&config(yaml)).unwrap()))
     }
 
-    fn log(conn: &Connection) -> Vec<(String, Option<String>, Option<String>)> {
+    fn log(conn: &Conn) -> Vec<(String, Option<String>, Option<String>)> {
         let mut entries = store::recent_log(conn, 100).unwrap();
         entries.reverse();
         entries

@@ -21,7 +21,7 @@ impl Silence {
     /// Recompiles the silences if the store's changed since (`generation`).
     pub fn refresh(
         &mut self,
-        conn: &rusqlite::Connection,
+        conn: &crate::store::Conn,
         generation: u64,
     ) -> Result<(), StoreError> {
         if self.active.is_stale(generation) {
@@ -81,7 +81,7 @@ mod tests {
         }]
     }
 
-    fn log(conn: &rusqlite::Connection) -> Vec<(String, String, Option<String>)> {
+    fn log(conn: &crate::store::Conn) -> Vec<(String, String, Option<String>)> {
         let mut entries = store::recent_log(conn, 100).unwrap();
         entries.reverse();
         entries

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Conn;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::*;
 use crate::dispatch::group::Groups;
@@ -31,7 +31,7 @@ pub(crate) fn settings() -> Settings {
 
 /// A flush of the group `ops`/`g` at `now`.
 pub(crate) fn flush_of<'a>(
-    conn: &'a Connection,
+    conn: &'a Conn,
     settings: &'a Settings,
     now: DateTime<Utc>,
     undelivered: bool,
@@ -61,7 +61,7 @@ pub(crate) fn candidate_of(member: &mut Member, need: Need) -> Candidate<'_> {
 
 /// Stores a silence; returns its id. The caller bumps the generation it refreshes with.
 pub(crate) fn add_silence(
-    conn: &Connection,
+    conn: &Conn,
     matchers: Vec<SilenceMatcher>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -78,7 +78,7 @@ pub(crate) fn add_silence(
     conn.execute(
         "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at)
          VALUES (?1, ?2, ?3, ?4, '', '', 0)",
-        rusqlite::params![
+        crate::store::params![
             s.id,
             serde_json::to_string(&s.matchers).unwrap(),
             s.starts_at.timestamp_millis(),
@@ -107,7 +107,7 @@ impl Recorder {
 }
 
 impl History for Recorder {
-    fn record(&mut self, _: &Connection, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+    fn record(&mut self, _: &Conn, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
         self.0.lock().push((
             r.decision.stage().to_owned(),
             r.decision.as_str().to_owned(),
@@ -129,7 +129,7 @@ notify: { group_by: [rule], group_wait: 10s, group_interval: 1m, repeat_interval
 "#;
 
 struct Harness {
-    conn: Connection,
+    conn: Conn,
     groups: Groups,
     history: Recorder,
     generation: u64,

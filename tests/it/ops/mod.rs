@@ -8,6 +8,7 @@ mod crash_escalation;
 mod events;
 mod history;
 mod muting;
+mod postgres;
 mod reload;
 pub(crate) mod server;
 mod server_access;

@@ -280,9 +280,8 @@ async fn a_restart_resumes_the_wait_of_pending_alerts() {
             .running
             .store
             .call(|db| {
-                Ok(db
-                    .conn()
-                    .query_row("SELECT count(*) FROM pending_alerts", [], |r| r.get(0))?)
+                db.conn()
+                    .query_one("SELECT count(*) FROM pending_alerts", &[], |r| r.get(0))
             })
             .await
             .unwrap();

@@ -86,7 +86,7 @@ async fn max_pages(running: &Running, pages: i64) {
         .store
         .call(move |db| {
             db.conn()
-                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+                .query_one(&format!("PRAGMA max_page_count = {pages}"), &[], |_| Ok(()))?;
             Ok(())
         })
         .await
@@ -314,7 +314,7 @@ async fn a_group_flush_that_commits_does_not_hide_failing_transitions() {
     store
         .call(|db| {
             db.conn()
-                .query_row("PRAGMA max_page_count = 1", [], |_| Ok(()))?;
+                .query_one("PRAGMA max_page_count = 1", &[], |_| Ok(()))?;
             Ok(())
         })
         .await
@@ -340,7 +340,7 @@ async fn a_group_flush_that_commits_does_not_hide_failing_transitions() {
     store
         .call(|db| {
             db.conn()
-                .query_row("PRAGMA max_page_count = 1073741824", [], |_| Ok(()))?;
+                .query_one("PRAGMA max_page_count = 1073741824", &[], |_| Ok(()))?;
             Ok(())
         })
         .await
