@@ -1934,6 +1934,9 @@ impl Config {
         self.server.validate()?;
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
+            if self.storage.postgres.is_none() {
+                return Err("cluster: `cluster` needs storage.postgres: the instances share one PostgreSQL database (SQLite is one instance's own file)".into());
+            }
         }
         for (name, zone) in &self.zones.local {
             zone.validate().map_err(|e| format!("zones.{name}{e}"))?;
@@ -2351,8 +2354,9 @@ mod tests {
     #[test]
     fn cluster_names_the_instance_and_its_lease() {
         let sim = "source:\n  simulator: {}\n";
+        let pg = "storage: { postgres: { url: 'postgres://alerts@db/alerts' } }\n";
         let config = Config::from_yaml(
-            &format!("{sim}cluster:\n  instance: ${{HOST}}\n  lease: 9s\n"),
+            &format!("{sim}cluster:\n  instance: ${{HOST}}\n  lease: 9s\n{pg}"),
             Path::new("c.yaml"),
             env(&[("HOST", "alerts-1")]),
         )
@@ -2362,7 +2366,7 @@ mod tests {
         assert_eq!(cluster.lease, Duration::from_secs(9));
         assert_eq!(cluster.renew_every(), Duration::from_secs(3));
         let defaults = Config::from_yaml(
-            &format!("{sim}cluster: {{ instance: a }}\n"),
+            &format!("{sim}cluster: {{ instance: a }}\n{pg}"),
             Path::new("c.yaml"),
             env(&[]),
         )
@@ -2379,24 +2383,28 @@ mod tests {
         );
         for (yaml, message) in [
             (
-                format!("{sim}cluster:\n  instance: a\n  lease: 500ms\n"),
+                format!("{sim}cluster:\n  instance: a\n  lease: 500ms\n{pg}"),
                 "c.yaml:5:10: cluster.lease: `500ms` is out of range: must be from 1s to 10m",
             ),
             (
-                format!("{sim}cluster:\n  lease: 5s\n"),
+                format!("{sim}cluster:\n  lease: 5s\n{pg}"),
                 "c.yaml:4:3: cluster.lease: missing field `instance`",
             ),
             (
-                format!("{sim}cluster:\n  instance: ''\n"),
+                format!("{sim}cluster:\n  instance: ''\n{pg}"),
                 "c.yaml:4:3: cluster.instance: empty; name this instance (`${HOSTNAME}` is a good name)",
             ),
             (
-                format!("{sim}cluster:\n  instance: 'two words'\n"),
+                format!("{sim}cluster:\n  instance: 'two words'\n{pg}"),
                 "c.yaml:4:3: cluster.instance: `two words` is not an instance name (printable, no spaces, at most 64 characters)",
             ),
             (
-                format!("{sim}cluster:\n  instance: a\n  lease: 3s\n  renew: 3s\n"),
+                format!("{sim}cluster:\n  instance: a\n  lease: 3s\n  renew: 3s\n{pg}"),
                 "c.yaml:6:3: cluster.renew: 3s is not less than the lease (3s): the lease would run out between renewals",
+            ),
+            (
+                format!("{sim}cluster:\n  instance: a\n"),
+                "c.yaml:3:1: cluster: `cluster` needs storage.postgres: the instances share one PostgreSQL database (SQLite is one instance's own file)",
             ),
         ] {
             assert_eq!(load_err(&yaml), message, "{yaml}");

@@ -152,6 +152,8 @@ pub(crate) struct Clustered {
     lost: futures_util::future::BoxFuture<'static, String>,
     /// The configured sources this instance does not hold: their alerts are left alone.
     others: Vec<String>,
+    /// Refuses this run's commits once it no longer holds its leases.
+    fence: crate::store::CommitGuard,
 }
 
 /// Runs `config`'s sources until `shutdown` completes, then stops in data-flow order.
@@ -168,9 +170,9 @@ async fn run_owner(
         metrics,
         cluster,
     } = owner;
-    let (cluster_view, lost, others) = match cluster {
-        Some(c) => (Some(c.view), Some(c.lost), c.others),
-        None => (None, None, Vec::new()),
+    let (cluster_view, lost, others, fence) = match cluster {
+        Some(c) => (Some(c.view), Some(c.lost), c.others, Some(c.fence)),
+        None => (None, None, Vec::new(), None),
     };
     let (faults, mut faulted) = mpsc::unbounded_channel::<Fault>();
     let ending = Arc::new(AtomicBool::new(false));
@@ -189,14 +191,21 @@ async fn run_owner(
     let names: Vec<String> = contexts.iter().map(|(name, _)| name.clone()).collect();
     let rules = Arc::new(rules.with_sources(contexts.clone()));
     let store = Store::open(&config).context("opening the store")?;
+    if let Some(fence) = fence {
+        store.set_commit_guard(fence);
+    }
     let records = store
         .load_live_alerts()
         .await
         .context("loading live alerts")?;
-    let pending = store
-        .take_pending_alerts()
-        .await
-        .context("loading pending alerts")?;
+    // In a cluster, only those of the sources this instance runs.
+    let clustered = cluster_view.is_some();
+    let pending = if clustered {
+        store.take_pending_alerts_of(names.clone()).await
+    } else {
+        store.take_pending_alerts().await
+    }
+    .context("loading pending alerts")?;
     // Another instance's sources' alerts are that instance's to resume or resolve.
     let records = without_sources(records, &others);
     // The store keeps Navixy's tracker ids; the engine keys trackers by source too.
@@ -483,7 +492,12 @@ async fn run_owner(
             "Engine stopped."
         );
         let count = pending.len();
-        match store.save_pending_alerts(pending).await {
+        let saved = if clustered {
+            store.save_pending_alerts_of(names.clone(), pending).await
+        } else {
+            store.save_pending_alerts(pending).await
+        };
+        match saved {
             Ok(()) if count > 0 => {
                 info!(
                     count,
@@ -1051,9 +1065,15 @@ async fn forward(
                 .increment(n);
         }
         gauges.set_firing(firing.len() as i64);
-        if let Err(lost) =
+        if let Err(given_up) =
             commit_until_done(&dispatcher, std::mem::take(&mut batch), &stopping).await
         {
+            // Refused by the lease fence: nothing more will commit. Ending here is a fault
+            // (the supervisor stops the daemon, which exits non-zero).
+            if given_up.fenced {
+                return given_up.count;
+            }
+            let lost = given_up.count;
             // The dispatcher has stopped, or the stop came while the disk stayed full:
             // count what is left until the engine closes its side.
             tracing::error!(
@@ -1073,6 +1093,13 @@ async fn forward(
     0
 }
 
+/// A batch [`commit_until_done`] gave up on.
+struct GivenUp {
+    count: usize,
+    /// Refused by the lease fence (a cluster's deposed owner), not for want of time.
+    fenced: bool,
+}
+
 /// Commits `batch`, again and again with backoff while the store refuses it, so that no
 /// transition the engine made is lost once the disk has room again. Gives up (returning
 /// the batch's size) only when the dispatcher has stopped, or when the daemon has been
@@ -1081,8 +1108,9 @@ async fn commit_until_done(
     dispatcher: &DispatcherHandle,
     batch: Vec<AlertTransition>,
     stopping: &tokio::sync::watch::Receiver<bool>,
-) -> Result<(), usize> {
+) -> Result<(), GivenUp> {
     let n = batch.len();
+    let given_up = |fenced| GivenUp { count: n, fenced };
     let mut wait = COMMIT_RETRY_FIRST;
     let mut attempts = 0u32;
     let mut give_up_at = None;
@@ -1098,7 +1126,12 @@ async fn commit_until_done(
                 }
                 return Ok(());
             }
-            Err(DispatchError::Stopped) => return Err(n),
+            Err(DispatchError::Stopped) => return Err(given_up(false)),
+            // A deposed owner: nothing it commits counts any more.
+            Err(DispatchError::Fenced(why)) => {
+                error!(transitions = n, error = %why, "Alert transitions refused by the lease fence: this instance no longer runs the source; stopping.");
+                return Err(given_up(true));
+            }
             Err(e @ DispatchError::Store(_)) => {
                 if attempts == 1 {
                     warn!(error = %e, transitions = n, "Alert transitions could not be committed; retrying, and taking no new ones meanwhile.");
@@ -1109,7 +1142,7 @@ async fn commit_until_done(
         if *stopping.borrow() {
             let at = *give_up_at.get_or_insert(now + COMMIT_RETRY_AT_STOP);
             if now >= at {
-                return Err(n);
+                return Err(given_up(false));
             }
         }
         tokio::time::sleep(wait).await;

@@ -4,6 +4,7 @@
 //! ```text
 //! leases(source TEXT PRIMARY KEY, owner TEXT, epoch BIGINT, expires_at BIGINT /* ms */)
 //! ```
+//! (created by the store's migrations, which the daemon runs before the first round).
 //! Every time is the database's clock (`clock_timestamp()`), never an instance's: two
 //! instances whose clocks disagree still agree on who holds a source. A round (every
 //! `cluster.renew`) renews the leases held and takes any free or expired one:
@@ -35,17 +36,6 @@ use crate::config::ClusterConfig;
 /// The database's clock in milliseconds: `clock_timestamp()` moves within a transaction,
 /// `now()` would not.
 pub const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-
-/// The table, created when missing (serialised, since instances start together).
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS leases (
-    source TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    epoch BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL
-)";
-
-/// A key for `pg_advisory_xact_lock` while the table is created ("leases" in ASCII).
-const CREATE_LOCK: i64 = 0x6c65_6173_6573;
 
 /// What changed in a round, for the daemon.
 #[derive(Debug, Clone, PartialEq)]
@@ -282,25 +272,6 @@ impl Leases {
                 warn!(error = %e, "The cluster's database connection ended.");
             }
         });
-        // Serialised: `CREATE TABLE IF NOT EXISTS` can race with itself.
-        let create = async {
-            client
-                .batch_execute(&format!(
-                    "SET client_min_messages TO warning; BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK}); {CREATE}; COMMIT;"
-                ))
-                .await
-        };
-        match tokio::time::timeout(self.renew, create).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                task.abort();
-                return Err(format!("cluster: cannot create the leases table: {e}"));
-            }
-            Err(_) => {
-                task.abort();
-                return Err("cluster: the database did not answer in time".into());
-            }
-        }
         self.client = Some(client);
         self.connection = Some(task);
         Ok(())
@@ -455,6 +426,14 @@ impl Leases {
                     },
                 },
             };
+            // Ours: the epoch we acquired, whatever the last read said.
+            let lease = match held {
+                Some(h) => SourceLease {
+                    epoch: h.epoch,
+                    ..lease
+                },
+                None => lease,
+            };
             metrics::gauge!("navixy_alerts_cluster_lease_held", "source" => source.clone())
                 .set(if lease.held { 1.0 } else { 0.0 });
             metrics::gauge!("navixy_alerts_cluster_lease_epoch", "source" => source.clone())
@@ -496,6 +475,13 @@ mod tests {
         }
     }
 
+    /// A new database with the store's schema (the leases table included).
+    fn database(pg: &crate::store::testing::PgServer) -> String {
+        let url = pg.create_database();
+        drop(crate::store::Store::open_postgres(&url).unwrap());
+        url
+    }
+
     fn leases(url: &str, instance: &str) -> (Leases, watch::Receiver<ClusterView>) {
         Leases::new(url, &cluster(instance), vec!["navixy".into()])
     }
@@ -531,7 +517,7 @@ mod tests {
         let Some(pg) = shared_or_skip("cluster::lease") else {
             return;
         };
-        let url = pg.create_database();
+        let url = database(pg);
         let (mut a, seen_a) = leases(&url, "a");
         let (mut b, seen_b) = leases(&url, "b");
 
@@ -589,7 +575,7 @@ mod tests {
         let Some(pg) = shared_or_skip("cluster::lease") else {
             return;
         };
-        let url = pg.create_database();
+        let url = database(pg);
         let (mut a, _) = leases(&url, "a");
         let (mut b, seen_b) = leases(&url, "b");
         assert_eq!(a.round().await, vec![acquired(1, None)]);
@@ -606,7 +592,7 @@ mod tests {
         let Some(pg) = shared_or_skip("cluster::lease") else {
             return;
         };
-        let url = pg.create_database();
+        let url = database(pg);
         let (mut a, seen) = leases(&url, "a");
         assert_eq!(a.round().await, vec![acquired(1, None)]);
         // The database goes away (a port nothing listens on).

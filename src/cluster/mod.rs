@@ -9,11 +9,13 @@
 //!
 //! - [`lease`]: the leases themselves, on a database connection of their own (renewal must
 //!   never wait behind the store's queue): acquire, renew, notice a loss, release.
+//! - [`fence`]: the store's commit guard that refuses a deposed owner's commits.
 //! - [`view`]: who holds what, as the daemon, `/readyz`, the metrics and the console read it.
 //!
-//! It owns the `leases` table and nothing else: what runs while a lease is held is the
+//! It owns the `leases` table (created by the store's migrations) and nothing else: what runs while a lease is held is the
 //! daemon's business.
 
+pub mod fence;
 pub mod lease;
 pub mod view;
 

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::{Clustered, Owner, RunOptions, Running, run_owner};
-use crate::cluster::{ClusterView, Leases};
+use crate::cluster::{ClusterView, Leases, fence};
 use crate::config::{Config, human_duration};
 use crate::rules::RuleSet;
 use crate::server::Auth;
@@ -46,6 +46,8 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let cluster = config.cluster.clone().context("cluster: not configured")?;
     let url = database_url(&config)?;
+    // The store's migrations make the leases table: run them before the first round.
+    drop(crate::store::Store::open(&config).context("opening the store")?);
     let names: Vec<String> = config
         .sources()
         .iter()
@@ -72,7 +74,10 @@ pub(super) async fn run(
     let mut started = started;
     let mut rules = Some(rules);
     let result: anyhow::Result<()> = loop {
-        let held: BTreeSet<String> = view.borrow().owns.iter().cloned().collect();
+        // The sources held and their epochs, read once: the run, its fence and its
+        // watch for a loss all go by this one reading.
+        let epochs = held_epochs(&view.borrow());
+        let held: BTreeSet<String> = epochs.iter().map(|(s, _)| s.clone()).collect();
         if held.is_empty() {
             let listener = copy(admin.as_ref())?;
             match standby(
@@ -136,6 +141,7 @@ pub(super) async fn run(
             cluster: Some(Clustered {
                 view: view.clone(),
                 lost: lost(view.clone(), held.clone()).boxed(),
+                fence: fence::guard(&cluster.instance, epochs),
                 others: config
                     .sources()
                     .iter()
@@ -169,9 +175,9 @@ pub(super) async fn run(
 
 /// `storage.postgres.url`: the leases live in the database the instances share.
 fn database_url(config: &Config) -> anyhow::Result<String> {
-    match std::env::var("NAVIXY_ALERTS_CLUSTER_DATABASE") {
-        Ok(url) => Ok(url),
-        Err(_) => anyhow::bail!(
+    match &config.storage.postgres {
+        Some(pg) => Ok(pg.url.clone()),
+        None => anyhow::bail!(
             "{}: cluster: needs storage.postgres (the instances share one PostgreSQL database)",
             config.path.display()
         ),
@@ -249,4 +255,13 @@ async fn lost(mut view: watch::Receiver<ClusterView>, held: BTreeSet<String>) ->
         }
         Err(_) => "the lease task ended; the leases can no longer be renewed".into(),
     }
+}
+
+/// The sources this instance holds, with their epochs.
+fn held_epochs(view: &ClusterView) -> Vec<(String, i64)> {
+    view.sources
+        .iter()
+        .filter(|s| s.held)
+        .map(|s| (s.source.clone(), s.epoch))
+        .collect()
 }

@@ -26,20 +26,22 @@ impl Instance {
             name,
             url,
             "source:\n  simulator: { trackers: 3, seed: 7 }\n",
+            "lease: 3s",
         )
     }
 
-    /// [`Instance::start`] with these sources (YAML).
-    fn start_with(dir: &Path, name: &str, url: &str, sources: &str) -> Instance {
+    /// [`Instance::start`] with this config (YAML: the sources, rules, ...) and these
+    /// keys of `cluster:` besides the instance (`lease: 3s`).
+    fn start_with(dir: &Path, name: &str, url: &str, body: &str, lease: &str) -> Instance {
         let port = free_port();
         let config = dir.join(format!("{name}.yaml"));
         std::fs::write(
             &config,
             format!(
-                "{sources}\
-                 storage: {{ path: \"{name}.db\" }}\n\
+                "{body}\
+                 storage: {{ postgres: {{ url: \"{url}\" }} }}\n\
                  server: {{ listen: \"127.0.0.1:{port}\" }}\n\
-                 cluster: {{ instance: {name}, lease: 3s }}\n"
+                 cluster: {{ instance: {name}, {lease} }}\n"
             ),
         )
         .unwrap();
@@ -50,7 +52,6 @@ impl Instance {
             .arg("run")
             .arg("-c")
             .arg(&config)
-            .env("NAVIXY_ALERTS_CLUSTER_DATABASE", url)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -260,7 +261,7 @@ async fn an_owner_takes_another_sources_lease_when_it_expires_and_runs_both() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sources = "sources:\n  - { name: north, simulator: { trackers: 2, seed: 1 } }\n  - { name: south, simulator: { trackers: 2, seed: 2 } }\n";
-    let a = Instance::start_with(dir.path(), "a", &url, sources);
+    let a = Instance::start_with(dir.path(), "a", &url, sources, "lease: 3s");
     let (_, ready) = a
         .readyz_until("a runs north", |c| c["role"] == "owner")
         .await;
@@ -316,4 +317,65 @@ async fn a_killed_owners_lease_expires_and_the_standby_takes_over() {
         "{}",
         b.log()
     );
+}
+
+/// Counts the rows of `table` in the test database.
+fn count(pg: &PgServer, database: &str, table: &str) -> i64 {
+    pg.psql(database, &format!("SELECT count(*) FROM {table}"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deposed_owners_commits_are_fenced_and_it_exits_non_zero() {
+    let Some((pg, url)) = database() else { return };
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    // Rules that toggle with the simulated fleet, and a renewal too rare to notice the
+    // loss first: the fence must.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ops/rules.yaml");
+    let body = format!(
+        "source:\n  simulator: {{ trackers: 5, seed: 3 }}\nrules: [\"{}\"]\nengine: {{ eval_interval: 1s }}\n",
+        rules.display()
+    );
+    let mut a = Instance::start_with(dir.path(), "a", &url, &body, "lease: 10m, renew: 9m");
+    a.readyz_until("a owns the source", |c| c["role"] == "owner")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(pg, &database, "history") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no transition committed\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Taken by another instance; the UPDATE waits for a commit holding the row, so what
+    // is there now is all a may ever write.
+    pg.psql(
+        &database,
+        "UPDATE leases SET owner = 'b', epoch = epoch + 1, \
+         expires_at = (extract(epoch from clock_timestamp()) * 1000)::bigint + 600000",
+    )
+    .unwrap();
+    let (history, live) = (
+        count(pg, &database, "history"),
+        count(pg, &database, "live_alerts"),
+    );
+    let status = a.exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(2), "{status:?}\n{}", a.log());
+    let log = a.log();
+    assert!(
+        log.contains("Alert transitions refused by the lease fence")
+            && log.contains("source navixy: this instance (a) no longer holds its lease (epoch 1)"),
+        "{log}"
+    );
+    assert_eq!(
+        count(pg, &database, "history"),
+        history,
+        "nothing written after the takeover"
+    );
+    assert_eq!(count(pg, &database, "live_alerts"), live);
 }
