@@ -950,7 +950,7 @@ impl PostgresConfig {
     /// Checks that the URL reads as a PostgreSQL connection string; the message never
     /// repeats its password.
     fn validate(&self) -> Result<(), String> {
-        let shown = crate::store::redact_url(&self.url);
+        let shown = crate::text::redact_url(&self.url);
         match self.url.parse::<postgres::Config>() {
             Ok(_) if self.url.trim().is_empty() => {
                 Err("storage.postgres.url: empty (postgres://user:password@host/database)".into())

@@ -44,6 +44,7 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 
+pub use crate::text::redact_url;
 pub use acks::{
     AckError, StoredAck, ack_key, active_ack, delete_ack, load_ack, mark_announced, put_ack,
     unannounced_acks,
@@ -68,7 +69,6 @@ pub use outbox::{
 };
 pub use silences::{NewSilence, Silence, SilenceMatcher, load_silences};
 pub(crate) use sql::params;
-pub use sql::redact as redact_url;
 pub use sql::{CommitGuard, Conn, FromColumn, Row, ToValue, Tx, Value};
 
 /// What went wrong with the database, naming the file when it matters.

@@ -16,7 +16,6 @@ mod sqlite;
 use std::ops::Deref;
 
 pub use self::postgres::PgConn;
-pub use self::postgres::redact;
 
 use super::StoreError;
 

@@ -69,7 +69,7 @@ pub struct PgConn {
 impl PgConn {
     /// Connects to `url`; the error names it without its password.
     pub fn connect(url: &str) -> Result<PgConn, StoreError> {
-        let shown = redact(url);
+        let shown = crate::text::redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Postgres {
             location: shown.clone(),
             source,
@@ -235,55 +235,4 @@ impl PgConn {
 pub(super) fn column_error(row: &postgres::Row, i: usize, e: postgres::Error) -> StoreError {
     let name = row.columns().get(i).map_or("?", |c| c.name());
     StoreError::Invalid(format!("storage: column `{name}`: {e}"))
-}
-
-/// A connection URL with its password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    // Read by hand, not with a URL parser: a URL too broken to parse still hides it.
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        if let Some((userinfo, host)) = authority.rsplit_once('@')
-            && let Some((user, _password)) = userinfo.split_once(':')
-        {
-            return format!("{scheme}://{user}:***@{host}{path}");
-        }
-        return url.to_owned();
-    }
-    // libpq's `key=value` form: hide a `password=...` pair.
-    url.split_whitespace()
-        .map(|pair| {
-            if pair.starts_with("password=") {
-                "password=***"
-            } else {
-                pair
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            redact("postgres://alerts:s3cret@db.internal:5432/alerts"),
-            "postgres://alerts:***@db.internal:5432/alerts"
-        );
-        assert_eq!(
-            redact("postgres://alerts@db.internal/alerts"),
-            "postgres://alerts@db.internal/alerts"
-        );
-        assert_eq!(
-            redact("postgres://u:s3cret@db:notaport/x?sslmode=disable"),
-            "postgres://u:***@db:notaport/x?sslmode=disable"
-        );
-        assert_eq!(
-            redact("host=db user=alerts password=s3cret"),
-            "host=db user=alerts password=***"
-        );
-    }
 }
