@@ -79,7 +79,10 @@ pub(super) async fn run(
         let epochs = held_epochs(&view.borrow());
         let held: BTreeSet<String> = epochs.iter().map(|(s, _)| s.clone()).collect();
         if held.is_empty() {
-            let listener = copy(admin.as_ref())?;
+            let listener = match copy(admin.as_ref()) {
+                Ok(listener) => listener,
+                Err(e) => break Err(e),
+            };
             match standby(
                 listener,
                 &config,
@@ -135,8 +138,12 @@ pub(super) async fn run(
                 }
             }
         };
+        let listener = match copy(admin.as_ref()) {
+            Ok(listener) => listener,
+            Err(e) => break Err(e),
+        };
         let owner = Owner {
-            admin: copy(admin.as_ref())?,
+            admin: listener,
             metrics: metrics.clone(),
             cluster: Some(Clustered {
                 view: view.clone(),
