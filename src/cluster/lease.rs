@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 
 use super::view::{ClusterView, SourceLease, rfc3339_ms};
 use crate::config::ClusterConfig;
+use crate::telemetry;
 
 /// The database's clock in milliseconds: `clock_timestamp()` moves within a transaction,
 /// `now()` would not.
@@ -91,6 +92,8 @@ impl Leases {
         sources: Vec<String>,
     ) -> (Leases, watch::Receiver<ClusterView>) {
         let (view, seen) = watch::channel(ClusterView::starting(&cluster.instance, &sources));
+        // From the first scrape on, so that `increase()` sees the first takeover.
+        metrics::counter!(telemetry::LEASE_TAKEOVERS).increment(0);
         let leases = Leases {
             url: url.to_owned(),
             instance: cluster.instance.clone(),
@@ -173,8 +176,7 @@ impl Leases {
                         );
                         info!(source, epoch, from = from.as_deref().unwrap_or("(nobody)"), instance = %self.instance, "Lease acquired: this instance runs the source.");
                         if from.is_some() {
-                            metrics::counter!("navixy_alerts_cluster_lease_takeovers_total")
-                                .increment(1);
+                            metrics::counter!(telemetry::LEASE_TAKEOVERS).increment(1);
                         }
                         events.push(LeaseEvent::Acquired {
                             source,
@@ -434,9 +436,12 @@ impl Leases {
                 },
                 None => lease,
             };
-            metrics::gauge!("navixy_alerts_cluster_lease_held", "source" => source.clone())
-                .set(if lease.held { 1.0 } else { 0.0 });
-            metrics::gauge!("navixy_alerts_cluster_lease_epoch", "source" => source.clone())
+            metrics::gauge!(telemetry::LEASE_HELD, "source" => source.clone()).set(if lease.held {
+                1.0
+            } else {
+                0.0
+            });
+            metrics::gauge!(telemetry::LEASE_EPOCH, "source" => source.clone())
                 .set(lease.epoch as f64);
             sources.push(lease);
         }
