@@ -379,3 +379,61 @@ async fn a_deposed_owners_commits_are_fenced_and_it_exits_non_zero() {
     );
     assert_eq!(count(pg, &database, "live_alerts"), live);
 }
+
+/// Rows of `history` for `rule` of this `kind` (`firing`, `resolved`, ...).
+fn history_of(pg: &PgServer, database: &str, rule: &str, kind: &str) -> i64 {
+    pg.psql(
+        database,
+        &format!("SELECT count(*) FROM history WHERE rule = '{rule}' AND kind = '{kind}'"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_instance_taking_over_resumes_the_firing_alerts_and_fires_nothing_again() {
+    let Some((pg, url)) = database() else { return };
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ops/rules.yaml");
+    let body = format!(
+        "source:\n  simulator: {{ trackers: 4, seed: 3 }}\nrules: [\"{}\"]\nengine: {{ eval_interval: 1s }}\n",
+        rules.display()
+    );
+    let mut a = Instance::start_with(dir.path(), "a", &url, &body, "lease: 3s");
+    a.readyz_until("a owns the source", |c| c["role"] == "owner")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // `known` fires once per tracker and never resolves.
+    while history_of(pg, &database, "known", "firing") < 4 {
+        assert!(Instant::now() < deadline, "a fired no `known`\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = Instance::start_with(dir.path(), "b", &url, &body, "lease: 3s");
+    b.readyz_until("b stands by", |c| owner_of(c) == "a").await;
+    a.signal(libc::SIGTERM);
+    assert!(
+        a.exit(Duration::from_secs(30)).await.success(),
+        "{}",
+        a.log()
+    );
+    b.readyz_until("b takes over", |c| c["role"] == "owner")
+        .await;
+    // b evaluates (its own transitions of the toggling rules reach the history), and
+    // `known` stays at one firing per tracker: resumed, not fired again.
+    let seen = count(pg, &database, "history");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(pg, &database, "history") <= seen + 3 {
+        assert!(Instant::now() < deadline, "b commits nothing\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        history_of(pg, &database, "known", "firing"),
+        4,
+        "{}",
+        b.log()
+    );
+    assert_eq!(history_of(pg, &database, "known", "resolved"), 0);
+}
