@@ -53,8 +53,8 @@ pub use acks::{
     unannounced_acks,
 };
 pub use alerts::{
-    delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts, take_pending_alerts,
-    upsert_live_alert,
+    delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts,
+    save_pending_alerts_of, take_pending_alerts, take_pending_alerts_of, upsert_live_alert,
 };
 pub use escalations::{
     StoredStep, delete_escalations, finish_escalation, load_escalations, schedule_escalation,
@@ -539,6 +539,36 @@ impl Store {
         self.call(|db| {
             let tx = db.write_guarded(Durability::Full)?;
             let pending = take_pending_alerts(&tx)?;
+            tx.commit()?;
+            Ok(pending)
+        })
+        .await
+    }
+
+    /// [`Store::save_pending_alerts`] for a cluster's instance: replaces only the kept
+    /// pending alerts of `sources`, the ones it runs.
+    pub async fn save_pending_alerts_of(
+        &self,
+        sources: Vec<String>,
+        pending: Vec<crate::alert::PendingAlert>,
+    ) -> Result<(), StoreError> {
+        self.call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            save_pending_alerts_of(&tx, &sources, &pending)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// [`Store::take_pending_alerts`] for a cluster's instance: takes only those of
+    /// `sources`, the ones it runs.
+    pub async fn take_pending_alerts_of(
+        &self,
+        sources: Vec<String>,
+    ) -> Result<Vec<crate::alert::PendingAlert>, StoreError> {
+        self.call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            let pending = take_pending_alerts_of(&tx, &sources)?;
             tx.commit()?;
             Ok(pending)
         })

@@ -152,6 +152,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (fingerprint, route, step)
     );
     "#,
+    // 4 -> 5: the cluster's leases (`cluster::lease`), a row per source. Used with
+    // PostgreSQL only (`cluster:` needs it); here so that both lists keep one numbering.
+    r#"
+    CREATE TABLE IF NOT EXISTS leases (
+        source     TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        epoch      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL        -- ms, the database's clock
+    );
+    "#,
 ];
 
 /// [`MIGRATIONS`] in PostgreSQL's words: integers are `BIGINT`, `seq` columns identities,
@@ -274,6 +284,16 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
         done        BIGINT NOT NULL DEFAULT 0,
         state       TEXT NOT NULL,
         PRIMARY KEY (fingerprint, route, step)
+    );
+    "#,
+    // 4 -> 5: the cluster's leases (`cluster::lease`): who runs each source, until when
+    // (ms, the database's clock), and the epoch the fence checks.
+    r#"
+    CREATE TABLE IF NOT EXISTS leases (
+        source     TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        epoch      BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
     );
     "#,
 ];
