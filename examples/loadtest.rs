@@ -112,7 +112,8 @@ struct LatencyArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The daemon's `storage.path`; default: `loadtest.db` in `--dir`. `:memory:`, or a
-    /// file on tmpfs (`/dev/shm/...`), shows what the disk's fsync costs.
+    /// file on tmpfs (`/dev/shm/...`), shows what the disk's fsync costs; a
+    /// `postgres://` URL (an empty database) runs the daemon on PostgreSQL.
     #[arg(long)]
     storage: Option<String>,
     /// The daemon's `engine.eval_interval` (the ticker that re-evaluates every tracker).
@@ -125,6 +126,15 @@ struct LatencyArgs {
     /// reads (0: none, and no slow reader).
     #[arg(long, default_value_t = 0)]
     sse_clients: usize,
+}
+
+/// The daemon's `storage:` for `--storage`: a PostgreSQL URL or a SQLite path.
+fn storage_yaml(storage: &str) -> String {
+    if storage.starts_with("postgres://") || storage.starts_with("postgresql://") {
+        format!("{{ postgres: {{ url: \"{storage}\" }} }}")
+    } else {
+        format!("{{ path: \"{storage}\" }}")
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -302,14 +312,16 @@ channels:
 routes:
   - channels: [hook]
 notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 1s, repeat_interval: 4h }}
-storage: {{ path: "{db}" }}
+storage: {storage}
 server: {{ listen: "{admin}" }}
 "#,
         eval_interval = args.eval_interval,
-        db = args
-            .storage
-            .clone()
-            .unwrap_or_else(|| dir.join("loadtest.db").display().to_string()),
+        storage = storage_yaml(
+            &args
+                .storage
+                .clone()
+                .unwrap_or_else(|| dir.join("loadtest.db").display().to_string())
+        ),
     );
     let config_path = dir.join("loadtest.yaml");
     std::fs::write(&config_path, config)?;

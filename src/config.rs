@@ -66,6 +66,10 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    /// Several instances sharing one PostgreSQL database: each source is run by the one
+    /// instance holding its lease. Absent: this instance runs every source alone.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// Inhibition: while a source alert fires, the target alerts with equal labels are
     /// not notified (Alertmanager's `inhibit_rules`).
     #[serde(default)]
@@ -836,6 +840,73 @@ impl Default for NotifyConfig {
             retry_for: default_retry_for(),
         }
     }
+}
+
+// --- Cluster: several instances, one lease per source ---
+
+/// `cluster:`: this instance's name and the lease by which it holds a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's name, unique among the instances sharing the database (the
+    /// hostname is a good one: `instance: ${HOSTNAME}`). It is the lease's owner in the
+    /// database, `/readyz` and the console. Printable, no spaces, at most 64 characters.
+    pub instance: String,
+    /// How long a lease lasts without renewal: the longest an instance that stopped
+    /// (killed, frozen, cut off) keeps its sources from the others, so takeover happens
+    /// within two leases. 1s to 10m, default 15s.
+    #[serde(
+        default = "default_cluster_lease",
+        deserialize_with = "de_duration_in::<_, 1_000, { 10 * 60_000 }>"
+    )]
+    pub lease: Duration,
+    /// How often the owner renews its leases (and a standby looks for a free one).
+    /// Default a third of `lease`; less than `lease`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration_in::<_, 100, { 10 * 60_000 }>"
+    )]
+    pub renew: Option<Duration>,
+}
+
+impl ClusterConfig {
+    /// `renew`, or a third of the lease: two renewals may fail before the lease runs out.
+    pub fn renew_every(&self) -> Duration {
+        self.renew.unwrap_or(self.lease / 3)
+    }
+
+    /// The instance name and `renew` against `lease`. Messages start with the dotted key.
+    fn validate(&self) -> Result<(), String> {
+        let name = self.instance.trim();
+        if name.is_empty() {
+            return Err(
+                "cluster.instance: empty; name this instance (`${HOSTNAME}` is a good name)".into(),
+            );
+        }
+        if name != self.instance
+            || name.chars().count() > 64
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "cluster.instance: `{}` is not an instance name (printable, no spaces, at most 64 characters)",
+                self.instance
+            ));
+        }
+        if let Some(renew) = self.renew
+            && renew >= self.lease
+        {
+            return Err(format!(
+                "cluster.renew: {} is not less than the lease ({}): the lease would run out between renewals",
+                human_duration(renew),
+                human_duration(self.lease)
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_cluster_lease() -> Duration {
+    Duration::from_secs(15)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1861,6 +1932,12 @@ impl Config {
         }
         self.validate_intervals()?;
         self.server.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            if self.storage.postgres.is_none() {
+                return Err("cluster: `cluster` needs storage.postgres: the instances share one PostgreSQL database (SQLite is one instance's own file)".into());
+            }
+        }
         for (name, zone) in &self.zones.local {
             zone.validate().map_err(|e| format!("zones.{name}{e}"))?;
         }
@@ -2271,6 +2348,66 @@ mod tests {
         match Config::from_yaml(yaml, Path::new("c.yaml"), env(&[])) {
             Ok(_) => panic!("accepted: {yaml}"),
             Err(e) => crate::commands::check::describe(&e, yaml),
+        }
+    }
+
+    #[test]
+    fn cluster_names_the_instance_and_its_lease() {
+        let sim = "source:\n  simulator: {}\n";
+        let pg = "storage: { postgres: { url: 'postgres://alerts@db/alerts' } }\n";
+        let config = Config::from_yaml(
+            &format!("{sim}cluster:\n  instance: ${{HOST}}\n  lease: 9s\n{pg}"),
+            Path::new("c.yaml"),
+            env(&[("HOST", "alerts-1")]),
+        )
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.instance, "alerts-1");
+        assert_eq!(cluster.lease, Duration::from_secs(9));
+        assert_eq!(cluster.renew_every(), Duration::from_secs(3));
+        let defaults = Config::from_yaml(
+            &format!("{sim}cluster: {{ instance: a }}\n{pg}"),
+            Path::new("c.yaml"),
+            env(&[]),
+        )
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(defaults.lease, Duration::from_secs(15));
+        assert_eq!(defaults.renew_every(), Duration::from_secs(5));
+        assert!(
+            Config::from_yaml(sim, Path::new("c.yaml"), env(&[]))
+                .unwrap()
+                .cluster
+                .is_none()
+        );
+        for (yaml, message) in [
+            (
+                format!("{sim}cluster:\n  instance: a\n  lease: 500ms\n{pg}"),
+                "c.yaml:5:10: cluster.lease: `500ms` is out of range: must be from 1s to 10m",
+            ),
+            (
+                format!("{sim}cluster:\n  lease: 5s\n{pg}"),
+                "c.yaml:4:3: cluster.lease: missing field `instance`",
+            ),
+            (
+                format!("{sim}cluster:\n  instance: ''\n{pg}"),
+                "c.yaml:4:3: cluster.instance: empty; name this instance (`${HOSTNAME}` is a good name)",
+            ),
+            (
+                format!("{sim}cluster:\n  instance: 'two words'\n{pg}"),
+                "c.yaml:4:3: cluster.instance: `two words` is not an instance name (printable, no spaces, at most 64 characters)",
+            ),
+            (
+                format!("{sim}cluster:\n  instance: a\n  lease: 3s\n  renew: 3s\n{pg}"),
+                "c.yaml:6:3: cluster.renew: 3s is not less than the lease (3s): the lease would run out between renewals",
+            ),
+            (
+                format!("{sim}cluster:\n  instance: a\n"),
+                "c.yaml:3:1: cluster: `cluster` needs storage.postgres: the instances share one PostgreSQL database (SQLite is one instance's own file)",
+            ),
+        ] {
+            assert_eq!(load_err(&yaml), message, "{yaml}");
         }
     }
 

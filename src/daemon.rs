@@ -30,6 +30,7 @@
 //!
 //! - [`reload`]: hot reload of the rule set. [`watch`]: reload on rule file change.
 
+mod cluster;
 pub mod reload;
 pub mod watch;
 
@@ -119,15 +120,66 @@ pub async fn run(
     started: Option<oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     crate::navixy::rest::install_crypto_provider();
+    // Before anything creates a counter: a counter made before the recorder stays a no-op.
+    let admin = bind_admin(&config).await?;
+    let metrics = admin.as_ref().and_then(|_| server::metrics::install());
+    if config.cluster.is_some() {
+        return cluster::run(config, rules, options, shutdown, started, admin, metrics).await;
+    }
+    let owner = Owner {
+        admin,
+        metrics,
+        cluster: None,
+    };
+    run_owner(config, rules, options, shutdown, started, owner).await
+}
+
+/// What a run of the sources gets from the start-up path: the bound admin listener, the
+/// metrics recorder, and in a cluster the leases it runs by.
+pub(crate) struct Owner {
+    admin: Option<TcpListener>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    cluster: Option<Clustered>,
+}
+
+/// A run in a cluster: `config.sources()` are the sources whose leases this instance
+/// holds.
+pub(crate) struct Clustered {
+    /// Who holds what, for `/readyz` and the console.
+    view: tokio::sync::watch::Receiver<crate::cluster::ClusterView>,
+    /// Completes, saying which source went to whom, when a lease held is lost: the run
+    /// then stops as after a fault.
+    lost: futures_util::future::BoxFuture<'static, String>,
+    /// The configured sources this instance does not hold: their alerts are left alone.
+    others: Vec<String>,
+    /// Refuses this run's commits once it no longer holds its leases.
+    fence: crate::store::CommitGuard,
+}
+
+/// Runs `config`'s sources until `shutdown` completes, then stops in data-flow order.
+async fn run_owner(
+    config: Config,
+    rules: RuleSet,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send,
+    started: Option<oneshot::Sender<Running>>,
+    owner: Owner,
+) -> anyhow::Result<()> {
+    let Owner {
+        admin,
+        metrics,
+        cluster,
+    } = owner;
+    let (cluster_view, lost, others, fence) = match cluster {
+        Some(c) => (Some(c.view), Some(c.lost), c.others, Some(c.fence)),
+        None => (None, None, Vec::new(), None),
+    };
     let (faults, mut faulted) = mpsc::unbounded_channel::<Fault>();
     let ending = Arc::new(AtomicBool::new(false));
     let supervisor = Supervisor {
         faults,
         stopping: ending.clone(),
     };
-    // Before anything creates a counter: a counter made before the recorder stays a no-op.
-    let admin = bind_admin(&config).await?;
-    let metrics = admin.as_ref().and_then(|_| server::metrics::install());
 
     // Each source's Navixy context (zones, groups, tags, drivers): the source fills it,
     // rules read it for that source's trackers.
@@ -139,14 +191,23 @@ pub async fn run(
     let names: Vec<String> = contexts.iter().map(|(name, _)| name.clone()).collect();
     let rules = Arc::new(rules.with_sources(contexts.clone()));
     let store = Store::open(&config).context("opening the store")?;
+    if let Some(fence) = fence {
+        store.set_commit_guard(fence);
+    }
     let records = store
         .load_live_alerts()
         .await
         .context("loading live alerts")?;
-    let pending = store
-        .take_pending_alerts()
-        .await
-        .context("loading pending alerts")?;
+    // In a cluster, only those of the sources this instance runs.
+    let clustered = cluster_view.is_some();
+    let pending = if clustered {
+        store.take_pending_alerts_of(names.clone()).await
+    } else {
+        store.take_pending_alerts().await
+    }
+    .context("loading pending alerts")?;
+    // Another instance's sources' alerts are that instance's to resume or resolve.
+    let records = without_sources(records, &others);
     // The store keeps Navixy's tracker ids; the engine keys trackers by source too.
     let (records, of_no_source) = rekey_records(records, &names);
     let pending = rekey_pending(pending, &names);
@@ -347,6 +408,7 @@ pub async fn run(
                 metrics,
                 auth: Auth::from_config(&config.server),
                 server: config.server.clone(),
+                cluster: cluster_view.clone(),
             };
             let open = !state.auth.required();
             if let Some(addr) = addr {
@@ -381,9 +443,16 @@ pub async fn run(
     }
     info!(rules = rules.len(), workers, "Engine running.");
 
+    let lost = async move {
+        match lost {
+            Some(lost) => lost.await,
+            None => std::future::pending().await,
+        }
+    };
     let fault = tokio::select! {
         () = shutdown => None,
         fault = faulted.recv() => fault,
+        why = lost => Some(Fault { part: "cluster lease".into(), message: why }),
     };
     ending.store(true, Ordering::Release);
     match &fault {
@@ -423,7 +492,12 @@ pub async fn run(
             "Engine stopped."
         );
         let count = pending.len();
-        match store.save_pending_alerts(pending).await {
+        let saved = if clustered {
+            store.save_pending_alerts_of(names.clone(), pending).await
+        } else {
+            store.save_pending_alerts(pending).await
+        };
+        match saved {
             Ok(()) if count > 0 => {
                 info!(
                     count,
@@ -658,6 +732,28 @@ async fn run_sources(
         while runs.next().await.is_some() {}
     }
     first
+}
+
+/// The alerts (as the store keeps them) of none of the sources `others`: a tracker's by
+/// the source its fingerprint was made with, an engine alert by its `source` label.
+fn without_sources(records: Vec<AlertRecord>, others: &[String]) -> Vec<AlertRecord> {
+    if others.is_empty() {
+        return records;
+    }
+    records
+        .into_iter()
+        .filter(|r| match r.tracker_id {
+            Some(id) => r
+                .fingerprint
+                .source_among(others, &r.rule, id, r.key.as_deref())
+                .is_none(),
+            None => !r
+                .last
+                .labels
+                .get("source")
+                .is_some_and(|s| others.contains(s)),
+        })
+        .collect()
 }
 
 /// Firing alerts as the store keeps them (Navixy's tracker ids), keyed as the engine keys
@@ -969,9 +1065,15 @@ async fn forward(
                 .increment(n);
         }
         gauges.set_firing(firing.len() as i64);
-        if let Err(lost) =
+        if let Err(given_up) =
             commit_until_done(&dispatcher, std::mem::take(&mut batch), &stopping).await
         {
+            // Refused by the lease fence: nothing more will commit. Ending here is a fault
+            // (the supervisor stops the daemon, which exits non-zero).
+            if given_up.fenced {
+                return given_up.count;
+            }
+            let lost = given_up.count;
             // The dispatcher has stopped, or the stop came while the disk stayed full:
             // count what is left until the engine closes its side.
             tracing::error!(
@@ -991,6 +1093,13 @@ async fn forward(
     0
 }
 
+/// A batch [`commit_until_done`] gave up on.
+struct GivenUp {
+    count: usize,
+    /// Refused by the lease fence (a cluster's deposed owner), not for want of time.
+    fenced: bool,
+}
+
 /// Commits `batch`, again and again with backoff while the store refuses it, so that no
 /// transition the engine made is lost once the disk has room again. Gives up (returning
 /// the batch's size) only when the dispatcher has stopped, or when the daemon has been
@@ -999,8 +1108,9 @@ async fn commit_until_done(
     dispatcher: &DispatcherHandle,
     batch: Vec<AlertTransition>,
     stopping: &tokio::sync::watch::Receiver<bool>,
-) -> Result<(), usize> {
+) -> Result<(), GivenUp> {
     let n = batch.len();
+    let given_up = |fenced| GivenUp { count: n, fenced };
     let mut wait = COMMIT_RETRY_FIRST;
     let mut attempts = 0u32;
     let mut give_up_at = None;
@@ -1016,7 +1126,12 @@ async fn commit_until_done(
                 }
                 return Ok(());
             }
-            Err(DispatchError::Stopped) => return Err(n),
+            Err(DispatchError::Stopped) => return Err(given_up(false)),
+            // A deposed owner: nothing it commits counts any more.
+            Err(DispatchError::Fenced(why)) => {
+                error!(transitions = n, error = %why, "Alert transitions refused by the lease fence: this instance no longer runs the source; stopping.");
+                return Err(given_up(true));
+            }
             Err(e @ DispatchError::Store(_)) => {
                 if attempts == 1 {
                     warn!(error = %e, transitions = n, "Alert transitions could not be committed; retrying, and taking no new ones meanwhile.");
@@ -1027,7 +1142,7 @@ async fn commit_until_done(
         if *stopping.borrow() {
             let at = *give_up_at.get_or_insert(now + COMMIT_RETRY_AT_STOP);
             if now >= at {
-                return Err(n);
+                return Err(given_up(false));
             }
         }
         tokio::time::sleep(wait).await;
@@ -1132,6 +1247,44 @@ mod tests {
         );
         assert_eq!(pending[0].tracker_id, tracker_key(1, 42));
         assert!(rekey_pending(pending, &["navixy".to_string()]).is_empty());
+    }
+
+    /// In a cluster, the alerts of a source another instance holds are neither resumed
+    /// nor resolved here: by tracker fingerprint, and engine alerts by their label.
+    #[test]
+    fn another_instances_sources_alerts_are_left_alone() {
+        let record = |source: &str, id: Option<i64>| {
+            let mut last = firing("seen", id.unwrap_or(0));
+            last.fingerprint = Fingerprint::of_source("seen", source, id, None);
+            last.labels.insert("source".into(), source.into());
+            AlertRecord {
+                fingerprint: last.fingerprint.clone(),
+                rule: "seen".into(),
+                tracker_id: id,
+                key: None,
+                status: AlertStatus::Firing,
+                starts_at: t0(),
+                last,
+            }
+        };
+        let all = vec![
+            record("north", Some(1)),
+            record("south", Some(1)),
+            record("south", None),
+            record("north", None),
+            record("gone", Some(2)),
+        ];
+        let kept = without_sources(all.clone(), &["south".to_string()]);
+        let kept: Vec<&Fingerprint> = kept.iter().map(|r| &r.fingerprint).collect();
+        assert_eq!(
+            kept,
+            [
+                &all[0].fingerprint,
+                &all[3].fingerprint,
+                &all[4].fingerprint
+            ]
+        );
+        assert_eq!(without_sources(all.clone(), &[]).len(), 5);
     }
 
     /// Polls `check` until it holds (at most 60 s of real time).

@@ -24,6 +24,8 @@
 //! - [`dispatch`]: routes, grouping, dedup, flap damping, silences, and a durable outbox
 //!   in front of each channel (webhook, Slack, email, Alertmanager, stdout).
 //! - [`store`]: SQLite (WAL): alert states, the outbox, the notification log, silences.
+//! - [`cluster`]: several instances on one PostgreSQL database: the lease by which one
+//!   instance at a time runs each source, and the fence that refuses a deposed one's writes.
 //! - [`server`]: the admin HTTP API and Prometheus metrics.
 //! - [`console`]: the web pages for the operations desk, served by [`server`] at `/`.
 //! - [`config`]: the config file; [`cli`] and [`commands`]: what `main` runs.
@@ -41,6 +43,7 @@ pub mod alert;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod console;

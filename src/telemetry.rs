@@ -42,3 +42,9 @@ pub const SOURCE_UP: &str = "navixy_alerts_source_up";
 pub const EVAL_LATENCY: &str = "navixy_alerts_evaluation_latency_seconds";
 /// Rule set reloads, label `result` (ok, error).
 pub const RELOADS: &str = "navixy_alerts_reloads_total";
+/// With `cluster:`: 1 while this instance holds a source's lease (label `source`).
+pub const LEASE_HELD: &str = "navixy_alerts_cluster_lease_held";
+/// With `cluster:`: the epoch of a source's lease as last read (label `source`).
+pub const LEASE_EPOCH: &str = "navixy_alerts_cluster_lease_epoch";
+/// With `cluster:`: leases this instance took over from another instance.
+pub const LEASE_TAKEOVERS: &str = "navixy_alerts_cluster_lease_takeovers_total";

@@ -74,6 +74,10 @@ pub struct ThroughputArgs {
     /// Seconds the whole live run (connect, stream, settle) and the replay may each take.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
+    /// The daemon's database: a file (default `throughput.db` in `--dir`) or a
+    /// `postgres://` URL (an empty database).
+    #[arg(long)]
+    storage: Option<String>,
 }
 
 /// The run: the live path, then `replay`, then the ratio.
@@ -112,11 +116,15 @@ pub fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let storage = args
+        .storage
+        .clone()
+        .unwrap_or_else(|| dir.join("throughput.db").display().to_string());
     let live = runtime.block_on(async {
         let timeout = Duration::from_secs(args.timeout);
         tokio::time::timeout(
             timeout,
-            live(&bin, &dir, &fleet, list, ids, &rules, first_at),
+            live(&bin, &dir, &fleet, list, ids, &rules, first_at, &storage),
         )
         .await
         .unwrap_or_else(|_| bail!("the live run took longer than --timeout {timeout:?}"))
@@ -250,6 +258,7 @@ struct Live {
     received: Arc<Received>,
 }
 
+#[allow(clippy::too_many_arguments)] // The run's inputs, each used once, in one place.
 async fn live(
     bin: &Path,
     dir: &Path,
@@ -258,6 +267,7 @@ async fn live(
     ids: Vec<u64>,
     rules: &str,
     first_at: chrono::DateTime<Utc>,
+    storage: &str,
 ) -> anyhow::Result<Live> {
     let received = Arc::new(Received::default());
     let receiver = start_counter(received.clone()).await?;
@@ -288,10 +298,10 @@ channels:
 routes:
   - channels: [hook]
 notify: {{ group_by: [rule, tracker_id], group_wait: 0s, group_interval: 1s, repeat_interval: 4h }}
-storage: {{ path: "{db}" }}
+storage: {storage}
 server: {{ listen: "{admin}" }}
 "#,
-        db = dir.join("throughput.db").display(),
+        storage = super::storage_yaml(storage),
     );
     let config_path = dir.join("throughput.yaml");
     std::fs::write(&config_path, config)?;

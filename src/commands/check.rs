@@ -283,7 +283,11 @@ fn summary(config: &Config, rule_files: &[(String, Vec<PathBuf>)], rules: Option
     if !config.time_intervals.is_empty() {
         let _ = writeln!(s, "time_intervals: {}", config.time_interval_names());
     }
-    let _ = writeln!(s, "storage: {}", config.storage.path);
+    let storage = match &config.storage.postgres {
+        Some(pg) => crate::store::redact_url(&pg.url),
+        None => config.storage.path.clone(),
+    };
+    let _ = writeln!(s, "storage: {storage}");
     let _ = writeln!(
         s,
         "server: {}",

@@ -50,6 +50,8 @@ pub struct ConsoleState {
     /// The sources' names in config order (`sources:`): a tracker's page is at its engine
     /// key, which tells two accounts' tracker 42 apart.
     pub sources: Arc<[String]>,
+    /// With `cluster:`: who holds which source's lease (the deliveries page shows it).
+    pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::ClusterView>>,
 }
 
 impl ConsoleState {

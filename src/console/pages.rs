@@ -278,11 +278,12 @@ pub async fn silence_preview(
 /// `GET /deliveries`: pending and failed notifications by channel.
 pub async fn deliveries(State(state): State<ConsoleState>, role: CallerRole) -> PageResult {
     let channels = data::deliveries(&state).await?;
+    let cluster = state.cluster.as_ref().map(|c| c.borrow().clone());
     Ok(render(
         &state,
         &role,
         "deliveries.html",
-        context! { page => "deliveries", channels },
+        context! { page => "deliveries", channels, cluster },
     ))
 }
 

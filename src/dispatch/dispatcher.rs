@@ -54,6 +54,10 @@ pub enum StartError {
 pub enum DispatchError {
     #[error("cannot record alert transitions: {0}")]
     Store(String),
+    /// The commit guard refused: this instance no longer holds its lease (a cluster). Not
+    /// to be retried.
+    #[error("alert transitions refused: {0}")]
+    Fenced(String),
     #[error("the dispatcher has stopped")]
     Stopped,
 }
@@ -600,8 +604,12 @@ impl Flow {
                 if self.store.note_commit(Err(&e)) {
                     tracing::error!(error = %e, "Cannot record alert transitions; not ready until a commit succeeds.");
                 }
+                let refusal = match &e {
+                    store::StoreError::Fenced(why) => DispatchError::Fenced(why.clone()),
+                    e => DispatchError::Store(e.to_string()),
+                };
                 for ack in acks {
-                    let _ = ack.send(Err(DispatchError::Store(e.to_string())));
+                    let _ = ack.send(Err(refusal.clone()));
                 }
                 // The groups in memory may be ahead of the rolled-back database: reload.
                 let (router, names) = (self.router.clone(), self.names.clone());

@@ -243,6 +243,9 @@ struct Readiness {
     source: Check,
     /// The database takes a write.
     storage: Check,
+    /// With `cluster:`: this instance, its role, and who holds each source's lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<crate::cluster::ClusterView>,
 }
 
 /// `GET /readyz`: 200 when the source has a working subscription and the database takes
@@ -310,6 +313,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             ready,
             source,
             storage,
+            cluster: state.cluster.as_ref().map(|c| c.borrow().clone()),
         }),
     )
         .into_response()

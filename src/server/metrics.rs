@@ -89,6 +89,18 @@ fn describe() {
         "Time from a frame's arrival to the end of its evaluation (sampled)."
     );
     describe_counter!(RELOADS, "Rule set reloads, by result.");
+    describe_gauge!(
+        LEASE_HELD,
+        "1 while this instance holds the source's lease (cluster), else 0."
+    );
+    describe_gauge!(
+        LEASE_EPOCH,
+        "The epoch of the source's lease as last read (cluster)."
+    );
+    describe_counter!(
+        LEASE_TAKEOVERS,
+        "Leases this instance took over from another instance (cluster)."
+    );
 }
 
 /// Registers every metric with the label values known at start (sources, decode error

@@ -13,7 +13,8 @@
 //!   outbox. [`history`]: the alert history.
 //!   [`events`]: the live stream of transitions and history entries. [`listener`]: the
 //!   accept loop, its connection cap and header timeout. [`openapi`]: the document.
-//!   [`metrics`]: the Prometheus recorder.
+//!   [`metrics`]: the Prometheus recorder. [`cluster`]: who runs which source, and the
+//!   small server of a standby.
 //!
 //! With `server.token` or `server.tokens` set, every endpoint but `/healthz`, the login
 //! and the ack links needs `Authorization: Bearer <token>` or the console's session
@@ -24,6 +25,7 @@
 pub mod ack;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod deliveries;
 pub mod events;
 pub mod guard;
@@ -72,6 +74,8 @@ pub struct AppState {
     pub auth: Auth,
     /// `server:` as loaded: the external URL and the connection limits.
     pub server: ServerConfig,
+    /// With `cluster:`: who holds which source's lease (`/readyz`, the console).
+    pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::ClusterView>>,
 }
 
 /// What `POST /api/v1/reload` asks of the daemon: load the rule files again. Defined
@@ -196,6 +200,7 @@ fn console_state(state: &AppState) -> crate::console::ConsoleState {
         map_tiles: state.server.map_tiles.clone(),
         recordings: state.server.recordings.clone(),
         sources: source_names(state).into(),
+        cluster: state.cluster.clone(),
     }
 }
 

@@ -90,6 +90,10 @@ pub fn load_live_alerts(conn: &Conn) -> Result<Vec<AlertRecord>, StoreError> {
 /// Replaces the kept pending alerts with `pending` (a stopping daemon's).
 pub fn save_pending_alerts(conn: &Conn, pending: &[PendingAlert]) -> Result<(), StoreError> {
     conn.execute("DELETE FROM pending_alerts", params![])?;
+    insert_pending_alerts(conn, pending)
+}
+
+fn insert_pending_alerts(conn: &Conn, pending: &[PendingAlert]) -> Result<(), StoreError> {
     for p in pending {
         conn.execute(
             "INSERT INTO pending_alerts (fingerprint, rule, tracker_id, alert_key, since)
@@ -106,7 +110,14 @@ pub fn save_pending_alerts(conn: &Conn, pending: &[PendingAlert]) -> Result<(), 
 /// Takes the kept pending alerts out: once read they are gone, so that a start that
 /// ends without saving its own (`kill -9`) does not leave old ones to the next.
 pub fn take_pending_alerts(conn: &Conn) -> Result<Vec<PendingAlert>, StoreError> {
-    let out = conn.query_map(
+    let out = kept_pending_alerts(conn)?;
+    conn.execute("DELETE FROM pending_alerts", params![])?;
+    Ok(out)
+}
+
+/// Every kept pending alert, oldest first.
+fn kept_pending_alerts(conn: &Conn) -> Result<Vec<PendingAlert>, StoreError> {
+    conn.query_map(
         "SELECT fingerprint, rule, tracker_id, alert_key, since
          FROM pending_alerts ORDER BY since, fingerprint",
         params![],
@@ -119,7 +130,40 @@ pub fn take_pending_alerts(conn: &Conn) -> Result<Vec<PendingAlert>, StoreError>
                 since: from_ms(row.get(4)?),
             })
         },
-    )?;
-    conn.execute("DELETE FROM pending_alerts", params![])?;
-    Ok(out)
+    )
+}
+
+/// The kept pending alerts of `sources` (by the source their fingerprint was made with),
+/// removed: in a cluster the others belong to the instances running their sources.
+pub fn take_pending_alerts_of(
+    conn: &Conn,
+    sources: &[String],
+) -> Result<Vec<PendingAlert>, StoreError> {
+    let mine: Vec<PendingAlert> = kept_pending_alerts(conn)?
+        .into_iter()
+        .filter(|p| of_sources(p, sources))
+        .collect();
+    for p in &mine {
+        conn.execute(
+            "DELETE FROM pending_alerts WHERE fingerprint = ?1",
+            params![p.fingerprint.0],
+        )?;
+    }
+    Ok(mine)
+}
+
+/// [`save_pending_alerts`] replacing only the kept pending alerts of `sources`.
+pub fn save_pending_alerts_of(
+    conn: &Conn,
+    sources: &[String],
+    pending: &[PendingAlert],
+) -> Result<(), StoreError> {
+    take_pending_alerts_of(conn, sources)?;
+    insert_pending_alerts(conn, pending)
+}
+
+fn of_sources(p: &PendingAlert, sources: &[String]) -> bool {
+    p.fingerprint
+        .source_among(sources, &p.rule, p.tracker_id, p.key.as_deref())
+        .is_some()
 }

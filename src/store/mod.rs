@@ -1,18 +1,21 @@
-//! SQLite (WAL): live alert states, the aggregation groups, the outbox, the notification
-//! log, the alert history (and its live [`Feed`]) and silences, with versioned migrations. All blocking SQLite work runs off the async
+//! The database: live alert states, the aggregation groups, the outbox, the notification
+//! log, the alert history (and its live [`Feed`]) and silences, with versioned migrations,
+//! in SQLite (WAL, `storage.path`) or PostgreSQL (`storage.postgres`). Every statement is
+//! written once and runs on both ([`sql`]). All blocking database work runs off the async
 //! runtime's workers.
 //!
 //! One connection lives on one dedicated thread; callers send it closures through a
 //! channel ([`Store::call`] from async code, [`Store::call_blocking`] from plain threads)
 //! and get the result back. A single writer needs no locking, keeps statements cached, and
-//! lets the dispatcher commit a whole batch of transitions in one transaction. A second
-//! connection on a thread of its own moves the write-ahead log into the database file
-//! every second, so that no commit waits for a checkpoint's writes and syncs.
+//! lets the dispatcher commit a whole batch of transitions in one transaction. With
+//! SQLite, a second connection on a thread of its own moves the write-ahead log into the
+//! database file every ten seconds, so that no commit waits for a checkpoint's writes and
+//! syncs. With PostgreSQL, a lost connection is made again before the next job.
 //!
 //! The store also knows what is wrong with the database ([`Store::check_writable`], for
-//! `/readyz`): commits of alert transitions that keep failing (a full disk), and a
-//! database file removed or replaced under the running daemon, which it notices by the
-//! file's identity (device and inode) changing.
+//! `/readyz`): commits of alert transitions that keep failing (a full disk, a database
+//! that went away), and (SQLite) a database file removed or replaced under the running
+//! daemon, which it notices by the file's identity (device and inode) changing.
 //!
 //! This module stores and loads; it does not decide anything. What a transition means for
 //! routing, grouping or delivery belongs to [`crate::dispatch`].
@@ -50,8 +53,8 @@ pub use acks::{
     unannounced_acks,
 };
 pub use alerts::{
-    delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts, take_pending_alerts,
-    upsert_live_alert,
+    delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts,
+    save_pending_alerts_of, take_pending_alerts, take_pending_alerts_of, upsert_live_alert,
 };
 pub use escalations::{
     StoredStep, delete_escalations, finish_escalation, load_escalations, schedule_escalation,
@@ -536,6 +539,36 @@ impl Store {
         self.call(|db| {
             let tx = db.write_guarded(Durability::Full)?;
             let pending = take_pending_alerts(&tx)?;
+            tx.commit()?;
+            Ok(pending)
+        })
+        .await
+    }
+
+    /// [`Store::save_pending_alerts`] for a cluster's instance: replaces only the kept
+    /// pending alerts of `sources`, the ones it runs.
+    pub async fn save_pending_alerts_of(
+        &self,
+        sources: Vec<String>,
+        pending: Vec<crate::alert::PendingAlert>,
+    ) -> Result<(), StoreError> {
+        self.call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            save_pending_alerts_of(&tx, &sources, &pending)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// [`Store::take_pending_alerts`] for a cluster's instance: takes only those of
+    /// `sources`, the ones it runs.
+    pub async fn take_pending_alerts_of(
+        &self,
+        sources: Vec<String>,
+    ) -> Result<Vec<crate::alert::PendingAlert>, StoreError> {
+        self.call(move |db| {
+            let tx = db.write_guarded(Durability::Full)?;
+            let pending = take_pending_alerts_of(&tx, &sources)?;
             tx.commit()?;
             Ok(pending)
         })

@@ -152,7 +152,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (fingerprint, route, step)
     );
     "#,
-    // 4 -> 5: the claims of a cluster's delivery (`dispatch::outbox::claimed`). Used on
+    // 4 -> 5: the cluster's leases (`cluster::lease`), a row per source. Used with
+    // PostgreSQL only (`cluster:` needs it); here so that both lists keep one numbering.
+    r#"
+    CREATE TABLE IF NOT EXISTS leases (
+        source     TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        epoch      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL        -- ms, the database's clock
+    );
+    "#,
+    // 5 -> 6: the claims of a cluster's delivery (`dispatch::outbox::claimed`). Used on
     // PostgreSQL only; here so that both backends have every step.
     r#"
     CREATE TABLE IF NOT EXISTS outbox_channels (
@@ -283,7 +293,17 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (fingerprint, route, step)
     );
     "#,
-    // 4 -> 5: the claims of a cluster's delivery (`dispatch::outbox::claimed`): one row
+    // 4 -> 5: the cluster's leases (`cluster::lease`): who runs each source, until when
+    // (ms, the database's clock), and the epoch the fence checks.
+    r#"
+    CREATE TABLE IF NOT EXISTS leases (
+        source     TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        epoch      BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    "#,
+    // 5 -> 6: the claims of a cluster's delivery (`dispatch::outbox::claimed`): one row
     // per channel, locked FOR UPDATE SKIP LOCKED by the instance sending its notifications.
     r#"
     CREATE TABLE IF NOT EXISTS outbox_channels (

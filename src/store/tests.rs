@@ -13,6 +13,7 @@ store_tests!(
     failing_commits_make_the_store_not_ready_until_one_succeeds,
     a_commit_guard_that_refuses_rolls_the_whole_batch_back,
     pending_alerts_are_kept_for_one_start,
+    pending_alerts_are_kept_per_source_for_a_cluster,
     a_write_that_fails_in_isolation_leaves_the_rest_of_its_transaction,
 );
 
@@ -307,6 +308,47 @@ async fn pending_alerts_are_kept_for_one_start(store: Store) {
     assert_eq!(taken, want);
     // Taken once: a start that ends without saving leaves nothing to the next.
     assert!(store.take_pending_alerts().await.unwrap().is_empty());
+}
+
+/// In a cluster each instance saves and takes the pending alerts of its own sources
+/// only: north's stop keeps south's, and south's start takes nothing of north's.
+async fn pending_alerts_are_kept_per_source_for_a_cluster(store: Store) {
+    let pending = |source: &str, tracker: i64| PendingAlert {
+        fingerprint: Fingerprint::of_source("idling", source, Some(tracker), None),
+        rule: "idling".into(),
+        tracker_id: tracker,
+        key: None,
+        since: t0(),
+    };
+    let (north, south) = (vec!["north".to_string()], vec!["south".to_string()]);
+    store
+        .save_pending_alerts_of(south.clone(), vec![pending("south", 7)])
+        .await
+        .unwrap();
+    store
+        .save_pending_alerts_of(north.clone(), vec![pending("north", 7)])
+        .await
+        .unwrap();
+    // North's second stop replaces north's only.
+    store
+        .save_pending_alerts_of(north.clone(), vec![pending("north", 8)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_pending_alerts_of(south.clone()).await.unwrap(),
+        vec![pending("south", 7)]
+    );
+    assert!(
+        store
+            .take_pending_alerts_of(south)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.take_pending_alerts_of(north).await.unwrap(),
+        vec![pending("north", 8)]
+    );
 }
 
 /// Removes the database and its `-wal` and `-shm` files, as `rm alerts.db*` does.

@@ -357,3 +357,22 @@ fn a_variable_holding_yaml_syntax_stays_text() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_postgres_storage_is_summarised_without_its_password() {
+    let yaml =
+        "source: { simulator: {} }\nstorage:\n  postgres: { url: \"${TEST_DATABASE_URL}\" }\n";
+    let (code, stdout, stderr, _, _dir) = check(
+        yaml,
+        &[(
+            "TEST_DATABASE_URL",
+            "postgres://alerts:s3cret@db.internal:5432/alerts",
+        )],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("\nstorage: postgres://alerts:***@db.internal:5432/alerts\n"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+}

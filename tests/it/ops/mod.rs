@@ -2,6 +2,7 @@
 //! crashes, reconnect snapshots, storage faults, and event rules end to end.
 
 mod chaos;
+mod cluster_lease;
 mod crash;
 mod crash_escalation;
 mod events;
