@@ -154,6 +154,8 @@ pub(crate) struct Clustered {
     others: Vec<String>,
     /// Refuses this run's commits once it no longer holds its leases.
     fence: crate::store::CommitGuard,
+    /// Delivery from the shared outbox, by this instance whatever its role.
+    claimed: crate::dispatch::outbox::claimed::Claimed,
 }
 
 /// Runs `config`'s sources until `shutdown` completes, then stops in data-flow order.
@@ -170,9 +172,15 @@ async fn run_owner(
         metrics,
         cluster,
     } = owner;
-    let (cluster_view, lost, others, fence) = match cluster {
-        Some(c) => (Some(c.view), Some(c.lost), c.others, Some(c.fence)),
-        None => (None, None, Vec::new(), None),
+    let (cluster_view, lost, others, fence, claimed) = match cluster {
+        Some(c) => (
+            Some(c.view),
+            Some(c.lost),
+            c.others,
+            Some(c.fence),
+            Some(c.claimed),
+        ),
+        None => (None, None, Vec::new(), None, None),
     };
     let (faults, mut faulted) = mpsc::unbounded_channel::<Fault>();
     let ending = Arc::new(AtomicBool::new(false));
@@ -332,9 +340,24 @@ async fn run_owner(
 
     // The dispatcher stops when told, after the last transitions are submitted.
     let (dispatch_stop, dispatch_stopped) = oneshot::channel::<()>();
-    let dispatcher = Dispatcher::start(&config, store.clone(), clock.clone(), async move {
-        let _ = dispatch_stopped.await;
-    })
+    // In a cluster the shared outbox is delivered by the instance's own loops; the
+    // dispatcher only nudges them.
+    if let Some(claimed) = &claimed {
+        claimed.set_feed(store.feed().clone());
+    }
+    let dispatch_options = crate::dispatch::DispatchOptions {
+        claimed,
+        ..Default::default()
+    };
+    let dispatcher = Dispatcher::start_with(
+        &config,
+        store.clone(),
+        clock.clone(),
+        async move {
+            let _ = dispatch_stopped.await;
+        },
+        dispatch_options,
+    )
     .await?;
 
     // Source alerts reach the dispatcher beside the engine's transitions.

@@ -28,11 +28,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::{Clustered, Owner, RunOptions, Running, run_owner};
+use crate::clock::SystemClock;
 use crate::cluster::{ClusterView, Leases, fence};
 use crate::config::{Config, human_duration};
+use crate::dispatch::outbox::claimed::{ClaimOptions, Claimed};
 use crate::rules::RuleSet;
 use crate::server::Auth;
 use crate::server::cluster::{StandbyState, run_standby};
+use crate::store::Feed;
 
 /// Runs the instance in its cluster until `shutdown` completes or a lease is lost.
 pub(super) async fn run(
@@ -48,6 +51,19 @@ pub(super) async fn run(
     let url = database_url(&config)?;
     // The store's migrations make the leases table: run them before the first round.
     drop(crate::store::Store::open(&config).context("opening the store")?);
+    // Any live instance delivers the shared outbox, a standby too.
+    let (stop_delivery, delivery_stopped) = watch::channel(false);
+    let claimed = Claimed::from_config(
+        ClaimOptions {
+            instance: Some(cluster.instance.clone()),
+            ..ClaimOptions::new(&url, cluster.lease)
+        },
+        &config,
+        Arc::new(SystemClock),
+        Feed::default(),
+        delivery_stopped,
+    )
+    .await?;
     let names: Vec<String> = config
         .sources()
         .iter()
@@ -155,6 +171,7 @@ pub(super) async fn run(
                     .map(|s| s.name().to_owned())
                     .filter(|name| !held.contains(name))
                     .collect(),
+                claimed: claimed.clone(),
             }),
         };
         let outcome = run_owner(
@@ -172,6 +189,8 @@ pub(super) async fn run(
             Err(e) => break Err(e),
         }
     };
+    let _ = stop_delivery.send(true);
+    claimed.stopped().await;
     // After the run's last commit: a standby takes the sources at its next round.
     let _ = stop_leases.send(true);
     if let Err(e) = lease_task.await {

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::ack::AckLinks;
 use super::channels::{self, Channel, ChannelError};
 use super::group::{AckSetup, Groups, Queued, Undelivered};
+use super::outbox::claimed::Claimed;
 use super::outbox::{
     Delivery, Depth, Retried, RetryNow, RetryPolicy, RetryTarget, Sender, stopped,
 };
@@ -84,6 +85,9 @@ pub struct DispatchOptions {
     pub max_backoff: Duration,
     /// How long sent notifications and log entries are kept in the database.
     pub retention: Duration,
+    /// A cluster's delivery from the shared outbox: the dispatcher only nudges it, and
+    /// starts no senders of its own.
+    pub claimed: Option<Claimed>,
 }
 
 impl Default for DispatchOptions {
@@ -94,6 +98,7 @@ impl Default for DispatchOptions {
             initial_backoff: retry.initial_backoff,
             max_backoff: retry.max_backoff,
             retention: Duration::from_secs(7 * 24 * 3600),
+            claimed: None,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct DispatcherHandle {
     store: Store,
     depth: Depth,
     stopped: watch::Receiver<bool>,
+    /// Delivery from the shared outbox, in a cluster.
+    claimed: Option<Claimed>,
 }
 
 /// Namespace for [`Dispatcher::start`].
@@ -203,7 +210,10 @@ impl Dispatcher {
                 .collect(),
             links,
         };
-        let undelivered = Undelivered::default();
+        let undelivered = options
+            .claimed
+            .as_ref()
+            .map_or_else(Undelivered::default, Claimed::undelivered);
         let unpublished = Unpublished::default();
         let mut loaded = loaded;
         loaded.set_undelivered(undelivered.clone());
@@ -217,7 +227,10 @@ impl Dispatcher {
             let _ = stop_tx.send(true);
         });
 
-        let depth = Depth::default();
+        let depth = options
+            .claimed
+            .as_ref()
+            .map_or_else(Depth::default, Claimed::depth);
         let policy = RetryPolicy {
             initial_backoff: options.initial_backoff,
             max_backoff: options.max_backoff,
@@ -228,7 +241,19 @@ impl Dispatcher {
         let mut retries = BTreeMap::new();
         let mut tasks = Vec::new();
         for (name, channel) in &built {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
+            if let Some(claimed) = &options.claimed {
+                // The shared outbox is delivered by whichever instance claims the channel;
+                // a notification queued here only tells this instance's loop to look.
+                let (claimed, nudged) = (claimed.clone(), name.clone());
+                tokio::spawn(async move {
+                    while rx.recv().await.is_some() {
+                        claimed.nudge(&nudged);
+                    }
+                });
+                senders.insert(name.clone(), tx);
+                continue;
+            }
             let (retry_tx, retry_rx) = mpsc::unbounded_channel();
             let sender = Sender {
                 name: name.clone(),
@@ -245,7 +270,13 @@ impl Dispatcher {
             retries.insert(name.clone(), retry_tx);
         }
 
-        // Resume what a previous run left pending, in order.
+        // Resume what a previous run left pending, in order (in a cluster, the shared
+        // outbox's loops do).
+        let pending = if options.claimed.is_some() {
+            Vec::new()
+        } else {
+            pending
+        };
         let mut orphans = Vec::new();
         for entry in &pending {
             let sender = senders.get(entry.channel.as_str());
@@ -331,6 +362,7 @@ impl Dispatcher {
             store,
             depth,
             stopped: done_rx,
+            claimed: options.claimed,
         })
     }
 }
@@ -379,6 +411,15 @@ impl DispatcherHandle {
     }
 
     async fn retry(&self, channel: &str, target: RetryTarget) -> Result<Retried, RetryError> {
+        if let Some(claimed) = &self.claimed {
+            if !claimed.has_channel(channel) {
+                return Err(RetryError::UnknownChannel(channel.to_owned()));
+            }
+            return claimed
+                .retry(channel, target)
+                .await
+                .map_err(RetryError::Store);
+        }
         let sender = self
             .retries
             .get(channel)

@@ -86,6 +86,17 @@ impl Undelivered {
     pub fn contains(&self, id: &GroupId) -> bool {
         self.0.lock().contains_key(id)
     }
+
+    /// The groups counted now.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.0.lock().keys().cloned().collect()
+    }
+
+    /// Forgets a group whose notifications were all delivered elsewhere (another
+    /// instance of a cluster).
+    pub fn forget(&self, id: &GroupId) {
+        self.0.lock().remove(id);
+    }
 }
 
 /// `(channel, group key)`.

@@ -11,7 +11,8 @@
 //!   inhibit, silence, mute, flap, outbox; and the history sink they report to.
 //! - [`silence`]: the compiled silences.
 //! - [`notification`]: what a notification holds, and the webhook body.
-//! - [`outbox`]: per-channel senders: ordering, retries, backoff, give-up.
+//! - [`outbox`]: per-channel senders: ordering, retries, backoff, give-up; in a cluster,
+//!   [`outbox::claimed`] delivers the shared PostgreSQL outbox from any live instance.
 //! - [`channels`]: webhook, Slack, email, Alertmanager, stdout.
 //! - [`ack`]: ack links, and the notification a `send_acks` channel gets on an ack.
 //! - [`escalation`]: the steps of a route's `escalate`, scheduled per firing alert.

@@ -12,6 +12,11 @@
 //! queues: a waiting notification becomes due at once, a failed one goes back to pending
 //! with the same id, and one whose attempt is under way is left alone, so that retrying
 //! never sends a second copy.
+//!
+//! In a cluster, [`claimed`] delivers instead, from the shared outbox, judging each
+//! attempt the same way ([`RetryPolicy::judge`]).
+
+pub mod claimed;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -72,6 +77,94 @@ impl RetryPolicy {
     }
 }
 
+/// What became of one attempt, for the outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Sent,
+    /// Stays pending: tried again after `delay`, at `next_attempt_at`.
+    Retry {
+        delay: Duration,
+        next_attempt_at: DateTime<Utc>,
+        message: String,
+    },
+    /// Failed for good (a permanent error, or `retry_for` is over).
+    Failed(String),
+}
+
+impl RetryPolicy {
+    /// Judges the `attempts`-th attempt of `n` on `channel`, ended at `now`, and counts
+    /// and logs it: one place for both senders (this module's and [`claimed`]'s).
+    pub fn judge(
+        &self,
+        channel: &str,
+        n: &Notification,
+        attempts: u32,
+        result: Result<(), SendError>,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        let verdict = match result {
+            Ok(()) => Verdict::Sent,
+            Err(SendError::Permanent { message }) => Verdict::Failed(message),
+            Err(SendError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                let deadline = after(n.created_at, self.retry_for);
+                if now >= deadline {
+                    Verdict::Failed(format!(
+                        "gave up after {attempts} attempts over {}s: {message}",
+                        self.retry_for.as_secs()
+                    ))
+                } else {
+                    // The last attempt is at the deadline, not after it.
+                    let delay = self
+                        .delay(attempts, retry_after, fastrand::f64())
+                        .min((deadline - now).to_std().unwrap_or(Duration::ZERO));
+                    Verdict::Retry {
+                        delay,
+                        next_attempt_at: after(now, delay),
+                        message,
+                    }
+                }
+            }
+        };
+        let label = channel.to_owned();
+        match &verdict {
+            Verdict::Sent => {
+                metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => label).increment(1);
+                tracing::debug!(channel, id = %n.id, attempts, "Notification sent.");
+            }
+            Verdict::Retry {
+                next_attempt_at,
+                message,
+                ..
+            } => {
+                metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => label)
+                    .increment(1);
+                tracing::warn!(
+                    channel,
+                    id = %n.id,
+                    attempts,
+                    retry_in_ms = (*next_attempt_at - now).num_milliseconds(),
+                    error = %message,
+                    "Notification not delivered; will retry."
+                );
+            }
+            Verdict::Failed(message) => {
+                metrics::counter!(telemetry::NOTIFICATIONS_FAILED, "channel" => label).increment(1);
+                tracing::error!(
+                    channel,
+                    id = %n.id,
+                    attempts,
+                    error = %message,
+                    "Notification failed; kept in the outbox as failed."
+                );
+            }
+        }
+        verdict
+    }
+}
+
 /// A pending notification on its way to one channel.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -106,6 +199,12 @@ impl Depth {
     }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Acquire)
+    }
+    /// Sets the depth as counted in the database (a shared outbox, where other instances
+    /// deliver too).
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Release);
+        metrics::gauge!(telemetry::OUTBOX_DEPTH).set(n.max(0) as f64);
     }
 }
 
@@ -485,11 +584,8 @@ impl Sender {
         let result = self.channel.send(n, started).await;
         let now = self.clock.now();
         d.attempts = d.attempts.saturating_add(1);
-        let channel = self.name.to_string();
-        match result {
-            Ok(()) => {
-                metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => channel).increment(1);
-                tracing::debug!(channel = %self.name, id = %n.id, attempts = d.attempts, "Notification sent.");
+        match self.policy.judge(&self.name, n, d.attempts, result, now) {
+            Verdict::Sent => {
                 let (id, attempts) = (n.id.clone(), d.attempts);
                 let history = n.history(HistoryKind::Sent, now, None);
                 self.record(outcomes, history, move |tx| {
@@ -499,40 +595,16 @@ impl Sender {
                 self.depth.add(-1);
                 None
             }
-            Err(SendError::Permanent { message }) => {
+            Verdict::Failed(message) => {
                 self.fail(d, outcomes, now, message).await;
                 None
             }
-            Err(SendError::Retryable {
+            Verdict::Retry {
+                delay,
+                next_attempt_at,
                 message,
-                retry_after,
-            }) => {
-                let deadline = after(n.created_at, self.policy.retry_for);
-                if now >= deadline {
-                    let message = format!(
-                        "gave up after {} attempts over {}s: {message}",
-                        d.attempts,
-                        self.policy.retry_for.as_secs()
-                    );
-                    self.fail(d, outcomes, now, message).await;
-                    return None;
-                }
-                // The last attempt is at the deadline, not after it.
-                let delay = self
-                    .policy
-                    .delay(d.attempts, retry_after, fastrand::f64())
-                    .min((deadline - now).to_std().unwrap_or(Duration::ZERO));
-                d.next_attempt_at = after(now, delay);
-                metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => channel)
-                    .increment(1);
-                tracing::warn!(
-                    channel = %self.name,
-                    id = %n.id,
-                    attempts = d.attempts,
-                    retry_in_ms = (d.next_attempt_at - now).num_milliseconds(),
-                    error = %message,
-                    "Notification not delivered; will retry."
-                );
+            } => {
+                d.next_attempt_at = next_attempt_at;
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
                 self.record(outcomes, Vec::new(), move |tx| {
                     store::mark_retry(tx, &id, attempts, next, &message)
@@ -544,15 +616,6 @@ impl Sender {
     }
 
     async fn fail(&self, d: &Delivery, outcomes: &Outcomes, now: DateTime<Utc>, message: String) {
-        metrics::counter!(telemetry::NOTIFICATIONS_FAILED, "channel" => self.name.to_string())
-            .increment(1);
-        tracing::error!(
-            channel = %self.name,
-            id = %d.notification.id,
-            attempts = d.attempts,
-            error = %message,
-            "Notification failed; kept in the outbox as failed."
-        );
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
         let history = d
             .notification

@@ -304,7 +304,10 @@ impl Store {
     /// creating its folder and running migrations.
     pub fn open(config: &Config) -> Result<Store, StoreError> {
         if let Some(pg) = &config.storage.postgres {
-            return Store::open_postgres(&pg.url);
+            // In a cluster, a frozen instance's open transaction (and its locks, the
+            // fence's lease row among them) ends after one lease, as its delivery's does.
+            let idle = config.cluster.as_ref().map(|c| c.lease);
+            return Store::open_postgres_ending_idle(&pg.url, idle);
         }
         if config.storage.path == ":memory:" {
             return Store::open_in_memory();
@@ -391,13 +394,22 @@ impl Store {
     /// Connects to a PostgreSQL database (`storage.postgres.url`) and brings its schema
     /// to this build's version. Errors name the URL without its password.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        Store::open_postgres_ending_idle(url, None)
+    }
+
+    /// [`Store::open_postgres`], the server ending a transaction left idle for `idle`
+    /// (`idle_in_transaction_session_timeout`).
+    pub fn open_postgres_ending_idle(
+        url: &str,
+        idle: Option<Duration>,
+    ) -> Result<Store, StoreError> {
         let url = url.to_owned();
         let location = redact_url(&url);
         let shown = location.clone();
         // The synchronous client runs a runtime of its own: it must not be made (nor
         // used) on an async worker, so it is made on the database thread.
         let open = move || {
-            let conn = Conn::postgres(sql::PgConn::connect(&url)?);
+            let conn = Conn::postgres(sql::PgConn::connect_ending_idle(&url, idle)?);
             schema::migrate_postgres(&conn, &shown)?;
             Ok(conn)
         };
@@ -846,7 +858,7 @@ pub(crate) fn test_connection() -> Conn {
 #[cfg(test)]
 pub(crate) fn pg_test_connection(test: &str) -> Option<Conn> {
     let url = testing::shared_or_skip(test)?.create_database();
-    let conn = Conn::postgres(sql::PgConn::connect(&url).unwrap());
+    let conn = Conn::postgres(sql::PgConn::connect_ending_idle(&url, None).unwrap());
     schema::migrate_postgres(&conn, &url).unwrap();
     Some(conn)
 }

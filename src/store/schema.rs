@@ -162,6 +162,13 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL        -- ms, the database's clock
     );
     "#,
+    // 5 -> 6: the claims of a cluster's delivery (`dispatch::outbox::claimed`). Used on
+    // PostgreSQL only; here so that both backends have every step.
+    r#"
+    CREATE TABLE IF NOT EXISTS outbox_channels (
+        channel TEXT PRIMARY KEY
+    );
+    "#,
 ];
 
 /// [`MIGRATIONS`] in PostgreSQL's words: integers are `BIGINT`, `seq` columns identities,
@@ -294,6 +301,13 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
         owner      TEXT NOT NULL,
         epoch      BIGINT NOT NULL,
         expires_at BIGINT NOT NULL
+    );
+    "#,
+    // 5 -> 6: the claims of a cluster's delivery (`dispatch::outbox::claimed`): one row
+    // per channel, locked FOR UPDATE SKIP LOCKED by the instance sending its notifications.
+    r#"
+    CREATE TABLE IF NOT EXISTS outbox_channels (
+        channel TEXT PRIMARY KEY
     );
     "#,
 ];

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, a module per area, real parts on loopback.
 
+mod cluster;
 mod console;
 mod dispatch;
 mod foundation;

@@ -68,12 +68,20 @@ pub struct PgConn {
 
 impl PgConn {
     /// Connects to `url`; the error names it without its password.
-    pub fn connect(url: &str) -> Result<PgConn, StoreError> {
+    /// With `idle`, the server ends a transaction left idle that long (on every
+    /// reconnection too).
+    pub fn connect_ending_idle(url: &str, idle: Option<Duration>) -> Result<PgConn, StoreError> {
         let shown = crate::text::redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Postgres {
             location: shown.clone(),
             source,
         })?;
+        if let Some(idle) = idle {
+            config.options(&format!(
+                "-c idle_in_transaction_session_timeout={}",
+                idle.as_millis().max(1)
+            ));
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }

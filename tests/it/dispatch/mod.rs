@@ -14,4 +14,4 @@ mod muting;
 mod restart;
 mod retry;
 mod smtp_sink;
-mod support;
+pub(crate) mod support;

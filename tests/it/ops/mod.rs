@@ -1,7 +1,7 @@
 //! Integration tests of the running daemon: the admin API, reload, shutdown, chaos,
 //! crashes, reconnect snapshots, storage faults, and event rules end to end.
 
-mod chaos;
+pub(crate) mod chaos;
 mod cluster_lease;
 mod crash;
 mod crash_escalation;
