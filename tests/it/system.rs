@@ -24,6 +24,15 @@ pub fn require_system(tool: &str, install: &str) -> bool {
     decide(tool, install, find_program(tool).is_some(), required)
 }
 
+/// A loopback port that was free a moment ago, for a server a test starts as a process
+/// or hands a fixed address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 fn decide(tool: &str, install: &str, found: bool, required: bool) -> bool {
     if found {
         return true;

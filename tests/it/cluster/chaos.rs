@@ -11,6 +11,7 @@
 //! sent. Takeover time (the owner's death until a peer holds the lease and delivers) is
 //! printed and held to two leases plus the polling slack.
 
+use crate::system::free_port;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::SocketAddr;
@@ -302,14 +303,6 @@ impl Drop for Instance {
             let _ = self.child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Every instance's config: the same but for `cluster.instance` and the admin port.

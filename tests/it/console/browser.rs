@@ -1,6 +1,7 @@
 //! The browser harness: a chromedriver on a free loopback port, one headless Chromium
 //! session per test, and the daemon the pages are served by.
 
+use crate::system::free_port;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -137,13 +138,6 @@ impl Browser {
         let _ = self.client.close().await;
         let _ = self.driver.kill().await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 /// The console's daemon: the simulated fleet (4 trackers around the depot), the depot

@@ -3,6 +3,7 @@
 //! client sees them. The server starts after the first attempt, so delivery also has to
 //! retry.
 
+use crate::system::free_port;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +14,6 @@ use navixy_alerts::store::{OutboxStatus, Store};
 
 use super::smtp_sink::SmtpSink;
 use super::support::{config, eventually, firing, shutdown, t0};
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn an_email_reaches_a_real_smtp_server() {

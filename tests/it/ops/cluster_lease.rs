@@ -2,6 +2,7 @@
 //! source, the other stands by and says who does; a clean stop hands the source over at
 //! once; an owner whose lease was taken exits non-zero naming the new owner.
 
+use crate::system::free_port;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -126,11 +127,6 @@ impl Drop for Instance {
             let _ = self.child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 fn owner_of(cluster: &Value) -> &str {
