@@ -187,30 +187,8 @@ impl Hook {
         self.requests()
             .into_iter()
             .filter(|r| r.ok() && seen.insert(r.id.clone()))
-            .map(|r| parse(&r))
+            .map(|r| Delivered::parse(&r))
             .collect()
-    }
-}
-
-fn parse(r: &Request) -> Delivered {
-    let body: serde_json::Value =
-        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{}: not JSON: {e}", r.id));
-    let alerts = body["data"]["alerts"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}: no alerts: {body}", r.id))
-        .iter()
-        .map(|a| {
-            (
-                a["fingerprint"].as_str().unwrap_or_default().to_owned(),
-                a["rule"].as_str().unwrap_or_default().to_owned(),
-                a["tracker"]["id"].as_i64(),
-                a["status"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    Delivered {
-        id: r.id.clone(),
-        alerts,
     }
 }
 

@@ -270,7 +270,8 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    fn parse(r: &Request) -> Delivered {
+    /// A delivered webhook request's id and alerts.
+    pub fn parse(r: &Request) -> Delivered {
         let body: serde_json::Value =
             serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{}: not JSON: {e}", r.id));
         let alerts = body["data"]["alerts"]
