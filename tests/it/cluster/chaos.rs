@@ -643,9 +643,12 @@ async fn kill_9_mid_delivery_the_held_request_is_sent_again_under_its_id_and_not
         let mut may_repeat = rig.in_flight().await;
         let stalled = rig.hook.stalled().unwrap_or_default();
         rig.hook
-            .wait("the held notification again", 2 * LEASE + SLACK, |r| {
-                r.iter().any(|r| r.ok() && r.id == stalled)
-            })
+            // Only that it comes again; how soon is `takeover`'s bound, in one place.
+            .wait(
+                "the held notification again",
+                Duration::from_secs(60),
+                |r| r.iter().any(|r| r.ok() && r.id == stalled),
+            )
             .await;
         if holder == owner {
             takeover(&rig, &owner, dead_at, "kill -9 mid-delivery").await;
