@@ -352,6 +352,11 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // A batch's commit writes the outbox, the history, the group members and their
+        // indexes: with SQLite's default 2 MiB page cache, pages are spilled to the log in
+        // the middle of the transaction and read back from the file for the next row.
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         schema::migrate(&mut conn, path)?;
@@ -759,6 +764,9 @@ impl Store {
         .await
     }
 }
+
+/// The store connection's page cache (SQLite reads a negative `cache_size` as KiB).
+const CACHE_KIB: i64 = 32 * 1024;
 
 /// How often the checkpointer moves the log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
