@@ -5,8 +5,10 @@
 //! up, so a burst costs one commit), and on the database thread, in one `synchronous=FULL`
 //! transaction: records each transition (live alert state, group membership, log; a
 //! pending one, an alert starting its `for`, only in the history), flushes
-//! the groups that are due, and writes their notifications to the outbox. Only after the
-//! commit does `submit` return, and only then do the notifications go to their senders.
+//! the groups that are due, and writes their notifications to the outbox. The history,
+//! group and live alert rows of the batch are held back to its end and written there with
+//! a few multi-row statements, still before the commit. Only after the commit does
+//! `submit` return, and only then do the notifications go to their senders.
 //! Between submissions it wakes for the next due group (`group_wait`, `group_interval`,
 //! repeats).
 
@@ -560,7 +562,6 @@ impl Flow {
                 let tx = db.write_guarded(Durability::Full)?;
                 for t in transitions {
                     let entry = HistoryEntry::transition(&t);
-                    store::history::append(&tx, &entry)?;
                     if listened {
                         unpublished.push(FeedEvent::Transition(TransitionEvent::of(&t)));
                     }
@@ -575,6 +576,9 @@ impl Flow {
                     groups.announce_acks(&tx, now, &mut queued)?;
                 }
                 groups.flush_due(&tx, now, generation, &mut queued)?;
+                // The rows held back for the end of the batch: a few statements for all.
+                groups.write(&tx)?;
+                unpublished.write(&tx)?;
                 tx.commit()?;
                 Ok((queued, groups.next_due()))
             })
@@ -596,6 +600,7 @@ impl Flow {
             }
             Err(e) => {
                 self.unpublished.discard();
+                self.groups.lock().discard_writes();
                 // Announce again at the next commit.
                 self.ack_generation.store(u64::MAX, Ordering::Release);
                 if carries_transitions {

@@ -50,6 +50,7 @@ use std::time::Duration;
 use crate::store::Conn;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::ack::AckLinks;
 use super::escalation::Schedule;
@@ -60,6 +61,10 @@ use crate::alert::{AlertStatus, AlertTransition, Fingerprint};
 use crate::store::{self, Outcome, StoreError};
 
 pub use super::stages::flap::{FLAP_LIMIT, FLAP_WINDOW};
+
+mod writes;
+
+use writes::Writes;
 
 /// The groups that have notifications in the outbox not yet delivered (sent or given
 /// up), with how many. Shared by the dispatcher (which adds) and the senders (which
@@ -166,6 +171,50 @@ impl Member {
     }
 }
 
+/// A member as [`Member`]'s `Serialize` writes it, with its alert's JSON made already.
+#[derive(Serialize)]
+struct MemberJson<'a> {
+    alert: &'a RawValue,
+    told_firing_at: Option<DateTime<Utc>>,
+    changes: u32,
+    sent: &'a [DateTime<Utc>],
+}
+
+/// `m` as JSON, its alert (`m.alert`) given as `alert`, the JSON of that alert.
+fn member_json(m: &Member, alert: &RawValue) -> Result<String, StoreError> {
+    store::to_json(
+        "a group member",
+        &MemberJson {
+            alert,
+            told_firing_at: m.told_firing_at,
+            changes: m.changes,
+            sent: &m.sent,
+        },
+    )
+}
+
+/// A transition's JSON, made at most once for the rows that carry it (its group
+/// members and its live alert row); forgotten when the transition changes.
+#[derive(Default)]
+struct AlertJson(Option<Box<RawValue>>);
+
+impl AlertJson {
+    fn of(&mut self, t: &AlertTransition) -> Result<&RawValue, StoreError> {
+        let json = match self.0.take() {
+            Some(json) => json,
+            None => serde_json::value::to_raw_value(t).map_err(|source| StoreError::Json {
+                what: "an alert transition",
+                source,
+            })?,
+        };
+        Ok(self.0.insert(json))
+    }
+
+    fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 struct Group {
     state: GroupState,
     members: BTreeMap<Fingerprint, Member>,
@@ -202,6 +251,8 @@ pub struct Groups {
     index: HashMap<Fingerprint, Vec<GroupId>>,
     /// Groups with a notification not yet delivered: a repeat would only queue behind it.
     undelivered: Undelivered,
+    /// The rows changed since the last [`Groups::write`].
+    writes: Writes,
 }
 
 pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -223,6 +274,7 @@ impl Groups {
             schedule: BTreeSet::new(),
             index: HashMap::new(),
             undelivered: Undelivered::default(),
+            writes: Writes::default(),
         }
     }
 
@@ -293,7 +345,8 @@ impl Groups {
     }
 
     /// Records one transition: the live alert state and its effect on every group it
-    /// belongs to. Call inside the transaction that acknowledges it.
+    /// belongs to. Call inside the transaction that acknowledges it; the rows it changes
+    /// are written by the next [`Groups::flush_due`] or [`Groups::write`].
     pub fn apply(
         &mut self,
         conn: &Conn,
@@ -303,19 +356,24 @@ impl Groups {
         self.pipeline.observe(&t);
         match t.status {
             // Nothing resolves an occurrence: it is only delivered, never live.
-            AlertStatus::Firing if t.is_event() => self.apply_firing(conn, &mut t, now),
+            AlertStatus::Firing if t.is_event() => {
+                self.apply_firing(conn, &mut t, now, &mut AlertJson::default())
+            }
             AlertStatus::Firing => {
                 // Routing first: a repeated firing keeps its original `starts_at`, and the
                 // live state should say the same.
-                self.apply_firing(conn, &mut t, now)?;
+                let mut json = AlertJson::default();
+                self.apply_firing(conn, &mut t, now, &mut json)?;
                 let escalations = self.router.escalations(&t);
                 if !escalations.is_empty() {
                     self.escalation.plan(conn, &t, &escalations)?;
                 }
-                store::upsert_live_alert(conn, &t, now)
+                let row = store::LiveAlertRow::new(&t, json.of(&t)?.get().to_owned(), now);
+                self.writes.live(&t.fingerprint, Some(row));
+                Ok(())
             }
             AlertStatus::Resolved => {
-                store::delete_live_alert(conn, &t.fingerprint)?;
+                self.writes.live(&t.fingerprint, None);
                 // A new firing is a new alert: its ack and its escalation end here.
                 store::delete_ack(conn, &t.fingerprint)?;
                 self.escalation.cancel(conn, &t.fingerprint)?;
@@ -329,22 +387,25 @@ impl Groups {
         conn: &Conn,
         t: &mut AlertTransition,
         now: DateTime<Utc>,
+        json: &mut AlertJson,
     ) -> Result<(), StoreError> {
         let targets = self.pipeline.route(conn, t, now)?;
         for target in targets {
-            self.join(conn, t, &target, now)?;
+            self.join(conn, t, &target, now, json)?;
         }
         Ok(())
     }
 
     /// Makes the firing `t` a member of its group on `target`'s channel (creating the
-    /// group), or updates its membership.
+    /// group), or updates its membership. `json` is `t`'s JSON, made once for every row
+    /// that carries it.
     fn join(
         &mut self,
         conn: &Conn,
         t: &mut AlertTransition,
         target: &Target,
         now: DateTime<Utc>,
+        json: &mut AlertJson,
     ) -> Result<(), StoreError> {
         let mut coalesced = false;
         // An occurrence of an event rule is a member of its own: never coalesced.
@@ -363,12 +424,8 @@ impl Groups {
                     next_flush_at: after(now, target.settings.group_wait),
                     last_notified_at: None,
                 };
-                store::put_group(
-                    conn,
-                    &id.channel,
-                    &id.key,
-                    &store::to_json("a group", &state)?,
-                )?;
+                self.writes
+                    .group(&id, Some(store::to_json("a group", &state)?));
                 self.schedule.insert((state.next_flush_at, id.clone()));
                 self.groups.entry(id.clone()).or_insert(Group {
                     state,
@@ -390,7 +447,10 @@ impl Groups {
             Some(member) if member.alert.status == AlertStatus::Firing => {
                 // The same firing again (an evaluator that restarted without its
                 // state): keep when it started; nothing changes for the receiver.
-                t.starts_at = member.alert.starts_at;
+                if t.starts_at != member.alert.starts_at {
+                    t.starts_at = member.alert.starts_at;
+                    json.forget();
+                }
                 member.alert = t.clone();
                 member
             }
@@ -412,13 +472,9 @@ impl Groups {
                 member
             }
         };
-        store::put_group_member(
-            conn,
-            &id.channel,
-            &id.key,
-            &member_key.0,
-            &store::to_json("a group member", member)?,
-        )?;
+        // The member's alert is `t` now, whichever way it joined.
+        self.writes
+            .member(&id, &member_key, Some(member_json(member, json.of(t)?)?));
         let decision = if coalesced {
             Decision::Coalesced
         } else {
@@ -488,18 +544,13 @@ impl Groups {
             };
             self.pipeline
                 .record(conn, &record(now, t, Some(&id), decision))?;
-            self.save_or_remove_member(conn, &id, &t.fingerprint)?;
+            self.save_or_remove_member(&id, &t.fingerprint)?;
         }
         Ok(())
     }
 
     /// Persists a member, or removes it (and its group, when empty) if it is dead.
-    fn save_or_remove_member(
-        &mut self,
-        conn: &Conn,
-        id: &GroupId,
-        fp: &Fingerprint,
-    ) -> Result<(), StoreError> {
+    fn save_or_remove_member(&mut self, id: &GroupId, fp: &Fingerprint) -> Result<(), StoreError> {
         let Some(group) = self.groups.get_mut(id) else {
             return Ok(());
         };
@@ -507,39 +558,30 @@ impl Groups {
             return Ok(());
         };
         if !member.is_dead() {
-            return store::put_group_member(
-                conn,
-                &id.channel,
-                &id.key,
-                &fp.0,
-                &store::to_json("a group member", member)?,
-            );
+            let state = store::to_json("a group member", member)?;
+            self.writes.member(id, fp, Some(state));
+            return Ok(());
         }
-        self.remove_member(conn, id, fp)
+        self.remove_member(id, fp);
+        Ok(())
     }
 
     /// Removes a member, and its group when that was the last.
-    fn remove_member(
-        &mut self,
-        conn: &Conn,
-        id: &GroupId,
-        fp: &Fingerprint,
-    ) -> Result<(), StoreError> {
+    fn remove_member(&mut self, id: &GroupId, fp: &Fingerprint) {
         let Some(group) = self.groups.get_mut(id) else {
-            return Ok(());
+            return;
         };
         if group.members.remove(fp).is_none() {
-            return Ok(());
+            return;
         }
-        store::delete_group_member(conn, &id.channel, &id.key, &fp.0)?;
+        self.writes.member(id, fp, None);
         unindex(&mut self.index, fp, id);
         if group.members.is_empty() {
             self.schedule
                 .remove(&(group.state.next_flush_at, id.clone()));
             self.groups.remove(id);
-            store::delete_group(conn, &id.channel, &id.key)?;
+            self.writes.group(id, None);
         }
-        Ok(())
     }
 
     /// Flushes every group due at `now`; each notification is written to the outbox and
@@ -551,6 +593,8 @@ impl Groups {
         silence_generation: u64,
         out: &mut Vec<Queued>,
     ) -> Result<(), StoreError> {
+        // An escalation step reads the live alerts this batch changed.
+        self.write(conn)?;
         self.pipeline.refresh(conn, silence_generation)?;
         self.run_escalations(conn, now)?;
         while let Some((at, _)) = self.schedule.first() {
@@ -562,7 +606,19 @@ impl Groups {
             };
             self.flush(conn, id, now, out)?;
         }
-        Ok(())
+        self.write(conn)
+    }
+
+    /// Writes the group, member and live alert rows changed since the last write (see
+    /// [`writes`]). [`Groups::flush_due`] ends with it; call it before committing what
+    /// [`Groups::apply`] did otherwise.
+    pub fn write(&mut self, conn: &Conn) -> Result<(), StoreError> {
+        self.writes.write(conn)
+    }
+
+    /// Forgets the rows not written yet: the transaction they were for rolled back.
+    pub fn discard_writes(&mut self) {
+        self.writes.discard();
     }
 
     /// Runs the escalation steps due at `now`: an alert still firing and not acknowledged
@@ -621,7 +677,7 @@ impl Groups {
                         decision: Decision::Escalated { step: &step },
                     },
                 )?;
-                self.join(conn, &mut t, &target, now)?;
+                self.join(conn, &mut t, &target, now, &mut AlertJson::default())?;
             }
         }
         Ok(())
@@ -748,21 +804,17 @@ impl Groups {
         let notified = !picked.is_empty();
         let state = group.state.clone();
         for fp in dirty {
-            self.save_or_remove_member(conn, &id, &fp)?;
+            self.save_or_remove_member(&id, &fp)?;
         }
         for fp in stopped {
-            self.remove_member(conn, &id, &fp)?;
+            self.remove_member(&id, &fp);
         }
         if self.groups.contains_key(&id) {
             // A flush that sent nothing changes only the next flush time; recomputing it
             // after a restart costs at most one early flush, so it is not written.
             if notified {
-                store::put_group(
-                    conn,
-                    &id.channel,
-                    &id.key,
-                    &store::to_json("a group", &state)?,
-                )?;
+                self.writes
+                    .group(&id, Some(store::to_json("a group", &state)?));
             }
             self.schedule.insert((state.next_flush_at, id));
         }

@@ -5,7 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Conn, StoreError, from_json, from_ms, params, to_json, to_ms};
+use std::sync::Arc;
+
+use super::sql::insert_rows;
+use super::{Conn, StoreError, ToValue, Value, from_json, from_ms, params, to_json, to_ms};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 
 /// Records a firing alert (or refreshes it with its newest transition).
@@ -36,6 +39,65 @@ pub fn upsert_live_alert(
         ],
     )?;
     Ok(())
+}
+
+/// A live alert row to write: what [`upsert_live_alert`] writes of a transition, owned, so
+/// that rows can wait for the end of a batch ([`upsert_live_alerts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveAlertRow {
+    pub fingerprint: String,
+    pub rule: Arc<str>,
+    pub tracker_id: Option<i64>,
+    pub key: Option<String>,
+    pub status: &'static str,
+    pub starts_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The transition as JSON.
+    pub last: String,
+}
+
+impl LiveAlertRow {
+    /// The row of `t` at `now`, `last` being `t` as JSON.
+    pub fn new(t: &AlertTransition, last: String, now: DateTime<Utc>) -> LiveAlertRow {
+        LiveAlertRow {
+            fingerprint: t.fingerprint.0.clone(),
+            rule: t.rule.clone(),
+            tracker_id: t.tracker.as_ref().map(|tr| tr.id),
+            key: t.key.clone(),
+            status: t.status.as_str(),
+            starts_at: t.starts_at,
+            updated_at: now,
+            last,
+        }
+    }
+}
+
+/// [`upsert_live_alert`] for many alerts at once, every fingerprint once.
+pub fn upsert_live_alerts(conn: &Conn, rows: &[LiveAlertRow]) -> Result<(), StoreError> {
+    insert_rows(
+        conn,
+        "INSERT INTO live_alerts
+             (fingerprint, rule, tracker_id, alert_key, status, starts_at, updated_at, last)",
+        "ON CONFLICT (fingerprint) DO UPDATE SET
+             rule = excluded.rule, tracker_id = excluded.tracker_id,
+             alert_key = excluded.alert_key, status = excluded.status,
+             starts_at = excluded.starts_at, updated_at = excluded.updated_at,
+             last = excluded.last",
+        8,
+        rows,
+        |r, out| {
+            out.extend([
+                Value::Text(&r.fingerprint),
+                Value::Text(&r.rule),
+                r.tracker_id.map_or(Value::Null, Value::Integer),
+                r.key.to_value(),
+                Value::Text(r.status),
+                Value::Integer(to_ms(r.starts_at)),
+                Value::Integer(to_ms(r.updated_at)),
+                Value::Text(&r.last),
+            ]);
+        },
+    )
 }
 
 /// Forgets a resolved alert.

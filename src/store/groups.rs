@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Conn, StoreError, params};
+use super::sql::insert_rows;
+use super::{Conn, StoreError, Value, params};
 
 /// One group as stored: its own state and its members' states, by fingerprint.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,21 @@ pub fn put_group(
     Ok(())
 }
 
+/// [`put_group`] for many groups at once, `(channel, group key, state)` each, every
+/// group once.
+pub fn put_groups(conn: &Conn, groups: &[(&str, &str, &str)]) -> Result<(), StoreError> {
+    insert_rows(
+        conn,
+        "INSERT INTO groups (channel, group_key, state)",
+        "ON CONFLICT (channel, group_key) DO UPDATE SET state = excluded.state",
+        3,
+        groups,
+        |(channel, key, state), out| {
+            out.extend([Value::Text(channel), Value::Text(key), Value::Text(state)]);
+        },
+    )
+}
+
 /// Deletes a group and (by cascade) its members.
 pub fn delete_group(conn: &Conn, channel: &str, group_key: &str) -> Result<(), StoreError> {
     conn.execute(
@@ -52,6 +68,29 @@ pub fn put_group_member(
         params![channel, group_key, fingerprint, state],
     )?;
     Ok(())
+}
+
+/// [`put_group_member`] for many members at once, `(channel, group key, fingerprint,
+/// state)` each, every member once; their groups are in the table already.
+pub fn put_group_members(
+    conn: &Conn,
+    members: &[(&str, &str, &str, &str)],
+) -> Result<(), StoreError> {
+    insert_rows(
+        conn,
+        "INSERT INTO group_members (channel, group_key, fingerprint, state)",
+        "ON CONFLICT (channel, group_key, fingerprint) DO UPDATE SET state = excluded.state",
+        4,
+        members,
+        |(channel, key, fingerprint, state), out| {
+            out.extend([
+                Value::Text(channel),
+                Value::Text(key),
+                Value::Text(fingerprint),
+                Value::Text(state),
+            ]);
+        },
+    )
 }
 
 pub fn delete_group_member(

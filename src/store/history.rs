@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{Conn, StoreError, Value, from_json, from_ms, params, to_json, to_ms};
+use super::sql::insert_rows;
+use super::{Conn, StoreError, ToValue, Value, from_json, from_ms, params, to_json, to_ms};
 use crate::alert::{AlertStatus, AlertTransition};
 
 /// What a history entry records.
@@ -137,6 +138,49 @@ impl HistoryEntry {
         };
         HistoryEntry::about(t, kind, t.at)
     }
+}
+
+/// Appends entries, in order, with a few multi-row statements: [`append`] for a whole
+/// transaction's entries at once, before its commit.
+pub fn append_all<'a>(
+    conn: &Conn,
+    entries: impl IntoIterator<Item = &'a HistoryEntry>,
+) -> Result<(), StoreError> {
+    let rows = entries
+        .into_iter()
+        .map(|e| {
+            let value = e
+                .value
+                .as_ref()
+                .map(|v| to_json("a history value", v))
+                .transpose()?;
+            Ok((e, value))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_rows(
+        conn,
+        "INSERT INTO history
+             (at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
+              comment, value, detail)",
+        "",
+        11,
+        &rows,
+        |(e, value), out| {
+            out.extend([
+                Value::Integer(to_ms(e.at)),
+                Value::Text(&e.fingerprint),
+                Value::Text(&e.rule),
+                e.tracker_id.map_or(Value::Null, Value::Integer),
+                Value::Text(e.kind.as_str()),
+                e.channel.to_value(),
+                e.notification_id.to_value(),
+                e.by.to_value(),
+                e.comment.to_value(),
+                value.to_value(),
+                e.detail.to_value(),
+            ]);
+        },
+    )
 }
 
 /// Appends an entry. Call it inside the transaction that commits what it records, then

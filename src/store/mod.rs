@@ -53,14 +53,16 @@ pub use acks::{
     unannounced_acks,
 };
 pub use alerts::{
-    delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts,
+    LiveAlertRow, delete_live_alert, load_live_alert, load_live_alerts, save_pending_alerts,
     save_pending_alerts_of, take_pending_alerts, take_pending_alerts_of, upsert_live_alert,
+    upsert_live_alerts,
 };
 pub use escalations::{
     StoredStep, delete_escalations, finish_escalation, load_escalations, schedule_escalation,
 };
 pub use groups::{
     StoredGroup, delete_group, delete_group_member, load_groups, put_group, put_group_member,
+    put_group_members, put_groups,
 };
 pub use history::{
     Cursor, Feed, FeedEvent, HistoryEntry, HistoryKind, HistoryPage, HistoryQuery, TransitionEvent,
@@ -131,6 +133,9 @@ pub enum StoreError {
     #[error("storage: a database job panicked: {0}")]
     Panicked(String),
 }
+
+/// Prepared statements kept per SQLite connection.
+const STATEMENT_CACHE: usize = 256;
 
 /// How hard a write transaction waits for the disk.
 ///
@@ -359,6 +364,9 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
+        // Every statement the daemon runs stays prepared (rusqlite keeps 16 by default,
+        // fewer than the flow, the senders and the multi-row writes use between them).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn, path)?;
         let in_memory = path == Path::new(":memory:");
         let faults = Arc::new(Faults {

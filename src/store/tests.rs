@@ -15,7 +15,83 @@ store_tests!(
     pending_alerts_are_kept_for_one_start,
     pending_alerts_are_kept_per_source_for_a_cluster,
     a_write_that_fails_in_isolation_leaves_the_rest_of_its_transaction,
+    rows_written_many_at_once_read_back_in_order_and_update_on_conflict,
 );
+
+/// 69 rows: one statement of each size (64, 4, 1).
+async fn rows_written_many_at_once_read_back_in_order_and_update_on_conflict(store: Store) {
+    let alerts: Vec<_> = (0..69).map(|i| firing("fuel_drain", i)).collect();
+    let batch = alerts.clone();
+    store
+        .call(move |db| {
+            let tx = db.write(Durability::Full)?;
+            let rows = |status: &str| -> Vec<LiveAlertRow> {
+                batch
+                    .iter()
+                    .map(|t| {
+                        LiveAlertRow::new(t, format!("{status}:{}", to_json("t", t).unwrap()), t0())
+                    })
+                    .collect()
+            };
+            // Written twice: the second write updates every row.
+            upsert_live_alerts(&tx, &rows("old"))?;
+            let mut fresh = rows("new");
+            for row in &mut fresh {
+                row.last = row.last.trim_start_matches("new:").to_owned();
+            }
+            upsert_live_alerts(&tx, &fresh)?;
+            let keys: Vec<String> = (0..69).map(|i| format!("g{i}")).collect();
+            let groups: Vec<_> = keys.iter().map(|k| ("ops", k.as_str(), "{}")).collect();
+            put_groups(&tx, &groups)?;
+            let states: Vec<String> = (0..69).map(|i| format!("{{\"n\":{i}}}")).collect();
+            let members: Vec<_> = batch
+                .iter()
+                .zip(&states)
+                .map(|(t, state)| ("ops", "g0", t.fingerprint.0.as_str(), state.as_str()))
+                .collect();
+            put_group_members(&tx, &members)?;
+            put_group_members(&tx, &members[..1])?;
+            let entries: Vec<_> = batch.iter().map(HistoryEntry::transition).collect();
+            history::append_all(&tx, &entries)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    let live = store.load_live_alerts().await.unwrap();
+    assert_eq!(live.len(), 69);
+    for rec in &live {
+        let want = alerts
+            .iter()
+            .find(|t| t.fingerprint == rec.fingerprint)
+            .unwrap();
+        assert_eq!(&rec.last, want);
+        assert_eq!(rec.tracker_id, want.tracker.as_ref().map(|tr| tr.id));
+    }
+    let (groups, page) = store
+        .call(|db| {
+            let groups = load_groups(db.conn())?;
+            let page = history::page(
+                db.conn(),
+                &HistoryQuery {
+                    limit: 100,
+                    ..HistoryQuery::default()
+                },
+            )?;
+            Ok((groups, page))
+        })
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 69);
+    let g0 = groups.iter().find(|g| g.group_key == "g0").unwrap();
+    assert_eq!(g0.members.len(), 69);
+    assert_eq!(g0.members[&alerts[5].fingerprint.0], "{\"n\":5}");
+    // Newest first: the reverse of the order appended.
+    let trackers: Vec<_> = page.entries.iter().rev().map(|e| e.tracker_id).collect();
+    assert_eq!(trackers, (0..69).map(Some).collect::<Vec<_>>());
+    assert_eq!(page.entries[0], HistoryEntry::transition(&alerts[68]));
+}
 
 #[test]
 fn migrations_set_the_version_and_are_idempotent() {

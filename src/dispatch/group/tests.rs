@@ -444,3 +444,37 @@ fn repeats_wait_while_the_group_has_an_undelivered_notification() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].1.reason, "repeat");
 }
+
+#[test]
+fn a_member_written_with_its_alerts_json_made_once_reads_as_before() {
+    let mut m = Member::new(firing("speeding", 1));
+    m.told_firing_at = Some(secs(60));
+    m.changes = 3;
+    m.sent = vec![secs(60), secs(120)];
+    let mut json = AlertJson::default();
+    let once = member_json(&m, json.of(&m.alert).unwrap()).unwrap();
+    assert_eq!(once, store::to_json("a group member", &m).unwrap());
+    let back: Member = store::from_json("a group member", &once).unwrap();
+    assert_eq!(back.alert, m.alert);
+    assert_eq!(back.sent, m.sent);
+}
+
+#[test]
+fn a_firing_again_with_a_later_start_is_stored_with_the_first_start_everywhere() {
+    let mut h = Harness::new(CONFIG);
+    let t = firing("fuel_drain", 1);
+    h.submit(t.clone(), secs(0));
+    let mut again = t.clone();
+    again.starts_at = secs(60);
+    again.at = secs(60);
+    h.submit(again, secs(60));
+    let live = store::load_live_alert(&h.conn, &t.fingerprint)
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.starts_at, t0());
+    assert_eq!(live.at, secs(60));
+    let stored = store::load_groups(&h.conn).unwrap();
+    let member: Member =
+        store::from_json("a group member", &stored[0].members[&t.fingerprint.0]).unwrap();
+    assert_eq!(member.alert, live);
+}

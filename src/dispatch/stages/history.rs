@@ -1,6 +1,8 @@
 //! The store-backed [`History`] sink: the decisions that the alert history keeps
-//! (queued, silenced, inhibited, muted) become entries of `store::history`, written in
-//! the dispatcher's transaction, and wait in [`Unpublished`] until it commits.
+//! (queued, silenced, inhibited, muted) become entries of `store::history`, kept in
+//! [`Unpublished`] with the transitions' own entries, written together just before the
+//! dispatcher's transaction commits (a few multi-row statements for the whole batch), and
+//! published once it has.
 //!
 //! The muting stages decide again at every flush of the group; the history keeps what
 //! changed: an alert held back by the same silence (or inhibition, or mute) flush after
@@ -15,25 +17,48 @@ use parking_lot::Mutex;
 use super::{Decision, DeliveryRecord, History};
 use crate::store::{self, Feed, FeedEvent, HistoryEntry, HistoryKind, StoreError};
 
-/// Events written inside a transaction that is not committed yet: published when it
-/// is, dropped when it rolls back.
+/// Events of a transaction that is not committed yet: their history entries written by
+/// [`Unpublished::write`] before it commits, published when it has, dropped when it
+/// rolls back.
 #[derive(Debug, Clone, Default)]
-pub struct Unpublished(Arc<Mutex<Vec<FeedEvent>>>);
+pub struct Unpublished(Arc<Mutex<Events>>);
+
+#[derive(Debug, Default)]
+struct Events {
+    events: Vec<FeedEvent>,
+    /// How many of `events` have had their history entries written.
+    written: usize,
+}
 
 impl Unpublished {
     pub fn push(&self, event: FeedEvent) {
-        self.0.lock().push(event);
+        self.0.lock().events.push(event);
+    }
+
+    /// Appends the history entries pushed since the last write, in order. Call it inside
+    /// the transaction, before its commit.
+    pub fn write(&self, conn: &Conn) -> Result<(), StoreError> {
+        let mut events = self.0.lock();
+        let entries = events.events[events.written..]
+            .iter()
+            .filter_map(|e| match e {
+                FeedEvent::History(entry) => Some(entry),
+                FeedEvent::Transition(_) => None,
+            });
+        store::history::append_all(conn, entries)?;
+        events.written = events.events.len();
+        Ok(())
     }
 
     /// After the commit: tells the feed, in order.
     pub fn publish(&self, feed: &Feed) {
         let events = std::mem::take(&mut *self.0.lock());
-        feed.publish_all(events);
+        feed.publish_all(events.events);
     }
 
     /// After a rollback: nothing happened.
     pub fn discard(&self) {
-        self.0.lock().clear();
+        *self.0.lock() = Events::default();
     }
 }
 
@@ -42,9 +67,12 @@ impl Unpublished {
 pub struct StoreHistory {
     unpublished: Unpublished,
     /// What holds each alert back on each channel now, as last recorded:
-    /// (fingerprint, channel) -> (kind, detail).
-    held: HashMap<(String, String), (HistoryKind, Option<String>)>,
+    /// fingerprint -> channel -> (kind, detail). Keyed in two steps so that the common
+    /// case, an alert nothing holds, is looked up without making a key.
+    held: HashMap<String, HashMap<String, Hold>>,
 }
+
+type Hold = (HistoryKind, Option<String>);
 
 impl StoreHistory {
     pub fn new(unpublished: Unpublished) -> StoreHistory {
@@ -60,19 +88,24 @@ impl StoreHistory {
         let Some(channel) = r.channel else {
             return true;
         };
-        let key = (r.alert.fingerprint.0.clone(), channel.to_owned());
+        let fingerprint = &r.alert.fingerprint.0;
         match e {
             Some(e) if e.kind != HistoryKind::Queued => {
                 let hold = (e.kind, e.detail.clone());
-                self.held.insert(key, hold.clone()) != Some(hold)
+                let channels = self.held.entry(fingerprint.clone()).or_default();
+                channels.insert(channel.to_owned(), hold.clone()) != Some(hold)
             }
             _ => {
                 // Dedup and flap holds say nothing new about a mute either way.
                 if !matches!(
                     r.decision,
                     Decision::Deduped | Decision::RepeatWaits | Decision::FlapCapped { .. }
-                ) {
-                    self.held.remove(&key);
+                ) && let Some(channels) = self.held.get_mut(fingerprint)
+                {
+                    channels.remove(channel);
+                    if channels.is_empty() {
+                        self.held.remove(fingerprint);
+                    }
                 }
                 true
             }
@@ -107,7 +140,8 @@ fn entry(r: &DeliveryRecord<'_>) -> Option<HistoryEntry> {
 }
 
 impl History for StoreHistory {
-    fn record(&mut self, conn: &Conn, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+    /// Keeps the entry in [`Unpublished`], which writes it before the commit.
+    fn record(&mut self, _: &Conn, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
         let e = entry(r);
         if !self.is_news(r, e.as_ref()) {
             return Ok(());
@@ -115,7 +149,6 @@ impl History for StoreHistory {
         let Some(e) = e else {
             return Ok(());
         };
-        store::history::append(conn, &e)?;
         self.unpublished.push(FeedEvent::History(e));
         Ok(())
     }
@@ -176,6 +209,13 @@ mod tests {
             notification: "msg_1",
         });
         record(Decision::Silenced { silence: "sil_2" });
+        assert_eq!(
+            kinds(&conn),
+            Vec::<String>::new(),
+            "written only when asked"
+        );
+        unpublished.write(&conn).unwrap();
+        unpublished.write(&conn).unwrap();
         assert_eq!(
             kinds(&conn),
             [

@@ -13,6 +13,7 @@
 mod postgres;
 mod sqlite;
 
+use std::fmt::Write as _;
 use std::ops::Deref;
 
 pub use self::postgres::PgConn;
@@ -121,6 +122,59 @@ macro_rules! params {
     };
 }
 pub(crate) use params;
+
+/// Rows per statement of [`insert_rows`], largest first: any number of rows goes in a few
+/// statements of these sizes, whose texts stay few enough to stay prepared.
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// Runs `{head} VALUES (...), (...) {tail}` for every row of `rows` (`bind` pushes a row's
+/// `columns` values), a few statements instead of one per row: each statement costs its
+/// setup, and a table with `AUTOINCREMENT` its counter's update, once for all its rows.
+/// Rows go in the order given. An `ON CONFLICT DO UPDATE` tail needs rows with distinct
+/// keys (PostgreSQL refuses to update one row twice in a statement).
+pub(crate) fn insert_rows<'a, R>(
+    conn: &Conn,
+    head: &str,
+    tail: &str,
+    columns: usize,
+    rows: &'a [R],
+    mut bind: impl FnMut(&'a R, &mut Vec<Value<'a>>),
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    while !rest.is_empty() {
+        let n = ROWS_PER_STATEMENT
+            .into_iter()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(n);
+        sql.clear();
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for row in 0..n {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(sql, "?{}", row * columns + column + 1);
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        args.clear();
+        for row in chunk {
+            bind(row, &mut args);
+        }
+        debug_assert_eq!(args.len(), n * columns);
+        conn.execute(&sql, &args)?;
+        rest = after;
+    }
+    Ok(())
+}
 
 /// A column value a [`Row`] can be read as.
 pub trait FromColumn: Sized {
