@@ -132,6 +132,9 @@ pub enum StoreError {
     Panicked(String),
 }
 
+/// Prepared statements kept per SQLite connection.
+const STATEMENT_CACHE: usize = 64;
+
 /// How hard a write transaction waits for the disk.
 ///
 /// `Full` (`PRAGMA synchronous=FULL`) syncs the WAL on every commit: a transition is
@@ -354,6 +357,9 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
+        // Every statement is prepared once and kept (`sql::sqlite`), BEGIN and COMMIT
+        // too; rusqlite keeps 16 by default, and one that falls out is parsed again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn, path)?;
         let in_memory = path == Path::new(":memory:");
         let faults = Arc::new(Faults {
