@@ -91,12 +91,35 @@ pub enum Verdict {
     Failed(String),
 }
 
+/// A channel's delivery counters, registered once per channel: an attempt neither
+/// allocates the `channel` label nor looks the series up again. Made after the metrics
+/// recorder is installed (the daemon installs it first), as every handle is.
+#[derive(Clone)]
+pub struct Counters {
+    sent: metrics::Counter,
+    retried: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl Counters {
+    pub fn new(channel: &str) -> Counters {
+        let label = || channel.to_owned();
+        Counters {
+            sent: metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => label()),
+            retried: metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => label()),
+            failed: metrics::counter!(telemetry::NOTIFICATIONS_FAILED, "channel" => label()),
+        }
+    }
+}
+
 impl RetryPolicy {
     /// Judges the `attempts`-th attempt of `n` on `channel`, ended at `now`, and counts
-    /// and logs it: one place for both senders (this module's and [`claimed`]'s).
+    /// (on the channel's `counters`) and logs it: one place for both senders (this
+    /// module's and [`claimed`]'s).
     pub fn judge(
         &self,
         channel: &str,
+        counters: &Counters,
         n: &Notification,
         attempts: u32,
         result: Result<(), SendError>,
@@ -128,10 +151,9 @@ impl RetryPolicy {
                 }
             }
         };
-        let label = channel.to_owned();
         match &verdict {
             Verdict::Sent => {
-                metrics::counter!(telemetry::NOTIFICATIONS_SENT, "channel" => label).increment(1);
+                counters.sent.increment(1);
                 tracing::debug!(channel, id = %n.id, attempts, "Notification sent.");
             }
             Verdict::Retry {
@@ -139,8 +161,7 @@ impl RetryPolicy {
                 message,
                 ..
             } => {
-                metrics::counter!(telemetry::NOTIFICATIONS_RETRIED, "channel" => label)
-                    .increment(1);
+                counters.retried.increment(1);
                 tracing::warn!(
                     channel,
                     id = %n.id,
@@ -151,7 +172,7 @@ impl RetryPolicy {
                 );
             }
             Verdict::Failed(message) => {
-                metrics::counter!(telemetry::NOTIFICATIONS_FAILED, "channel" => label).increment(1);
+                counters.failed.increment(1);
                 tracing::error!(
                     channel,
                     id = %n.id,
@@ -188,23 +209,33 @@ impl Delivery {
     }
 }
 
-/// Outbox depth shared by the dispatcher and the senders, mirrored to the gauge.
-#[derive(Debug, Clone, Default)]
-pub struct Depth(Arc<AtomicI64>);
+/// Outbox depth shared by the dispatcher and the senders, mirrored to the gauge (whose
+/// handle is taken once, when the depth is made).
+#[derive(Debug, Clone)]
+pub struct Depth(Arc<(AtomicI64, metrics::Gauge)>);
+
+impl Default for Depth {
+    fn default() -> Self {
+        Depth(Arc::new((
+            AtomicI64::new(0),
+            metrics::gauge!(telemetry::OUTBOX_DEPTH),
+        )))
+    }
+}
 
 impl Depth {
     pub fn add(&self, n: i64) {
-        let now = self.0.fetch_add(n, Ordering::AcqRel) + n;
-        metrics::gauge!(telemetry::OUTBOX_DEPTH).set(now.max(0) as f64);
+        let now = self.0.0.fetch_add(n, Ordering::AcqRel) + n;
+        self.0.1.set(now.max(0) as f64);
     }
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Acquire)
+        self.0.0.load(Ordering::Acquire)
     }
     /// Sets the depth as counted in the database (a shared outbox, where other instances
     /// deliver too).
     pub fn set(&self, n: i64) {
-        self.0.store(n, Ordering::Release);
-        metrics::gauge!(telemetry::OUTBOX_DEPTH).set(n.max(0) as f64);
+        self.0.0.store(n, Ordering::Release);
+        self.0.1.set(n.max(0) as f64);
     }
 }
 
@@ -376,6 +407,7 @@ impl Sender {
     ) {
         let this = Arc::new(self);
         let outcomes = Outcomes::start(this.store.clone());
+        let counters = Arc::new(Counters::new(&this.name));
         let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
         let mut in_flight = tokio::task::JoinSet::new();
         let mut rx_open = true;
@@ -401,9 +433,10 @@ impl Sender {
                     continue;
                 };
                 lane.in_flight = Some(head.notification.id.clone());
-                let (this, key, outcomes) = (this.clone(), key.clone(), outcomes.clone());
+                let (this, key) = (this.clone(), key.clone());
+                let (outcomes, counters) = (outcomes.clone(), counters.clone());
                 in_flight.spawn(async move {
-                    let retry = this.attempt(&mut head, &outcomes).await;
+                    let retry = this.attempt(&mut head, &outcomes, &counters).await;
                     (key, head, retry)
                 });
             }
@@ -578,13 +611,21 @@ impl Sender {
 
     /// One attempt; `Some(delay)` when the notification stays pending, to be tried
     /// again after `delay`.
-    async fn attempt(&self, d: &mut Delivery, outcomes: &Outcomes) -> Option<Duration> {
+    async fn attempt(
+        &self,
+        d: &mut Delivery,
+        outcomes: &Outcomes,
+        counters: &Counters,
+    ) -> Option<Duration> {
         let n = &d.notification;
         let started = self.clock.now();
         let result = self.channel.send(n, started).await;
         let now = self.clock.now();
         d.attempts = d.attempts.saturating_add(1);
-        match self.policy.judge(&self.name, n, d.attempts, result, now) {
+        match self
+            .policy
+            .judge(&self.name, counters, n, d.attempts, result, now)
+        {
             Verdict::Sent => {
                 let (id, attempts) = (n.id.clone(), d.attempts);
                 let history = n.history(HistoryKind::Sent, now, None);

@@ -364,8 +364,9 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
-        // Every statement the daemon runs stays prepared (rusqlite keeps 16 by default,
-        // fewer than the flow, the senders and the multi-row writes use between them).
+        // Every statement the daemon runs stays prepared, BEGIN and COMMIT too (rusqlite
+        // keeps 16 by default, fewer than the flow, the senders and the multi-row writes
+        // use between them; one that falls out is parsed again).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn, path)?;
         let in_memory = path == Path::new(":memory:");

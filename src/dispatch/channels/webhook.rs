@@ -29,8 +29,10 @@ const BODY_FUEL: u64 = 1_000_000;
 pub struct WebhookChannel {
     http: reqwest::Client,
     url: reqwest::Url,
-    /// The decoded signing key; `None` sends unsigned requests.
-    key: Option<Vec<u8>>,
+    /// The HMAC keyed with the decoded signing key, cloned for each request (the key's
+    /// two blocks are hashed once per channel, not per request); `None` sends unsigned
+    /// requests.
+    key: Option<Box<Hmac<Sha256>>>,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// `None` sends the documented JSON body.
@@ -51,7 +53,9 @@ impl WebhookChannel {
     pub fn new(http: reqwest::Client, o: WebhookOptions<'_>) -> Result<WebhookChannel, String> {
         let url = parse_url("url", o.url)?;
         let key = match o.secret {
-            Some(s) if !s.is_empty() => Some(decode_secret(s.expose())?),
+            Some(s) if !s.is_empty() => Some(Box::new(
+                keyed(&decode_secret(s.expose())?).ok_or("secret: not usable as an HMAC key")?,
+            )),
             _ => None,
         };
         let mut extra = Vec::with_capacity(o.headers.len());
@@ -91,16 +95,20 @@ impl WebhookChannel {
                 HeaderValue::from_static("application/json"),
             ),
         };
-        let timestamp = now.timestamp();
+        let timestamp = now.timestamp().to_string();
+        let signature = self
+            .key
+            .as_ref()
+            .map(|key| signature((**key).clone(), &n.id, &timestamp, &body));
         let mut request = self
             .http
             .post(self.url.clone())
             .timeout(self.timeout)
             .header(CONTENT_TYPE, content_type)
-            .header("webhook-id", &n.id)
-            .header("webhook-timestamp", timestamp.to_string());
-        if let Some(key) = &self.key {
-            request = request.header("webhook-signature", sign(key, &n.id, timestamp, &body));
+            .header(WEBHOOK_ID, n.id.as_str())
+            .header(WEBHOOK_TIMESTAMP, timestamp);
+        if let Some(signature) = signature {
+            request = request.header(WEBHOOK_SIGNATURE, signature);
         }
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -108,6 +116,10 @@ impl WebhookChannel {
         deliver(request.body(body)).await
     }
 }
+
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// A `body:` template, compiled, with the media type it renders.
 pub struct BodyTemplate {
@@ -183,16 +195,29 @@ fn describe(e: &minijinja::Error) -> String {
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
+    match keyed(key) {
+        Some(mac) => signature(mac, id, &timestamp.to_string(), body),
+        None => String::new(),
+    }
+}
+
+/// The HMAC keyed with `key`, before any message. HMAC accepts keys of any length, so
+/// this is never `None`.
+fn keyed(key: &[u8]) -> Option<Hmac<Sha256>> {
+    Hmac::<Sha256>::new_from_slice(key).ok()
+}
+
+/// [`sign`] with the keyed HMAC and the timestamp as sent.
+fn signature(mut mac: Hmac<Sha256>, id: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(id.as_bytes());
     mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+    let mut out = String::with_capacity(3 + 44);
+    out.push_str("v1,");
+    BASE64.encode_string(mac.finalize().into_bytes(), &mut out);
+    out
 }
 
 /// Checks a `webhook-signature` header (which may hold several space-separated

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use super::{Depth, Retried, RetryPolicy, RetryTarget, Verdict, stopped};
+use super::{Counters, Depth, Retried, RetryPolicy, RetryTarget, Verdict, stopped};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dispatch::channels::{self, Channel};
@@ -141,6 +141,7 @@ impl Claimed {
         for (name, channel) in channels {
             let nudge = inner.nudges.get(&name).cloned().unwrap_or_default();
             let lane = Lane {
+                counters: Counters::new(&name),
                 name,
                 channel,
                 policy: policy.clone(),
@@ -371,6 +372,7 @@ async fn forget_delivered(
 struct Lane {
     name: Arc<str>,
     channel: Arc<Channel>,
+    counters: Counters,
     policy: RetryPolicy,
     inner: Arc<Inner>,
     nudge: Arc<Notify>,
@@ -538,40 +540,44 @@ impl Lane {
         let result = self.channel.send(&n, self.inner.clock.now()).await;
         let now = self.inner.clock.now();
         let attempts = attempts.saturating_add(1);
-        let (history, finished) = match self.policy.judge(&self.name, &n, attempts, result, now) {
-            Verdict::Sent => {
-                tx.execute(
-                    "UPDATE outbox SET status = 'sent', attempts = $2, finished_at = $3,
+        let (history, finished) =
+            match self
+                .policy
+                .judge(&self.name, &self.counters, &n, attempts, result, now)
+            {
+                Verdict::Sent => {
+                    tx.execute(
+                        "UPDATE outbox SET status = 'sent', attempts = $2, finished_at = $3,
                          last_error = NULL
                      WHERE id = $1",
-                    &[&id, &i64::from(attempts), &now.timestamp_millis()],
-                )
-                .await?;
-                (n.history(HistoryKind::Sent, now, None), true)
-            }
-            Verdict::Failed(message) => {
-                mark_failed(&tx, &id, attempts, now, &message).await?;
-                (n.history(HistoryKind::Failed, now, Some(&message)), true)
-            }
-            Verdict::Retry {
-                next_attempt_at,
-                message,
-                ..
-            } => {
-                tx.execute(
-                    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4
+                        &[&id, &i64::from(attempts), &now.timestamp_millis()],
+                    )
+                    .await?;
+                    (n.history(HistoryKind::Sent, now, None), true)
+                }
+                Verdict::Failed(message) => {
+                    mark_failed(&tx, &id, attempts, now, &message).await?;
+                    (n.history(HistoryKind::Failed, now, Some(&message)), true)
+                }
+                Verdict::Retry {
+                    next_attempt_at,
+                    message,
+                    ..
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4
                      WHERE id = $1",
-                    &[
-                        &id,
-                        &i64::from(attempts),
-                        &next_attempt_at.timestamp_millis(),
-                        &message,
-                    ],
-                )
-                .await?;
-                (Vec::new(), false)
-            }
-        };
+                        &[
+                            &id,
+                            &i64::from(attempts),
+                            &next_attempt_at.timestamp_millis(),
+                            &message,
+                        ],
+                    )
+                    .await?;
+                    (Vec::new(), false)
+                }
+            };
         for e in &history {
             append_history(&tx, e).await?;
         }

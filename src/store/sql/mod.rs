@@ -300,7 +300,9 @@ impl Conn {
     /// `synchronous_commit` off for the transaction when `relaxed`.
     pub(crate) fn begin(&self, relaxed: bool) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(conn) => Ok(conn.execute_batch("BEGIN IMMEDIATE")?),
+            // Prepared once per connection, like every statement: each delivery outcome
+            // and each batch of transitions is a transaction of its own.
+            Backend::Sqlite(conn) => sqlite::execute(conn, "BEGIN IMMEDIATE", &[]).map(drop),
             Backend::Postgres(conn) if relaxed => {
                 conn.begin("BEGIN; SET LOCAL synchronous_commit = off")
             }
@@ -310,7 +312,7 @@ impl Conn {
 
     fn commit(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(conn) => Ok(conn.execute_batch("COMMIT")?),
+            Backend::Sqlite(conn) => sqlite::execute(conn, "COMMIT", &[]).map(drop),
             Backend::Postgres(conn) => conn.commit(),
         }
     }
