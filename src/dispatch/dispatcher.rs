@@ -575,9 +575,9 @@ impl Flow {
                 if announce {
                     groups.announce_acks(&tx, now, &mut queued)?;
                 }
+                // Ends with the group and live alert rows held back for the end of the
+                // batch; then the history entries: a few statements for all.
                 groups.flush_due(&tx, now, generation, &mut queued)?;
-                // The rows held back for the end of the batch: a few statements for all.
-                groups.write(&tx)?;
                 unpublished.write(&tx)?;
                 tx.commit()?;
                 Ok((queued, groups.next_due()))

@@ -18,27 +18,7 @@ pub fn upsert_live_alert(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let last = to_json("an alert transition", t)?;
-    conn.execute(
-        "INSERT INTO live_alerts
-             (fingerprint, rule, tracker_id, alert_key, status, starts_at, updated_at, last)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (fingerprint) DO UPDATE SET
-             rule = excluded.rule, tracker_id = excluded.tracker_id,
-             alert_key = excluded.alert_key, status = excluded.status,
-             starts_at = excluded.starts_at, updated_at = excluded.updated_at,
-             last = excluded.last",
-        params![
-            t.fingerprint.0,
-            &*t.rule,
-            t.tracker.as_ref().map(|tr| tr.id),
-            t.key,
-            t.status.as_str(),
-            to_ms(t.starts_at),
-            to_ms(now),
-            last,
-        ],
-    )?;
-    Ok(())
+    upsert_live_alerts(conn, &[LiveAlertRow::new(t, last, now)])
 }
 
 /// A live alert row to write: what [`upsert_live_alert`] writes of a transition, owned, so
@@ -72,7 +52,7 @@ impl LiveAlertRow {
     }
 }
 
-/// [`upsert_live_alert`] for many alerts at once, every fingerprint once.
+/// Records firing alerts (or refreshes them), every fingerprint once.
 pub fn upsert_live_alerts(conn: &Conn, rows: &[LiveAlertRow]) -> Result<(), StoreError> {
     insert_rows(
         conn,

@@ -17,22 +17,8 @@ pub struct StoredGroup {
     pub members: BTreeMap<String, String>,
 }
 
-pub fn put_group(
-    conn: &Conn,
-    channel: &str,
-    group_key: &str,
-    state: &str,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO groups (channel, group_key, state) VALUES (?1, ?2, ?3)
-         ON CONFLICT (channel, group_key) DO UPDATE SET state = excluded.state",
-        params![channel, group_key, state],
-    )?;
-    Ok(())
-}
-
-/// [`put_group`] for many groups at once, `(channel, group key, state)` each, every
-/// group once.
+/// Writes groups, `(channel, group key, state)` each, every group once: new ones are
+/// added, known ones get the new state.
 pub fn put_groups(conn: &Conn, groups: &[(&str, &str, &str)]) -> Result<(), StoreError> {
     insert_rows(
         conn,
@@ -55,23 +41,8 @@ pub fn delete_group(conn: &Conn, channel: &str, group_key: &str) -> Result<(), S
     Ok(())
 }
 
-pub fn put_group_member(
-    conn: &Conn,
-    channel: &str,
-    group_key: &str,
-    fingerprint: &str,
-    state: &str,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO group_members (channel, group_key, fingerprint, state) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (channel, group_key, fingerprint) DO UPDATE SET state = excluded.state",
-        params![channel, group_key, fingerprint, state],
-    )?;
-    Ok(())
-}
-
-/// [`put_group_member`] for many members at once, `(channel, group key, fingerprint,
-/// state)` each, every member once; their groups are in the table already.
+/// Writes group members, `(channel, group key, fingerprint, state)` each, every member
+/// once; their groups are in the table already.
 pub fn put_group_members(
     conn: &Conn,
     members: &[(&str, &str, &str, &str)],

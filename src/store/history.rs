@@ -186,31 +186,7 @@ pub fn append_all<'a>(
 /// Appends an entry. Call it inside the transaction that commits what it records, then
 /// hand the entry to [`Feed::publish`] once that transaction has committed.
 pub fn append(conn: &Conn, e: &HistoryEntry) -> Result<(), StoreError> {
-    let value = e
-        .value
-        .as_ref()
-        .map(|v| to_json("a history value", v))
-        .transpose()?;
-    conn.execute(
-        "INSERT INTO history
-             (at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
-              comment, value, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            to_ms(e.at),
-            e.fingerprint,
-            e.rule,
-            e.tracker_id,
-            e.kind.as_str(),
-            e.channel,
-            e.notification_id,
-            e.by,
-            e.comment,
-            value,
-            e.detail,
-        ],
-    )?;
-    Ok(())
+    append_all(conn, [e])
 }
 
 /// Which entries a page holds.

@@ -61,8 +61,7 @@ pub use escalations::{
     StoredStep, delete_escalations, finish_escalation, load_escalations, schedule_escalation,
 };
 pub use groups::{
-    StoredGroup, delete_group, delete_group_member, load_groups, put_group, put_group_member,
-    put_group_members, put_groups,
+    StoredGroup, delete_group, delete_group_member, load_groups, put_group_members, put_groups,
 };
 pub use history::{
     Cursor, Feed, FeedEvent, HistoryEntry, HistoryKind, HistoryPage, HistoryQuery, TransitionEvent,
