@@ -181,11 +181,14 @@ async fn an_ack_stops_repeats_and_escalation_and_tells_the_send_acks_channel() {
         ]
     );
 
-    // The resolve still reaches `ops`, with no ack (it ended with the firing).
+    // The resolve still reaches `ops`, with no ack (it ended with the firing), at the
+    // group's next flush: the dispatcher's timer may have flushed the group at this very
+    // time already, so the next one is a `group_interval` on.
     dispatcher
         .submit(resolved(&alert, clock.now()))
         .await
         .unwrap();
+    advance(&clock, Span::seconds(1));
     rx.wait_ok("/ops", 3).await;
     assert_eq!(
         seen(&rx, "/ops")[2],
