@@ -8,7 +8,9 @@
 //! the groups that are due, and writes their notifications to the outbox. The history,
 //! group and live alert rows of the batch are held back to its end and written there with
 //! a few multi-row statements, still before the commit. Only after the commit does
-//! `submit` return, and only then do the notifications go to their senders.
+//! `submit` return, and only then do the notifications go to their senders. A commit that
+//! fails leaves the groups in memory ahead of the database; the next one rebuilds them
+//! from it first.
 //! Between submissions it wakes for the next due group (`group_wait`, `group_interval`,
 //! repeats).
 
@@ -217,11 +219,14 @@ impl Dispatcher {
             .as_ref()
             .map_or_else(Undelivered::default, Claimed::undelivered);
         let unpublished = Unpublished::default();
-        let mut loaded = loaded;
-        loaded.set_undelivered(undelivered.clone());
-        loaded.set_history(Box::new(StoreHistory::new(unpublished.clone())));
-        loaded.set_acks(acks.clone());
-        let groups = Arc::new(Mutex::new(loaded));
+        let rebuild = GroupsFrom {
+            router,
+            names,
+            undelivered: undelivered.clone(),
+            unpublished: unpublished.clone(),
+            acks,
+        };
+        let groups = Arc::new(Mutex::new(rebuild.equip(loaded)));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -323,8 +328,8 @@ impl Dispatcher {
         let (submit_tx, submit_rx) = mpsc::channel(4096);
         let flow = Flow {
             groups,
-            router,
-            names,
+            groups_stale: AtomicBool::new(false),
+            rebuild,
             store: store.clone(),
             clock,
             senders,
@@ -334,7 +339,6 @@ impl Dispatcher {
             retention,
             transitions_failing: AtomicBool::new(false),
             prune_history: Arc::default(),
-            acks,
             ack_generation: AtomicU64::new(u64::MAX),
         };
         // Once now, then whenever the flow prunes its own tables.
@@ -456,8 +460,11 @@ impl DispatcherHandle {
 /// The task that turns transitions into committed state and outbox rows.
 struct Flow {
     groups: Arc<Mutex<Groups>>,
-    router: Arc<Router>,
-    names: Arc<Vec<Arc<str>>>,
+    /// A commit failed: the groups in memory may be ahead of the rolled-back database
+    /// (a member told of a firing whose outbox row is gone), so the next commit rebuilds
+    /// them from the database before its transaction, and fails if it cannot.
+    groups_stale: AtomicBool,
+    rebuild: GroupsFrom,
     store: Store,
     clock: Arc<dyn Clock>,
     senders: BTreeMap<Arc<str>, mpsc::UnboundedSender<Delivery>>,
@@ -471,7 +478,6 @@ struct Flow {
     transitions_failing: AtomicBool,
     /// Told when the alert history is due for pruning (see [`prune_history_when_told`]).
     prune_history: Arc<tokio::sync::Notify>,
-    acks: AckSetup,
     /// The store's ack generation at the last commit that announced acks (`MAX`: none
     /// yet, so the first commit announces what a previous run left).
     ack_generation: AtomicU64,
@@ -548,6 +554,8 @@ impl Flow {
             acks.push(s.ack);
         }
         let groups = self.groups.clone();
+        let stale = self.groups_stale.load(Ordering::Acquire);
+        let rebuild = stale.then(|| self.rebuild.clone());
         let unpublished = self.unpublished.clone();
         // A transition's own feed event is a copy of it: made only for a listener.
         let listened = self.store.feed().is_listened();
@@ -559,6 +567,9 @@ impl Flow {
             .call(move |db| {
                 let generation = db.silence_generation();
                 let mut groups = groups.lock();
+                if let Some(rebuild) = rebuild {
+                    *groups = rebuild.load(db.conn())?;
+                }
                 let tx = db.write_guarded(Durability::Full)?;
                 for t in transitions {
                     let entry = HistoryEntry::transition(&t);
@@ -585,6 +596,7 @@ impl Flow {
             .await;
         match result {
             Ok((queued, next_due)) => {
+                self.groups_stale.store(false, Ordering::Release);
                 self.unpublished.publish(self.store.feed());
                 if carries_transitions || !self.transitions_failing.load(Ordering::Acquire) {
                     self.transitions_failing.store(false, Ordering::Release);
@@ -600,7 +612,7 @@ impl Flow {
             }
             Err(e) => {
                 self.unpublished.discard();
-                self.groups.lock().discard_writes();
+                self.groups_stale.store(true, Ordering::Release);
                 // Announce again at the next commit.
                 self.ack_generation.store(u64::MAX, Ordering::Release);
                 if carries_transitions {
@@ -615,21 +627,6 @@ impl Flow {
                 };
                 for ack in acks {
                     let _ = ack.send(Err(refusal.clone()));
-                }
-                // The groups in memory may be ahead of the rolled-back database: reload.
-                let (router, names) = (self.router.clone(), self.names.clone());
-                match self
-                    .store
-                    .call(move |db| Groups::load(db.conn(), router, &names))
-                    .await
-                {
-                    Ok(mut fresh) => {
-                        fresh.set_undelivered(self.undelivered.clone());
-                        fresh.set_history(Box::new(StoreHistory::new(self.unpublished.clone())));
-                        fresh.set_acks(self.acks.clone());
-                        *self.groups.lock() = fresh;
-                    }
-                    Err(e) => tracing::error!(error = %e, "Cannot reload alert groups."),
                 }
                 // Try again soon rather than sleeping on a stale schedule.
                 Some(now + chrono::Duration::seconds(1))
@@ -652,6 +649,32 @@ impl Flow {
                 next_attempt_at: now,
             });
         }
+    }
+}
+
+/// What the groups in memory are built from: the database's rows, and the parts they
+/// share with the rest of the dispatcher.
+#[derive(Clone)]
+struct GroupsFrom {
+    router: Arc<Router>,
+    names: Arc<Vec<Arc<str>>>,
+    undelivered: Undelivered,
+    unpublished: Unpublished,
+    acks: AckSetup,
+}
+
+impl GroupsFrom {
+    /// The groups as the database has them.
+    fn load(&self, conn: &store::Conn) -> Result<Groups, StoreError> {
+        Groups::load(conn, self.router.clone(), &self.names).map(|groups| self.equip(groups))
+    }
+
+    /// Groups loaded, sharing the senders' undelivered record, the history and the acks.
+    fn equip(&self, mut groups: Groups) -> Groups {
+        groups.set_undelivered(self.undelivered.clone());
+        groups.set_history(Box::new(StoreHistory::new(self.unpublished.clone())));
+        groups.set_acks(self.acks.clone());
+        groups
     }
 }
 

@@ -616,11 +616,6 @@ impl Groups {
         self.writes.write(conn)
     }
 
-    /// Forgets the rows not written yet: the transaction they were for rolled back.
-    pub fn discard_writes(&mut self) {
-        self.writes.discard();
-    }
-
     /// Runs the escalation steps due at `now`: an alert still firing and not acknowledged
     /// joins the groups of the step's channels; every step due is marked done.
     fn run_escalations(&mut self, conn: &Conn, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -5,7 +5,9 @@
 //!
 //! Only [`Groups`](super::Groups) writes these tables while the dispatcher runs, and it
 //! reads none of them back inside a transaction, so a row waiting here is never missed;
-//! live alerts, which escalation steps read, are written before a flush runs them.
+//! live alerts, which escalation steps read, are written before a flush runs them. When
+//! the transaction rolls back, the dispatcher rebuilds the groups from the database before
+//! its next commit, and what waited here goes with the old ones.
 
 use std::collections::HashMap;
 
@@ -35,13 +37,6 @@ impl Writes {
     /// A firing alert's live row, or `None`: it is no longer live.
     pub fn live(&mut self, fp: &Fingerprint, row: Option<LiveAlertRow>) {
         self.live.insert(fp.clone(), row);
-    }
-
-    /// Forgets every pending row (the transaction rolled back).
-    pub fn discard(&mut self) {
-        self.groups.clear();
-        self.members.clear();
-        self.live.clear();
     }
 
     /// Writes every pending row and forgets it: deleted members, then deleted groups,

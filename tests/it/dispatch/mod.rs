@@ -1,5 +1,5 @@
 //! Integration tests: dispatch. Real HTTP receivers, a real SMTP server (in process),
-//! real SQLite files.
+//! real SQLite files, and a private PostgreSQL server where the database is lost.
 
 mod ack;
 mod channel_notify_test;
@@ -8,6 +8,7 @@ mod channel_support;
 mod channel_teams;
 mod channel_telegram;
 mod channel_webhook;
+mod database_loss;
 mod delivery;
 mod email;
 mod muting;
