@@ -34,6 +34,9 @@ use super::view::{ClusterView, SourceLease, rfc3339_ms};
 use crate::config::ClusterConfig;
 use crate::telemetry;
 
+/// The shortest time between two rounds that retry an unreachable database.
+const RETRY_FLOOR: Duration = Duration::from_millis(50);
+
 /// The database's clock in milliseconds: `clock_timestamp()` moves within a transaction,
 /// `now()` would not.
 pub const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -235,25 +238,40 @@ impl Leases {
     }
 
     /// Rounds every `cluster.renew` until `stop` turns true, sending what changed to
-    /// `events`; then releases what is held.
+    /// `events`; then releases what is held. While leases are held and a round could not
+    /// reach the database, the next comes after a quarter of `renew` (see
+    /// [`Leases::next_round_in`]).
     pub async fn run(
         mut self,
         events: mpsc::UnboundedSender<LeaseEvent>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut ticks = tokio::time::interval(self.renew);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
-                _ = ticks.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            let started = Instant::now();
             for event in self.round().await {
                 let _ = events.send(event);
             }
+            wait = self.next_round_in().saturating_sub(started.elapsed());
         }
         self.release().await;
         self.disconnect();
+    }
+
+    /// The time from one round's start to the next: `renew`, or a quarter of it while a
+    /// lease is held and the last round could not reach the database (it disconnects),
+    /// so that an outage shorter than the lease, a database restarting, does not cost the
+    /// lease for want of a try after the database is back.
+    fn next_round_in(&self) -> Duration {
+        if self.client.is_none() && !self.held.is_empty() {
+            (self.renew / 4).max(RETRY_FLOOR)
+        } else {
+            self.renew
+        }
     }
 
     async fn connect(&mut self) -> Result<(), String> {
@@ -388,7 +406,7 @@ impl Leases {
         let before = self.view.borrow().clone();
         match (&before.error, &error) {
             (None, Some(e)) => {
-                warn!(error = %e, "The leases cannot be read or renewed; retrying every renew.")
+                warn!(error = %e, "The leases cannot be read or renewed; retrying.")
             }
             (Some(_), None) => info!("The leases can be read and renewed again."),
             _ => {}
@@ -600,6 +618,8 @@ mod tests {
         let url = database(pg);
         let (mut a, seen) = leases(&url, "a");
         assert_eq!(a.round().await, vec![acquired(1, None)]);
+        let renew = Duration::from_secs(5);
+        assert_eq!(a.next_round_in(), renew, "a third of the lease");
         // The database goes away (a port nothing listens on).
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = dead.local_addr().unwrap().port();
@@ -608,6 +628,11 @@ mod tests {
         a.disconnect();
         assert_eq!(a.round().await, vec![], "within the lease: still held");
         assert_eq!(a.held().len(), 1);
+        assert_eq!(
+            a.next_round_in(),
+            renew / 4,
+            "tried again sooner while held"
+        );
         assert!(
             seen.borrow()
                 .error
@@ -631,5 +656,6 @@ mod tests {
             "{why}"
         );
         assert!(a.held().is_empty());
+        assert_eq!(a.next_round_in(), renew, "nothing held: no hurry");
     }
 }
