@@ -442,11 +442,24 @@ impl Rig {
 
     /// Waits until every `known` tracker's firing arrived.
     async fn wait_known(&self, n: usize, within: Duration) {
-        let hook = self.hook.clone();
-        hook.wait("the `known` firings", within, |_| {
-            known_firings(&hook.delivered()).len() >= n
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.hook.changed.notified();
+            let known = known_firings(&self.hook.delivered());
+            if known.len() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!(
+                    "timed out waiting for the `known` firings: {} of {n} arrived ({:?})\n\
+                     outbox: {:?}\n{}",
+                    known.len(),
+                    known.keys().collect::<Vec<_>>(),
+                    self.outbox().await,
+                    self.logs()
+                );
+            }
+        }
     }
 
     /// What a fault leaves behind: the pending notifications the receiver had accepted
