@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use std::sync::Arc;
 
-use super::sql::insert_rows;
+use super::sql::{InsertRows, insert_rows};
 use super::{Conn, StoreError, ToValue, Value, from_json, from_ms, params, to_json, to_ms};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 
@@ -54,8 +54,7 @@ impl LiveAlertRow {
 
 /// Records firing alerts (or refreshes them), every fingerprint once.
 pub fn upsert_live_alerts(conn: &Conn, rows: &[LiveAlertRow]) -> Result<(), StoreError> {
-    insert_rows(
-        conn,
+    static LIVE_ALERTS: InsertRows = InsertRows::new(
         "INSERT INTO live_alerts
              (fingerprint, rule, tracker_id, alert_key, status, starts_at, updated_at, last)",
         "ON CONFLICT (fingerprint) DO UPDATE SET
@@ -64,20 +63,19 @@ pub fn upsert_live_alerts(conn: &Conn, rows: &[LiveAlertRow]) -> Result<(), Stor
              starts_at = excluded.starts_at, updated_at = excluded.updated_at,
              last = excluded.last",
         8,
-        rows,
-        |r, out| {
-            out.extend([
-                Value::Text(&r.fingerprint),
-                Value::Text(&r.rule),
-                r.tracker_id.map_or(Value::Null, Value::Integer),
-                r.key.to_value(),
-                Value::Text(r.status),
-                Value::Integer(to_ms(r.starts_at)),
-                Value::Integer(to_ms(r.updated_at)),
-                Value::Text(&r.last),
-            ]);
-        },
-    )
+    );
+    insert_rows(conn, &LIVE_ALERTS, rows, |r, out| {
+        out.extend([
+            Value::Text(&r.fingerprint),
+            Value::Text(&r.rule),
+            r.tracker_id.map_or(Value::Null, Value::Integer),
+            r.key.to_value(),
+            Value::Text(r.status),
+            Value::Integer(to_ms(r.starts_at)),
+            Value::Integer(to_ms(r.updated_at)),
+            Value::Text(&r.last),
+        ]);
+    })
 }
 
 /// Forgets a resolved alert.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sql::insert_rows;
+use super::sql::{InsertRows, insert_rows};
 use super::{Conn, StoreError, Value, params};
 
 /// One group as stored: its own state and its members' states, by fingerprint.
@@ -20,16 +20,14 @@ pub struct StoredGroup {
 /// Writes groups, `(channel, group key, state)` each, every group once: new ones are
 /// added, known ones get the new state.
 pub fn put_groups(conn: &Conn, groups: &[(&str, &str, &str)]) -> Result<(), StoreError> {
-    insert_rows(
-        conn,
+    static GROUPS: InsertRows = InsertRows::new(
         "INSERT INTO groups (channel, group_key, state)",
         "ON CONFLICT (channel, group_key) DO UPDATE SET state = excluded.state",
         3,
-        groups,
-        |(channel, key, state), out| {
-            out.extend([Value::Text(channel), Value::Text(key), Value::Text(state)]);
-        },
-    )
+    );
+    insert_rows(conn, &GROUPS, groups, |(channel, key, state), out| {
+        out.extend([Value::Text(channel), Value::Text(key), Value::Text(state)]);
+    })
 }
 
 /// Deletes a group and (by cascade) its members.
@@ -47,11 +45,14 @@ pub fn put_group_members(
     conn: &Conn,
     members: &[(&str, &str, &str, &str)],
 ) -> Result<(), StoreError> {
-    insert_rows(
-        conn,
+    static MEMBERS: InsertRows = InsertRows::new(
         "INSERT INTO group_members (channel, group_key, fingerprint, state)",
         "ON CONFLICT (channel, group_key, fingerprint) DO UPDATE SET state = excluded.state",
         4,
+    );
+    insert_rows(
+        conn,
+        &MEMBERS,
         members,
         |(channel, key, fingerprint, state), out| {
             out.extend([

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::sql::insert_rows;
+use super::sql::{InsertRows, insert_rows};
 use super::{Conn, StoreError, ToValue, Value, from_json, from_ms, params, to_json, to_ms};
 use crate::alert::{AlertStatus, AlertTransition};
 
@@ -157,30 +157,28 @@ pub fn append_all<'a>(
             Ok((e, value))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    insert_rows(
-        conn,
+    static HISTORY: InsertRows = InsertRows::new(
         "INSERT INTO history
              (at, fingerprint, rule, tracker_id, kind, channel, notification_id, by_name,
               comment, value, detail)",
         "",
         11,
-        &rows,
-        |(e, value), out| {
-            out.extend([
-                Value::Integer(to_ms(e.at)),
-                Value::Text(&e.fingerprint),
-                Value::Text(&e.rule),
-                e.tracker_id.map_or(Value::Null, Value::Integer),
-                Value::Text(e.kind.as_str()),
-                e.channel.to_value(),
-                e.notification_id.to_value(),
-                e.by.to_value(),
-                e.comment.to_value(),
-                value.to_value(),
-                e.detail.to_value(),
-            ]);
-        },
-    )
+    );
+    insert_rows(conn, &HISTORY, &rows, |(e, value), out| {
+        out.extend([
+            Value::Integer(to_ms(e.at)),
+            Value::Text(&e.fingerprint),
+            Value::Text(&e.rule),
+            e.tracker_id.map_or(Value::Null, Value::Integer),
+            Value::Text(e.kind.as_str()),
+            e.channel.to_value(),
+            e.notification_id.to_value(),
+            e.by.to_value(),
+            e.comment.to_value(),
+            value.to_value(),
+            e.detail.to_value(),
+        ]);
+    })
 }
 
 /// Appends an entry. Call it inside the transaction that commits what it records, then

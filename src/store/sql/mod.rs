@@ -15,6 +15,7 @@ mod sqlite;
 
 use std::fmt::Write as _;
 use std::ops::Deref;
+use std::sync::OnceLock;
 
 pub use self::postgres::PgConn;
 
@@ -127,50 +128,80 @@ pub(crate) use params;
 /// statements of these sizes, whose texts stay few enough to stay prepared.
 const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
 
-/// Runs `{head} VALUES (...), (...) {tail}` for every row of `rows` (`bind` pushes a row's
-/// `columns` values), a few statements instead of one per row: each statement costs its
-/// setup, and a table with `AUTOINCREMENT` its counter's update, once for all its rows.
-/// Rows go in the order given. An `ON CONFLICT DO UPDATE` tail needs rows with distinct
-/// keys (PostgreSQL refuses to update one row twice in a statement).
-pub(crate) fn insert_rows<'a, R>(
-    conn: &Conn,
-    head: &str,
-    tail: &str,
+/// A multi-row `{head} VALUES (...), (...) {tail}` for [`insert_rows`]: a `static` at its
+/// one call site, which makes the text for each size of [`ROWS_PER_STATEMENT`] once, on
+/// first use, instead of at every call.
+pub(crate) struct InsertRows {
+    head: &'static str,
+    tail: &'static str,
     columns: usize,
-    rows: &'a [R],
-    mut bind: impl FnMut(&'a R, &mut Vec<Value<'a>>),
-) -> Result<(), StoreError> {
-    let mut rest = rows;
-    let mut sql = String::new();
-    let mut args = Vec::new();
-    while !rest.is_empty() {
-        let n = ROWS_PER_STATEMENT
-            .into_iter()
-            .find(|n| *n <= rest.len())
-            .unwrap_or(1);
-        let (chunk, after) = rest.split_at(n);
-        sql.clear();
-        sql.push_str(head);
+    texts: OnceLock<[String; ROWS_PER_STATEMENT.len()]>,
+}
+
+impl InsertRows {
+    /// `head` names the table and its `columns` columns; `tail` follows the values
+    /// (`ON CONFLICT ...`, or nothing).
+    pub const fn new(head: &'static str, tail: &'static str, columns: usize) -> InsertRows {
+        InsertRows {
+            head,
+            tail,
+            columns,
+            texts: OnceLock::new(),
+        }
+    }
+
+    /// The statement of `ROWS_PER_STATEMENT[size]` rows.
+    fn text(&self, size: usize) -> &str {
+        &self
+            .texts
+            .get_or_init(|| ROWS_PER_STATEMENT.map(|rows| self.make(rows)))[size]
+    }
+
+    fn make(&self, rows: usize) -> String {
+        let mut sql = String::from(self.head);
         sql.push_str(" VALUES ");
-        for row in 0..n {
+        for row in 0..rows {
             sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..columns {
+            for column in 0..self.columns {
                 if column > 0 {
                     sql.push_str(", ");
                 }
                 // Writing to a String cannot fail.
-                let _ = write!(sql, "?{}", row * columns + column + 1);
+                let _ = write!(sql, "?{}", row * self.columns + column + 1);
             }
             sql.push(')');
         }
         sql.push(' ');
-        sql.push_str(tail);
+        sql.push_str(self.tail);
+        sql
+    }
+}
+
+/// Runs `statement` for every row of `rows` (`bind` pushes a row's values), a few
+/// statements instead of one per row: each statement costs its setup, and a table with
+/// `AUTOINCREMENT` its counter's update, once for all its rows. Rows go in the order
+/// given. An `ON CONFLICT DO UPDATE` tail needs rows with distinct keys (PostgreSQL
+/// refuses to update one row twice in a statement).
+pub(crate) fn insert_rows<'a, R>(
+    conn: &Conn,
+    statement: &InsertRows,
+    rows: &'a [R],
+    mut bind: impl FnMut(&'a R, &mut Vec<Value<'a>>),
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    let mut args = Vec::new();
+    while !rest.is_empty() {
+        let size = ROWS_PER_STATEMENT
+            .iter()
+            .position(|n| *n <= rest.len())
+            .unwrap_or(ROWS_PER_STATEMENT.len() - 1);
+        let (chunk, after) = rest.split_at(ROWS_PER_STATEMENT[size]);
         args.clear();
         for row in chunk {
             bind(row, &mut args);
         }
-        debug_assert_eq!(args.len(), n * columns);
-        conn.execute(&sql, &args)?;
+        debug_assert_eq!(args.len(), chunk.len() * statement.columns);
+        conn.execute(statement.text(size), &args)?;
         rest = after;
     }
     Ok(())
