@@ -324,6 +324,32 @@ async fn outbox_rows_move_from_pending_to_sent_or_failed(store: Store) {
 }
 
 #[test]
+fn a_relaxed_write_syncs_normal_and_a_full_one_syncs_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+    let modes: Vec<i64> = store
+        .call_blocking(|db| {
+            let mut modes = Vec::new();
+            for durability in [
+                Durability::Relaxed,
+                Durability::Relaxed,
+                Durability::Full,
+                Durability::Relaxed,
+            ] {
+                let tx = db.write(durability)?;
+                modes.push(
+                    tx.query_one("PRAGMA synchronous", crate::store::params![], |r| r.get(0))?,
+                );
+                tx.commit()?;
+            }
+            Ok(modes)
+        })
+        .unwrap();
+    // SQLite's codes: 1 NORMAL, 2 FULL.
+    assert_eq!(modes, [1, 1, 2, 1]);
+}
+
+#[test]
 fn commits_leave_the_log_to_the_checkpointer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alerts.db");
