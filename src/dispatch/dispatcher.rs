@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -284,6 +284,7 @@ impl Dispatcher {
         } else {
             pending
         };
+        let handed = pending.iter().map(|e| e.seq).max().unwrap_or(0);
         let mut orphans = Vec::new();
         for entry in &pending {
             let sender = senders.get(entry.channel.as_str());
@@ -330,6 +331,7 @@ impl Dispatcher {
             groups,
             groups_stale: AtomicBool::new(false),
             rebuild,
+            handed: options.claimed.is_none().then_some(AtomicI64::new(handed)),
             store: store.clone(),
             clock,
             senders,
@@ -465,6 +467,11 @@ struct Flow {
     /// them from the database before its transaction, and fails if it cannot.
     groups_stale: AtomicBool,
     rebuild: GroupsFrom,
+    /// The newest outbox row handed to the senders (none in a cluster, whose senders
+    /// read the shared outbox). A commit reported as failed may have been made all the
+    /// same (the connection to PostgreSQL lost during its COMMIT): its rows are pending
+    /// and newer than this, and the rebuild after the failure hands them over.
+    handed: Option<AtomicI64>,
     store: Store,
     clock: Arc<dyn Clock>,
     senders: BTreeMap<Arc<str>, mpsc::UnboundedSender<Delivery>>,
@@ -556,6 +563,7 @@ impl Flow {
         let groups = self.groups.clone();
         let stale = self.groups_stale.load(Ordering::Acquire);
         let rebuild = stale.then(|| self.rebuild.clone());
+        let handed = self.handed.as_ref().map(|h| h.load(Ordering::Acquire));
         let unpublished = self.unpublished.clone();
         // A transition's own feed event is a copy of it: made only for a listener.
         let listened = self.store.feed().is_listened();
@@ -567,8 +575,12 @@ impl Flow {
             .call(move |db| {
                 let generation = db.silence_generation();
                 let mut groups = groups.lock();
+                let mut made_anyway = Vec::new();
                 if let Some(rebuild) = rebuild {
                     *groups = rebuild.load(db.conn())?;
+                    if let Some(handed) = handed {
+                        made_anyway = store::load_pending_after(db.conn(), handed)?;
+                    }
                 }
                 let tx = db.write_guarded(Durability::Full)?;
                 for t in transitions {
@@ -591,11 +603,11 @@ impl Flow {
                 groups.flush_due(&tx, now, generation, &mut queued)?;
                 unpublished.write(&tx)?;
                 tx.commit()?;
-                Ok((queued, groups.next_due()))
+                Ok((made_anyway, queued, groups.next_due()))
             })
             .await;
         match result {
-            Ok((queued, next_due)) => {
+            Ok((made_anyway, queued, next_due)) => {
                 self.groups_stale.store(false, Ordering::Release);
                 self.unpublished.publish(self.store.feed());
                 if carries_transitions || !self.transitions_failing.load(Ordering::Acquire) {
@@ -607,6 +619,7 @@ impl Flow {
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
+                self.hand_over_made_anyway(made_anyway);
                 self.hand_over(queued, now);
                 next_due
             }
@@ -634,8 +647,43 @@ impl Flow {
         }
     }
 
+    /// Hands the rows of a commit reported as failed but made over to their senders,
+    /// oldest first, with their ids (see [`Flow::handed`]).
+    fn hand_over_made_anyway(&self, rows: Vec<store::OutboxEntry>) {
+        if rows.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            notifications = rows.len(),
+            "A commit reported as failed was made all the same; its notifications go out now."
+        );
+        for entry in rows {
+            self.note_handed(entry.seq);
+            let delivery = match Delivery::from_entry(&entry) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(id = %entry.id, error = %e, "Pending notification cannot be delivered.");
+                    continue;
+                }
+            };
+            let Some(tx) = self.senders.get(entry.channel.as_str()) else {
+                continue;
+            };
+            self.depth.add(1);
+            self.undelivered.add(&entry.channel, &entry.group_key);
+            let _ = tx.send(delivery);
+        }
+    }
+
+    fn note_handed(&self, seq: i64) {
+        if let Some(handed) = &self.handed {
+            handed.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
     fn hand_over(&self, queued: Vec<Queued>, now: DateTime<Utc>) {
         for q in queued {
+            self.note_handed(q.seq);
             let Some(tx) = self.senders.get(q.notification.receiver.as_str()) else {
                 continue;
             };

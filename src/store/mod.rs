@@ -69,7 +69,8 @@ pub use history::{
 pub use log::{LogEntry, Outcome, insert_log, prune_log, recent_log};
 pub use outbox::{
     OutboxEntry, OutboxStatus, count_pending, failed_ids, insert_outbox, list_outbox, load_pending,
-    mark_failed, mark_retry, mark_sent, outbox_entry, prune_outbox, requeue_failed,
+    load_pending_after, mark_failed, mark_retry, mark_sent, outbox_entry, prune_outbox,
+    requeue_failed,
 };
 pub use silences::{NewSilence, Silence, SilenceMatcher, load_silences};
 pub(crate) use sql::params;

@@ -186,9 +186,14 @@ pub fn failed_ids(conn: &Conn, channel: &str) -> Result<Vec<String>, StoreError>
 
 /// Every pending notification, in delivery order.
 pub fn load_pending(conn: &Conn) -> Result<Vec<OutboxEntry>, StoreError> {
+    load_pending_after(conn, 0)
+}
+
+/// The pending rows whose `seq` is above `seq`, in order.
+pub fn load_pending_after(conn: &Conn, seq: i64) -> Result<Vec<OutboxEntry>, StoreError> {
     conn.query_map(
-        &format!("SELECT {COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY seq"),
-        params![],
+        &format!("SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND seq > ?1 ORDER BY seq"),
+        params![seq],
         entry,
     )
 }

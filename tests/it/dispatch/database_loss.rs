@@ -1,9 +1,11 @@
 //! The database lost under the dispatcher (a private PostgreSQL server, stopped and
 //! started again): a flush whose commit failed half-way, after it had told its group's
 //! new member in memory, is made again once the database is back, and the member is
-//! notified, once.
+//! notified, once. And a commit reported as failed that the database made all the same
+//! (its COMMIT's answer lost with the connection) has its notifications sent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Duration as Span;
@@ -11,8 +13,8 @@ use serde_json::Value;
 
 use navixy_alerts::clock::ManualClock;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
-use navixy_alerts::store::Store;
 use navixy_alerts::store::testing::{PgServer, shared_or_skip};
+use navixy_alerts::store::{self, Store, StoreError, Tx};
 
 use super::support::{Receiver, config, eventually, firing, shutdown, t0};
 
@@ -156,6 +158,94 @@ storage: {{ postgres: {{ url: "{url}" }} }}
         "{:#}",
         got[2].json()
     );
+    let _ = stop.send(());
+    dispatcher.stopped().await;
+}
+
+#[tokio::test]
+async fn a_commit_reported_as_failed_but_made_has_its_notifications_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+channels:
+  ops: {{ type: webhook, url: "{base}/ops" }}
+routes:
+  - channels: [ops]
+notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
+storage: {{ path: alerts.db }}
+"#,
+            base = rx.base
+        ),
+    );
+    let store = Store::open(&cfg).unwrap();
+    let refuse = Arc::new(AtomicBool::new(false));
+    let refusing = refuse.clone();
+    store.set_commit_guard(Arc::new(move |_: &Tx<'_>| {
+        if refusing.load(Ordering::Acquire) {
+            Err(StoreError::Fenced("refused by the test".into()))
+        } else {
+            Ok(())
+        }
+    }));
+    let clock = ManualClock::new(t0());
+    let (stop, on_stop) = shutdown();
+    let options = DispatchOptions {
+        drain_timeout: Duration::ZERO,
+        ..DispatchOptions::default()
+    };
+    let dispatcher = Dispatcher::start_with(
+        &cfg,
+        store.clone(),
+        Arc::new(clock.clone()),
+        on_stop,
+        options,
+    )
+    .await
+    .unwrap();
+    dispatcher.submit(firing("fuel_drain", 1)).await.unwrap();
+    let first = rx.wait_ok("/ops", 1).await[0]
+        .header("webhook-id")
+        .to_owned();
+
+    // A commit is refused; the database kept its notification all the same, as when the
+    // answer to a COMMIT is lost with the connection: a pending row newer than any sent.
+    refuse.store(true, Ordering::Release);
+    let refused = dispatcher.submit(firing("speeding", 2)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    store
+        .call(move |db| {
+            let row = store::outbox_entry(db.conn(), &first)?.expect("the first notification");
+            let mut payload: Value = serde_json::from_str(&row.payload).unwrap();
+            payload["id"] = "msg_made_anyway".into();
+            let tx = db.write(store::Durability::Full)?;
+            store::insert_outbox(
+                &tx,
+                "msg_made_anyway",
+                &row.channel,
+                &row.group_key,
+                row.created_at,
+                &payload.to_string(),
+            )?;
+            tx.commit()
+        })
+        .await
+        .unwrap();
+
+    // The next commit hands it to the channel, once, under its id.
+    refuse.store(false, Ordering::Release);
+    clock.advance(Span::seconds(1));
+    dispatcher.submit(firing("fuel_drain", 3)).await.unwrap();
+    let got = rx.wait_ok("/ops", 3).await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(
+        ids.iter().filter(|id| **id == "msg_made_anyway").count(),
+        1,
+        "{ids:?}"
+    );
+    assert_eq!(ids[1], "msg_made_anyway", "{ids:?}");
     let _ = stop.send(());
     dispatcher.stopped().await;
 }
