@@ -483,8 +483,10 @@ impl Rig {
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
         }
+        // Decided: the outbox once every row in it was sent and accepted, read in one go
+        // (a timer of the rules may still decide one more after the stream stopped).
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let decided: BTreeSet<String> = loop {
             let rows = self.outbox().await;
             let accepted = self.hook.accepted_ids();
             if !rows.is_empty()
@@ -492,7 +494,7 @@ impl Rig {
                     .iter()
                     .all(|(id, s)| s == "sent" && accepted.contains(id))
             {
-                break;
+                break rows.into_iter().map(|(id, _)| id).collect();
             }
             assert!(
                 Instant::now() < deadline,
@@ -503,8 +505,7 @@ impl Rig {
                 self.logs()
             );
             tokio::time::sleep(POLL).await;
-        }
-        let decided: BTreeSet<String> = self.outbox().await.into_iter().map(|(id, _)| id).collect();
+        };
         self.hook.release();
         // The owner last, so that no standby takes over (and decides) at the end.
         let owner = self.owner().await;
