@@ -681,7 +681,7 @@ async fn wait_holder(rig: &Rig) -> String {
             .db
             .query(
                 "SELECT application_name FROM pg_stat_activity
-                 WHERE state = 'idle in transaction'
+                 WHERE datname = current_database() AND state = 'idle in transaction'
                    AND application_name LIKE 'navixy-alerts delivery %'",
                 &[],
             )

@@ -152,7 +152,8 @@ async fn a_claim_held_by_a_frozen_connection_is_skipped_and_released_after_the_l
     assert!(receiver.received("/hook").is_empty());
     let waiting: i64 = db
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
             &[],
         )
         .await
