@@ -285,23 +285,7 @@ impl Dispatcher {
             pending
         };
         let handed = pending.iter().map(|e| e.seq).max().unwrap_or(0);
-        let mut orphans = Vec::new();
-        for entry in &pending {
-            let sender = senders.get(entry.channel.as_str());
-            match (sender, Delivery::from_entry(entry)) {
-                (Some(tx), Ok(d)) => {
-                    depth.add(1);
-                    undelivered.add(&entry.channel, &entry.group_key);
-                    let _ = tx.send(d);
-                }
-                (None, _) => orphans.push((
-                    entry.id.clone(),
-                    entry.attempts,
-                    format!("channel `{}` is no longer configured", entry.channel),
-                )),
-                (_, Err(e)) => orphans.push((entry.id.clone(), entry.attempts, e)),
-            }
-        }
+        let orphans = resume(&pending, &senders, &depth, &undelivered);
         if !pending.is_empty() {
             tracing::info!(
                 pending = pending.len() - orphans.len(),
@@ -657,21 +641,11 @@ impl Flow {
             notifications = rows.len(),
             "A commit reported as failed was made all the same; its notifications go out now."
         );
-        for entry in rows {
+        for entry in &rows {
             self.note_handed(entry.seq);
-            let delivery = match Delivery::from_entry(&entry) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(id = %entry.id, error = %e, "Pending notification cannot be delivered.");
-                    continue;
-                }
-            };
-            let Some(tx) = self.senders.get(entry.channel.as_str()) else {
-                continue;
-            };
-            self.depth.add(1);
-            self.undelivered.add(&entry.channel, &entry.group_key);
-            let _ = tx.send(delivery);
+        }
+        for (id, _, why) in resume(&rows, &self.senders, &self.depth, &self.undelivered) {
+            tracing::error!(id = %id, error = %why, "Pending notification cannot be delivered.");
         }
     }
 
@@ -698,6 +672,38 @@ impl Flow {
             });
         }
     }
+}
+
+/// Hands pending outbox rows to their channels' senders, in order, with their ids and
+/// attempts: at a start, and after a commit reported as failed but made. Returns the
+/// rows that cannot go, `(id, attempts, why)`: their channel is gone or their payload
+/// unreadable.
+fn resume(
+    rows: &[store::OutboxEntry],
+    senders: &BTreeMap<Arc<str>, mpsc::UnboundedSender<Delivery>>,
+    depth: &Depth,
+    undelivered: &Undelivered,
+) -> Vec<(String, u32, String)> {
+    let mut orphans = Vec::new();
+    for entry in rows {
+        match (
+            senders.get(entry.channel.as_str()),
+            Delivery::from_entry(entry),
+        ) {
+            (Some(tx), Ok(d)) => {
+                depth.add(1);
+                undelivered.add(&entry.channel, &entry.group_key);
+                let _ = tx.send(d);
+            }
+            (None, _) => orphans.push((
+                entry.id.clone(),
+                entry.attempts,
+                format!("channel `{}` is no longer configured", entry.channel),
+            )),
+            (_, Err(e)) => orphans.push((entry.id.clone(), entry.attempts, e)),
+        }
+    }
+    orphans
 }
 
 /// What the groups in memory are built from: the database's rows, and the parts they
