@@ -407,7 +407,7 @@ impl Sender {
     ) {
         let this = Arc::new(self);
         let outcomes = Outcomes::start(this.store.clone());
-        let counters = Arc::new(Counters::new(&this.name));
+        let counters = Counters::new(&this.name);
         let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
         let mut in_flight = tokio::task::JoinSet::new();
         let mut rx_open = true;

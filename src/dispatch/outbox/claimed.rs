@@ -540,44 +540,43 @@ impl Lane {
         let result = self.channel.send(&n, self.inner.clock.now()).await;
         let now = self.inner.clock.now();
         let attempts = attempts.saturating_add(1);
-        let (history, finished) =
-            match self
-                .policy
-                .judge(&self.name, &self.counters, &n, attempts, result, now)
-            {
-                Verdict::Sent => {
-                    tx.execute(
-                        "UPDATE outbox SET status = 'sent', attempts = $2, finished_at = $3,
-                         last_error = NULL
-                     WHERE id = $1",
-                        &[&id, &i64::from(attempts), &now.timestamp_millis()],
-                    )
-                    .await?;
-                    (n.history(HistoryKind::Sent, now, None), true)
-                }
-                Verdict::Failed(message) => {
-                    mark_failed(&tx, &id, attempts, now, &message).await?;
-                    (n.history(HistoryKind::Failed, now, Some(&message)), true)
-                }
-                Verdict::Retry {
-                    next_attempt_at,
-                    message,
-                    ..
-                } => {
-                    tx.execute(
-                        "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4
-                     WHERE id = $1",
-                        &[
-                            &id,
-                            &i64::from(attempts),
-                            &next_attempt_at.timestamp_millis(),
-                            &message,
-                        ],
-                    )
-                    .await?;
-                    (Vec::new(), false)
-                }
-            };
+        let verdict = self
+            .policy
+            .judge(&self.name, &self.counters, &n, attempts, result, now);
+        let (history, finished) = match verdict {
+            Verdict::Sent => {
+                tx.execute(
+                    "UPDATE outbox SET status = 'sent', attempts = $2, finished_at = $3,
+                     last_error = NULL
+                 WHERE id = $1",
+                    &[&id, &i64::from(attempts), &now.timestamp_millis()],
+                )
+                .await?;
+                (n.history(HistoryKind::Sent, now, None), true)
+            }
+            Verdict::Failed(message) => {
+                mark_failed(&tx, &id, attempts, now, &message).await?;
+                (n.history(HistoryKind::Failed, now, Some(&message)), true)
+            }
+            Verdict::Retry {
+                next_attempt_at,
+                message,
+                ..
+            } => {
+                tx.execute(
+                    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4
+                 WHERE id = $1",
+                    &[
+                        &id,
+                        &i64::from(attempts),
+                        &next_attempt_at.timestamp_millis(),
+                        &message,
+                    ],
+                )
+                .await?;
+                (Vec::new(), false)
+            }
+        };
         for e in &history {
             append_history(&tx, e).await?;
         }
