@@ -480,8 +480,7 @@ impl Groups {
         } else {
             Decision::Grouped
         };
-        self.pipeline
-            .record(conn, &record(now, t, Some(&id), decision))?;
+        self.pipeline.record(&record(now, t, Some(&id), decision));
         Ok(())
     }
 
@@ -503,7 +502,8 @@ impl Groups {
                 Some(reason.into()),
             )?;
             let decision = Decision::Dropped { reason };
-            return self.pipeline.record(conn, &record(now, t, None, decision));
+            self.pipeline.record(&record(now, t, None, decision));
+            return Ok(());
         };
         for id in ids {
             let Some(group) = self.groups.get_mut(&id) else {
@@ -542,8 +542,7 @@ impl Groups {
                 Some(reason) => Decision::Dropped { reason },
                 None => Decision::Grouped,
             };
-            self.pipeline
-                .record(conn, &record(now, t, Some(&id), decision))?;
+            self.pipeline.record(&record(now, t, Some(&id), decision));
             self.save_or_remove_member(&id, &t.fingerprint)?;
         }
         Ok(())
@@ -662,16 +661,13 @@ impl Groups {
                     None,
                     Some(step.clone()),
                 )?;
-                self.pipeline.record(
-                    conn,
-                    &DeliveryRecord {
-                        at: now,
-                        alert: &t,
-                        channel: Some(name),
-                        group_key: None,
-                        decision: Decision::Escalated { step: &step },
-                    },
-                )?;
+                self.pipeline.record(&DeliveryRecord {
+                    at: now,
+                    alert: &t,
+                    channel: Some(name),
+                    group_key: None,
+                    decision: Decision::Escalated { step: &step },
+                });
                 self.join(conn, &mut t, &target, now, &mut AlertJson::default())?;
             }
         }

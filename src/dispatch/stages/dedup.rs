@@ -70,7 +70,7 @@ pub(crate) fn exec(
         News::Known => Decision::Deduped,
         News::RepeatWaits => Decision::RepeatWaits,
     };
-    history.record(f.conn, &f.record(&m.alert, decision))?;
+    history.record(&f.record(&m.alert, decision));
     Ok(None)
 }
 

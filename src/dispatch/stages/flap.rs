@@ -59,7 +59,7 @@ impl Stage for Flap {
                 )),
             )?;
         }
-        history.record(f.conn, &f.record(&m.alert, Decision::FlapCapped { sent }))?;
+        history.record(&f.record(&m.alert, Decision::FlapCapped { sent }));
         Ok(Verdict::Stop)
     }
 }

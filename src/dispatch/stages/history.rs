@@ -141,16 +141,14 @@ fn entry(r: &DeliveryRecord<'_>) -> Option<HistoryEntry> {
 
 impl History for StoreHistory {
     /// Keeps the entry in [`Unpublished`], which writes it before the commit.
-    fn record(&mut self, _: &Conn, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+    fn record(&mut self, r: &DeliveryRecord<'_>) {
         let e = entry(r);
         if !self.is_news(r, e.as_ref()) {
-            return Ok(());
+            return;
         }
-        let Some(e) = e else {
-            return Ok(());
-        };
-        self.unpublished.push(FeedEvent::History(e));
-        Ok(())
+        if let Some(e) = e {
+            self.unpublished.push(FeedEvent::History(e));
+        }
     }
 }
 
@@ -198,7 +196,7 @@ mod tests {
                 group_key: Some("g"),
                 decision,
             };
-            sink.record(&conn, &r).unwrap();
+            sink.record(&r);
         };
         record(Decision::Grouped);
         record(Decision::Silenced { silence: "sil_1" });

@@ -192,10 +192,7 @@ impl Stage for Inhibit {
                 Some(format!("inhibited by {by}")),
             )?;
         }
-        history.record(
-            f.conn,
-            &f.record(&m.alert, Decision::Inhibited { by: &by.0 }),
-        )?;
+        history.record(&f.record(&m.alert, Decision::Inhibited { by: &by.0 }));
         Ok(Verdict::Stop)
     }
 }

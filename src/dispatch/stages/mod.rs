@@ -137,11 +137,11 @@ impl Decision<'_> {
     }
 }
 
-/// Where the stages' decisions go. Called inside the dispatcher's transaction with its
-/// connection, so a history table written here commits or rolls back with the
-/// transitions; an error aborts that transaction.
+/// Where the stages' decisions go, while the dispatcher's transaction is open: a sink
+/// keeps what it records until that transaction commits or rolls back (the store's sink
+/// is [`history::StoreHistory`]).
 pub trait History: Send {
-    fn record(&mut self, conn: &Conn, record: &DeliveryRecord<'_>) -> Result<(), StoreError>;
+    fn record(&mut self, record: &DeliveryRecord<'_>);
 }
 
 /// The default sink: keeps nothing.
@@ -149,9 +149,7 @@ pub trait History: Send {
 pub struct NoHistory;
 
 impl History for NoHistory {
-    fn record(&mut self, _: &Conn, _: &DeliveryRecord<'_>) -> Result<(), StoreError> {
-        Ok(())
-    }
+    fn record(&mut self, _: &DeliveryRecord<'_>) {}
 }
 
 /// What every flush stage sees of the group being flushed.
@@ -257,8 +255,8 @@ impl Pipeline {
     }
 
     /// Reports a decision taken outside the stages here (group membership).
-    pub fn record(&mut self, conn: &Conn, record: &DeliveryRecord<'_>) -> Result<(), StoreError> {
-        self.history.record(conn, record)
+    pub fn record(&mut self, record: &DeliveryRecord<'_>) {
+        self.history.record(record)
     }
 
     /// Ingest, before routing: every transition, routed or not, for the inhibitor's

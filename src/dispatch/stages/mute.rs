@@ -145,15 +145,12 @@ impl Stage for Mute {
                 Some(format!("time interval {}{until}", muting.interval)),
             )?;
         }
-        history.record(
-            f.conn,
-            &f.record(
-                &m.alert,
-                Decision::Muted {
-                    interval: &muting.interval,
-                },
-            ),
-        )?;
+        history.record(&f.record(
+            &m.alert,
+            Decision::Muted {
+                interval: &muting.interval,
+            },
+        ));
         Ok(Verdict::Stop)
     }
 }

@@ -78,15 +78,12 @@ pub(crate) fn queue(
             continue;
         };
         f.log(&m.alert, Outcome::Queued, Some(&notification.id), None)?;
-        history.record(
-            f.conn,
-            &f.record(
-                &m.alert,
-                Decision::Queued {
-                    notification: &notification.id,
-                },
-            ),
-        )?;
+        history.record(&f.record(
+            &m.alert,
+            Decision::Queued {
+                notification: &notification.id,
+            },
+        ));
         m.told_firing_at = match m.alert.status {
             AlertStatus::Firing => Some(f.now),
             AlertStatus::Resolved => None,

@@ -50,16 +50,13 @@ impl Route {
                 None,
                 Some(reason.clone()),
             )?;
-            history.record(
-                conn,
-                &DeliveryRecord {
-                    at: now,
-                    alert: t,
-                    channel: Some(name),
-                    group_key: None,
-                    decision: Decision::Dropped { reason: &reason },
-                },
-            )?;
+            history.record(&DeliveryRecord {
+                at: now,
+                alert: t,
+                channel: Some(name),
+                group_key: None,
+                decision: Decision::Dropped { reason: &reason },
+            });
         }
         if routed.targets.is_empty() && routed.unknown_channels.is_empty() {
             if self.unrouted_warned.insert(t.rule.clone()) {
@@ -70,16 +67,13 @@ impl Route {
                 );
             }
             log(conn, now, t, None, Outcome::Unrouted, None, None)?;
-            history.record(
-                conn,
-                &DeliveryRecord {
-                    at: now,
-                    alert: t,
-                    channel: None,
-                    group_key: None,
-                    decision: Decision::Unrouted,
-                },
-            )?;
+            history.record(&DeliveryRecord {
+                at: now,
+                alert: t,
+                channel: None,
+                group_key: None,
+                decision: Decision::Unrouted,
+            });
         }
         Ok(routed.targets)
     }

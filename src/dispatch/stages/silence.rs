@@ -58,7 +58,7 @@ impl Stage for Silence {
                 Some(format!("silence {silence}")),
             )?;
         }
-        history.record(f.conn, &f.record(&m.alert, Decision::Silenced { silence }))?;
+        history.record(&f.record(&m.alert, Decision::Silenced { silence }));
         Ok(Verdict::Stop)
     }
 }

@@ -107,14 +107,13 @@ impl Recorder {
 }
 
 impl History for Recorder {
-    fn record(&mut self, _: &Conn, r: &DeliveryRecord<'_>) -> Result<(), StoreError> {
+    fn record(&mut self, r: &DeliveryRecord<'_>) {
         self.0.lock().push((
             r.decision.stage().to_owned(),
             r.decision.as_str().to_owned(),
             r.channel.unwrap_or("-").to_owned(),
             r.alert.tracker.as_ref().map_or(0, |t| t.id),
         ));
-        Ok(())
     }
 }
 
