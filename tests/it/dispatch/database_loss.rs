@@ -12,7 +12,7 @@ use chrono::Duration as Span;
 use serde_json::Value;
 
 use navixy_alerts::clock::ManualClock;
-use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
+use navixy_alerts::dispatch::{DispatchOptions, Dispatcher, DispatcherHandle};
 use navixy_alerts::store::testing::{PgServer, shared_or_skip};
 use navixy_alerts::store::{self, Store, StoreError, Tx};
 
@@ -30,6 +30,25 @@ async fn connect(url: &str) -> tokio_postgres::Client {
         let _ = connection.await;
     });
     client
+}
+
+/// A dispatcher on `store` with `clock`, retrying fast, and its stop.
+async fn start(
+    cfg: &navixy_alerts::config::Config,
+    store: Store,
+    clock: &ManualClock,
+) -> (DispatcherHandle, tokio::sync::oneshot::Sender<()>) {
+    let (stop, on_stop) = shutdown();
+    let options = DispatchOptions {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        drain_timeout: Duration::ZERO,
+        ..DispatchOptions::default()
+    };
+    let dispatcher = Dispatcher::start_with(cfg, store, Arc::new(clock.clone()), on_stop, options)
+        .await
+        .unwrap();
+    (dispatcher, stop)
 }
 
 /// The first `i64` of a query's one row.
@@ -79,16 +98,7 @@ storage: {{ postgres: {{ url: "{url}" }} }}
     );
     let store = Store::open(&cfg).unwrap();
     let clock = ManualClock::new(t0());
-    let (stop, on_stop) = shutdown();
-    let options = DispatchOptions {
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(100),
-        drain_timeout: Duration::ZERO,
-        ..DispatchOptions::default()
-    };
-    let dispatcher = Dispatcher::start_with(&cfg, store, Arc::new(clock.clone()), on_stop, options)
-        .await
-        .unwrap();
+    let (dispatcher, stop) = start(&cfg, store, &clock).await;
 
     // Truck 1 is told at once; truck 2 joins its group and waits for `group_interval`.
     dispatcher.submit(firing("fuel_drain", 1)).await.unwrap();
@@ -126,6 +136,10 @@ storage: {{ postgres: {{ url: "{url}" }} }}
     // Taken after the failed flush and whatever followed it; still no database.
     let refused = dispatcher.submit(second.clone()).await;
     assert!(refused.is_err(), "{refused:?}");
+    // The store runs its jobs in order: whatever this failure led the dispatcher to ask
+    // of the database (reading the groups back at once, say) has run, and failed, before
+    // the database is back.
+    let _ = dispatcher.store().call(|_| Ok(())).await;
 
     // Back. The same firing is submitted until it commits, as the engine does; truck 2
     // reaches the channel.
@@ -191,20 +205,7 @@ storage: {{ path: alerts.db }}
         }
     }));
     let clock = ManualClock::new(t0());
-    let (stop, on_stop) = shutdown();
-    let options = DispatchOptions {
-        drain_timeout: Duration::ZERO,
-        ..DispatchOptions::default()
-    };
-    let dispatcher = Dispatcher::start_with(
-        &cfg,
-        store.clone(),
-        Arc::new(clock.clone()),
-        on_stop,
-        options,
-    )
-    .await
-    .unwrap();
+    let (dispatcher, stop) = start(&cfg, store.clone(), &clock).await;
     dispatcher.submit(firing("fuel_drain", 1)).await.unwrap();
     let first = rx.wait_ok("/ops", 1).await[0]
         .header("webhook-id")
