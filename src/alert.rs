@@ -156,10 +156,13 @@ pub struct AlertTransition {
     /// The rule's `value` expression at the transition, if any (number, string or bool).
     pub value: Option<serde_json::Value>,
     /// When the alert started firing (event-time clock).
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub starts_at: DateTime<Utc>,
     /// When it resolved; `None` while firing.
+    #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     pub ends_at: Option<DateTime<Utc>>,
     /// The engine clock at the transition.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// The tracker's last known position.
     pub location: Option<Location>,
@@ -287,23 +290,9 @@ pub struct AlertRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub by: String,
-    #[serde(with = "ack_time")]
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     pub comment: String,
-}
-
-/// `Ack::at` as the payloads write times (`2026-01-01T10:00:00Z`).
-mod ack_time {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        DateTime::<Utc>::deserialize(d)
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@
 //! - [`console`]: the web pages for the operations desk, served by [`server`] at `/`.
 //! - [`config`]: the config file; [`cli`] and [`commands`]: what `main` runs.
 //!
-//! - [`backoff`], [`text`]: retry delays and text truncation, shared.
+//! - [`backoff`], [`text`], [`rfc3339`]: retry delays, text truncation and times as text,
+//!   shared.
 //! - [`time_intervals`]: named time intervals (Alertmanager's syntax) for routes' mutes
 //!   and rules' schedules.
 //!
@@ -52,6 +53,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod geofence;
 pub mod navixy;
+pub mod rfc3339;
 pub mod rules;
 pub mod server;
 pub mod source;

@@ -125,8 +125,10 @@ impl GroupId {
 struct GroupState {
     labels: BTreeMap<String, String>,
     settings: Settings,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     next_flush_at: DateTime<Utc>,
     /// `None` until the group's first notification.
+    #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     last_notified_at: Option<DateTime<Utc>>,
 }
 
@@ -137,10 +139,12 @@ pub(crate) struct Member {
     pub alert: AlertTransition,
     /// What the channel believes: `Some(t)` firing, told at `t` (the last notification
     /// that carried it); `None`: nothing, or resolved.
+    #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     pub told_firing_at: Option<DateTime<Utc>>,
     /// Transitions since the channel last heard about this alert.
     pub changes: u32,
     /// When notifications carried it, within the flap window.
+    #[serde(serialize_with = "crate::rfc3339::serialize_all")]
     pub sent: Vec<DateTime<Utc>>,
     /// Logged as silenced or held already: say it once, not at every flush.
     #[serde(skip)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Ack, AlertStatus, AlertTransition, TrackerRef};
@@ -28,6 +28,7 @@ pub struct Notification {
     /// `flapping` note when state changes were damped.
     pub reason: String,
     /// When it was decided (engine clock).
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// Firing alerts first, then resolved ones.
     pub alerts: Vec<AlertTransition>,
@@ -132,7 +133,7 @@ impl Notification {
 
 /// RFC 3339 in UTC with `Z`, fractions only when present: `2026-01-01T10:00:00Z`.
 pub fn fmt_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    crate::rfc3339::format(t)
 }
 
 /// The webhook body, field for field as `SPEC.md` shows it.

@@ -93,6 +93,7 @@ impl HistoryKind {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     pub fingerprint: String,
     pub rule: String,
@@ -358,6 +359,7 @@ pub fn prune_history(
 /// A transition as live listeners see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransitionEvent {
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     pub fingerprint: String,
     pub rule: String,
@@ -365,7 +367,9 @@ pub struct TransitionEvent {
     /// `pending`, `firing` or `resolved`.
     pub status: &'static str,
     pub severity: Option<&'static str>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub starts_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     pub ends_at: Option<DateTime<Utc>>,
     pub value: Option<serde_json::Value>,
     pub labels: std::collections::BTreeMap<String, String>,
