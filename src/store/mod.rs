@@ -362,6 +362,13 @@ impl Store {
         // the middle of the transaction and read back from the file for the next row.
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(open_err)?;
+        // A statement that writes several rows (the multi-row writes of a batch) keeps
+        // the pages it changes in a statement journal, to undo itself alone if it fails
+        // half-way. Past 64 KiB SQLite spills that journal to a temp file, one `pwrite`
+        // per page: most commits did. In memory it is a copy. The transaction's own
+        // durability is the WAL's and does not change.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         // Every statement the daemon runs stays prepared, BEGIN and COMMIT too (rusqlite

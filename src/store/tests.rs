@@ -350,6 +350,22 @@ fn a_relaxed_write_syncs_normal_and_a_full_one_syncs_full() {
 }
 
 #[test]
+fn statement_journals_stay_in_memory() {
+    // A batch's multi-row writes journal each page they change; on disk that was a
+    // temp file written page by page at every commit.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_path(&dir.path().join("alerts.db")).unwrap();
+    let temp_store: i64 = store
+        .call_blocking(|db| {
+            db.conn()
+                .query_one("PRAGMA temp_store", crate::store::params![], |r| r.get(0))
+        })
+        .unwrap();
+    // SQLite's codes: 0 DEFAULT, 1 FILE, 2 MEMORY.
+    assert_eq!(temp_store, 2);
+}
+
+#[test]
 fn commits_leave_the_log_to_the_checkpointer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alerts.db");
