@@ -645,5 +645,19 @@ fn report(live: &Live, replay: &Replayed) {
         "run / replay: {:.2}x CPU per update",
         per_million(live.cpu, live.updates) / per_million(replay.cpu, updates).max(1e-9)
     );
+    if let Some(replayed) = replay.transitions
+        && replayed != live.transitions
+    {
+        // `run` ticks its rules on the wall clock, `replay` on the recording's: in a
+        // recording older than a few minutes, rules that wait ("parked for an hour")
+        // fire in `run` at once.
+        let _ = writeln!(
+            out,
+            "warning: run made {} transitions and replay {replayed}: not the same work. An \
+             older recording makes `run` fire waiting rules that `replay` does not; run \
+             without a FLEET to make a fresh one.",
+            live.transitions
+        );
+    }
     print!("{out}");
 }
