@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use super::ConsoleState;
 use crate::alert::{AlertRecord, AlertTransition, Fingerprint, PendingAlert, Severity, TrackerRef};
-use crate::dispatch::notification::fmt_time;
 use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
 use crate::geofence::Shape;
 use crate::navixy::messages::{Location, TrackerId, key_parts, tracker_key};
+use crate::rfc3339;
 use crate::rules::RuleSet;
 use crate::state::TrackerState;
 use crate::store::{NewSilence, OutboxStatus, SilenceMatcher, StoreError};
@@ -45,7 +45,7 @@ pub struct When {
 impl When {
     pub fn new(at: DateTime<Utc>, now: DateTime<Utc>) -> When {
         When {
-            iso: fmt_time(at),
+            iso: rfc3339::format(at),
             ago: ago(now - at),
         }
     }

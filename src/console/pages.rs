@@ -64,7 +64,7 @@ fn role_of(role: &CallerRole) -> Role {
 /// (the demo's simulated clock runs ahead), and what the caller's role may do:
 /// `can_ack` (acks, silences) and `can_admin` (reload, retry).
 fn render(state: &ConsoleState, role: &CallerRole, name: &str, ctx: minijinja::Value) -> Response {
-    let now = crate::dispatch::notification::fmt_time(state.clock.now());
+    let now = crate::rfc3339::format(state.clock.now());
     let role = role_of(role);
     let ctx = context! {
         server_now => now,
@@ -243,7 +243,7 @@ pub async fn silences(
             page => "silences",
             rows,
             prefill => prefill.join(", "),
-            ends_at => crate::dispatch::notification::fmt_time(defaults.ends_at),
+            ends_at => crate::rfc3339::format(defaults.ends_at),
         },
     ))
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{Ack, AlertStatus, AlertTransition, TrackerRef};
 use crate::navixy::messages::Location;
+use crate::rfc3339;
 use crate::store::{HistoryEntry, HistoryKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +110,7 @@ impl Notification {
     pub fn webhook_body(&self) -> WebhookBody<'_> {
         WebhookBody {
             kind: self.event_type(),
-            timestamp: fmt_time(self.created_at),
+            timestamp: rfc3339::format(self.created_at),
             data: WebhookData {
                 receiver: &self.receiver,
                 status: self.status.as_str(),
@@ -129,11 +130,6 @@ impl Notification {
         // Serializing borrowed strings, maps and JSON values cannot fail.
         serde_json::to_vec(&self.webhook_body()).unwrap_or_default()
     }
-}
-
-/// RFC 3339 in UTC with `Z`, fractions only when present: `2026-01-01T10:00:00Z`.
-pub fn fmt_time(t: DateTime<Utc>) -> String {
-    crate::rfc3339::format(t)
 }
 
 /// The webhook body, field for field as `SPEC.md` shows it.
@@ -193,8 +189,8 @@ impl<'a> WebhookAlert<'a> {
             labels: &t.labels,
             annotations: &t.annotations,
             value: t.value.as_ref(),
-            starts_at: fmt_time(t.starts_at),
-            ends_at: t.ends_at.map(fmt_time),
+            starts_at: rfc3339::format(t.starts_at),
+            ends_at: t.ends_at.map(rfc3339::format),
             location: t.location.as_ref(),
             state: &t.state,
             event: t.is_event(),

@@ -21,7 +21,7 @@ use super::AppState;
 use super::api::{ApiError, ErrorBody, JsonBody};
 use crate::alert::{Ack, AlertTransition, Fingerprint};
 use crate::dispatch::ack::{AckLinks, LinkError};
-use crate::dispatch::notification::fmt_time;
+use crate::rfc3339;
 use crate::store::{AckError, StoredAck};
 
 /// The longest `by` and `comment` kept.
@@ -55,7 +55,7 @@ impl AckView {
         AckView {
             fingerprint: stored.fingerprint.0.clone(),
             ack: stored.ack.clone(),
-            expires_at: stored.expires_at.map(fmt_time),
+            expires_at: stored.expires_at.map(rfc3339::format),
         }
     }
 }
@@ -223,7 +223,7 @@ impl AlertSummary {
                 None => tr.id.to_string(),
             }),
             summary: t.annotations.get("summary").cloned(),
-            starts_at: fmt_time(t.starts_at),
+            starts_at: rfc3339::format(t.starts_at),
         }
     }
 }

@@ -26,11 +26,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::{AppState, ReloadRefused};
 
 use crate::alert::{AlertRecord, AlertTransition, PendingAlert, Severity, TrackerRef};
-use crate::dispatch::notification::fmt_time;
 use crate::dispatch::routes::LabelMatcher;
 use crate::dispatch::silence::ActiveSilences;
 use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{IotValue, Location, SourceState, TrackerId};
+use crate::rfc3339;
 use crate::state::{Readings, TrackerState};
 use crate::store::{NewSilence, OutboxStatus, Silence, StoreError};
 
@@ -271,7 +271,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         let since = state
             .health
             .since()
-            .map(|t| format!(" since {}", fmt_time(t)))
+            .map(|t| format!(" since {}", rfc3339::format(t)))
             .unwrap_or_default();
         let why = state
             .health
@@ -571,8 +571,8 @@ pub async fn alerts(
             labels: &r.last.labels,
             annotations: &r.last.annotations,
             value: r.last.value.as_ref(),
-            starts_at: fmt_time(r.starts_at),
-            updated_at: fmt_time(r.last.at),
+            starts_at: rfc3339::format(r.starts_at),
+            updated_at: rfc3339::format(r.last.at),
             location: r.last.location.as_ref(),
             state: &r.last.state,
             silenced_by: silences.matching(&r.last, now),
@@ -594,8 +594,8 @@ pub async fn alerts(
                 labels: &t.labels,
                 annotations: &t.annotations,
                 value: None,
-                starts_at: fmt_time(p.since),
-                updated_at: fmt_time(p.since),
+                starts_at: rfc3339::format(p.since),
+                updated_at: rfc3339::format(p.since),
                 location: None,
                 state: &t.state,
                 silenced_by: None,
@@ -760,7 +760,7 @@ pub async fn tracker(
         ),
         lifecycle: tracker.lifecycle.as_str(),
         online: tracker.online,
-        last_data_at: tracker.last_data_at.map(fmt_time),
+        last_data_at: tracker.last_data_at.map(rfc3339::format),
         state: tracker.current.as_deref(),
         prev: tracker.prev.as_deref(),
         readings: ReadingsView::new(&tracker.readings),
@@ -837,7 +837,7 @@ pub async fn add_silence(
         new.created_by = caller.name.to_string();
     }
     let silence = state.store.add_silence(new, state.clock.now()).await?;
-    tracing::info!(silence = %silence.id, created_by = %silence.created_by, ends_at = %fmt_time(silence.ends_at), "Silence added.");
+    tracing::info!(silence = %silence.id, created_by = %silence.created_by, ends_at = %rfc3339::format(silence.ends_at), "Silence added.");
     let view = SilenceView {
         state: silence.state(state.clock.now()),
         silence: &silence,

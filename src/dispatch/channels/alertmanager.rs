@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::{JsonEndpoint, SendError, parse_url};
 use crate::alert::{AlertStatus, AlertTransition};
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::Notification;
+use crate::rfc3339;
 
 pub struct AlertmanagerChannel(JsonEndpoint);
 
@@ -61,13 +62,13 @@ fn alert(t: &AlertTransition) -> PostableAlert<'_> {
         labels.insert("alert_key", key.clone());
     }
     let ends_at = match t.status {
-        AlertStatus::Resolved => Some(fmt_time(t.ends_at.unwrap_or(t.at))),
+        AlertStatus::Resolved => Some(rfc3339::format(t.ends_at.unwrap_or(t.at))),
         AlertStatus::Firing => None,
     };
     PostableAlert {
         labels,
         annotations: &t.annotations,
-        starts_at: fmt_time(t.starts_at),
+        starts_at: rfc3339::format(t.starts_at),
         ends_at,
     }
 }

@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::SendError;
 use crate::alert::AlertTransition;
 use crate::config::{SmtpConfig, SmtpSecurity};
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::Notification;
+use crate::rfc3339;
 
 /// The subject when the channel sets none: `[FIRING] fuel_drain — Truck 7`,
 /// `[FIRING:3] fuel_drain`, `[RESOLVED] fuel_drain — Truck 7`, `[EVENT] ignition_on —
@@ -180,9 +181,9 @@ fn details(a: &AlertTransition) -> Vec<(String, String)> {
     if let Some(v) = &a.value {
         rows.push(("value".into(), value_text(v)));
     }
-    rows.push(("started".into(), fmt_time(a.starts_at)));
+    rows.push(("started".into(), rfc3339::format(a.starts_at)));
     if let Some(ends_at) = a.ends_at {
-        rows.push(("resolved".into(), fmt_time(ends_at)));
+        rows.push(("resolved".into(), rfc3339::format(ends_at)));
     }
     if let Some(l) = &a.location {
         rows.push(("location".into(), format!("{}, {}", l.lat, l.lng)));

@@ -22,9 +22,10 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use super::notification::{Notification, NotificationKind, fmt_time};
+use super::notification::{Notification, NotificationKind};
 use crate::alert::{AlertStatus, AlertTransition, Severity};
 use crate::config::{ChannelConfig, Config};
+use crate::rfc3339;
 
 /// A channel that cannot be built from its config, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +318,10 @@ pub(crate) fn template_context(n: &Notification) -> Value {
     };
     ctx.insert("id".into(), Value::String(n.id.clone()));
     ctx.insert("type".into(), Value::String(n.event_type().into()));
-    ctx.insert("timestamp".into(), Value::String(fmt_time(n.created_at)));
+    ctx.insert(
+        "timestamp".into(),
+        Value::String(rfc3339::format(n.created_at)),
+    );
     ctx.insert("title_status".into(), Value::String(lead_word(n).into()));
     ctx.insert(
         "group_labels".into(),

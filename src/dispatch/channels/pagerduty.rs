@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::{JsonEndpoint, SendError, parse_url, redact};
 use crate::alert::{AlertStatus, AlertTransition};
 use crate::config::Secret;
-use crate::dispatch::notification::{Notification, NotificationKind, fmt_time};
+use crate::dispatch::notification::{Notification, NotificationKind};
+use crate::rfc3339;
 
 /// PagerDuty truncates nothing: a longer summary is an invalid event.
 const MAX_SUMMARY: usize = 1024;
@@ -118,7 +119,7 @@ pub fn events(n: &Notification, routing_key: &str) -> Vec<Value> {
                     "summary": summary(t),
                     "source": source(t),
                     "severity": t.severity.as_str(),
-                    "timestamp": fmt_time(t.starts_at),
+                    "timestamp": rfc3339::format(t.starts_at),
                     "class": &*t.rule,
                     "group": n.group_key,
                     // The alert as the webhook carries it: tracker, value, labels,

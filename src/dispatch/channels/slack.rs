@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use super::{JsonEndpoint, SendError, parse_url};
 use crate::alert::{AlertStatus, AlertTransition, Severity};
 use crate::config::Secret;
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::Notification;
+use crate::rfc3339;
 
 /// Slack allows 50 blocks and 100 attachments; a group beyond this many alerts is cut with
 /// a note of how many more there are.
@@ -78,10 +79,13 @@ fn alert_attachment(t: &AlertTransition) -> Value {
         };
         fields.push(json!({"type": "mrkdwn", "text": format!("*Value*\n{}", escape(&value))}));
     }
-    fields.push(json!({"type": "mrkdwn", "text": format!("*Started*\n{}", fmt_time(t.starts_at))}));
+    fields.push(
+        json!({"type": "mrkdwn", "text": format!("*Started*\n{}", rfc3339::format(t.starts_at))}),
+    );
     if let Some(ends_at) = t.ends_at {
-        fields
-            .push(json!({"type": "mrkdwn", "text": format!("*Resolved*\n{}", fmt_time(ends_at))}));
+        fields.push(
+            json!({"type": "mrkdwn", "text": format!("*Resolved*\n{}", rfc3339::format(ends_at))}),
+        );
     }
     let mut blocks = vec![json!({
         "type": "section",

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use super::SendError;
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::Notification;
+use crate::rfc3339;
 
 pub struct StdoutChannel {
     json: bool,
@@ -41,7 +42,7 @@ pub fn line(n: &Notification) -> String {
     let _ = write!(
         s,
         "{} {} {} {} ({})",
-        fmt_time(n.created_at),
+        rfc3339::format(n.created_at),
         lead,
         n.receiver,
         n.id,

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use super::{JsonEndpoint, SendError, parse_url};
 use crate::alert::{AlertStatus, AlertTransition, Severity};
 use crate::config::Secret;
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::Notification;
+use crate::rfc3339;
 
 /// Alerts shown on one card.
 pub const MAX_ALERTS: usize = 20;
@@ -74,9 +75,9 @@ fn alert_container(t: &AlertTransition) -> Value {
         };
         facts.push(json!({"title": "Value", "value": value}));
     }
-    facts.push(json!({"title": "Since", "value": fmt_time(t.starts_at)}));
+    facts.push(json!({"title": "Since", "value": rfc3339::format(t.starts_at)}));
     if let Some(ends_at) = t.ends_at {
-        facts.push(json!({"title": "Resolved", "value": fmt_time(ends_at)}));
+        facts.push(json!({"title": "Resolved", "value": rfc3339::format(ends_at)}));
     }
     let mut items = vec![
         json!({"type": "TextBlock", "text": headline, "weight": "Bolder", "wrap": true}),

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use super::{SendError, failure, parse_url, redact, retry_after, send};
 use crate::alert::AlertTransition;
 use crate::config::{Secret, TelegramChatId};
-use crate::dispatch::notification::{Notification, fmt_time};
+use crate::dispatch::notification::Notification;
+use crate::rfc3339;
 
 /// Telegram's limit, in UTF-16 code units after entity parsing; counting the raw HTML is
 /// on the safe side (tags and entities only shrink when parsed).
@@ -210,9 +211,9 @@ fn block(t: &AlertTransition, max: usize) -> String {
         };
         let _ = writeln!(s, "Value: {}", field(&value, max));
     }
-    let _ = writeln!(s, "Since: {}", fmt_time(t.starts_at));
+    let _ = writeln!(s, "Since: {}", rfc3339::format(t.starts_at));
     if let Some(ends_at) = t.ends_at {
-        let _ = writeln!(s, "Resolved: {}", fmt_time(ends_at));
+        let _ = writeln!(s, "Resolved: {}", rfc3339::format(ends_at));
     }
     if let Some(description) = t.annotations.get("description") {
         let _ = writeln!(s, "<i>{}</i>", field(description, max));
