@@ -16,15 +16,20 @@ use serde::ser::SerializeSeq;
 pub fn format(t: DateTime<Utc>) -> String {
     match Text::of(t) {
         Some(text) => text.as_str().to_owned(),
-        None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => chrono_form(t),
     }
 }
 
 pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     match Text::of(*t) {
         Some(text) => s.serialize_str(text.as_str()),
-        None => s.serialize_str(&format(*t)),
+        None => s.serialize_str(&chrono_form(*t)),
     }
+}
+
+/// The years [`Text`] does not write.
+fn chrono_form(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 pub fn serialize_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -121,7 +126,7 @@ mod tests {
     use super::*;
     use chrono::{NaiveDate, TimeZone};
 
-    fn chrono_form(t: DateTime<Utc>) -> String {
+    fn chrono_serde(t: DateTime<Utc>) -> String {
         serde_json::to_value(t)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -146,7 +151,7 @@ mod tests {
             at(253_402_300_799_999, 0), // 9999-12-31T23:59:59.999Z
         ];
         for t in cases {
-            assert_eq!(format(t), chrono_form(t), "{t:?}");
+            assert_eq!(format(t), chrono_serde(t), "{t:?}");
             assert_eq!(format(t), t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
         }
     }
@@ -165,7 +170,7 @@ mod tests {
                 _ => (x >> 8) as u32 % 1_000_000,
             };
             let t = at(ms, nanos);
-            assert_eq!(format(t), chrono_form(t), "{t:?}");
+            assert_eq!(format(t), chrono_serde(t), "{t:?}");
         }
     }
 
@@ -176,12 +181,12 @@ mod tests {
             .unwrap()
             .and_utc();
         assert_eq!(format(leap), "2016-12-31T23:59:60.500Z");
-        assert_eq!(format(leap), chrono_form(leap));
+        assert_eq!(format(leap), chrono_serde(leap));
         let far = NaiveDate::from_ymd_opt(12_000, 1, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .unwrap()
             .and_utc();
-        assert_eq!(format(far), chrono_form(far));
+        assert_eq!(format(far), chrono_serde(far));
         assert!(format(far).starts_with("+12000-"));
     }
 

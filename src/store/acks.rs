@@ -207,9 +207,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(AlertTransition, StoredAck), AckError> {
         if let Some(end) = expires_at.filter(|end| *end <= now) {
-            return Err(AckError::ExpiresInPast(
-                end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            ));
+            return Err(AckError::ExpiresInPast(crate::rfc3339::format(end)));
         }
         let fp = fingerprint.0.clone();
         let feed = self.feed().clone();
