@@ -4,6 +4,7 @@
 //! notified, once. And a commit reported as failed that the database made all the same
 //! (its COMMIT's answer lost with the connection) has its notifications sent.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use chrono::Duration as Span;
 use serde_json::Value;
 
 use navixy_alerts::clock::ManualClock;
+use navixy_alerts::config::Config;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher, DispatcherHandle};
 use navixy_alerts::store::testing::{PgServer, shared_or_skip};
 use navixy_alerts::store::{self, Store, StoreError, Tx};
@@ -32,9 +34,27 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// One webhook channel `ops` on the receiver at `base`, every alert grouped by rule and
+/// flushed at once, on `storage`.
+fn ops_config(dir: &Path, base: &str, storage: &str) -> Config {
+    config(
+        dir,
+        &format!(
+            r#"
+channels:
+  ops: {{ type: webhook, url: "{base}/ops" }}
+routes:
+  - channels: [ops]
+notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
+storage: {storage}
+"#
+        ),
+    )
+}
+
 /// A dispatcher on `store` with `clock`, retrying fast, and its stop.
 async fn start(
-    cfg: &navixy_alerts::config::Config,
+    cfg: &Config,
     store: Store,
     clock: &ManualClock,
 ) -> (DispatcherHandle, tokio::sync::oneshot::Sender<()>) {
@@ -82,19 +102,10 @@ async fn a_flush_rolled_back_with_the_database_is_made_again_when_it_is_back() {
     let url = server.create_database();
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start().await;
-    let cfg = config(
+    let cfg = ops_config(
         dir.path(),
-        &format!(
-            r#"
-channels:
-  ops: {{ type: webhook, url: "{base}/ops" }}
-routes:
-  - channels: [ops]
-notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
-storage: {{ postgres: {{ url: "{url}" }} }}
-"#,
-            base = rx.base
-        ),
+        &rx.base,
+        &format!(r#"{{ postgres: {{ url: "{url}" }} }}"#),
     );
     let store = Store::open(&cfg).unwrap();
     let clock = ManualClock::new(t0());
@@ -180,20 +191,7 @@ storage: {{ postgres: {{ url: "{url}" }} }}
 async fn a_commit_reported_as_failed_but_made_has_its_notifications_sent() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start().await;
-    let cfg = config(
-        dir.path(),
-        &format!(
-            r#"
-channels:
-  ops: {{ type: webhook, url: "{base}/ops" }}
-routes:
-  - channels: [ops]
-notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
-storage: {{ path: alerts.db }}
-"#,
-            base = rx.base
-        ),
-    );
+    let cfg = ops_config(dir.path(), &rx.base, "{ path: alerts.db }");
     let store = Store::open(&cfg).unwrap();
     let refuse = Arc::new(AtomicBool::new(false));
     let refusing = refuse.clone();
