@@ -406,6 +406,50 @@ fn commits_leave_the_log_to_the_checkpointer() {
     );
 }
 
+#[test]
+fn the_log_starts_over_after_a_checkpoint_that_a_transaction_straddled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let store = Store::open_path(&path).unwrap();
+    let commit = |store: &Store, trackers: std::ops::Range<i64>| {
+        store
+            .call_blocking(move |db| {
+                let tx = db.write(Durability::Full)?;
+                for i in trackers {
+                    upsert_live_alert(&tx, &firing("speeding", i), t0())?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .unwrap();
+    };
+    // The log's salt (bytes 16..24 of its header) changes each time it starts over; read
+    // from the file, because a checkpoint to measure the log would start it over too.
+    let wal = path.with_extension("db-wal");
+    let salt = || std::fs::read(&wal).unwrap()[16..24].to_vec();
+    commit(&store, 0..200);
+    let before = salt();
+    // The checkpointer's pass copies the whole log while a transaction is open, as it
+    // nearly always is under load; that transaction then appends to the log.
+    let checkpointer = Connection::open(&path).unwrap();
+    let faults = store.faults.clone();
+    store
+        .call_blocking(move |db| {
+            let tx = db.write(Durability::Full)?;
+            upsert_live_alert(&tx, &firing("speeding", 500), t0())?;
+            checkpoint_pass(&checkpointer, &faults).unwrap();
+            tx.commit()?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(store.faults.log_copied.load(Ordering::Acquire));
+    assert_eq!(salt(), before, "the straddling commit appended to the log");
+    // The next commit starts the log over instead of appending to it forever.
+    commit(&store, 600..601);
+    assert_ne!(salt(), before, "the log did not start over");
+    assert!(!store.faults.log_copied.load(Ordering::Acquire));
+}
+
 async fn pending_alerts_are_kept_for_one_start(store: Store) {
     let pending = |rule: &str, tracker: i64, key: Option<&str>| PendingAlert {
         fingerprint: Fingerprint::new(rule, Some(tracker), key),
