@@ -306,28 +306,39 @@ pub fn expand_patterns(
 }
 
 /// Matches a file name against a pattern with `*` (any run) and `?` (one character).
+///
+/// Rules' label patterns (`trackers: [{ label: "Truck*" }]`) run it for every update of
+/// every tracker, so it walks both strings in place, a character at a time, and
+/// allocates nothing.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
+    let at = |s: &str, i: usize| s[i..].chars().next();
     let (mut pi, mut ni) = (0, 0);
     // Where the last `*` was and which name position it currently covers up to.
     let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
+    while let Some(c) = at(name, ni) {
+        match at(pattern, pi) {
+            Some(p) if p == '?' || p == c => {
+                pi += p.len_utf8();
+                ni += c.len_utf8();
+                continue;
+            }
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            _ => {}
         }
+        let Some((sp, sn)) = star else {
+            return false;
+        };
+        // The `*` covers one more character of the name; the rest is matched again.
+        let covered = sn + at(name, sn).map_or(1, char::len_utf8);
+        pi = sp + 1;
+        ni = covered;
+        star = Some((sp, covered));
     }
-    p[pi..].iter().all(|c| *c == '*')
+    pattern[pi..].chars().all(|c| c == '*')
 }
 
 fn place<T>(path: &Path, spanned: &serde_saphyr::Spanned<T>) -> Place {
@@ -1321,6 +1332,62 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("**.yaml", "x.yaml"));
         assert!(!glob_match("?", ""));
+        assert!(glob_match("Lkw-?*", "Lkw-Müller"));
+        assert!(glob_match("?ü?ler", "Müller"));
+        assert!(!glob_match("M?ller", "Mller"));
+        assert!(glob_match("Грузовик*", "Грузовик 7"));
+    }
+
+    /// The matcher as it was, over vectors of characters: the reference.
+    fn glob_reference(pattern: &str, name: &str) -> bool {
+        let p: Vec<char> = pattern.chars().collect();
+        let n: Vec<char> = name.chars().collect();
+        let (mut pi, mut ni) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ni < n.len() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+                pi += 1;
+                ni += 1;
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some((pi, ni));
+                pi += 1;
+            } else if let Some((sp, sn)) = star {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|c| *c == '*')
+    }
+
+    #[test]
+    fn globs_agree_with_the_reference_on_every_short_pattern_and_name() {
+        // Every pattern of up to 4 and name of up to 4 characters over an alphabet with
+        // the two wildcards and characters of 1, 2 and 3 bytes.
+        let alphabet = ['a', 'ü', '*', '?', '€'];
+        let strings = |max: usize| {
+            let mut all = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                all.extend(last.iter().cloned());
+            }
+            all
+        };
+        let (patterns, names) = (strings(4), strings(4));
+        let mut compared = 0;
+        for p in &patterns {
+            for n in &names {
+                assert_eq!(glob_match(p, n), glob_reference(p, n), "{p:?} on {n:?}");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 781 * 781);
     }
 
     #[test]
