@@ -797,15 +797,17 @@ enum Kind {
     Other,
 }
 
+/// Asks `is_*` before `as_*`: an `as_*` on a value of another type names that type for
+/// its error, and most operands were asked `as_bool` first.
 fn kind(d: &Dynamic) -> Kind {
     if d.is_unit() {
         Kind::Unit
-    } else if let Ok(b) = d.as_bool() {
-        Kind::Bool(b)
-    } else if let Ok(i) = d.as_int() {
-        Kind::Int(i)
-    } else if let Ok(f) = d.as_float() {
-        Kind::Float(f)
+    } else if d.is_bool() {
+        d.as_bool().map_or(Kind::Other, Kind::Bool)
+    } else if d.is_int() {
+        d.as_int().map_or(Kind::Other, Kind::Int)
+    } else if d.is_float() {
+        d.as_float().map_or(Kind::Other, Kind::Float)
     } else if d.is_string() {
         Kind::Str
     } else {
