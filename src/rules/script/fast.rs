@@ -724,18 +724,19 @@ fn eval(node: &Node, fr: &ScriptFrame<'_>) -> Result<Dynamic, Fallback> {
             let r = eval(r, fr)?;
             binary(*op, &l, &r)?
         }
-        Node::Call(helper, args) => {
-            // Helpers take at most four arguments: no allocation per call.
-            let mut values = [Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT];
-            let n = args.len();
-            if n > values.len() {
-                return Err(Fallback);
+        // Helpers take at most four arguments, evaluated left to right into an array of
+        // their number: no allocation, and no placeholder values to make and drop.
+        Node::Call(helper, args) => match &args[..] {
+            [] => call(*helper, &[], fr)?,
+            [a] => call(*helper, &[eval(a, fr)?], fr)?,
+            [a, b] => call(*helper, &[eval(a, fr)?, eval(b, fr)?], fr)?,
+            [a, b, c] => call(*helper, &[eval(a, fr)?, eval(b, fr)?, eval(c, fr)?], fr)?,
+            [a, b, c, d] => {
+                let values = [eval(a, fr)?, eval(b, fr)?, eval(c, fr)?, eval(d, fr)?];
+                call(*helper, &values, fr)?
             }
-            for (slot, a) in values.iter_mut().zip(args) {
-                *slot = eval(a, fr)?;
-            }
-            call(*helper, &values[..n], fr)?
-        }
+            _ => return Err(Fallback),
+        },
         Node::NearbyLen(radius) => match helpers::nearby_count(fr, &eval(radius, fr)?) {
             Ok(Some(n)) => Dynamic::from_int(n),
             // `().len()` and a bad radius are Rhai's errors to word.
