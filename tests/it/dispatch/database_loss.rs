@@ -4,7 +4,6 @@
 //! notified, once. And a commit reported as failed that the database made all the same
 //! (its COMMIT's answer lost with the connection) has its notifications sent.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use navixy_alerts::dispatch::{DispatchOptions, Dispatcher, DispatcherHandle};
 use navixy_alerts::store::testing::{PgServer, shared_or_skip};
 use navixy_alerts::store::{self, Store, StoreError, Tx};
 
-use super::support::{Receiver, config, eventually, firing, shutdown, t0};
+use super::support::{Receiver, eventually, firing, shutdown, t0, webhook_config};
 
 /// How many times the test submits a firing before it gives up on the database.
 const ATTEMPTS: usize = 600;
@@ -32,24 +31,6 @@ async fn connect(url: &str) -> tokio_postgres::Client {
         let _ = connection.await;
     });
     client
-}
-
-/// One webhook channel `ops` on the receiver at `base`, every alert grouped by rule and
-/// flushed at once, on `storage`.
-fn ops_config(dir: &Path, base: &str, storage: &str) -> Config {
-    config(
-        dir,
-        &format!(
-            r#"
-channels:
-  ops: {{ type: webhook, url: "{base}/ops" }}
-routes:
-  - channels: [ops]
-notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
-storage: {storage}
-"#
-        ),
-    )
 }
 
 /// A dispatcher on `store` with `clock`, retrying fast, and its stop.
@@ -102,9 +83,9 @@ async fn a_flush_rolled_back_with_the_database_is_made_again_when_it_is_back() {
     let url = server.create_database();
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start().await;
-    let cfg = ops_config(
+    let cfg = webhook_config(
         dir.path(),
-        &rx.base,
+        &format!("{}/ops", rx.base),
         &format!(r#"{{ postgres: {{ url: "{url}" }} }}"#),
     );
     let store = Store::open(&cfg).unwrap();
@@ -191,7 +172,11 @@ async fn a_flush_rolled_back_with_the_database_is_made_again_when_it_is_back() {
 async fn a_commit_reported_as_failed_but_made_has_its_notifications_sent() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start().await;
-    let cfg = ops_config(dir.path(), &rx.base, "{ path: alerts.db }");
+    let cfg = webhook_config(
+        dir.path(),
+        &format!("{}/ops", rx.base),
+        "{ path: alerts.db }",
+    );
     let store = Store::open(&cfg).unwrap();
     let refuse = Arc::new(AtomicBool::new(false));
     let refusing = refuse.clone();

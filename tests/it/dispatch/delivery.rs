@@ -16,7 +16,9 @@ use navixy_alerts::dispatch::channels::webhook;
 use navixy_alerts::dispatch::{DispatchOptions, Dispatcher};
 use navixy_alerts::store::{NewSilence, OutboxStatus, Outcome, SilenceMatcher, Store};
 
-use super::support::{Receiver, Reply, config, eventually, firing, resolved, shutdown, t0};
+use super::support::{
+    Receiver, Reply, config, eventually, firing, resolved, shutdown, t0, webhook_config,
+};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -311,19 +313,10 @@ storage: {{ path: ":memory:" }}
 async fn a_refused_group_holds_up_only_itself() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start().await;
-    let cfg = config(
+    let cfg = webhook_config(
         dir.path(),
-        &format!(
-            r#"
-channels:
-  ops: {{ type: webhook, url: "{base}/hook" }}
-routes:
-  - channels: [ops]
-notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
-storage: {{ path: ":memory:" }}
-"#,
-            base = rx.base
-        ),
+        &format!("{}/hook", rx.base),
+        r#"{ path: ":memory:" }"#,
     );
     // The receiver chokes on one rule's notifications only.
     rx.refuse_containing("/hook", "\"rule\":\"stuck\"");

@@ -192,6 +192,24 @@ pub fn config(dir: &Path, yaml: &str) -> Config {
     Config::from_yaml(&text, &dir.join("config.yaml"), |_| None).unwrap()
 }
 
+/// One webhook channel `ops` at `url` and one route to it, every alert grouped by rule
+/// and flushed at once, on `storage` (a `storage:` value in YAML).
+pub fn webhook_config(dir: &Path, url: &str, storage: &str) -> Config {
+    config(
+        dir,
+        &format!(
+            r#"
+channels:
+  ops: {{ type: webhook, url: "{url}" }}
+routes:
+  - channels: [ops]
+notify: {{ group_by: [rule], group_wait: 0s, group_interval: 1s }}
+storage: {storage}
+"#
+        ),
+    )
+}
+
 /// A shutdown signal for a dispatcher, and the future it takes.
 pub fn shutdown() -> (
     tokio::sync::oneshot::Sender<()>,
