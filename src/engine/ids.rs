@@ -2,10 +2,8 @@
 //! id; readings and iot events name the *tracker* id; `tracker/list` links the two and
 //! gives each tracker its label.
 
-use std::collections::HashMap;
-
 use crate::navixy::messages::TrackerInfo;
-use crate::navixy::messages::{SourceId, TrackerId, TrackerList};
+use crate::navixy::messages::{IdHashMap, SourceId, TrackerId, TrackerList};
 
 /// source_id -> tracker_id, from a `tracker/list` response.
 ///
@@ -15,7 +13,7 @@ use crate::navixy::messages::{SourceId, TrackerId, TrackerList};
 /// guess could land on another tracker; the event is counted as unmapped instead.
 #[derive(Debug, Clone, Default)]
 pub struct IdMap {
-    by_source: HashMap<SourceId, TrackerId>,
+    by_source: IdHashMap<SourceId, TrackerId>,
     /// A source id not in the map stands for itself even when the map is loaded.
     fallback: bool,
 }

@@ -20,6 +20,11 @@ pub type SourceId = i64;
 /// Not Navixy's; 0 for the `source:` shorthand, replay and rule tests.
 pub type SourceIx = u16;
 
+/// A map keyed by tracker (or source) id, looked up for every update: the ids are
+/// integers, hashed with foldhash (seeded per process) instead of the standard SipHash,
+/// which costs several times more per lookup.
+pub type IdHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The bit where a tracker key's source index starts: Navixy's tracker ids stay far below
 /// 2^48.
 const SOURCE_SHIFT: u32 = 48;

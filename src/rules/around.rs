@@ -8,7 +8,6 @@
 //! `nearby` sees the fleet as of the last tick, never a half-written shard, and finds
 //! its neighbours through an R-tree rather than by measuring the whole fleet.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -17,7 +16,7 @@ use rstar::{AABB, RTree};
 
 use crate::geofence::distance_m;
 use crate::navixy::context::SharedContext;
-use crate::navixy::messages::{SourceIx, TrackerId};
+use crate::navixy::messages::{IdHashMap, SourceIx, TrackerId};
 
 /// The Navixy context and positions one rule set reads.
 #[derive(Debug, Clone)]
@@ -78,13 +77,13 @@ pub struct Position {
 /// `nearby`, so that a fleet of thousands costs a lookup about what a handful do.
 #[derive(Debug, Default)]
 pub struct ShardPositions {
-    by_id: HashMap<TrackerId, (f64, f64)>,
+    by_id: IdHashMap<TrackerId, (f64, f64)>,
     /// Points are `[lng, lat]`, as in the zone index.
     tree: RTree<GeomWithData<[f64; 2], TrackerId>>,
 }
 
 impl ShardPositions {
-    fn new(latest: &HashMap<TrackerId, (f64, f64)>) -> ShardPositions {
+    fn new(latest: &IdHashMap<TrackerId, (f64, f64)>) -> ShardPositions {
         let points = latest
             .iter()
             .map(|(&id, &(lat, lng))| GeomWithData::new([lng, lat], id))
@@ -175,7 +174,7 @@ impl Positions {
 pub(crate) struct Publisher {
     positions: Arc<Positions>,
     slot: Arc<Slot>,
-    latest: HashMap<TrackerId, (f64, f64)>,
+    latest: IdHashMap<TrackerId, (f64, f64)>,
     published_at: Option<i64>,
 }
 
@@ -185,7 +184,7 @@ impl Publisher {
         Publisher {
             positions,
             slot,
-            latest: HashMap::new(),
+            latest: IdHashMap::default(),
             published_at: None,
         }
     }

@@ -22,7 +22,6 @@
 //! wait out its `for`, once per wait, for the history; a wait that ends without firing
 //! ends silently.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -39,7 +38,7 @@ use super::set::{Deps, Expression, Rule, RuleSet};
 use crate::alert::{AlertRecord, AlertStatus, AlertTransition, Fingerprint, PendingAlert};
 use crate::engine::ShardEvaluator;
 use crate::navixy::messages::TrackerInfo;
-use crate::navixy::messages::{SourceState, TrackerId};
+use crate::navixy::messages::{IdHashMap, SourceState, TrackerId};
 use crate::state::{Lifecycle, TrackerState};
 use crate::telemetry;
 
@@ -172,7 +171,7 @@ pub struct Evaluator {
     rules: Arc<RuleSet>,
     /// The shard's one scope: the context markers, `now`, and nothing else between runs.
     scope: Scope<'static>,
-    slots: HashMap<TrackerId, Slot>,
+    slots: IdHashMap<TrackerId, Slot>,
     /// Per rule: what its annotation templates read (the rest is not rendered).
     template_reads: Vec<TemplateReads>,
     /// The state fields any rule reads: only those are compared between updates.
@@ -230,7 +229,7 @@ impl Evaluator {
             .collect();
         Evaluator {
             scope: script::engine::eval_scope(),
-            slots: HashMap::new(),
+            slots: IdHashMap::default(),
             template_reads: rules
                 .rules
                 .iter()

@@ -14,16 +14,16 @@ use chrono_tz::Tz;
 
 use super::history::HistoryPolicy;
 use super::{Lifecycle, TrackerState, Update};
-use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
     AdditionalField, ConnectionStatus, Gps, IotTrackerValues, LifecycleKind, ReadingsItem,
     SourceState, TrackerId,
 };
+use crate::navixy::messages::{IdHashMap, TrackerInfo};
 
 /// The trackers of one shard. Owned by one worker; no locks.
 #[derive(Debug)]
 pub struct ShardCache {
-    trackers: HashMap<TrackerId, TrackerState>,
+    trackers: IdHashMap<TrackerId, TrackerState>,
     history: HistoryPolicy,
     tz: Tz,
 }
@@ -32,7 +32,7 @@ impl ShardCache {
     /// `tz` reads Navixy's offset-less times; `history` sizes the windows.
     pub fn new(history: HistoryPolicy, tz: Tz) -> Self {
         ShardCache {
-            trackers: HashMap::new(),
+            trackers: IdHashMap::default(),
             history,
             tz,
         }
@@ -116,7 +116,10 @@ impl ShardCache {
 }
 
 /// `key` is the tracker's [`crate::navixy::messages::tracker_key`].
-fn new_entry(trackers: &mut HashMap<TrackerId, TrackerState>, key: TrackerId) -> &mut TrackerState {
+fn new_entry(
+    trackers: &mut IdHashMap<TrackerId, TrackerState>,
+    key: TrackerId,
+) -> &mut TrackerState {
     trackers.entry(key).or_insert_with(|| {
         let (source, id) = crate::navixy::messages::key_parts(key);
         TrackerState {
