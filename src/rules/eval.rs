@@ -108,9 +108,35 @@ struct Slot {
     /// in the same millisecond (two flips in one frame) starts a millisecond later, so
     /// that each occurrence id (`fingerprint:starts_at`) stays its own.
     last_occurrence_ms: i64,
+    /// Which rules watch the tracker, by rule index, and the info that was asked with.
+    watched: Option<(Arc<TrackerInfo>, Box<[bool]>)>,
 }
 
 impl Slot {
+    /// Asks each rule's `trackers:` filter again when the tracker's info is not the one
+    /// it was last asked with. The answer depends only on the info (id and label), which
+    /// the cache replaces, never changes in place; holding the `Arc` keeps its address
+    /// from being reused for another info. So the filters run once per tracker, not once
+    /// per update.
+    fn refresh_watched(&mut self, rules: &[Rule], info: &Arc<TrackerInfo>) {
+        if self
+            .watched
+            .as_ref()
+            .is_some_and(|(asked, _)| Arc::ptr_eq(asked, info))
+        {
+            return;
+        }
+        let answers = rules.iter().map(|r| r.trackers.matches(info)).collect();
+        self.watched = Some((Arc::clone(info), answers));
+    }
+
+    /// Whether rule `index` watches the tracker, as of [`Slot::refresh_watched`].
+    fn watches(&self, index: usize) -> bool {
+        self.watched
+            .as_ref()
+            .is_some_and(|(_, answers)| answers.get(index).copied().unwrap_or(false))
+    }
+
     /// What changed since the last evaluation, as the dependencies it touches, and with
     /// [`Deps::STATE`] which of the `wanted` state fields. The cache bumps `version` once
     /// per update, so one step tells a state update (new state `Arc`), a tracker change
@@ -548,9 +574,10 @@ impl Evaluator {
             report_pending: *report_pending,
             out,
         };
+        slot.refresh_watched(&set.rules, &tracker.info);
         context::enter(&frame, || {
             for (index, rule) in set.rules.iter().enumerate() {
-                if !rule.trackers.matches(&tracker.info) {
+                if !slot.watches(index) {
                     continue;
                 }
                 let active = match &rule.schedule {

@@ -622,6 +622,43 @@ rules:
     assert_eq!(fired[0].value, Some(serde_json::json!(60)));
 }
 
+/// A rule's `trackers:` filter is asked once per tracker and asked again when the list
+/// gives the tracker another label, both ways.
+#[test]
+fn a_new_label_from_the_list_changes_which_rules_watch_the_tracker() {
+    let mut h = Harness::new(
+        r#"
+rules:
+  - name: trucks_speeding
+    trackers: [{ label: "Truck*" }]
+    when: state.gps.speed > 100
+"#,
+    );
+    let info = |id: i64, label: &str| crate::navixy::messages::TrackerInfo {
+        source: 0,
+        id,
+        source_id: None,
+        label: Some(label.into()),
+        group_id: None,
+        blocked: None,
+    };
+    let speed = |kmh: f64| serde_json::json!({"gps": {"speed": kmh}});
+    h.cache.set_info(info(1, "Van 1"));
+    h.state(1, 0, speed(120.0));
+    assert!(h.take().is_empty(), "a van is not watched");
+    h.cache.set_info(info(1, "Truck 1"));
+    h.state(1, 1, speed(120.0));
+    assert_eq!(
+        h.take(),
+        vec![(1, "trucks_speeding".into(), 1, AlertStatus::Firing)]
+    );
+    h.cache.set_info(info(2, "Truck 2"));
+    h.state(2, 2, speed(50.0));
+    h.cache.set_info(info(2, "Van 2"));
+    h.state(2, 3, speed(120.0));
+    assert!(h.take().is_empty(), "a truck renamed to a van is no longer watched");
+}
+
 /// What `check` says about unknown calls, and that a known helper counts as an input.
 #[test]
 fn unknown_functions_are_load_errors_and_helpers_are_inputs() {
