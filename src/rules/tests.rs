@@ -656,7 +656,10 @@ rules:
     h.state(2, 2, speed(50.0));
     h.cache.set_info(info(2, "Van 2"));
     h.state(2, 3, speed(120.0));
-    assert!(h.take().is_empty(), "a truck renamed to a van is no longer watched");
+    assert!(
+        h.take().is_empty(),
+        "a truck renamed to a van is no longer watched"
+    );
 }
 
 /// What `check` says about unknown calls, and that a known helper counts as an input.
