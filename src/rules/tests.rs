@@ -549,6 +549,18 @@ rules:
 
 /// `distance_km` reads the odometer counter's rise; `{label: "Reefer*"}` picks trackers by
 /// label; a rule that reads only `now` runs for a tracker known only from the list.
+/// A tracker of the first source as the list gives it: an id, a label, maybe blocked.
+fn labelled(id: i64, label: &str, blocked: Option<bool>) -> TrackerInfo {
+    TrackerInfo {
+        source: 0,
+        id,
+        source_id: None,
+        label: Some(label.into()),
+        group_id: None,
+        blocked,
+    }
+}
+
 #[test]
 fn distance_km_label_patterns_and_list_only_trackers() {
     let mut h = Harness::new(
@@ -569,14 +581,7 @@ rules:
         (3, "Reefer 3", Some(false)),
         (4, "Reefer 4", None),
     ] {
-        h.cache.set_info(crate::navixy::messages::TrackerInfo {
-            source: 0,
-            id,
-            source_id: None,
-            label: Some(label.into()),
-            group_id: None,
-            blocked,
-        });
+        h.cache.set_info(labelled(id, label, blocked));
     }
     // Tracker 3 is known only from the list: the clock rule still runs for it; tracker 4,
     // known by nothing but a label, is not evaluated.
@@ -634,14 +639,7 @@ rules:
     when: state.gps.speed > 100
 "#,
     );
-    let info = |id: i64, label: &str| crate::navixy::messages::TrackerInfo {
-        source: 0,
-        id,
-        source_id: None,
-        label: Some(label.into()),
-        group_id: None,
-        blocked: None,
-    };
+    let info = |id: i64, label: &str| labelled(id, label, None);
     let speed = |kmh: f64| serde_json::json!({"gps": {"speed": kmh}});
     h.cache.set_info(info(1, "Van 1"));
     h.state(1, 0, speed(120.0));
