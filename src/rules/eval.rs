@@ -114,10 +114,10 @@ struct Slot {
 
 impl Slot {
     /// Asks each rule's `trackers:` filter again when the tracker's info is not the one
-    /// it was last asked with. The answer depends only on the info (id and label), which
-    /// the cache replaces, never changes in place; holding the `Arc` keeps its address
-    /// from being reused for another info. So the filters run once per tracker, not once
-    /// per update.
+    /// it was last asked with. The answer depends only on the info's id and label, and
+    /// the cache gives a tracker another label only with a new info (`set_info`);
+    /// holding the `Arc` keeps its address from being reused for another info. So the
+    /// filters run once per tracker and label, not once per update.
     fn refresh_watched(&mut self, rules: &[Rule], info: &Arc<TrackerInfo>) {
         if self
             .watched
