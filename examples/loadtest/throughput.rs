@@ -252,6 +252,9 @@ struct Live {
     frames: u64,
     updates: u64,
     transitions: u64,
+    /// Of `transitions`, the waits inside a `for` that `run` reports for the history and
+    /// `replay` does not.
+    waits: u64,
     wall: Duration,
     cpu: Duration,
     peak_rss_kib: Option<u64>,
@@ -399,6 +402,7 @@ server: {{ listen: "{admin}" }}
         frames,
         updates: settled.updates,
         transitions: settled.transitions,
+        waits: settled.waits,
         wall: settled.done.saturating_duration_since(started),
         cpu,
         peak_rss_kib,
@@ -410,6 +414,8 @@ server: {{ listen: "{admin}" }}
 struct Settled {
     updates: u64,
     transitions: u64,
+    /// Transitions counted with `status="pending"`.
+    waits: u64,
     /// The last moment it was seen working.
     done: Instant,
 }
@@ -450,6 +456,11 @@ async fn settle(
             return Ok(Settled {
                 updates: metric_sum(&metrics, telemetry::UPDATES) as u64,
                 transitions,
+                waits: metric_sum_labelled(
+                    &metrics,
+                    telemetry::ALERT_TRANSITIONS,
+                    "status=\"pending\"",
+                ) as u64,
                 done,
             });
         }
@@ -483,10 +494,20 @@ async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
 
 /// The sum of every series of metric `name` in a Prometheus text page.
 fn metric_sum(page: &str, name: &str) -> f64 {
+    metric_sum_labelled(page, name, "")
+}
+
+/// [`metric_sum`] over the series whose labels contain `label` (`status="pending"`).
+fn metric_sum_labelled(page: &str, name: &str, label: &str) -> f64 {
     page.lines()
         .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            line.strip_prefix(name).is_some_and(|rest| {
+                (rest.starts_with('{') || rest.starts_with(' '))
+                    && rest
+                        .split(' ')
+                        .next()
+                        .is_some_and(|labels| labels.contains(label))
+            })
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -610,8 +631,9 @@ fn report(live: &Live, replay: &Replayed) {
     let _ = writeln!(
         out,
         "run:    {} updates in {} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
-         ({:.2} s per million updates); {} transitions; {} notifications received \
-         ({} firing, {} resolved alerts); peak RSS {}",
+         ({:.2} s per million updates); {} transitions ({} of them waits inside a `for`, \
+         which replay does not report); {} notifications received ({} firing, {} resolved \
+         alerts); peak RSS {}",
         live.updates,
         live.frames,
         live.wall.as_secs_f64(),
@@ -619,6 +641,7 @@ fn report(live: &Live, replay: &Replayed) {
         live.cpu.as_secs_f64(),
         per_million(live.cpu, live.updates),
         live.transitions,
+        live.waits,
         received.total(),
         received.firing.load(Ordering::Relaxed),
         received.resolved.load(Ordering::Relaxed),
@@ -645,18 +668,21 @@ fn report(live: &Live, replay: &Replayed) {
         "run / replay: {:.2}x CPU per update",
         per_million(live.cpu, live.updates) / per_million(replay.cpu, updates).max(1e-9)
     );
+    let decided = live.transitions.saturating_sub(live.waits);
     if let Some(replayed) = replay.transitions
-        && replayed != live.transitions
+        && replayed != decided
     {
-        // `run` ticks its rules on the wall clock, `replay` on the recording's: in a
-        // recording older than a few minutes, rules that wait ("parked for an hour")
-        // fire in `run` at once.
+        // `run` ticks its rules on the wall clock, `replay` on the recording's, and the
+        // recording's minutes pass in seconds: rules that read the clock ("no data for
+        // 30 minutes", "parked for an hour") answer differently, and more so in an older
+        // recording.
         let _ = writeln!(
             out,
-            "warning: run made {} transitions and replay {replayed}: not the same work. An \
-             older recording makes `run` fire waiting rules that `replay` does not; run \
-             without a FLEET to make a fresh one.",
-            live.transitions
+            "warning: run made {decided} transitions besides its waits and replay \
+             {replayed}: not the same work. `run` reads its rules' clock from the wall and \
+             `replay` from the recording, whose minutes pass here in seconds, so rules \
+             that read the clock answer differently; a FLEET recorded long ago widens \
+             the gap (without one, a fresh fleet is made)."
         );
     }
     print!("{out}");
