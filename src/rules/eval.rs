@@ -108,33 +108,26 @@ struct Slot {
     /// in the same millisecond (two flips in one frame) starts a millisecond later, so
     /// that each occurrence id (`fingerprint:starts_at`) stays its own.
     last_occurrence_ms: i64,
-    /// Which rules watch the tracker, by rule index, and the info that was asked with.
-    watched: Option<(Arc<TrackerInfo>, Box<[bool]>)>,
+    /// Which rules watch the tracker (their `trackers:` filter), by rule index, as of
+    /// the tracker's info when [`Slot::observe`] last saw it change.
+    watched: Box<[bool]>,
 }
 
 impl Slot {
-    /// Asks each rule's `trackers:` filter again when the tracker's info is not the one
-    /// it was last asked with. The answer depends only on the info's id and label, and
-    /// the cache gives a tracker another label only with a new info (`set_info`);
-    /// holding the `Arc` keeps its address from being reused for another info. So the
-    /// filters run once per tracker and label, not once per update.
-    fn refresh_watched(&mut self, rules: &[Rule], info: &Arc<TrackerInfo>) {
-        if self
-            .watched
-            .as_ref()
-            .is_some_and(|(asked, _)| Arc::ptr_eq(asked, info))
-        {
-            return;
+    /// Asks each rule's `trackers:` filter again when `changes` (from [`Slot::observe`])
+    /// say the tracker changed. The answer depends only on the info's id and label, and
+    /// the cache gives a tracker another label only with a new info (`set_info`), which
+    /// `observe` tells by the `Arc` it keeps. So the filters run once per tracker and
+    /// label, not once per update.
+    fn refresh_watched(&mut self, changes: Deps, rules: &[Rule], info: &TrackerInfo) {
+        if changes.contains(Deps::TRACKER) {
+            self.watched = rules.iter().map(|r| r.trackers.matches(info)).collect();
         }
-        let answers = rules.iter().map(|r| r.trackers.matches(info)).collect();
-        self.watched = Some((Arc::clone(info), answers));
     }
 
     /// Whether rule `index` watches the tracker, as of [`Slot::refresh_watched`].
     fn watches(&self, index: usize) -> bool {
-        self.watched
-            .as_ref()
-            .is_some_and(|(_, answers)| answers.get(index).copied().unwrap_or(false))
+        self.watched.get(index).copied().unwrap_or(false)
     }
 
     /// What changed since the last evaluation, as the dependencies it touches, and with
@@ -574,7 +567,7 @@ impl Evaluator {
             report_pending: *report_pending,
             out,
         };
-        slot.refresh_watched(&set.rules, &tracker.info);
+        slot.refresh_watched(changes, &set.rules, &tracker.info);
         context::enter(&frame, || {
             for (index, rule) in set.rules.iter().enumerate() {
                 if !slot.watches(index) {
