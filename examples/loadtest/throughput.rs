@@ -11,6 +11,10 @@
 //! `replay` runs the same config, recording and tracker list as a child, measured by
 //! `wait4`'s rusage.
 //!
+//! With `--node-red`, the same recording is then served the same way to a Node-RED flow
+//! doing the two default rules by hand (`node_red.rs`), for the SPEC's comparison with a
+//! hand-rolled flow.
+//!
 //! Without a recording, `gen_fleet` (next to this example) writes one whose last round is
 //! about now: `run` reads the engine clock from the wall, and data a month old would be
 //! stale there (no notifications) and old for every rule reading `since`.
@@ -36,6 +40,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use navixy_alerts::source::replay::Recording;
 use navixy_alerts::telemetry;
+
+#[path = "node_red.rs"]
+mod node_red;
 
 use super::{
     ConnectionSink, DaemonProcess, SECRET, accept_loop, daemon_binary, process_cpu, start_rest,
@@ -74,10 +81,15 @@ pub struct ThroughputArgs {
     /// Seconds the whole live run (connect, stream, settle) and the replay may each take.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
-    /// The daemon's database: a file (default `throughput.db` in `--dir`) or a
-    /// `postgres://` URL (an empty database).
+    /// The daemon's database: a file (default `throughput.db` in `--dir`, made anew for
+    /// each run) or a `postgres://` URL (an empty database).
     #[arg(long)]
     storage: Option<String>,
+    /// A Node-RED launcher (`node_modules/.bin/node-red`, version 4): also run the same
+    /// recording through `examples/loadtest/node-red/flows.json`, the two default rules
+    /// written by hand, and report its CPU next to `run`'s.
+    #[arg(long, conflicts_with = "rules")]
+    node_red: Option<PathBuf>,
 }
 
 /// The run: the live path, then `replay`, then the ratio.
@@ -116,19 +128,50 @@ pub fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let storage = args
-        .storage
-        .clone()
-        .unwrap_or_else(|| dir.join("throughput.db").display().to_string());
+    let storage = match &args.storage {
+        Some(storage) => storage.clone(),
+        None => {
+            // A database left by an earlier run in the same `--dir` holds its alerts as
+            // firing: the repeats would not be notified, and the figures not comparable.
+            let db = dir.join("throughput.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", db.display()));
+                if file.exists() {
+                    std::fs::remove_file(&file)
+                        .with_context(|| format!("{}: cannot remove", file.display()))?;
+                }
+            }
+            db.display().to_string()
+        }
+    };
+    let timeout = Duration::from_secs(args.timeout);
     let live = runtime.block_on(async {
-        let timeout = Duration::from_secs(args.timeout);
         tokio::time::timeout(
             timeout,
-            live(&bin, &dir, &fleet, list, ids, &rules, first_at, &storage),
+            live(
+                &bin,
+                &dir,
+                &fleet,
+                list.clone(),
+                ids.clone(),
+                &rules,
+                first_at,
+                &storage,
+            ),
         )
         .await
         .unwrap_or_else(|_| bail!("the live run took longer than --timeout {timeout:?}"))
     })?;
+    let flowed = match &args.node_red {
+        Some(node_red) => Some(runtime.block_on(async {
+            tokio::time::timeout(timeout, node_red::flow(node_red, &dir, &fleet, list, ids))
+                .await
+                .unwrap_or_else(|_| {
+                    bail!("the Node-RED run took longer than --timeout {timeout:?}")
+                })
+        })?),
+        None => None,
+    };
     drop(runtime);
 
     let replay = replay(
@@ -139,7 +182,7 @@ pub fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         &list_path,
         Duration::from_secs(args.timeout),
     )?;
-    report(&live, &replay);
+    report(&live, &replay, flowed.as_ref());
     if args.dir.is_some() {
         eprintln!("kept: {}", dir.display());
     }
@@ -337,6 +380,40 @@ server: {{ listen: "{admin}" }}
         conn_tx,
         connections.clone(),
     ));
+    let (frames, started) = serve_fleet(&mut conn_rx, fleet, "the daemon", &log_path).await?;
+
+    let settled = settle(admin, pid, frames, &received).await?;
+    let cpu = process_cpu(pid).context("cannot read the daemon's CPU time")?;
+    let peak_rss_kib = peak_rss_kib(pid);
+    let connections = connections.load(Ordering::Relaxed);
+    daemon.stop();
+    if connections != 1 {
+        bail!(
+            "the daemon connected {connections} times: a reconnect re-reads the stream, the figures do not hold"
+        );
+    }
+    Ok(Live {
+        config: config_path,
+        frames,
+        updates: settled.updates,
+        transitions: settled.transitions,
+        waits: settled.waits,
+        wall: settled.done.saturating_duration_since(started),
+        cpu,
+        peak_rss_kib,
+        received,
+    })
+}
+
+/// Waits (30 s at most) for the client to subscribe, then sends it every frame of `fleet`
+/// as fast as it reads them: the socket's backpressure is the only pacing. Returns the
+/// frames sent and when the first was.
+async fn serve_fleet(
+    conn_rx: &mut watch::Receiver<Option<ConnectionSink>>,
+    fleet: &Path,
+    client: &str,
+    log_path: &Path,
+) -> anyhow::Result<(u64, Instant)> {
     let waited =
         tokio::time::timeout(Duration::from_secs(30), conn_rx.wait_for(|c| c.is_some())).await;
     let sink = match waited {
@@ -345,8 +422,8 @@ server: {{ listen: "{admin}" }}
     };
     let Some(sink) = sink else {
         bail!(
-            "the daemon did not subscribe within 30 s; its log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
+            "{client} did not subscribe within 30 s; its log:\n{}",
+            std::fs::read_to_string(log_path).unwrap_or_default()
         );
     };
 
@@ -371,7 +448,7 @@ server: {{ listen: "{admin}" }}
     while let Some(text) = rx.recv().await {
         if sink.lock().await.send(Message::text(text)).await.is_err() {
             bail!(
-                "the daemon closed the WebSocket after {frames} frames; its log: {}",
+                "{client} closed the WebSocket after {frames} frames; its log: {}",
                 log_path.display()
             );
         }
@@ -381,33 +458,11 @@ server: {{ listen: "{admin}" }}
         Ok(read) => read.with_context(|| format!("{}: cannot read", fleet.display()))?,
         Err(_) => bail!("the recording's reader thread panicked"),
     }
-    let sent = started.elapsed();
     eprintln!(
-        "sent {frames} frames in {:.1} s; waiting for the daemon",
-        sent.as_secs_f64()
+        "sent {frames} frames in {:.1} s; waiting for {client}",
+        started.elapsed().as_secs_f64()
     );
-
-    let settled = settle(admin, pid, frames, &received).await?;
-    let cpu = process_cpu(pid).context("cannot read the daemon's CPU time")?;
-    let peak_rss_kib = peak_rss_kib(pid);
-    let connections = connections.load(Ordering::Relaxed);
-    daemon.stop();
-    if connections != 1 {
-        bail!(
-            "the daemon connected {connections} times: a reconnect re-reads the stream, the figures do not hold"
-        );
-    }
-    Ok(Live {
-        config: config_path,
-        frames,
-        updates: settled.updates,
-        transitions: settled.transitions,
-        waits: settled.waits,
-        wall: settled.done.saturating_duration_since(started),
-        cpu,
-        peak_rss_kib,
-        received,
-    })
+    Ok((frames, started))
 }
 
 /// The daemon's counters once it is done.
@@ -623,7 +678,7 @@ fn replay(
 // ---------------------------------------------------------------------------------------
 // the report
 
-fn report(live: &Live, replay: &Replayed) {
+fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
     let per_million = |cpu: Duration, updates: u64| cpu.as_secs_f64() * 1e6 / updates.max(1) as f64;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let received = &live.received;
@@ -668,6 +723,32 @@ fn report(live: &Live, replay: &Replayed) {
         "run / replay: {:.2}x CPU per update",
         per_million(live.cpu, live.updates) / per_million(replay.cpu, updates).max(1e-9)
     );
+    if let Some(flowed) = flowed {
+        let received = &flowed.received;
+        let _ = writeln!(
+            out,
+            "node-red: {} updates in {} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
+             ({:.2} s per million updates); {} webhook requests ({} firing, {} resolved); \
+             peak RSS {}",
+            live.updates,
+            flowed.frames,
+            flowed.wall.as_secs_f64(),
+            live.updates as f64 / flowed.wall.as_secs_f64().max(1e-9),
+            flowed.cpu.as_secs_f64(),
+            per_million(flowed.cpu, live.updates),
+            received.total(),
+            received.firing.load(Ordering::Relaxed),
+            received.resolved.load(Ordering::Relaxed),
+            flowed
+                .peak_rss_kib
+                .map_or("unknown".into(), |k| format!("{:.0} MiB", mib(k))),
+        );
+        let _ = writeln!(
+            out,
+            "node-red / run: {:.2}x CPU",
+            flowed.cpu.as_secs_f64() / live.cpu.as_secs_f64().max(1e-9)
+        );
+    }
     let decided = live.transitions.saturating_sub(live.waits);
     if let Some(replayed) = replay.transitions
         && replayed != decided
