@@ -18,7 +18,8 @@
 
 pub mod claimed;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -374,6 +375,92 @@ struct Lane {
     in_flight: Option<String>,
 }
 
+/// The lanes of one channel, and which of them have a head to try: those due now in a
+/// queue, the others by due time. Starting the next head or finding the next wake-up
+/// costs the same with ten lanes as with ten thousand (a burst of alerts on a slow
+/// receiver makes thousands), where a scan of every lane on every wake made the sender
+/// quadratic.
+///
+/// The queue and the timers are hints: a lane is checked again when it comes out of them
+/// (it may be gone, in flight, or due later by now), so a lane may be listed twice.
+#[derive(Default)]
+struct Lanes {
+    by_group: HashMap<Arc<str>, Lane>,
+    ready: VecDeque<Arc<str>>,
+    timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
+}
+
+impl Lanes {
+    /// Lists `key` for its next head: in the queue when due by `now`, else by its due time.
+    fn schedule(&mut self, key: Arc<str>, now: Instant) {
+        let Some(lane) = self.by_group.get(&key) else {
+            return;
+        };
+        if lane.due <= now {
+            self.ready.push_back(key);
+        } else {
+            self.timers.push(Reverse((lane.due, key)));
+        }
+    }
+
+    /// The next lane whose head may be tried at `now`, its head taken out and marked in
+    /// flight.
+    fn next_head(&mut self, now: Instant) -> Option<(Arc<str>, Delivery)> {
+        while let Some(Reverse((due, _))) = self.timers.peek()
+            && *due <= now
+        {
+            if let Some(Reverse((_, key))) = self.timers.pop() {
+                self.ready.push_back(key);
+            }
+        }
+        while let Some(key) = self.ready.pop_front() {
+            let Some(lane) = self.by_group.get_mut(&key) else {
+                continue;
+            };
+            if lane.in_flight.is_some() {
+                continue;
+            }
+            if lane.due > now {
+                self.timers.push(Reverse((lane.due, key)));
+                continue;
+            }
+            let Some(head) = lane.queue.pop_front() else {
+                continue;
+            };
+            lane.in_flight = Some(head.notification.id.clone());
+            return Some((key, head));
+        }
+        None
+    }
+
+    /// When the earliest lane waiting for its due time is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((due, _))| *due)
+    }
+
+    /// The attempt of `key`'s head is over: put back for a retry after `retry`, or done.
+    fn finished(&mut self, key: Arc<str>, head: Delivery, retry: Option<Duration>) {
+        let now = Instant::now();
+        let Some(lane) = self.by_group.get_mut(&key) else {
+            return;
+        };
+        lane.in_flight = None;
+        if let Some(delay) = retry {
+            lane.due = now + delay;
+            lane.queue.push_front(head);
+        }
+        if lane.queue.is_empty() {
+            self.by_group.remove(&key);
+        } else {
+            self.schedule(key, now);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_group.is_empty()
+    }
+}
+
 enum Wake {
     Done(Arc<str>, Delivery, Option<Duration>),
     New(Option<Delivery>),
@@ -408,7 +495,7 @@ impl Sender {
         let this = Arc::new(self);
         let outcomes = Outcomes::start(this.store.clone());
         let counters = Counters::new(&this.name);
-        let mut lanes: HashMap<Arc<str>, Lane> = HashMap::new();
+        let mut lanes = Lanes::default();
         let mut in_flight = tokio::task::JoinSet::new();
         let mut rx_open = true;
         let mut retries_open = true;
@@ -422,30 +509,17 @@ impl Sender {
                 break;
             }
             // Start every due head, within the in-flight bound.
-            for (key, lane) in lanes.iter_mut() {
-                if in_flight.len() >= MAX_IN_FLIGHT {
-                    break;
-                }
-                if lane.in_flight.is_some() || lane.due > now {
-                    continue;
-                }
-                let Some(mut head) = lane.queue.pop_front() else {
-                    continue;
-                };
-                lane.in_flight = Some(head.notification.id.clone());
-                let (this, key) = (this.clone(), key.clone());
+            while in_flight.len() < MAX_IN_FLIGHT
+                && let Some((key, mut head)) = lanes.next_head(now)
+            {
+                let this = this.clone();
                 let (outcomes, counters) = (outcomes.clone(), counters.clone());
                 in_flight.spawn(async move {
                     let retry = this.attempt(&mut head, &outcomes, &counters).await;
                     (key, head, retry)
                 });
             }
-            let next_due = lanes
-                .values()
-                .filter(|l| l.in_flight.is_none() && !l.queue.is_empty())
-                .map(|l| l.due)
-                .min()
-                .filter(|_| in_flight.len() < MAX_IN_FLIGHT);
+            let next_due = lanes.next_due().filter(|_| in_flight.len() < MAX_IN_FLIGHT);
             let wake = tokio::select! {
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
                     Ok((key, d, retry)) => Wake::Done(key, d, retry),
@@ -462,19 +536,7 @@ impl Sender {
                 _ = tokio::time::sleep_until(drain_until.unwrap_or(now)), if drain_until.is_some() => Wake::Due,
             };
             match wake {
-                Wake::Done(key, d, retry) => {
-                    let empty = lanes.get_mut(&key).is_some_and(|lane| {
-                        lane.in_flight = None;
-                        if let Some(delay) = retry {
-                            lane.due = Instant::now() + delay;
-                            lane.queue.push_front(d);
-                        }
-                        lane.queue.is_empty()
-                    });
-                    if empty {
-                        lanes.remove(&key);
-                    }
-                }
+                Wake::Done(key, d, retry) => lanes.finished(key, d, retry),
                 Wake::New(Some(d)) => this.enqueue(&mut lanes, d),
                 Wake::New(None) => rx_open = false,
                 Wake::Retry(Some(r)) => {
@@ -489,6 +551,7 @@ impl Sender {
         // Attempts still in flight are abandoned when `in_flight` drops; their rows stay
         // pending and go out after the next start (the receiver may see the id twice).
         let left: usize = lanes
+            .by_group
             .values()
             .map(|l| l.queue.len() + usize::from(l.in_flight.is_some()))
             .sum();
@@ -501,18 +564,27 @@ impl Sender {
         }
     }
 
-    /// Queues a delivery in its group's lane, due at its stored next attempt time.
-    fn enqueue(&self, lanes: &mut HashMap<Arc<str>, Lane>, d: Delivery) {
+    /// Queues a delivery in its group's lane; a new lane is due at the delivery's stored
+    /// next attempt time.
+    fn enqueue(&self, lanes: &mut Lanes, d: Delivery) {
         let wait = (d.next_attempt_at - self.clock.now())
             .to_std()
             .unwrap_or(Duration::ZERO);
         let key: Arc<str> = Arc::from(d.notification.group_key.as_str());
-        let lane = lanes.entry(key).or_insert_with(|| Lane {
-            queue: VecDeque::new(),
-            due: Instant::now() + wait,
-            in_flight: None,
+        let now = Instant::now();
+        let mut new = false;
+        let lane = lanes.by_group.entry(key.clone()).or_insert_with(|| {
+            new = true;
+            Lane {
+                queue: VecDeque::new(),
+                due: now + wait,
+                in_flight: None,
+            }
         });
         lane.queue.push_back(d);
+        if new {
+            lanes.schedule(key, now);
+        }
     }
 
     /// An admin's "retry now": what waits in a lane is due at once; what failed goes
@@ -522,17 +594,14 @@ impl Sender {
     ///
     /// A requeued notification keeps its `created_at`: past `notify.retry_for` it gets
     /// this one attempt, and fails again if the receiver still refuses it.
-    async fn retry_now(
-        &self,
-        lanes: &mut HashMap<Arc<str>, Lane>,
-        target: &RetryTarget,
-    ) -> Result<Retried, String> {
+    async fn retry_now(&self, lanes: &mut Lanes, target: &RetryTarget) -> Result<Retried, String> {
         let mut retried = Retried {
             channel: self.name.to_string(),
             ..Retried::default()
         };
         let now = Instant::now();
-        for lane in lanes.values_mut() {
+        let mut sooner = Vec::new();
+        for (key, lane) in lanes.by_group.iter_mut() {
             if let Some(id) = &lane.in_flight
                 && target.covers(id)
             {
@@ -547,7 +616,11 @@ impl Sender {
             if !waiting.is_empty() {
                 lane.due = lane.due.min(now);
                 retried.due.extend(waiting);
+                sooner.push(key.clone());
             }
+        }
+        for key in sooner {
+            lanes.schedule(key, now);
         }
         let found = !(retried.due.is_empty() && retried.in_flight.is_empty());
         if found && matches!(target, RetryTarget::Notification(_)) {
@@ -590,9 +663,10 @@ impl Sender {
                     tracing::info!(channel = %self.name, id = %id, attempts = row.attempts, "A failed notification is queued again (retry now).");
                     let key: Arc<str> = Arc::from(row.group_key.as_str());
                     self.enqueue(lanes, d);
-                    if let Some(lane) = lanes.get_mut(&key) {
+                    if let Some(lane) = lanes.by_group.get_mut(&key) {
                         lane.due = lane.due.min(now);
                     }
+                    lanes.schedule(key, now);
                     retried.requeued.push(id);
                 }
                 Some((false, row)) if row.status == store::OutboxStatus::Sent => {
@@ -706,6 +780,85 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn delivery(group: &str, id: &str) -> Delivery {
+        let notification: Notification = serde_json::from_value(serde_json::json!({
+            "id": id, "receiver": "hook", "group_key": group, "group_labels": {},
+            "status": "firing", "reason": "new alerts",
+            "created_at": "2026-01-01T00:00:00Z", "alerts": []
+        }))
+        .expect("a notification");
+        Delivery {
+            seq: 0,
+            notification: Arc::new(notification),
+            attempts: 0,
+            next_attempt_at: Utc::now(),
+        }
+    }
+
+    fn lane(due: Instant, ids: &[(&str, &str)]) -> Lane {
+        Lane {
+            queue: ids.iter().map(|(g, id)| delivery(g, id)).collect(),
+            due,
+            in_flight: None,
+        }
+    }
+
+    fn add(lanes: &mut Lanes, group: &str, due: Instant, ids: &[&str], now: Instant) {
+        let ids: Vec<(&str, &str)> = ids.iter().map(|id| (group, *id)).collect();
+        lanes.by_group.insert(Arc::from(group), lane(due, &ids));
+        lanes.schedule(Arc::from(group), now);
+    }
+
+    fn id(next: Option<(Arc<str>, Delivery)>) -> Option<String> {
+        next.map(|(_, d)| d.notification.id.clone())
+    }
+
+    /// One head per lane at a time, lanes in the order they became ready; a lane's next
+    /// head only once its attempt is over; an emptied lane is gone.
+    #[tokio::test(start_paused = true)]
+    async fn lanes_give_one_head_at_a_time_in_order() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        add(&mut lanes, "a", now, &["a1", "a2"], now);
+        add(&mut lanes, "b", now, &["b1"], now);
+        let (key, a1) = lanes.next_head(now).expect("a's head");
+        assert_eq!(a1.notification.id, "a1");
+        assert_eq!(id(lanes.next_head(now)), Some("b1".into()));
+        // `a` is in flight and `b` is empty: nothing more until an attempt ends.
+        assert_eq!(id(lanes.next_head(now)), None);
+        lanes.schedule(key.clone(), now); // a duplicate hint is harmless
+        assert_eq!(id(lanes.next_head(now)), None);
+        lanes.finished(key, a1, None);
+        assert_eq!(id(lanes.next_head(now)), Some("a2".into()));
+        lanes.finished(Arc::from("b"), delivery("b", "b1"), None);
+        assert!(lanes.by_group.get("b").is_none());
+        assert!(!lanes.is_empty());
+        lanes.finished(Arc::from("a"), delivery("a", "a2"), None);
+        assert!(lanes.is_empty());
+    }
+
+    /// A lane due later, or a head put back for a retry, waits for its time and says
+    /// when that is.
+    #[tokio::test(start_paused = true)]
+    async fn lanes_wait_for_their_due_time() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(30);
+        let mut lanes = Lanes::default();
+        add(&mut lanes, "late", later, &["l1"], now);
+        add(&mut lanes, "now", now, &["n1"], now);
+        assert_eq!(lanes.next_due(), Some(later));
+        let (key, n1) = lanes.next_head(now).expect("the due lane");
+        assert_eq!(n1.notification.id, "n1");
+        assert_eq!(id(lanes.next_head(now)), None);
+        lanes.finished(key, n1, Some(Duration::from_secs(10)));
+        let retry_at = Instant::now() + Duration::from_secs(10);
+        assert_eq!(lanes.next_due(), Some(retry_at));
+        assert_eq!(id(lanes.next_head(now + Duration::from_secs(9))), None);
+        assert_eq!(id(lanes.next_head(retry_at)), Some("n1".into()));
+        assert_eq!(id(lanes.next_head(later)), Some("l1".into()));
+        assert_eq!(id(lanes.next_head(later)), None);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_in_the_upper_half_and_caps() {
