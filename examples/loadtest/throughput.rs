@@ -678,36 +678,48 @@ fn replay(
 // ---------------------------------------------------------------------------------------
 // the report
 
+/// `N updates in F frames; wall W s (U updates/s); CPU C s (P s per million updates)`.
+fn figures(updates: u64, frames: u64, wall: Duration, cpu: Duration) -> String {
+    format!(
+        "{updates} updates in {frames} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
+         ({:.2} s per million updates)",
+        wall.as_secs_f64(),
+        updates as f64 / wall.as_secs_f64().max(1e-9),
+        cpu.as_secs_f64(),
+        per_million(cpu, updates),
+    )
+}
+
+fn per_million(cpu: Duration, updates: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / updates.max(1) as f64
+}
+
+fn rss(kib: Option<u64>) -> String {
+    kib.map_or("unknown".into(), |k| {
+        format!("{:.0} MiB", k as f64 / 1024.0)
+    })
+}
+
 fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
-    let per_million = |cpu: Duration, updates: u64| cpu.as_secs_f64() * 1e6 / updates.max(1) as f64;
-    let mib = |kib: u64| kib as f64 / 1024.0;
     let received = &live.received;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "run:    {} updates in {} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
-         ({:.2} s per million updates); {} transitions ({} of them waits inside a `for`, \
-         which replay does not report); {} notifications received ({} firing, {} resolved \
-         alerts); peak RSS {}",
-        live.updates,
-        live.frames,
-        live.wall.as_secs_f64(),
-        live.updates as f64 / live.wall.as_secs_f64().max(1e-9),
-        live.cpu.as_secs_f64(),
-        per_million(live.cpu, live.updates),
+        "run:    {}; {} transitions ({} of them waits inside a `for`, which replay does not \
+         report); {} notifications received ({} firing, {} resolved alerts); peak RSS {}",
+        figures(live.updates, live.frames, live.wall, live.cpu),
         live.transitions,
         live.waits,
         received.total(),
         received.firing.load(Ordering::Relaxed),
         received.resolved.load(Ordering::Relaxed),
-        live.peak_rss_kib
-            .map_or("unknown".into(), |k| format!("{:.0} MiB", mib(k))),
+        rss(live.peak_rss_kib),
     );
     let updates = replay.updates.unwrap_or(live.updates);
     let _ = writeln!(
         out,
         "replay: {} updates; wall {:.2} s ({:.0} updates/s); CPU {:.2} s ({:.2} s per million \
-         updates); {} transitions; peak RSS {:.0} MiB",
+         updates); {} transitions; peak RSS {}",
         updates,
         replay.wall.as_secs_f64(),
         updates as f64 / replay.wall.as_secs_f64().max(1e-9),
@@ -716,7 +728,7 @@ fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
         replay
             .transitions
             .map_or("unknown".into(), |t| t.to_string()),
-        mib(replay.peak_rss_kib),
+        rss(Some(replay.peak_rss_kib)),
     );
     let _ = writeln!(
         out,
@@ -727,21 +739,12 @@ fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
         let received = &flowed.received;
         let _ = writeln!(
             out,
-            "node-red: {} updates in {} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
-             ({:.2} s per million updates); {} webhook requests ({} firing, {} resolved); \
-             peak RSS {}",
-            live.updates,
-            flowed.frames,
-            flowed.wall.as_secs_f64(),
-            live.updates as f64 / flowed.wall.as_secs_f64().max(1e-9),
-            flowed.cpu.as_secs_f64(),
-            per_million(flowed.cpu, live.updates),
+            "node-red: {}; {} webhook requests ({} firing, {} resolved); peak RSS {}",
+            figures(live.updates, flowed.frames, flowed.wall, flowed.cpu),
             received.total(),
             received.firing.load(Ordering::Relaxed),
             received.resolved.load(Ordering::Relaxed),
-            flowed
-                .peak_rss_kib
-                .map_or("unknown".into(), |k| format!("{:.0} MiB", mib(k))),
+            rss(flowed.peak_rss_kib),
         );
         let _ = writeln!(
             out,
