@@ -5,17 +5,18 @@
 //! (`/proc/PID/stat` of the Node-RED process once it has gone quiet).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use super::super::{ConnectionSink, DaemonProcess, accept_loop, process_cpu, start_rest};
-use super::{IDLE_CPU, QUIET, Received, peak_rss_kib, serve_fleet, start_counter};
+use super::super::{process_cpu, start_rest};
+use super::{
+    IDLE_CPU, QUIET, Received, peak_rss_kib, serve_fleet, serve_navixy, start_counter, start_logged,
+};
 
 /// The flow's figures.
 pub(super) struct Flowed {
@@ -51,8 +52,8 @@ pub(super) async fn flow(
             .with_context(|| format!("{}: cannot copy", flow_dir.join(file).display()))?;
     }
     let log_path = dir.join("node-red.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut process = DaemonProcess(
+    let mut process = start_logged(
+        "node-red",
         Command::new(node_red)
             .arg("--settings")
             .arg(user_dir.join("settings.js"))
@@ -61,29 +62,11 @@ pub(super) async fn flow(
             .args(["--port", &port.to_string()])
             .env("NAVIXY_API", format!("http://{rest}/v2"))
             .env("NAVIXY_WS", format!("ws://{ws}/v2/event/subscription"))
-            .env("HOOK_URL", format!("http://{receiver}/hook"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", node_red.display()))?,
-    );
+            .env("HOOK_URL", format!("http://{receiver}/hook")),
+        &log_path,
+    )?;
     let pid = process.0.id();
-    eprintln!(
-        "node-red {} (pid {pid}), log {}",
-        node_red.display(),
-        log_path.display()
-    );
-
-    let (conn_tx, mut conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
-    let connections = Arc::new(AtomicU64::new(0));
-    tokio::spawn(accept_loop(
-        ws_listener,
-        ids,
-        &["state_batch", "readings_batch"],
-        conn_tx,
-        connections.clone(),
-    ));
+    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids);
     let (frames, started) = serve_fleet(&mut conn_rx, fleet, "node-red", &log_path).await?;
 
     // Done once it has stayed quiet for QUIET: no CPU beyond IDLE_CPU, no new request.

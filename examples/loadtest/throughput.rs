@@ -352,34 +352,13 @@ server: {{ listen: "{admin}" }}
     let config_path = dir.join("throughput.yaml");
     std::fs::write(&config_path, config)?;
     let log_path = dir.join("daemon.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut daemon = DaemonProcess(
-        Command::new(bin)
-            .args(["run", "-c"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?,
-    );
+    let mut daemon = start_logged(
+        "daemon",
+        Command::new(bin).args(["run", "-c"]).arg(&config_path),
+        &log_path,
+    )?;
     let pid = daemon.0.id();
-    eprintln!(
-        "daemon {} (pid {pid}), log {}",
-        bin.display(),
-        log_path.display()
-    );
-
-    let (conn_tx, mut conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
-    let connections = Arc::new(AtomicU64::new(0));
-    let events: &'static [&'static str] = &["state_batch", "readings_batch"];
-    tokio::spawn(accept_loop(
-        ws_listener,
-        ids,
-        events,
-        conn_tx,
-        connections.clone(),
-    ));
+    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids);
     let (frames, started) = serve_fleet(&mut conn_rx, fleet, "the daemon", &log_path).await?;
 
     let settled = settle(admin, pid, frames, &received).await?;
@@ -403,6 +382,48 @@ server: {{ listen: "{admin}" }}
         peak_rss_kib,
         received,
     })
+}
+
+/// Starts `command` (stdin closed, stdout and stderr into `log_path`), says so, and
+/// returns it, killed if the run ends early.
+fn start_logged(
+    what: &str,
+    command: &mut Command,
+    log_path: &Path,
+) -> anyhow::Result<DaemonProcess> {
+    let log = std::fs::File::create(log_path)?;
+    let program = command.get_program().to_owned();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    eprintln!(
+        "{what} {} (pid {}), log {}",
+        program.display(),
+        child.id(),
+        log_path.display()
+    );
+    Ok(DaemonProcess(child))
+}
+
+/// The Navixy WebSocket on `listener` (`state_batch` and `readings_batch`): the client's
+/// subscription as it comes, and how many times it connected.
+fn serve_navixy(
+    listener: TcpListener,
+    ids: Vec<u64>,
+) -> (watch::Receiver<Option<ConnectionSink>>, Arc<AtomicU64>) {
+    let (conn_tx, conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
+    let connections = Arc::new(AtomicU64::new(0));
+    tokio::spawn(accept_loop(
+        listener,
+        ids,
+        &["state_batch", "readings_batch"],
+        conn_tx,
+        connections.clone(),
+    ));
+    (conn_rx, connections)
 }
 
 /// Waits (30 s at most) for the client to subscribe, then sends it every frame of `fleet`
