@@ -327,16 +327,15 @@ server: {{ listen: "{admin}" }}
     std::fs::write(&config_path, config)?;
     let log_path = dir.join("daemon.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut daemon = DaemonProcess(
+    let mut daemon = DaemonProcess::spawn(
         Command::new(&bin)
             .args(["run", "-c"])
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?,
-    );
+            .stderr(log),
+    )
+    .with_context(|| format!("starting {}", bin.display()))?;
     eprintln!(
         "daemon {} (pid {}), log {}",
         bin.display(),
@@ -501,15 +500,28 @@ impl Distribution {
     }
 }
 
-/// Kills the daemon if the run ends early.
+/// The daemon, in a process group of its own with whatever `--bin` wrapper started it
+/// (`perf`, `strace`, `valgrind`, a script): stopping signals the whole group, so a
+/// wrapper that does not pass the signal on leaves no daemon running into the next
+/// measurement. Killed if the run ends early.
 struct DaemonProcess(Child);
 
 impl DaemonProcess {
-    fn stop(&mut self) {
+    fn spawn(command: &mut Command) -> std::io::Result<DaemonProcess> {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0).spawn().map(DaemonProcess)
+    }
+
+    /// Sends `signal` to the daemon's process group.
+    fn signal(&self, signal: libc::c_int) {
         if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
-            // SAFETY: kill(2) on our own, not yet reaped, child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // SAFETY: kill(2) on the group our own, not yet reaped, child leads.
+            unsafe { libc::kill(-pid, signal) };
         }
+    }
+
+    fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
         // Long enough for a daemon run under valgrind (`--bin` a wrapper script), which
         // drains and writes its profile at the stop.
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -519,7 +531,7 @@ impl DaemonProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.0.kill();
+        self.signal(libc::SIGKILL);
         let _ = self.0.wait();
     }
 }
@@ -527,7 +539,7 @@ impl DaemonProcess {
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
+            self.signal(libc::SIGKILL);
             let _ = self.0.wait();
         }
     }

@@ -393,19 +393,20 @@ fn start_logged(
 ) -> anyhow::Result<DaemonProcess> {
     let log = std::fs::File::create(log_path)?;
     let program = command.get_program().to_owned();
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
+    let child = DaemonProcess::spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )
+    .with_context(|| format!("starting {}", program.display()))?;
     eprintln!(
         "{what} {} (pid {}), log {}",
         program.display(),
-        child.id(),
+        child.0.id(),
         log_path.display()
     );
-    Ok(DaemonProcess(child))
+    Ok(child)
 }
 
 /// The Navixy WebSocket on `listener` (`state_batch` and `readings_batch`): the client's
