@@ -326,34 +326,15 @@ server: {{ listen: "{admin}" }}
     let config_path = dir.join("loadtest.yaml");
     std::fs::write(&config_path, config)?;
     let log_path = dir.join("daemon.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut daemon = DaemonProcess::spawn(
-        Command::new(&bin)
-            .args(["run", "-c"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )
-    .with_context(|| format!("starting {}", bin.display()))?;
-    eprintln!(
-        "daemon {} (pid {}), log {}",
-        bin.display(),
-        daemon.0.id(),
-        log_path.display()
-    );
+    let mut daemon = DaemonProcess::start_logged(
+        "daemon",
+        Command::new(&bin).args(["run", "-c"]).arg(&config_path),
+        &log_path,
+    )?;
 
     // One connection at a time; the latest one gets the stream.
-    let (conn_tx, mut conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
-    let connections = Arc::new(AtomicU64::new(0));
     let ids = (0..args.trackers).map(|i| FIRST_TRACKER + i).collect();
-    tokio::spawn(accept_loop(
-        ws_listener,
-        ids,
-        &["state_batch"],
-        conn_tx,
-        connections.clone(),
-    ));
+    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids, &["state_batch"]);
     let subscribed = {
         let waited =
             tokio::time::timeout(Duration::from_secs(30), conn_rx.wait_for(|c| c.is_some())).await;
@@ -507,9 +488,30 @@ impl Distribution {
 struct DaemonProcess(Child);
 
 impl DaemonProcess {
-    fn spawn(command: &mut Command) -> std::io::Result<DaemonProcess> {
+    /// Starts `command` (stdin closed, stdout and stderr into `log_path`) in a process
+    /// group of its own, and says so as `what`.
+    fn start_logged(
+        what: &str,
+        command: &mut Command,
+        log_path: &Path,
+    ) -> anyhow::Result<DaemonProcess> {
         use std::os::unix::process::CommandExt as _;
-        command.process_group(0).spawn().map(DaemonProcess)
+        let log = std::fs::File::create(log_path)?;
+        let program = command.get_program().to_owned();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        eprintln!(
+            "{what} {} (pid {}), log {}",
+            program.display(),
+            child.id(),
+            log_path.display()
+        );
+        Ok(DaemonProcess(child))
     }
 
     /// Sends `signal` to the daemon's process group.
@@ -543,6 +545,26 @@ impl Drop for DaemonProcess {
             let _ = self.0.wait();
         }
     }
+}
+
+/// A Navixy WebSocket on `listener` sending `events`: the client's subscription as it
+/// comes (one connection at a time, the latest one gets the stream), and how many times
+/// it connected.
+fn serve_navixy(
+    listener: TcpListener,
+    ids: Vec<u64>,
+    events: &'static [&'static str],
+) -> (watch::Receiver<Option<ConnectionSink>>, Arc<AtomicU64>) {
+    let (conn_tx, conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
+    let connections = Arc::new(AtomicU64::new(0));
+    tokio::spawn(accept_loop(
+        listener,
+        ids,
+        events,
+        conn_tx,
+        connections.clone(),
+    ));
+    (conn_rx, connections)
 }
 
 type ConnectionSink = Arc<

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 
-use super::super::{process_cpu, start_rest};
-use super::{
-    IDLE_CPU, QUIET, Received, peak_rss_kib, serve_fleet, serve_navixy, start_counter, start_logged,
-};
+use super::super::{DaemonProcess, process_cpu, serve_navixy, start_rest};
+use super::{IDLE_CPU, NAVIXY_EVENTS, QUIET, Received, peak_rss_kib, serve_fleet, start_counter};
 
 /// The flow's figures.
 pub(super) struct Flowed {
@@ -52,7 +50,7 @@ pub(super) async fn flow(
             .with_context(|| format!("{}: cannot copy", flow_dir.join(file).display()))?;
     }
     let log_path = dir.join("node-red.log");
-    let mut process = start_logged(
+    let mut process = DaemonProcess::start_logged(
         "node-red",
         Command::new(node_red)
             .arg("--settings")
@@ -66,7 +64,7 @@ pub(super) async fn flow(
         &log_path,
     )?;
     let pid = process.0.id();
-    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids);
+    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids, NAVIXY_EVENTS);
     let (frames, started) = serve_fleet(&mut conn_rx, fleet, "node-red", &log_path).await?;
 
     // Done once it has stayed quiet for QUIET: no CPU beyond IDLE_CPU, no new request.

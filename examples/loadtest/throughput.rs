@@ -45,7 +45,7 @@ use navixy_alerts::telemetry;
 mod node_red;
 
 use super::{
-    ConnectionSink, DaemonProcess, SECRET, accept_loop, daemon_binary, process_cpu, start_rest,
+    ConnectionSink, DaemonProcess, SECRET, daemon_binary, process_cpu, serve_navixy, start_rest,
 };
 
 #[derive(clap::Args)]
@@ -352,13 +352,13 @@ server: {{ listen: "{admin}" }}
     let config_path = dir.join("throughput.yaml");
     std::fs::write(&config_path, config)?;
     let log_path = dir.join("daemon.log");
-    let mut daemon = start_logged(
+    let mut daemon = DaemonProcess::start_logged(
         "daemon",
         Command::new(bin).args(["run", "-c"]).arg(&config_path),
         &log_path,
     )?;
     let pid = daemon.0.id();
-    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids);
+    let (mut conn_rx, connections) = serve_navixy(ws_listener, ids, NAVIXY_EVENTS);
     let (frames, started) = serve_fleet(&mut conn_rx, fleet, "the daemon", &log_path).await?;
 
     let settled = settle(admin, pid, frames, &received).await?;
@@ -382,49 +382,6 @@ server: {{ listen: "{admin}" }}
         peak_rss_kib,
         received,
     })
-}
-
-/// Starts `command` (stdin closed, stdout and stderr into `log_path`), says so, and
-/// returns it, killed if the run ends early.
-fn start_logged(
-    what: &str,
-    command: &mut Command,
-    log_path: &Path,
-) -> anyhow::Result<DaemonProcess> {
-    let log = std::fs::File::create(log_path)?;
-    let program = command.get_program().to_owned();
-    let child = DaemonProcess::spawn(
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )
-    .with_context(|| format!("starting {}", program.display()))?;
-    eprintln!(
-        "{what} {} (pid {}), log {}",
-        program.display(),
-        child.0.id(),
-        log_path.display()
-    );
-    Ok(child)
-}
-
-/// The Navixy WebSocket on `listener` (`state_batch` and `readings_batch`): the client's
-/// subscription as it comes, and how many times it connected.
-fn serve_navixy(
-    listener: TcpListener,
-    ids: Vec<u64>,
-) -> (watch::Receiver<Option<ConnectionSink>>, Arc<AtomicU64>) {
-    let (conn_tx, conn_rx) = watch::channel::<Option<ConnectionSink>>(None);
-    let connections = Arc::new(AtomicU64::new(0));
-    tokio::spawn(accept_loop(
-        listener,
-        ids,
-        &["state_batch", "readings_batch"],
-        conn_tx,
-        connections.clone(),
-    ));
-    (conn_rx, connections)
 }
 
 /// Waits (30 s at most) for the client to subscribe, then sends it every frame of `fleet`
@@ -499,6 +456,8 @@ struct Settled {
 
 /// How long the daemon must stay quiet to count as done.
 const QUIET: Duration = Duration::from_secs(2);
+/// What the fleet's Navixy WebSocket sends, to the daemon and to Node-RED alike.
+const NAVIXY_EVENTS: &[&str] = &["state_batch", "readings_batch"];
 /// Below this share of one core, the daemon counts as idle (its ticker, the checkpointer).
 const IDLE_CPU: f64 = 0.1;
 
