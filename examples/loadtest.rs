@@ -514,12 +514,22 @@ impl DaemonProcess {
         Ok(DaemonProcess(child))
     }
 
-    /// Sends `signal` to the daemon's process group.
-    fn signal(&self, signal: libc::c_int) {
-        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
-            // SAFETY: kill(2) on the group our own, not yet reaped, child leads.
-            unsafe { libc::kill(-pid, signal) };
-        }
+    /// Sends `signal` to the daemon's process group; 0 only asks whether any of the group
+    /// is left.
+    fn signal(&self, signal: libc::c_int) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(self.0.id()) else {
+            return false;
+        };
+        // SAFETY: kill(2) on the group our child leads. The group's id stays taken, and
+        // cannot name another group, while any process of it is left, the child's zombie
+        // included until it is reaped.
+        unsafe { libc::kill(-pid, signal) == 0 }
+    }
+
+    /// True once the child has ended (and is reaped) and nothing of its group is left: a
+    /// wrapper may end before the daemon it started has drained.
+    fn gone(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_))) && !self.signal(0)
     }
 
     fn stop(&mut self) {
@@ -528,7 +538,7 @@ impl DaemonProcess {
         // drains and writes its profile at the stop.
         let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
+            if self.gone() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -540,7 +550,7 @@ impl DaemonProcess {
 
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
+        if !self.gone() {
             self.signal(libc::SIGKILL);
             let _ = self.0.wait();
         }
