@@ -659,11 +659,12 @@ fn replay(
 // ---------------------------------------------------------------------------------------
 // the report
 
-/// `N updates in F frames; wall W s (U updates/s); CPU C s (P s per million updates)`.
-fn figures(updates: u64, frames: u64, wall: Duration, cpu: Duration) -> String {
+/// `N updates[ in F frames]; wall W s (U updates/s); CPU C s (P s per million updates)`.
+fn figures(updates: u64, frames: Option<u64>, wall: Duration, cpu: Duration) -> String {
+    let frames = frames.map_or(String::new(), |f| format!(" in {f} frames"));
     format!(
-        "{updates} updates in {frames} frames; wall {:.2} s ({:.0} updates/s); CPU {:.2} s \
-         ({:.2} s per million updates)",
+        "{updates} updates{frames}; wall {:.2} s ({:.0} updates/s); CPU {:.2} s ({:.2} s per \
+         million updates)",
         wall.as_secs_f64(),
         updates as f64 / wall.as_secs_f64().max(1e-9),
         cpu.as_secs_f64(),
@@ -688,7 +689,7 @@ fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
         out,
         "run:    {}; {} transitions ({} of them waits inside a `for`, which replay does not \
          report); {} notifications received ({} firing, {} resolved alerts); peak RSS {}",
-        figures(live.updates, live.frames, live.wall, live.cpu),
+        figures(live.updates, Some(live.frames), live.wall, live.cpu),
         live.transitions,
         live.waits,
         received.total(),
@@ -699,13 +700,8 @@ fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
     let updates = replay.updates.unwrap_or(live.updates);
     let _ = writeln!(
         out,
-        "replay: {} updates; wall {:.2} s ({:.0} updates/s); CPU {:.2} s ({:.2} s per million \
-         updates); {} transitions; peak RSS {}",
-        updates,
-        replay.wall.as_secs_f64(),
-        updates as f64 / replay.wall.as_secs_f64().max(1e-9),
-        replay.cpu.as_secs_f64(),
-        per_million(replay.cpu, updates),
+        "replay: {}; {} transitions; peak RSS {}",
+        figures(updates, None, replay.wall, replay.cpu),
         replay
             .transitions
             .map_or("unknown".into(), |t| t.to_string()),
@@ -721,7 +717,7 @@ fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
         let _ = writeln!(
             out,
             "node-red: {}; {} webhook requests ({} firing, {} resolved); peak RSS {}",
-            figures(live.updates, flowed.frames, flowed.wall, flowed.cpu),
+            figures(live.updates, Some(flowed.frames), flowed.wall, flowed.cpu),
             received.total(),
             received.firing.load(Ordering::Relaxed),
             received.resolved.load(Ordering::Relaxed),
