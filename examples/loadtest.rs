@@ -861,3 +861,34 @@ fn write_state(out: &mut String, i: u64, ignition: bool, at: &str, since: &str) 
         heading = i % 360,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `--bin` wrapper that ends at once on SIGTERM, leaving behind a process of its
+    /// group that ignores the signal (a daemon still draining): stopping waits for that
+    /// one too, and leaves nothing of the group running.
+    #[test]
+    fn stopping_waits_for_the_whole_process_group() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let log = dir.path().join("wrapper.log");
+        let mut wrapper = Command::new("sh");
+        wrapper.args([
+            "-c",
+            "sh -c 'trap \"\" TERM; echo ready; sleep 1' & trap 'exit 0' TERM; wait",
+        ]);
+        let mut process =
+            DaemonProcess::start_logged("wrapper", &mut wrapper, &log).expect("sh starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ready")) {
+            assert!(Instant::now() < deadline, "the straggler never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        process.stop();
+        assert!(
+            !process.signal(0),
+            "a process of the daemon's group is still running after stop"
+        );
+    }
+}
