@@ -5,8 +5,8 @@
 //! One at a time, in order, per channel: a receiver sees a group's resolve after its
 //! firing, and an outage of one channel never delays another. Every outcome is written
 //! back to the outbox row: sent, retried (attempts, next attempt, last error) or failed
-//! for good, which stays visible for the admin API (`Store::list_failed`). The outcomes
-//! of attempts that end together share one transaction ([`Outcomes`]).
+//! for good, which stays visible for the admin API (`Store::list_failed`). Outcomes are
+//! written behind the lanes, many to a transaction ([`Outcomes`]).
 //!
 //! An admin's "retry now" ([`RetryNow`]) reaches the sender itself, the only owner of its
 //! queues: a waiting notification becomes due at once, a failed one goes back to pending
@@ -300,69 +300,117 @@ const MAX_IN_FLIGHT: usize = 16;
 type OutcomeWrite =
     Box<dyn FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static>;
 
-/// A channel's delivery outcomes on their way to the outbox rows: one writer task takes
-/// every outcome waiting and writes them in one (relaxed) transaction, so a channel
-/// delivering hundreds of notifications a second pays one trip to the database thread
-/// and one commit per batch, not per notification. Each caller still waits for its own
-/// outcome to be written, as before, so a lane moves on only once its head is recorded.
-#[derive(Clone)]
-struct Outcomes {
-    writes: mpsc::UnboundedSender<(OutcomeWrite, oneshot::Sender<Result<(), String>>)>,
+/// An outcome on its way to the database, or a barrier (`write` empty) whose `done` is
+/// told once everything queued before it is written.
+struct OutcomeJob {
+    write: Option<OutcomeWrite>,
+    /// The outcome's history entries, appended in the same transaction.
+    history: Vec<HistoryEntry>,
+    done: Option<oneshot::Sender<()>>,
 }
 
-/// The most outcomes written in one transaction (at most [`MAX_IN_FLIGHT`] wait at once
-/// per channel in practice).
-const MAX_OUTCOMES_PER_COMMIT: usize = 256;
+/// A channel's delivery outcomes on their way to the outbox rows, written behind the
+/// lanes: a lane moves on as soon as its attempt is over, and one writer task takes every
+/// outcome waiting and writes them in one (relaxed) transaction, their history entries
+/// with a few multi-row statements. A busy channel thus pays one commit for hundreds of
+/// outcomes, not one for each handful in flight. A crash before the write sends those
+/// notifications again under their ids (delivery is at-least-once); what reads the
+/// outbox rows in the sender first waits for the writer ([`Outcomes::flush`]).
+#[derive(Clone)]
+struct Outcomes {
+    writes: mpsc::UnboundedSender<OutcomeJob>,
+}
+
+/// The most outcomes written in one transaction.
+const MAX_OUTCOMES_PER_COMMIT: usize = 1024;
 
 impl Outcomes {
-    /// Starts the writer; it ends once every clone of the returned handle is gone.
-    fn start(store: Store) -> Outcomes {
-        let (writes, mut rx) =
-            mpsc::unbounded_channel::<(OutcomeWrite, oneshot::Sender<Result<(), String>>)>();
+    /// Starts the writer of channel `name`; it ends once every clone of the returned
+    /// handle is gone and what was queued is written.
+    fn start(store: Store, name: Arc<str>) -> Outcomes {
+        let (writes, mut rx) = mpsc::unbounded_channel::<OutcomeJob>();
         tokio::spawn(async move {
+            let feed = store.feed().clone();
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, MAX_OUTCOMES_PER_COMMIT).await > 0 {
-                let (fs, done): (Vec<OutcomeWrite>, Vec<oneshot::Sender<_>>) =
-                    batch.drain(..).unzip();
+                let mut fs = Vec::with_capacity(batch.len());
+                let mut histories = Vec::with_capacity(batch.len());
+                let mut barriers = Vec::new();
+                for job in batch.drain(..) {
+                    if let Some(f) = job.write {
+                        fs.push(f);
+                        histories.push(job.history);
+                    }
+                    barriers.extend(job.done);
+                }
                 let written = store
                     .call(move |db| {
                         let tx = db.write(Durability::Relaxed)?;
-                        // One outcome that cannot be written does not undo the others.
+                        // One outcome that cannot be written does not undo the others;
+                        // the history of those written follows them.
                         let each: Vec<Result<(), String>> = fs
                             .into_iter()
                             .map(|f| tx.isolated(f).map_err(|e| e.to_string()))
                             .collect();
+                        let history = each
+                            .iter()
+                            .zip(&histories)
+                            .filter(|(result, _)| result.is_ok())
+                            .flat_map(|(_, entries)| entries);
+                        store::history::append_all(&tx, history)?;
                         tx.commit()?;
-                        Ok(each)
+                        Ok((each, histories))
                     })
                     .await;
                 match written {
-                    Ok(each) => {
-                        for (done, result) in done.into_iter().zip(each) {
-                            let _ = done.send(result);
+                    Ok((each, histories)) => {
+                        for (result, history) in each.into_iter().zip(histories) {
+                            match result {
+                                Ok(()) if feed.is_listened() => {
+                                    feed.publish_all(history.into_iter().map(FeedEvent::History))
+                                }
+                                Ok(()) => {}
+                                Err(e) => {
+                                    tracing::error!(channel = %name, error = %e, "Cannot record a delivery outcome.")
+                                }
+                            }
                         }
                     }
                     Err(e) => {
-                        let e = e.to_string();
-                        for done in done {
-                            let _ = done.send(Err(e.clone()));
-                        }
+                        tracing::error!(channel = %name, error = %e, "Cannot record delivery outcomes.")
                     }
+                }
+                for done in barriers {
+                    let _ = done.send(());
                 }
             }
         });
         Outcomes { writes }
     }
 
-    /// Writes one outcome with whatever else is waiting; returns once it is written.
-    async fn write(&self, f: OutcomeWrite) -> Result<(), String> {
+    /// Queues an outcome and its history entries; the caller does not wait for it.
+    fn queue(&self, name: &str, history: Vec<HistoryEntry>, write: OutcomeWrite) {
+        let job = OutcomeJob {
+            write: Some(write),
+            history,
+            done: None,
+        };
+        if self.writes.send(job).is_err() {
+            tracing::error!(channel = %name, "Cannot record a delivery outcome: the outcome writer has stopped.");
+        }
+    }
+
+    /// Returns once every outcome queued before the call is written (or has failed).
+    async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        self.writes
-            .send((f, done))
-            .map_err(|_| "the outcome writer has stopped".to_string())?;
-        written
-            .await
-            .map_err(|_| "the outcome writer has stopped".to_string())?
+        let job = OutcomeJob {
+            write: None,
+            history: Vec::new(),
+            done: Some(done),
+        };
+        if self.writes.send(job).is_ok() {
+            let _ = written.await;
+        }
     }
 }
 
@@ -493,7 +541,7 @@ impl Sender {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
-        let outcomes = Outcomes::start(this.store.clone());
+        let outcomes = Outcomes::start(this.store.clone(), this.name.clone());
         let counters = Counters::new(&this.name);
         let mut lanes = Lanes::default();
         let mut in_flight = tokio::task::JoinSet::new();
@@ -540,7 +588,7 @@ impl Sender {
                 Wake::New(Some(d)) => this.enqueue(&mut lanes, d),
                 Wake::New(None) => rx_open = false,
                 Wake::Retry(Some(r)) => {
-                    let result = this.retry_now(&mut lanes, &r.target).await;
+                    let result = this.retry_now(&mut lanes, &outcomes, &r.target).await;
                     let _ = r.reply.send(result);
                 }
                 Wake::Retry(None) => retries_open = false,
@@ -550,6 +598,9 @@ impl Sender {
         }
         // Attempts still in flight are abandoned when `in_flight` drops; their rows stay
         // pending and go out after the next start (the receiver may see the id twice).
+        // The outcomes of those that ended are written before the sender stops.
+        drop(in_flight);
+        outcomes.flush().await;
         let left: usize = lanes
             .by_group
             .values()
@@ -594,7 +645,12 @@ impl Sender {
     ///
     /// A requeued notification keeps its `created_at`: past `notify.retry_for` it gets
     /// this one attempt, and fails again if the receiver still refuses it.
-    async fn retry_now(&self, lanes: &mut Lanes, target: &RetryTarget) -> Result<Retried, String> {
+    async fn retry_now(
+        &self,
+        lanes: &mut Lanes,
+        outcomes: &Outcomes,
+        target: &RetryTarget,
+    ) -> Result<Retried, String> {
         let mut retried = Retried {
             channel: self.name.to_string(),
             ..Retried::default()
@@ -626,7 +682,9 @@ impl Sender {
         if found && matches!(target, RetryTarget::Notification(_)) {
             return Ok(retried);
         }
-        // Not in a lane: failed, sent, on its way here, or unknown.
+        // Not in a lane: failed, sent, on its way here, or unknown; the rows are read
+        // once the outcomes queued so far are written.
+        outcomes.flush().await;
         let channel = self.name.clone();
         let at = self.clock.now();
         let ids: Vec<String> = match target {
@@ -705,13 +763,12 @@ impl Sender {
                 let history = n.history(HistoryKind::Sent, now, None);
                 self.record(outcomes, history, move |tx| {
                     store::mark_sent(tx, &id, attempts, now)
-                })
-                .await;
+                });
                 self.depth.add(-1);
                 None
             }
             Verdict::Failed(message) => {
-                self.fail(d, outcomes, now, message).await;
+                self.fail(d, outcomes, now, message);
                 None
             }
             Verdict::Retry {
@@ -723,57 +780,33 @@ impl Sender {
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
                 self.record(outcomes, Vec::new(), move |tx| {
                     store::mark_retry(tx, &id, attempts, next, &message)
-                })
-                .await;
+                });
                 Some(delay)
             }
         }
     }
 
-    async fn fail(&self, d: &Delivery, outcomes: &Outcomes, now: DateTime<Utc>, message: String) {
+    fn fail(&self, d: &Delivery, outcomes: &Outcomes, now: DateTime<Utc>, message: String) {
         let (id, attempts) = (d.notification.id.clone(), d.attempts);
         let history = d
             .notification
             .history(HistoryKind::Failed, now, Some(&message));
         self.record(outcomes, history, move |tx| {
             store::mark_failed(tx, &id, attempts, now, &message)
-        })
-        .await;
+        });
         self.depth.add(-1);
         self.undelivered.done(&self.name, &d.notification.group_key);
     }
 
-    /// Writes an outcome, with its `history` entries in the same transaction (told to
+    /// Queues an outcome, with its `history` entries for the same transaction (told to
     /// the feed once committed). Losing it only repeats work (a re-send with the same
     /// id, or one more attempt), so the write is relaxed and a failure is logged, not
     /// fatal.
-    async fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, f: F)
+    fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, f: F)
     where
         F: FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static,
     {
-        let feed = self.store.feed().clone();
-        // The feed's copy is made only for a listener.
-        let published = if feed.is_listened() {
-            history.clone()
-        } else {
-            Vec::new()
-        };
-        let written = history;
-        let result = outcomes
-            .write(Box::new(move |tx| {
-                f(tx)?;
-                for e in &written {
-                    store::history::append(tx, e)?;
-                }
-                Ok(())
-            }))
-            .await;
-        match result {
-            Ok(()) => feed.publish_all(published.into_iter().map(FeedEvent::History)),
-            Err(e) => {
-                tracing::error!(channel = %self.name, error = %e, "Cannot record a delivery outcome.");
-            }
-        }
+        outcomes.queue(&self.name, history, Box::new(f));
     }
 }
 
