@@ -149,6 +149,10 @@ pub(crate) struct Member {
     /// Logged as silenced or held already: say it once, not at every flush.
     #[serde(skip)]
     pub quiet_logged: bool,
+    /// `alert` is the transition the live alert row holds: the member's row leaves it out
+    /// (the live row has it, and a load takes it from there).
+    #[serde(skip)]
+    alert_live: bool,
 }
 
 impl Member {
@@ -160,6 +164,7 @@ impl Member {
             changes: 1,
             sent: Vec::new(),
             quiet_logged: false,
+            alert_live: false,
         }
     }
 
@@ -175,17 +180,31 @@ impl Member {
     }
 }
 
-/// A member as [`Member`]'s `Serialize` writes it, with its alert's JSON made already.
+/// A member as [`Member`]'s `Serialize` writes it, with its alert's JSON made already, or
+/// without its alert when the live alert row holds it.
 #[derive(Serialize)]
 struct MemberJson<'a> {
-    alert: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<&'a RawValue>,
+    #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     told_firing_at: Option<DateTime<Utc>>,
     changes: u32,
+    #[serde(serialize_with = "crate::rfc3339::serialize_all")]
     sent: &'a [DateTime<Utc>],
 }
 
-/// `m` as JSON, its alert (`m.alert`) given as `alert`, the JSON of that alert.
-fn member_json(m: &Member, alert: &RawValue) -> Result<String, StoreError> {
+/// A member's row as read back: `alert` is absent when the live alert row holds it.
+#[derive(Deserialize)]
+struct StoredMember {
+    alert: Option<AlertTransition>,
+    told_firing_at: Option<DateTime<Utc>>,
+    changes: u32,
+    sent: Vec<DateTime<Utc>>,
+}
+
+/// `m` as JSON, its alert (`m.alert`) given as `alert`, the JSON of that alert, or left
+/// out (`None`).
+fn member_json(m: &Member, alert: Option<&RawValue>) -> Result<String, StoreError> {
     store::to_json(
         "a group member",
         &MemberJson {
@@ -195,6 +214,15 @@ fn member_json(m: &Member, alert: &RawValue) -> Result<String, StoreError> {
             sent: &m.sent,
         },
     )
+}
+
+/// `m`'s row: without its alert when the live alert row holds the same transition.
+fn member_row(m: &Member) -> Result<String, StoreError> {
+    if m.alert_live {
+        member_json(m, None)
+    } else {
+        store::to_json("a group member", m)
+    }
 }
 
 /// A transition's JSON, made at most once for the rows that carry it (its group
@@ -291,6 +319,10 @@ impl Groups {
     ) -> Result<Groups, StoreError> {
         let mut groups = Groups::new(router);
         groups.escalation = Schedule::load(conn)?;
+        let live: HashMap<String, AlertTransition> = store::load_live_alerts(conn)?
+            .into_iter()
+            .map(|live| (live.fingerprint.0, live.last))
+            .collect();
         for stored in store::load_groups(conn)? {
             let Some(channel) = channels.iter().find(|c| ***c == *stored.channel).cloned() else {
                 tracing::warn!(
@@ -308,7 +340,36 @@ impl Groups {
             };
             let mut members = BTreeMap::new();
             for (fp, member) in &stored.members {
-                let member: Member = store::from_json("a group member", member)?;
+                let member: StoredMember = store::from_json("a group member", member)?;
+                let (alert, alert_live) = match member.alert {
+                    Some(alert) => (alert, false),
+                    None => match live.get(fp) {
+                        Some(alert) => (alert.clone(), true),
+                        None => {
+                            tracing::warn!(
+                                channel = %stored.channel,
+                                group_key = %stored.group_key,
+                                fingerprint = %fp,
+                                "A group member's alert is neither in its row nor live: dropping the member."
+                            );
+                            store::delete_group_member(
+                                conn,
+                                &stored.channel,
+                                &stored.group_key,
+                                fp,
+                            )?;
+                            continue;
+                        }
+                    },
+                };
+                let member = Member {
+                    alert,
+                    told_firing_at: member.told_firing_at,
+                    changes: member.changes,
+                    sent: member.sent,
+                    quiet_logged: false,
+                    alert_live,
+                };
                 let fp = Fingerprint(fp.clone());
                 groups.index.entry(fp.clone()).or_default().push(id.clone());
                 members.insert(fp, member);
@@ -317,8 +378,8 @@ impl Groups {
             groups.groups.insert(id, Group { state, members });
         }
         // The inhibitor's index of firing sources, as the live alerts left it.
-        for live in store::load_live_alerts(conn)? {
-            groups.pipeline.observe(&live.last);
+        for alert in live.values() {
+            groups.pipeline.observe(alert);
         }
         Ok(groups)
     }
@@ -374,7 +435,7 @@ impl Groups {
                 }
                 let row = store::LiveAlertRow::new(&t, json.of(&t)?.get().to_owned(), now);
                 self.writes.live(&t.fingerprint, Some(row));
-                Ok(())
+                self.share_live_alert(&t)
             }
             AlertStatus::Resolved => {
                 self.writes.live(&t.fingerprint, None);
@@ -384,6 +445,31 @@ impl Groups {
                 self.apply_resolved(conn, &t, now)
             }
         }
+    }
+
+    /// The live alert row holds `t` now: the members whose alert is `t` leave it out of
+    /// their rows, and one that left out an earlier transition and is not `t` (routes
+    /// changed since) writes its own alert again.
+    fn share_live_alert(&mut self, t: &AlertTransition) -> Result<(), StoreError> {
+        let Some(ids) = self.index.get(&t.fingerprint) else {
+            return Ok(());
+        };
+        for id in ids {
+            let Some(member) = self
+                .groups
+                .get_mut(id)
+                .and_then(|g| g.members.get_mut(&t.fingerprint))
+            else {
+                continue;
+            };
+            let live = member.alert == *t;
+            if live || member.alert_live {
+                member.alert_live = live;
+                self.writes
+                    .member(id, &t.fingerprint, Some(member_row(member)?));
+            }
+        }
+        Ok(())
     }
 
     fn apply_firing(
@@ -477,8 +563,11 @@ impl Groups {
             }
         };
         // The member's alert is `t` now, whichever way it joined.
-        self.writes
-            .member(&id, &member_key, Some(member_json(member, json.of(t)?)?));
+        self.writes.member(
+            &id,
+            &member_key,
+            Some(member_json(member, Some(json.of(t)?))?),
+        );
         let decision = if coalesced {
             Decision::Coalesced
         } else {
@@ -522,6 +611,7 @@ impl Groups {
             }
             member.changes += 1;
             member.alert = t.clone();
+            member.alert_live = false;
             let dropped = match (member.told_firing_at.is_some(), send_resolved) {
                 // The resolve goes out at the group's next flush.
                 (true, true) => None,
@@ -561,7 +651,7 @@ impl Groups {
             return Ok(());
         };
         if !member.is_dead() {
-            let state = store::to_json("a group member", member)?;
+            let state = member_row(member)?;
             self.writes.member(id, fp, Some(state));
             return Ok(());
         }

@@ -169,6 +169,12 @@ const MIGRATIONS: &[&str] = &[
         channel TEXT PRIMARY KEY
     );
     "#,
+    // 6 -> 7: a group member's row may leave out its alert when the live alert row holds
+    // the same transition (`dispatch::group`). No table changes; the step is here so that
+    // a build that expects the alert in every member row refuses the database.
+    r#"
+    -- group_members.state: `alert` absent when live_alerts.last holds it
+    "#,
 ];
 
 /// [`MIGRATIONS`] in PostgreSQL's words: integers are `BIGINT`, `seq` columns identities,
@@ -309,6 +315,10 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     CREATE TABLE IF NOT EXISTS outbox_channels (
         channel TEXT PRIMARY KEY
     );
+    "#,
+    // 6 -> 7
+    r#"
+    -- group_members.state: `alert` absent when live_alerts.last holds it
     "#,
 ];
 

@@ -1,5 +1,6 @@
 //! Grouping, dedup, flap damping and silences, driven with exact times.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::store::Conn;
@@ -452,7 +453,7 @@ fn a_member_written_with_its_alerts_json_made_once_reads_as_before() {
     m.changes = 3;
     m.sent = vec![secs(60), secs(120)];
     let mut json = AlertJson::default();
-    let once = member_json(&m, json.of(&m.alert).unwrap()).unwrap();
+    let once = member_json(&m, Some(json.of(&m.alert).unwrap())).unwrap();
     assert_eq!(once, store::to_json("a group member", &m).unwrap());
     let back: Member = store::from_json("a group member", &once).unwrap();
     assert_eq!(back.alert, m.alert);
@@ -473,8 +474,82 @@ fn a_firing_again_with_a_later_start_is_stored_with_the_first_start_everywhere()
         .unwrap();
     assert_eq!(live.starts_at, t0());
     assert_eq!(live.at, secs(60));
-    let stored = store::load_groups(&h.conn).unwrap();
-    let member: Member =
-        store::from_json("a group member", &stored[0].members[&t.fingerprint.0]).unwrap();
+    let router = Arc::new(Router::new(&config(CONFIG)).unwrap());
+    h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
+    let member = h.groups.groups.values().next().unwrap().members[&t.fingerprint].clone();
     assert_eq!(member.alert, live);
+}
+
+/// The member rows of a group, by fingerprint, as JSON values.
+fn member_rows(h: &Harness) -> BTreeMap<String, serde_json::Value> {
+    store::load_groups(&h.conn)
+        .unwrap()
+        .into_iter()
+        .flat_map(|g| g.members)
+        .map(|(fp, json)| (fp, serde_json::from_str(&json).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_firing_members_row_leaves_its_alert_to_the_live_row_and_a_load_takes_it_back() {
+    let mut h = Harness::new(CONFIG);
+    let t = firing("fuel_drain", 1);
+    h.submit(t.clone(), secs(0));
+    assert_eq!(h.run(0, 10).len(), 1);
+    let rows = member_rows(&h);
+    let row = &rows[&t.fingerprint.0];
+    assert!(row.get("alert").is_none(), "{row}");
+    assert_eq!(row["changes"], 0);
+    assert_eq!(row["told_firing_at"], "2026-01-01T10:00:10Z");
+
+    let router = Arc::new(Router::new(&config(CONFIG)).unwrap());
+    h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
+    let member = &h.groups.groups.values().next().unwrap().members[&t.fingerprint];
+    assert_eq!(member.alert, t);
+    assert_eq!(member.told_firing_at, Some(secs(10)));
+    // Resolved, the live row goes and the member's row holds the resolve itself.
+    let r = resolved(&t, secs(20));
+    h.submit(r.clone(), secs(20));
+    let rows = member_rows(&h);
+    let stored: AlertTransition =
+        serde_json::from_value(rows[&t.fingerprint.0]["alert"].clone()).unwrap();
+    assert_eq!(stored, r);
+    let router = Arc::new(Router::new(&config(CONFIG)).unwrap());
+    h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
+    let sent = h.run(21, 80);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(trackers(&sent[0].1), [(1, "resolved")]);
+}
+
+#[test]
+fn a_member_whose_alert_is_not_the_live_one_writes_its_own() {
+    let mut h = Harness::new(CONFIG);
+    let t = firing("fuel_drain", 1);
+    h.submit(t.clone(), secs(0));
+    assert!(member_rows(&h)[&t.fingerprint.0].get("alert").is_none());
+    // A newer firing that did not reach this group (its routes changed).
+    let mut newer = t.clone();
+    newer.at = secs(5);
+    let tx = h.conn.transaction().unwrap();
+    h.groups.share_live_alert(&newer).unwrap();
+    h.groups.write(&tx).unwrap();
+    tx.commit().unwrap();
+    let rows = member_rows(&h);
+    let stored: AlertTransition =
+        serde_json::from_value(rows[&t.fingerprint.0]["alert"].clone()).unwrap();
+    assert_eq!(stored, t);
+}
+
+#[test]
+fn a_member_without_its_alert_and_no_live_row_is_dropped_on_load() {
+    let mut h = Harness::new(CONFIG);
+    let t = firing("fuel_drain", 1);
+    h.submit(t.clone(), secs(0));
+    h.conn
+        .execute("DELETE FROM live_alerts", crate::store::params![])
+        .unwrap();
+    let router = Arc::new(Router::new(&config(CONFIG)).unwrap());
+    h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
+    assert_eq!(h.groups.size().1, 0);
+    assert!(member_rows(&h).is_empty());
 }
