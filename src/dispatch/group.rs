@@ -840,12 +840,12 @@ impl Groups {
         let Some(group) = self.groups.get_mut(&id) else {
             return Ok(());
         };
-        let settings = group.state.settings.clone();
+        let group_interval = group.state.settings.group_interval;
         let f = Flush {
             conn,
             now,
             group: &id,
-            settings: &settings,
+            settings: &group.state.settings,
             undelivered: self.undelivered.contains(&id),
             links: self.acks.links.as_ref(),
         };
@@ -880,14 +880,19 @@ impl Groups {
             out.push(queued);
         }
 
-        group.state.next_flush_at =
-            after(now, settings.group_interval.max(Duration::from_millis(1)));
+        group.state.next_flush_at = after(now, group_interval.max(Duration::from_millis(1)));
         // A mute held a member back: flush again when it ends, not a group_interval later.
         if let Some(wake) = self.pipeline.take_wake() {
             group.state.next_flush_at = group.state.next_flush_at.min(wake);
         }
-        let notified = !picked.is_empty();
-        let state = group.state.clone();
+        // A flush that sent nothing changes only the next flush time; recomputing it after
+        // a restart costs at most one early flush, so it is not written.
+        let state = if picked.is_empty() {
+            None
+        } else {
+            Some(store::to_json("a group", &group.state)?)
+        };
+        let next_flush_at = group.state.next_flush_at;
         for fp in dirty {
             self.save_or_remove_member(&id, &fp)?;
         }
@@ -895,13 +900,10 @@ impl Groups {
             self.remove_member(&id, &fp);
         }
         if self.groups.contains_key(&id) {
-            // A flush that sent nothing changes only the next flush time; recomputing it
-            // after a restart costs at most one early flush, so it is not written.
-            if notified {
-                self.writes
-                    .group(&id, Some(store::to_json("a group", &state)?));
+            if state.is_some() {
+                self.writes.group(&id, state);
             }
-            self.schedule.insert((state.next_flush_at, id));
+            self.schedule.insert((next_flush_at, id));
         }
         Ok(())
     }
