@@ -422,20 +422,22 @@ impl Groups {
         match t.status {
             // Nothing resolves an occurrence: it is only delivered, never live.
             AlertStatus::Firing if t.is_event() => {
-                self.apply_firing(conn, &mut t, now, &mut AlertJson::default())
+                self.apply_firing(conn, &mut t, now, Some(&mut AlertJson::default()))?;
+                Ok(())
             }
             AlertStatus::Firing => {
                 // Routing first: a repeated firing keeps its original `starts_at`, and the
-                // live state should say the same.
+                // live state should say the same. The members joined are written once
+                // the live row is known.
+                let joined = self.apply_firing(conn, &mut t, now, None)?;
                 let mut json = AlertJson::default();
-                self.apply_firing(conn, &mut t, now, &mut json)?;
                 let escalations = self.router.escalations(&t);
                 if !escalations.is_empty() {
                     self.escalation.plan(conn, &t, &escalations)?;
                 }
                 let row = store::LiveAlertRow::new(&t, json.of(&t)?.get().to_owned(), now);
                 self.writes.live(&t.fingerprint, Some(row));
-                self.share_live_alert(&t)
+                self.share_live_alert(&t, &joined)
             }
             AlertStatus::Resolved => {
                 self.writes.live(&t.fingerprint, None);
@@ -449,8 +451,13 @@ impl Groups {
 
     /// The live alert row holds `t` now: the members whose alert is `t` leave it out of
     /// their rows, and one that left out an earlier transition and is not `t` (routes
-    /// changed since) writes its own alert again.
-    fn share_live_alert(&mut self, t: &AlertTransition) -> Result<(), StoreError> {
+    /// changed since) writes its own alert again. The members of the groups `joined` are
+    /// written in any case.
+    fn share_live_alert(
+        &mut self,
+        t: &AlertTransition,
+        joined: &[GroupId],
+    ) -> Result<(), StoreError> {
         let Some(ids) = self.index.get(&t.fingerprint) else {
             return Ok(());
         };
@@ -463,7 +470,7 @@ impl Groups {
                 continue;
             };
             let live = member.alert == *t;
-            if live || member.alert_live {
+            if live != member.alert_live || joined.contains(id) {
                 member.alert_live = live;
                 self.writes
                     .member(id, &t.fingerprint, Some(member_row(member)?));
@@ -472,31 +479,35 @@ impl Groups {
         Ok(())
     }
 
+    /// Joins `t` to the groups its routes give; returns them. See [`Groups::join`] for
+    /// `json`.
     fn apply_firing(
         &mut self,
         conn: &Conn,
         t: &mut AlertTransition,
         now: DateTime<Utc>,
-        json: &mut AlertJson,
-    ) -> Result<(), StoreError> {
+        mut json: Option<&mut AlertJson>,
+    ) -> Result<Vec<GroupId>, StoreError> {
         let targets = self.pipeline.route(conn, t, now)?;
+        let mut joined = Vec::with_capacity(targets.len());
         for target in targets {
-            self.join(conn, t, &target, now, json)?;
+            joined.push(self.join(conn, t, &target, now, json.as_deref_mut())?);
         }
-        Ok(())
+        Ok(joined)
     }
 
     /// Makes the firing `t` a member of its group on `target`'s channel (creating the
-    /// group), or updates its membership. `json` is `t`'s JSON, made once for every row
-    /// that carries it.
+    /// group), or updates its membership; returns the group. With `json` (`t`'s JSON,
+    /// made once for every row that carries it) the member's row is written here, with
+    /// its alert; without, the caller writes it.
     fn join(
         &mut self,
         conn: &Conn,
         t: &mut AlertTransition,
         target: &Target,
         now: DateTime<Utc>,
-        json: &mut AlertJson,
-    ) -> Result<(), StoreError> {
+        mut json: Option<&mut AlertJson>,
+    ) -> Result<GroupId, StoreError> {
         let mut coalesced = false;
         // An occurrence of an event rule is a member of its own: never coalesced.
         let member_key = t.delivery_key();
@@ -539,7 +550,9 @@ impl Groups {
                 // state): keep when it started; nothing changes for the receiver.
                 if t.starts_at != member.alert.starts_at {
                     t.starts_at = member.alert.starts_at;
-                    json.forget();
+                    if let Some(json) = json.as_deref_mut() {
+                        json.forget();
+                    }
                 }
                 member.alert = t.clone();
                 member
@@ -563,18 +576,21 @@ impl Groups {
             }
         };
         // The member's alert is `t` now, whichever way it joined.
-        self.writes.member(
-            &id,
-            &member_key,
-            Some(member_json(member, Some(json.of(t)?))?),
-        );
+        member.alert_live = false;
+        if let Some(json) = json {
+            self.writes.member(
+                &id,
+                &member_key,
+                Some(member_json(member, Some(json.of(t)?))?),
+            );
+        }
         let decision = if coalesced {
             Decision::Coalesced
         } else {
             Decision::Grouped
         };
         self.pipeline.record(&record(now, t, Some(&id), decision));
-        Ok(())
+        Ok(id)
     }
 
     fn apply_resolved(
@@ -762,7 +778,7 @@ impl Groups {
                     group_key: None,
                     decision: Decision::Escalated { step: &step },
                 });
-                self.join(conn, &mut t, &target, now, &mut AlertJson::default())?;
+                self.join(conn, &mut t, &target, now, Some(&mut AlertJson::default()))?;
             }
         }
         Ok(())

@@ -531,7 +531,7 @@ fn a_member_whose_alert_is_not_the_live_one_writes_its_own() {
     let mut newer = t.clone();
     newer.at = secs(5);
     let tx = h.conn.transaction().unwrap();
-    h.groups.share_live_alert(&newer).unwrap();
+    h.groups.share_live_alert(&newer, &[]).unwrap();
     h.groups.write(&tx).unwrap();
     tx.commit().unwrap();
     let rows = member_rows(&h);
