@@ -306,6 +306,9 @@ struct OutcomeJob {
     write: Option<OutcomeWrite>,
     /// The outcome's history entries, appended in the same transaction.
     history: Vec<HistoryEntry>,
+    /// The notification leaves the outbox (sent or failed): the depth counts one less
+    /// once its row is written, so that a depth of 0 means every row is marked.
+    settled: bool,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -327,7 +330,7 @@ const MAX_OUTCOMES_PER_COMMIT: usize = 1024;
 impl Outcomes {
     /// Starts the writer of channel `name`; it ends once every clone of the returned
     /// handle is gone and what was queued is written.
-    fn start(store: Store, name: Arc<str>) -> Outcomes {
+    fn start(store: Store, name: Arc<str>, depth: Depth) -> Outcomes {
         let (writes, mut rx) = mpsc::unbounded_channel::<OutcomeJob>();
         tokio::spawn(async move {
             let feed = store.feed().clone();
@@ -336,11 +339,13 @@ impl Outcomes {
                 let mut fs = Vec::with_capacity(batch.len());
                 let mut histories = Vec::with_capacity(batch.len());
                 let mut barriers = Vec::new();
+                let mut settled = 0;
                 for job in batch.drain(..) {
                     if let Some(f) = job.write {
                         fs.push(f);
                         histories.push(job.history);
                     }
+                    settled += i64::from(job.settled);
                     barriers.extend(job.done);
                 }
                 let written = store
@@ -380,6 +385,7 @@ impl Outcomes {
                         tracing::error!(channel = %name, error = %e, "Cannot record delivery outcomes.")
                     }
                 }
+                depth.add(-settled);
                 for done in barriers {
                     let _ = done.send(());
                 }
@@ -388,11 +394,13 @@ impl Outcomes {
         Outcomes { writes }
     }
 
-    /// Queues an outcome and its history entries; the caller does not wait for it.
-    fn queue(&self, name: &str, history: Vec<HistoryEntry>, write: OutcomeWrite) {
+    /// Queues an outcome and its history entries (`settled`: the notification leaves the
+    /// outbox); the caller does not wait for it.
+    fn queue(&self, name: &str, history: Vec<HistoryEntry>, settled: bool, write: OutcomeWrite) {
         let job = OutcomeJob {
             write: Some(write),
             history,
+            settled,
             done: None,
         };
         if self.writes.send(job).is_err() {
@@ -406,6 +414,7 @@ impl Outcomes {
         let job = OutcomeJob {
             write: None,
             history: Vec::new(),
+            settled: false,
             done: Some(done),
         };
         if self.writes.send(job).is_ok() {
@@ -541,7 +550,7 @@ impl Sender {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
-        let outcomes = Outcomes::start(this.store.clone(), this.name.clone());
+        let outcomes = Outcomes::start(this.store.clone(), this.name.clone(), this.depth.clone());
         let counters = Counters::new(&this.name);
         let mut lanes = Lanes::default();
         let mut in_flight = tokio::task::JoinSet::new();
@@ -761,10 +770,9 @@ impl Sender {
             Verdict::Sent => {
                 let (id, attempts) = (n.id.clone(), d.attempts);
                 let history = n.history(HistoryKind::Sent, now, None);
-                self.record(outcomes, history, move |tx| {
+                self.record(outcomes, history, true, move |tx| {
                     store::mark_sent(tx, &id, attempts, now)
                 });
-                self.depth.add(-1);
                 None
             }
             Verdict::Failed(message) => {
@@ -778,7 +786,7 @@ impl Sender {
             } => {
                 d.next_attempt_at = next_attempt_at;
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
-                self.record(outcomes, Vec::new(), move |tx| {
+                self.record(outcomes, Vec::new(), false, move |tx| {
                     store::mark_retry(tx, &id, attempts, next, &message)
                 });
                 Some(delay)
@@ -791,22 +799,22 @@ impl Sender {
         let history = d
             .notification
             .history(HistoryKind::Failed, now, Some(&message));
-        self.record(outcomes, history, move |tx| {
+        self.record(outcomes, history, true, move |tx| {
             store::mark_failed(tx, &id, attempts, now, &message)
         });
-        self.depth.add(-1);
         self.undelivered.done(&self.name, &d.notification.group_key);
     }
 
     /// Queues an outcome, with its `history` entries for the same transaction (told to
-    /// the feed once committed). Losing it only repeats work (a re-send with the same
+    /// the feed once committed); `settled`: the notification leaves the outbox (sent or
+    /// failed), and the depth counts it once its row is written. Losing it only repeats work (a re-send with the same
     /// id, or one more attempt), so the write is relaxed and a failure is logged, not
     /// fatal.
-    fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, f: F)
+    fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, settled: bool, f: F)
     where
         F: FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static,
     {
-        outcomes.queue(&self.name, history, Box::new(f));
+        outcomes.queue(&self.name, history, settled, Box::new(f));
     }
 }
 
