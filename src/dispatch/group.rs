@@ -132,26 +132,22 @@ struct GroupState {
     last_notified_at: Option<DateTime<Utc>>,
 }
 
-/// One alert in one group, persisted as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One alert in one group, persisted as JSON ([`MemberRow`], [`StoredMember`]).
+#[derive(Debug, Clone)]
 pub(crate) struct Member {
     /// The newest transition.
     pub alert: AlertTransition,
     /// What the channel believes: `Some(t)` firing, told at `t` (the last notification
     /// that carried it); `None`: nothing, or resolved.
-    #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     pub told_firing_at: Option<DateTime<Utc>>,
     /// Transitions since the channel last heard about this alert.
     pub changes: u32,
     /// When notifications carried it, within the flap window.
-    #[serde(serialize_with = "crate::rfc3339::serialize_all")]
     pub sent: Vec<DateTime<Utc>>,
     /// Logged as silenced or held already: say it once, not at every flush.
-    #[serde(skip)]
     pub quiet_logged: bool,
     /// `alert` is the transition the live alert row holds: the member's row leaves it out
     /// (the live row has it, and a load takes it from there).
-    #[serde(skip)]
     alert_live: bool,
 }
 
@@ -180,17 +176,36 @@ impl Member {
     }
 }
 
-/// A member as [`Member`]'s `Serialize` writes it, with its alert's JSON made already, or
-/// without its alert when the live alert row holds it.
+/// A member's row as written: its alert (the transition, or its JSON made already), left
+/// out when the live alert row holds it.
 #[derive(Serialize)]
-struct MemberJson<'a> {
+struct MemberRow<'a, A: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    alert: Option<&'a RawValue>,
+    alert: Option<A>,
     #[serde(serialize_with = "crate::rfc3339::serialize_opt")]
     told_firing_at: Option<DateTime<Utc>>,
     changes: u32,
     #[serde(serialize_with = "crate::rfc3339::serialize_all")]
     sent: &'a [DateTime<Utc>],
+}
+
+/// `m`'s row with `alert` as its alert.
+fn row_json<A: Serialize>(m: &Member, alert: Option<A>) -> Result<String, StoreError> {
+    store::to_json(
+        "a group member",
+        &MemberRow {
+            alert,
+            told_firing_at: m.told_firing_at,
+            changes: m.changes,
+            sent: &m.sent,
+        },
+    )
+}
+
+/// `m`'s row: without its alert when the live alert row holds the same transition.
+fn member_row(m: &Member) -> Result<String, StoreError> {
+    let alert = (!m.alert_live).then_some(&m.alert);
+    row_json(m, alert)
 }
 
 /// A member's row as read back: `alert` is absent when the live alert row holds it.
@@ -202,26 +217,23 @@ struct StoredMember {
     sent: Vec<DateTime<Utc>>,
 }
 
-/// `m` as JSON, its alert (`m.alert`) given as `alert`, the JSON of that alert, or left
-/// out (`None`).
-fn member_json(m: &Member, alert: Option<&RawValue>) -> Result<String, StoreError> {
-    store::to_json(
-        "a group member",
-        &MemberJson {
+impl StoredMember {
+    /// The member, its alert from its row or else from `live` (the live alert row's
+    /// transition); `None` when neither has it.
+    fn into_member(self, live: Option<&AlertTransition>) -> Option<Member> {
+        let (alert, alert_live) = match (self.alert, live) {
+            (Some(alert), _) => (alert, false),
+            (None, Some(live)) => (live.clone(), true),
+            (None, None) => return None,
+        };
+        Some(Member {
             alert,
-            told_firing_at: m.told_firing_at,
-            changes: m.changes,
-            sent: &m.sent,
-        },
-    )
-}
-
-/// `m`'s row: without its alert when the live alert row holds the same transition.
-fn member_row(m: &Member) -> Result<String, StoreError> {
-    if m.alert_live {
-        member_json(m, None)
-    } else {
-        store::to_json("a group member", m)
+            told_firing_at: self.told_firing_at,
+            changes: self.changes,
+            sent: self.sent,
+            quiet_logged: false,
+            alert_live,
+        })
     }
 }
 
@@ -340,35 +352,16 @@ impl Groups {
             };
             let mut members = BTreeMap::new();
             for (fp, member) in &stored.members {
-                let member: StoredMember = store::from_json("a group member", member)?;
-                let (alert, alert_live) = match member.alert {
-                    Some(alert) => (alert, false),
-                    None => match live.get(fp) {
-                        Some(alert) => (alert.clone(), true),
-                        None => {
-                            tracing::warn!(
-                                channel = %stored.channel,
-                                group_key = %stored.group_key,
-                                fingerprint = %fp,
-                                "A group member's alert is neither in its row nor live: dropping the member."
-                            );
-                            store::delete_group_member(
-                                conn,
-                                &stored.channel,
-                                &stored.group_key,
-                                fp,
-                            )?;
-                            continue;
-                        }
-                    },
-                };
-                let member = Member {
-                    alert,
-                    told_firing_at: member.told_firing_at,
-                    changes: member.changes,
-                    sent: member.sent,
-                    quiet_logged: false,
-                    alert_live,
+                let row: StoredMember = store::from_json("a group member", member)?;
+                let Some(member) = row.into_member(live.get(fp)) else {
+                    tracing::warn!(
+                        channel = %stored.channel,
+                        group_key = %stored.group_key,
+                        fingerprint = %fp,
+                        "A group member's alert is neither in its row nor live: dropping the member."
+                    );
+                    store::delete_group_member(conn, &stored.channel, &stored.group_key, fp)?;
+                    continue;
                 };
                 let fp = Fingerprint(fp.clone());
                 groups.index.entry(fp.clone()).or_default().push(id.clone());
@@ -578,11 +571,8 @@ impl Groups {
         // The member's alert is `t` now, whichever way it joined.
         member.alert_live = false;
         if let Some(json) = json {
-            self.writes.member(
-                &id,
-                &member_key,
-                Some(member_json(member, Some(json.of(t)?))?),
-            );
+            self.writes
+                .member(&id, &member_key, Some(row_json(member, Some(json.of(t)?))?));
         }
         let decision = if coalesced {
             Decision::Coalesced

@@ -453,10 +453,13 @@ fn a_member_written_with_its_alerts_json_made_once_reads_as_before() {
     m.changes = 3;
     m.sent = vec![secs(60), secs(120)];
     let mut json = AlertJson::default();
-    let once = member_json(&m, Some(json.of(&m.alert).unwrap())).unwrap();
-    assert_eq!(once, store::to_json("a group member", &m).unwrap());
-    let back: Member = store::from_json("a group member", &once).unwrap();
+    let once = row_json(&m, Some(json.of(&m.alert).unwrap())).unwrap();
+    assert_eq!(once, member_row(&m).unwrap());
+    let row: StoredMember = store::from_json("a group member", &once).unwrap();
+    let back = row.into_member(None).unwrap();
     assert_eq!(back.alert, m.alert);
+    assert_eq!(back.told_firing_at, m.told_firing_at);
+    assert_eq!(back.changes, 3);
     assert_eq!(back.sent, m.sent);
 }
 
