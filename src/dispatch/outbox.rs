@@ -300,16 +300,18 @@ const MAX_IN_FLIGHT: usize = 16;
 type OutcomeWrite =
     Box<dyn FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static>;
 
-/// An outcome on its way to the database, or a barrier (`write` empty) whose `done` is
-/// told once everything queued before it is written.
-struct OutcomeJob {
-    write: Option<OutcomeWrite>,
-    /// The outcome's history entries, appended in the same transaction.
-    history: Vec<HistoryEntry>,
-    /// The notification leaves the outbox (sent or failed): the depth counts one less
-    /// once its row is written, so that a depth of 0 means every row is marked.
-    settled: bool,
-    done: Option<oneshot::Sender<()>>,
+/// What the outcome writer is handed.
+enum OutcomeJob {
+    /// An outcome's row, its history entries (appended in the same transaction), and
+    /// whether the notification leaves the outbox (sent or failed): the depth counts it
+    /// out once its row is written, so that a depth of 0 means every row is marked.
+    Outcome {
+        write: OutcomeWrite,
+        history: Vec<HistoryEntry>,
+        settled: bool,
+    },
+    /// Told once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
 }
 
 /// A channel's delivery outcomes on their way to the outbox rows, written behind the
@@ -322,6 +324,7 @@ struct OutcomeJob {
 #[derive(Clone)]
 struct Outcomes {
     writes: mpsc::UnboundedSender<OutcomeJob>,
+    channel: Arc<str>,
 }
 
 /// The most outcomes written in one transaction.
@@ -330,8 +333,9 @@ const MAX_OUTCOMES_PER_COMMIT: usize = 1024;
 impl Outcomes {
     /// Starts the writer of channel `name`; it ends once every clone of the returned
     /// handle is gone and what was queued is written.
-    fn start(store: Store, name: Arc<str>, depth: Depth) -> Outcomes {
+    fn start(store: Store, channel: Arc<str>, depth: Depth) -> Outcomes {
         let (writes, mut rx) = mpsc::unbounded_channel::<OutcomeJob>();
+        let name = channel.clone();
         tokio::spawn(async move {
             let feed = store.feed().clone();
             let mut batch = Vec::new();
@@ -341,12 +345,18 @@ impl Outcomes {
                 let mut barriers = Vec::new();
                 let mut settled = 0;
                 for job in batch.drain(..) {
-                    if let Some(f) = job.write {
-                        fs.push(f);
-                        histories.push(job.history);
+                    match job {
+                        OutcomeJob::Outcome {
+                            write,
+                            history,
+                            settled: leaves,
+                        } => {
+                            fs.push(write);
+                            histories.push(history);
+                            settled += i64::from(leaves);
+                        }
+                        OutcomeJob::Flush(done) => barriers.push(done),
                     }
-                    settled += i64::from(job.settled);
-                    barriers.extend(job.done);
                 }
                 let written = store
                     .call(move |db| {
@@ -391,33 +401,32 @@ impl Outcomes {
                 }
             }
         });
-        Outcomes { writes }
+        Outcomes { writes, channel }
     }
 
-    /// Queues an outcome and its history entries (`settled`: the notification leaves the
-    /// outbox); the caller does not wait for it.
-    fn queue(&self, name: &str, history: Vec<HistoryEntry>, settled: bool, write: OutcomeWrite) {
-        let job = OutcomeJob {
-            write: Some(write),
+    /// Queues an outcome, with its `history` entries for the same transaction (told to
+    /// the feed once committed); `settled`: the notification leaves the outbox (sent or
+    /// failed). The caller does not wait. Losing it only repeats work (a re-send with the
+    /// same id, or one more attempt), so the write is relaxed and a failure is logged, not
+    /// fatal.
+    fn queue<F>(&self, history: Vec<HistoryEntry>, settled: bool, write: F)
+    where
+        F: FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static,
+    {
+        let job = OutcomeJob::Outcome {
+            write: Box::new(write),
             history,
             settled,
-            done: None,
         };
         if self.writes.send(job).is_err() {
-            tracing::error!(channel = %name, "Cannot record a delivery outcome: the outcome writer has stopped.");
+            tracing::error!(channel = %self.channel, "Cannot record a delivery outcome: the outcome writer has stopped.");
         }
     }
 
     /// Returns once every outcome queued before the call is written (or has failed).
     async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        let job = OutcomeJob {
-            write: None,
-            history: Vec::new(),
-            settled: false,
-            done: Some(done),
-        };
-        if self.writes.send(job).is_ok() {
+        if self.writes.send(OutcomeJob::Flush(done)).is_ok() {
             let _ = written.await;
         }
     }
@@ -770,7 +779,7 @@ impl Sender {
             Verdict::Sent => {
                 let (id, attempts) = (n.id.clone(), d.attempts);
                 let history = n.history(HistoryKind::Sent, now, None);
-                self.record(outcomes, history, true, move |tx| {
+                outcomes.queue(history, true, move |tx| {
                     store::mark_sent(tx, &id, attempts, now)
                 });
                 None
@@ -786,7 +795,7 @@ impl Sender {
             } => {
                 d.next_attempt_at = next_attempt_at;
                 let (id, attempts, next) = (n.id.clone(), d.attempts, d.next_attempt_at);
-                self.record(outcomes, Vec::new(), false, move |tx| {
+                outcomes.queue(Vec::new(), false, move |tx| {
                     store::mark_retry(tx, &id, attempts, next, &message)
                 });
                 Some(delay)
@@ -799,28 +808,96 @@ impl Sender {
         let history = d
             .notification
             .history(HistoryKind::Failed, now, Some(&message));
-        self.record(outcomes, history, true, move |tx| {
+        outcomes.queue(history, true, move |tx| {
             store::mark_failed(tx, &id, attempts, now, &message)
         });
         self.undelivered.done(&self.name, &d.notification.group_key);
-    }
-
-    /// Queues an outcome, with its `history` entries for the same transaction (told to
-    /// the feed once committed); `settled`: the notification leaves the outbox (sent or
-    /// failed), and the depth counts it once its row is written. Losing it only repeats work (a re-send with the same
-    /// id, or one more attempt), so the write is relaxed and a failure is logged, not
-    /// fatal.
-    fn record<F>(&self, outcomes: &Outcomes, history: Vec<HistoryEntry>, settled: bool, f: F)
-    where
-        F: FnOnce(&crate::store::Conn) -> Result<(), store::StoreError> + Send + 'static,
-    {
-        outcomes.queue(&self.name, history, settled, Box::new(f));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While the database thread is held, queued outcomes wait and the depth still
+    /// counts their notifications; once written, both leave the depth, the row written is
+    /// marked with its history entry, and the outcome that failed leaves its row and
+    /// writes no history.
+    #[tokio::test]
+    async fn outcomes_are_written_behind_the_lanes_and_counted_out_once_written() {
+        use crate::dispatch::testing::{firing, t0};
+        use crate::store::{HistoryQuery, OutboxStatus, StoreError};
+
+        let store = Store::open_in_memory().unwrap();
+        store
+            .call(|db| {
+                let tx = db.write(Durability::Full)?;
+                for id in ["msg_a", "msg_b"] {
+                    store::insert_outbox(&tx, id, "hook", "g", t0(), "{}")?;
+                }
+                tx.commit()
+            })
+            .await
+            .unwrap();
+        let depth = Depth::default();
+        depth.set(2);
+        let outcomes = Outcomes::start(store.clone(), Arc::from("hook"), depth.clone());
+
+        let (started, running) = oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .call(move |_| {
+                        let _ = started.send(());
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        running.await.unwrap();
+        let sent = HistoryEntry::transition(&firing("fuel_drain", 1));
+        outcomes.queue(vec![sent], true, |tx| {
+            store::mark_sent(tx, "msg_a", 1, t0())
+        });
+        let refused = HistoryEntry::transition(&firing("fuel_drain", 2));
+        outcomes.queue(vec![refused], true, |_| {
+            Err(StoreError::Invalid("refused".into()))
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(depth.get(), 2, "counted out before its row was written");
+
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        outcomes.flush().await;
+        assert_eq!(depth.get(), 0);
+        let mut rows: Vec<(String, OutboxStatus)> = store
+            .list_outbox(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.status))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            rows,
+            [
+                ("msg_a".to_owned(), OutboxStatus::Sent),
+                ("msg_b".to_owned(), OutboxStatus::Pending)
+            ]
+        );
+        let history = store
+            .history(HistoryQuery {
+                limit: 10,
+                ..HistoryQuery::default()
+            })
+            .await
+            .unwrap();
+        let trackers: Vec<Option<i64>> = history.entries.iter().map(|e| e.tracker_id).collect();
+        assert_eq!(trackers, [Some(1)]);
+    }
 
     fn delivery(group: &str, id: &str) -> Delivery {
         let notification: Notification = serde_json::from_value(serde_json::json!({
