@@ -150,7 +150,7 @@ pub(crate) fn notification(
         status: alert.status,
         reason,
         created_at: now,
-        alerts: vec![alert.clone()],
+        alerts: vec![Arc::new(alert.clone())],
         kind: NotificationKind::Acknowledged,
         acks: [(alert.fingerprint.0.clone(), ack.clone())].into(),
         ack_urls: Default::default(),

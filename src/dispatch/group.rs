@@ -135,8 +135,9 @@ struct GroupState {
 /// One alert in one group, persisted as JSON ([`MemberRow`], [`StoredMember`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
-    /// The newest transition.
-    pub alert: AlertTransition,
+    /// The newest transition, shared with the other groups it joined and the
+    /// notifications that carry it: a transition is not copied on its way to the outbox.
+    pub alert: Arc<AlertTransition>,
     /// What the channel believes: `Some(t)` firing, told at `t` (the last notification
     /// that carried it); `None`: nothing, or resolved.
     pub told_firing_at: Option<DateTime<Utc>>,
@@ -153,7 +154,7 @@ pub(crate) struct Member {
 
 impl Member {
     /// A member that joins with `alert`: nothing told yet.
-    pub fn new(alert: AlertTransition) -> Member {
+    pub fn new(alert: Arc<AlertTransition>) -> Member {
         Member {
             alert,
             told_firing_at: None,
@@ -220,10 +221,10 @@ struct StoredMember {
 impl StoredMember {
     /// The member, its alert from its row or else from `live` (the live alert row's
     /// transition); `None` when neither has it.
-    fn into_member(self, live: Option<&AlertTransition>) -> Option<Member> {
+    fn into_member(self, live: Option<&Arc<AlertTransition>>) -> Option<Member> {
         let (alert, alert_live) = match (self.alert, live) {
-            (Some(alert), _) => (alert, false),
-            (None, Some(live)) => (live.clone(), true),
+            (Some(alert), _) => (Arc::new(alert), false),
+            (None, Some(live)) => (Arc::clone(live), true),
             (None, None) => return None,
         };
         Some(Member {
@@ -331,9 +332,9 @@ impl Groups {
     ) -> Result<Groups, StoreError> {
         let mut groups = Groups::new(router);
         groups.escalation = Schedule::load(conn)?;
-        let live: HashMap<String, AlertTransition> = store::load_live_alerts(conn)?
+        let live: HashMap<String, Arc<AlertTransition>> = store::load_live_alerts(conn)?
             .into_iter()
-            .map(|live| (live.fingerprint.0, live.last))
+            .map(|live| (live.fingerprint.0, Arc::new(live.last)))
             .collect();
         for stored in store::load_groups(conn)? {
             let Some(channel) = channels.iter().find(|c| ***c == *stored.channel).cloned() else {
@@ -408,9 +409,10 @@ impl Groups {
     pub fn apply(
         &mut self,
         conn: &Conn,
-        mut t: AlertTransition,
+        t: AlertTransition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let mut t = Arc::new(t);
         self.pipeline.observe(&t);
         match t.status {
             // Nothing resolves an occurrence: it is only delivered, never live.
@@ -448,7 +450,7 @@ impl Groups {
     /// written in any case.
     fn share_live_alert(
         &mut self,
-        t: &AlertTransition,
+        t: &Arc<AlertTransition>,
         joined: &[GroupId],
     ) -> Result<(), StoreError> {
         let Some(ids) = self.index.get(&t.fingerprint) else {
@@ -462,7 +464,7 @@ impl Groups {
             else {
                 continue;
             };
-            let live = member.alert == *t;
+            let live = Arc::ptr_eq(&member.alert, t) || member.alert == *t;
             if live != member.alert_live || joined.contains(id) {
                 member.alert_live = live;
                 self.writes
@@ -477,7 +479,7 @@ impl Groups {
     fn apply_firing(
         &mut self,
         conn: &Conn,
-        t: &mut AlertTransition,
+        t: &mut Arc<AlertTransition>,
         now: DateTime<Utc>,
         mut json: Option<&mut AlertJson>,
     ) -> Result<Vec<GroupId>, StoreError> {
@@ -496,7 +498,7 @@ impl Groups {
     fn join(
         &mut self,
         conn: &Conn,
-        t: &mut AlertTransition,
+        t: &mut Arc<AlertTransition>,
         target: &Target,
         now: DateTime<Utc>,
         mut json: Option<&mut AlertJson>,
@@ -536,23 +538,25 @@ impl Groups {
                 group
                     .members
                     .entry(member_key.clone())
-                    .or_insert(Member::new(t.clone()))
+                    .or_insert(Member::new(Arc::clone(t)))
             }
             Some(member) if member.alert.status == AlertStatus::Firing => {
                 // The same firing again (an evaluator that restarted without its
-                // state): keep when it started; nothing changes for the receiver.
+                // state): keep when it started; nothing changes for the receiver. The
+                // groups joined before keep the transition as it came (a copy is made
+                // only when one holds it already).
                 if t.starts_at != member.alert.starts_at {
-                    t.starts_at = member.alert.starts_at;
+                    Arc::make_mut(t).starts_at = member.alert.starts_at;
                     if let Some(json) = json.as_deref_mut() {
                         json.forget();
                     }
                 }
-                member.alert = t.clone();
+                member.alert = Arc::clone(t);
                 member
             }
             Some(member) => {
                 member.changes += 1;
-                member.alert = t.clone();
+                member.alert = Arc::clone(t);
                 if member.told_firing_at.is_some() {
                     coalesced = true;
                     log(
@@ -586,7 +590,7 @@ impl Groups {
     fn apply_resolved(
         &mut self,
         conn: &Conn,
-        t: &AlertTransition,
+        t: &Arc<AlertTransition>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let Some(ids) = self.index.get(&t.fingerprint).cloned() else {
@@ -616,7 +620,7 @@ impl Groups {
                 continue;
             }
             member.changes += 1;
-            member.alert = t.clone();
+            member.alert = Arc::clone(t);
             member.alert_live = false;
             let dropped = match (member.told_firing_at.is_some(), send_resolved) {
                 // The resolve goes out at the group's next flush.
@@ -720,9 +724,10 @@ impl Groups {
     fn run_escalations(&mut self, conn: &Conn, now: DateTime<Utc>) -> Result<(), StoreError> {
         for due in self.escalation.take_due(now) {
             store::finish_escalation(conn, &due.fingerprint, &due.route, due.index)?;
-            let Some(mut t) = store::load_live_alert(conn, &due.fingerprint)? else {
+            let Some(t) = store::load_live_alert(conn, &due.fingerprint)? else {
                 continue;
             };
+            let mut t = Arc::new(t);
             if store::active_ack(conn, &due.fingerprint, now)?.is_some() {
                 let reason = format!("{}: not run, the alert is acknowledged", due.describe());
                 log(conn, now, &t, None, Outcome::Dropped, None, Some(reason))?;

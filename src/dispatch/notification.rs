@@ -3,6 +3,7 @@
 //! attempt; rendering is deterministic, so every retry carries the same body.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,8 +32,9 @@ pub struct Notification {
     /// When it was decided (engine clock).
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
-    /// Firing alerts first, then resolved ones.
-    pub alerts: Vec<AlertTransition>,
+    /// Firing alerts first, then resolved ones; shared with the group members that hold
+    /// them.
+    pub alerts: Vec<Arc<AlertTransition>>,
     /// What it tells: the alerts' states, or that one was acknowledged.
     #[serde(default, skip_serializing_if = "NotificationKind::is_alerts")]
     pub kind: NotificationKind,
@@ -67,7 +69,7 @@ impl Notification {
     pub fn event_type(&self) -> &'static str {
         if self.kind.is_alerts()
             && !self.alerts.is_empty()
-            && self.alerts.iter().all(AlertTransition::is_event)
+            && self.alerts.iter().all(|t| t.is_event())
         {
             return "alert.event";
         }

@@ -75,5 +75,5 @@ fn alert(t: &AlertTransition) -> PostableAlert<'_> {
 
 /// The request body: a JSON array of alerts.
 pub fn body(n: &Notification) -> Vec<PostableAlert<'_>> {
-    n.alerts.iter().map(alert).collect()
+    n.alerts.iter().map(|t| alert(t)).collect()
 }

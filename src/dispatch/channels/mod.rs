@@ -15,6 +15,7 @@ pub mod teams;
 pub mod telegram;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -301,7 +302,7 @@ pub fn sample_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
         status: AlertStatus::Firing,
         reason: "test".into(),
         created_at: now,
-        alerts: vec![alert],
+        alerts: vec![Arc::new(alert)],
         kind: NotificationKind::Alerts,
         acks: Default::default(),
         ack_urls: Default::default(),

@@ -108,7 +108,7 @@ pub fn body(n: &Notification) -> Value {
         .alerts
         .iter()
         .take(MAX_ALERTS)
-        .map(alert_attachment)
+        .map(|t| alert_attachment(t))
         .collect();
     if n.alerts.len() > MAX_ALERTS {
         attachments.push(json!({

@@ -97,7 +97,7 @@ fn message(n: &Notification, shown: usize) -> Value {
         json!({"type": "TextBlock", "text": format!("{} · {} · {}", n.receiver, n.reason, n.id),
                "isSubtle": true, "spacing": "None", "wrap": true}),
     ];
-    body.extend(n.alerts.iter().take(shown).map(alert_container));
+    body.extend(n.alerts.iter().take(shown).map(|t| alert_container(t)));
     if n.alerts.len() > shown {
         body.push(json!({"type": "TextBlock", "isSubtle": true, "wrap": true,
             "text": format!("… and {} more alerts in this group", n.alerts.len() - shown)}));

@@ -2,6 +2,7 @@
 //! Webhooks signature, and how HTTP answers are classified.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Duration;
 use reqwest::StatusCode;
@@ -38,7 +39,7 @@ fn notification(status: AlertStatus) -> Notification {
             AlertStatus::Resolved => "resolved".into(),
         },
         created_at: t0() + Duration::seconds(10),
-        alerts,
+        alerts: alerts.into_iter().map(Arc::new).collect(),
         kind: NotificationKind::Alerts,
         acks: BTreeMap::new(),
         ack_urls: BTreeMap::new(),
@@ -69,9 +70,12 @@ fn occurrences(mixed: bool) -> Notification {
     n.alerts = if mixed {
         let state = notification(AlertStatus::Firing).alerts.remove(0);
         let gone = notification(AlertStatus::Resolved).alerts.remove(0);
-        vec![state, occurrence(21080, 1), gone]
+        vec![state, Arc::new(occurrence(21080, 1)), gone]
     } else {
-        vec![occurrence(21080, 1), occurrence(21081, 2)]
+        vec![
+            Arc::new(occurrence(21080, 1)),
+            Arc::new(occurrence(21081, 2)),
+        ]
     };
     n
 }
@@ -421,10 +425,10 @@ fn ack_links_appear_on_the_alerts_that_have_them() {
 fn pagerduty_summary_source_and_severity() {
     let mut n = notification(AlertStatus::Firing);
     // An engine alert: no tracker, no summary.
-    n.alerts[1].tracker = None;
-    n.alerts[1].annotations.clear();
-    n.alerts[1].severity = Severity::Info;
-    n.alerts[0]
+    Arc::make_mut(&mut n.alerts[1]).tracker = None;
+    Arc::make_mut(&mut n.alerts[1]).annotations.clear();
+    Arc::make_mut(&mut n.alerts[1]).severity = Severity::Info;
+    Arc::make_mut(&mut n.alerts[0])
         .annotations
         .insert("summary".into(), "é".repeat(2000));
     let events = pagerduty::events(&n, ROUTING_KEY);
@@ -435,7 +439,7 @@ fn pagerduty_summary_source_and_severity() {
     assert_eq!(events[1]["payload"]["source"], "navixy-alerts");
     assert_eq!(events[1]["payload"]["summary"], "fuel_drain");
     assert_eq!(events[1]["payload"]["severity"], "info");
-    n.alerts[1].tracker = Some(crate::alert::TrackerRef {
+    Arc::make_mut(&mut n.alerts[1]).tracker = Some(crate::alert::TrackerRef {
         id: 7,
         label: None,
         source_id: None,
@@ -460,7 +464,7 @@ fn telegram_messages() {
 #[test]
 fn telegram_escapes_every_user_string() {
     let mut n = notification(AlertStatus::Firing);
-    n.alerts[0]
+    Arc::make_mut(&mut n.alerts[0])
         .annotations
         .insert("summary".into(), "<b>fuel</b> & <script>".into());
     n.receiver = "ops<&>".into();
@@ -481,7 +485,7 @@ fn telegram_splits_long_groups_between_alerts() {
     n.alerts = (0..60)
         .map(|i| {
             let mut a = template.clone();
-            a.annotations.insert(
+            Arc::make_mut(&mut a).annotations.insert(
                 "description".into(),
                 format!("alert {i} {}", "x".repeat(150)),
             );
@@ -505,7 +509,7 @@ fn telegram_splits_long_groups_between_alerts() {
     }
     // One alert longer than a message is shortened, not split.
     n.alerts.truncate(1);
-    n.alerts[0]
+    Arc::make_mut(&mut n.alerts[0])
         .annotations
         .insert("description".into(), "<&>".repeat(5000));
     let messages = telegram::messages(&n);
@@ -533,7 +537,9 @@ fn teams_cuts_large_groups() {
     n.alerts = (0..30)
         .map(|_| {
             let mut a = template.clone();
-            a.annotations.insert("description".into(), "y".repeat(2000));
+            Arc::make_mut(&mut a)
+                .annotations
+                .insert("description".into(), "y".repeat(2000));
             a
         })
         .collect();

@@ -165,7 +165,7 @@ fn the_webhook_body_of_an_occurrence() {
     assert_eq!(alert["starts_at"], "2026-01-01T10:00:00Z");
     // A state alert's body has neither field.
     let state = Notification {
-        alerts: vec![firing("fuel_drain", 2)],
+        alerts: vec![Arc::new(firing("fuel_drain", 2))],
         ..(*sent[0].1).clone()
     };
     let body: serde_json::Value = serde_json::from_slice(&state.webhook_json()).unwrap();

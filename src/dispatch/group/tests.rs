@@ -448,7 +448,7 @@ fn repeats_wait_while_the_group_has_an_undelivered_notification() {
 
 #[test]
 fn a_member_written_with_its_alerts_json_made_once_reads_as_before() {
-    let mut m = Member::new(firing("speeding", 1));
+    let mut m = Member::new(Arc::new(firing("speeding", 1)));
     m.told_firing_at = Some(secs(60));
     m.changes = 3;
     m.sent = vec![secs(60), secs(120)];
@@ -480,7 +480,7 @@ fn a_firing_again_with_a_later_start_is_stored_with_the_first_start_everywhere()
     let router = Arc::new(Router::new(&config(CONFIG)).unwrap());
     h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
     let member = h.groups.groups.values().next().unwrap().members[&t.fingerprint].clone();
-    assert_eq!(member.alert, live);
+    assert_eq!(*member.alert, live);
 }
 
 /// The member rows of a group, by fingerprint, as JSON values.
@@ -508,7 +508,7 @@ fn a_firing_members_row_leaves_its_alert_to_the_live_row_and_a_load_takes_it_bac
     let router = Arc::new(Router::new(&config(CONFIG)).unwrap());
     h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
     let member = &h.groups.groups.values().next().unwrap().members[&t.fingerprint];
-    assert_eq!(member.alert, t);
+    assert_eq!(*member.alert, t);
     assert_eq!(member.told_firing_at, Some(secs(10)));
     // Resolved, the live row goes and the member's row holds the resolve itself.
     let r = resolved(&t, secs(20));
@@ -534,7 +534,7 @@ fn a_member_whose_alert_is_not_the_live_one_writes_its_own() {
     let mut newer = t.clone();
     newer.at = secs(5);
     let tx = h.conn.transaction().unwrap();
-    h.groups.share_live_alert(&newer, &[]).unwrap();
+    h.groups.share_live_alert(&Arc::new(newer), &[]).unwrap();
     h.groups.write(&tx).unwrap();
     tx.commit().unwrap();
     let rows = member_rows(&h);
@@ -555,4 +555,25 @@ fn a_member_without_its_alert_and_no_live_row_is_dropped_on_load() {
     h.groups = Groups::load(&h.conn, router, &[Arc::from("ops")]).unwrap();
     assert_eq!(h.groups.size().1, 0);
     assert!(member_rows(&h).is_empty());
+}
+
+#[test]
+fn a_transition_is_shared_by_its_member_and_its_notification_not_copied() {
+    let mut h = Harness::new(CONFIG);
+    let t = firing("fuel_drain", 1);
+    h.submit(t.clone(), secs(0));
+    let sent = h.run(0, 10);
+    assert_eq!(sent.len(), 1);
+    let member = &h.groups.groups.values().next().unwrap().members[&t.fingerprint];
+    assert_eq!(*member.alert, t);
+    assert!(Arc::ptr_eq(&member.alert, &sent[0].1.alerts[0]));
+    // A repeated firing with a later start is stored with the first one's start: the
+    // member holds the corrected transition, and so does the next notification.
+    let mut again = t.clone();
+    again.starts_at = secs(30);
+    again.at = secs(30);
+    h.submit(again, secs(30));
+    let member = &h.groups.groups.values().next().unwrap().members[&t.fingerprint];
+    assert_eq!(member.alert.starts_at, t0());
+    assert_eq!(member.alert.at, secs(30));
 }

@@ -29,9 +29,9 @@ pub(crate) fn queue(
 ) -> Result<Queued, StoreError> {
     picked.sort_by_key(|(fp, need)| (*need == Need::Resolve, fp.clone()));
     let reason = reason(first, members, picked);
-    let alerts: Vec<AlertTransition> = picked
+    let alerts: Vec<Arc<AlertTransition>> = picked
         .iter()
-        .filter_map(|(fp, _)| members.get(fp).map(|m| m.alert.clone()))
+        .filter_map(|(fp, _)| members.get(fp).map(|m| Arc::clone(&m.alert)))
         .collect();
     let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) {
         AlertStatus::Firing

@@ -48,7 +48,7 @@ pub(crate) fn flush_of<'a>(
 }
 
 pub(crate) fn member(t: AlertTransition) -> Member {
-    Member::new(t)
+    Member::new(Arc::new(t))
 }
 
 pub(crate) fn candidate_of(member: &mut Member, need: Need) -> Candidate<'_> {

@@ -2,6 +2,7 @@
 //! store's tables, outbox rows as the dispatcher writes them, and a client to look.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, NoTls};
@@ -45,7 +46,7 @@ pub fn notification(id: &str, channel: &str, group: &str, at: DateTime<Utc>) -> 
         status: AlertStatus::Firing,
         reason: "first notification".to_owned(),
         created_at: at,
-        alerts: vec![alert],
+        alerts: vec![Arc::new(alert)],
         kind: Default::default(),
         acks: BTreeMap::new(),
         ack_urls: BTreeMap::new(),

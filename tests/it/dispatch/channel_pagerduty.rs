@@ -2,6 +2,8 @@
 //! action, dedup key, payload limits), one event per alert, trigger then resolve on the
 //! same dedup key, and the documented answers (202, 400 permanent, 429 and 5xx retried).
 
+use std::sync::Arc;
+
 use chrono::Duration as Span;
 use serde_json::{Value, json};
 
@@ -84,13 +86,13 @@ async fn each_alert_triggers_then_resolves_its_own_incident() {
     b.severity = Severity::Warning;
     b.annotations.clear();
     let mut n = sample_notification("pager", t0());
-    n.alerts = vec![a.clone(), b.clone()];
+    n.alerts = vec![Arc::new(a.clone()), Arc::new(b.clone())];
     ch.send(&n, t0()).await.unwrap();
 
     a = resolved(&a, t0() + Span::minutes(5));
     b = resolved(&b, t0() + Span::minutes(5));
     n.status = AlertStatus::Resolved;
-    n.alerts = vec![a.clone(), b.clone()];
+    n.alerts = vec![Arc::new(a.clone()), Arc::new(b.clone())];
     ch.send(&n, t0()).await.unwrap();
 
     let events: Vec<Value> = pd.requests().iter().map(Request::json).collect();

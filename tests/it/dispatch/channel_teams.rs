@@ -2,6 +2,8 @@
 //! attachment, within Teams' size limit, coloured by severity; answers classified, and the
 //! secret URL never in an error.
 
+use std::sync::Arc;
+
 use chrono::Duration as Span;
 use serde_json::Value;
 
@@ -85,10 +87,10 @@ async fn firing_and_resolved_cards() {
     let mut b = firing("fuel_drain", 21081);
     b.severity = Severity::Warning;
     let mut n = sample_notification("teams", t0());
-    n.alerts = vec![a.clone(), b];
+    n.alerts = vec![Arc::new(a.clone()), Arc::new(b)];
     ch.send(&n, t0()).await.unwrap();
     n.status = AlertStatus::Resolved;
-    n.alerts = vec![resolved(&a, t0() + Span::minutes(25))];
+    n.alerts = vec![Arc::new(resolved(&a, t0() + Span::minutes(25)))];
     ch.send(&n, t0()).await.unwrap();
 
     let got = teams.requests();

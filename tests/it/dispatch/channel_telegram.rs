@@ -3,6 +3,8 @@
 //! a message (long groups split), 429 with `parameters.retry_after` honoured, and the
 //! token in no error.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use navixy_alerts::dispatch::SendError;
@@ -98,7 +100,7 @@ async fn messages_are_html_with_every_user_string_escaped() {
         .insert("summary".into(), "<b>Fuel</b> & <tank> \"low\"".into());
     alert.value = Some(json!("<1 l"));
     let mut n = sample_notification("tg", t0());
-    n.alerts = vec![alert];
+    n.alerts = vec![Arc::new(alert)];
     ch.send(&n, t0()).await.unwrap();
     let got = bot.requests();
     assert_eq!(got.len(), 1);
@@ -136,7 +138,7 @@ async fn a_long_group_is_split_and_a_retry_sends_only_the_rest() {
             let mut a = firing("fuel_drain", 21000 + i);
             a.annotations
                 .insert("description".into(), format!("<{i}> {}", "&".repeat(100)));
-            a
+            Arc::new(a)
         })
         .collect();
     let err = ch.send(&n, t0()).await.unwrap_err();

@@ -102,7 +102,7 @@ async fn a_body_template_sends_a_signed_form() {
         ),
     );
     let mut n = sample_notification("sms", t0());
-    n.alerts = vec![firing("fuel_drain", 21080)];
+    n.alerts = vec![Arc::new(firing("fuel_drain", 21080))];
     ch.send(&n, t0()).await.unwrap();
     let got = gateway.requests();
     assert_eq!(got.len(), 1);
@@ -145,7 +145,7 @@ async fn a_json_body_template_is_sent_as_rendered() {
         ),
     );
     let mut n = sample_notification("chat", t0());
-    n.alerts[0]
+    Arc::make_mut(&mut n.alerts[0])
         .annotations
         .insert("summary".into(), "quote \" and <tag>".into());
     ch.send(&n, t0()).await.unwrap();
