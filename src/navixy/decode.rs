@@ -4,12 +4,16 @@
 //! [`DecodeErrorKind`] that the caller counts; it never panics and never ends the stream.
 //! Inside a batch, a wrong type costs only its item ([`BatchItem::Invalid`]).
 //!
-//! The decoder streams the frame once: it reads `type` and `event` as they come and, when
-//! `event` precedes `data` (as Navixy sends it), decodes `data` straight into the typed
-//! structs; otherwise it keeps `data` as raw text and decodes it at the end. Field readers
-//! live in [`lenient`]: they borrow strings, parse times without allocating, and skip what
-//! they do not know without building values.
+//! A wire `state_batch` of source states, nearly all of the stream, is first read by
+//! [`direct`], straight from the text; a frame it does not read exactly as the lenient
+//! decoder would is left to the lenient decoder, which reads every frame and names every
+//! error. That one streams the frame once: it reads `type` and `event` as they come and,
+//! when `event` precedes `data` (as Navixy sends it), decodes `data` straight into the
+//! typed structs; otherwise it keeps `data` as raw text and decodes it at the end. Its
+//! field readers live in [`lenient`]: they borrow strings, parse times without allocating,
+//! and skip what they do not know without building values.
 
+mod direct;
 mod lenient;
 
 use std::borrow::Cow;
@@ -194,8 +198,16 @@ pub fn decode_frame_with(text: &str, options: &DecodeOptions) -> Result<Frame, D
     if !t.starts_with('{') {
         return decode_not_an_object(t);
     }
-    let mut de = serde_json::Deserializer::from_str(t);
     let skip = options.state_fields.skip;
+    if let Some(frame) = direct::state_batch(t, skip) {
+        return Ok(frame);
+    }
+    decode_object(t, skip)
+}
+
+/// A frame that is a JSON object, through the lenient decoder (serde_json's parser).
+fn decode_object(t: &str, skip: u32) -> Result<Frame, DecodeError> {
+    let mut de = serde_json::Deserializer::from_str(t);
     let envelope = de
         .deserialize_map(EnvelopeVisitor { skip })
         .map_err(json_error)?;

@@ -112,11 +112,11 @@ pub enum BatchItem {
 /// one declaration the rest of the engine is generated from. `$m!` receives the struct's
 /// attributes, its name, the prefix its fields have in error messages, what the decoder
 /// calls it, and the fields. From this table come the struct (every field optional, as
-/// Navixy omits nulls), the lenient decoder's field readers (`navixy/decode/lenient.rs`),
-/// the decoder's per-field skip mask ([`crate::navixy::decode::StateFields`]), the cache's
-/// merge (`state/cache.rs`), the rules' changed-field mask (`rules/script/fields.rs`), the
-/// `state.*` leaves rules read and the schema that catches misspelt ones
-/// (`rules/script/{context,schema}.rs`).
+/// Navixy omits nulls), the decoder's field readers (`navixy/decode/lenient.rs`, and
+/// `navixy/decode/direct.rs` for the fast path), the decoder's per-field skip mask
+/// ([`crate::navixy::decode::StateFields`]), the cache's merge (`state/cache.rs`), the
+/// rules' changed-field mask (`rules/script/fields.rs`), the `state.*` leaves rules read
+/// and the schema that catches misspelt ones (`rules/script/{context,schema}.rs`).
 ///
 /// Kinds: `leaf` is a value rules read as is (a number, boolean, time, word or string);
 /// `bits` is `inputs`/`outputs`; `gps`, `gsm`, `location` and `additional` are objects

@@ -255,7 +255,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 }
 
 /// Scalars convert from a [`Scalar`]; `Err(())` is a wrong type.
-trait FromScalar<'de>: Sized {
+pub(super) trait FromScalar<'de>: Sized {
     const EXPECTED: &'static str;
     fn from_scalar(s: Scalar<'de>) -> Result<Self, ()>;
 }
@@ -423,19 +423,27 @@ impl<'de> Lenient<'de> for TextLike {
         cx: &Cx,
         field: &'static str,
     ) -> Result<Option<Self>, D::Error> {
-        Ok(match Scalar::deserialize(d)? {
-            Scalar::Null => None,
-            Scalar::Str(s) => Some(TextLike(s.into_owned())),
-            Scalar::Bool(b) => Some(TextLike(b.to_string())),
-            Scalar::I64(v) => Some(TextLike(v.to_string())),
-            Scalar::U64(v) => Some(TextLike(v.to_string())),
-            Scalar::F64(v) => Some(TextLike(v.to_string())),
-            Scalar::Compound => {
+        Ok(match text_like(Scalar::deserialize(d)?) {
+            Ok(text) => text.map(TextLike),
+            Err(()) => {
                 cx.flag(field, "a string");
                 None
             }
         })
     }
+}
+
+/// A scalar as [`TextLike`] keeps it: `None` for null, `Err(())` for an array or object.
+pub(super) fn text_like(s: Scalar<'_>) -> Result<Option<String>, ()> {
+    Ok(match s {
+        Scalar::Null => None,
+        Scalar::Str(s) => Some(s.into_owned()),
+        Scalar::Bool(b) => Some(b.to_string()),
+        Scalar::I64(v) => Some(v.to_string()),
+        Scalar::U64(v) => Some(v.to_string()),
+        Scalar::F64(v) => Some(v.to_string()),
+        Scalar::Compound => return Err(()),
+    })
 }
 
 /// Any JSON value, kept whole (sensor state values, iot values).
