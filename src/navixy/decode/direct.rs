@@ -188,21 +188,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Null, or an object read entry by entry into `value`: each key given to `field`.
-    fn object<T>(
-        &mut self,
-        mut value: T,
-        mut field: impl FnMut(&mut Self, &'a str, &mut T) -> Option<()>,
-    ) -> Option<Option<T>> {
-        if self.null()? {
-            return Some(None);
-        }
-        self.eat(b'{')?;
-        self.fields(|p, key| field(p, key, &mut value))?;
-        self.eat(b'}')?;
-        Some(Some(value))
-    }
-
     /// The entries of a field table's object whose `{` is read, up to its `}` (not read):
     /// each known key given to `field` as its index in `names`, unknown keys skipped.
     /// Navixy writes the keys in the table's order, leaving out absent ones, so each key
@@ -438,41 +423,60 @@ impl Direct for Vec<bool> {
 /// Both coordinates, or no position.
 impl Direct for Location {
     fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
-        let read = p.object((None, None), |p, key, (lat, lng)| {
+        if p.null()? {
+            return Some(None);
+        }
+        p.eat(b'{')?;
+        let (mut lat, mut lng) = (None, None);
+        p.fields(|p, key| {
             match key {
-                "lat" => *lat = f64::read(p)?,
-                "lng" => *lng = f64::read(p)?,
+                "lat" => lat = f64::read(p)?,
+                "lng" => lng = f64::read(p)?,
                 _ => p.skip(0)?,
             }
             Some(())
         })?;
-        let both = |(lat, lng): (Option<f64>, Option<f64>)| lat.zip(lng);
-        Some(read.and_then(both).map(|(lat, lng)| Location { lat, lng }))
+        p.eat(b'}')?;
+        Some(lat.zip(lng).map(|(lat, lng)| Location { lat, lng }))
     }
 }
 
 /// `additional`: entries whose value is null are left out.
 impl Direct for BTreeMap<String, AdditionalField> {
     fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
-        p.object(BTreeMap::new(), |p, key, out| {
+        if p.null()? {
+            return Some(None);
+        }
+        p.eat(b'{')?;
+        let mut out = BTreeMap::new();
+        p.fields(|p, key| {
             if let Some(field) = AdditionalField::read(p)? {
                 out.insert(key.to_owned(), field);
             }
             Some(())
-        })
+        })?;
+        p.eat(b'}')?;
+        Some(Some(out))
     }
 }
 
 impl Direct for AdditionalField {
     fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
-        p.object(AdditionalField::default(), |p, key, field| {
+        if p.null()? {
+            return Some(None);
+        }
+        p.eat(b'{')?;
+        let mut field = AdditionalField::default();
+        p.fields(|p, key| {
             match key {
                 "value" => field.value = text_like(p.scalar()?).ok()?,
                 "updated" => field.updated = NavixyTime::read(p)?,
                 _ => p.skip(0)?,
             }
             Some(())
-        })
+        })?;
+        p.eat(b'}')?;
+        Some(Some(field))
     }
 }
 
