@@ -50,7 +50,9 @@ impl NavixyTime {
 
 /// `yyyy-MM-dd HH:mm:ss`, `yyyy-MM-ddTHH:mm:ss` and the latter followed by `Z` or
 /// `±HH:MM`: the shapes Navixy sends. Anything else returns `None` for the slow path.
-fn parse_fast(b: &[u8]) -> Option<NavixyTime> {
+/// Every byte is checked, so a text it reads is exactly one of these shapes (no
+/// whitespace, no quote).
+pub(crate) fn parse_fast(b: &[u8]) -> Option<NavixyTime> {
     if b.len() < 19 {
         return None;
     }

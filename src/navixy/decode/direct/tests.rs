@@ -294,3 +294,19 @@ fn an_escape_or_a_control_character_anywhere_in_a_string_is_left_to_the_lenient_
         }
     }
 }
+
+#[test]
+fn a_time_is_read_whole_whatever_follows_it() {
+    // After a 19-byte time, `","abc":` puts a quote where a 25-byte time would end.
+    for text in [
+        r#""hardware_key":{"updated":"2026-01-01 00:00:00","abc":1,"value":"0"}"#,
+        r#""hardware_key":{"updated":"2026-01-01T00:00:00Z","abcd":1,"value":"0"}"#,
+        r#""hardware_key":{"updated":"2026-01-01 00:00:00.250","value":"0"}"#,
+        r#""hardware_key":{"updated":" 2026-01-01 00:00:00","value":"0"}"#,
+    ] {
+        let state =
+            state(1, "1", "1").replace(r#""hardware_key":{"value":7,"updated":null}"#, text);
+        assert!(state.contains(text));
+        assert!(agrees(&frame(&[state]), 0), "{text}");
+    }
+}
