@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use super::lenient::{FromScalar, Scalar, text_like};
 use crate::navixy::messages::*;
+use crate::navixy::time::{FAST_LENGTHS, parse_fast};
 
 /// `text` (trimmed, starting with `{`) as a state batch, when it is one this path reads.
 pub(super) fn state_batch(text: &str, skip: u32) -> Option<Frame> {
@@ -250,11 +251,11 @@ impl<'a> Reader<'a> {
             return None;
         }
         let start = self.at + 1;
-        [25, 19, 20].into_iter().find_map(|len| {
+        FAST_LENGTHS.into_iter().find_map(|len| {
             if b.get(start + len) != Some(&b'"') {
                 return None;
             }
-            let time = crate::navixy::time::parse_fast(b.get(start..start + len)?)?;
+            let time = parse_fast(b.get(start..start + len)?)?;
             self.at = start + len + 1;
             Some(time)
         })
@@ -520,15 +521,12 @@ macro_rules! direct_fields {
                     if skip & (1 << index) != 0 {
                         return p.skip(0);
                     }
-                    let mut i = 0;
                     $(
-                        if index == i {
+                        if index == const { field_index($name::FIELDS, stringify!($field)) } as usize {
                             self.$field = <$ty as Direct>::read(p)?;
                             return Some(());
                         }
-                        i += 1;
                     )*
-                    let _ = i;
                     p.skip(0)
                 })
             }
