@@ -567,13 +567,15 @@ fn a_transition_is_shared_by_its_member_and_its_notification_not_copied() {
     let member = &h.groups.groups.values().next().unwrap().members[&t.fingerprint];
     assert_eq!(*member.alert, t);
     assert!(Arc::ptr_eq(&member.alert, &sent[0].1.alerts[0]));
-    // A repeated firing with a later start is stored with the first one's start: the
-    // member holds the corrected transition, and so does the next notification.
+    // A newer transition of the alert (a repeated firing, its start corrected to the
+    // first one's) replaces the member's, and leaves the notification already made as
+    // it was: shared is never changed in place.
     let mut again = t.clone();
     again.starts_at = secs(30);
     again.at = secs(30);
     h.submit(again, secs(30));
     let member = &h.groups.groups.values().next().unwrap().members[&t.fingerprint];
-    assert_eq!(member.alert.starts_at, t0());
-    assert_eq!(member.alert.at, secs(30));
+    assert_eq!((member.alert.starts_at, member.alert.at), (t0(), secs(30)));
+    assert!(!Arc::ptr_eq(&member.alert, &sent[0].1.alerts[0]));
+    assert_eq!(*sent[0].1.alerts[0], t);
 }
