@@ -761,15 +761,15 @@ fn readings(t: &TrackerState) -> Vec<ReadingRow> {
     for (name, v) in &r.inputs {
         rows.push(ReadingRow {
             kind: "input",
-            name: name.clone(),
+            name: name.to_string(),
             value: v.value.map(number).unwrap_or_else(|| "—".into()),
-            units: v.units.clone(),
+            units: v.units.as_ref().map(ToString::to_string),
         });
     }
     for (name, v) in &r.states {
         rows.push(ReadingRow {
             kind: "state",
-            name: name.clone(),
+            name: name.to_string(),
             value: show_json(&v.value),
             units: None,
         });
@@ -777,7 +777,7 @@ fn readings(t: &TrackerState) -> Vec<ReadingRow> {
     for (name, v) in &r.virtual_sensors {
         rows.push(ReadingRow {
             kind: "virtual",
-            name: name.clone(),
+            name: name.to_string(),
             value: show_json(&v.value),
             units: None,
         });
@@ -785,7 +785,7 @@ fn readings(t: &TrackerState) -> Vec<ReadingRow> {
     for (name, v) in &r.counters {
         rows.push(ReadingRow {
             kind: "counter",
-            name: name.clone(),
+            name: name.to_string(),
             value: v.value.map(number).unwrap_or_else(|| "—".into()),
             units: None,
         });

@@ -16,6 +16,11 @@ pub type TrackerId = i64;
 /// Navixy's id of a device (`list[].source.id`); state and lifecycle events carry it.
 pub type SourceId = i64;
 
+/// Text of the stream that is almost always short (an `additional` key and its value, an
+/// operator, a sensor's name, label and units): held inline up to 24 bytes, so the words
+/// every state and reading repeats cost no allocation, neither to decode nor to free.
+pub type Text = compact_str::CompactString;
+
 /// Which configured account (`sources:`) a tracker belongs to: its position in the list.
 /// Not Navixy's; 0 for the `source:` shorthand, replay and rule tests.
 pub type SourceIx = u16;
@@ -159,7 +164,7 @@ macro_rules! source_state_fields {
                 outputs_update: $crate::navixy::messages::NavixyTime => leaf,
                 /// Extra fields by name, e.g. `event_code`, `hardware_key`.
                 additional: ::std::collections::BTreeMap<
-                    ::std::string::String,
+                    $crate::navixy::messages::Text,
                     $crate::navixy::messages::AdditionalField,
                 > => additional,
                 /// When the track was last updated.
@@ -213,7 +218,7 @@ macro_rules! gsm_fields {
                 /// Cellular signal, percent.
                 signal_level: f64 => leaf,
                 /// The operator's name.
-                network_name: ::std::string::String => leaf,
+                network_name: $crate::navixy::messages::Text => leaf,
                 /// Whether the SIM is roaming.
                 roaming: bool => leaf,
             }
@@ -273,7 +278,7 @@ pub struct Location {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AdditionalField {
-    pub value: Option<String>,
+    pub value: Option<Text>,
     pub updated: Option<NavixyTime>,
 }
 
@@ -344,14 +349,14 @@ pub struct ReadingsItem {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct SensorInput {
     pub sensor_id: Option<i64>,
-    pub label: Option<String>,
+    pub label: Option<Text>,
     /// e.g. `lls_level_1`, `board_voltage`: the name rules use.
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[serde(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     pub value: Option<f64>,
-    pub units: Option<String>,
-    pub units_type: Option<String>,
+    pub units: Option<Text>,
+    pub units_type: Option<Text>,
     pub update_time: Option<NavixyTime>,
     pub min_value: Option<f64>,
     pub max_value: Option<f64>,
@@ -361,7 +366,7 @@ pub struct SensorInput {
 /// A discrete state field, e.g. `obd_mil_status`; its value may be any JSON scalar.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct StateValue {
-    pub field: Option<String>,
+    pub field: Option<Text>,
     #[serde(default)]
     pub value: serde_json::Value,
     pub update_time: Option<NavixyTime>,
@@ -370,12 +375,12 @@ pub struct StateValue {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct VirtualSensor {
     pub sensor_id: Option<i64>,
-    pub label: Option<String>,
+    pub label: Option<Text>,
     /// Usually a string such as `"On"`.
     #[serde(default)]
     pub value: serde_json::Value,
     #[serde(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     pub update_time: Option<NavixyTime>,
 }
 
@@ -383,7 +388,7 @@ pub struct VirtualSensor {
 pub struct Counter {
     /// `odometer`, `engine_hours`.
     #[serde(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     pub value: Option<f64>,
     pub update_time: Option<NavixyTime>,
 }

@@ -60,16 +60,28 @@ fn readings_json(tracker: &TrackerState) -> Map<String, Value> {
     let r = &tracker.readings;
     let mut out = Map::new();
     for (k, v) in &r.counters {
-        out.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+        out.insert(
+            k.to_string(),
+            serde_json::to_value(v).unwrap_or(Value::Null),
+        );
     }
     for (k, v) in &r.virtual_sensors {
-        out.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+        out.insert(
+            k.to_string(),
+            serde_json::to_value(v).unwrap_or(Value::Null),
+        );
     }
     for (k, v) in &r.states {
-        out.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+        out.insert(
+            k.to_string(),
+            serde_json::to_value(v).unwrap_or(Value::Null),
+        );
     }
     for (k, v) in &r.inputs {
-        out.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+        out.insert(
+            k.to_string(),
+            serde_json::to_value(v).unwrap_or(Value::Null),
+        );
     }
     out
 }

@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use compact_str::format_compact;
 
 use super::history::HistoryPolicy;
 use super::{Lifecycle, TrackerState, Update};
 use crate::navixy::messages::{
     AdditionalField, ConnectionStatus, Gps, IotTrackerValues, LifecycleKind, ReadingsItem,
-    SourceState, TrackerId,
+    SourceState, Text, TrackerId,
 };
 use crate::navixy::messages::{IdHashMap, TrackerInfo};
 
@@ -247,8 +248,8 @@ fn merge_nested<T: Merge + Clone>(new: &mut Option<T>, old: &Option<T>) {
 }
 
 fn merge_additional(
-    new: &mut Option<BTreeMap<String, AdditionalField>>,
-    old: &Option<BTreeMap<String, AdditionalField>>,
+    new: &mut Option<BTreeMap<Text, AdditionalField>>,
+    old: &Option<BTreeMap<Text, AdditionalField>>,
 ) {
     match (new.as_mut(), old) {
         (Some(add), Some(old_add)) => {
@@ -292,7 +293,7 @@ fn apply_readings(
         let key = sensor
             .label
             .clone()
-            .or_else(|| sensor.sensor_id.map(|id| id.to_string()));
+            .or_else(|| sensor.sensor_id.map(|id| format_compact!("{id}")));
         if let Some(key) = key {
             readings.virtual_sensors.insert(key, sensor);
         }
@@ -316,14 +317,14 @@ fn apply_readings(
 
 /// Replaces the entry `name` (readings are deltas: the same names again and again), and
 /// copies the name only for an entry that is new.
-fn put<V>(map: &mut HashMap<String, V>, value: V, name: impl Fn(&V) -> Option<&str>) {
+fn put<V>(map: &mut HashMap<Text, V>, value: V, name: impl Fn(&V) -> Option<&str>) {
     let Some(key) = name(&value) else {
         return;
     };
     if let Some(slot) = map.get_mut(key) {
         *slot = value;
     } else {
-        let key = key.to_string();
+        let key = Text::from(key);
         map.insert(key, value);
     }
 }
@@ -404,7 +405,7 @@ mod tests {
     fn full_state() -> SourceState {
         let mut additional = BTreeMap::new();
         additional.insert(
-            "event_code".to_string(),
+            "event_code".into(),
             AdditionalField {
                 value: Some("42".into()),
                 updated: t("2025-10-08 17:22:29"),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::navixy::messages::{
     Counter, IotTrackerValues, IotValue, LifecycleKind, ReadingsItem, SensorInput, SourceState,
-    StateValue, TrackerId, TrackerInfo, VirtualSensor,
+    StateValue, Text, TrackerId, TrackerInfo, VirtualSensor,
 };
 
 /// A tracker's lifecycle as Navixy reports it.
@@ -72,13 +72,13 @@ impl Update {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Readings {
     /// Metering sensors by `name` (`lls_level_1`, `board_voltage`).
-    pub inputs: HashMap<String, SensorInput>,
+    pub inputs: HashMap<Text, SensorInput>,
     /// Discrete state fields by `field` (`obd_mil_status`).
-    pub states: HashMap<String, StateValue>,
+    pub states: HashMap<Text, StateValue>,
     /// Virtual sensors by `label`.
-    pub virtual_sensors: HashMap<String, VirtualSensor>,
+    pub virtual_sensors: HashMap<Text, VirtualSensor>,
     /// Counters by `type` (`odometer`, `engine_hours`).
-    pub counters: HashMap<String, Counter>,
+    pub counters: HashMap<Text, Counter>,
 }
 
 impl Readings {

@@ -411,7 +411,7 @@ macro_rules! direct_scalars {
     )*};
 }
 
-direct_scalars!(f64, i64, bool, String, ConnectionStatus, MovementStatus);
+direct_scalars!(f64, i64, bool, Text, ConnectionStatus, MovementStatus);
 
 impl Direct for NavixyTime {
     #[inline]
@@ -467,7 +467,7 @@ impl Direct for Location {
 }
 
 /// `additional`: entries whose value is null are left out.
-impl Direct for BTreeMap<String, AdditionalField> {
+impl Direct for BTreeMap<Text, AdditionalField> {
     fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
         if p.null()? {
             return Some(None);
@@ -476,7 +476,7 @@ impl Direct for BTreeMap<String, AdditionalField> {
         let mut out = BTreeMap::new();
         p.fields(|p, key| {
             if let Some(field) = AdditionalField::read(p)? {
-                out.insert(key.to_owned(), field);
+                out.insert(Text::from(key), field);
             }
             Some(())
         })?;

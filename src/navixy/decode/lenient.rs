@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
+use compact_str::format_compact;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::navixy::messages::*;
@@ -326,6 +327,16 @@ impl FromScalar<'_> for String {
     }
 }
 
+impl FromScalar<'_> for Text {
+    const EXPECTED: &'static str = "a string";
+    fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
+        match s {
+            Scalar::Str(v) => Ok(Text::from(&*v)),
+            _ => Err(()),
+        }
+    }
+}
+
 /// Times have their own visitor: a state holds nine of them, and going straight from the
 /// borrowed text to the parser is measurably faster than through [`Scalar`].
 impl<'de> Lenient<'de> for NavixyTime {
@@ -408,6 +419,7 @@ lenient_scalar!(
     i64,
     bool,
     String,
+    Text,
     ConnectionStatus,
     MovementStatus,
     LifecycleKind
@@ -415,7 +427,7 @@ lenient_scalar!(
 
 /// A `value` of `additional`: documented as a string; numbers and booleans are kept as
 /// their text rather than rejected.
-pub struct TextLike(pub String);
+pub struct TextLike(pub Text);
 
 impl<'de> Lenient<'de> for TextLike {
     fn read<D: Deserializer<'de>>(
@@ -434,14 +446,15 @@ impl<'de> Lenient<'de> for TextLike {
 }
 
 /// A scalar as [`TextLike`] keeps it: `None` for null, `Err(())` for an array or object.
-pub(super) fn text_like(s: Scalar<'_>) -> Result<Option<String>, ()> {
+pub(super) fn text_like(s: Scalar<'_>) -> Result<Option<Text>, ()> {
     Ok(match s {
         Scalar::Null => None,
-        Scalar::Str(s) => Some(s.into_owned()),
-        Scalar::Bool(b) => Some(b.to_string()),
-        Scalar::I64(v) => Some(v.to_string()),
-        Scalar::U64(v) => Some(v.to_string()),
-        Scalar::F64(v) => Some(v.to_string()),
+        Scalar::Str(s) => Some(Text::from(&*s)),
+        // Written by `Display`, as `to_string` would.
+        Scalar::Bool(b) => Some(format_compact!("{b}")),
+        Scalar::I64(v) => Some(format_compact!("{v}")),
+        Scalar::U64(v) => Some(format_compact!("{v}")),
+        Scalar::F64(v) => Some(format_compact!("{v}")),
         Scalar::Compound => return Err(()),
     })
 }
@@ -621,21 +634,21 @@ impl<'de, T: Lenient<'de>> Lenient<'de> for Vec<T> {
     }
 }
 
-struct MapVisitor<'a, V> {
+struct MapVisitor<'a, K, V> {
     cx: &'a Cx,
     field: &'static str,
-    _v: PhantomData<V>,
+    _v: PhantomData<(K, V)>,
 }
 
-impl<V> MapVisitor<'_, V> {
-    fn wrong(&self) -> Option<BTreeMap<String, V>> {
+impl<K, V> MapVisitor<'_, K, V> {
+    fn wrong(&self) -> Option<BTreeMap<K, V>> {
         self.cx.flag(self.field, "an object");
         None
     }
 }
 
-impl<'de, V: Lenient<'de>> Visitor<'de> for MapVisitor<'_, V> {
-    type Value = Option<BTreeMap<String, V>>;
+impl<'de, K: for<'k> From<&'k str> + Ord, V: Lenient<'de>> Visitor<'de> for MapVisitor<'_, K, V> {
+    type Value = Option<BTreeMap<K, V>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
@@ -645,14 +658,14 @@ impl<'de, V: Lenient<'de>> Visitor<'de> for MapVisitor<'_, V> {
         let mut out = BTreeMap::new();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if let Some(v) = value::<A, V>(&mut map, self.cx, self.field)? {
-                out.insert(key.into_owned(), v);
+                out.insert(K::from(&*key), v);
             }
         }
         Ok(Some(out))
     }
 }
 
-impl<'de, V: Lenient<'de>> Lenient<'de> for BTreeMap<String, V> {
+impl<'de, K: for<'k> From<&'k str> + Ord, V: Lenient<'de>> Lenient<'de> for BTreeMap<K, V> {
     fn read<D: Deserializer<'de>>(
         d: D,
         cx: &Cx,

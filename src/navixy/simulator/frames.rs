@@ -16,6 +16,7 @@ use crate::navixy::messages::{
     LifecycleItem, Location, MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState,
     StateValue, VirtualSensor,
 };
+use compact_str::format_compact;
 
 use super::fleet::{Fleet, LifecycleRecord, Vehicle};
 
@@ -90,9 +91,9 @@ pub fn source_state(v: &Vehicle, fleet: &Fleet, format: StateFormat, shape: Shap
         state.outputs = Some(v.outputs.to_vec());
         state.outputs_update = at(v.outputs_s);
         state.additional = Some(BTreeMap::from([(
-            "event_code".to_string(),
+            "event_code".into(),
             AdditionalField {
-                value: Some(v.event_code.to_string()),
+                value: Some(format_compact!("{}", v.event_code)),
                 updated: at(v.event_code_s),
             },
         )]));

@@ -18,7 +18,7 @@ use rhai::{Dynamic, FLOAT, INT, ImmutableString};
 
 use crate::navixy::context::ContextSnapshot;
 use crate::navixy::messages::{
-    ConnectionStatus, Gps, Gsm, MovementStatus, NavixyTime, SourceState,
+    ConnectionStatus, Gps, Gsm, MovementStatus, NavixyTime, SourceState, Text,
 };
 use crate::rules::around::Around;
 use crate::rules::zones::Zones;
@@ -297,7 +297,7 @@ impl LeafValue for NavixyTime {
     }
 }
 
-impl LeafValue for String {
+impl LeafValue for Text {
     const KIND: &'static str = "string";
     fn leaf(&self) -> FieldValue<'_> {
         FieldValue::Str(self)

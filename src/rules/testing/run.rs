@@ -26,7 +26,7 @@ use crate::navixy::decode::decode_frame;
 use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
     IotTrackerValues, IotValue, LifecycleKind, NavixyTime, ReadingsItem, SensorInput, SourceState,
-    StateValue, TrackerId,
+    StateValue, Text, TrackerId,
 };
 use crate::rules::faults::Fault;
 use crate::rules::format::value_text;
@@ -685,13 +685,13 @@ fn readings_item(v: &Value, tracker_id: TrackerId, stamp: &Value) -> Result<Read
     for (name, value) in obj {
         match value {
             Value::Number(n) => item.inputs.push(SensorInput {
-                name: Some(name.clone()),
+                name: Some(name.as_str().into()),
                 value: n.as_f64(),
                 update_time: time,
                 ..SensorInput::default()
             }),
             other => item.states.push(StateValue {
-                field: Some(name.clone()),
+                field: Some(name.as_str().into()),
                 value: other.clone(),
                 update_time: time,
             }),
@@ -753,10 +753,10 @@ fn unprovided_reads(set: &RuleSet, case: &TestCase, cache: &ShardCache) -> Vec<S
     let mut series: Vec<&str> = Vec::new();
     for t in cache.iter() {
         let r = &t.readings;
-        readings.extend(r.inputs.keys().map(String::as_str));
-        readings.extend(r.states.keys().map(String::as_str));
-        readings.extend(r.virtual_sensors.keys().map(String::as_str));
-        readings.extend(r.counters.keys().map(String::as_str));
+        readings.extend(r.inputs.keys().map(Text::as_str));
+        readings.extend(r.states.keys().map(Text::as_str));
+        readings.extend(r.virtual_sensors.keys().map(Text::as_str));
+        readings.extend(r.counters.keys().map(Text::as_str));
         series.extend(t.history.names());
     }
     readings.sort_unstable();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::{
     AdditionalField, BatchItem, ConnectionStatus, Frame, Gps, Gsm, Location, MovementStatus,
-    NavixyTime, SourceState,
+    NavixyTime, SourceState, Text,
 };
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -44,10 +44,13 @@ impl Arb for bool {
     }
 }
 
-impl Arb for String {
-    /// Plain words, and any text at all (quotes, escapes, control characters, emoji).
+impl Arb for Text {
+    /// Plain words, short enough to be held inline or not, and any text at all (quotes,
+    /// escapes, control characters, emoji).
     fn arb() -> BoxedStrategy<Self> {
-        prop_oneof!["[A-Za-z0-9 ._-]{0,16}", ".{0,8}"].boxed()
+        prop_oneof!["[A-Za-z0-9 ._-]{0,40}", ".{0,8}"]
+            .prop_map(Text::from)
+            .boxed()
     }
 }
 
@@ -116,14 +119,14 @@ impl Arb for Location {
     }
 }
 
-impl Arb for BTreeMap<String, AdditionalField> {
+impl Arb for BTreeMap<Text, AdditionalField> {
     fn arb() -> BoxedStrategy<Self> {
         let field = (
-            proptest::option::of(String::arb()),
+            proptest::option::of(Text::arb()),
             proptest::option::of(NavixyTime::arb()),
         )
             .prop_map(|(value, updated)| AdditionalField { value, updated });
-        prop::collection::btree_map("[a-z_]{1,12}", field, 0..4).boxed()
+        prop::collection::btree_map("[a-z_]{1,30}".prop_map(Text::from), field, 0..4).boxed()
     }
 }
 

@@ -310,3 +310,29 @@ fn a_time_is_read_whole_whatever_follows_it() {
         assert!(agrees(&frame(&[state]), 0), "{text}");
     }
 }
+
+/// The words every state repeats (`additional`'s keys and values, the operator) are held
+/// inline, read by either path: decoding them allocates nothing and the shard that drops
+/// the state frees nothing for them.
+#[test]
+fn the_short_words_of_a_state_are_held_inline_on_both_paths() {
+    let text = sample();
+    for frame in [state_batch(&text, 0), decode_object(&text, 0).ok()] {
+        let Some(Frame::StateBatch { items, .. }) = frame else {
+            panic!("{frame:?}")
+        };
+        let BatchItem::State(state) = &items[0] else {
+            panic!("{items:?}")
+        };
+        let additional = state.additional.as_ref().expect("additional");
+        assert_eq!(additional.len(), 2, "{additional:?}");
+        for (key, field) in additional {
+            let value = field.value.as_ref().expect("a value");
+            assert!(!key.is_heap_allocated(), "{key}");
+            assert!(!value.is_heap_allocated(), "{key}: {value}");
+        }
+        let gsm = state.gsm.as_ref().expect("gsm");
+        let operator = gsm.network_name.as_ref().expect("network_name");
+        assert!(!operator.is_heap_allocated(), "{operator}");
+    }
+}

@@ -20,7 +20,7 @@ use super::{Fallback, FastExpr};
 use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
     AdditionalField, ConnectionStatus, Counter, Gps, Gsm, IotValue, Location, MovementStatus,
-    NavixyTime, SensorInput, SourceState, StateValue, VirtualSensor,
+    NavixyTime, SensorInput, SourceState, StateValue, Text, VirtualSensor,
 };
 use crate::rules::script::context::{self, ScriptFrame, StateLeaf};
 use crate::rules::script::engine::{self, DynamicNames, MAX_STRING_SIZE};
@@ -191,9 +191,9 @@ fn parked_tracker() -> TrackerState {
         ignition: Some(true),
         additional: Some(
             [(
-                "note".to_string(),
+                "note".into(),
                 AdditionalField {
-                    value: Some(long_string()),
+                    value: Some(long_string().into()),
                     updated: None,
                 },
             )]
@@ -552,8 +552,8 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(
     proptest::option::weighted(0.7, s)
 }
 
-fn text(long: bool, s: &str) -> String {
-    if long { long_string() } else { s.to_string() }
+fn text(long: bool, s: &str) -> Text {
+    if long { long_string().into() } else { s.into() }
 }
 
 fn source_state() -> impl Strategy<Value = Option<SourceState>> {
@@ -644,14 +644,14 @@ fn source_state() -> impl Strategy<Value = Option<SourceState>> {
                 additional: additional.map(|(code, long, updated)| {
                     let mut fields = std::collections::BTreeMap::new();
                     fields.insert(
-                        "event_code".to_string(),
+                        "event_code".into(),
                         AdditionalField {
-                            value: code.map(str::to_string),
+                            value: code.map(Text::from),
                             updated: updated.map(time),
                         },
                     );
                     fields.insert(
-                        "note".to_string(),
+                        "note".into(),
                         AdditionalField {
                             value: Some(text(long, "short")),
                             updated: None,
@@ -820,7 +820,7 @@ fn tracker() -> impl Strategy<Value = TrackerState> {
                     source: 0,
                     id: 21080,
                     source_id: Some(10284),
-                    label: label.map(|l| text(long_label && !l.is_empty(), l)),
+                    label: label.map(|l| text(long_label && !l.is_empty(), l).into()),
                     group_id: long_label.then_some(4),
                     blocked: None,
                 }),
