@@ -73,8 +73,8 @@ fn main() {
                 movement_status: Some(MovementStatus::Parked),
                 ignition: Some(false),
                 last_update: at(0),
-                inputs: Some(vec![false; 8]),
-                outputs: Some(vec![false; 4]),
+                inputs: Some(Bits::from_elem(false, 8)),
+                outputs: Some(Bits::from_elem(false, 4)),
                 ..SourceState::default()
             };
             cache.apply(Update::State {

@@ -14,7 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use navixy_alerts::engine::ShardEvaluator;
 use navixy_alerts::navixy::messages::TrackerInfo;
 use navixy_alerts::navixy::messages::{
-    Gps, Location, MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState,
+    Bits, Gps, Location, MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState,
 };
 use navixy_alerts::rules::{Evaluator, RuleSet};
 use navixy_alerts::state::Update;
@@ -63,8 +63,8 @@ fn state(i: i64, m: i64) -> SourceState {
         ignition_update: Some(NavixyTime::Instant(at)),
         last_update: Some(NavixyTime::Instant(at)),
         battery_level: Some((i % 100) as f64),
-        inputs: Some(vec![i % 2 == 0, m % 2 == 0, false, false]),
-        outputs: Some(vec![false, false]),
+        inputs: Some(Bits::from_slice(&[i % 2 == 0, m % 2 == 0, false, false])),
+        outputs: Some(Bits::from_slice(&[false, false])),
         ..SourceState::default()
     }
 }

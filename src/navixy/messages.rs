@@ -21,6 +21,10 @@ pub type SourceId = i64;
 /// every state and reading repeats cost no allocation, neither to decode nor to free.
 pub type Text = compact_str::CompactString;
 
+/// A state's digital inputs or outputs: up to 16 held inline, so reading them allocates
+/// nothing for the trackers Navixy knows (4 to 8 of each).
+pub type Bits = smallvec::SmallVec<[bool; 16]>;
+
 /// Which configured account (`sources:`) a tracker belongs to: its position in the list.
 /// Not Navixy's; 0 for the `source:` shorthand, replay and rule tests.
 pub type SourceIx = u16;
@@ -155,11 +159,11 @@ macro_rules! source_state_fields {
                 /// When `battery_level` last changed.
                 battery_update: $crate::navixy::messages::NavixyTime => leaf,
                 /// Digital inputs: index 0 is input 1.
-                inputs: ::std::vec::Vec<bool> => bits,
+                inputs: $crate::navixy::messages::Bits => bits,
                 /// When `inputs` last changed.
                 inputs_update: $crate::navixy::messages::NavixyTime => leaf,
                 /// Digital outputs: index 0 is output 1.
-                outputs: ::std::vec::Vec<bool> => bits,
+                outputs: $crate::navixy::messages::Bits => bits,
                 /// When `outputs` last changed.
                 outputs_update: $crate::navixy::messages::NavixyTime => leaf,
                 /// Extra fields by name, e.g. `event_code`, `hardware_key`.

@@ -428,8 +428,8 @@ mod tests {
             ignition: Some(true),
             last_update: t("2025-10-08 17:27:05"),
             battery_level: Some(87.0),
-            inputs: Some(vec![true, false]),
-            outputs: Some(vec![false]),
+            inputs: Some(Bits::from_slice(&[true, false])),
+            outputs: Some(Bits::from_slice(&[false])),
             additional: Some(additional),
             ..SourceState::default()
         }
@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(cur.movement_status, Some(MovementStatus::Parked));
         assert_eq!(cur.gps.as_ref().and_then(|g| g.speed), Some(0.0));
         // Kept from the full state:
-        assert_eq!(cur.inputs, Some(vec![true, false]));
+        assert_eq!(cur.inputs.as_deref(), Some(&[true, false][..]));
         assert_eq!(cur.battery_level, Some(87.0));
         assert_eq!(cur.gps.as_ref().and_then(|g| g.heading), Some(94.0));
         let code = cur.additional.as_ref().and_then(|a| a.get("event_code"));

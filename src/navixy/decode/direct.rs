@@ -427,13 +427,13 @@ impl Direct for NavixyTime {
 }
 
 /// `inputs`, `outputs`: booleans, no nulls.
-impl Direct for Vec<bool> {
+impl Direct for Bits {
     fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
         if p.null()? {
             return Some(None);
         }
         p.eat(b'[')?;
-        let mut out = Vec::with_capacity(16);
+        let mut out = Bits::new();
         p.elements(|p| {
             out.push(match p.scalar()? {
                 Scalar::Bool(b) => b,

@@ -634,6 +634,17 @@ impl<'de, T: Lenient<'de>> Lenient<'de> for Vec<T> {
     }
 }
 
+/// `inputs`, `outputs`: an array of booleans, kept inline.
+impl<'de> Lenient<'de> for Bits {
+    fn read<D: Deserializer<'de>>(
+        d: D,
+        cx: &Cx,
+        field: &'static str,
+    ) -> Result<Option<Self>, D::Error> {
+        Ok(Vec::<bool>::read(d, cx, field)?.map(|bits| bits.into_iter().collect()))
+    }
+}
+
 struct MapVisitor<'a, K, V> {
     cx: &'a Cx,
     field: &'static str,
@@ -955,7 +966,7 @@ impl<'de> Fields<'de> for IotData {
 pub enum Inputs {
     #[default]
     Absent,
-    Bools(Vec<bool>),
+    Bools(Bits),
     Sensors(Vec<SensorInput>),
 }
 
@@ -1008,7 +1019,7 @@ impl Inputs {
         let Some(elements) = value::<A, Vec<InputElement>>(m, cx, "inputs")? else {
             return Ok(Inputs::Absent);
         };
-        let mut out = Inputs::Bools(Vec::new());
+        let mut out = Inputs::Bools(Bits::new());
         for element in elements {
             match (&mut out, element) {
                 (Inputs::Bools(b), InputElement::Bool(v)) => b.push(v),
@@ -1080,8 +1091,9 @@ impl<'de> Fields<'de> for ItemFields<'de> {
                     // The usual wire order puts `type` first: read the right kind directly.
                     Some("readings_event") => value::<A, Vec<SensorInput>>(m, cx, "inputs")?
                         .map_or(Inputs::Absent, Inputs::Sensors),
-                    Some(_) => value::<A, Vec<bool>>(m, cx, "inputs")?
-                        .map_or(Inputs::Absent, Inputs::Bools),
+                    Some(_) => {
+                        value::<A, Bits>(m, cx, "inputs")?.map_or(Inputs::Absent, Inputs::Bools)
+                    }
                     None => Inputs::read(m, cx)?,
                 }
             }

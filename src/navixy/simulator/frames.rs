@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::StateFormat;
 use crate::navixy::messages::{
-    AdditionalField, ConnectionStatus, Counter, Gps, Gsm, IotTrackerValues, IotValue,
+    AdditionalField, Bits, ConnectionStatus, Counter, Gps, Gsm, IotTrackerValues, IotValue,
     LifecycleItem, Location, MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState,
     StateValue, VirtualSensor,
 };
@@ -86,9 +86,9 @@ pub fn source_state(v: &Vehicle, fleet: &Fleet, format: StateFormat, shape: Shap
         });
         state.battery_level = Some(v.battery.round());
         state.battery_update = at(v.report_s);
-        state.inputs = Some(v.inputs.to_vec());
+        state.inputs = Some(Bits::from_slice(&v.inputs));
         state.inputs_update = at(v.inputs_s);
-        state.outputs = Some(v.outputs.to_vec());
+        state.outputs = Some(Bits::from_slice(&v.outputs));
         state.outputs_update = at(v.outputs_s);
         state.additional = Some(BTreeMap::from([(
             "event_code".into(),

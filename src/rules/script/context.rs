@@ -18,7 +18,7 @@ use rhai::{Dynamic, FLOAT, INT, ImmutableString};
 
 use crate::navixy::context::ContextSnapshot;
 use crate::navixy::messages::{
-    ConnectionStatus, Gps, Gsm, MovementStatus, NavixyTime, SourceState, Text,
+    Bits, ConnectionStatus, Gps, Gsm, MovementStatus, NavixyTime, SourceState, Text,
 };
 use crate::rules::around::Around;
 use crate::rules::zones::Zones;
@@ -397,7 +397,7 @@ fn leaf_value<'a>(s: &'a SourceState, leaf: &StateLeaf) -> FieldValue<'a> {
     let num = |v: Option<f64>| v.map_or(F::Absent, F::Num);
     let boolean = |v: Option<bool>| v.map_or(F::Absent, F::Bool);
     let gps = s.gps.as_ref();
-    let bit = |bits: &Option<Vec<bool>>, i: i64| {
+    let bit = |bits: &Option<Bits>, i: i64| {
         boolean(
             usize::try_from(i)
                 .ok()

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::{
-    AdditionalField, BatchItem, ConnectionStatus, Frame, Gps, Gsm, Location, MovementStatus,
+    AdditionalField, BatchItem, Bits, ConnectionStatus, Frame, Gps, Gsm, Location, MovementStatus,
     NavixyTime, SourceState, Text,
 };
 use proptest::prelude::*;
@@ -105,9 +105,12 @@ impl Arb for MovementStatus {
     }
 }
 
-impl Arb for Vec<bool> {
+impl Arb for Bits {
+    /// Up to 20: held inline or not.
     fn arb() -> BoxedStrategy<Self> {
-        prop::collection::vec(any::<bool>(), 0..10).boxed()
+        prop::collection::vec(any::<bool>(), 0..20)
+            .prop_map(Bits::from_vec)
+            .boxed()
     }
 }
 

@@ -19,7 +19,7 @@ use rhai::{Dynamic, Engine, ImmutableString};
 use super::{Fallback, FastExpr};
 use crate::navixy::messages::TrackerInfo;
 use crate::navixy::messages::{
-    AdditionalField, ConnectionStatus, Counter, Gps, Gsm, IotValue, Location, MovementStatus,
+    AdditionalField, Bits, ConnectionStatus, Counter, Gps, Gsm, IotValue, Location, MovementStatus,
     NavixyTime, SensorInput, SourceState, StateValue, Text, VirtualSensor,
 };
 use crate::rules::script::context::{self, ScriptFrame, StateLeaf};
@@ -635,9 +635,9 @@ fn source_state() -> impl Strategy<Value = Option<SourceState>> {
                 battery_level: battery,
                 battery_update: update.map(time),
                 inputs_update: inputs.as_ref().map(|_| time(1)),
-                inputs,
+                inputs: inputs.map(Bits::from_vec),
                 outputs_update: outputs.as_ref().map(|_| time(2)),
-                outputs,
+                outputs: outputs.map(Bits::from_vec),
                 actual_track_update: Some(
                     NavixyTime::parse("2026-01-05 07:58:00").unwrap_or(time(2)),
                 ),
