@@ -7,7 +7,10 @@
 //! pacing), a webhook receiver that counts notifications, and the real daemon (`run -c`
 //! with a SQLite file in a temp dir). Once every frame is sent, the daemon has counted
 //! them (`/metrics`) and it has gone quiet (no CPU, no new transition or notification for
-//! two seconds), its CPU time (`/proc/PID/stat`) and peak RSS (`VmHWM`) are read. Then
+//! two seconds), its CPU time (`/proc/PID/stat`) and peak RSS (`VmHWM`) are read. Two
+//! rates are printed: over the whole wall time, until the last notification, and until
+//! the router had counted the last update (polled every 100 ms until then); between the
+//! two, the last updates' notifications, which `group_interval` holds up to a second. Then
 //! `replay` runs the same config, recording and tracker list as a child, measured by
 //! `wait4`'s rusage.
 //!
@@ -299,6 +302,8 @@ struct Live {
     /// `replay` does not.
     waits: u64,
     wall: Duration,
+    /// Until the router had counted every update.
+    routed: Duration,
     cpu: Duration,
     peak_rss_kib: Option<u64>,
     received: Arc<Received>,
@@ -378,6 +383,7 @@ server: {{ listen: "{admin}" }}
         transitions: settled.transitions,
         waits: settled.waits,
         wall: settled.done.saturating_duration_since(started),
+        routed: settled.routed.saturating_duration_since(started),
         cpu,
         peak_rss_kib,
         received,
@@ -452,6 +458,10 @@ struct Settled {
     waits: u64,
     /// The last moment it was seen working.
     done: Instant,
+    /// The first poll that found every update counted by the router (its rules evaluated
+    /// a few milliseconds later): what remains until `done` is the notifications of the
+    /// last updates, which `group_interval` holds back for up to a second.
+    routed: Instant,
 }
 
 /// How long the daemon must stay quiet to count as done.
@@ -470,12 +480,21 @@ async fn settle(
     frames: u64,
     received: &Received,
 ) -> anyhow::Result<Settled> {
-    let poll = Duration::from_millis(250);
     let mut last = (Duration::ZERO, 0u64, 0u64);
     let mut done = Instant::now();
+    // Polled more often until the last update is counted, which it times.
+    let (mut updates, mut routed, mut counting) = (0, Instant::now(), true);
+    let mut polled = Instant::now();
     loop {
+        let poll = Duration::from_millis(if counting { 100 } else { 250 });
         let metrics = scrape(admin).await?;
         let seen = metric_sum(&metrics, telemetry::FRAMES) as u64;
+        let counted = metric_sum(&metrics, telemetry::UPDATES) as u64;
+        if counted != updates {
+            (updates, routed) = (counted, Instant::now());
+        } else if seen >= frames {
+            counting = false;
+        }
         let transitions = metric_sum(&metrics, telemetry::ALERT_TRANSITIONS) as u64;
         let outbox = metric_sum(&metrics, telemetry::OUTBOX_DEPTH);
         let cpu = process_cpu(pid).context("the daemon exited")?;
@@ -484,13 +503,15 @@ async fn settle(
             || outbox > 0.0
             || now.1 != last.1
             || now.2 != last.2
-            || (cpu.saturating_sub(last.0)).as_secs_f64() > IDLE_CPU * poll.as_secs_f64();
+            || (cpu.saturating_sub(last.0)).as_secs_f64()
+                > IDLE_CPU * polled.elapsed().as_secs_f64();
+        polled = Instant::now();
         last = now;
         if busy {
             done = Instant::now();
         } else if done.elapsed() >= QUIET {
             return Ok(Settled {
-                updates: metric_sum(&metrics, telemetry::UPDATES) as u64,
+                updates: counted,
                 transitions,
                 waits: metric_sum_labelled(
                     &metrics,
@@ -498,6 +519,7 @@ async fn settle(
                     "status=\"pending\"",
                 ) as u64,
                 done,
+                routed,
             });
         }
         tokio::time::sleep(poll).await;
@@ -687,9 +709,13 @@ fn report(live: &Live, replay: &Replayed, flowed: Option<&node_red::Flowed>) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "run:    {}; {} transitions ({} of them waits inside a `for`, which replay does not \
-         report); {} notifications received ({} firing, {} resolved alerts); peak RSS {}",
+        "run:    {}; every update routed after {:.2} s ({:.0} updates/s), the rest of the wall \
+         the last notifications; {} transitions ({} of them waits inside a `for`, which replay \
+         does not report); {} notifications received ({} firing, {} resolved alerts); peak \
+         RSS {}",
         figures(live.updates, Some(live.frames), live.wall, live.cpu),
+        live.routed.as_secs_f64(),
+        live.updates as f64 / live.routed.as_secs_f64().max(1e-9),
         live.transitions,
         live.waits,
         received.total(),
