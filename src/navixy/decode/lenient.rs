@@ -317,16 +317,6 @@ impl FromScalar<'_> for bool {
     }
 }
 
-impl FromScalar<'_> for String {
-    const EXPECTED: &'static str = "a string";
-    fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
-        match s {
-            Scalar::Str(v) => Ok(v.into_owned()),
-            _ => Err(()),
-        }
-    }
-}
-
 impl FromScalar<'_> for Text {
     const EXPECTED: &'static str = "a string";
     fn from_scalar(s: Scalar<'_>) -> Result<Self, ()> {
@@ -418,7 +408,6 @@ lenient_scalar!(
     f64,
     i64,
     bool,
-    String,
     Text,
     ConnectionStatus,
     MovementStatus,
