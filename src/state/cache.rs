@@ -252,9 +252,12 @@ fn merge_additional(
     old: &Option<BTreeMap<Text, AdditionalField>>,
 ) {
     match (new.as_mut(), old) {
+        // A full state usually carries every key again: a key is copied only when missing.
         (Some(add), Some(old_add)) => {
             for (k, v) in old_add {
-                add.entry(k.clone()).or_insert_with(|| v.clone());
+                if !add.contains_key(k) {
+                    add.insert(k.clone(), v.clone());
+                }
             }
         }
         (None, Some(_)) => new.clone_from(old),
