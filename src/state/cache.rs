@@ -489,6 +489,42 @@ mod tests {
     }
 
     #[test]
+    fn additional_merges_by_key_the_newer_value_winning() {
+        let mut c = cache();
+        let mut older = full_state();
+        older.additional.get_or_insert_default().insert(
+            "hardware_key".into(),
+            AdditionalField {
+                value: Some("1".into()),
+                updated: t("2025-10-08 17:20:00"),
+            },
+        );
+        c.apply(state(21080, older));
+        let mut newer = full_state();
+        newer.additional.get_or_insert_default().insert(
+            "event_code".into(),
+            AdditionalField {
+                value: Some("7".into()),
+                updated: t("2025-10-08 17:31:00"),
+            },
+        );
+        let tr = c.apply(state(21080, newer));
+        let merged = tr.current.as_ref().and_then(|s| s.additional.as_ref());
+        let value = |key: &str| {
+            merged
+                .and_then(|a| a.get(key))
+                .and_then(|f| f.value.as_deref())
+        };
+        assert_eq!(value("event_code"), Some("7"), "the newer state's value");
+        assert_eq!(
+            value("hardware_key"),
+            Some("1"),
+            "kept from the older state"
+        );
+        assert_eq!(merged.map(BTreeMap::len), Some(2));
+    }
+
+    #[test]
     fn offline_connection_status_marks_the_tracker_offline() {
         let mut c = cache();
         let mut s = compact_state(0.0, "2025-10-08 17:30:00");
