@@ -311,11 +311,11 @@ fn a_time_is_read_whole_whatever_follows_it() {
     }
 }
 
-/// The words every state repeats (`additional`'s keys and values, the operator) are held
-/// inline, read by either path: decoding them allocates nothing and the shard that drops
-/// the state frees nothing for them.
+/// The words every state repeats (`additional`'s keys and values, the operator) and its
+/// inputs and outputs are held inline, read by either path: decoding them allocates
+/// nothing and the shard that drops the state frees nothing for them.
 #[test]
-fn the_short_words_of_a_state_are_held_inline_on_both_paths() {
+fn the_short_words_and_the_bits_of_a_state_are_held_inline_on_both_paths() {
     let text = sample();
     for frame in [state_batch(&text, 0), decode_object(&text, 0).ok()] {
         let Some(Frame::StateBatch { items, .. }) = frame else {
@@ -334,5 +334,8 @@ fn the_short_words_of_a_state_are_held_inline_on_both_paths() {
         let gsm = state.gsm.as_ref().expect("gsm");
         let operator = gsm.network_name.as_ref().expect("network_name");
         assert!(!operator.is_heap_allocated(), "{operator}");
+        let inputs = state.inputs.as_ref().expect("inputs");
+        assert_eq!(inputs.len(), 8);
+        assert!(!inputs.spilled(), "{inputs:?}");
     }
 }
