@@ -3,7 +3,7 @@
 //! has many (every input flip, every ignition): the template context holds only what the
 //! rule's templates read, and is serialized straight into minijinja's values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::set::{Rule, RuleSet};
 use crate::alert::{AlertStatus, TrackerRef};
-use crate::navixy::messages::{Location, SourceState};
+use crate::navixy::messages::{Location, SourceState, Text};
 use crate::state::TrackerState;
 
 pub(crate) fn tracker_ref(tracker: &TrackerState) -> TrackerRef {
@@ -55,34 +55,23 @@ pub(crate) fn state_summary(tracker: &TrackerState) -> Map<String, Value> {
     out
 }
 
-/// The readings as templates see them: every reading by the name rules use.
+/// The readings as templates see them: every reading by the name rules use (an input
+/// over a counter of the same name, as before).
 fn readings_json(tracker: &TrackerState) -> Map<String, Value> {
+    fn put<V: Serialize>(out: &mut Map<String, Value>, readings: &HashMap<Text, V>) {
+        for (name, v) in readings {
+            out.insert(
+                name.to_string(),
+                serde_json::to_value(v).unwrap_or(Value::Null),
+            );
+        }
+    }
     let r = &tracker.readings;
     let mut out = Map::new();
-    for (k, v) in &r.counters {
-        out.insert(
-            k.to_string(),
-            serde_json::to_value(v).unwrap_or(Value::Null),
-        );
-    }
-    for (k, v) in &r.virtual_sensors {
-        out.insert(
-            k.to_string(),
-            serde_json::to_value(v).unwrap_or(Value::Null),
-        );
-    }
-    for (k, v) in &r.states {
-        out.insert(
-            k.to_string(),
-            serde_json::to_value(v).unwrap_or(Value::Null),
-        );
-    }
-    for (k, v) in &r.inputs {
-        out.insert(
-            k.to_string(),
-            serde_json::to_value(v).unwrap_or(Value::Null),
-        );
-    }
+    put(&mut out, &r.counters);
+    put(&mut out, &r.virtual_sensors);
+    put(&mut out, &r.states);
+    put(&mut out, &r.inputs);
     out
 }
 
