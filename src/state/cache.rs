@@ -490,25 +490,24 @@ mod tests {
 
     #[test]
     fn additional_merges_by_key_the_newer_value_winning() {
+        // `full_state` carries `event_code` 42; each state here adds or replaces one key.
+        let with = |key: &str, value: &str, at: &str| {
+            let mut s = full_state();
+            let field = AdditionalField {
+                value: Some(value.into()),
+                updated: t(at),
+            };
+            s.additional
+                .get_or_insert_default()
+                .insert(key.into(), field);
+            s
+        };
         let mut c = cache();
-        let mut older = full_state();
-        older.additional.get_or_insert_default().insert(
-            "hardware_key".into(),
-            AdditionalField {
-                value: Some("1".into()),
-                updated: t("2025-10-08 17:20:00"),
-            },
-        );
-        c.apply(state(21080, older));
-        let mut newer = full_state();
-        newer.additional.get_or_insert_default().insert(
-            "event_code".into(),
-            AdditionalField {
-                value: Some("7".into()),
-                updated: t("2025-10-08 17:31:00"),
-            },
-        );
-        let tr = c.apply(state(21080, newer));
+        c.apply(state(
+            21080,
+            with("hardware_key", "1", "2025-10-08 17:20:00"),
+        ));
+        let tr = c.apply(state(21080, with("event_code", "7", "2025-10-08 17:31:00")));
         let merged = tr.current.as_ref().and_then(|s| s.additional.as_ref());
         let value = |key: &str| {
             merged
