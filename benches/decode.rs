@@ -1,7 +1,9 @@
 //! Decoder throughput on generated `state_batch` frames of 100 full states each (the wire
 //! shape, times with offsets), reported as states per second: every field
 //! (`decode_frame`), only the fields a typical rule set reads (`decode_frame_rule_fields`),
-//! and a plain serde derive of the same frames into the same types for comparison.
+//! and a plain serde derive of the same frames into the same types for comparison. And on
+//! `readings_batch` frames of 100 readings items each (two sensors and a counter, as the
+//! generated fleets send), reported as items per second.
 //!
 //! Time is the benchmark thread's CPU time (see `support/cpu_time.rs`), so the figure is
 //! per core even while other processes share the machine. Allocations go through mimalloc,
@@ -33,15 +35,18 @@ mod fleet;
 const TRACKERS: usize = 1000;
 const PER_FRAME: usize = 100;
 
-fn frames() -> Vec<String> {
+/// The fleet's `state_batch` and `readings_batch` frames.
+fn frames() -> (Vec<String>, Vec<String>) {
     let mut fleet = fleet::Fleet::new(TRACKERS, 7);
     let at = Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap();
     for i in 0..TRACKERS {
         fleet.step(i, 30.0);
     }
-    (0..TRACKERS / PER_FRAME)
-        .map(|f| fleet.state_batch(f * PER_FRAME..(f + 1) * PER_FRAME, at))
-        .collect()
+    let ranges = || (0..TRACKERS / PER_FRAME).map(|f| f * PER_FRAME..(f + 1) * PER_FRAME);
+    (
+        ranges().map(|r| fleet.state_batch(r, at)).collect(),
+        ranges().map(|r| fleet.readings_batch(r, at)).collect(),
+    )
 }
 
 /// The same frame decoded by serde's derive (what a straightforward client would do).
@@ -62,7 +67,7 @@ struct DeriveItem {
 }
 
 fn decode(c: &mut Criterion<ThreadCpuTime>) {
-    let frames = frames();
+    let (frames, readings) = frames();
     let bytes: usize = frames.iter().map(String::len).sum();
     eprintln!(
         "{} frames of {PER_FRAME} full states, {} bytes per state on average",
@@ -115,6 +120,27 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
             }
             assert_eq!(states, TRACKERS);
             states
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("readings_batch");
+    group.throughput(Throughput::Elements(TRACKERS as u64));
+    group.bench_function("decode_frame", |b| {
+        b.iter(|| {
+            let mut items = 0;
+            for f in &readings {
+                if let Ok(Frame::ReadingsBatch { items: read, .. }) =
+                    decode_frame_with(black_box(f), &every_field)
+                {
+                    items += read
+                        .iter()
+                        .filter(|i| matches!(i, BatchItem::Readings(_)))
+                        .count();
+                }
+            }
+            assert_eq!(items, TRACKERS);
+            items
         })
     });
     group.finish();

@@ -199,7 +199,7 @@ pub fn decode_frame_with(text: &str, options: &DecodeOptions) -> Result<Frame, D
         return decode_not_an_object(t);
     }
     let skip = options.state_fields.skip;
-    if let Some(frame) = direct::state_batch(t, skip) {
+    if let Some(frame) = direct::batch(t, skip) {
         return Ok(frame);
     }
     decode_object(t, skip)

@@ -1,6 +1,7 @@
-//! The fast path for the frame that is nearly all of the stream: a wire `state_batch` of
+//! The fast path for the frames that are nearly all of the stream: a wire `state_batch` of
 //! `source_state_event` items, read straight from the text by the field tables
-//! (`navixy::messages`), without serde's visitors.
+//! (`navixy::messages`), and a wire `readings_batch` of `readings_event` items, without
+//! serde's visitors.
 //!
 //! It reads only what it can read exactly as the lenient decoder would, and gives up
 //! (`None`) on anything else: another frame or item shape, an escape in a string, a wrong
@@ -17,37 +18,46 @@ use super::lenient::{FromScalar, Scalar, text_like};
 use crate::navixy::messages::*;
 use crate::navixy::time::{FAST_LENGTHS, parse_fast};
 
-/// `text` (trimmed, starting with `{`) as a state batch, when it is one this path reads.
-pub(super) fn state_batch(text: &str, skip: u32) -> Option<Frame> {
+/// `text` (trimmed, starting with `{`) as a state or readings batch, when it is one this
+/// path reads.
+pub(super) fn batch(text: &str, skip: u32) -> Option<Frame> {
     let mut p = Reader { text, at: 0 };
     p.eat(b'{')?;
     p.key_is("type")?;
     p.str_is("event")?;
     p.eat(b',')?;
     p.key_is("event")?;
-    p.str_is("state_batch")?;
+    let event = p.str()?;
     p.eat(b',')?;
     p.key_is("data")?;
     p.eat(b'[')?;
-    let mut items = Vec::with_capacity(64);
-    if p.peek()? == b']' {
-        p.at += 1;
-    } else {
-        loop {
-            items.push(BatchItem::State(wire_state(&mut p, skip)?));
-            match p.next()? {
-                b',' => {}
-                b']' => break,
-                _ => return None,
-            }
-        }
-    }
+    let frame = match event {
+        "state_batch" => Frame::StateBatch {
+            user_time: None,
+            items: items(&mut p, |p| wire_state(p, skip).map(BatchItem::State))?,
+        },
+        "readings_batch" => Frame::ReadingsBatch {
+            user_time: None,
+            items: items(&mut p, |p| wire_readings(p).map(BatchItem::Readings))?,
+        },
+        _ => return None,
+    };
     p.eat(b'}')?;
     p.end()?;
-    Some(Frame::StateBatch {
-        user_time: None,
-        items,
-    })
+    Some(frame)
+}
+
+/// The items of `data`, whose `[` is read, up to and with its `]`.
+fn items(
+    p: &mut Reader<'_>,
+    mut item: impl FnMut(&mut Reader<'_>) -> Option<BatchItem>,
+) -> Option<Vec<BatchItem>> {
+    let mut items = Vec::with_capacity(64);
+    p.elements(|p| {
+        items.push(item(p)?);
+        Some(())
+    })?;
+    Some(items)
 }
 
 /// `{"type":"source_state_event","state":{...}}`.
@@ -63,6 +73,45 @@ fn wire_state(p: &mut Reader<'_>, skip: u32) -> Option<Box<SourceState>> {
     p.eat(b'}')?;
     p.eat(b'}')?;
     Some(state)
+}
+
+/// `{"type":"readings_event",...}`: the tag first, then only the item's own keys. Any other
+/// gives up: the lenient decoder reads it as a field of a bare state, which may be wrong.
+fn wire_readings(p: &mut Reader<'_>) -> Option<Box<ReadingsItem>> {
+    p.eat(b'{')?;
+    p.key_is("type")?;
+    p.str_is("readings_event")?;
+    let mut item = Box::<ReadingsItem>::default();
+    loop {
+        match p.next()? {
+            b',' => {}
+            b'}' => return Some(item),
+            _ => return None,
+        }
+        match p.key()? {
+            "tracker_id" => item.tracker_id = i64::read(p)?,
+            "timestamp" => item.timestamp = NavixyTime::read(p)?,
+            "inputs" => item.inputs = objects(p)?,
+            "states" => item.states = objects(p)?,
+            "virtual_sensors" => item.virtual_sensors = objects(p)?,
+            "counters" => item.counters = objects(p)?,
+            _ => return None,
+        }
+    }
+}
+
+/// An array of objects, null as none; a null or another type inside it gives up.
+fn objects<T: Direct>(p: &mut Reader<'_>) -> Option<Vec<T>> {
+    if p.null()? {
+        return Some(Vec::new());
+    }
+    p.eat(b'[')?;
+    let mut out = Vec::new();
+    p.elements(|p| {
+        out.push(T::read(p)??);
+        Some(())
+    })?;
+    Some(out)
 }
 
 /// A cursor over the frame text. Every reader returns `None` to give up.
@@ -502,6 +551,85 @@ impl Direct for AdditionalField {
         })?;
         p.eat(b'}')?;
         Some(Some(field))
+    }
+}
+
+/// A sensor state's or virtual sensor's `value`: any scalar, kept as serde_json keeps it.
+impl Direct for serde_json::Value {
+    fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
+        Some(Some(match p.scalar()? {
+            Scalar::Null => serde_json::Value::Null,
+            Scalar::Bool(b) => serde_json::Value::Bool(b),
+            Scalar::Str(s) => serde_json::Value::String(s.into_owned()),
+            Scalar::U64(n) => serde_json::Value::from(n),
+            Scalar::I64(n) => serde_json::Value::from(n),
+            Scalar::F64(f) => serde_json::Value::from(f),
+            Scalar::Compound => return None,
+        }))
+    }
+}
+
+/// The objects of a readings item, read as the lenient decoder's `Fields` read them (an
+/// unknown key skipped), by [`Reader::table`] with their keys in Navixy's order. A `value`
+/// field (a JSON value) holds null for absent; the others are options.
+macro_rules! direct_objects {
+    ($($name:ident { $($key:literal => $field:ident $(: $value:ident)?),* $(,)? })*) => {$(
+        impl Direct for $name {
+            fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
+                const KEYS: &[&str] = &[$($key),*];
+                if p.null()? {
+                    return Some(None);
+                }
+                p.eat(b'{')?;
+                let mut out = $name::default();
+                p.table(KEYS, |p, index| {
+                    $(
+                        if index == const { field_index(KEYS, $key) } as usize {
+                            out.$field = direct_objects!(@read p $($value)?);
+                            return Some(());
+                        }
+                    )*
+                    None
+                })?;
+                p.eat(b'}')?;
+                Some(Some(out))
+            }
+        }
+    )*};
+    (@read $p:ident) => { Direct::read($p)? };
+    (@read $p:ident value) => { serde_json::Value::read($p)?.unwrap_or_default() };
+}
+
+direct_objects! {
+    SensorInput {
+        "sensor_id" => sensor_id,
+        "label" => label,
+        "name" => name,
+        "type" => kind,
+        "value" => value,
+        "units" => units,
+        "units_type" => units_type,
+        "update_time" => update_time,
+        "min_value" => min_value,
+        "max_value" => max_value,
+        "converted_value" => converted_value,
+    }
+    StateValue {
+        "field" => field,
+        "value" => value: value,
+        "update_time" => update_time,
+    }
+    VirtualSensor {
+        "sensor_id" => sensor_id,
+        "label" => label,
+        "value" => value: value,
+        "type" => kind,
+        "update_time" => update_time,
+    }
+    Counter {
+        "type" => kind,
+        "value" => value,
+        "update_time" => update_time,
     }
 }
 

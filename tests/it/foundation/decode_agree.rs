@@ -1,6 +1,7 @@
-//! The lenient decoder reads every valid frame as a plain serde derive of the same types
-//! does: random source states (every field of the protocol table, present or not),
-//! written in the three shapes Navixy sends them and in two key orders, decoded both ways.
+//! The decoder reads every valid frame as a plain serde derive of the same types does:
+//! random source states (every field of the protocol table, present or not), written in
+//! the three shapes Navixy sends them and in two key orders, and random readings items,
+//! decoded both ways.
 //!
 //! The states come from the same field tables as the types, so a field added to a table is
 //! covered here without a line of this file changing.
@@ -9,8 +10,9 @@ use std::collections::BTreeMap;
 
 use navixy_alerts::navixy::decode::decode_frame;
 use navixy_alerts::navixy::messages::{
-    AdditionalField, BatchItem, Bits, ConnectionStatus, Frame, Gps, Gsm, Location, MovementStatus,
-    NavixyTime, SourceState, Text,
+    AdditionalField, BatchItem, Bits, ConnectionStatus, Counter, Frame, Gps, Gsm, Location,
+    MovementStatus, NavixyTime, ReadingsItem, SensorInput, SourceState, StateValue, Text,
+    VirtualSensor,
 };
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -161,6 +163,105 @@ navixy_alerts::source_state_fields!(arb_struct);
 navixy_alerts::gps_fields!(arb_struct);
 navixy_alerts::gsm_fields!(arb_struct);
 
+/// A sensor's or virtual sensor's value: any scalar.
+fn arb_value() -> BoxedStrategy<serde_json::Value> {
+    prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        i64::arb().prop_map(serde_json::Value::from),
+        f64::arb().prop_map(serde_json::Value::from),
+        Text::arb().prop_map(|t| serde_json::Value::from(t.as_str())),
+    ]
+    .boxed()
+}
+
+fn opt<T: Arb>() -> BoxedStrategy<Option<T>> {
+    proptest::option::of(T::arb()).boxed()
+}
+
+impl Arb for ReadingsItem {
+    fn arb() -> BoxedStrategy<Self> {
+        let input = (
+            (opt::<i64>(), opt::<Text>(), opt::<Text>(), opt::<Text>()),
+            (
+                opt::<f64>(),
+                opt::<Text>(),
+                opt::<Text>(),
+                opt::<NavixyTime>(),
+            ),
+            (opt::<f64>(), opt::<f64>(), opt::<f64>()),
+        )
+            .prop_map(
+                |(
+                    (sensor_id, label, name, kind),
+                    (value, units, units_type, update_time),
+                    (min_value, max_value, converted_value),
+                )| SensorInput {
+                    sensor_id,
+                    label,
+                    name,
+                    kind,
+                    value,
+                    units,
+                    units_type,
+                    update_time,
+                    min_value,
+                    max_value,
+                    converted_value,
+                },
+            );
+        let state = (opt::<Text>(), arb_value(), opt::<NavixyTime>()).prop_map(
+            |(field, value, update_time)| StateValue {
+                field,
+                value,
+                update_time,
+            },
+        );
+        let sensor = (
+            opt::<i64>(),
+            opt::<Text>(),
+            arb_value(),
+            opt::<Text>(),
+            opt::<NavixyTime>(),
+        )
+            .prop_map(
+                |(sensor_id, label, value, kind, update_time)| VirtualSensor {
+                    sensor_id,
+                    label,
+                    value,
+                    kind,
+                    update_time,
+                },
+            );
+        let counter = (opt::<Text>(), opt::<f64>(), opt::<NavixyTime>()).prop_map(
+            |(kind, value, update_time)| Counter {
+                kind,
+                value,
+                update_time,
+            },
+        );
+        (
+            opt::<i64>(),
+            opt::<NavixyTime>(),
+            prop::collection::vec(input, 0..3),
+            prop::collection::vec(state, 0..3),
+            prop::collection::vec(sensor, 0..3),
+            prop::collection::vec(counter, 0..3),
+        )
+            .prop_map(
+                |(tracker_id, timestamp, inputs, states, virtual_sensors, counters)| ReadingsItem {
+                    tracker_id,
+                    timestamp,
+                    inputs,
+                    states,
+                    virtual_sensors,
+                    counters,
+                },
+            )
+            .boxed()
+    }
+}
+
 /// `state_batch` on the wire: tagged items.
 #[derive(Deserialize)]
 struct WireBatch {
@@ -240,5 +341,35 @@ proptest! {
         let single = format!(r#"{{"type":"event","event":"state","data":{}}}"#, texts[0]);
         let derived: StateEvent = serde_json::from_str(&single).expect("derive reads it");
         prop_assert_eq!(lenient_states(&single), vec![derived.data]);
+    }
+
+    #[test]
+    fn readings_and_serde_derive_agree(items in prop::collection::vec(ReadingsItem::arb(), 0..4)) {
+        let texts: Vec<String> = items
+            .iter()
+            .map(|item| {
+                let json = serde_json::to_string(item).expect("an item is JSON");
+                format!(r#"{{"type":"readings_event",{}"#, &json[1..])
+            })
+            .collect();
+        let frame = format!(
+            r#"{{"type":"event","event":"readings_batch","data":[{}]}}"#,
+            texts.join(",")
+        );
+        let derived: Vec<ReadingsItem> = texts
+            .iter()
+            .map(|t| serde_json::from_str(t).expect("derive reads it"))
+            .collect();
+        let decoded: Vec<ReadingsItem> = match decode_frame(&frame) {
+            Ok(Frame::ReadingsBatch { items, .. }) => items
+                .into_iter()
+                .map(|item| match item {
+                    BatchItem::Readings(r) => *r,
+                    other => panic!("not readings: {other:?}\n{frame}"),
+                })
+                .collect(),
+            other => panic!("{other:?}\n{frame}"),
+        };
+        prop_assert_eq!(decoded, derived);
     }
 }

@@ -34,11 +34,34 @@ fn sample() -> String {
     frame(&[state(10284, "52.790800", "0"), compact(10285)])
 }
 
+/// A readings item as Navixy's wire sends it: two sensors, a state, a virtual sensor and
+/// two counters; `{value}` is the fuel level.
+fn readings(tracker: i64, value: &str) -> String {
+    format!(
+        r#"{{"type":"readings_event","tracker_id":{tracker},"timestamp":"2025-02-11 15:12:58","inputs":[{{"sensor_id":501,"label":"Fuel tank","name":"lls_level_1","type":"fuel","value":{value},"units":"l","units_type":"litre","update_time":"2025-02-11 15:12:58","min_value":0,"max_value":400}},{{"sensor_id":502,"label":"Board voltage","name":"board_voltage","type":"power","value":27.4,"units":"V","units_type":"volt","update_time":"2025-02-11T15:12:58Z","converted_value":-1.5}}],"states":[{{"field":"obd_mil_status","value":false,"update_time":"2025-02-11 15:12:58"}},{{"field":"gear","value":-3}},{{"field":"mode","value":"eco","update_time":null}}],"virtual_sensors":[{{"sensor_id":610,"label":"Door","value":"Closed","type":"state","update_time":"2025-02-11 15:10:02"}},{{"sensor_id":611,"label":"Load","value":12.25}},{{"sensor_id":612,"value":null}}],"counters":[{{"type":"odometer","value":182344.2,"update_time":"2025-02-11 15:12:58"}},{{"type":"engine_hours","value":5120,"update_time":"2025-02-11 15:12:58"}}]}}"#
+    )
+}
+
+fn readings_frame(items: &[String]) -> String {
+    format!(
+        r#"{{"type":"event","event":"readings_batch","data":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+fn readings_sample() -> String {
+    readings_frame(&[
+        readings(21080, "262.9138"),
+        r#"{"type":"readings_event","tracker_id":21081,"inputs":null,"states":[],"counters":[{"type":"odometer","value":12}]}"#.into(),
+        r#"{"type":"readings_event"}"#.into(),
+    ])
+}
+
 /// Whether the fast path read `text`; panics when it read it otherwise than the lenient
 /// decoder, or read what the lenient decoder refuses.
 fn agrees(text: &str, skip: u32) -> bool {
     let t = text.trim();
-    let Some(direct) = state_batch(t, skip) else {
+    let Some(direct) = batch(t, skip) else {
         return false;
     };
     let lenient = decode_object(t, skip);
@@ -47,11 +70,14 @@ fn agrees(text: &str, skip: u32) -> bool {
         lenient.as_ref().map(|f| format!("{f:?}")),
         "{text}"
     );
-    let Ok(Frame::StateBatch { items, .. }) = lenient else {
-        unreachable!()
+    let items = match lenient {
+        Ok(Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. }) => items,
+        _ => unreachable!(),
     };
     assert!(
-        items.iter().all(|i| matches!(i, BatchItem::State(_))),
+        items
+            .iter()
+            .all(|i| matches!(i, BatchItem::State(_) | BatchItem::Readings(_))),
         "{text}"
     );
     true
@@ -80,7 +106,7 @@ fn reads_wire_state_batches_as_the_lenient_decoder_does() {
         .split_once(",\n    {\n      \"type\": \"lifecycle_event\"")
         .unwrap();
     assert!(agrees(&format!("{states}]}}"), 0));
-    let Some(Frame::StateBatch { items, .. }) = state_batch(&sample(), 0) else {
+    let Some(Frame::StateBatch { items, .. }) = batch(&sample(), 0) else {
         panic!()
     };
     let BatchItem::State(s) = &items[0] else {
@@ -94,6 +120,89 @@ fn reads_wire_state_batches_as_the_lenient_decoder_does() {
     let additional = s.additional.as_ref().unwrap();
     assert_eq!(additional["hardware_key"].value.as_deref(), Some("7"));
     assert!(!additional.contains_key("gone"));
+}
+
+#[test]
+fn reads_wire_readings_batches_as_the_lenient_decoder_does() {
+    assert!(agrees(&readings_sample(), 0));
+    assert!(agrees(&readings_frame(&[]), 0));
+    // A key of a sensor's it does not know is skipped, as the lenient decoder skips it, and
+    // so are keys out of Navixy's order.
+    let item = readings(1, "1")
+        .replacen(
+            r#""units":"l","#,
+            r#""units":"l","precision":{"x":[2]},"#,
+            1,
+        )
+        .replacen(
+            r#""field":"gear","value":-3"#,
+            r#""value":-3,"field":"gear","value":-4"#,
+            1,
+        );
+    assert!(agrees(&readings_frame(&[item]), 0));
+    assert!(agrees(
+        &readings_sample()
+            .replace(",\"", " ,\n\t\"")
+            .replace("\":", "\" :\r ")
+            .replace('[', "[ ")
+            .replace(']', " ]"),
+        0
+    ));
+    // The protocol's sample, pretty-printed, without its lifecycle item (below).
+    let wire = include_str!("../../../../tests/data/navixy/readings_batch_wire.json");
+    let (readings, _) = wire
+        .split_once(",\n    {\n      \"type\": \"lifecycle_event\"")
+        .unwrap();
+    assert!(agrees(&format!("{readings}]}}"), 0));
+    let Some(Frame::ReadingsBatch { items, .. }) = batch(&readings_sample(), 0) else {
+        panic!()
+    };
+    let BatchItem::Readings(r) = &items[0] else {
+        panic!()
+    };
+    assert_eq!(r.tracker_id, Some(21080));
+    assert_eq!(r.inputs[0].value, Some(262.9138));
+    assert_eq!(r.inputs[1].units.as_deref(), Some("V"));
+    assert_eq!(r.states[1].value, serde_json::json!(-3));
+    assert_eq!(r.virtual_sensors[0].value, serde_json::json!("Closed"));
+    assert_eq!(r.virtual_sensors[2].value, serde_json::Value::Null);
+    assert_eq!(r.counters[1].value, Some(5120.0));
+    let BatchItem::Readings(r) = &items[1] else {
+        panic!()
+    };
+    assert!(r.inputs.is_empty());
+    assert_eq!(r.counters[0].value, Some(12.0));
+}
+
+#[test]
+fn leaves_readings_of_other_shapes_to_the_lenient_decoder() {
+    let item = readings(1, "1");
+    for (from, to) in [
+        // A key of the item's own the lenient decoder does not know (it reads it as a
+        // state's field).
+        (r#""tracker_id":1,"#, r#""tracker_id":1,"source_id":2,"#),
+        // No tag (the lenient decoder takes the item for a readings item all the same).
+        (r#""type":"readings_event","#, ""),
+        // A null or another type inside an array, an array for a value.
+        (r#""inputs":["#, r#""inputs":[null,"#),
+        (r#""counters":["#, r#""counters":[7,"#),
+        (r#""value":"Closed""#, r#""value":["Closed"]"#),
+        (r#""value":false"#, r#""value":{"on":false}"#),
+        // A trailing comma.
+        (
+            r#""update_time":"2025-02-11 15:10:02"}"#,
+            r#""update_time":"2025-02-11 15:10:02",}"#,
+        ),
+    ] {
+        let changed = item.replacen(from, to, 1);
+        assert!(changed != item, "{from}");
+        let text = readings_frame(&[changed]);
+        assert!(!agrees(&text, 0), "{text}");
+    }
+    // A trailing comma after the last item, and after the last field of an item.
+    assert!(!agrees(&readings_frame(&[item.clone(), String::new()]), 0));
+    let last_field = item.strip_suffix('}').unwrap();
+    assert!(!agrees(&readings_frame(&[format!("{last_field},}}")]), 0));
 }
 
 #[test]
@@ -221,7 +330,7 @@ fn value_end(text: &[u8], start: usize) -> usize {
         }
         i += 1;
     }
-    i
+    i.min(text.len())
 }
 
 fn mutate(text: &str, rng: &mut fastrand::Rng) -> String {
@@ -245,8 +354,16 @@ fn mutate(text: &str, rng: &mut fastrand::Rng) -> String {
             2 => {
                 let opens: Vec<usize> = (0..b.len()).filter(|&i| b[i] == b'{').collect();
                 let at = opens[rng.usize(..opens.len())] + 1;
-                let key =
-                    ["\"speed\"", "\"gps\"", "\"inputs\"", "\"zzz\"", "\"type\""][rng.usize(..5)];
+                let keys = [
+                    "\"speed\"",
+                    "\"gps\"",
+                    "\"inputs\"",
+                    "\"zzz\"",
+                    "\"type\"",
+                    "\"value\"",
+                    "\"counters\"",
+                ];
+                let key = keys[rng.usize(..keys.len())];
                 t.insert_str(at, &format!("{key}:{piece},"));
             }
             3 => t.insert_str(at, piece),
@@ -264,11 +381,23 @@ fn mutate(text: &str, rng: &mut fastrand::Rng) -> String {
 #[test]
 fn mutated_frames_are_read_as_the_lenient_decoder_reads_them_or_left_to_it() {
     let mut rng = fastrand::Rng::with_seed(20261207);
-    let base = sample();
     let rule_fields = StateFields::only(["gps", "movement_status"]).unwrap().skip;
+    // Both ways are exercised: many mutations keep a frame the fast path reads (fewer of
+    // a readings frame, where any key it does not know gives up).
+    for (base, least) in [(sample(), 400), (readings_sample(), 100)] {
+        let (read, left) = mutated(&base, &mut rng, rule_fields);
+        assert!(
+            read > least && left > 400,
+            "read {read}, left {left}: {base}"
+        );
+    }
+}
+
+/// How many of 4,000 mutations of `base` the fast path read, and how many it left.
+fn mutated(base: &str, rng: &mut fastrand::Rng, rule_fields: u32) -> (u32, u32) {
     let (mut read, mut left) = (0, 0);
     for i in 0..4000 {
-        let text = mutate(&base, &mut rng);
+        let text = mutate(base, rng);
         let skip = if i % 4 == 0 { rule_fields } else { 0 };
         if agrees(&text, skip) {
             read += 1;
@@ -276,8 +405,7 @@ fn mutated_frames_are_read_as_the_lenient_decoder_reads_them_or_left_to_it() {
             left += 1;
         }
     }
-    // Both ways are exercised: many mutations keep a frame the fast path reads.
-    assert!(read > 400 && left > 400, "read {read}, left {left}");
+    (read, left)
 }
 
 #[test]
@@ -317,7 +445,7 @@ fn a_time_is_read_whole_whatever_follows_it() {
 #[test]
 fn the_short_words_and_the_bits_of_a_state_are_held_inline_on_both_paths() {
     let text = sample();
-    for frame in [state_batch(&text, 0), decode_object(&text, 0).ok()] {
+    for frame in [batch(&text, 0), decode_object(&text, 0).ok()] {
         let Some(Frame::StateBatch { items, .. }) = frame else {
             panic!("{frame:?}")
         };
