@@ -1134,12 +1134,14 @@ async fn commit_until_done(
 ) -> Result<(), GivenUp> {
     let n = batch.len();
     let given_up = |fenced| GivenUp { count: n, fenced };
+    // Shared, so that an attempt copies no transition.
+    let batch: Vec<Arc<AlertTransition>> = batch.into_iter().map(Arc::new).collect();
     let mut wait = COMMIT_RETRY_FIRST;
     let mut attempts = 0u32;
     let mut give_up_at = None;
     loop {
         attempts += 1;
-        match dispatcher.submit_batch(batch.clone()).await {
+        match dispatcher.submit_shared(batch.clone()).await {
             Ok(()) => {
                 if attempts > 1 {
                     info!(

@@ -116,7 +116,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 struct Submit {
-    transitions: Vec<AlertTransition>,
+    transitions: Vec<Arc<AlertTransition>>,
     ack: oneshot::Sender<Result<(), DispatchError>>,
 }
 
@@ -370,6 +370,16 @@ impl DispatcherHandle {
     pub async fn submit_batch(
         &self,
         transitions: Vec<AlertTransition>,
+    ) -> Result<(), DispatchError> {
+        self.submit_shared(transitions.into_iter().map(Arc::new).collect())
+            .await
+    }
+
+    /// [`Self::submit_batch`] of transitions the caller keeps a share of, to submit them
+    /// again after a failure without copying them.
+    pub async fn submit_shared(
+        &self,
+        transitions: Vec<Arc<AlertTransition>>,
     ) -> Result<(), DispatchError> {
         if transitions.is_empty() {
             return Ok(());

@@ -409,10 +409,10 @@ impl Groups {
     pub fn apply(
         &mut self,
         conn: &Conn,
-        t: AlertTransition,
+        t: impl Into<Arc<AlertTransition>>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut t = Arc::new(t);
+        let mut t = t.into();
         self.pipeline.observe(&t);
         match t.status {
             // Nothing resolves an occurrence: it is only delivered, never live.
