@@ -57,6 +57,17 @@ fn readings_sample() -> String {
     ])
 }
 
+/// A pretty-printed sample of the protocol (`tests/data/navixy/{name}`) without its last
+/// item, a lifecycle item.
+fn without_lifecycle(name: &str) -> String {
+    let path = format!("{}/tests/data/navixy/{name}", env!("CARGO_MANIFEST_DIR"));
+    let wire = std::fs::read_to_string(&path).expect(&path);
+    let (items, _) = wire
+        .split_once(",\n    {\n      \"type\": \"lifecycle_event\"")
+        .expect("a lifecycle item");
+    format!("{items}]}}")
+}
+
 /// Whether the fast path read `text`; panics when it read it otherwise than the lenient
 /// decoder, or read what the lenient decoder refuses.
 fn agrees(text: &str, skip: u32) -> bool {
@@ -101,11 +112,7 @@ fn reads_wire_state_batches_as_the_lenient_decoder_does() {
     let rule_fields = StateFields::only(["gps", "ignition", "inputs"]).unwrap();
     assert!(agrees(&sample(), rule_fields.skip));
     // The protocol's sample, pretty-printed, without its lifecycle item (below).
-    let wire = include_str!("../../../../tests/data/navixy/state_batch_wire.json");
-    let (states, _) = wire
-        .split_once(",\n    {\n      \"type\": \"lifecycle_event\"")
-        .unwrap();
-    assert!(agrees(&format!("{states}]}}"), 0));
+    assert!(agrees(&without_lifecycle("state_batch_wire.json"), 0));
     let Some(Frame::StateBatch { items, .. }) = batch(&sample(), 0) else {
         panic!()
     };
@@ -149,11 +156,7 @@ fn reads_wire_readings_batches_as_the_lenient_decoder_does() {
         0
     ));
     // The protocol's sample, pretty-printed, without its lifecycle item (below).
-    let wire = include_str!("../../../../tests/data/navixy/readings_batch_wire.json");
-    let (readings, _) = wire
-        .split_once(",\n    {\n      \"type\": \"lifecycle_event\"")
-        .unwrap();
-    assert!(agrees(&format!("{readings}]}}"), 0));
+    assert!(agrees(&without_lifecycle("readings_batch_wire.json"), 0));
     let Some(Frame::ReadingsBatch { items, .. }) = batch(&readings_sample(), 0) else {
         panic!()
     };
