@@ -133,8 +133,9 @@ fn reads_wire_state_batches_as_the_lenient_decoder_does() {
 fn reads_wire_readings_batches_as_the_lenient_decoder_does() {
     assert!(agrees(&readings_sample(), 0));
     assert!(agrees(&readings_frame(&[]), 0));
-    // A key of a sensor's it does not know is skipped, as the lenient decoder skips it, and
-    // so are keys out of Navixy's order.
+    // A sensor's key it does not know is skipped, as the lenient decoder skips it; keys out
+    // of Navixy's order, and a key given twice (the last one wins), are read as it reads
+    // them.
     let item = readings(1, "1")
         .replacen(
             r#""units":"l","#,
