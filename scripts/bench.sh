@@ -81,6 +81,9 @@ if [[ -z ${QUICK:-} ]]; then
         row "decode, rule fields only (states/s per core)" \
             "$(commas "$(thrpt "$OUT/bench-decode.log" state_batch/decode_frame_rule_fields)")" \
             "stretch 1,000,000" "cargo bench --bench decode"
+        row "decode, readings items (items/s per core)" \
+            "$(commas "$(thrpt "$OUT/bench-decode.log" readings_batch/decode_frame)")" \
+            "" "cargo bench --bench decode"
     fi
     if [[ -f $OUT/bench-rules.log ]]; then
         row "rule conditions, stock rules (evaluations/s per core)" \
