@@ -349,53 +349,83 @@ pub struct ReadingsItem {
     pub counters: Vec<Counter>,
 }
 
-/// A metering sensor (fuel level, voltage, temperature...).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct SensorInput {
-    pub sensor_id: Option<i64>,
-    pub label: Option<Text>,
-    /// e.g. `lls_level_1`, `board_voltage`: the name rules use.
-    pub name: Option<Text>,
-    #[serde(rename = "type")]
-    pub kind: Option<Text>,
-    pub value: Option<f64>,
-    pub units: Option<Text>,
-    pub units_type: Option<Text>,
-    pub update_time: Option<NavixyTime>,
-    pub min_value: Option<f64>,
-    pub max_value: Option<f64>,
-    pub converted_value: Option<f64>,
+/// The objects of a wire `readings_event`, one line a field, as `name "key": Type => kind`
+/// (`key` the wire's name for it): the one declaration of each. From this table come the
+/// structs, the lenient decoder's readers (`navixy/decode/lenient.rs`), the fast path's
+/// (`navixy/decode/direct.rs`, which expects the keys in the table's order, Navixy's) and
+/// the property test's generators (`tests/it/foundation/decode_agree.rs`). `$m!` receives
+/// each struct's attributes, its name, the prefix its fields have in error messages and
+/// what the decoder calls it.
+///
+/// Kinds: `opt` is a value Navixy may leave out (an `Option`); `json` any JSON value, null
+/// when left out.
+#[macro_export]
+macro_rules! readings_fields {
+    ($m:ident) => {
+        $m! {
+            /// A metering sensor (fuel level, voltage, temperature...).
+            SensorInput "inputs." "a sensor object" {
+                sensor_id "sensor_id": i64 => opt,
+                label "label": $crate::navixy::messages::Text => opt,
+                /// e.g. `lls_level_1`, `board_voltage`: the name rules use.
+                name "name": $crate::navixy::messages::Text => opt,
+                kind "type": $crate::navixy::messages::Text => opt,
+                value "value": f64 => opt,
+                units "units": $crate::navixy::messages::Text => opt,
+                units_type "units_type": $crate::navixy::messages::Text => opt,
+                update_time "update_time": $crate::navixy::messages::NavixyTime => opt,
+                min_value "min_value": f64 => opt,
+                max_value "max_value": f64 => opt,
+                converted_value "converted_value": f64 => opt,
+            }
+            /// A discrete state field, e.g. `obd_mil_status`; its value may be any JSON scalar.
+            StateValue "states." "a state object" {
+                field "field": $crate::navixy::messages::Text => opt,
+                value "value": ::serde_json::Value => json,
+                update_time "update_time": $crate::navixy::messages::NavixyTime => opt,
+            }
+            /// A virtual sensor, by its label.
+            VirtualSensor "virtual_sensors." "a virtual sensor object" {
+                sensor_id "sensor_id": i64 => opt,
+                label "label": $crate::navixy::messages::Text => opt,
+                /// Usually a string such as `"On"`.
+                value "value": ::serde_json::Value => json,
+                kind "type": $crate::navixy::messages::Text => opt,
+                update_time "update_time": $crate::navixy::messages::NavixyTime => opt,
+            }
+            /// A counter.
+            Counter "counters." "a counter object" {
+                /// `odometer`, `engine_hours`.
+                kind "type": $crate::navixy::messages::Text => opt,
+                value "value": f64 => opt,
+                update_time "update_time": $crate::navixy::messages::NavixyTime => opt,
+            }
+        }
+    };
 }
 
-/// A discrete state field, e.g. `obd_mil_status`; its value may be any JSON scalar.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct StateValue {
-    pub field: Option<Text>,
-    #[serde(default)]
-    pub value: serde_json::Value,
-    pub update_time: Option<NavixyTime>,
+/// Defines the structs of [`readings_fields!`].
+macro_rules! define_readings {
+    (@ty opt $ty:ty) => { Option<$ty> };
+    (@ty json $ty:ty) => { $ty };
+    ($(
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident $key:literal : $ty:ty => $kind:ident ),* $(,)?
+        }
+    )*) => {$(
+        $(#[$smeta])*
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+        pub struct $name {
+            $(
+                $(#[$meta])*
+                #[serde(rename = $key, default)]
+                pub $field: define_readings!(@ty $kind $ty),
+            )*
+        }
+    )*};
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct VirtualSensor {
-    pub sensor_id: Option<i64>,
-    pub label: Option<Text>,
-    /// Usually a string such as `"On"`.
-    #[serde(default)]
-    pub value: serde_json::Value,
-    #[serde(rename = "type")]
-    pub kind: Option<Text>,
-    pub update_time: Option<NavixyTime>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct Counter {
-    /// `odometer`, `engine_hours`.
-    #[serde(rename = "type")]
-    pub kind: Option<Text>,
-    pub value: Option<f64>,
-    pub update_time: Option<NavixyTime>,
-}
+readings_fields!(define_readings);
 
 /// A tracker was blocked, unblocked or removed.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

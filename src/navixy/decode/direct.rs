@@ -569,11 +569,16 @@ impl Direct for serde_json::Value {
     }
 }
 
-/// The objects of a readings item, read as the lenient decoder's `Fields` read them (an
-/// unknown key skipped), by [`Reader::table`] with their keys in Navixy's order. A `value`
-/// field (a JSON value) holds null for absent; the others are options.
-macro_rules! direct_objects {
-    ($($name:ident { $($key:literal => $field:ident $(: $value:ident)?),* $(,)? })*) => {$(
+/// The objects of a readings item ([`readings_fields!`](crate::readings_fields)), read as
+/// the lenient decoder reads them (an unknown key skipped), by [`Reader::table`].
+macro_rules! direct_readings {
+    (@read opt $p:ident) => { Direct::read($p)? };
+    (@read json $p:ident) => { serde_json::Value::read($p)?.unwrap_or_default() };
+    ($(
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident $key:literal : $ty:ty => $kind:ident ),* $(,)?
+        }
+    )*) => {$(
         impl Direct for $name {
             fn read(p: &mut Reader<'_>) -> Option<Option<Self>> {
                 const KEYS: &[&str] = &[$($key),*];
@@ -585,7 +590,7 @@ macro_rules! direct_objects {
                 p.table(KEYS, |p, index| {
                     $(
                         if index == const { field_index(KEYS, $key) } as usize {
-                            out.$field = direct_objects!(@read p $($value)?);
+                            out.$field = direct_readings!(@read $kind p);
                             return Some(());
                         }
                     )*
@@ -596,42 +601,9 @@ macro_rules! direct_objects {
             }
         }
     )*};
-    (@read $p:ident) => { Direct::read($p)? };
-    (@read $p:ident value) => { serde_json::Value::read($p)?.unwrap_or_default() };
 }
 
-direct_objects! {
-    SensorInput {
-        "sensor_id" => sensor_id,
-        "label" => label,
-        "name" => name,
-        "type" => kind,
-        "value" => value,
-        "units" => units,
-        "units_type" => units_type,
-        "update_time" => update_time,
-        "min_value" => min_value,
-        "max_value" => max_value,
-        "converted_value" => converted_value,
-    }
-    StateValue {
-        "field" => field,
-        "value" => value: value,
-        "update_time" => update_time,
-    }
-    VirtualSensor {
-        "sensor_id" => sensor_id,
-        "label" => label,
-        "value" => value: value,
-        "type" => kind,
-        "update_time" => update_time,
-    }
-    Counter {
-        "type" => kind,
-        "value" => value,
-        "update_time" => update_time,
-    }
-}
+crate::readings_fields!(direct_readings);
 
 /// The objects of the field tables: each field read by its type's [`Direct`], a field
 /// whose bit is set in the skip mask skipped, unknown keys skipped.

@@ -801,87 +801,35 @@ impl<'de> Fields<'de> for AdditionalField {
     }
 }
 
-impl<'de> Fields<'de> for SensorInput {
-    const EXPECTED: &'static str = "a sensor object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        match key {
-            "sensor_id" => self.sensor_id = value(m, cx, "inputs.sensor_id")?,
-            "label" => self.label = value(m, cx, "inputs.label")?,
-            "name" => self.name = value(m, cx, "inputs.name")?,
-            "type" => self.kind = value(m, cx, "inputs.type")?,
-            "value" => self.value = value(m, cx, "inputs.value")?,
-            "units" => self.units = value(m, cx, "inputs.units")?,
-            "units_type" => self.units_type = value(m, cx, "inputs.units_type")?,
-            "update_time" => self.update_time = value(m, cx, "inputs.update_time")?,
-            "min_value" => self.min_value = value(m, cx, "inputs.min_value")?,
-            "max_value" => self.max_value = value(m, cx, "inputs.max_value")?,
-            "converted_value" => self.converted_value = value(m, cx, "inputs.converted_value")?,
-            _ => return Ok(false),
+/// The objects of a readings item ([`readings_fields!`](crate::readings_fields)), each
+/// field named in errors by its prefixed wire name (`inputs.type`).
+macro_rules! lenient_readings {
+    (@read opt $m:ident $cx:ident $name:expr) => { value($m, $cx, $name)? };
+    (@read json $m:ident $cx:ident $name:expr) => { value($m, $cx, $name)?.unwrap_or_default() };
+    ($(
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident $key:literal : $ty:ty => $kind:ident ),* $(,)?
         }
-        Ok(true)
-    }
+    )*) => {$(
+        impl<'de> Fields<'de> for $name {
+            const EXPECTED: &'static str = $expected;
+            fn field<A: MapAccess<'de>>(
+                &mut self,
+                key: &str,
+                m: &mut A,
+                cx: &Cx,
+            ) -> Result<bool, A::Error> {
+                match key {
+                    $( $key => self.$field = lenient_readings!(@read $kind m cx concat!($prefix, $key)), )*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+        }
+    )*};
 }
 
-impl<'de> Fields<'de> for StateValue {
-    const EXPECTED: &'static str = "a state object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        match key {
-            "field" => self.field = value(m, cx, "states.field")?,
-            "value" => self.value = value(m, cx, "states.value")?.unwrap_or_default(),
-            "update_time" => self.update_time = value(m, cx, "states.update_time")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl<'de> Fields<'de> for VirtualSensor {
-    const EXPECTED: &'static str = "a virtual sensor object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        match key {
-            "sensor_id" => self.sensor_id = value(m, cx, "virtual_sensors.sensor_id")?,
-            "label" => self.label = value(m, cx, "virtual_sensors.label")?,
-            "value" => self.value = value(m, cx, "virtual_sensors.value")?.unwrap_or_default(),
-            "type" => self.kind = value(m, cx, "virtual_sensors.type")?,
-            "update_time" => self.update_time = value(m, cx, "virtual_sensors.update_time")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl<'de> Fields<'de> for Counter {
-    const EXPECTED: &'static str = "a counter object";
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        m: &mut A,
-        cx: &Cx,
-    ) -> Result<bool, A::Error> {
-        match key {
-            "type" => self.kind = value(m, cx, "counters.type")?,
-            "value" => self.value = value(m, cx, "counters.value")?,
-            "update_time" => self.update_time = value(m, cx, "counters.update_time")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
+crate::readings_fields!(lenient_readings);
 
 impl<'de> Fields<'de> for IotValue {
     const EXPECTED: &'static str = "an iot value object";

@@ -175,78 +175,44 @@ fn arb_value() -> BoxedStrategy<serde_json::Value> {
     .boxed()
 }
 
-fn opt<T: Arb>() -> BoxedStrategy<Option<T>> {
-    proptest::option::of(T::arb()).boxed()
+/// A struct of the readings table: each `opt` field absent or any value of its type, each
+/// `json` field any scalar.
+macro_rules! arb_readings {
+    (@arb opt $ty:ty) => { proptest::option::of(<$ty as Arb>::arb()).boxed() };
+    (@arb json $ty:ty) => { arb_value() };
+    ($(
+        $(#[$smeta:meta])* $name:ident $prefix:literal $expected:literal {
+            $( $(#[$meta:meta])* $field:ident $key:literal : $ty:ty => $kind:ident ),* $(,)?
+        }
+    )*) => {$(
+        impl Arb for $name {
+            fn arb() -> BoxedStrategy<Self> {
+                let s = Just($name::default()).boxed();
+                $(
+                    let s = (s, arb_readings!(@arb $kind $ty))
+                        .prop_map(|(mut v, f)| {
+                            v.$field = f;
+                            v
+                        })
+                        .boxed();
+                )*
+                s
+            }
+        }
+    )*};
 }
+
+navixy_alerts::readings_fields!(arb_readings);
 
 impl Arb for ReadingsItem {
     fn arb() -> BoxedStrategy<Self> {
-        let input = (
-            (opt::<i64>(), opt::<Text>(), opt::<Text>(), opt::<Text>()),
-            (
-                opt::<f64>(),
-                opt::<Text>(),
-                opt::<Text>(),
-                opt::<NavixyTime>(),
-            ),
-            (opt::<f64>(), opt::<f64>(), opt::<f64>()),
-        )
-            .prop_map(
-                |(
-                    (sensor_id, label, name, kind),
-                    (value, units, units_type, update_time),
-                    (min_value, max_value, converted_value),
-                )| SensorInput {
-                    sensor_id,
-                    label,
-                    name,
-                    kind,
-                    value,
-                    units,
-                    units_type,
-                    update_time,
-                    min_value,
-                    max_value,
-                    converted_value,
-                },
-            );
-        let state = (opt::<Text>(), arb_value(), opt::<NavixyTime>()).prop_map(
-            |(field, value, update_time)| StateValue {
-                field,
-                value,
-                update_time,
-            },
-        );
-        let sensor = (
-            opt::<i64>(),
-            opt::<Text>(),
-            arb_value(),
-            opt::<Text>(),
-            opt::<NavixyTime>(),
-        )
-            .prop_map(
-                |(sensor_id, label, value, kind, update_time)| VirtualSensor {
-                    sensor_id,
-                    label,
-                    value,
-                    kind,
-                    update_time,
-                },
-            );
-        let counter = (opt::<Text>(), opt::<f64>(), opt::<NavixyTime>()).prop_map(
-            |(kind, value, update_time)| Counter {
-                kind,
-                value,
-                update_time,
-            },
-        );
         (
-            opt::<i64>(),
-            opt::<NavixyTime>(),
-            prop::collection::vec(input, 0..3),
-            prop::collection::vec(state, 0..3),
-            prop::collection::vec(sensor, 0..3),
-            prop::collection::vec(counter, 0..3),
+            proptest::option::of(i64::arb()),
+            proptest::option::of(NavixyTime::arb()),
+            prop::collection::vec(SensorInput::arb(), 0..3),
+            prop::collection::vec(StateValue::arb(), 0..3),
+            prop::collection::vec(VirtualSensor::arb(), 0..3),
+            prop::collection::vec(Counter::arb(), 0..3),
         )
             .prop_map(
                 |(tracker_id, timestamp, inputs, states, virtual_sensors, counters)| ReadingsItem {
