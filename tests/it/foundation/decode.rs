@@ -230,30 +230,6 @@ fn readings_batch_wire_shape() {
     );
 }
 
-/// A reading's words (sensor names, labels, units, counter types) are held inline:
-/// decoding them allocates nothing.
-#[test]
-fn the_short_words_of_readings_are_held_inline() {
-    let frame = decode_frame(&data_text("navixy/readings_batch_wire.json"));
-    let Ok(Frame::ReadingsBatch { items, .. }) = &frame else {
-        panic!("{frame:?}")
-    };
-    let BatchItem::Readings(r) = &items[0] else {
-        panic!("{items:?}")
-    };
-    let words: Vec<&Text> = (r.inputs.iter())
-        .flat_map(|i| [&i.label, &i.name, &i.kind, &i.units, &i.units_type])
-        .chain(r.states.iter().map(|s| &s.field))
-        .chain(r.virtual_sensors.iter().flat_map(|v| [&v.label, &v.kind]))
-        .chain(r.counters.iter().map(|c| &c.kind))
-        .flatten()
-        .collect();
-    assert_eq!(words.len(), 15, "{words:?}");
-    for word in words {
-        assert!(!word.is_heap_allocated(), "{word}");
-    }
-}
-
 #[test]
 fn iot_monitor() {
     let Ok(Frame::IotMonitor { values }) = decode_frame(&data_text("navixy/iot_monitor.json"))

@@ -471,3 +471,29 @@ fn the_short_words_and_the_bits_of_a_state_are_held_inline_on_both_paths() {
         assert!(!inputs.spilled(), "{inputs:?}");
     }
 }
+
+/// A reading's words (sensor names, labels, units, counter types) are held inline, read by
+/// either path: decoding them allocates nothing.
+#[test]
+fn the_short_words_of_readings_are_held_inline_on_both_paths() {
+    let text = without_lifecycle("readings_batch_wire.json");
+    for frame in [batch(&text, 0), decode_object(&text, 0).ok()] {
+        let Some(Frame::ReadingsBatch { items, .. }) = frame else {
+            panic!("{frame:?}")
+        };
+        let BatchItem::Readings(r) = &items[0] else {
+            panic!("{items:?}")
+        };
+        let words: Vec<&Text> = (r.inputs.iter())
+            .flat_map(|i| [&i.label, &i.name, &i.kind, &i.units, &i.units_type])
+            .chain(r.states.iter().map(|s| &s.field))
+            .chain(r.virtual_sensors.iter().flat_map(|v| [&v.label, &v.kind]))
+            .chain(r.counters.iter().map(|c| &c.kind))
+            .flatten()
+            .collect();
+        assert_eq!(words.len(), 15, "{words:?}");
+        for word in words {
+            assert!(!word.is_heap_allocated(), "{word}");
+        }
+    }
+}
