@@ -66,6 +66,24 @@ struct DeriveItem {
     state: Option<SourceState>,
 }
 
+/// Decodes every frame with `options` and counts the states and readings items read (all
+/// of them, or the bench is wrong).
+fn decode_all(frames: &[String], options: &DecodeOptions) -> usize {
+    let mut read = 0;
+    for f in frames {
+        if let Ok(Frame::StateBatch { items, .. } | Frame::ReadingsBatch { items, .. }) =
+            decode_frame_with(black_box(f), options)
+        {
+            read += items
+                .iter()
+                .filter(|i| matches!(i, BatchItem::State(_) | BatchItem::Readings(_)))
+                .count();
+        }
+    }
+    assert_eq!(read, TRACKERS);
+    read
+}
+
 fn decode(c: &mut Criterion<ThreadCpuTime>) {
     let (frames, readings) = frames();
     let bytes: usize = frames.iter().map(String::len).sum();
@@ -76,23 +94,10 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
     );
     let mut group = c.benchmark_group("state_batch");
     group.throughput(Throughput::Elements(TRACKERS as u64));
-    // Decodes every frame with `options` and counts the states (all of them, or the
-    // bench is wrong).
-    let decode_all = |options: &DecodeOptions| {
-        let mut states = 0;
-        for f in &frames {
-            if let Ok(Frame::StateBatch { items, .. }) = decode_frame_with(black_box(f), options) {
-                states += items
-                    .iter()
-                    .filter(|i| matches!(i, BatchItem::State(_)))
-                    .count();
-            }
-        }
-        assert_eq!(states, TRACKERS);
-        states
-    };
     let every_field = DecodeOptions::default();
-    group.bench_function("decode_frame", |b| b.iter(|| decode_all(&every_field)));
+    group.bench_function("decode_frame", |b| {
+        b.iter(|| decode_all(&frames, &every_field))
+    });
     // What a typical rule set reads: position, speed, ignition, movement, I/O, battery.
     let selected = DecodeOptions {
         state_fields: StateFields::only([
@@ -109,7 +114,7 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
         ..DecodeOptions::default()
     };
     group.bench_function("decode_frame_rule_fields", |b| {
-        b.iter(|| decode_all(&selected))
+        b.iter(|| decode_all(&frames, &selected))
     });
     group.bench_function("serde_derive", |b| {
         b.iter(|| {
@@ -127,21 +132,7 @@ fn decode(c: &mut Criterion<ThreadCpuTime>) {
     let mut group = c.benchmark_group("readings_batch");
     group.throughput(Throughput::Elements(TRACKERS as u64));
     group.bench_function("decode_frame", |b| {
-        b.iter(|| {
-            let mut items = 0;
-            for f in &readings {
-                if let Ok(Frame::ReadingsBatch { items: read, .. }) =
-                    decode_frame_with(black_box(f), &every_field)
-                {
-                    items += read
-                        .iter()
-                        .filter(|i| matches!(i, BatchItem::Readings(_)))
-                        .count();
-                }
-            }
-            assert_eq!(items, TRACKERS);
-            items
-        })
+        b.iter(|| decode_all(&readings, &every_field))
     });
     group.finish();
 }
