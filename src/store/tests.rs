@@ -450,6 +450,92 @@ fn the_log_starts_over_after_a_checkpoint_that_a_transaction_straddled() {
     assert!(!store.faults.log_copied.load(Ordering::Acquire));
 }
 
+/// The frames in a log file (its 32-byte header, then a 24-byte header and a page each).
+fn frames_in(wal: &Path) -> u64 {
+    (std::fs::metadata(wal).unwrap().len() - 32) / (4096 + 24)
+}
+
+#[test]
+fn commits_nudge_the_checkpointer_each_time_the_log_grows_by_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let wal = path.with_extension("db-wal");
+    let mut conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    conn.execute_batch("CREATE TABLE t (v BLOB)").unwrap();
+    let (nudge, wake) = mpsc::sync_channel(1);
+    nudge_checkpoints(&mut conn, nudge, 8).unwrap();
+    // Each commit adds four pages: a row of 8 KB (two overflow pages), the table's leaf
+    // and its root.
+    let commit = |conn: &Connection| {
+        conn.execute("INSERT INTO t (v) VALUES (zeroblob(8000))", [])
+            .unwrap();
+    };
+    let mut nudged_at = Vec::new();
+    for _ in 0..6 {
+        commit(&conn);
+        if wake.try_recv().is_ok() {
+            nudged_at.push(frames_in(&wal));
+        }
+    }
+    // The log grew past 8 pages, then past 8 more, and so on: each crossing nudged once.
+    assert_eq!(frames_in(&wal), 26);
+    assert_eq!(nudged_at, [10, 18, 26]);
+    // A nudge not yet taken is enough: crossings meanwhile do not queue more.
+    for _ in 0..12 {
+        commit(&conn);
+    }
+    assert!(wake.try_recv().is_ok());
+    assert!(wake.try_recv().is_err(), "one nudge waits at most");
+    // Once the checkpointer has copied everything, the next commit starts the log over,
+    // and the count starts over with it: 8 pages later, a nudge.
+    let other = Connection::open(&path).unwrap();
+    let (log, copied) = passive_checkpoint(&other).unwrap();
+    assert_eq!(copied, log);
+    let mut commits = 0;
+    while wake.try_recv().is_err() {
+        commit(&conn);
+        commits += 1;
+        assert!(commits < 12, "no nudge after the log started over");
+    }
+    assert_eq!(commits, 2, "nudged at the 8th page of the new log");
+}
+
+#[test]
+fn a_nudge_wakes_the_checkpointer_before_its_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.db");
+    let store = Store::open_path(&path).unwrap();
+    store
+        .call_blocking(|db| {
+            let tx = db.write(Durability::Full)?;
+            upsert_live_alert(&tx, &firing("speeding", 1), t0())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let faults = Arc::new(Faults::default());
+    let (nudge, wake) = mpsc::sync_channel(1);
+    let thread_faults = faults.clone();
+    let checkpointer = std::thread::spawn(move || {
+        checkpoint_every(&conn, &thread_faults, Duration::from_secs(3600), &wake)
+    });
+    nudge.send(()).unwrap();
+    // Not the hour's pass: the nudge's, which copies the whole log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !faults.log_copied.load(Ordering::Acquire) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nudge woke nothing"
+        );
+        std::thread::yield_now();
+    }
+    drop(nudge);
+    checkpointer.join().unwrap();
+}
+
 async fn pending_alerts_are_kept_for_one_start(store: Store) {
     let pending = |rule: &str, tracker: i64, key: Option<&str>| PendingAlert {
         fingerprint: Fingerprint::new(rule, Some(tracker), key),
