@@ -390,13 +390,13 @@ impl Store {
         });
         // Checkpoints run on the checkpointer's connection, not inside whichever commit
         // crosses a thousand pages of log (a transition's commit then waited for them).
-        let checkpointer = if in_memory {
-            None
-        } else {
+        // The writer's WAL hook holds the only sender of the checkpointer's `wake`: when
+        // the database thread closes the connection, the checkpointer ends.
+        if !in_memory {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(open_err)?;
-            let (stop, wake) = mpsc::sync_channel::<()>(1);
-            nudge_checkpoints(&mut conn, stop.clone(), CHECKPOINT_PAGES).map_err(open_err)?;
+            let (nudge, wake) = mpsc::sync_channel::<()>(1);
+            nudge_checkpoints(&mut conn, nudge, CHECKPOINT_PAGES).map_err(open_err)?;
             let conn = Connection::open(path).map_err(open_err)?;
             let faults = faults.clone();
             std::thread::Builder::new()
@@ -405,16 +405,9 @@ impl Store {
                 .map_err(|e| {
                     StoreError::Panicked(format!("cannot start the checkpoint thread: {e}"))
                 })?;
-            Some(stop)
-        };
+        }
         let conn = Conn::sqlite(conn);
-        Store::spawn(
-            move || Ok(conn),
-            false,
-            path.display().to_string(),
-            faults,
-            checkpointer,
-        )
+        Store::spawn(move || Ok(conn), false, path.display().to_string(), faults)
     }
 
     /// Connects to a PostgreSQL database (`storage.postgres.url`) and brings its schema
@@ -439,7 +432,7 @@ impl Store {
             schema::migrate_postgres(&conn, &shown)?;
             Ok(conn)
         };
-        Store::spawn(open, true, location, Arc::new(Faults::default()), None)
+        Store::spawn(open, true, location, Arc::new(Faults::default()))
     }
 
     /// Starts the database thread on the connection `open` makes there, and waits until
@@ -449,7 +442,6 @@ impl Store {
         postgres: bool,
         location: String,
         faults: Arc<Faults>,
-        checkpointer: Option<mpsc::SyncSender<()>>,
     ) -> Result<Store, StoreError> {
         let silence_generation = Arc::new(AtomicU64::new(0));
         let guard: Arc<RwLock<Option<CommitGuard>>> = Arc::default();
@@ -461,8 +453,8 @@ impl Store {
         std::thread::Builder::new()
             .name("navixy-alerts-store".into())
             .spawn(move || {
-                // Ends when every Store handle is gone, and the checkpointer with it.
-                let _checkpointer = checkpointer;
+                // Ends when every Store handle is gone, and the checkpointer with it (its
+                // `wake` closes with this thread's connection).
                 let conn = match open() {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -804,21 +796,22 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 /// checkpoint copies at most the database's pages.
 const CHECKPOINT_PAGES: i32 = 4096;
 
-/// Makes every commit of `conn` that leaves `pages` more pages in its log than the last
-/// nudge (or than nothing, after the log started over) send one to the checkpointer:
-/// `nudge` is the sending end of its `wake`. A nudge waiting already is enough.
+/// Makes every commit of `conn` that leaves `pages` more pages in its log than at the
+/// last nudge (or than nothing, after the log started over) send one to the checkpointer:
+/// `nudge` is the sending end of its `wake`, and closes with `conn`. A nudge waiting
+/// already is enough.
 fn nudge_checkpoints(
     conn: &mut Connection,
     nudge: mpsc::SyncSender<()>,
     pages: i32,
 ) -> rusqlite::Result<()> {
-    let mut next = pages;
+    let mut at_last_nudge = 0;
     conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_log: i32| {
-        if in_log < next - pages {
-            next = pages;
+        if in_log < at_last_nudge {
+            at_last_nudge = 0;
         }
-        if in_log >= next {
-            next = in_log + pages;
+        if in_log >= at_last_nudge + pages {
+            at_last_nudge = in_log;
             let _ = nudge.try_send(());
         }
         Ok(())

@@ -500,6 +500,9 @@ fn commits_nudge_the_checkpointer_each_time_the_log_grows_by_the_threshold() {
         assert!(commits < 12, "no nudge after the log started over");
     }
     assert_eq!(commits, 2, "nudged at the 8th page of the new log");
+    // The sender goes with the connection, and the checkpointer's loop with it.
+    drop(conn);
+    assert_eq!(wake.recv(), Err(mpsc::RecvError));
 }
 
 #[test]
